@@ -1,0 +1,29 @@
+# The two commands: `make run` (execute every notebook at full size into reports/) and `make test`.
+# Each creates .venv with `python3 -m venv` when it is missing and installs the package into it.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.e2ee-lab-installed
+
+.PHONY: run test lab bench clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+run: $(STAMP)
+	E2EE_LAB_SIZE=full $(PY) -m e2ee_lab.reports
+
+test: $(STAMP)
+	E2EE_LAB_SIZE=ci $(PY) -m pytest
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(VENV)/bin/e2ee-lab bench all
+
+clean:
+	rm -rf reports .pytest_cache .hypothesis
