@@ -1,0 +1,110 @@
+"""The ``e2ee-lab`` command: one argparse subcommand per job.
+
+``e2ee-lab bench sframe`` runs a benchmark from :data:`e2ee_lab.bench.BENCHMARKS` (``all`` runs every
+one), prints a table (or JSON with ``--json``) and writes a CSV under ``reports/``. A new job is a
+``_add_<name>(subparsers)`` function registered in :data:`SUBCOMMANDS` that sets ``func`` on its
+parser; ``func(args)`` returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+REPORTS = Path("reports")
+
+
+def _json_safe(value: object) -> object:
+    """NaN becomes null so the JSON is valid; numpy scalars become Python numbers."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _bench_names() -> list[str]:
+    from e2ee_lab.bench import BENCHMARKS
+
+    return [*BENCHMARKS, "all"]
+
+
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    from e2ee_lab.bench import BENCHMARKS
+
+    listing = "; ".join(f"{name}: {b.help}" for name, b in BENCHMARKS.items())
+    parser = subparsers.add_parser("bench", help="run a benchmark and report µs per operation",
+                                   description=f"Benchmarks ({listing}; all: every one).")
+    parser.add_argument("name", choices=_bench_names(), help="which benchmark")
+    parser.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
+    parser.add_argument("--out", type=Path, help="CSV path (default reports/bench_<name>.csv)")
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs per figure (median reported)")
+    parser.add_argument("--number", type=int, help="operations per run (default: calibrated)")
+    parser.add_argument("--sizes", type=int, nargs="+", help="frame sizes in bytes")
+    parser.add_argument("--suites", type=int, nargs="+", help="SFrame cipher suite ids (sframe only)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=_run_bench)
+
+
+def _bench_kwargs(args: argparse.Namespace) -> dict[str, object]:
+    kwargs: dict[str, object] = {"repeat": args.repeat, "number": args.number,
+                                 "progress": not args.no_progress}
+    if args.sizes:
+        kwargs["sizes"] = args.sizes
+    if args.suites:
+        kwargs["suites"] = args.suites
+    return kwargs
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from e2ee_lab.bench import BENCHMARKS
+
+    names = list(BENCHMARKS) if args.name == "all" else [args.name]
+    if args.out is not None and len(names) > 1:
+        print("--out takes one benchmark; with 'all' the CSVs go to reports/", file=sys.stderr)
+        return 2
+    results = {}
+    for name in names:
+        bench = BENCHMARKS[name]
+        df = bench.run(**_bench_kwargs(args))
+        out = args.out or REPORTS / f"bench_{name}.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out, index=False)
+        print(f"wrote {out}", file=sys.stderr)
+        results[name] = df
+        if not args.json:
+            print(bench.render(df))
+    if args.json:
+        payload = {name: {"machine": df.attrs.get("machine", {}),
+                          "rows": [{k: _json_safe(v) for k, v in row.items()}
+                                   for row in df.to_dict("records")]}
+                   for name, df in results.items()}
+        print(json.dumps(payload, indent=2))
+    return 0
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_bench]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand of :data:`SUBCOMMANDS`."""
+    parser = argparse.ArgumentParser(prog="e2ee-lab",
+                                     description="Show, measure and teach E2EE for WebRTC via an SFU.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``e2ee-lab`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

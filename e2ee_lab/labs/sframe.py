@@ -1,0 +1,365 @@
+"""Notebook 01 (SFrame by hand): the walk-through tables, the overhead figure and the task checks.
+
+Every table takes one frame through RFC 9605 step by step with the real code of
+:mod:`e2ee_lab.crypto.sframe`: the header's config byte and KID/CTR fields (§4.3), the key schedule
+(§4.4.2), nonce = salt XOR CTR and AAD = header || metadata (§4.4.3), the tag, the overhead per
+frame (Appendix B), and what goes wrong when two senders share a key (§4.4.1). The defaults are the
+RFC's own Appendix C example, so every hex string can be compared with the RFC text.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from matplotlib.figure import Figure
+
+from e2ee_lab.crypto.sframe import (
+    CipherSuite,
+    SFrameContext,
+    SFrameError,
+    decode_header,
+    derive_key_salt,
+    encode_header,
+    key_labels,
+    overhead,
+    sframe_nonce,
+)
+from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+
+# The RFC 9605 Appendix C.4 example (suite 4 row): KID 0x123, CTR 0x4567, base key 00..0f.
+DEMO_SUITE = CipherSuite.AES_128_GCM_SHA256_128
+DEMO_KID = 0x123
+DEMO_CTR = 0x4567
+DEMO_BASE_KEY = bytes(range(16))
+DEMO_METADATA = b"IETF SFrame WG"
+DEMO_PLAINTEXT = b"draft-ietf-sframe-enc"
+RFC_CIPHERTEXT = "9901234567b7412c2513a1b66dbb48841bbaf17f598751176ad847681a69c6d0b091c07018ce4adb34eb"
+
+
+# --- the header (§4.3) ----------------------------------------------------------------------------
+
+
+def config_byte_table(header: bytes) -> pd.DataFrame:
+    """The four fields of a header's first byte: bits, value and what they mean."""
+    cfg = header[0]
+    x, k, y, c = cfg >> 7, cfg >> 4 & 7, cfg >> 3 & 1, cfg & 7
+    rows = [
+        ("X", "bit 7", f"{x}", "KID is in extra bytes" if x else "KID is the K field itself"),
+        ("K", "bits 6-4", f"{k:03b} = {k}",
+         f"KID takes {k + 1} byte(s) after this one" if x else f"KID = {k}"),
+        ("Y", "bit 3", f"{y}", "CTR is in extra bytes" if y else "CTR is the C field itself"),
+        ("C", "bits 2-0", f"{c:03b} = {c}",
+         f"CTR takes {c + 1} byte(s) after the KID" if y else f"CTR = {c}"),
+    ]
+    df = pd.DataFrame(rows, columns=["field", "position", "value", "meaning"])
+    df.attrs["config byte"] = f"0x{cfg:02x} = {cfg:08b}"
+    return df
+
+
+def header_table(kid: int, ctr: int) -> pd.DataFrame:
+    """The encoded header of (KID, CTR) cut into its parts, in hex."""
+    header = encode_header(kid, ctr)
+    cfg = header[0]
+    kid_len = (cfg >> 4 & 7) + 1 if cfg & 0x80 else 0
+    ctr_len = (cfg & 7) + 1 if cfg & 0x08 else 0
+    parts = [("config byte", header[:1], f"{cfg:08b}"),
+             ("KID bytes", header[1 : 1 + kid_len],
+              f"KID = {kid} (0x{kid:x})" if kid_len else "none: KID < 8"),
+             ("CTR bytes", header[1 + kid_len :], f"CTR = {ctr} (0x{ctr:x})" if ctr_len else "none: CTR < 8")]
+    return pd.DataFrame([(name, part.hex() or "-", len(part), note) for name, part, note in parts],
+                        columns=["part", "hex", "bytes", "note"])
+
+
+def header_examples(pairs: list[tuple[int, int]] | None = None) -> pd.DataFrame:
+    """Headers for a few (KID, CTR) pairs: how the length grows with the values."""
+    pairs = pairs or [(0, 0), (1, 7), (1, 8), (1, 255), (1, 256), (0x123, 0x4567), (2**64 - 1, 2**64 - 1)]
+    return pd.DataFrame([(f"0x{k:x}", f"0x{c:x}", encode_header(k, c).hex(), len(encode_header(k, c)))
+                         for k, c in pairs], columns=["KID", "CTR", "header (hex)", "bytes"])
+
+
+# --- key schedule, nonce, AAD, tag (§4.4.2, §4.4.3) -------------------------------------------------
+
+
+def key_schedule_table(suite: CipherSuite | int = DEMO_SUITE, kid: int = DEMO_KID,
+                       base_key: bytes = DEMO_BASE_KEY) -> pd.DataFrame:
+    """HKDF step by step: secret, the two labels (ASCII part | KID | suite, in hex) and the outputs."""
+    suite = CipherSuite(suite)
+    secret = HKDF.extract(suite.hash_algorithm(), None, bytes(base_key))
+    key_label, salt_label = key_labels(suite, kid)
+    key, salt = derive_key_salt(suite, kid, base_key)
+
+    def split(label: bytes) -> str:
+        return f"{label[:-10].hex()} | {label[-10:-2].hex()} | {label[-2:].hex()}"
+
+    rows = [
+        ("base_key", "input (from key management)", base_key.hex(), len(base_key)),
+        ("sframe_secret", "HKDF-Extract(salt = '', base_key)", secret.hex(), len(secret)),
+        ("key label", f"{key_label[:-10].decode()!r} | KID | suite", split(key_label), len(key_label)),
+        ("sframe_key", f"HKDF-Expand(secret, key label, Nk = {suite.nk})", key.hex(), len(key)),
+        ("salt label", f"{salt_label[:-10].decode()!r} | KID | suite", split(salt_label), len(salt_label)),
+        ("sframe_salt", f"HKDF-Expand(secret, salt label, Nn = {suite.nn})", salt.hex(), len(salt)),
+    ]
+    return pd.DataFrame(rows, columns=["value", "how", "hex", "bytes"])
+
+
+def frame_walkthrough(suite: CipherSuite | int = DEMO_SUITE, kid: int = DEMO_KID, ctr: int = DEMO_CTR,
+                      base_key: bytes = DEMO_BASE_KEY, plaintext: bytes = DEMO_PLAINTEXT,
+                      metadata: bytes = DEMO_METADATA) -> pd.DataFrame:
+    """Encrypt one frame by hand from the primitives and compare with ``SFrameContext.protect``."""
+    suite = CipherSuite(suite)
+    key, salt = derive_key_salt(suite, kid, base_key)
+    header = encode_header(kid, ctr)
+    nonce = sframe_nonce(salt, ctr)
+    aad = header + metadata
+    sealed = suite.aead(key).encrypt(nonce, plaintext, aad)
+    body, tag = sealed[: -suite.nt], sealed[-suite.nt :]
+    frame = header + sealed
+    context = SFrameContext(suite)
+    context.add_send_key(kid, base_key)
+    rows = [
+        ("header", "encode(KID, CTR)", header),
+        ("sframe_salt", "from the key schedule", salt),
+        ("CTR, 12 bytes", "big-endian, left-padded to Nn", ctr.to_bytes(suite.nn, "big")),
+        ("nonce", "salt XOR CTR", nonce),
+        ("metadata", "from the application, not sent", metadata),
+        ("AAD", "header || metadata", aad),
+        ("ciphertext", f"{suite.name} of the plaintext", body),
+        ("tag", f"last Nt = {suite.nt} bytes of the AEAD output", tag),
+        ("SFrame frame", "header || ciphertext || tag", frame),
+    ]
+    df = pd.DataFrame([(n, how, v.hex(), len(v)) for n, how, v in rows],
+                      columns=["step", "how", "hex", "bytes"])
+    df.attrs["same as SFrameContext.protect"] = frame == context.protect(kid, plaintext, metadata, ctr=ctr)
+    return df
+
+
+# --- overhead (Appendix B) ------------------------------------------------------------------------------
+
+
+def overhead_table(frames: dict[str, int] | None = None, kid: int = 1, ctr: int = 30_000) -> pd.DataFrame:
+    """Bytes SFrame adds per frame (header + tag) for each suite and frame size, and the share."""
+    frames = frames or {"audio: Opus 20 ms (~100 B)": 100, "video: VP8 frame (~10 KB)": 10_000}
+    rows = []
+    for label, size in frames.items():
+        for suite in CipherSuite:
+            extra = overhead(suite, kid, ctr)
+            rows.append((label, size, suite.name, extra - suite.nt, suite.nt, extra, 100 * extra / size))
+    return pd.DataFrame(rows, columns=["frame", "payload B", "suite", "header B", "tag B", "overhead B",
+                                       "overhead %"])
+
+
+def overhead_figure(table: pd.DataFrame | None = None) -> Figure:
+    """Grouped bars: overhead in % of the payload per suite, one bar per frame kind (log scale)."""
+    table = overhead_table() if table is None else table
+    pivot = table.pivot(index="suite", columns="frame", values="overhead %")
+    pivot = pivot.reindex([s.name for s in CipherSuite])
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    pivot.plot.bar(ax=ax, rot=20, logy=True)
+    ax.set_ylabel("overhead, % of payload (log)")
+    ax.set_xlabel("")
+    ax.set_title("SFrame header + tag per frame")
+    ax.legend(title=None, fontsize=8)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.2g%%", fontsize=7)
+    fig.tight_layout()
+    plt.close(fig)  # the caller displays it; an open pyplot figure would be shown twice inline
+    return fig
+
+
+# --- nonce reuse (§4.4.1) ---------------------------------------------------------------------------------
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b))
+
+
+def nonce_reuse_demo(first: bytes = b"meet at the north gate at 9",
+                     second: bytes = b"the password is tangerine!!",
+                     suite: CipherSuite | int = DEMO_SUITE, kid: int = 1,
+                     base_key: bytes = DEMO_BASE_KEY) -> pd.DataFrame:
+    """The pitfall: two contexts hold the SAME base key as send key under the SAME KID.
+
+    Both start at CTR 0, so both frames use the same (key, nonce); XOR of the ciphertexts then
+    equals XOR of the plaintexts, and anyone who knows or guesses one frame reads the other.
+    """
+    suite = CipherSuite(suite)
+    alice, bob = SFrameContext(suite), SFrameContext(suite)
+    alice.add_send_key(kid, base_key)  # wrong: a base key must belong to ONE sender
+    bob.add_send_key(kid, base_key)
+    frame_a, frame_b = alice.protect(kid, first), bob.protect(kid, second)
+    hlen = decode_header(frame_a)[2]
+    ct_a, ct_b = frame_a[hlen : -suite.nt], frame_b[hlen : -suite.nt]
+    n = min(len(ct_a), len(ct_b))
+    rows = [
+        ("headers", frame_a[:hlen].hex(), frame_b[:hlen].hex()),
+        ("plaintext", first.decode(errors="replace"), second.decode(errors="replace")),
+        ("ciphertext (hex)", ct_a.hex(), ct_b.hex()),
+        ("ct_A XOR ct_B", _xor(ct_a, ct_b)[:n].hex(), ""),
+        ("pt_A XOR pt_B", _xor(first, second)[:n].hex(), ""),
+        ("B read from ct_A ⊕ ct_B ⊕ pt_A",
+         _xor(_xor(ct_a, ct_b), first)[:n].decode(errors="replace"), ""),
+    ]
+    df = pd.DataFrame(rows, columns=["", "frame A (Alice)", "frame B (Bob)"]).set_index("")
+    df.attrs["xor equal"] = _xor(ct_a, ct_b)[:n] == _xor(first, second)[:n]
+    return df
+
+
+# --- Task 1: decode a header by hand ----------------------------------------------------------------------
+
+TASK1_HEADER = "890a01f4"  # KID 10 in one extra byte, CTR 500 in two
+
+
+def check_header_decoding(answer: tuple[int, int] | None) -> Feedback:
+    """Task 1: ``answer`` is (kid, ctr) read from :data:`TASK1_HEADER`."""
+    if answer is None:
+        return unanswered("Task 1")
+    kid, ctr, _ = decode_header(bytes.fromhex(TASK1_HEADER))
+    if not (isinstance(answer, tuple) and len(answer) == 2 and all(isinstance(v, int) for v in answer)):
+        return not_yet("give the answer as a tuple of two ints: (kid, ctr).")
+    got_kid, got_ctr = answer
+    if (got_kid, got_ctr) == (kid, ctr):
+        return correct(f"0x89 = 1000 1001: X=1 with K=000 (KID in 1 byte: 0x0a = {kid}), "
+                       f"Y=1 with C=001 (CTR in 2 bytes: 0x01f4 = {ctr}).")
+    if (got_kid, got_ctr) == (ctr, kid):
+        return not_yet("KID and CTR are swapped: the KID bytes come first, then the CTR bytes.")
+    if got_kid in (0, 0x89, 137):
+        return not_yet(f"the KID you decoded is {got_kid}: the first byte 0x89 is the config byte; X=1 means "
+                       "K holds the KID's length minus one, and the KID is in the next byte.")
+    if got_kid != kid:
+        return not_yet(f"the KID you decoded is {got_kid}, not {kid}: with X=1 and K=000 the KID is the one "
+                       "byte after the config byte.")
+    if got_ctr == 0xF401:
+        return not_yet(f"the CTR you decoded is {got_ctr} (0xf401), not 0x01f4: remember the header stores "
+                       "it big-endian, most significant byte first.")
+    if got_ctr in (1, 0x0A01, 0x01):
+        return not_yet(f"the CTR you decoded is {got_ctr}: Y=1 means C=001 is the CTR's length minus one "
+                       "(2 bytes), and the CTR bytes come after the KID byte.")
+    return not_yet(f"the KID is right, but the CTR is not {got_ctr}: read the two bytes after the KID, "
+                   "big-endian.")
+
+
+# --- Task 2: which tampering does the receiver reject? -----------------------------------------------------
+
+REASONS = ("accepted", "malformed", "unknown_kid", "replay", "auth")
+TASK2_KID, TASK2_CTR = 1, 0x4567  # frame 1's CTR; frame 2 has CTR + 1
+TASK2_DESCRIPTIONS = {
+    "tag_bit_flipped": "frame 2 with one bit of its last byte (the tag) flipped",
+    "payload_byte_changed": "frame 2 with one byte of its ciphertext changed",
+    "ctr_changed": "header rewritten with CTR + 1 (still a valid, minimal header)",
+    "kid_changed": "header rewritten with KID 2 (the receiver has no key for it)",
+    "header_cut": "only the first 2 bytes survive (config byte says 2 CTR bytes follow)",
+    "non_minimal_header": "same KID and CTR, but KID 1 written in an extension byte",
+    "metadata_changed": "frame 2 untouched, but the receiver's metadata differs by one byte",
+    "replayed": "frame 1 again (the receiver already accepted it)",
+}
+_HINTS = {
+    "auth": "the tag covers the ciphertext and the AAD (header || metadata), and CTR feeds the nonce: "
+            "any change there fails authentication ('auth')",
+    "unknown_kid": "the receiver looks the key up by KID before any crypto: no key for that KID means "
+                   "'unknown_kid' (RFC 9605 lets it buffer the frame until the key arrives)",
+    "malformed": "the header cannot be parsed (too short, or not in the minimal form this parser insists "
+                 "on), so it is dropped as 'malformed' before any key is looked up",
+    "replay": "the frame is genuine, but its CTR was already accepted: the replay window says 'replay' "
+              "(it is checked before the tag, and moves only after a frame authenticates)",
+}
+
+
+def tampering_scenario(
+    suite: CipherSuite | int = DEMO_SUITE,
+) -> tuple[SFrameContext, dict[str, tuple[bytes, bytes]]]:
+    """A receiver that has accepted frame 1 (CTR 0x4567), and variants (frame, metadata) made from
+    frame 2 (CTR 0x4568, not delivered yet) or, for ``replayed``, frame 1 again."""
+    suite = CipherSuite(suite)
+    sender, receiver = SFrameContext(suite), SFrameContext(suite)
+    sender.add_send_key(TASK2_KID, DEMO_BASE_KEY)
+    receiver.add_receive_key(TASK2_KID, DEMO_BASE_KEY)
+    first = sender.protect(TASK2_KID, DEMO_PLAINTEXT, DEMO_METADATA, ctr=TASK2_CTR)
+    receiver.unprotect(first, DEMO_METADATA)
+    frame = sender.protect(TASK2_KID, DEMO_PLAINTEXT, DEMO_METADATA)
+    hlen = decode_header(frame)[2]
+    body, meta = frame[hlen:], DEMO_METADATA
+
+    def flip(data: bytes, index: int, mask: int = 1) -> bytes:
+        return data[:index] + bytes([data[index] ^ mask]) + data[index + 1 :]
+
+    non_minimal = bytes([0x80 | frame[0] & 0x0F, TASK2_KID]) + frame[1:hlen]  # X=1, K=0, KID byte 01
+    variants = {
+        "tag_bit_flipped": (flip(frame, len(frame) - 1), meta),
+        "payload_byte_changed": (flip(frame, hlen + 2, 0xFF), meta),
+        "ctr_changed": (encode_header(TASK2_KID, TASK2_CTR + 2) + body, meta),
+        "kid_changed": (encode_header(2, TASK2_CTR + 1) + body, meta),
+        "header_cut": (frame[:2], meta),
+        "non_minimal_header": (non_minimal + body, meta),
+        "metadata_changed": (frame, flip(meta, 0)),
+        "replayed": (first, meta),
+    }
+    return receiver, variants
+
+
+def tampering_table() -> pd.DataFrame:
+    """The variants of Task 2 with a description and the first bytes of each (no verdicts)."""
+    _, variants = tampering_scenario()
+    rows = [(name, TASK2_DESCRIPTIONS[name], frame[:12].hex() + "…") for name, (frame, _) in variants.items()]
+    return pd.DataFrame(rows, columns=["variant", "what changed", "first bytes (hex)"])
+
+
+def receiver_verdicts() -> dict[str, str]:
+    """What the real receiver does with each variant: 'accepted' or the drop reason."""
+    verdicts = {}
+    for name in TASK2_DESCRIPTIONS:
+        receiver, variants = tampering_scenario()  # a fresh receiver each time
+        frame, metadata = variants[name]
+        try:
+            receiver.unprotect(frame, metadata)
+            verdicts[name] = "accepted"
+        except SFrameError as err:
+            verdicts[name] = err.reason
+    return verdicts
+
+
+def check_tampering(answer: dict[str, str | None] | None) -> Feedback:
+    """Task 2: ``answer`` maps each variant to 'accepted' or the drop reason the receiver reports."""
+    if answer is None or not isinstance(answer, dict) or all(v is None for v in answer.values()):
+        return unanswered("Task 2")
+    missing = [name for name in TASK2_DESCRIPTIONS if answer.get(name) is None]
+    if missing:
+        return not_yet(f"still no prediction for: {', '.join(missing)}.")
+    unknown = {name: v for name, v in answer.items() if v not in REASONS}
+    if unknown:
+        return not_yet(f"use only {', '.join(REASONS)}; got {unknown}.")
+    truth = receiver_verdicts()
+    wrong = [name for name in TASK2_DESCRIPTIONS if answer[name] != truth[name]]
+    if not wrong:
+        return correct("all eight are rejected, and no failure moves the replay window. Only 'unknown_kid' "
+                       "may be kept for later; every other failure is dropped and counted.")
+    name = wrong[0]
+    return not_yet(f"{len(wrong)} of 8 differ. For '{name}' you said '{answer[name]}': "
+                   f"{_HINTS[truth[name]]}.")
+
+
+# --- Task 3: overhead of one frame --------------------------------------------------------------------------
+
+TASK3_SUITE, TASK3_KID, TASK3_CTR = CipherSuite.AES_128_CTR_HMAC_SHA256_80, 0x123, 70_000
+
+
+def check_overhead(answer: int | None) -> Feedback:
+    """Task 3: bytes SFrame adds to one frame for :data:`TASK3_SUITE`, KID 0x123, CTR 70000."""
+    if answer is None:
+        return unanswered("Task 3")
+    if not isinstance(answer, int):
+        return not_yet("give the number of bytes as an int.")
+    expected = overhead(TASK3_SUITE, TASK3_KID, TASK3_CTR)  # 1 + 2 + 3 + 10 = 16
+    if answer == expected:
+        return correct("config byte 1 + KID 0x123 in 2 bytes + CTR 70000 (0x011170) in 3 bytes + "
+                       f"an 80-bit tag of 10 bytes = {expected} bytes.")
+    hints = {
+        expected - TASK3_SUITE.nt: "that is the header alone: add the tag (Nt bytes).",
+        TASK3_SUITE.nt: "that is the tag alone: the header (config byte + KID + CTR bytes) travels too.",
+        expected - 1: "one byte short: did you forget the config byte, or give CTR 70000 only 2 bytes "
+                      "(it needs 3: 70000 > 65535)?",
+        expected + 6: "a 16-byte tag is for the GCM suites; suite 1 has an 80-bit tag (10 bytes).",
+        expected + TASK3_SUITE.nk - TASK3_SUITE.nt: "Nk (48) is the key length, not sent with the frame.",
+    }
+    return not_yet(hints.get(answer, f"{answer} bytes is not it: add the config byte, the KID bytes, the CTR "
+                                     "bytes (minimal big-endian) and the suite's tag length Nt."))
