@@ -1,0 +1,612 @@
+"""The SFU core: routing, SSRC mapping, sequence continuity, key-frame requests, drop counting.
+
+A sans-I/O Selective Forwarding Middlebox (RFC 7667 §3.7) on plaintext RTP/RTCP: the edge SRTP-
+unprotects each datagram with the leg's key, calls :meth:`SFUCore.receive_rtp` or
+:meth:`SFUCore.receive_rtcp` with the leg id and ``now``, and SRTP-protects every returned
+``(leg, bytes)`` with that leg's key. Every leg publishes and subscribes: each publisher stream
+(learned from the first packet of a new SSRC on the leg; kind from the payload type, default
+96 = VP8 video, 111 = Opus audio) goes to every other leg.
+
+Choices, as a real SFU makes them:
+
+- **SSRC per (publisher stream, subscriber)**: each outgoing stream gets its own SFU-chosen random
+  SSRC (RFC 3550 §8.1), unique across the SFU and distinct from every publisher SSRC, so a
+  subscriber never sees an SSRC of its own (§8.2) and each outgoing stream has its own sequence
+  space. ``ssrc_map()`` and :class:`OutgoingStreamCreated` events map them back.
+- **Sequence numbers rewritten per outgoing stream**, starting at a random value (RFC 3550 §5.1):
+  upstream loss stays visible as a gap, an SFU drop (policy :class:`Drop`) closes its gap so the
+  subscriber sees no loss, a reordered packet keeps its own slot, and a replayed or injected
+  packet (``fresh_seq``) takes the next slot. Timestamps, marker, payload type, CSRCs and payload
+  pass unchanged; only the header extensions in ``extmap`` are forwarded (as an SFU forwards only
+  negotiated extensions, RFC 8285 §5).
+- **RTCP terminates at the SFU**; a PLI (RFC 4585 §6.3.1) from a subscriber is mapped back to the
+  publisher's SSRC and forwarded (throttled per stream to one per ``pli_interval`` s), and a PLI
+  goes to the publisher of every video stream when a new leg joins, so it starts on a key frame.
+  Leaving legs' streams end with an RTCP BYE (RFC 3550 §6.6) to every remaining leg.
+
+Bad input is dropped, counted in ``dropped[reason]`` and reported as :class:`PacketDropped`;
+``receive_*`` never raise. ``packets_in == packets_routed + sum(dropped.values())`` always holds.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import struct
+from bisect import bisect_left
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    HeaderExtensionsMap,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtpPacket,
+)
+
+from e2ee_lab.media.frame import Kind
+from e2ee_lab.rtp.seqnum import SEQ_MOD, SequenceUnwrapper
+from e2ee_lab.sfu.events import (
+    Event,
+    FeedbackIgnored,
+    KeyFrameRequested,
+    LegId,
+    OutgoingStreamCreated,
+    PacketDropped,
+    PacketForwarded,
+    StreamAdded,
+    SubscriberJoined,
+    SubscriberLeft,
+)
+from e2ee_lab.sfu.policy import Decision, Drop, Forward, HonestPolicy, InboundRTP, Policy
+from e2ee_lab.sfu.view import ViewTap
+
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"  # RFC 6464 §4
+DEFAULT_PAYLOAD_KINDS: Mapping[int, Kind] = {96: "video", 111: "audio"}
+DEFAULT_EXTMAP: Mapping[int, str] = {1: AUDIO_LEVEL_URI}
+KINDS = ("audio", "video")
+Datagram = tuple[LegId, bytes]
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+class SFUError(Exception):
+    """Base of the SFU layer's errors; ``reason`` names the drop counter."""
+
+    reason = "sfu"
+
+    def __init__(self, message: str, *, ssrc: int | None = None) -> None:
+        super().__init__(message)
+        self.ssrc = ssrc
+
+
+class UnknownLeg(SFUError):
+    """The leg id was never added (or was removed)."""
+
+    reason = "unknown_leg"
+
+
+class LegExists(SFUError):
+    """``add_leg`` with an id already in use."""
+
+    reason = "leg_exists"
+
+
+class MalformedRTP(SFUError):
+    """aiortc could not parse the datagram as RTP (RFC 3550 §5.1, RFC 8285)."""
+
+    reason = "malformed_rtp"
+
+
+class MalformedRTCP(SFUError):
+    """aiortc could not parse the datagram as (compound) RTCP (RFC 3550 §6.1)."""
+
+    reason = "malformed_rtcp"
+
+
+class UnknownPayloadType(SFUError):
+    """The payload type is not in the PT -> kind map (RTX, FEC, or garbage)."""
+
+    reason = "unknown_payload_type"
+
+
+class UnknownSSRC(SFUError):
+    """A new SSRC on a leg while SSRC learning is off (``learn_ssrcs=False``)."""
+
+    reason = "unknown_ssrc"
+
+
+class SSRCCollision(SFUError):
+    """The SSRC belongs to another leg's stream or to an SFU-chosen outgoing stream."""
+
+    reason = "ssrc_collision"
+
+
+class KindMismatch(SFUError):
+    """A known stream's packet carries a payload type of the other kind."""
+
+    reason = "kind_mismatch"
+
+
+# --- per-stream state ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """A publisher stream known to the core."""
+
+    leg: LegId  # publishing leg
+    ssrc: int  # publisher's SSRC
+    kind: Kind  # "audio" or "video"
+
+
+@dataclass
+class _Stream:
+    info: StreamInfo
+    unwrapper: SequenceUnwrapper = field(default_factory=SequenceUnwrapper)
+    last_pli: float | None = None
+
+
+class _OutStream:
+    """Sequence numbering of one (publisher stream, subscriber) pair.
+
+    An original packet with extended sequence number ``ext`` gets slot
+    ``base + (ext - first) - drops_before(ext) + inserts_before(ext)`` modulo 2^16. Drops and
+    inserts only count when they happen at the head (beyond every slot already handed out), so a
+    number once given never moves; both lists therefore stay sorted and only grow by appending.
+    """
+
+    def __init__(self, ssrc: int, base: int) -> None:
+        self.ssrc = ssrc
+        self.base = base
+        self.first: int | None = None
+        self.highest = 0
+        self.drops: list[int] = []
+        self.inserts: list[int] = []
+
+    def seq_for(self, ext: int) -> int:
+        """The slot of original packet ``ext`` (stable: a duplicate gets the same number)."""
+        self._anchor(ext)
+        self.highest = max(self.highest, ext)
+        return self._slot(ext)
+
+    def fresh(self, ext: int) -> int:
+        """A new slot after everything handed out so far (replayed or injected packet)."""
+        self._anchor(ext)
+        seq = self._slot(self.highest + 1)
+        self.inserts.append(self.highest)
+        return seq
+
+    def drop(self, ext: int) -> None:
+        """Original ``ext`` will not be sent: close its gap when it is at the head."""
+        self._anchor(ext)
+        if ext > self.highest:
+            self.drops.append(ext)
+            self.highest = ext
+
+    def _anchor(self, ext: int) -> None:
+        if self.first is None:
+            self.first = ext
+            self.highest = ext - 1
+
+    def _slot(self, ext: int) -> int:
+        assert self.first is not None
+        shift = bisect_left(self.inserts, ext) - bisect_left(self.drops, ext)
+        return (self.base + ext - self.first + shift) % SEQ_MOD
+
+
+def _extensions_map(extmap: Mapping[int, str]) -> HeaderExtensionsMap:
+    params = RTCRtpParameters(
+        headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u) for i, u in extmap.items()]
+    )
+    result = HeaderExtensionsMap()
+    result.configure(params)
+    return result
+
+
+# --- the core ------------------------------------------------------------------------------------
+
+
+class SFUCore:
+    """The SFU's protocol logic for one call: legs in, plaintext RTP/RTCP in and out.
+
+    Args:
+        policy: what to forward (default :class:`HonestPolicy`).
+        view: the view tap recording what the SFU reads (default: a :class:`ViewTap` keeping
+            payloads and recording both directions).
+        payload_kinds: payload type -> "audio"/"video"; other payload types are dropped.
+        extmap: RFC 8285 extension id -> URI the SFU parses and forwards (default: audio level
+            at id 1); URIs aiortc's ``HeaderExtensionsMap`` does not know are ignored.
+        learn_ssrcs: learn publisher streams from their first packet; if False, only streams
+            declared with :meth:`add_stream` are forwarded.
+        pli_interval: minimum seconds between PLIs forwarded to one publisher stream.
+        packet_events: emit :class:`PacketForwarded` / :class:`PacketDropped` events.
+        seed: seeds the SFU's SSRC and initial sequence number choices (None: random).
+
+    Counters: ``packets_in`` (datagrams given to ``receive_rtp``/``receive_rtcp``),
+    ``packets_routed`` (accepted ones), ``dropped[reason]`` (the rest, so
+    ``packets_in == packets_routed + sum(dropped.values())``), ``packets_forwarded`` (RTP
+    returned, one per delivery), ``dropped_deliveries[reason]`` (deliveries not made: policy
+    drops, ``unknown_dest``, ``unknown_stream``), ``plis_sent``, ``feedback_ignored[reason]``
+    and ``rtcp_seen[class name]``. Events queue up until taken with :meth:`next_event`.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: Policy | None = None,
+        view: ViewTap | None = None,
+        payload_kinds: Mapping[int, Kind] = DEFAULT_PAYLOAD_KINDS,
+        extmap: Mapping[int, str] = DEFAULT_EXTMAP,
+        learn_ssrcs: bool = True,
+        pli_interval: float = 0.5,
+        packet_events: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        bad = {pt: k for pt, k in payload_kinds.items() if k not in KINDS or not 0 <= pt < 128}
+        if bad:
+            raise ValueError(f"payload_kinds entries must be 0..127 -> audio/video, got {bad}")
+        self.policy = policy if policy is not None else HonestPolicy()
+        self.view = view if view is not None else ViewTap()
+        self.payload_kinds = dict(payload_kinds)
+        self.learn_ssrcs = learn_ssrcs
+        self.pli_interval = pli_interval
+        self.packet_events = packet_events
+        self._extmap = _extensions_map(extmap)
+        self._rng = random.Random(seed)
+        self._legs: dict[LegId, list[int]] = {}
+        self._streams: dict[int, _Stream] = {}
+        self._out: dict[tuple[int, LegId], _OutStream] = {}
+        self._out_index: dict[tuple[LegId, int], int] = {}
+        self._used_ssrcs: set[int] = set()
+        self._events: deque[Event] = deque()
+        self.rtcp_ssrc = self._new_ssrc()  # sender SSRC of the SFU's own RTCP
+        self.packets_in = 0  # datagrams given to receive_rtp / receive_rtcp
+        self.packets_routed = 0  # datagrams accepted (RTP handed to the policy, RTCP read)
+        self.packets_forwarded = 0  # RTP packets returned for sending (one per delivery)
+        self.plis_sent = 0  # PLIs returned for sending
+        self.dropped: Counter[str] = Counter()  # datagrams not accepted, by reason
+        self.dropped_deliveries: Counter[str] = Counter()  # deliveries not made, by reason
+        self.feedback_ignored: Counter[str] = Counter()  # RTCP feedback read, not acted on
+        self.rtcp_seen: Counter[str] = Counter()  # RTCP packets read, by aiortc class name
+
+    # --- legs and streams ------------------------------------------------------------------------
+
+    @property
+    def legs(self) -> tuple[LegId, ...]:
+        """The legs, in the order they were added."""
+        return tuple(self._legs)
+
+    def add_leg(self, leg_id: LegId, now: float = 0.0) -> list[Datagram]:
+        """Add a participant's leg; it receives every other leg's streams from now on.
+
+        Returns:
+            RTCP PLIs ``(publisher_leg, bytes)`` asking every video publisher for a key frame.
+        Raises:
+            LegExists: ``leg_id`` is already a leg.
+        """
+        if leg_id in self._legs:
+            raise LegExists(f"leg {leg_id!r} already exists")
+        self._legs[leg_id] = []
+        self._emit(SubscriberJoined(time=now, leg=leg_id))
+        out: list[Datagram] = []
+        for stream in list(self._streams.values()):
+            if stream.info.kind == "video":
+                out += self._request_key_frame(stream, now, "join", leg_id, force=True)
+        return out
+
+    def remove_leg(self, leg_id: LegId, now: float = 0.0) -> list[Datagram]:
+        """Remove a leg: forget its streams and stop forwarding to and from it.
+
+        Returns:
+            RTCP BYEs ``(leg, bytes)`` naming, for each remaining leg, the outgoing SSRCs that
+            carried the removed leg's streams.
+        Raises:
+            UnknownLeg: ``leg_id`` is not a leg.
+        """
+        if leg_id not in self._legs:
+            raise UnknownLeg(f"leg {leg_id!r} is not a leg")
+        ssrcs = tuple(self._legs.pop(leg_id))
+        byes: dict[LegId, list[int]] = {}
+        for key in [k for k in self._out if k[1] == leg_id or k[0] in ssrcs]:
+            out = self._out.pop(key)
+            del self._out_index[(key[1], out.ssrc)]
+            if key[1] != leg_id:
+                byes.setdefault(key[1], []).append(out.ssrc)
+        for ssrc in ssrcs:
+            del self._streams[ssrc]
+        self._emit(SubscriberLeft(time=now, leg=leg_id, streams=ssrcs))
+        return [(leg, bytes(RtcpByePacket(sources=s))) for leg, s in byes.items()]
+
+    def add_stream(self, leg_id: LegId, ssrc: int, kind: Kind, now: float = 0.0) -> None:
+        """Declare a publisher stream (as signalled in SDP ``a=ssrc``) before its first packet.
+
+        Raises:
+            UnknownLeg: ``leg_id`` is not a leg.
+            SSRCCollision: the SSRC is already in use.
+            ValueError: ``kind`` is not "audio"/"video" or ``ssrc`` is not 32-bit.
+        """
+        if leg_id not in self._legs:
+            raise UnknownLeg(f"leg {leg_id!r} is not a leg")
+        if kind not in KINDS or not 0 <= ssrc < 1 << 32:
+            raise ValueError(f"need a 32-bit ssrc and audio/video, got {ssrc}, {kind!r}")
+        self._register(leg_id, ssrc, kind, 0, now)
+
+    def streams(self) -> list[StreamInfo]:
+        """Every publisher stream currently known."""
+        return [s.info for s in self._streams.values()]
+
+    def ssrc_map(self) -> dict[tuple[int, LegId], int]:
+        """(publisher SSRC, subscriber leg) -> SFU-chosen SSRC, for every outgoing stream."""
+        return {key: out.ssrc for key, out in self._out.items()}
+
+    def stream_of(self, leg_id: LegId, ssrc: int) -> StreamInfo | None:
+        """The publisher stream behind outgoing SSRC ``ssrc`` on subscriber leg ``leg_id``."""
+        source = self._out_index.get((leg_id, ssrc))
+        return None if source is None else self._streams[source].info
+
+    # --- RTP -------------------------------------------------------------------------------------
+
+    def receive_rtp(self, leg_id: LegId, data: bytes, now: float) -> list[Datagram]:
+        """Handle one plaintext RTP packet from ``leg_id``; never raises on bad input.
+
+        Returns:
+            ``(subscriber_leg, rtp_bytes)`` to SRTP-protect and send, as the policy decided.
+        """
+        self.packets_in += 1
+        data = bytes(data)
+        try:
+            inbound = self._accept_rtp(leg_id, data, now)
+        except SFUError as exc:
+            self._drop_datagram(exc, leg_id, len(data), now)
+            return []
+        self.packets_routed += 1
+        dests = [leg for leg in self._legs if leg != leg_id]
+        return self._apply(self.policy.on_rtp(inbound, dests), now)
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` should next be called (the policy holds packets), or None."""
+        return self.policy.next_timer()
+
+    def handle_timer(self, now: float) -> list[Datagram]:
+        """Release what the policy has due at ``now``; returns RTP ``(leg, bytes)`` to send."""
+        return self._apply(self.policy.on_timer(now), now)
+
+    def _accept_rtp(self, leg_id: LegId, data: bytes, now: float) -> InboundRTP:
+        if leg_id not in self._legs:
+            raise UnknownLeg(f"RTP from leg {leg_id!r}, which is not a leg")
+        try:
+            packet = RtpPacket.parse(data, self._extmap)
+        except (ValueError, struct.error) as exc:
+            raise MalformedRTP(f"RTP parse failed on {len(data)} bytes: {exc}") from exc
+        stream = self._stream_for(leg_id, packet, now)
+        inbound = InboundRTP(
+            time=now,
+            leg=leg_id,
+            kind=stream.info.kind,
+            ext_seq=stream.unwrapper.unwrap(packet.sequence_number),
+            packet=packet,
+            size=len(data),
+        )
+        self.view.record(
+            time=now, direction="in", leg=leg_id, packet=packet, size=len(data),
+            kind=stream.info.kind, publisher=(leg_id, packet.ssrc),
+        )
+        return inbound
+
+    def _stream_for(self, leg_id: LegId, packet: RtpPacket, now: float) -> _Stream:
+        ssrc, pt = packet.ssrc, packet.payload_type
+        kind = self.payload_kinds.get(pt)
+        if kind is None:
+            raise UnknownPayloadType(f"payload type {pt} is not mapped", ssrc=ssrc)
+        stream = self._streams.get(ssrc)
+        if stream is None:
+            if not self.learn_ssrcs:
+                raise UnknownSSRC(f"SSRC {ssrc:#010x} was not declared", ssrc=ssrc)
+            return self._register(leg_id, ssrc, kind, pt, now)
+        if stream.info.leg != leg_id:
+            raise SSRCCollision(f"SSRC {ssrc:#010x} belongs to another leg", ssrc=ssrc)
+        if stream.info.kind != kind:
+            raise KindMismatch(f"{kind} PT {pt} on {stream.info.kind} SSRC {ssrc:#010x}", ssrc=ssrc)
+        return stream
+
+    def _register(self, leg_id: LegId, ssrc: int, kind: Kind, pt: int, now: float) -> _Stream:
+        if ssrc in self._streams or ssrc in self._used_ssrcs:
+            raise SSRCCollision(f"SSRC {ssrc:#010x} is already in use", ssrc=ssrc)
+        stream = _Stream(StreamInfo(leg=leg_id, ssrc=ssrc, kind=kind))
+        self._streams[ssrc] = stream
+        self._legs[leg_id].append(ssrc)
+        self._emit(StreamAdded(time=now, leg=leg_id, ssrc=ssrc, kind=kind, payload_type=pt))
+        return stream
+
+    # --- applying decisions ----------------------------------------------------------------------
+
+    def _apply(self, decisions: list[Decision], now: float) -> list[Datagram]:
+        out: list[Datagram] = []
+        for decision in decisions:
+            if isinstance(decision, Forward):
+                sent = self._forward(decision, now)
+                if sent is not None:
+                    out.append(sent)
+            elif isinstance(decision, Drop):
+                self._drop_delivery(decision, decision.reason, now)
+            else:
+                raise TypeError(f"policy returned {decision!r}, not Forward or Drop")
+        return out
+
+    def _forward(self, decision: Forward, now: float) -> Datagram | None:
+        src, dest = decision.source, decision.dest
+        out = self._out_stream(src, dest, now)
+        if out is None:
+            return None
+        seq = out.fresh(src.ext_seq) if decision.fresh_seq else out.seq_for(src.ext_seq)
+        packet = copy.copy(decision.packet if decision.packet is not None else src.packet)
+        packet.ssrc, packet.sequence_number = out.ssrc, seq
+        data = packet.serialize(self._extmap)
+        self.packets_forwarded += 1
+        self.view.record(
+            time=now, direction="out", leg=dest, packet=packet, size=len(data),
+            kind=src.kind, publisher=(src.leg, src.ssrc),
+        )
+        if self.packet_events:
+            self._emit(
+                PacketForwarded(
+                    time=now, source_leg=src.leg, source_ssrc=src.ssrc, source_seq=src.seq,
+                    dest_leg=dest, ssrc=out.ssrc, seq=seq, size=len(data),
+                    modified=decision.packet is not None, fresh_seq=decision.fresh_seq,
+                )
+            )
+        return dest, data
+
+    def _out_stream(self, src: InboundRTP, dest: LegId, now: float) -> _OutStream | None:
+        """The outgoing stream for a delivery, created on first use; None (counted) if gone."""
+        stream = self._streams.get(src.ssrc)
+        if stream is None or stream.info.leg != src.leg:
+            self._drop_delivery(Drop(dest, src), "unknown_stream", now)
+            return None
+        if dest not in self._legs:
+            self._drop_delivery(Drop(dest, src), "unknown_dest", now)
+            return None
+        out = self._out.get((src.ssrc, dest))
+        if out is None:
+            out = _OutStream(self._new_ssrc(), self._rng.randrange(SEQ_MOD))
+            self._out[(src.ssrc, dest)] = out
+            self._out_index[(dest, out.ssrc)] = src.ssrc
+            self._emit(
+                OutgoingStreamCreated(
+                    time=now, source_leg=src.leg, source_ssrc=src.ssrc, dest_leg=dest,
+                    ssrc=out.ssrc, kind=stream.info.kind,
+                )
+            )
+        return out
+
+    def _drop_delivery(self, decision: Drop, reason: str, now: float) -> None:
+        src = decision.source
+        out = self._out.get((src.ssrc, decision.dest))
+        if out is not None:
+            out.drop(src.ext_seq)
+        self.dropped_deliveries[reason] += 1
+        if self.packet_events:
+            self._emit(
+                PacketDropped(
+                    time=now, leg=src.leg, reason=reason, size=src.size, ssrc=src.ssrc,
+                    dest_leg=decision.dest,
+                )
+            )
+
+    def _drop_datagram(self, exc: SFUError, leg_id: LegId, size: int, now: float) -> None:
+        """Drop, count, continue: the one place where a bad datagram ends."""
+        self.dropped[exc.reason] += 1
+        if self.packet_events:
+            event = PacketDropped(time=now, leg=leg_id, reason=exc.reason, size=size, ssrc=exc.ssrc)
+            self._emit(event)
+
+    # --- RTCP ------------------------------------------------------------------------------------
+
+    def receive_rtcp(self, leg_id: LegId, data: bytes, now: float) -> list[Datagram]:
+        """Handle one plaintext (compound) RTCP packet from ``leg_id``; never raises on bad input.
+
+        Returns:
+            RTCP ``(publisher_leg, bytes)`` to SRTP-protect and send (forwarded PLIs).
+        """
+        self.packets_in += 1
+        data = bytes(data)
+        try:
+            packets = self._accept_rtcp(leg_id, data)
+        except SFUError as exc:
+            self._drop_datagram(exc, leg_id, len(data), now)
+            return []
+        self.packets_routed += 1
+        out: list[Datagram] = []
+        for packet in packets:
+            self.rtcp_seen[type(packet).__name__] += 1
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI:
+                out += self._on_pli(leg_id, packet.media_ssrc, now)
+        return out
+
+    def request_key_frame(self, leg_id: LegId, ssrc: int, now: float) -> list[Datagram]:
+        """The SFU's own PLI to publisher stream ``ssrc`` of ``leg_id`` (throttled like others).
+
+        Raises:
+            UnknownSSRC: ``leg_id`` publishes no stream ``ssrc``.
+        """
+        stream = self._streams.get(ssrc)
+        if stream is None or stream.info.leg != leg_id:
+            raise UnknownSSRC(f"leg {leg_id!r} has no stream {ssrc:#010x}", ssrc=ssrc)
+        return self._request_key_frame(stream, now, "sfu", None)
+
+    def _accept_rtcp(self, leg_id: LegId, data: bytes) -> list:
+        if leg_id not in self._legs:
+            raise UnknownLeg(f"RTCP from leg {leg_id!r}, which is not a leg")
+        try:
+            packets = RtcpPacket.parse(data)
+        except (ValueError, struct.error) as exc:
+            raise MalformedRTCP(f"RTCP parse failed on {len(data)} bytes: {exc}") from exc
+        if not packets:
+            raise MalformedRTCP(f"no RTCP packet of a known type in {len(data)} bytes")
+        return packets
+
+    def _on_pli(self, leg_id: LegId, media_ssrc: int, now: float) -> list[Datagram]:
+        source = self._out_index.get((leg_id, media_ssrc))
+        if source is None:
+            self._ignore_feedback(leg_id, "unknown_media_ssrc", media_ssrc, now)
+            return []
+        return self._request_key_frame(self._streams[source], now, "subscriber", leg_id)
+
+    def _request_key_frame(
+        self, stream: _Stream, now: float, cause: str, by: LegId | None, force: bool = False
+    ) -> list[Datagram]:
+        info = stream.info
+        asker = by if by is not None else info.leg
+        if info.kind != "video":
+            self._ignore_feedback(asker, "not_video", info.ssrc, now)
+            return []
+        recent = stream.last_pli is not None and now - stream.last_pli < self.pli_interval
+        if recent and not force:
+            self._ignore_feedback(asker, "pli_throttled", info.ssrc, now)
+            return []
+        stream.last_pli = now
+        self.plis_sent += 1
+        pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self.rtcp_ssrc, media_ssrc=info.ssrc)
+        self._emit(
+            KeyFrameRequested(time=now, leg=info.leg, ssrc=info.ssrc, cause=cause, requested_by=by)
+        )
+        return [(info.leg, bytes(pli))]
+
+    def _ignore_feedback(self, leg_id: LegId, reason: str, media_ssrc: int, now: float) -> None:
+        self.feedback_ignored[reason] += 1
+        self._emit(FeedbackIgnored(time=now, leg=leg_id, reason=reason, media_ssrc=media_ssrc))
+
+    # --- events, counters, helpers ---------------------------------------------------------------
+
+    def next_event(self) -> Event | None:
+        """The oldest event not yet taken, or None."""
+        return self._events.popleft() if self._events else None
+
+    def counters(self) -> dict[str, int]:
+        """Every counter, flat (``dropped.<reason>``, ...), for JSON summaries."""
+        flat = {
+            "packets_in": self.packets_in,
+            "packets_routed": self.packets_routed,
+            "packets_forwarded": self.packets_forwarded,
+            "plis_sent": self.plis_sent,
+        }
+        for prefix in ("dropped", "dropped_deliveries", "feedback_ignored", "rtcp_seen"):
+            flat.update({f"{prefix}.{k}": v for k, v in sorted(getattr(self, prefix).items())})
+        return flat
+
+    def _emit(self, event: Event) -> None:
+        self._events.append(event)
+
+    def _new_ssrc(self) -> int:
+        """A random non-zero SSRC not used by any publisher or outgoing stream (RFC 3550 §8.1)."""
+        while True:
+            ssrc = self._rng.randrange(1, 1 << 32)
+            if ssrc not in self._used_ssrcs and ssrc not in self._streams:
+                self._used_ssrcs.add(ssrc)
+                return ssrc
