@@ -1,7 +1,8 @@
 """The ``e2ee-lab`` command: one argparse subcommand per job.
 
 ``e2ee-lab bench sframe`` runs a benchmark from :data:`e2ee_lab.bench.BENCHMARKS` (``all`` runs every
-one), prints a table (or JSON with ``--json``) and writes a CSV under ``reports/``. A new job is a
+one), prints a table (or JSON with ``--json``) and writes a CSV under ``reports/``. Options a
+benchmark does not take (``--suites`` for ``transforms``, say) are left out of its call. A new job is a
 ``_add_<name>(subparsers)`` function registered in :data:`SUBCOMMANDS` that sets ``func`` on its
 parser; ``func(args)`` returns the exit status.
 """
@@ -9,9 +10,11 @@ parser; ``func(args)`` returns the exit status.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -43,21 +46,32 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
     parser.add_argument("--out", type=Path, help="CSV path (default reports/bench_<name>.csv)")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per figure (median reported)")
-    parser.add_argument("--number", type=int, help="operations per run (default: calibrated)")
-    parser.add_argument("--sizes", type=int, nargs="+", help="frame sizes in bytes")
+    parser.add_argument("--number", type=int, help="operations (sframe) or passes over the frames "
+                        "(transforms, pipeline) per run (default: calibrated)")
+    parser.add_argument("--sizes", type=int, nargs="+", help="frame sizes in bytes (sframe)")
     parser.add_argument("--suites", type=int, nargs="+", help="SFrame cipher suite ids (sframe only)")
+    parser.add_argument("--media", nargs="+", help="opus, vp8-320x240, vp8-640x480, vp8-1280x720 "
+                        "(transforms, pipeline)")
+    parser.add_argument("--frames", type=int, help="encoded frames per medium (transforms, pipeline)")
+    parser.add_argument("--no-openssl", action="store_true", help="skip the openssl speed ceiling (transforms)")
+    parser.add_argument("--codec", choices=("both", "on", "off"), default="both",
+                        help="encode/decode in the loop (pipeline)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run_bench)
 
 
-def _bench_kwargs(args: argparse.Namespace) -> dict[str, object]:
+_CODEC = {"both": (False, True), "on": (True,), "off": (False,)}
+
+
+def _bench_kwargs(args: argparse.Namespace, run: Callable[..., object]) -> dict[str, object]:
+    """The options given on the command line that ``run`` accepts."""
     kwargs: dict[str, object] = {"repeat": args.repeat, "number": args.number,
                                  "progress": not args.no_progress}
-    if args.sizes:
-        kwargs["sizes"] = args.sizes
-    if args.suites:
-        kwargs["suites"] = args.suites
-    return kwargs
+    optional = {"sizes": args.sizes, "suites": args.suites, "media": args.media, "frames": args.frames,
+                "openssl": False if args.no_openssl else None, "codec": _CODEC[args.codec]}
+    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    accepted = inspect.signature(run).parameters
+    return {k: v for k, v in kwargs.items() if k in accepted}
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -67,10 +81,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.out is not None and len(names) > 1:
         print("--out takes one benchmark; with 'all' the CSVs go to reports/", file=sys.stderr)
         return 2
-    results = {}
+    results, began = {}, time.perf_counter()
     for name in names:
         bench = BENCHMARKS[name]
-        df = bench.run(**_bench_kwargs(args))
+        df = bench.run(**_bench_kwargs(args, bench.run))
         out = args.out or REPORTS / f"bench_{name}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(out, index=False)
@@ -78,8 +92,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         results[name] = df
         if not args.json:
             print(bench.render(df))
+    print(f"bench {args.name}: {time.perf_counter() - began:.1f} s", file=sys.stderr)
     if args.json:
         payload = {name: {"machine": df.attrs.get("machine", {}),
+                          "attrs": {k: _json_safe(v) for k, v in df.attrs.items() if k != "machine"},
                           "rows": [{k: _json_safe(v) for k, v in row.items()}
                                    for row in df.to_dict("records")]}
                    for name, df in results.items()}

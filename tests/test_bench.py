@@ -1,4 +1,4 @@
-"""Smoke tests of e2ee_lab.bench and the ``e2ee-lab bench`` command: structure, never speed."""
+"""Smoke tests of e2ee_lab.bench, its figures and the ``e2ee-lab bench`` command: structure, never speed."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ import math
 
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
-from e2ee_lab.bench import BENCHMARKS, bench_sframe, format_sframe, machine_info
+import e2ee_lab.bench.pipeline as pipeline_module
+from e2ee_lab.analysis.plots import pipeline_stages, transform_cpu, transform_overhead
+from e2ee_lab.bench import (BENCHMARKS, MODES, SCHEMES, STAGES, bench_pipeline, bench_sframe, bench_transforms,
+                            format_pipeline, format_sframe, format_transforms, machine_info, measured_overhead,
+                            media_set, openssl_speed, parse_openssl_speed, predicted_overhead)
+from e2ee_lab.bench.common import openssl_binary
 from e2ee_lab.cli import build_parser, main
 
 TINY = {"repeat": 2, "number": 3, "progress": False}
@@ -77,3 +83,174 @@ def test_cli_bench_choices_come_from_the_registry():
         parser.parse_args(["bench", "no-such-benchmark"])
     with pytest.raises(SystemExit):
         parser.parse_args([])
+
+
+# --- transforms and pipeline on real frames (tiny sizes) ---------------------------------------------
+
+SMALL_MEDIA = ["opus", "vp8-320x240"]
+
+
+@pytest.fixture(scope="module")
+def transforms_df():
+    return bench_transforms(media=SMALL_MEDIA, frames=4, repeat=2, number=1, openssl=False, progress=False)
+
+
+@pytest.fixture(scope="module")
+def pipeline_df():
+    return bench_pipeline(media=SMALL_MEDIA, frames=3, repeat=1, number=1, progress=False)
+
+
+def test_media_sets_hold_real_key_and_delta_frames():
+    video = media_set("vp8-320x240", 4)
+    assert video.frame_types() == ["key", "delta", "delta", "delta"]  # key forced at position 0
+    assert video.frames[0].data[3:6] == b"\x9d\x01\x2a"  # the VP8 key-frame start code, RFC 6386 §9.1
+    assert (video.width, video.height, video.fps) == (320, 240, 30)
+    audio = media_set("opus", 4)
+    assert audio.frame_types() == ["audio"] * 4 and audio.fps == 50
+    assert audio.bitrate_bps == sum(len(f.data) for f in audio.frames) * 8 * 50 / 4
+
+
+@pytest.mark.parametrize("bad", [{"name": "vp9-320x240"}, {"name": "vp8-100x100"}, {"name": "opus", "frames": 0}],
+                         ids=["codec", "size", "frames"])
+def test_media_set_refuses_bad_arguments(bad):
+    with pytest.raises(ValueError):
+        media_set(**bad)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_measured_overhead_is_exactly_what_overhead_predicts(scheme):
+    frames = media_set("opus", 10).frames  # CTR 0..9: the SFrame header grows from 1 to 2 bytes at 8
+    assert measured_overhead(frames, scheme) == predicted_overhead(scheme, 10)
+
+
+def test_predicted_overhead_values():
+    assert predicted_overhead("none", 2) == [0, 0]
+    assert predicted_overhead("clear-prefix", 2) == [30, 30]  # 16-byte tag + 12-byte IV + 2 bytes
+    assert predicted_overhead("sframe-4", 9)[7:] == [17, 18]  # KID 1: 1-byte header, then CTR needs a byte
+    assert predicted_overhead("sframe-3", 1) == [5]  # 4-byte tag
+
+
+def test_bench_transforms_rows_and_columns(transforms_df):
+    df = transforms_df
+    groups = [("opus", "audio"), ("vp8-320x240", "key"), ("vp8-320x240", "delta")]
+    assert list(zip(df["media"], df["frame_type"], df["scheme"])) == [(m, t, s) for m, t in groups for s in SCHEMES]
+    assert df["overhead_bytes"].tolist() == pytest.approx(df["overhead_predicted"].tolist())
+    timed = ["protect_us", "unprotect_us", "gcm_encrypt_us", "gcm_decrypt_us"]
+    assert (df[timed] > 0).all().all()
+    per_second = (df["protect_us"] + df["unprotect_us"]) * df["fps"]
+    assert df["core_pct"].tolist() == pytest.approx((per_second / 1e4).tolist())
+    assert df["openssl_us"].isna().all() and "skipped" in df.attrs["note"]
+    assert df.loc[df["frame_type"] == "key", "frames"].eq(1).all()
+
+
+def test_encrypted_schemes_grow_every_frame_and_none_does_not(transforms_df):
+    df = transforms_df
+    none, encrypted = df[df["scheme"] == "none"], df[df["scheme"] != "none"]
+    assert (none["overhead_bytes"] == 0).all() and (none["overhead_bitrate_pct"] == 0).all()
+    assert (encrypted["overhead_bytes"] >= 5).all() and (encrypted["overhead_bitrate_pct"] > 0).all()
+    # The same bytes are a larger share of small audio frames than of video key frames.
+    sframe4 = df[df["scheme"] == "sframe-4"].set_index("frame_type")
+    assert sframe4.loc["audio", "overhead_pct"] > sframe4.loc["key", "overhead_pct"]
+
+
+def test_bench_transforms_refuses_unknown_scheme_and_media():
+    with pytest.raises(ValueError):
+        bench_transforms(media=["opus"], schemes=["rot13"], progress=False)
+    with pytest.raises(ValueError):
+        bench_transforms(media=["h264-320x240"], progress=False)
+
+
+def test_format_transforms_has_the_table(transforms_df):
+    text = format_transforms(transforms_df)
+    assert "sframe-5" in text and "clear-prefix" in text and "% bitrate" in text and "openssl" in text
+
+
+def test_parse_openssl_speed_reads_the_machine_readable_line():
+    sample = "+DT:AES-128-GCM:1:1000\n+R:1000:AES-128-GCM:1.000000\n+H:1000\n+F:25:AES-128-GCM:996516000.00\n"
+    assert parse_openssl_speed(sample) == 996516000.0
+    with pytest.raises(ValueError):
+        parse_openssl_speed("The 'numbers' are in 1000s of bytes per second processed.\n")
+
+
+@pytest.mark.skipif(openssl_binary() is None, reason="no openssl binary")
+def test_openssl_speed_runs_the_binary():
+    assert openssl_speed(256) > 0
+    with pytest.raises(ValueError):
+        openssl_speed(0)
+
+
+def test_bench_pipeline_rows_and_stages(pipeline_df):
+    df = pipeline_df
+    expected = [(m, c, mode) for m in SMALL_MEDIA for c in (False, True) for mode in MODES]
+    assert list(zip(df["media"], df["codec"], df["mode"])) == expected
+    for stage in STAGES:
+        codec_only = stage in ("encode", "decode")
+        assert df.loc[df["codec"], f"{stage}_us"].gt(0).all()
+        assert df.loc[~df["codec"], f"{stage}_us"].isna().all() == codec_only
+    assert (df["frames"] == 3).all() and (df["packets_per_frame"] >= 1).all()
+    base = df[df["mode"] == "dtls-srtp"]
+    assert (base["added_us"] == 0).all() and base["goal_met"].isna().all()
+    assert (base["verdict"] == "").all()
+    e2ee = df[df["mode"] != "dtls-srtp"]
+    assert (e2ee["goal_us"] == 50).all() and e2ee["goal_met"].map(type).eq(bool).all()  # one run: IQR 0
+    assert e2ee["verdict"].tolist() == ["met" if (a < 50) else "MISSED" for a in e2ee["added_us"]]
+
+
+@pytest.mark.parametrize(("added", "spread", "verdict", "met"),
+                         [(10.0, 5.0, "met", True), (60.0, 5.0, "MISSED", False), (10.0, 80.0, "unresolved", None)],
+                         ids=["met", "missed", "too-noisy"])
+def test_goal_verdict_says_unresolved_when_runs_scatter_more_than_the_goal(added, spread, verdict, met):
+    goal = pipeline_module._goal(True, added, spread)
+    assert (goal["verdict"], goal["goal_met"], goal["goal_us"]) == (verdict, met, 50.0)
+    assert pipeline_module._goal(False, added, spread)["verdict"] == ""
+
+
+def test_pipeline_e2ee_frames_are_larger_on_the_wire_by_the_overhead(pipeline_df):
+    rows = pipeline_df[~pipeline_df["codec"]].set_index(["media", "mode"])
+    # Opus: one packet per frame, so the wire grows by exactly the transform's overhead (CTR 0..2).
+    assert rows.loc[("opus", "e2ee"), "wire_bytes"] - rows.loc[("opus", "dtls-srtp"), "wire_bytes"] == 17
+    assert rows.loc[("opus", "clear-prefix"), "wire_bytes"] - rows.loc[("opus", "dtls-srtp"), "wire_bytes"] == 30
+    video = rows.loc["vp8-320x240"]
+    assert video.loc["e2ee", "wire_bytes"] > video.loc["dtls-srtp", "wire_bytes"]
+    assert video["frame_bytes"].nunique() == 1  # the same encoded frames went in for every mode
+
+
+def test_bench_pipeline_refuses_unknown_mode():
+    with pytest.raises(ValueError):
+        bench_pipeline(media=["opus"], modes=["tls"], progress=False)
+
+
+def test_format_pipeline_prints_stages_and_verdicts(pipeline_df):
+    text = format_pipeline(pipeline_df)
+    assert "route" in text and "+E2EE" in text
+    assert text.count("goal: ") == len(pipeline_df[pipeline_df["mode"] != "dtls-srtp"])
+    assert "E2EE goal (SFrame, whole path without the codec): met on" in text
+
+
+def test_figures_draw_from_bench_results(transforms_df, pipeline_df):
+    for fig, panels in ((transform_overhead(transforms_df), 2), (transform_cpu(transforms_df), 2),
+                        (pipeline_stages(pipeline_df), 1), (pipeline_stages(pipeline_df, codec=True), 1)):
+        assert isinstance(fig, Figure) and len(fig.axes) == panels
+    bars = transform_overhead(transforms_df).axes[0].patches
+    assert len(bars) == len(SMALL_MEDIA) * len(SCHEMES)
+
+
+def test_cli_bench_pipeline_ignores_options_it_does_not_take(tmp_path, capsys):
+    out = tmp_path / "p.csv"
+    argv = ["bench", "pipeline", "--media", "opus", "--frames", "2", "--repeat", "1", "--number", "1",
+            "--codec", "off", "--suites", "4", "--sizes", "100", "--out", str(out), "--no-progress", "--json"]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    rows = payload["pipeline"]["rows"]
+    assert [r["mode"] for r in rows] == list(MODES) and all(r["encode_us"] is None for r in rows)
+    assert [r["goal_met"] is None for r in rows] == [True, False, False]
+    assert pd.read_csv(out)["mode"].tolist() == list(MODES)
+
+
+def test_cli_bench_transforms_writes_csv(tmp_path, capsys):
+    out = tmp_path / "t.csv"
+    argv = ["bench", "transforms", "--media", "opus", "--frames", "2", "--repeat", "1", "--number", "1",
+            "--no-openssl", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert "sframe-4" in capsys.readouterr().out
+    assert pd.read_csv(out)["scheme"].tolist() == list(SCHEMES)

@@ -8,7 +8,6 @@ is ``"key"``/``"delta"`` for video and ``None`` for audio (browsers give audio f
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,4 +50,8 @@ class EncodedFrame:
 
     def replace(self, **changes) -> EncodedFrame:
         """A copy with ``changes`` applied (the frame transform's way to swap ``data``)."""
-        return dataclasses.replace(self, **changes)
+        # The constructor directly: dataclasses.replace costs ~3 µs, a third of a frame's crypto.
+        fields = {"data": self.data, "timestamp": self.timestamp, "metadata": self.metadata,
+                  "type": self.type}
+        fields.update(changes)
+        return EncodedFrame(**fields)

@@ -1,104 +1,33 @@
-"""Benchmarks: what the lab's layers cost next to the bare primitives, measured on this machine.
+"""SFrame protect/unprotect (RFC 9605 §4.4.3) against the bare primitives, per suite and size.
 
-``bench_sframe`` times SFrame protect/unprotect (RFC 9605 §4.4.3) for each cipher suite and frame
-size against the bare ``cryptography`` AES-GCM encrypt/decrypt of the same plaintext, measured in
-the same run, and for the AES-CTR + HMAC suites (§4.5.1) also against a bare AES-CTR + HMAC. Each
-figure is the median over ``repeat`` timed runs of ``number`` operations after a warm-up, and the
-runs of one row are interleaved so drifting CPU speed hits SFrame and baseline alike. Results are
-pandas DataFrames; :data:`BENCHMARKS` is the registry the ``e2ee-lab bench`` command reads, so a
-new benchmark is one entry there.
+``bench_sframe`` times SFrame protect/unprotect for each cipher suite and plaintext size against the
+bare ``cryptography`` AES-GCM encrypt/decrypt of the same plaintext, measured in the same run, and
+for the AES-CTR + HMAC suites (§4.5.1) also against a bare AES-CTR + HMAC. Each figure is the
+median over ``repeat`` timed runs of ``number`` operations after a warm-up, the runs of one row
+interleaved (:func:`e2ee_lab.bench.common.measure`).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import platform
 import random
-import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
-import cryptography
 import pandas as pd
-from cryptography.hazmat.backends.openssl.backend import backend as _openssl
 from cryptography.hazmat.primitives import constant_time, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tqdm.auto import tqdm
 
+from e2ee_lab.bench.common import KID, POOL_BYTES, Case, calibrate, check_counts, machine_info, measure
 from e2ee_lab.crypto.sframe import CipherSuite, SFrameContext
 
 DEFAULT_SIZES = (100, 1_000, 10_000, 100_000)  # bytes: an Opus frame up to a large video frame
-TARGET_SECONDS = 0.02  # aim for this long per timed run when ``number`` is not given
-POOL_BYTES = 32 * 2**20  # cap on the frames prepared in advance for one row
 # Goals for suite 4: (protect + unprotect) / (bare encrypt + decrypt) at most this at a size.
 SFRAME_GOALS = {(CipherSuite.AES_128_GCM_SHA256_128, 1_000): 2.0,
                 (CipherSuite.AES_128_GCM_SHA256_128, 10_000): 1.5}
-KID = 1  # a small KID, as with per-sender keys in a small call
-
-
-def machine_info() -> dict[str, object]:
-    """CPU model, AES-NI flag, cores, Python, OpenSSL and cryptography versions of this machine."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() in ("flags", "Features"):
-                    flags = set(value.split())
-                if model and flags:
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "aes_ni": "aes" in flags,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "openssl": _openssl.openssl_version_text(),
-        "cryptography": cryptography.__version__,
-        "platform": platform.platform(terse=True),
-    }
-
-
-def _median_iqr(samples: Sequence[float]) -> tuple[float, float]:
-    if len(samples) < 2:
-        return samples[0], 0.0
-    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-    return statistics.median(samples), q3 - q1
-
-
-# A timed case: setup() is called (untimed) before each run and returns the loop to time.
-Case = Callable[[], Callable[[], None]]
-
-
-def _measure(cases: dict[str, Case], repeat: int, number: int) -> dict[str, tuple[float, float]]:
-    """Median and IQR in µs per operation for each case, runs interleaved, after one warm-up."""
-    for setup in cases.values():
-        setup()()
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeat):
-        for name, setup in cases.items():
-            loop = setup()
-            start = time.perf_counter()
-            loop()
-            samples[name].append((time.perf_counter() - start) / number * 1e6)
-    return {name: _median_iqr(values) for name, values in samples.items()}
-
-
-def _calibrate(op: Callable[[], object], memory_cap: int) -> int:
-    """Operations per run so a run lasts about TARGET_SECONDS, within the memory cap."""
-    start, count = time.perf_counter(), 0
-    while count < 3 or time.perf_counter() - start < 0.001:
-        op()
-        count += 1
-    each = (time.perf_counter() - start) / count
-    return max(5, min(math.ceil(TARGET_SECONDS / each), memory_cap, 100_000))
 
 
 def _sframe_cases(suite: CipherSuite, plaintext: bytes, number: int, rng: random.Random) -> dict[str, Case]:
@@ -199,8 +128,8 @@ def bench_sframe(sizes: Iterable[int] = DEFAULT_SIZES, suites: Iterable[int] = t
         ``goal`` (the ratio_gcm limit where one is set, else NaN) and ``goal_met``.
         ``df.attrs["machine"]`` holds :func:`machine_info`.
     """
-    if repeat < 1 or (number is not None and number < 1):
-        raise ValueError("repeat and number must be at least 1")
+    check_counts(repeat, number)
+    began = time.perf_counter()
     rng = random.Random(seed)
     combos = [(CipherSuite(s), int(n)) for s in suites for n in sizes]
     rows = []
@@ -208,6 +137,7 @@ def bench_sframe(sizes: Iterable[int] = DEFAULT_SIZES, suites: Iterable[int] = t
         rows.append(_sframe_row(suite, size, repeat, number, rng))
     df = pd.DataFrame(rows)
     df.attrs["machine"] = machine_info()
+    df.attrs["elapsed_s"] = time.perf_counter() - began
     return df
 
 
@@ -217,8 +147,8 @@ def _sframe_row(suite: CipherSuite, size: int, repeat: int, number: int | None,
     if number is None:
         probe = SFrameContext(suite)
         probe.add_send_key(KID, rng.randbytes(16))
-        number = _calibrate(lambda: probe.protect(KID, plaintext), POOL_BYTES // max(size, 1))
-    timings = _measure(_sframe_cases(suite, plaintext, number, rng), repeat, number)
+        number = calibrate(lambda: probe.protect(KID, plaintext), POOL_BYTES // max(size, 1), minimum=5)
+    timings = measure(_sframe_cases(suite, plaintext, number, rng), repeat, number)
     row: dict[str, object] = {"suite": int(suite), "name": suite.name, "size": size,
                               "number": number, "repeat": repeat}
     for name, (median, iqr) in timings.items():
@@ -254,18 +184,3 @@ def format_sframe(df: pd.DataFrame) -> str:
     legend = "suites: " + ", ".join(f"{s.value} {s.name}" for s in CipherSuite if s.value in set(df["suite"]))
     return f"{head}\n{legend}\nmedian of {int(df['repeat'].iloc[0])} runs; ratio = (protect + unprotect) / " \
            f"(bare encrypt + decrypt)\n{table.to_string(index=False)}"
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """One entry of the ``e2ee-lab bench`` command: how to run it and how to print it."""
-
-    run: Callable[..., pd.DataFrame]  # keyword arguments: repeat, number, progress (+ its own)
-    render: Callable[[pd.DataFrame], str]
-    help: str
-
-
-BENCHMARKS: dict[str, Benchmark] = {
-    "sframe": Benchmark(bench_sframe, format_sframe,
-                        "SFrame protect/unprotect per suite and size vs bare AES-GCM / AES-CTR+HMAC"),
-}

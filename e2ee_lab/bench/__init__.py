@@ -1,0 +1,53 @@
+"""Benchmarks: what the lab's layers cost next to the bare primitives, measured on this machine.
+
+- ``sframe`` (:mod:`.sframe`): SFrame protect/unprotect (RFC 9605 §4.4.3) per suite and size
+  against bare AES-GCM / AES-CTR + HMAC.
+- ``transforms`` (:mod:`.transforms`): bytes and µs per frame of every frame transform (none,
+  SFrame suites 1-5, clear-prefix) on real Opus and VP8 frames, with the AES-GCM and openssl lines.
+- ``pipeline`` (:mod:`.pipeline`): one publisher's frames through encode → transform → RTP → SRTP
+  → SFU → SRTP → reassembly → transform → decode, per stage, in dtls-srtp vs e2ee.
+
+Each benchmark returns a pandas DataFrame (machine description in ``df.attrs["machine"]``);
+:data:`BENCHMARKS` is the registry the ``e2ee-lab bench`` command reads, so a new benchmark is one
+entry there. Shared timing helpers live in :mod:`.common`, the real frames in :mod:`.frames`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from e2ee_lab.bench.common import machine_info, openssl_speed, parse_openssl_speed
+from e2ee_lab.bench.frames import MEDIA, MediaSet, media_set
+from e2ee_lab.bench.pipeline import MODES, STAGES, bench_pipeline, format_pipeline, goal_verdicts
+from e2ee_lab.bench.sframe import DEFAULT_SIZES, SFRAME_GOALS, bench_sframe, format_sframe
+from e2ee_lab.bench.transforms import (SCHEMES, bench_transforms, format_transforms, measured_overhead,
+                                       predicted_overhead)
+
+__all__ = [
+    "BENCHMARKS", "Benchmark", "DEFAULT_SIZES", "MEDIA", "MODES", "MediaSet", "SCHEMES", "SFRAME_GOALS",
+    "STAGES", "bench_pipeline", "bench_sframe", "bench_transforms", "format_pipeline", "format_sframe",
+    "format_transforms", "goal_verdicts", "machine_info", "measured_overhead", "media_set",
+    "openssl_speed", "parse_openssl_speed", "predicted_overhead",
+]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One entry of the ``e2ee-lab bench`` command: how to run it and how to print it."""
+
+    run: Callable[..., pd.DataFrame]  # keyword arguments: repeat, number, progress (+ its own)
+    render: Callable[[pd.DataFrame], str]
+    help: str
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "sframe": Benchmark(bench_sframe, format_sframe,
+                        "SFrame protect/unprotect per suite and size vs bare AES-GCM / AES-CTR+HMAC"),
+    "transforms": Benchmark(bench_transforms, format_transforms,
+                            "bytes and µs per real Opus/VP8 frame for none, SFrame 1-5, clear-prefix"),
+    "pipeline": Benchmark(bench_pipeline, format_pipeline,
+                          "one publisher's frames through RTP, SRTP and the SFU core: µs per stage per mode"),
+}
