@@ -1,4 +1,4 @@
-"""Notebook 01 (SFrame by hand): the walk-through tables, the overhead figure and the task checks.
+"""Notebook 01 (SFrame by hand): the walk-through tables and the task checks.
 
 Every table takes one frame through RFC 9605 step by step with the real code of
 :mod:`e2ee_lab.crypto.sframe`: the header's config byte and KID/CTR fields (§4.3), the key schedule
@@ -9,10 +9,8 @@ RFC's own Appendix C example, so every hex string can be compared with the RFC t
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from matplotlib.figure import Figure
 
 from e2ee_lab.crypto.sframe import (
     CipherSuite,
@@ -138,7 +136,10 @@ def frame_walkthrough(suite: CipherSuite | int = DEMO_SUITE, kid: int = DEMO_KID
 
 
 def overhead_table(frames: dict[str, int] | None = None, kid: int = 1, ctr: int = 30_000) -> pd.DataFrame:
-    """Bytes SFrame adds per frame (header + tag) for each suite and frame size, and the share."""
+    """Bytes SFrame adds per frame (header + tag) for each suite and frame size, and the share.
+
+    :func:`e2ee_lab.analysis.plots.overhead_figure` draws it.
+    """
     frames = frames or {"audio: Opus 20 ms (~100 B)": 100, "video: VP8 frame (~10 KB)": 10_000}
     rows = []
     for label, size in frames.items():
@@ -147,24 +148,6 @@ def overhead_table(frames: dict[str, int] | None = None, kid: int = 1, ctr: int 
             rows.append((label, size, suite.name, extra - suite.nt, suite.nt, extra, 100 * extra / size))
     return pd.DataFrame(rows, columns=["frame", "payload B", "suite", "header B", "tag B", "overhead B",
                                        "overhead %"])
-
-
-def overhead_figure(table: pd.DataFrame | None = None) -> Figure:
-    """Grouped bars: overhead in % of the payload per suite, one bar per frame kind (log scale)."""
-    table = overhead_table() if table is None else table
-    pivot = table.pivot(index="suite", columns="frame", values="overhead %")
-    pivot = pivot.reindex([s.name for s in CipherSuite])
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    pivot.plot.bar(ax=ax, rot=20, logy=True)
-    ax.set_ylabel("overhead, % of payload (log)")
-    ax.set_xlabel("")
-    ax.set_title("SFrame header + tag per frame")
-    ax.legend(title=None, fontsize=8)
-    for container in ax.containers:
-        ax.bar_label(container, fmt="%.2g%%", fontsize=7)
-    fig.tight_layout()
-    plt.close(fig)  # the caller displays it; an open pyplot figure would be shown twice inline
-    return fig
 
 
 # --- nonce reuse (§4.4.1) ---------------------------------------------------------------------------------
