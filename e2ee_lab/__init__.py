@@ -6,3 +6,14 @@ run it, capture it and explain it. See ``README.md`` for the two commands.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["run_call", "run_call_async", "CallResult"]
+
+
+def __getattr__(name: str):
+    # Lazy: importing e2ee_lab (e.g. for crypto alone) should not pull in aiortc and PyAV.
+    if name in __all__:
+        from e2ee_lab import call
+
+        return getattr(call, name)
+    raise AttributeError(f"module 'e2ee_lab' has no attribute {name!r}")

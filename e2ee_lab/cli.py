@@ -103,7 +103,14 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_bench]
+def _add_call(subparsers: argparse._SubParsersAction) -> None:
+    from e2ee_lab.call import add_call_arguments
+
+    add_call_arguments(subparsers.add_parser(
+        "call", help="run one call through the SFU; print what each party could decode"))
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_bench, _add_call]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,263 @@
+"""A participant's asyncio edge: signalling, its DTLS-SRTP leg to the SFU, paced media, receive path.
+
+A thin loop around the sans-I/O pieces. :meth:`Participant.connect` sends an offer (certificate
+fingerprint as SDP ``a=fingerprint`` carries it, RFC 8122 §5, and its SSRCs) to the SFU's signalling,
+gets the answer (the SFU leg's address and fingerprint) and runs the DTLS handshake with
+:func:`~e2ee_lab.transport.udp.connect_leg` (RFC 5764); each side checks the other's certificate
+against the signalled fingerprint. In the e2ee modes :meth:`Participant.join_keys` makes it a
+member of the group key agreement (:mod:`e2ee_lab.crypto.keys`): roster updates and key messages
+arrive through the signalling relay as opaque bytes. :meth:`Participant.run` sends a picture every
+``1/fps`` seconds and a 20 ms speech chunk every 20 ms (real time, :class:`MediaSender`); packets from
+the SFU go through :class:`MediaReceiver`, whose PLIs go back to the SFU, and a PLI from the SFU
+makes the next picture a key frame.
+
+The first :data:`WIRE_SAMPLE` SRTP packets the participant sends are also kept in ``wire``: exactly
+the bytes a passive observer on the loopback interface would see (the "on the wire" hop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+from e2ee_lab.call.frame_keys import FrameCrypto, make_frame_crypto
+from e2ee_lab.call.pipeline import MediaReceiver, MediaSender, Truth
+from e2ee_lab.crypto.keys import (
+    IdentityKeyPair,
+    KeyAgreementError,
+    Member,
+    RekeyPolicy,
+    RosterUpdate,
+    kid_for,
+)
+from e2ee_lab.media.scene import PARTICIPANTS, Scene, VideoSize
+from e2ee_lab.media.speech import FRAME_MS, SpeechSource
+from e2ee_lab.sfu.server import Offer, SFUServer, StreamAnnounced
+from e2ee_lab.transport import (
+    Certificate,
+    Fingerprint,
+    RTCPReceived,
+    RTPReceived,
+    SRTPProfile,
+    TransportError,
+    UDPLeg,
+    check_loopback,
+    connect_leg,
+)
+
+WIRE_SAMPLE = 300  # SRTP packets kept per participant for the "on the wire" view
+SPEECH_STAGGER = 3.7  # seconds between participants' starting points in the speech sample
+
+Clock = Callable[[], float]
+
+
+def participant_name(index: int) -> str:
+    """``alice``, ``bob``, ... (the badge names of :data:`~e2ee_lab.media.scene.PARTICIPANTS`)."""
+    name = PARTICIPANTS[index % len(PARTICIPANTS)][0].lower()
+    return name if index < len(PARTICIPANTS) else f"{name}{index // len(PARTICIPANTS) + 1}"
+
+
+class Participant:
+    """One participant of a call: camera, microphone, leg, keys, pipelines.
+
+    Args:
+        index: position in the call (picks the badge, the secret line and the speech offset).
+        mode: "dtls-srtp", "e2ee" or "clear-prefix".
+        size: picture size and frame rate.
+        seed: makes SSRCs, frames and frame keys reproducible.
+        profile: the SRTP protection profile to offer.
+        clock: seconds since the call started (the ``now`` of every sans-I/O call).
+        key_policy: rekey policy of the member (e2ee modes).
+    """
+
+    def __init__(self, index: int, *, mode: str, size: VideoSize, seed: int, profile: SRTPProfile,
+                 clock: Clock, key_policy: RekeyPolicy) -> None:
+        rng = random.Random(f"participant:{seed}:{index}")
+        self.index, self.mode, self.seed, self.profile = index, mode, seed, profile
+        self.name = participant_name(index)
+        self.ssrcs = {"video": rng.randrange(1, 1 << 32), "audio": rng.randrange(1, 1 << 32)}
+        self.rtcp_ssrc = rng.randrange(1, 1 << 32)
+        self.scene = Scene(index, seed=seed, width=size.width, height=size.height, fps=size.fps)
+        self.speech = SpeechSource(offset_s=index * SPEECH_STAGGER)
+        self.certificate = Certificate.generate(self.name)
+        self.identity = IdentityKeyPair.generate(seed=f"identity:{seed}:{index}".encode())
+        self.key_policy = key_policy
+        self.member: Member | None = None
+        self.leg: UDPLeg | None = None
+        self.sender: MediaSender | None = None
+        self.receiver: MediaReceiver | None = None
+        self.wire: list[bytes] = []
+        self.dropped: Counter[str] = Counter()  # edge and key-agreement drops
+        self._clock = clock
+        self._sfu: SFUServer | None = None
+        self._announced: list[StreamAnnounced] = []
+        self._early_rtcp: list[bytes] = []
+
+    def __repr__(self) -> str:
+        return f"Participant({self.name!r}, {self.mode}, leg={self.leg})"
+
+    # --- setup -----------------------------------------------------------------------------------
+
+    async def connect(self, sfu: SFUServer) -> None:
+        """Offer/answer through the SFU's signalling, then the DTLS handshake on the new leg.
+
+        Raises:
+            DTLSError: the handshake failed (e.g. FingerprintMismatch) or timed out.
+        """
+        self._sfu = sfu
+        sfu.signalling.register(self.name, self.on_signal)
+        offer = Offer(self.name, str(self.certificate.fingerprint()), dict(self.ssrcs))
+        answer = await sfu.accept(offer)
+        self.leg = await connect_leg(
+            answer.address, certificate=self.certificate, name=self.name,
+            remote_fingerprint=Fingerprint.parse(answer.fingerprint), profiles=(self.profile,),
+            on_media=self._on_media,
+        )
+
+    def join_keys(self) -> None:
+        """Join the group key agreement: the roster assigns a member index; updates follow."""
+        assert self._sfu is not None, "connect() first"
+        index = self._sfu.signalling.join(self.name, self.identity.public, self._clock())
+        self.member = Member(index, self.identity, policy=self.key_policy,
+                             seed=f"member:{self.seed}:{self.index}".encode())
+
+    def keys_ready(self, epoch: int, members: list[int]) -> bool:
+        """True once this member sends under ``epoch`` and holds every other member's epoch key."""
+        if self.member is None:
+            return False
+        self.member.tick(self._clock())
+        kids = self.member.context.receive_kids
+        others = [m for m in members if m != self.member.index]
+        return self.member.send_epoch == epoch and all(kid_for(epoch, m) in kids for m in others)
+
+    def prepare(self, truth: Truth) -> None:
+        """Build the media pipelines (after the keys are agreed)."""
+        crypto: FrameCrypto = make_frame_crypto(self.mode, self.member)
+        overhead = self.profile.rtp_overhead
+        self.sender = MediaSender(self.name, scene=self.scene, speech=self.speech, crypto=crypto,
+                                  ssrcs=self.ssrcs, seed=self.seed, srtp_overhead=overhead)
+        self.receiver = MediaReceiver(self.name, crypto=crypto, truth=truth, rtcp_ssrc=self.rtcp_ssrc)
+        for message in self._announced:
+            self.receiver.announce(message.ssrc, message.publisher, message.member, message.kind)
+        for data in self._early_rtcp:
+            self.sender.handle_rtcp(data)
+        self._announced.clear()
+        self._early_rtcp.clear()
+
+    # --- signalling ------------------------------------------------------------------------------
+
+    def on_signal(self, message: object) -> None:
+        """Signalling input: a roster update, a key message (bytes) or a stream announcement."""
+        now = self._clock()
+        if isinstance(message, StreamAnnounced):
+            if self.receiver is None:
+                self._announced.append(message)
+            else:
+                self.receiver.announce(message.ssrc, message.publisher, message.member, message.kind)
+            return
+        if self.member is None:
+            self.dropped["keys_not_member"] += 1
+            return
+        try:
+            if isinstance(message, RosterUpdate):
+                for recipient, data in self.member.handle_roster(message, now):
+                    self._sfu.signalling.relay(self.member.index, recipient, data, now)  # type: ignore[union-attr]
+            else:
+                self.member.receive_key_message(bytes(message), now)  # type: ignore[arg-type]
+        except KeyAgreementError as err:
+            self.dropped[f"keys_{err.reason}"] += 1
+
+    # --- media -----------------------------------------------------------------------------------
+
+    async def run(self, start: float, seconds: float, pool: Executor | None = None) -> None:
+        """Send media from loop time ``start`` for ``seconds``: pictures at the fps, speech every 20 ms.
+
+        Rendering and VP8 encoding run on ``pool`` (PyAV releases the GIL there), so a second core
+        can help; everything else stays on the loop.
+        """
+        await asyncio.gather(self._video_loop(start, seconds, pool), self._audio_loop(start, seconds))
+
+    async def _video_loop(self, start: float, seconds: float, pool: Executor | None) -> None:
+        sender, loop, fps = self.sender, asyncio.get_running_loop(), self.scene.fps
+        assert sender is not None, "prepare() first"
+        for i in range(int(round(seconds * fps))):
+            await _sleep_until(start + i / fps)
+            force = sender.take_key_frame_request()
+            encoded, picture = await loop.run_in_executor(pool, sender.encode_video, i, force)
+            self._send_all(sender.send_video(i, encoded, picture, self._clock(), was_forced=force))
+
+    async def _audio_loop(self, start: float, seconds: float) -> None:
+        interval = FRAME_MS / 1000
+        for i in range(int(round(seconds / interval))):
+            await _sleep_until(start + i * interval)
+            self._send_all(self.sender.audio_frame(i, self._clock()))  # type: ignore[union-attr]
+
+    def _send_all(self, packets: list[bytes]) -> None:
+        for packet in packets:
+            try:
+                if len(self.wire) < WIRE_SAMPLE:
+                    self._send_tapped(packet)
+                else:
+                    self.leg.send_rtp(packet)  # type: ignore[union-attr]
+            except TransportError as err:
+                self.dropped[err.reason] += 1
+
+    def _send_tapped(self, packet: bytes) -> None:
+        """``leg.send_rtp`` with a copy of the SRTP datagram kept, as an observer on ``lo`` sees it."""
+        leg = self.leg
+        assert leg is not None and leg.transport is not None
+        leg.connection.send_rtp(packet)
+        for datagram, addr in leg.connection.datagrams_to_send(asyncio.get_running_loop().time()):
+            self.wire.append(datagram)
+            leg.transport.sendto(datagram, check_loopback(addr))
+
+    def _on_media(self, leg: UDPLeg, event: RTPReceived | RTCPReceived) -> None:
+        if self.sender is None or self.receiver is None:
+            if isinstance(event, RTCPReceived):
+                self._early_rtcp.append(event.data)  # e.g. the SFU's PLI when a leg joins
+            else:
+                self.dropped["rtp_before_start"] += 1
+            return
+        if isinstance(event, RTCPReceived):
+            self.sender.handle_rtcp(event.data)
+            return
+        self._send_rtcp(self.receiver.receive_rtp(event.data, self._clock()))
+
+    def _send_rtcp(self, packets: list[bytes]) -> None:
+        for packet in packets:
+            try:
+                self.leg.send_rtcp(packet)  # type: ignore[union-attr]
+            except TransportError as err:
+                self.dropped[err.reason] += 1
+
+    def finish(self) -> None:
+        """End of media: release what the reassembly still holds."""
+        if self.receiver is not None:
+            self.receiver.flush(self._clock())
+
+    # --- results ---------------------------------------------------------------------------------
+
+    def counters(self) -> Counter[str]:
+        """Every drop this participant counted: transport, reassembly, frame transform, decoder, send."""
+        total: Counter[str] = Counter(self.dropped)
+        if self.leg is not None:
+            total.update(self.leg.dropped)
+        if self.receiver is not None:
+            total.update(self.receiver.counters())
+        if self.sender is not None:
+            total.update({f"send_{k}": v for k, v in self.sender.dropped.items()})
+        return total
+
+    async def close(self) -> None:
+        """Close the leg (close_notify) and wait for its socket to close."""
+        if self.leg is not None:
+            self.leg.close()
+            await self.leg.wait_closed()
+
+
+async def _sleep_until(deadline: float) -> None:
+    """Sleep until loop time ``deadline``; when late, yield once and go on (no frames are skipped)."""
+    await asyncio.sleep(max(0.0, deadline - asyncio.get_running_loop().time()))
