@@ -568,3 +568,13 @@ def test_timeline_shows_the_leaver_window_and_the_newcomer_gap():
     assert all(o.decrypted for o in members)
     assert [e[2:] for e in timeline.epochs] == [("join", "A"), ("join", "B"), ("join", "C"), ("join", "D"),
                                                ("leave", "B")]
+
+
+def test_base_keys_is_a_copy_of_what_the_member_holds():
+    group = _group(n=3)
+    member = next(iter(group.members.values()))
+    keys = member.base_keys()
+    assert keys == member.snapshot()["keys"]
+    assert {sender for sender, _ in keys} == set(group.members)
+    keys.clear()
+    assert member.base_keys(), "clearing the copy must not touch the member"

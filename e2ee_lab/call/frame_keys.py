@@ -153,9 +153,7 @@ class ClearPrefixCrypto:
             return _with_plain_type(receiver.transform(frame))
 
     def _base_keys(self) -> dict[tuple[int, int], bytes]:
-        # TODO(keys.py): use a public accessor for (sender, epoch) -> base key once Member has one;
-        # snapshot() is the only public way to read the keys the agreement installed.
-        return self.member.snapshot()["keys"]
+        return self.member.base_keys()
 
     def _refresh(self, sender: int) -> bool:
         """Install every key of ``sender`` the member holds now; True if one was new."""

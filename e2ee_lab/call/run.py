@@ -334,7 +334,7 @@ def _key_holders(sfu: SFUServer, people: list[Participant], view: pd.DataFrame,
         holders[f"SRTP key of {p.name}'s leg"] = ({n for n, m in material.items() if srtp in m}
                                                   | ({"sfu"} if srtp in sfu_keys else set()))
         if p.member is not None:
-            frame_key = p.member.snapshot()["keys"][p.member.index, p.member.send_epoch]
+            frame_key = p.member.base_keys()[p.member.index, p.member.send_epoch]
             holders[f"{p.name}'s frame key"] = ({n for n, m in material.items() if frame_key in m}
                                                 | ({"sfu"} if frame_key in carried else set()))
     return holders
@@ -344,7 +344,7 @@ def _participant_material(p: Participant) -> set[bytes]:
     entry = p.leg.keylog_entry()
     keys = {bytes(entry.client_write), bytes(entry.server_write)}
     if p.member is not None:
-        keys |= set(p.member.snapshot()["keys"].values())
+        keys |= set(p.member.base_keys().values())
     return keys
 
 

@@ -208,6 +208,14 @@ class Member:
         """The oldest queued event (:mod:`e2ee_lab.crypto.events`), or None."""
         return self._events.popleft() if self._events else None
 
+    def base_keys(self) -> dict[tuple[int, int], bytes]:
+        """The SFrame base keys this member holds now, as ``{(sender, epoch): base_key}`` (a copy).
+
+        The frame layer installs them (clear-prefix framing derives its AES key from them); the
+        lab also uses them to show who holds which key. Nothing here ever leaves the member.
+        """
+        return dict(self._keys)
+
     def snapshot(self) -> dict:
         """A deep copy of the whole state (keys included) for tests that check nothing changed."""
         return {
