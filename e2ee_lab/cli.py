@@ -110,7 +110,14 @@ def _add_call(subparsers: argparse._SubParsersAction) -> None:
         "call", help="run one call through the SFU; print what each party could decode"))
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_bench, _add_call]
+def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
+    from e2ee_lab.analysis.offline import add_analyze_arguments
+
+    add_analyze_arguments(subparsers.add_parser(
+        "analyze", help="decrypt a call's capture with the SFU's key log; what the SFU could read"))
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_bench, _add_call, _add_analyze]
 
 
 def build_parser() -> argparse.ArgumentParser:

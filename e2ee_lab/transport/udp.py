@@ -9,7 +9,9 @@ keeps one timer armed for DTLS retransmission (RFC 6347 §4.2.4). :class:`UDPLeg
 hold: ``await leg.handshake()`` returns the :class:`HandshakeCompleted` keys, after which
 ``send_rtp``/``send_rtcp`` protect and send and ``recv()`` (or an ``on_media`` callback) yields
 decrypted packets. :func:`listen_leg` (the SFU side, DTLS server), :func:`connect_leg` (a
-participant, DTLS client) and :func:`open_leg_pair` set legs up.
+participant, DTLS client) and :func:`open_leg_pair` set legs up. :func:`add_tap` registers a
+callback that sees every datagram an :func:`open_udp` socket sends (the socket-tap capture of
+:mod:`e2ee_lab.capture` uses it where live sniffing is not permitted).
 """
 
 from __future__ import annotations
@@ -40,6 +42,44 @@ from .srtp import DEFAULT_PROFILES, SRTPProfile, SRTPSessionPair
 LOOPBACK = "127.0.0.1"
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0  # seconds
 MediaEvent = RTPReceived | RTCPReceived
+DatagramTap = Callable[[bytes, Address, Address], None]  # (data, src, dst)
+_TAPS: list[DatagramTap] = []  # called for every datagram an open_udp socket sends
+
+
+def add_tap(tap: DatagramTap) -> None:
+    """Call ``tap(data, src, dst)`` after every datagram an :func:`open_udp` socket sends.
+
+    Applies to sockets already open and to later ones, until :func:`remove_tap`. Every socket of
+    the lab comes from :func:`open_udp`, so the sends alone show each datagram exactly once, as
+    the wire does (tapping receives too would report it twice). ``tap`` runs on the event loop
+    thread and must be quick; an exception it raises reaches the sender.
+    """
+    if tap not in _TAPS:
+        _TAPS.append(tap)
+
+
+def remove_tap(tap: DatagramTap) -> None:
+    """Stop calling ``tap`` (no error if it was not registered)."""
+    if tap in _TAPS:
+        _TAPS.remove(tap)
+
+
+def _tap_sends(transport: asyncio.DatagramTransport) -> None:
+    """Wrap this transport's ``sendto`` so registered taps see each datagram after it is sent."""
+    sendto = transport.sendto
+    sockname = transport.get_extra_info("sockname")
+    src = (sockname[0], sockname[1])
+
+    def tapped_sendto(data, addr=None) -> None:
+        closing = transport.is_closing()  # asyncio drops datagrams sent after close()
+        sendto(data, addr)
+        if _TAPS and not closing:
+            dst = addr if addr is not None else transport.get_extra_info("peername")
+            if dst is not None:
+                for tap in tuple(_TAPS):
+                    tap(bytes(data), src, (dst[0], dst[1]))
+
+    transport.sendto = tapped_sendto  # type: ignore[method-assign]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -67,13 +107,15 @@ async def open_udp(
     """Create a UDP socket bound to loopback (127.0.0.1, port 0 unless given) for the protocol.
 
     Raises ValueError for a non-loopback ``local_addr``. The caller owns the transport and must
-    close it.
+    close it. Its ``sendto`` reports each datagram to the taps of :func:`add_tap`, if any.
     """
     check_loopback(tuple(local_addr))
     loop = asyncio.get_running_loop()
-    return await loop.create_datagram_endpoint(
+    transport, protocol = await loop.create_datagram_endpoint(
         protocol_factory, local_addr=tuple(local_addr), family=socket.AF_INET
     )
+    _tap_sends(transport)
+    return transport, protocol
 
 
 class LegProtocol(asyncio.DatagramProtocol):
