@@ -19,6 +19,21 @@ Figures:
     and the ``openssl speed`` ceiling (benchmarks, :func:`e2ee_lab.bench.bench_transforms`).
     pipeline_stages: stacked µs per frame per pipeline stage for each medium and mode (benchmarks,
     :func:`e2ee_lab.bench.bench_pipeline`).
+    three_views: per call mode, a publisher's video frame as the wire (no keys), the SFU (leg keys)
+    and a receiver (frame keys) read it from the captured packets, ciphertext drawn as noise
+    (notebook 04, the README's headline; data from :func:`e2ee_lab.analysis.views.analyze_views`).
+    payload_bytes: per mode, the byte-value histogram of the video payloads and the entropy of each
+    RTP payload over time: compressed media is high-entropy too (notebook 04).
+    frame_metadata: what the wire shows without keys in both modes: video frame sizes and times,
+    and the RFC 6464 audio level (notebook 04).
+    decodable_share: share of decodable video and speech frames per view and mode (notebook 04).
+    nonce_reuse_pictures: Bob's camera, C_A ⊕ C_B as the SFU computes it, and Bob's picture read
+    from it with a known frame (notebook 08; :func:`e2ee_lab.labs.pitfalls.video_nonce_reuse`).
+    short_tag_attempts: attempts per brute-force forgery against 1- and 2-byte tags vs 2^(8·Nt),
+    and the time to one forgery extrapolated per tag length (notebook 08, RFC 9605 §7.5).
+    attack_matrix: attack × mode heat map of what receivers did with a malicious SFU's attacked
+    frames: displayed, rejected (and by which check), not preventable, or read by the SFU (notebook
+    05; data from :func:`e2ee_lab.labs.malicious.attack_matrix`).
 """
 
 from __future__ import annotations
@@ -349,4 +364,280 @@ def overhead_figure(table: pd.DataFrame) -> Figure:
         ax.bar_label(container, fmt="%.2g%%", fontsize=7)
     fig.tight_layout()
     plt.close(fig)  # the caller displays it; an open pyplot figure would be shown twice inline
+    return fig
+
+
+# --- what the SFU sees: three views of a captured call (notebook 04) ------------------------------
+
+if TYPE_CHECKING:
+    from e2ee_lab.analysis.views import ThreeViews, ViewPanel
+
+_MODE_COLOURS = {"dtls-srtp": "#e07b00", "e2ee": "#1565c0", "clear-prefix": "#6a1b9a"}
+_VIEW_LABELS = {"wire": "the wire\n(no keys)", "sfu": "the SFU\n(its leg keys)",
+                "receiver": "a receiver\n(frame keys)"}
+
+
+def _view_panel(ax, panel: ViewPanel, title: str) -> None:
+    """A decoded picture, or the frame's bytes as a grey noise image marked "not decodable"."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if panel.picture is not None:
+        ax.imshow(panel.picture)
+        note = f"decodable: {panel.decodable} of {panel.frames} frames"
+        colour = "#2e7d32"
+    else:
+        ax.imshow(panel.noise(), cmap="gray", vmin=0, vmax=255, interpolation="nearest",
+                  aspect="auto")
+        note = f"{len(panel.data)} bytes of {panel.what}\nnot decodable ({panel.decodable} of {panel.frames} frames)"
+        colour = "#c62828"
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(note, fontsize=8, color=colour)
+
+
+def three_views(views: Mapping[str, ThreeViews], publisher: str | None = None) -> Figure:
+    """One row per call mode, one column per view: ``publisher``'s latest video frame as the wire
+    (no keys), the SFU (its leg keys) and a receiver (the members' frame keys) hold it, all decoded
+    from the captured packets (:func:`e2ee_lab.analysis.views.analyze_views`). A view that cannot
+    decode the frame shows its bytes as a grey image: ciphertext looks like noise.
+    """
+    modes = list(views)
+    fig, axes = plt.subplots(len(modes), 3, figsize=(9.6, 2.9 * len(modes) + 0.5), squeeze=False)
+    for row, mode in zip(axes, modes):
+        for ax, view in zip(row, ("wire", "sfu", "receiver")):
+            panel = views[mode].panel(view, publisher)
+            keys = "(leg key)" if view == "receiver" and mode == "dtls-srtp" else ""
+            label = _VIEW_LABELS[view].split("\n")[0] + " " + (keys or _VIEW_LABELS[view].split("\n")[1])
+            _view_panel(ax, panel, f"{mode}: {label}")
+    who = publisher or views[modes[0]].call.names[0]
+    fig.suptitle(f"What each party reads of {who}'s camera, from the same captured packets", fontsize=11)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def payload_bytes(views: Mapping[str, ThreeViews]) -> Figure:
+    """Per mode: the byte-value histogram of the video payloads (SFU and wire views) and the
+    entropy of every RTP payload over time (SFU view). Compressed VP8 and Opus are nearly as
+    flat and high-entropy as ciphertext: entropy cannot tell them apart, only a decoder can."""
+    import numpy as np
+
+    modes = list(views)
+    fig, axes = plt.subplots(len(modes), 2, figsize=(11, 2.7 * len(modes)), squeeze=False)
+    for (hist, scatter), mode in zip(axes, modes):
+        v = views[mode]
+        for view, style in (("sfu", "-"), ("wire", ":")):
+            counts = v.byte_counts(view, "video")
+            share = counts / max(1, counts.sum()) * 256  # 1.0 = every value equally often
+            hist.step(np.arange(256), share, where="mid", linestyle=style, linewidth=0.9,
+                      color=_MODE_COLOURS.get(mode, "black"), label=_VIEW_LABELS[view].replace("\n", " "))
+        hist.axhline(1.0, color="grey", linewidth=0.6)
+        entropy = v.stream_entropy("sfu")
+        video = entropy[entropy.kind == "video"].entropy.min()
+        hist.set_title(f"{mode}: video payload byte values (SFU view: {video:.3f} bits/byte)", fontsize=9)
+        hist.set_xlabel("byte value")
+        hist.set_ylabel("frequency / uniform")
+        hist.set_xlim(0, 255)
+        hist.legend(fontsize=7, loc="upper right")
+        packets = v.packet_entropy("sfu")
+        for kind, colour in (("video", "#1565c0"), ("audio", "#2e7d32")):
+            part = packets[packets.kind == kind]
+            scatter.scatter(part.time, part.payload_entropy, s=4, color=colour, label=kind)
+        scatter.set_ylim(0, 8.1)
+        scatter.set_xlabel("s since the first datagram")
+        scatter.set_ylabel("bits/byte")
+        scatter.set_title(f"{mode}: entropy of each RTP payload the SFU holds", fontsize=9)
+        scatter.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def frame_metadata(views: Mapping[str, ThreeViews], publisher: str | None = None) -> Figure:
+    """What the wire shows without any key, in both modes: the size and time of each of
+    ``publisher``'s video frames, and the RFC 6464 audio level of each of its audio packets."""
+    fig, (sizes, levels) = plt.subplots(1, 2, figsize=(11, 3.2))
+    for mode, v in views.items():
+        who = publisher or v.call.names[0]
+        colour = _MODE_COLOURS.get(mode, "black")
+        frames = v.frames("wire")
+        video = frames[(frames.ssrc == v.call.truth.ssrc_of(who, "video")) & (frames.kind == "video")]
+        start = video.time.min()
+        sizes.plot(video.time - start, video["size"], marker="o", markersize=3, linewidth=0.8,
+                   color=colour, label=mode)
+        p = v.packet_entropy("wire")
+        audio = p[p.ssrc == v.call.truth.ssrc_of(who, "audio")]
+        levels.plot(audio.time - start, -audio.audio_level.astype(float), linewidth=0.8,
+                    color=colour, label=mode)
+    sizes.set_title(f"{who}'s video frames on the wire: size and time", fontsize=9)
+    sizes.set_ylabel("bytes (SRTP payload)")
+    levels.set_title(f"{who}'s audio level, clear in an RTP header extension (RFC 6464)", fontsize=9)
+    levels.set_ylabel("level (dBov)")
+    for ax in (sizes, levels):
+        ax.set_xlabel("s since the first video frame")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def decodable_share(views: Mapping[str, ThreeViews]) -> Figure:
+    """Grouped bars: the share of decodable frames per view and mode, video and audio (speech
+    frames only: recovered silence proves nothing), labelled with the counts."""
+    import numpy as np
+    import pandas as pd
+
+    table = pd.concat([v.counts() for v in views.values()], ignore_index=True)
+    order = ["wire", "sfu", "receiver"]
+    modes = list(views)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+    width = 0.8 / max(1, len(modes))
+    for ax, kind in zip(axes, ("video", "audio")):
+        for i, mode in enumerate(modes):
+            part = table[(table["mode"] == mode) & (table["kind"] == kind)].set_index("view").loc[order]
+            x = np.arange(len(order)) + (i - (len(modes) - 1) / 2) * width
+            bars = ax.bar(x, part["share"] * 100, width, color=_MODE_COLOURS.get(mode, "grey"), label=mode)
+            ax.bar_label(bars, [f"{d}/{j}" for d, j in zip(part["decodable"], part["judged"])], fontsize=7)
+        ax.set_xticks(np.arange(len(order)), [_VIEW_LABELS[v] for v in order], fontsize=8)
+        ax.set_title(f"{kind} frames decodable" + (" (speech frames)" if kind == "audio" else ""), fontsize=9)
+        ax.set_ylim(0, 115)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("% of frames")
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+# --- crypto pitfalls: nonce reuse and short tags (notebook 08) --------------------------------------
+
+if TYPE_CHECKING:
+    from e2ee_lab.attacks.crypto import BruteForceRun
+    from e2ee_lab.labs.pitfalls import VideoReuse
+
+
+def nonce_reuse_pictures(reuse: VideoReuse) -> Figure:
+    """Bob's camera as sent, C_A ⊕ C_B as the SFU computes it (bytes as grey pixels), and Bob's
+    picture decoded from C_A ⊕ C_B ⊕ P_A (RFC 9605 §4.1 broken; data from
+    :func:`e2ee_lab.labs.pitfalls.video_nonce_reuse`)."""
+    import numpy as np
+
+    from e2ee_lab.attacks.crypto import ciphertext_xor
+
+    xor = np.frombuffer(ciphertext_xor(reuse.frame_known, reuse.frame_victim, reuse.suite), dtype=np.uint8)
+    width = 128
+    strip = np.zeros(-(-len(xor) // width) * width, dtype=np.uint8)
+    strip[: len(xor)] = xor
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    _picture_panel(axes[0], reuse.sent, f"{reuse.victim_name}'s camera (sent, encrypted)")
+    axes[1].imshow(strip.reshape(-1, width), cmap="gray", aspect="auto", interpolation="nearest")
+    axes[1].set_xticks([])
+    axes[1].set_yticks([])
+    axes[1].set_title(f"C_A ⊕ C_B, {len(xor):,} B, no key used\n(= P_A ⊕ P_B: {reuse.known_name}'s and "
+                      f"{reuse.victim_name}'s frames mixed)", fontsize=8)
+    _picture_panel(axes[2], reuse.picture, f"{reuse.victim_name}'s picture read by the SFU\n"
+                   f"from C_A ⊕ C_B ⊕ {reuse.known_name}'s known frame")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def short_tag_attempts(runs: Mapping[int, BruteForceRun], rate: float, *, pps: float = 2**20,
+                       media_rate: float = 50) -> Figure:
+    """Left: attempts per accepted forgery over 2^(8·Nt), a histogram per tag length, against the
+    exponential curve the geometric law tends to. Right: expected time to one forgery against tag
+    length at ``rate`` (measured), 2^20/s (RFC 9605 §7.5) and ``media_rate``/s, log scale (data
+    from :func:`e2ee_lab.labs.pitfalls.run_short_tags`)."""
+    import numpy as np
+
+    fig, (hist, ext) = plt.subplots(1, 2, figsize=(11, 3.8))
+    bins = np.linspace(0, 6, 25)
+    for (nt, run), colour in zip(sorted(runs.items()), _MEDIA_COLOURS):
+        scaled = np.asarray(run.attempts, dtype=float) / run.expected
+        hist.hist(scaled, bins=bins, density=True, histtype="step", linewidth=1.6, color=colour,
+                  label=f"{nt}-byte tag: {len(run.attempts)} trials, mean {run.mean:,.0f} ({run.ratio:.2f}×)")
+        hist.axvline(run.ratio, color=colour, linestyle="--", linewidth=1)
+    x = np.linspace(0, 6, 200)
+    hist.plot(x, np.exp(-x), color="black", linewidth=1, label="expected: e^(−x), mean 1")
+    hist.set_xlabel("attempts until accepted ÷ 2^(8·Nt)")
+    hist.set_ylabel("density")
+    hist.set_title("brute-force forgeries against short tags (lab-only tag lengths)", fontsize=9)
+    hist.legend(fontsize=7)
+    tags = np.arange(1, 17)
+    year = 365.25 * 86400
+    for label, per_second, style in ((f"this receiver, {rate:,.0f}/s", rate, "o-"),
+                                     ("2^20/s (RFC 9605 §7.5)", pps, "s-"),
+                                     (f"{media_rate:g}/s (rate-limited)", media_rate, "^-")):
+        ext.semilogy(tags, 2.0 ** (8 * tags) / per_second / year, style, markersize=3, label=label)
+    for value, text in ((1 / (365.25 * 24), "1 hour"), (1, "1 year"), (1.38e10, "age of the universe")):
+        ext.axhline(value, color="#9e9e9e", linewidth=0.8, linestyle=":")
+        ext.text(16.2, value, text, fontsize=7, va="center")
+    for nt, name in ((4, "suite 3"), (8, "suite 2"), (10, "suite 1"), (16, "GCM")):
+        ext.axvline(nt, color="#e0e0e0", linewidth=0.8, zorder=0)
+        ext.text(nt, 1e-12, name, rotation=90, fontsize=7, ha="right", va="bottom")
+    ext.set_xticks([1, 2, 4, 8, 10, 16])
+    ext.set_xlabel("tag bytes Nt")
+    ext.set_ylabel("expected years to one forgery")
+    ext.set_xlim(0.5, 19)
+    ext.set_title("extrapolated: 2^(8·Nt) ÷ attempts per second", fontsize=9)
+    ext.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+# --- notebook 05: the malicious SFU ----------------------------------------------------------------
+
+_OUTCOME_COLOURS = {"honest": "#bdbdbd", "displayed": "#c62828", "rejected": "#2e7d32",
+                    "protected": "#2e7d32", "not prevented": "#ef6c00", "SFU reads": "#6a1b9a",
+                    "not run": "#ffffff"}
+_OUTCOME_LABELS = {"honest": "honest baseline", "displayed": "attacked frames displayed (no check caught them)",
+                   "rejected": "rejected by a receiver check", "not prevented": "not preventable by crypto",
+                   "SFU reads": "the SFU reads the media"}
+
+
+def _attack_cell(row) -> str:
+    if row.outcome == "displayed":
+        return f"shown {row.displayed}/{row.frames}"
+    if row.outcome in ("rejected", "protected"):
+        return str(row.caught_by).replace(" ", "\n", 1) if len(str(row.caught_by)) > 12 else str(row.caught_by)
+    if row.outcome == "SFU reads":
+        return f"SFU reads {row.sfu_read}"
+    if row.outcome == "not prevented":
+        return row.note if row.note and len(row.note) < 18 else f"{row.frames} frames"
+    return f"{row.displayed}/{row.frames} shown" if row.outcome == "honest" else ""
+
+
+def attack_matrix(table: pd.DataFrame) -> Figure:
+    """Attack × mode: what the receivers did with the attacked frames (colour) and which check caught
+    them or how many were shown (text), from :func:`e2ee_lab.labs.malicious.attack_matrix`'s table."""
+    from matplotlib.colors import to_rgb
+    from matplotlib.patches import Patch
+
+    attacks = list(dict.fromkeys(table["attack"]))
+    modes = list(dict.fromkeys(table["mode"]))
+    cells = {(r.attack, r.mode): r for r in table.itertuples(index=False)}
+    fig, ax = plt.subplots(figsize=(2.3 * len(modes) + 3.2, 0.42 * len(attacks) + 1.6))
+    rgb = [[to_rgb(_OUTCOME_COLOURS.get(cells[a, m].outcome, "#ffffff")) if (a, m) in cells else (1, 1, 1)
+            for m in modes] for a in attacks]
+    ax.imshow(rgb, aspect="auto")
+    for i, a in enumerate(attacks):
+        for j, m in enumerate(modes):
+            if (a, m) in cells:
+                row = cells[a, m]
+                dark = row.outcome not in ("honest", "not run")
+                ax.text(j, i, _attack_cell(row), ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+    ax.set_xticks(range(len(modes)), modes)
+    ax.set_yticks(range(len(attacks)), attacks)
+    ax.xaxis.tick_top()
+    ax.set_xticks([x + 0.5 for x in range(len(modes) - 1)], minor=True)
+    ax.set_yticks([y + 0.5 for y in range(len(attacks) - 1)], minor=True)
+    ax.grid(which="minor", color="white", linewidth=2)
+    ax.tick_params(which="minor", length=0)
+    shown = [k for k in _OUTCOME_LABELS if k in set(table["outcome"])]
+    ax.legend(handles=[Patch(color=_OUTCOME_COLOURS[k], label=_OUTCOME_LABELS[k]) for k in shown],
+              loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    ax.set_title("A malicious SFU against each receiver: what happened to the attacked video frames", fontsize=10)
+    fig.tight_layout()
     return fig
