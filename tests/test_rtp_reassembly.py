@@ -73,9 +73,11 @@ def assembler_for(packetizer, **kwargs):
 @given(
     sizes=st.lists(st.integers(1, 100_000), min_size=1, max_size=4),
     seed=st.integers(0, 2**32),
-    rnd=st.randoms(use_true_random=False),
 )
-def test_round_trip_survives_shuffle_and_duplicates(sizes, seed, rnd):
+def test_round_trip_survives_shuffle_and_duplicates(sizes, seed):
+    # One seeded generator for payloads, duplicates and order: drawing them from hypothesis
+    # (st.randoms) exhausts its entropy budget on 100 KB frames and fails the health check.
+    rnd = random.Random(seed)
     packetizer = video_stream(seed)
     datas = [rnd.randbytes(n) for n in sizes]
     packets = [p for frame in send_video(packetizer, datas) for p in frame]
@@ -95,8 +97,9 @@ def test_round_trip_survives_shuffle_and_duplicates(sizes, seed, rnd):
 
 
 @settings(max_examples=40, deadline=None)
-@given(sizes=st.lists(st.integers(1, 6000), min_size=2, max_size=12), rnd=st.randoms())
-def test_bounded_reordering_is_released_live_in_order(sizes, rnd):
+@given(sizes=st.lists(st.integers(1, 6000), min_size=2, max_size=12), seed=st.integers(0, 2**32))
+def test_bounded_reordering_is_released_live_in_order(sizes, seed):
+    rnd = random.Random(seed)
     packetizer = video_stream(first_sequence_number=65530)  # crosses the wrap
     datas = [bytes([i]) * n for i, n in enumerate(sizes)]
     packets = [p for frame in send_video(packetizer, datas) for p in frame]
