@@ -15,17 +15,28 @@ import json
 import os
 import threading
 
+import numpy as np
+import pandas as pd
 import pytest
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket
 
-from e2ee_lab.analysis.sfu_view import analyze_packets, byte_entropy, ciphertext_entropy, view_packets
+from e2ee_lab.analysis.sfu_view import (
+    FRAME_COLUMNS,
+    SFUView,
+    _judge_speech,
+    analyze_packets,
+    byte_entropy,
+    ciphertext_entropy,
+    sent_speech,
+    view_packets,
+)
 from e2ee_lab.call import add_call_arguments, cli_call, run_call, run_call_async
 from e2ee_lab.call.frame_keys import make_frame_crypto
 from e2ee_lab.call.garbage import SPOOFED_KINDS, STRANGER_KINDS
 from e2ee_lab.call.pipeline import MediaReceiver, MediaSender
 from e2ee_lab.crypto.keys import KeyMessage
 from e2ee_lab.media.scene import Scene
-from e2ee_lab.media.speech import SpeechSource
+from e2ee_lab.media.speech import FRAME_SAMPLES, SpeechSource
 from e2ee_lab.sfu.server import Offer, SFUServer
 from e2ee_lab.transport import Certificate, DTLSError, Fingerprint, connect_leg
 
@@ -147,6 +158,26 @@ def test_byte_entropy_of_known_inputs():
     assert byte_entropy(b"") == 0.0
     assert byte_entropy(b"\x00" * 100) == 0.0
     assert byte_entropy(bytes(range(256)) * 4) == pytest.approx(8.0)
+
+
+def _judged(chunks: dict[int, np.ndarray], sent: np.ndarray) -> pd.Series:
+    """``_judge_speech`` on one publisher whose decoder produced ``chunks`` (index -> PCM)."""
+    rows = [{"publisher": "p", "kind": "audio", "ssrc": 1, "timestamp": 960 * i, "frame_index": i,
+             "frame_type": "audio", "packets": 1, "size": 80, "decoded": True, "matches": False,
+             "mae": 0.0, "reason": ""} for i in range(len(sent) // FRAME_SAMPLES)]
+    view = SFUView(frames=pd.DataFrame(rows, columns=list(FRAME_COLUMNS)))
+    _judge_speech(view, {"p": chunks}, {"p": sent})
+    return view.frames.matches
+
+
+def test_one_chunk_of_speech_in_a_stream_of_noise_is_not_intelligible():
+    sent = sent_speech(SpeechSource(), 100)  # 2 s of the speech sample
+    assert _judged({i: sent[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES] for i in range(100)}, sent).all()
+    loud = max(range(100), key=lambda i: float(np.abs(sent[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES]).sum()))
+    rng = np.random.default_rng(7)
+    noise = {i: rng.integers(-3000, 3000, FRAME_SAMPLES).astype(np.int16) for i in range(100)}
+    noise[loud] = sent[loud * FRAME_SAMPLES:(loud + 1) * FRAME_SAMPLES]  # a chance hit, as ciphertext can give
+    assert not _judged(noise, sent).any()
 
 
 @pytest.mark.parametrize("mode", MODES)

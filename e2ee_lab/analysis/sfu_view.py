@@ -12,7 +12,9 @@ decoders, and judge the result against what the publisher really sent:
 - audio: libopus turns most ciphertext into noise rather than an error, so a frame *matches* when
   its PCM, aligned by the codec delay, has a signal-to-error ratio of at least
   :data:`SPEECH_MATCH_DB` against the sent 20 ms chunk (an Opus round trip scores 4-10 dB,
-  ciphertext noise below 0 dB).
+  ciphertext noise below 0 dB), and the publisher's whole recovered stream correlates with the sent
+  speech at :data:`SPEECH_STREAM_CORRELATION` or more (0.97 when the SFU holds the keys, below 0.04
+  for ciphertext): one 20 ms chunk of noise can pass 2 dB by chance, a stream of noise cannot.
 
 :func:`wire_packets` turns SRTP datagrams into the same records, for an eavesdropper without keys
 (headers are clear in SRTP, the payload is not). :func:`ciphertext_entropy` measures the Shannon
@@ -41,6 +43,7 @@ from e2ee_lab.rtp.vp8 import vp8_frame_type
 
 PAYLOAD_TYPES = {96: Codec.VP8, 111: Codec.OPUS}
 SPEECH_MATCH_DB = 2.0  # a 20 ms frame "is" the sent speech at this signal-to-error ratio or above
+SPEECH_STREAM_CORRELATION = 0.5  # ... and the publisher's recovered stream correlates this well
 MAX_CODEC_DELAY = FRAME_SAMPLES  # samples searched for the Opus delay (aiortc's encoder: 312)
 FRAME_COLUMNS = ("publisher", "kind", "ssrc", "timestamp", "frame_index", "frame_type", "packets",
                  "size", "decoded", "matches", "mae", "reason")
@@ -222,8 +225,9 @@ def _judge_speech(view: SFUView, pcm: Mapping[str, dict[int, np.ndarray]],
             if f.at[row, "decoded"] and i >= 0:
                 snr = _snr_db(sent[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES],
                               got[i * FRAME_SAMPLES + delay:(i + 1) * FRAME_SAMPLES + delay].astype(float))
-                f.at[row, "matches"] = snr >= SPEECH_MATCH_DB
-                f.at[row, "reason"] = "" if snr >= SPEECH_MATCH_DB else "noise"
+                matches = snr >= SPEECH_MATCH_DB and corr >= SPEECH_STREAM_CORRELATION
+                f.at[row, "matches"] = matches
+                f.at[row, "reason"] = "" if matches else "noise"
     f["matches"] = f["matches"].astype(bool)
 
 
