@@ -1,4 +1,8 @@
-"""Smoke tests of e2ee_lab.bench, its figures and the ``e2ee-lab bench`` command: structure, never speed."""
+"""Smoke tests of e2ee_lab.bench, its figures and the ``e2ee-lab bench`` command: structure, never speed.
+
+Also the SFU core's fast path that ``bench sfu`` measures (it must forward exactly what aiortc's parse +
+serialize path forwards) and the checks of notebook 07 (:mod:`e2ee_lab.labs.overhead`).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,24 @@ import math
 
 import pandas as pd
 import pytest
+from aiortc.rtp import RtpPacket
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 import e2ee_lab.bench.pipeline as pipeline_module
-from e2ee_lab.analysis.plots import pipeline_stages, transform_cpu, transform_overhead
-from e2ee_lab.bench import (BENCHMARKS, MODES, SCHEMES, STAGES, bench_pipeline, bench_sframe, bench_transforms,
-                            format_pipeline, format_sframe, format_transforms, machine_info, measured_overhead,
-                            media_set, openssl_speed, parse_openssl_speed, predicted_overhead)
+from e2ee_lab.analysis.plots import pipeline_stages, sfu_capacity, transform_cpu, transform_overhead
+from e2ee_lab.bench import (BENCHMARKS, MODES, SCHEMES, SFU_MODES, STAGES, bench_pipeline, bench_sfu, bench_sframe,
+                            bench_transforms, format_pipeline, format_sfu, format_sframe, format_transforms,
+                            machine_info, measured_overhead, media_set, openssl_speed, parse_openssl_speed,
+                            predicted_overhead, room_traffic)
 from e2ee_lab.bench.common import openssl_binary
-from e2ee_lab.cli import build_parser, main
+from e2ee_lab.bench.sfu import summarize
+from e2ee_lab.cli import _bench_kwargs, build_parser, main
+from e2ee_lab.crypto.sframe import overhead
+from e2ee_lab.labs import overhead as overhead_lab
+from e2ee_lab.sfu import Forward, HonestPolicy, SFUCore
+from e2ee_lab.sfu.core import _extensions_map
 
 TINY = {"repeat": 2, "number": 3, "progress": False}
 
@@ -254,3 +267,181 @@ def test_cli_bench_transforms_writes_csv(tmp_path, capsys):
     assert main(argv) == 0
     assert "sframe-4" in capsys.readouterr().out
     assert pd.read_csv(out)["scheme"].tolist() == list(SCHEMES)
+
+
+# --- bench sfu: the SFU's speed in a two-process load, and the fast path it measures --------------------
+
+SFU_ROOMS = [2, 3]
+
+
+@pytest.fixture(scope="module")
+def sfu_df():
+    return bench_sfu(rooms=SFU_ROOMS, repeat=2, number=120, progress=False)
+
+
+def test_bench_sfu_rows_and_verdicts(sfu_df):
+    df = sfu_df
+    assert list(zip(df["participants"], df["mode"])) == [(n, m) for n in SFU_ROOMS for m in SFU_MODES]
+    assert (df["runs"] == 2).all() and (df["sent"] == 120).all() and (df["forwarded"] > 0).all()
+    bare, e2ee = df[df["mode"] == "bare"], df[df["mode"] == "e2ee"]
+    assert bare["ratio_bare"].isna().all() and (bare[["goal_pps", "goal_ratio", "goal_e2ee"]] == "").all().all()
+    sfu = df[df["mode"] != "bare"]
+    assert (sfu["ratio_bare"] > 0).all() and sfu["goal_pps"].isin(["met", "MISSED"]).all()
+    assert sfu["goal_ratio"].isin(["met", "MISSED"]).all()
+    assert (e2ee["ratio_e2ee"] > 0).all() and e2ee["goal_e2ee"].isin(["within noise", "differs"]).all()
+    assert df.loc[df["mode"] != "e2ee", "ratio_e2ee"].isna().all()
+    assert {"machine", "loop", "load_start", "load_end", "elapsed_s"} <= set(df.attrs)
+
+
+def test_bench_sfu_every_packet_it_took_in_went_to_every_other_participant(sfu_df):
+    runs = pd.DataFrame(sfu_df.attrs["runs"])
+    assert len(runs) == len(SFU_ROOMS) * len(SFU_MODES) * 2
+    # Real SRTP across two processes: nothing failed authentication or was refused by the core ...
+    assert (runs["dropped"] == 0).all()
+    # ... and each packet the forwarder read was sent to each other participant, bare or SFU.
+    assert (runs["forwarded"] == runs["received"] * (runs["participants"] - 1)).all()
+    assert (runs["cpu_s"] > 0).all() and (runs["received"] <= runs["sent"]).all()
+
+
+def test_format_sfu_and_figure(sfu_df):
+    text = format_sfu(sfu_df)
+    assert "pkt/s/core" in text and "e2ee/dtls" in text and "load average" in text
+    assert text.count("goal: ") == 5
+    fig = sfu_capacity(sfu_df)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert len(fig.axes[0].lines) == len(SFU_MODES) + 1  # one per mode and the goal line
+
+
+def _runs(us: dict[str, list[float]], participants: int = 4) -> pd.DataFrame:
+    rows = [{"participants": participants, "mode": mode, "run": run, "sent": 100, "received": 100,
+             "forwarded": 10_000, "cpu_s": value * 10_000 / 1e6, "wall_s": 1.0}
+            for mode, values in us.items() for run, value in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_summarize_pairs_runs_and_judges_the_goals():
+    df = summarize(_runs({"bare": [10.0, 10.0], "dtls-srtp": [14.0, 14.0], "e2ee": [14.1, 14.1]})).set_index("mode")
+    assert df.loc["dtls-srtp", "ratio_bare"] == pytest.approx(1.4)
+    assert df.loc["dtls-srtp", "pps_per_core"] == pytest.approx(1e6 / 14)
+    assert df.loc["e2ee", "ratio_e2ee"] == pytest.approx(14.1 / 14)
+    assert tuple(df.loc["dtls-srtp", ["goal_pps", "goal_ratio"]]) == ("met", "met")
+    assert df.loc["e2ee", "goal_e2ee"] == "within noise"
+    slow = summarize(_runs({"bare": [10.0, 10.0], "dtls-srtp": [30.0, 30.0], "e2ee": [40.0, 40.0]})).set_index("mode")
+    assert tuple(slow.loc["dtls-srtp", ["goal_pps", "goal_ratio"]]) == ("MISSED", "MISSED")
+    assert slow.loc["e2ee", "goal_e2ee"] == "differs"
+
+
+@pytest.mark.parametrize("bad", [{"rooms": [1]}, {"modes": ["tls"]}, {"loop": "tokio"}, {"video": "opus"},
+                                 {"repeat": 0}, {"target": 0}], ids=["room", "mode", "loop", "video", "repeat", "target"])
+def test_bench_sfu_refuses_bad_arguments_before_starting(bad):
+    with pytest.raises(ValueError):
+        bench_sfu(progress=False, **bad)
+
+
+def test_room_traffic_is_real_frames_and_their_sframe_ciphertext():
+    plain, sealed = room_traffic("dtls-srtp"), room_traffic("e2ee")
+    assert [f.kind for f in plain].count("video") == 30 and [f.kind for f in plain].count("audio") == 50
+    assert [f.timestamp for f in sealed] == [f.timestamp for f in plain]
+    # One SFrame sender (suite 4, KID 1) seals them in order: header + 16-byte tag per frame.
+    assert [len(s.data) - len(p.data) for s, p in zip(sealed, plain)] == [overhead(4, 1, i) for i in range(80)]
+    assert sealed[0].data[0] == 0x10  # config byte: KID 1 in K, CTR 0 in C (RFC 9605 §4.3)
+
+
+def test_cli_gives_bench_sfu_only_the_options_it_takes():
+    args = build_parser().parse_args(["bench", "sfu", "--number", "50", "--media", "opus", "--no-progress"])
+    assert _bench_kwargs(args, bench_sfu) == {"repeat": 7, "number": 50, "progress": False}
+
+
+class _Reserialize(HonestPolicy):
+    """Forwards everything, as a replacement packet: the core's parse + serialize path."""
+
+    def on_rtp(self, inbound, dests):
+        return [Forward(d, inbound, packet=inbound.packet) for d in dests]
+
+
+class _HonestSubclass(HonestPolicy):
+    """Honest, but not the HonestPolicy type itself: the core's general policy path."""
+
+
+_EXTMAP = _extensions_map({1: "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+                           2: "urn:ietf:params:rtp-hdrext:sdes:mid"})  # the SFU forwards only id 1
+
+
+@st.composite
+def _packets(draw) -> list[bytes]:
+    seq, out = draw(st.integers(0, 65535)), []
+    for _ in range(draw(st.integers(1, 6))):
+        video = draw(st.booleans())
+        packet = RtpPacket(payload_type=96 if video else 111, marker=draw(st.integers(0, 1)), sequence_number=seq,
+                           timestamp=draw(st.integers(0, 2**32 - 1)), ssrc=0xA0 if video else 0xA1,
+                           payload=draw(st.binary(min_size=1, max_size=40)))
+        packet.csrc = draw(st.lists(st.integers(0, 2**32 - 1), max_size=3))
+        packet.padding_size = draw(st.sampled_from([0, 0, 1, 4]))
+        packet.extensions.audio_level = draw(st.none() | st.tuples(st.booleans(), st.integers(0, 127)))
+        packet.extensions.mid = draw(st.none() | st.sampled_from(["0", "video"]))  # not forwarded: rewritten
+        out.append(packet.serialize(_EXTMAP))
+        seq = (seq + draw(st.integers(1, 3))) % 65536
+    return out
+
+
+def _forwarded(policy, packets: list[bytes]) -> tuple[list[tuple[str, bytes]], pd.DataFrame]:
+    core = SFUCore(policy=policy, seed=5)
+    for leg in "ABC":
+        core.add_leg(leg)
+    out = [d for p in packets for d in core.receive_rtp("A", p, 1.0)]
+    return out, core.view.to_dataframe()
+
+
+def _fields(data: bytes) -> tuple:
+    p = RtpPacket.parse(data, _EXTMAP)
+    return (p.payload_type, p.marker, p.sequence_number, p.timestamp, p.ssrc, p.csrc, p.payload, p.padding_size,
+            p.extensions.audio_level, p.extensions.mid, len(data))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_packets())
+def test_sfu_fast_path_forwards_what_parse_and_serialize_forward(packets):
+    fast, fast_view = _forwarded(HonestPolicy(), packets)
+    for policy in (_HonestSubclass(), _Reserialize()):
+        slow, slow_view = _forwarded(policy, packets)
+        assert [leg for leg, _ in fast] == [leg for leg, _ in slow]
+        assert [_fields(d) for _, d in fast] == [_fields(d) for _, d in slow]
+        # Random RTP padding is drawn anew by aiortc's serialize; without padding the bytes are equal.
+        assert [d for (_, d), (_, e) in zip(fast, slow) if d[0] & 0x20 == 0] == \
+               [e for (_, d), (_, e) in zip(fast, slow) if d[0] & 0x20 == 0]
+        pd.testing.assert_frame_equal(fast_view, slow_view)
+    assert all(_fields(d)[9] is None for _, d in fast)  # the MID extension (id 2) is not forwarded
+
+
+def test_sfu_fast_path_counts_a_malformed_extension_like_aiortc():
+    packet = bytearray(RtpPacket(payload_type=111, sequence_number=1, ssrc=0xA1, payload=b"x").serialize())
+    packet[0] |= 0x10  # X bit, then an audio-level element (id 1) claiming 2 bytes in a 1-word block
+    packet[12:12] = b"\xbe\xde\x00\x01\x11\x00\x00\x00"
+    core = SFUCore(seed=1)
+    for leg in "AB":
+        core.add_leg(leg)
+    assert core.receive_rtp("A", bytes(packet), 0.0) == [] and core.dropped == {"malformed_rtp": 1}
+    assert core.receive_rtp("A", bytes(packet), 0.0) == [] and core.dropped == {"malformed_rtp": 2}  # not cached
+
+
+# --- notebook 07's checks ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("check", "answer", "ok", "phrase"), [
+    (overhead_lab.check_overhead_kbps, None, False, "unanswered"),
+    (overhead_lab.check_overhead_kbps, 22 * 8 * 30 / 1024, True, "5.16 kbit/s"),
+    (overhead_lab.check_overhead_kbps, 22 * 8 * 30 / 1000, True, "1024"),
+    (overhead_lab.check_overhead_kbps, 16 * 8 * 30 / 1024, False, "tag alone"),
+    (overhead_lab.check_overhead_kbps, 22 * 30, False, "bytes per second"),
+    (overhead_lab.check_overhead_kbps, "5", False, "number"),
+    (overhead_lab.check_sfu_cost, "C", True, "same in both modes"),
+    (overhead_lab.check_sfu_cost, "a", False, "no SFrame key"),
+    (overhead_lab.check_sfu_cost, "z", False, "one letter"),
+    (overhead_lab.check_core_share, 0.084, True, "840 µs"),
+    (overhead_lab.check_core_share, 0.00084, False, "multiply by 100"),
+    (overhead_lab.check_core_share, 3 * 30 * 6 / 1e4, False, "audio streams"),
+    (overhead_lab.check_core_share, (30 * 6 + 50 * 2) / 1e4, False, "one publisher"),
+], ids=lambda v: v.__name__ if callable(v) else None)
+def test_notebook_07_checks(check, answer, ok, phrase):
+    feedback = check(answer)
+    assert feedback.ok is ok and phrase in feedback.message

@@ -19,6 +19,8 @@ Figures:
     and the ``openssl speed`` ceiling (benchmarks, :func:`e2ee_lab.bench.bench_transforms`).
     pipeline_stages: stacked µs per frame per pipeline stage for each medium and mode (benchmarks,
     :func:`e2ee_lab.bench.bench_pipeline`).
+    sfu_capacity: forwarded SRTP packets per second per core and µs per forwarded packet by room
+    size, dtls-srtp vs e2ee vs the bare forwarder (notebook 07; :func:`e2ee_lab.bench.bench_sfu`).
     three_views: per call mode, a publisher's video frame as the wire (no keys), the SFU (leg keys)
     and a receiver (frame keys) read it from the captured packets, ciphertext drawn as noise
     (notebook 04, the README's headline; data from :func:`e2ee_lab.analysis.views.analyze_views`).
@@ -34,6 +36,11 @@ Figures:
     attack_matrix: attack × mode heat map of what receivers did with a malicious SFU's attacked
     frames: displayed, rejected (and by which check), not preventable, or read by the SFU (notebook
     05; data from :func:`e2ee_lab.labs.malicious.attack_matrix`).
+    speaking_timelines: per participant, true speaking vs inferred from the RFC 6464 audio level vs
+    inferred from packet sizes, and the SFrame body sizes with the threshold (notebook 06; data
+    from :func:`e2ee_lab.analysis.leakage.speaking_timeline`).
+    video_frame_sizes: encrypted video frame sizes over time with the key frames and the SFU's
+    size-based guesses (notebook 06; :func:`e2ee_lab.analysis.leakage.video_frames`).
 """
 
 from __future__ import annotations
@@ -422,7 +429,8 @@ def payload_bytes(views: Mapping[str, ThreeViews]) -> Figure:
     import numpy as np
 
     modes = list(views)
-    fig, axes = plt.subplots(len(modes), 2, figsize=(11, 2.7 * len(modes)), squeeze=False)
+    fig, axes = plt.subplots(len(modes), 2, figsize=(11, 2.7 * len(modes)), squeeze=False,
+                             sharey="col")
     for (hist, scatter), mode in zip(axes, modes):
         v = views[mode]
         for view, style in (("sfu", "-"), ("wire", ":")):
@@ -591,7 +599,7 @@ def short_tag_attempts(runs: Mapping[int, BruteForceRun], rate: float, *, pps: f
 _OUTCOME_COLOURS = {"honest": "#bdbdbd", "displayed": "#c62828", "rejected": "#2e7d32",
                     "protected": "#2e7d32", "not prevented": "#ef6c00", "SFU reads": "#6a1b9a",
                     "not run": "#ffffff"}
-_OUTCOME_LABELS = {"honest": "honest baseline", "displayed": "attacked frames displayed (no check caught them)",
+_OUTCOME_LABELS = {"honest": "honest baseline", "displayed": "attacked frames displayed",
                    "rejected": "rejected by a receiver check", "not prevented": "not preventable by crypto",
                    "SFU reads": "the SFU reads the media"}
 
@@ -602,9 +610,9 @@ def _attack_cell(row) -> str:
     if row.outcome in ("rejected", "protected"):
         return str(row.caught_by).replace(" ", "\n", 1) if len(str(row.caught_by)) > 12 else str(row.caught_by)
     if row.outcome == "SFU reads":
-        return f"SFU reads {row.sfu_read}"
+        return f"SFU reads {row.sfu_read}\nshown {row.displayed}/{row.delivered}"
     if row.outcome == "not prevented":
-        return row.note if row.note and len(row.note) < 18 else f"{row.frames} frames"
+        return row.note if row.note and len(row.note) < 24 else f"{row.frames} frames"
     return f"{row.displayed}/{row.frames} shown" if row.outcome == "honest" else ""
 
 
@@ -617,7 +625,7 @@ def attack_matrix(table: pd.DataFrame) -> Figure:
     attacks = list(dict.fromkeys(table["attack"]))
     modes = list(dict.fromkeys(table["mode"]))
     cells = {(r.attack, r.mode): r for r in table.itertuples(index=False)}
-    fig, ax = plt.subplots(figsize=(2.3 * len(modes) + 3.2, 0.42 * len(attacks) + 1.6))
+    fig, ax = plt.subplots(figsize=(2.4 * len(modes) + 5.6, 0.45 * len(attacks) + 1.4))
     rgb = [[to_rgb(_OUTCOME_COLOURS.get(cells[a, m].outcome, "#ffffff")) if (a, m) in cells else (1, 1, 1)
             for m in modes] for a in attacks]
     ax.imshow(rgb, aspect="auto")
@@ -638,6 +646,125 @@ def attack_matrix(table: pd.DataFrame) -> Figure:
     shown = [k for k in _OUTCOME_LABELS if k in set(table["outcome"])]
     ax.legend(handles=[Patch(color=_OUTCOME_COLOURS[k], label=_OUTCOME_LABELS[k]) for k in shown],
               loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    ax.set_title("A malicious SFU against each receiver: what happened to the attacked video frames", fontsize=10)
+    fig.suptitle("A malicious SFU: what the receivers did with the attacked video frames", fontsize=10)
     fig.tight_layout()
+    plt.close(fig)  # the caller displays it; an open pyplot figure would be shown twice inline
+    return fig
+
+
+# --- notebook 06: metadata leakage --------------------------------------------------------------
+
+
+def _runs(flags) -> list[tuple[float, float]]:
+    """(start index, length) of each run of True in a boolean sequence."""
+    runs, start = [], None
+    for i, flag in enumerate(list(flags) + [False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            runs.append((start, i - start))
+            start = None
+    return runs
+
+
+def speaking_timelines(timeline: pd.DataFrame) -> Figure:
+    """Per participant, who speaks when: the truth, the audio-level rule and the packet-size rule as
+    three lanes over time, and below, every audio packet's SFrame body size with the size threshold.
+
+    ``timeline`` is :func:`e2ee_lab.analysis.leakage.speaking_timeline` (notebook 06); its
+    ``attrs["rules"]`` give the thresholds.
+    """
+    import numpy as np
+
+    publishers = list(dict.fromkeys(timeline.publisher))
+    lanes = (("speaking", "true", "#2e7d32"), ("from_level", "from audio level", "#1565c0"),
+             ("from_size", "from packet sizes", "#e65100"))
+    fig, axes = plt.subplots(len(publishers) + 1, 1, figsize=(10, 1.3 * len(publishers) + 2.6),
+                             sharex=True, gridspec_kw={"height_ratios": [1] * len(publishers) + [1.6]})
+    for ax, name in zip(axes, publishers):
+        rows = timeline[timeline.publisher == name]
+        t = rows.time.to_numpy()
+        for y, (column, label, colour) in enumerate(reversed(lanes)):
+            spans = [(t[i], 0.02 * n) for i, n in _runs(rows[column].fillna(False).astype(bool))]
+            ax.broken_barh(spans, (y + 0.15, 0.7), color=colour)
+        ax.set_yticks([0.5, 1.5, 2.5], [label for _, label, _ in reversed(lanes)], fontsize=8)
+        ax.set_ylim(0, 3)
+        role = "training" if (rows.role == "train").all() else "test"
+        ax.set_title(f"{name} ({role} frames)", fontsize=9, loc="left")
+    ax = axes[-1]
+    for name in publishers:
+        rows = timeline[timeline.publisher == name]
+        ax.plot(rows.time, rows.body_size, ".", markersize=3, label=name)
+    rule = timeline.attrs.get("rules", {}).get("size")
+    if rule is not None and np.isfinite(rule.threshold):
+        ax.axhline(rule.threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {rule.threshold:g} B")
+    ax.set_ylabel("SFrame body (bytes)", fontsize=8)
+    ax.set_xlabel("seconds since the call started")
+    ax.legend(fontsize=7, ncol=len(publishers) + 1, loc="upper right")
+    fig.suptitle("Who speaks when, read by the SFU from an end-to-end encrypted call", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)  # the caller displays it; an open pyplot figure would be shown twice inline
+    return fig
+
+
+def video_frame_sizes(frames: pd.DataFrame) -> Figure:
+    """Each video frame's size as the SFU sees it, per publisher, with the sender's key frames
+    ringed and the SFU's size-based guesses marked (notebook 06;
+    :func:`e2ee_lab.analysis.leakage.video_frames`)."""
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    for name, rows in frames.groupby("publisher", sort=False):
+        ax.plot(rows.time, rows["size"], ".-", markersize=3, linewidth=0.6, label=name)
+    key = frames[frames.frame_type == "key"]
+    guess = frames[frames.key_guess]
+    ax.scatter(key.time, key["size"], s=90, facecolors="none", edgecolors="#c62828", label="key frame (sender)")
+    ax.scatter(guess.time, guess["size"], marker="x", s=30, color="black", label="key frame (SFU's guess)")
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds since the call started")
+    ax.set_ylabel("frame bytes (encrypted)")
+    ax.legend(fontsize=7, ncol=3)
+    ax.set_title("Video frame sizes the SFU sees: key frames stand out although encrypted", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)  # the caller displays it; an open pyplot figure would be shown twice inline
+    return fig
+
+
+# --- benchmarks (e2ee_lab.bench): the SFU's speed ------------------------------------------------
+
+_SFU_MODE_STYLES = {"bare": ("#7f7f7f", "s", "--"), "dtls-srtp": ("#4c72b0", "o", "-"), "e2ee": ("#c44e52", "^", "-")}
+
+
+def sfu_capacity(df: pd.DataFrame, *, goal: float | None = None) -> Figure:
+    """Forwarded SRTP packets per second per core and µs per forwarded packet, by room size and mode.
+
+    ``df`` is a :func:`e2ee_lab.bench.bench_sfu` result. Left: packets/s per core (one line per
+    mode; ``goal``, default the bench's 40,000, as a dotted line); right: µs of SFU CPU per
+    forwarded packet with the run-to-run IQR as error bars. ``bare`` is the forwarder that only
+    does SRTP and sendto: the ceiling. ``e2ee`` on top of ``dtls-srtp`` means the SFU did the same work.
+    """
+    from e2ee_lab.bench.sfu import PPS_GOAL
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for mode, rows in df.groupby("mode", sort=False):
+        colour, marker, style = _SFU_MODE_STYLES.get(str(mode), ("#55a868", "D", "-"))
+        rows = rows.sort_values("participants")
+        left.plot(rows["participants"], rows["pps_per_core"] / 1000, marker=marker, linestyle=style,
+                  color=colour, label=mode)
+        right.errorbar(rows["participants"], rows["us_per_packet"], yerr=rows["us_iqr"] / 2, marker=marker,
+                       linestyle=style, color=colour, capsize=3, label=mode)
+    left.axhline((goal if goal is not None else PPS_GOAL) / 1000, color="black", linestyle=":", linewidth=1,
+                 label="goal")
+    rooms = sorted(df["participants"].unique())
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(rooms, [str(r) for r in rooms])
+        ax.set_xlabel("participants in the room")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    left.set_ylabel("thousand packets/s per core")
+    left.set_title("Forwarded SRTP packets per second per core", fontsize=10)
+    right.set_ylabel("µs of SFU CPU per forwarded packet")
+    right.set_title("Cost per forwarded packet (median, IQR bars)", fontsize=10)
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
     return fig

@@ -6,6 +6,8 @@
   SFrame suites 1-5, clear-prefix) on real Opus and VP8 frames, with the AES-GCM and openssl lines.
 - ``pipeline`` (:mod:`.pipeline`): one publisher's frames through encode → transform → RTP → SRTP
   → SFU → SRTP → reassembly → transform → decode, per stage, in dtls-srtp vs e2ee.
+- ``sfu`` (:mod:`.sfu`, load processes in :mod:`.sfu_load`): forwarded SRTP packets per second per
+  core of the lab's SFU over loopback, rooms of 2-16, dtls-srtp vs e2ee, next to a bare forwarder.
 
 Each benchmark returns a pandas DataFrame (machine description in ``df.attrs["machine"]``);
 :data:`BENCHMARKS` is the registry the ``e2ee-lab bench`` command reads, so a new benchmark is one
@@ -22,15 +24,17 @@ import pandas as pd
 from e2ee_lab.bench.common import machine_info, openssl_speed, parse_openssl_speed
 from e2ee_lab.bench.frames import MEDIA, MediaSet, media_set
 from e2ee_lab.bench.pipeline import MODES, STAGES, bench_pipeline, format_pipeline, goal_verdicts
+from e2ee_lab.bench.sfu import ROOM_SIZES, SFU_MODES, bench_sfu, format_sfu, room_traffic, sfu_goal_verdicts
 from e2ee_lab.bench.sframe import DEFAULT_SIZES, SFRAME_GOALS, bench_sframe, format_sframe
 from e2ee_lab.bench.transforms import (SCHEMES, bench_transforms, format_transforms, measured_overhead,
                                        predicted_overhead)
 
 __all__ = [
-    "BENCHMARKS", "Benchmark", "DEFAULT_SIZES", "MEDIA", "MODES", "MediaSet", "SCHEMES", "SFRAME_GOALS",
-    "STAGES", "bench_pipeline", "bench_sframe", "bench_transforms", "format_pipeline", "format_sframe",
-    "format_transforms", "goal_verdicts", "machine_info", "measured_overhead", "media_set",
-    "openssl_speed", "parse_openssl_speed", "predicted_overhead",
+    "BENCHMARKS", "Benchmark", "DEFAULT_SIZES", "MEDIA", "MODES", "MediaSet", "ROOM_SIZES", "SCHEMES",
+    "SFRAME_GOALS", "SFU_MODES", "STAGES", "bench_pipeline", "bench_sfu", "bench_sframe", "bench_transforms",
+    "format_pipeline", "format_sfu", "format_sframe", "format_transforms", "goal_verdicts", "machine_info",
+    "measured_overhead", "media_set", "openssl_speed", "parse_openssl_speed", "predicted_overhead",
+    "room_traffic", "sfu_goal_verdicts",
 ]
 
 
@@ -50,4 +54,6 @@ BENCHMARKS: dict[str, Benchmark] = {
                             "bytes and µs per real Opus/VP8 frame for none, SFrame 1-5, clear-prefix"),
     "pipeline": Benchmark(bench_pipeline, format_pipeline,
                           "one publisher's frames through RTP, SRTP and the SFU core: µs per stage per mode"),
+    "sfu": Benchmark(bench_sfu, format_sfu,
+                     "forwarded SRTP packets/s per core, rooms of 2-16, dtls-srtp vs e2ee vs a bare forwarder"),
 }

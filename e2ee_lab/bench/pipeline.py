@@ -62,7 +62,7 @@ class _Pipeline:
         self.sfu_rx = SRTPSession(profile=DEFAULT_PROFILE, key=up, direction="inbound")
         self.sfu_tx = SRTPSession(profile=DEFAULT_PROFILE, key=down, direction="outbound")
         self.sub_rx = SRTPSession(profile=DEFAULT_PROFILE, key=down, direction="inbound")
-        self.sfu = SFUCore(seed=seed)
+        self.sfu = SFUCore(seed=seed, packet_events=False)  # as the SFU server runs it: counters, no events
         for leg in ("publisher", "subscriber"):
             self.sfu.add_leg(leg)
         self.assembler = FrameAssembler({pt: rtp_codec}, extensions_map=self.packetizer.extensions_map)

@@ -2,11 +2,21 @@
 
 ``run_call(mode, participants, seconds, seed, size, out)`` runs it (:mod:`e2ee_lab.call.run`);
 the participant's asyncio edge is :mod:`e2ee_lab.call.participant`, its sans-I/O media pipeline
-:mod:`e2ee_lab.call.pipeline`, its frame keys :mod:`e2ee_lab.call.frame_keys`, and
+:mod:`e2ee_lab.call.pipeline`, its frame keys :mod:`e2ee_lab.call.frame_keys`, its capture :mod:`e2ee_lab.call.capture`, and
 :mod:`e2ee_lab.call.garbage` attacks the SFU's ports during a call. The ``e2ee-lab call`` command
 is :func:`add_call_arguments` / :func:`cli_call`.
 """
 
+from e2ee_lab.call.capture import (
+    CallCapture,
+    CaptureInfo,
+    FrameKey,
+    FrameKeys,
+    FrameKeysError,
+    read_frame_keys,
+    write_frame_keys,
+)
+from e2ee_lab.call.pipeline import SenderOptions
 from e2ee_lab.call.run import (
     CALL_KEY_POLICY,
     CallConfig,
@@ -21,6 +31,13 @@ from e2ee_lab.call.run import (
 )
 
 __all__ = [
+    "CallCapture",
+    "CaptureInfo",
+    "FrameKey",
+    "FrameKeys",
+    "FrameKeysError",
+    "read_frame_keys",
+    "write_frame_keys",
     "CALL_KEY_POLICY",
     "CallConfig",
     "CallResult",
@@ -30,5 +47,6 @@ __all__ = [
     "format_summary",
     "run_call",
     "run_call_async",
+    "SenderOptions",
     "write_outputs",
 ]

@@ -11,6 +11,11 @@ arrive through the signalling relay as opaque bytes. :meth:`Participant.run` sen
 the SFU go through :class:`MediaReceiver`, whose PLIs go back to the SFU, and a PLI from the SFU
 makes the next picture a key frame.
 
+If the SFU's answer drops SDP ``a=sframe`` (``Answer.sframe`` False), an ``e2ee`` participant
+sends its own frames without frame encryption, as a client that honours the negotiation would: the
+fallback a downgrade attack exploits (:mod:`e2ee_lab.attacks.sfu`); its receiver still insists on
+SFrame.
+
 The first :data:`WIRE_SAMPLE` SRTP packets the participant sends are also kept in ``wire``: exactly
 the bytes a passive observer on the loopback interface would see (the "on the wire" hop).
 """
@@ -24,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 from e2ee_lab.call.frame_keys import FrameCrypto, make_frame_crypto
-from e2ee_lab.call.pipeline import MediaReceiver, MediaSender, Truth
+from e2ee_lab.call.pipeline import MediaReceiver, MediaSender, SenderOptions, Truth
 from e2ee_lab.crypto.keys import (
     IdentityKeyPair,
     KeyAgreementError,
@@ -71,10 +76,11 @@ class Participant:
         profile: the SRTP protection profile to offer.
         clock: seconds since the call started (the ``now`` of every sans-I/O call).
         key_policy: rekey policy of the member (e2ee modes).
+        options: the call's :class:`~e2ee_lab.call.pipeline.SenderOptions` (default: a browser's).
     """
 
     def __init__(self, index: int, *, mode: str, size: VideoSize, seed: int, profile: SRTPProfile,
-                 clock: Clock, key_policy: RekeyPolicy) -> None:
+                 clock: Clock, key_policy: RekeyPolicy, options: SenderOptions | None = None) -> None:
         rng = random.Random(f"participant:{seed}:{index}")
         self.index, self.mode, self.seed, self.profile = index, mode, seed, profile
         self.name = participant_name(index)
@@ -85,12 +91,14 @@ class Participant:
         self.certificate = Certificate.generate(self.name)
         self.identity = IdentityKeyPair.generate(seed=f"identity:{seed}:{index}".encode())
         self.key_policy = key_policy
+        self.options = options or SenderOptions()
         self.member: Member | None = None
         self.leg: UDPLeg | None = None
         self.sender: MediaSender | None = None
         self.receiver: MediaReceiver | None = None
         self.wire: list[bytes] = []
         self.dropped: Counter[str] = Counter()  # edge and key-agreement drops
+        self.sframe_agreed = True  # the SFU's answer kept a=sframe (False: send without SFrame)
         self._clock = clock
         self._sfu: SFUServer | None = None
         self._announced: list[StreamAnnounced] = []
@@ -111,6 +119,7 @@ class Participant:
         sfu.signalling.register(self.name, self.on_signal)
         offer = Offer(self.name, str(self.certificate.fingerprint()), dict(self.ssrcs))
         answer = await sfu.accept(offer)
+        self.sframe_agreed = answer.sframe
         self.leg = await connect_leg(
             answer.address, certificate=self.certificate, name=self.name,
             remote_fingerprint=Fingerprint.parse(answer.fingerprint), profiles=(self.profile,),
@@ -137,9 +146,12 @@ class Participant:
         """Build the media pipelines (after the keys are agreed)."""
         crypto: FrameCrypto = make_frame_crypto(self.mode, self.member)
         overhead = self.profile.rtp_overhead
-        self.sender = MediaSender(self.name, scene=self.scene, speech=self.speech, crypto=crypto,
-                                  ssrcs=self.ssrcs, seed=self.seed, srtp_overhead=overhead)
-        self.receiver = MediaReceiver(self.name, crypto=crypto, truth=truth, rtcp_ssrc=self.rtcp_ssrc)
+        send_crypto = crypto if self.sframe_agreed else make_frame_crypto("dtls-srtp", None)
+        self.sender = MediaSender(self.name, scene=self.scene, speech=self.speech, crypto=send_crypto,
+                                  ssrcs=self.ssrcs, seed=self.seed, srtp_overhead=overhead,
+                                  options=self.options)
+        self.receiver = MediaReceiver(self.name, crypto=crypto, truth=truth, rtcp_ssrc=self.rtcp_ssrc,
+                                      options=self.options)
         for message in self._announced:
             self.receiver.announce(message.ssrc, message.publisher, message.member, message.kind)
         for data in self._early_rtcp:

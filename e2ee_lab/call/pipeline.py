@@ -3,7 +3,10 @@
 Send (:class:`MediaSender`): scene picture / 20 ms speech chunk → VP8 / Opus encoder → frame
 transform (the W3C Encoded Transform point: none, SFrame or clear-prefix) → RTP packetizer (RFC 7741
 VP8, RFC 7587 Opus, RFC 6464 audio level) → RTP packets for the edge to SRTP-protect. An RTCP PLI
-(RFC 4585 §6.3.1) naming the video SSRC makes the next picture a key frame.
+(RFC 4585 §6.3.1) naming the video SSRC makes the next picture a key frame. :class:`SenderOptions`
+holds the call-wide sending knobs of the metadata-leakage lab: Opus at constant bit rate (RFC 6562
+§3), no RFC 6464 audio level, and audio frames padded to size buckets before the frame transform
+(:mod:`e2ee_lab.media.padding`), which receivers strip after it.
 
 Receive (:class:`MediaReceiver`): plaintext RTP (after SRTP) → frame reassembly → frame transform
 (decrypt) → decoder, one :class:`ReceivedFrame` record per frame. "Decoded" means more than "the
@@ -41,6 +44,7 @@ from e2ee_lab.media.codecs import (
     picture_matches,
 )
 from e2ee_lab.media.frame import EncodedFrame
+from e2ee_lab.media.padding import BadPadding, check_bucket, pad_frame, unpad_frame
 from e2ee_lab.media.scene import Scene, to_rgb
 from e2ee_lab.media.speech import SpeechSource
 from e2ee_lab.rtp import (
@@ -83,6 +87,23 @@ def decoded_thumbnail(frame: av.VideoFrame) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class SenderOptions:
+    """How every participant of a call sends media (agreed call-wide, as SDP would).
+
+    The defaults are what a browser does: Opus VBR, the RFC 6464 audio level on every audio packet,
+    no padding. Raises ``ValueError`` for a bad padding bucket.
+    """
+
+    opus_cbr: bool = False  # Opus at constant bit rate (RFC 6562 §3; RFC 7587 fmtp cbr=1)
+    audio_level: bool = True  # send the RFC 6464 audio-level header extension (clear to the SFU)
+    audio_padding: int | None = None  # pad audio frames to multiples of this many bytes (inside E2EE)
+
+    def __post_init__(self) -> None:
+        if self.audio_padding is not None:
+            check_bucket(self.audio_padding)
+
+
+@dataclass(frozen=True)
 class SentFrame:
     """One frame a participant sent (a row of ``CallResult.sent``)."""
 
@@ -96,6 +117,7 @@ class SentFrame:
     sent_size: int  # bytes after the frame transform (what the packetizer carried)
     packets: int  # RTP packets of the frame
     sent_at: float  # seconds since the call started
+    speaking: bool | None = None  # audio: ground truth, the chunk lies in a phrase of the sample
 
 
 @dataclass(frozen=True)
@@ -129,21 +151,26 @@ class MediaSender:
         ssrcs: ``{"video": ssrc, "audio": ssrc}``.
         seed: fixes sequence numbers, PictureIDs and timestamp offsets.
         srtp_overhead: bytes SRTP adds to a packet (the packetizer leaves room for them).
+        options: Opus CBR, audio level on or off, audio padding (default: a browser's choices).
     """
 
     def __init__(self, name: str, *, scene: Scene, speech: SpeechSource, crypto: FrameCrypto,
-                 ssrcs: dict[str, int], seed: int, srtp_overhead: int) -> None:
+                 ssrcs: dict[str, int], seed: int, srtp_overhead: int,
+                 options: SenderOptions | None = None) -> None:
         rng = random.Random(f"sender:{seed}:{name}")
         self.name, self.scene, self.speech, self.crypto = name, scene, speech, crypto
+        self.options = options or SenderOptions()
         self.ssrcs = dict(ssrcs)
         video, audio = ssrcs["video"], ssrcs["audio"]
         self._vp8 = VP8Encoder(ssrc=video, fps=scene.fps, timestamp_offset=rng.randrange(1 << 32))
-        self._opus = OpusEncoder(ssrc=audio, timestamp_offset=rng.randrange(1 << 32))
+        self._opus = OpusEncoder(ssrc=audio, timestamp_offset=rng.randrange(1 << 32),
+                                 cbr=self.options.opus_cbr)
+        audio_map = None if self.options.audio_level else make_extensions_map(audio_level_id=None)
         self._packetizers = {
             "video": RTPPacketizer(Codec.VP8, ssrc=video, payload_type=VP8_PAYLOAD_TYPE, seed=seed,
                                    srtp_overhead=srtp_overhead),
             "audio": RTPPacketizer(Codec.OPUS, ssrc=audio, payload_type=OPUS_PAYLOAD_TYPE, seed=seed,
-                                   srtp_overhead=srtp_overhead),
+                                   srtp_overhead=srtp_overhead, extensions_map=audio_map),
         }
         self.records: list[SentFrame] = []
         self.dropped: Counter[str] = Counter()
@@ -182,22 +209,25 @@ class MediaSender:
 
     def audio_frame(self, index: int, now: float) -> list[bytes]:
         """Encode, transform and packetize speech chunk ``index``; returns the RTP packets."""
-        encoded = self._opus.encode(self.speech.chunk(index))
+        chunk = self.speech.chunk(index)
+        encoded = self._opus.encode(chunk)
         if encoded is None:
             self.dropped["encoder_skipped"] += 1
             return []
-        return self._send("audio", index, encoded, now, None)
+        return self._send("audio", index, encoded, now, None, speaking=chunk.speaking)
 
     def _send(self, kind: str, index: int, frame: EncodedFrame, now: float,
-              picture: np.ndarray | None) -> list[bytes]:
+              picture: np.ndarray | None, *, speaking: bool | None = None) -> list[bytes]:
+        bucket = self.options.audio_padding if kind == "audio" else None
+        plain = frame if bucket is None else frame.replace(data=pad_frame(frame.data, bucket))
         try:
-            protected = self.crypto.protect(frame, now)
+            protected = self.crypto.protect(plain, now)
             packets = self._packetizers[kind].serialize(protected)
         except (*FRAME_ERRORS, RTPError) as err:
             self.dropped[err.reason] += 1
             return []
         record = SentFrame(self.name, kind, index, self.ssrcs[kind], frame.timestamp, frame.type,
-                           len(frame.data), len(protected.data), len(packets), now)
+                           len(frame.data), len(protected.data), len(packets), now, speaking)
         self.records.append(record)
         self._truth[kind, frame.timestamp] = (record, picture)
         return packets
@@ -241,10 +271,14 @@ class MediaReceiver:
         truth: ``truth(publisher, kind, timestamp)`` returns what the publisher sent (the lab's
             ground truth, used only to judge pictures), or None.
         rtcp_ssrc: sender SSRC of this participant's RTCP.
+        options: the call's :class:`SenderOptions`; with ``audio_padding`` the receiver strips
+            the padding from each decrypted audio frame (:class:`BadPadding` is counted).
     """
 
-    def __init__(self, name: str, *, crypto: FrameCrypto, truth: Truth, rtcp_ssrc: int) -> None:
+    def __init__(self, name: str, *, crypto: FrameCrypto, truth: Truth, rtcp_ssrc: int,
+                 options: SenderOptions | None = None) -> None:
         self.name, self.crypto, self._truth, self.rtcp_ssrc = name, crypto, truth, rtcp_ssrc
+        self.audio_padding = (options or SenderOptions()).audio_padding
         self.assembler = FrameAssembler(PAYLOAD_TYPES, extensions_map=make_extensions_map(),
                                         max_wait=REASSEMBLY_WAIT)
         self.records: list[ReceivedFrame] = []
@@ -310,8 +344,8 @@ class MediaReceiver:
 
     def _decode_audio(self, stream: _Incoming, data: bytes) -> str:
         try:
-            stream.decoder.decode(data)
-        except DecodeError as err:
+            stream.decoder.decode(data if self.audio_padding is None else unpad_frame(data))
+        except (DecodeError, BadPadding) as err:
             return self._count(err.reason)
         return ""
 

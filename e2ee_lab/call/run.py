@@ -12,8 +12,9 @@ The result (:class:`CallResult`) holds the SFU's per-packet view, per-frame send
 records, the SFU's own decoding attempt (:mod:`e2ee_lab.analysis.sfu_view`), an eavesdropper's
 attempt on the first SRTP packets of each participant, the SFU's key log, the relayed key messages
 and a JSON-ready ``summary`` (also written to ``out/summary.json``, with the key log in
-``out/sfu-keys.json``). :func:`add_call_arguments` and :func:`cli_call` make it the ``e2ee-lab call``
-command (``--mode --participants --seconds --seed --out [--size ci|full]``), which prints a short
+``out/sfu-keys.json``); with ``capture=`` the call is also recorded to ``out/capture.pcap``
+(:mod:`e2ee_lab.call.capture`). :func:`add_call_arguments` and :func:`cli_call` make it the ``e2ee-lab call``
+command (``--mode --participants --seconds --seed --out [--size ci|full] [--capture ...]``), which prints a short
 table (:func:`format_summary`). Since all members join before media flows, the call's rekey policy
 (:data:`CALL_KEY_POLICY`) switches send keys 0.1 s after an epoch starts instead of the 2 s a
 call with late joiners needs.
@@ -26,8 +27,9 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +42,15 @@ from e2ee_lab.analysis.sfu_view import (
     view_packets,
     wire_packets,
 )
+from e2ee_lab.call.capture import CallCapture, CaptureInfo, FrameKeys, call_frame_keys
 from e2ee_lab.call.frame_keys import MODES
 from e2ee_lab.call.garbage import GarbageInjector
 from e2ee_lab.call.participant import Participant
-from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
+from e2ee_lab.call.pipeline import ReceivedFrame, SenderOptions, SentFrame
 from e2ee_lab.config import SIZES, Size, lab_size
-from e2ee_lab.crypto.keys import RekeyPolicy
+from e2ee_lab.crypto.keys import KeyAgreementError, PublicIdentity, RekeyPolicy
 from e2ee_lab.media.scene import Scene, video_size
+from e2ee_lab.sfu.policy import Policy
 from e2ee_lab.sfu.server import SFUServer
 from e2ee_lab.transport import KeyLogEntry, SRTPProfile, write_keylog
 
@@ -78,6 +82,7 @@ class CallConfig:
     size: Size  # "ci" or "full"
     srtp_profile: str  # SRTP protection profile name
     garbage: float  # garbage datagrams per second sent to the SFU (0: none)
+    sender_options: SenderOptions = field(default_factory=SenderOptions)  # Opus CBR, audio level, padding
 
 
 @dataclass
@@ -116,6 +121,10 @@ class CallResult:
     names: list[str] = field(default_factory=list)
     members: dict[str, int] = field(default_factory=dict)
     out: Path | None = None
+    capture: CaptureInfo | None = None  # the call's pcap (run with capture=...), else None
+    frame_keys: FrameKeys | None = None  # the members' SFrame keys (e2ee), the receivers' secret
+    # e2ee modes: participant -> {its own name: its identity key, peer: the key it pinned for that peer}
+    identities: dict[str, dict[str, PublicIdentity]] = field(default_factory=dict)
 
     def delivery(self, kind: str = "video") -> pd.Series:
         """Per receiver: frames decoded / frames the others sent, for ``kind``."""
@@ -128,10 +137,17 @@ class CallResult:
 
 async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 5.0,
                          seed: int = 0, size: Size | None = None, out: str | Path | None = None, *,
-                         srtp_profile: str = DEFAULT_PROFILE, garbage: float = 0.0) -> CallResult:
+                         srtp_profile: str = DEFAULT_PROFILE, garbage: float = 0.0,
+                         capture: str = "off", policy: Policy | None = None,
+                         key_policy: RekeyPolicy = CALL_KEY_POLICY,
+                         sfu_setup: Callable[[SFUServer], None] | None = None,
+                         sender_options: SenderOptions | None = None) -> CallResult:
     """Run one call in the running event loop (see :func:`run_call` for the arguments)."""
     started = time.perf_counter()
     config = _config(mode, participants, seconds, seed, size, srtp_profile, garbage)
+    if sender_options is not None:
+        config = replace(config, sender_options=sender_options)
+    recorder = CallCapture(out, capture)  # type: ignore[arg-type]  # ValueError for a bad mode
     loop = asyncio.get_running_loop()
     t0 = loop.time()
 
@@ -139,11 +155,17 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
         return loop.time() - t0
 
     profile = SRTPProfile(config.srtp_profile)
-    sfu = SFUServer(profiles=(profile,), key_policy=CALL_KEY_POLICY)
+    sfu = SFUServer(profiles=(profile,), key_policy=key_policy)
+    if policy is not None:
+        sfu.core.policy = policy
+    if sfu_setup is not None:
+        sfu_setup(sfu)
     dims = video_size(config.size)
     people = [Participant(i, mode=mode, size=dims, seed=seed, profile=profile, clock=clock,
-                          key_policy=CALL_KEY_POLICY) for i in range(participants)]
+                          key_policy=key_policy, options=config.sender_options)
+              for i in range(participants)]
     injector = GarbageInjector(sfu, people, seed=seed, rate=garbage) if garbage else None
+    await recorder.start()  # before the first leg opens: the handshakes are in the capture
     try:
         await _connect(sfu, people)
         truth = _truth(people)
@@ -161,11 +183,16 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
         for p in people:
             p.finish()
         result = _collect(config, sfu, people, injector, t0)
+        result.frame_keys = call_frame_keys(people)
     finally:
         if injector is not None:
             injector.close()
         await asyncio.gather(*(p.close() for p in people))
         await sfu.close()
+        await recorder.stop()  # after the last close_notify
+    result.capture = await recorder.finish(result.sockets)
+    if result.capture is not None:
+        result.summary["capture"] = result.capture.summary()
     result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
     if out is not None:
         write_outputs(result, out)
@@ -174,8 +201,15 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
 
 def run_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 5.0, seed: int = 0,
              size: Size | None = None, out: str | Path | None = None, *,
-             srtp_profile: str = DEFAULT_PROFILE, garbage: float = 0.0) -> CallResult:
+             srtp_profile: str = DEFAULT_PROFILE, garbage: float = 0.0,
+             capture: str = "off", policy: Policy | None = None,
+             key_policy: RekeyPolicy = CALL_KEY_POLICY,
+             sfu_setup: Callable[[SFUServer], None] | None = None,
+             sender_options: SenderOptions | None = None, stack: str = "lab") -> CallResult:
     """Run a call and return its :class:`CallResult` (from a script, or from a notebook).
+
+    ``stack="webrtc"`` runs the same call on aiortc peer connections through an aiortc SFU
+    (:func:`e2ee_lab.webrtc.run_webrtc_call`; a ``WebRTCCallResult`` with the same summary fields).
 
     Args:
         mode: "dtls-srtp" (SRTP per hop only), "e2ee" (SFrame) or "clear-prefix".
@@ -186,13 +220,32 @@ def run_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 5.
         out: a directory for ``summary.json`` and ``sfu-keys.json``, or None.
         srtp_profile: "AEAD_AES_128_GCM" (default) or "AES_CM_128_HMAC_SHA1_80".
         garbage: datagrams per second of garbage sent to the SFU's ports during the call.
+        capture: "off" (default), "auto", "sniff" or "tap": record the call's datagrams, DTLS
+            handshakes included, to ``out/capture.pcap`` (:mod:`e2ee_lab.call.capture`);
+            ``result.capture`` says where and how.
+        policy: the SFU core's forwarding policy (default honest; :mod:`e2ee_lab.attacks.sfu`).
+        key_policy: rekey policy of the signalling roster and of every member (e2ee modes).
+        sfu_setup: called with the :class:`SFUServer` before anyone connects (a malicious
+            operator's changes to its signalling: answers, key directory, relay).
+        sender_options: how every participant sends (:class:`~e2ee_lab.call.pipeline.SenderOptions`:
+            Opus CBR, the RFC 6464 audio level on or off, audio padding); default a browser's.
 
     Raises:
-        ValueError: a bad mode, count, duration, profile or size.  DTLSError: a handshake failed.
+        ValueError: a bad mode, count, duration, profile, size or capture mode.
+        DTLSError: a handshake failed.  CaptureNotPermitted: ``capture="sniff"`` without rights.
     """
+    if stack != "lab":  # aiortc (e2ee_lab.webrtc); it rejects the lab-only options
+        from e2ee_lab.webrtc.call import run_for_stack
+
+        return run_for_stack(stack, mode, participants, seconds, seed, size, out,  # type: ignore[return-value]
+                             srtp_profile=srtp_profile, garbage=garbage, capture=capture, policy=policy,
+                             key_policy=key_policy, sfu_setup=sfu_setup, sender_options=sender_options)
+
     def job() -> CallResult:
         return asyncio.run(run_call_async(mode, participants, seconds, seed, size, out,
-                                          srtp_profile=srtp_profile, garbage=garbage))
+                                          srtp_profile=srtp_profile, garbage=garbage,
+                                          capture=capture, policy=policy, key_policy=key_policy,
+                                          sfu_setup=sfu_setup, sender_options=sender_options))
 
     try:
         asyncio.get_running_loop()
@@ -285,10 +338,23 @@ def _collect(config: CallConfig, sfu: SFUServer, people: list[Participant],
         speech=speech,
         sockets=_sockets(sfu, people, injector), key_holders=_key_holders(sfu, people, view, relay),
         handshakes=_handshakes(sfu, people), names=[p.name for p in people],
-        members=dict(sfu.signalling.members),
+        members=dict(sfu.signalling.members), identities=_identities(people),
     )
     result.summary = _summary(config, sfu, people, result, injector)
     return result
+
+
+def _identities(people: list[Participant]) -> dict[str, dict[str, PublicIdentity]]:
+    """Per member: its own identity key and the one it pinned for each peer (as signalling served it)."""
+    out: dict[str, dict[str, PublicIdentity]] = {}
+    for p in (p for p in people if p.member is not None):
+        out[p.name] = {p.name: p.identity.public}
+        for q in (q for q in people if q is not p and q.member is not None):
+            try:
+                out[p.name][q.name] = p.member.peer_identity(q.member.index)  # type: ignore[union-attr]
+            except KeyAgreementError:
+                pass
+    return out
 
 
 def _columns(record: type) -> list[str]:
@@ -392,6 +458,7 @@ def write_outputs(result: CallResult, out: str | Path) -> None:
 
 
 PROFILES = (SRTPProfile.AEAD_AES_128_GCM.value, SRTPProfile.AES_CM_128_HMAC_SHA1_80.value)
+CAPTURE_CHOICES = ("auto", "sniff", "tap", "off")
 
 
 def add_call_arguments(parser: argparse.ArgumentParser) -> None:
@@ -406,6 +473,12 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--srtp-profile", choices=PROFILES, default=PROFILES[0], help="SRTP profile")
     parser.add_argument("--garbage", type=float, default=0.0, metavar="RATE",
                         help="garbage datagrams per second sent to the SFU's ports during the call")
+    parser.add_argument("--capture", choices=CAPTURE_CHOICES, default="auto",
+                        help="record the call to OUT/capture.pcap: sniff lo (needs root or "
+                             "CAP_NET_RAW), the socket tap, auto (sniff, else tap) or off (default auto)")
+    parser.add_argument("--stack", choices=("lab", "webrtc"), default="lab",
+                        help="lab (default) or webrtc: aiortc peer connections and an aiortc SFU "
+                             "(aiortc picks the SRTP profile; no socket tap, no --garbage)")
     parser.set_defaults(func=cli_call)
 
 
@@ -430,7 +503,12 @@ def cli_call(args: argparse.Namespace) -> int:
     """Run the call ``args`` describe, print the table and where the JSON went; returns 0."""
     out = args.out if args.out is not None else Path("reports") / f"call-{args.mode}"
     result = run_call(args.mode, args.participants, args.seconds, args.seed, args.size, out,
-                      srtp_profile=args.srtp_profile, garbage=args.garbage)
+                      srtp_profile=args.srtp_profile, garbage=args.garbage,
+                      capture=getattr(args, "capture", "off"), stack=getattr(args, "stack", "lab"))
     print(format_summary(result.summary))
     print(f"wrote {out / 'summary.json'} and {out / 'sfu-keys.json'}")
+    if result.capture is not None:
+        c = result.capture
+        print(f"captured {c.datagrams} datagrams ({c.backend}) to {c.path}; "
+              f"analyse with: e2ee-lab analyze {out}")
     return 0

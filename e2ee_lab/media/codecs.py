@@ -2,8 +2,10 @@
 
 The encoders are aiortc's own (``aiortc.codecs.vpx.Vp8Encoder`` and ``aiortc.codecs.opus.
 OpusEncoder``) with their settings untouched (VP8: 500 kbit/s CBR, realtime, one token
-partition, key frames only at the start and on request; Opus: 48 kHz stereo, 96 kbit/s, VoIP),
-with one change: the VP8 encoder does not packetize. aiortc's ``Vp8Encoder.encode()`` hands the
+partition, key frames only at the start and on request; Opus: 48 kHz stereo, 96 kbit/s, VoIP,
+variable bit rate), with one change: the VP8 encoder does not packetize. ``OpusEncoder(cbr=True)``
+switches libopus to constant bit rate (FFmpeg's ``vbr=off``: every 20 ms frame 240 bytes), the
+RFC 6562 §3 remedy for the speech a VBR frame's size gives away. aiortc's ``Vp8Encoder.encode()`` hands the
 whole libvpx output to ``_packetize()``; :class:`_WholeFrameVp8Encoder` overrides that classmethod
 to return the buffer unsplit, so the frame transform sees the whole encoded frame and ``rtp/``
 does the RFC 7741 packetization. Outputs are :class:`~e2ee_lab.media.frame.EncodedFrame` with RTP
@@ -222,12 +224,18 @@ class OpusEncoder:
         ssrc: the stream's SSRC.
         payload_type: RTP payload type (default 111).
         timestamp_offset: the stream's initial RTP timestamp.
+        cbr: constant bit rate (libopus ``vbr=off``) instead of aiortc's default VBR; every
+            frame is then ``96000 * 0.02 / 8 = 240`` bytes (RFC 6562 §3, RFC 7587 ``cbr=1``).
     """
 
     def __init__(
-        self, *, ssrc: int, payload_type: int = OPUS_PAYLOAD_TYPE, timestamp_offset: int = 0
+        self, *, ssrc: int, payload_type: int = OPUS_PAYLOAD_TYPE, timestamp_offset: int = 0,
+        cbr: bool = False,
     ) -> None:
         self._encoder = _AiortcOpusEncoder()
+        if cbr:  # the codec opens on the first encode, so the option still applies
+            self._encoder.codec.options = {**self._encoder.codec.options, "vbr": "off"}
+        self.cbr = cbr
         self.ssrc, self.payload_type, self.timestamp_offset = ssrc, payload_type, timestamp_offset
         self.frame_count = 0
 

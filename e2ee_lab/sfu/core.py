@@ -26,6 +26,15 @@ Choices, as a real SFU makes them:
 
 Bad input is dropped, counted in ``dropped[reason]`` and reported as :class:`PacketDropped`;
 ``receive_*`` never raise. ``packets_in == packets_routed + sum(dropped.values())`` always holds.
+
+The hot path works on the packet's bytes: the fixed header (RFC 3550 §5.1) is read with one
+``struct`` call and checked exactly as aiortc's ``RtpPacket.parse`` checks it (CSRC count,
+extension length, padding), the extension block (RFC 8285) is parsed once per distinct block
+(cached) to validate it and to learn whether forwarding would change it; when it would not, each
+delivery is the packet with SSRC and sequence number written into a copy of its header, with no
+parse or serialize. An :class:`HonestPolicy` core skips the policy objects altogether; any other
+policy gets parsed :class:`InboundRTP` packets as before, and a replacement packet is serialized
+with aiortc. The view tap stores raw bytes and parses them when read.
 """
 
 from __future__ import annotations
@@ -65,6 +74,9 @@ from e2ee_lab.sfu.events import (
 from e2ee_lab.sfu.policy import Decision, Drop, Forward, HonestPolicy, InboundRTP, Policy
 from e2ee_lab.sfu.view import ViewTap
 
+_FIXED_HEADER = struct.Struct("!BBHII")  # RFC 3550 §5.1: V P X CC, M PT, sequence, timestamp, SSRC
+_EXTENSION_HEADER = struct.Struct("!HH")  # RFC 8285 §4.2-4.3: profile, length in 32-bit words
+EXTENSION_CACHE_SIZE = 4096  # distinct extension blocks remembered (audio level alone: <= 256)
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"  # RFC 6464 §4
 DEFAULT_PAYLOAD_KINDS: Mapping[int, Kind] = {96: "video", 111: "audio"}
 DEFAULT_EXTMAP: Mapping[int, str] = {1: AUDIO_LEVEL_URI}
@@ -150,6 +162,7 @@ class _Stream:
     info: StreamInfo
     unwrapper: SequenceUnwrapper = field(default_factory=SequenceUnwrapper)
     last_pli: float | None = None
+    outs: dict[LegId, _OutStream] = field(default_factory=dict)  # subscriber -> its outgoing stream
 
 
 class _OutStream:
@@ -161,6 +174,8 @@ class _OutStream:
     number once given never moves; both lists therefore stay sorted and only grow by appending.
     """
 
+    __slots__ = ("ssrc", "base", "first", "highest", "drops", "inserts")
+
     def __init__(self, ssrc: int, base: int) -> None:
         self.ssrc = ssrc
         self.base = base
@@ -171,9 +186,15 @@ class _OutStream:
 
     def seq_for(self, ext: int) -> int:
         """The slot of original packet ``ext`` (stable: a duplicate gets the same number)."""
-        self._anchor(ext)
-        self.highest = max(self.highest, ext)
-        return self._slot(ext)
+        first = self.first
+        if first is None:
+            self._anchor(ext)
+            first = ext
+        if ext > self.highest:
+            self.highest = ext
+        if self.drops or self.inserts:
+            return self._slot(ext)
+        return (self.base + ext - first) % SEQ_MOD
 
     def fresh(self, ext: int) -> int:
         """A new slot after everything handed out so far (replayed or injected packet)."""
@@ -198,6 +219,19 @@ class _OutStream:
         assert self.first is not None
         shift = bisect_left(self.inserts, ext) - bisect_left(self.drops, ext)
         return (self.base + ext - self.first + shift) % SEQ_MOD
+
+
+@dataclass(frozen=True)
+class _RawInbound(InboundRTP):
+    """An :class:`InboundRTP` that also carries the bytes each delivery is made from."""
+
+    template: bytes = b""  # the packet as it is forwarded, before SSRC and sequence are rewritten
+
+
+def _rewrite(template: bytes, seq: int, ssrc: int) -> bytes:
+    """``template`` with sequence number (bytes 2-3) and SSRC (bytes 8-11) replaced."""
+    b0, b1, _, timestamp, _ = _FIXED_HEADER.unpack_from(template)
+    return _FIXED_HEADER.pack(b0, b1, seq, timestamp, ssrc) + memoryview(template)[12:]
 
 
 def _extensions_map(extmap: Mapping[int, str]) -> HeaderExtensionsMap:
@@ -260,6 +294,8 @@ class SFUCore:
         self._extmap = _extensions_map(extmap)
         self._rng = random.Random(seed)
         self._legs: dict[LegId, list[int]] = {}
+        self._dests: dict[LegId, tuple[LegId, ...]] = {}  # leg -> every other leg, in order
+        self._extension_cache: dict[bytes, bool] = {}  # valid block -> forwarded unchanged?
         self._streams: dict[int, _Stream] = {}
         self._out: dict[tuple[int, LegId], _OutStream] = {}
         self._out_index: dict[tuple[LegId, int], int] = {}
@@ -293,6 +329,7 @@ class SFUCore:
         if leg_id in self._legs:
             raise LegExists(f"leg {leg_id!r} already exists")
         self._legs[leg_id] = []
+        self._update_dests()
         self._emit(SubscriberJoined(time=now, leg=leg_id))
         out: list[Datagram] = []
         for stream in list(self._streams.values()):
@@ -312,9 +349,12 @@ class SFUCore:
         if leg_id not in self._legs:
             raise UnknownLeg(f"leg {leg_id!r} is not a leg")
         ssrcs = tuple(self._legs.pop(leg_id))
+        self._update_dests()
         byes: dict[LegId, list[int]] = {}
         for key in [k for k in self._out if k[1] == leg_id or k[0] in ssrcs]:
             out = self._out.pop(key)
+            if key[0] in self._streams:
+                self._streams[key[0]].outs.pop(key[1], None)
             del self._out_index[(key[1], out.ssrc)]
             if key[1] != leg_id:
                 byes.setdefault(key[1], []).append(out.ssrc)
@@ -336,6 +376,9 @@ class SFUCore:
         if kind not in KINDS or not 0 <= ssrc < 1 << 32:
             raise ValueError(f"need a 32-bit ssrc and audio/video, got {ssrc}, {kind!r}")
         self._register(leg_id, ssrc, kind, 0, now)
+
+    def _update_dests(self) -> None:
+        self._dests = {leg: tuple(d for d in self._legs if d != leg) for leg in self._legs}
 
     def streams(self) -> list[StreamInfo]:
         """Every publisher stream currently known."""
@@ -359,15 +402,30 @@ class SFUCore:
             ``(subscriber_leg, rtp_bytes)`` to SRTP-protect and send, as the policy decided.
         """
         self.packets_in += 1
-        data = bytes(data)
+        if type(data) is not bytes:
+            data = bytes(data)
         try:
-            inbound = self._accept_rtp(leg_id, data, now)
+            if leg_id not in self._legs:
+                raise UnknownLeg(f"RTP from leg {leg_id!r}, which is not a leg")
+            header = self._check_rtp(data)
+            stream = self._streams.get(header[4])
+            if stream is None or stream.info.leg != leg_id or \
+                    stream.info.kind != self.payload_kinds.get(header[1] & 0x7F):
+                stream = self._stream_for(leg_id, header[4], header[1] & 0x7F, now)
         except SFUError as exc:
             self._drop_datagram(exc, leg_id, len(data), now)
             return []
         self.packets_routed += 1
-        dests = [leg for leg in self._legs if leg != leg_id]
-        return self._apply(self.policy.on_rtp(inbound, dests), now)
+        kind = stream.info.kind
+        ext_seq = stream.unwrapper.unwrap(header[2])
+        self.view.record_raw(now, "in", leg_id, data, kind, leg_id, header[4], self._extmap)
+        if type(self.policy) is HonestPolicy:  # its decisions are known: forward to every other leg
+            return self._forward_all(stream, header, ext_seq, now)
+        template = header[5]
+        packet = RtpPacket.parse(data, self._extmap)  # cannot fail: _check_rtp made aiortc's checks
+        inbound = _RawInbound(time=now, leg=leg_id, kind=kind, ext_seq=ext_seq, packet=packet,
+                              size=len(data), template=template)
+        return self._apply(self.policy.on_rtp(inbound, list(self._dests[leg_id])), now)
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` should next be called (the policy holds packets), or None."""
@@ -377,30 +435,63 @@ class SFUCore:
         """Release what the policy has due at ``now``; returns RTP ``(leg, bytes)`` to send."""
         return self._apply(self.policy.on_timer(now), now)
 
-    def _accept_rtp(self, leg_id: LegId, data: bytes, now: float) -> InboundRTP:
-        if leg_id not in self._legs:
-            raise UnknownLeg(f"RTP from leg {leg_id!r}, which is not a leg")
-        try:
-            packet = RtpPacket.parse(data, self._extmap)
-        except (ValueError, struct.error) as exc:
-            raise MalformedRTP(f"RTP parse failed on {len(data)} bytes: {exc}") from exc
-        stream = self._stream_for(leg_id, packet, now)
-        inbound = InboundRTP(
-            time=now,
-            leg=leg_id,
-            kind=stream.info.kind,
-            ext_seq=stream.unwrapper.unwrap(packet.sequence_number),
-            packet=packet,
-            size=len(data),
-        )
-        self.view.record(
-            time=now, direction="in", leg=leg_id, packet=packet, size=len(data),
-            kind=stream.info.kind, publisher=(leg_id, packet.ssrc),
-        )
-        return inbound
+    def _check_rtp(self, data: bytes) -> tuple[int, int, int, int, int, bytes]:
+        """The fixed header's fields and the bytes to forward (RFC 3550 §5.1, RFC 8285).
 
-    def _stream_for(self, leg_id: LegId, packet: RtpPacket, now: float) -> _Stream:
-        ssrc, pt = packet.ssrc, packet.payload_type
+        Returns ``(b0, b1, seq, timestamp, ssrc, template)``: the first two header bytes (V P X CC
+        and M PT) and the fields of ``template``, the packet as it is to be forwarded.
+
+        Makes the checks of aiortc's ``RtpPacket.parse`` in the same order, without building a
+        packet. The bytes to forward are ``data`` itself unless the extension block would change
+        (extensions the SFU does not forward, another layout), then aiortc's serialization.
+
+        Raises:
+            MalformedRTP: what aiortc's parser would reject.
+        """
+        size = len(data)
+        if size < 12:
+            raise MalformedRTP(f"RTP parse failed on {size} bytes: shorter than the fixed header")
+        header = _FIXED_HEADER.unpack_from(data)
+        b0 = header[0]
+        if b0 >> 6 != 2:
+            raise MalformedRTP(f"RTP parse failed on {size} bytes: version {b0 >> 6}")
+        pos = 12 + 4 * (b0 & 0x0F)
+        if size < pos:
+            raise MalformedRTP(f"RTP parse failed on {size} bytes: truncated CSRC list")
+        unchanged = True
+        if b0 & 0x10:
+            pos, unchanged = self._check_extensions(data, pos)
+        if b0 & 0x20:
+            padding = data[-1]
+            if not padding or padding > size - pos:
+                raise MalformedRTP(f"RTP parse failed on {size} bytes: padding length {padding}")
+        if unchanged:
+            return (*header, data)
+        data = RtpPacket.parse(data, self._extmap).serialize(self._extmap)
+        return (*_FIXED_HEADER.unpack_from(data), data)
+
+    def _check_extensions(self, data: bytes, pos: int) -> tuple[int, bool]:
+        """End of the extension block at ``pos`` and whether forwarding leaves it as it is."""
+        if len(data) < pos + 4:
+            raise MalformedRTP(f"RTP parse failed on {len(data)} bytes: truncated extension header")
+        profile, words = _EXTENSION_HEADER.unpack_from(data, pos)
+        end = pos + 4 + 4 * words
+        if len(data) < end:
+            raise MalformedRTP(f"RTP parse failed on {len(data)} bytes: truncated extension value")
+        block = data[pos:end]
+        unchanged = self._extension_cache.get(block)
+        if unchanged is None:
+            try:
+                values = self._extmap.get(profile, block[4:])
+            except (ValueError, struct.error) as exc:
+                raise MalformedRTP(f"RTP parse failed on {len(data)} bytes: {exc}") from exc
+            unchanged = self._extmap.set(values) == (profile, block[4:])
+            if len(self._extension_cache) >= EXTENSION_CACHE_SIZE:
+                self._extension_cache.clear()
+            self._extension_cache[block] = unchanged
+        return end, unchanged
+
+    def _stream_for(self, leg_id: LegId, ssrc: int, pt: int, now: float) -> _Stream:
         kind = self.payload_kinds.get(pt)
         if kind is None:
             raise UnknownPayloadType(f"payload type {pt} is not mapped", ssrc=ssrc)
@@ -439,20 +530,51 @@ class SFUCore:
                 raise TypeError(f"policy returned {decision!r}, not Forward or Drop")
         return out
 
+    def _forward_all(self, stream: _Stream, header: tuple, ext_seq: int, now: float) -> list[Datagram]:
+        """What :class:`HonestPolicy` decides, without its objects: the packet to every other leg.
+
+        ``header`` is :meth:`_check_rtp`'s result. Per delivery: the outgoing stream's SSRC and
+        sequence slot packed into a new fixed header before the rest of the packet (one ``struct``
+        pack, one concatenation); the view tap takes all deliveries of the packet in one append.
+        """
+        b0, b1, seq, timestamp, ssrc, template = header
+        src_leg, kind = stream.info.leg, stream.info.kind
+        body, pack, outs = memoryview(template)[12:], _FIXED_HEADER.pack, stream.outs
+        events, result = self.packet_events, []
+        for dest in self._dests[src_leg]:
+            out = outs.get(dest)
+            if out is None:
+                out = self._new_out_stream(stream, dest, now)
+            out_seq = out.seq_for(ext_seq)
+            data = pack(b0, b1, out_seq, timestamp, out.ssrc) + body
+            result.append((dest, data))
+            if events:
+                self._emit(PacketForwarded(
+                    time=now, source_leg=src_leg, source_ssrc=ssrc, source_seq=seq, dest_leg=dest,
+                    ssrc=out.ssrc, seq=out_seq, size=len(data), modified=False, fresh_seq=False))
+        self.packets_forwarded += len(result)
+        self.view.record_deliveries(now, tuple(result), kind, src_leg, ssrc, self._extmap)
+        return result
+
     def _forward(self, decision: Forward, now: float) -> Datagram | None:
         src, dest = decision.source, decision.dest
         out = self._out_stream(src, dest, now)
         if out is None:
             return None
         seq = out.fresh(src.ext_seq) if decision.fresh_seq else out.seq_for(src.ext_seq)
-        packet = copy.copy(decision.packet if decision.packet is not None else src.packet)
-        packet.ssrc, packet.sequence_number = out.ssrc, seq
-        data = packet.serialize(self._extmap)
+        template = getattr(src, "template", None) if decision.packet is None else None
+        if template:  # the packet as received: rewrite its header in a copy
+            data = _rewrite(template, seq, out.ssrc)
+            self.view.record_raw(now, "out", dest, data, src.kind, src.leg, src.ssrc, self._extmap)
+        else:  # a replacement packet (tamper, inject) or an InboundRTP made by the policy
+            packet = copy.copy(decision.packet if decision.packet is not None else src.packet)
+            packet.ssrc, packet.sequence_number = out.ssrc, seq
+            data = packet.serialize(self._extmap)
+            self.view.record(
+                time=now, direction="out", leg=dest, packet=packet, size=len(data),
+                kind=src.kind, publisher=(src.leg, src.ssrc),
+            )
         self.packets_forwarded += 1
-        self.view.record(
-            time=now, direction="out", leg=dest, packet=packet, size=len(data),
-            kind=src.kind, publisher=(src.leg, src.ssrc),
-        )
         if self.packet_events:
             self._emit(
                 PacketForwarded(
@@ -473,16 +595,21 @@ class SFUCore:
             self._drop_delivery(Drop(dest, src), "unknown_dest", now)
             return None
         out = self._out.get((src.ssrc, dest))
-        if out is None:
-            out = _OutStream(self._new_ssrc(), self._rng.randrange(SEQ_MOD))
-            self._out[(src.ssrc, dest)] = out
-            self._out_index[(dest, out.ssrc)] = src.ssrc
-            self._emit(
-                OutgoingStreamCreated(
-                    time=now, source_leg=src.leg, source_ssrc=src.ssrc, dest_leg=dest,
-                    ssrc=out.ssrc, kind=stream.info.kind,
-                )
+        return out if out is not None else self._new_out_stream(stream, dest, now)
+
+    def _new_out_stream(self, stream: _Stream, dest: LegId, now: float) -> _OutStream:
+        """Choose the SSRC and first sequence number of ``stream`` towards ``dest`` (RFC 3550 §8.1)."""
+        info = stream.info
+        out = _OutStream(self._new_ssrc(), self._rng.randrange(SEQ_MOD))
+        self._out[(info.ssrc, dest)] = out
+        stream.outs[dest] = out
+        self._out_index[(dest, out.ssrc)] = info.ssrc
+        self._emit(
+            OutgoingStreamCreated(
+                time=now, source_leg=info.leg, source_ssrc=info.ssrc, dest_leg=dest,
+                ssrc=out.ssrc, kind=info.kind,
             )
+        )
         return out
 
     def _drop_delivery(self, decision: Drop, reason: str, now: float) -> None:
@@ -587,6 +714,11 @@ class SFUCore:
     def next_event(self) -> Event | None:
         """The oldest event not yet taken, or None."""
         return self._events.popleft() if self._events else None
+
+    @property
+    def pending_events(self) -> int:
+        """How many events wait to be taken with :meth:`next_event`."""
+        return len(self._events)
 
     def counters(self) -> dict[str, int]:
         """Every counter, flat (``dropped.<reason>``, ...), for JSON summaries."""

@@ -63,6 +63,7 @@ class Answer:
 
     address: Address  # the SFU leg's (ip, port), the only ICE candidate
     fingerprint: str  # SDP a=fingerprint value of the SFU's certificate
+    sframe: bool = True  # SDP a=sframe kept (RTP-SFrame draft): frames are end-to-end encrypted
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class SignallingRelay:
         self.roster = Roster(self.directory, policy)
         self.relayed: list[KeyMessageRelayed] = []
         self.dropped: Counter[str] = Counter()
+        self.interceptor: Callable[[int, bytes], bytes] | None = None  # (recipient, bytes) -> bytes delivered
         self.members: dict[str, int] = {}  # participant name -> member index
         self._handlers: dict[str, Handler] = {}
         self._by_member: dict[int, str] = {}
@@ -120,11 +122,17 @@ class SignallingRelay:
     def relay(self, sender: int, recipient: int, data: bytes, now: float) -> None:
         """Carry one key message to ``recipient``; counted as dropped if nobody has that index."""
         self.relayed.append(KeyMessageRelayed(now, sender, recipient, bytes(data)))
+        if self.interceptor is not None:  # a malicious relay (e2ee_lab.attacks): rewrites what it carries
+            data = self.interceptor(recipient, bytes(data))
         name = self._by_member.get(recipient)
         if name is None or name not in self._handlers:
             self.dropped["no_such_member"] += 1
             return
         asyncio.get_running_loop().call_soon(self._handlers[name], bytes(data))
+
+    def poll(self, now: float) -> None:
+        """Start a periodic REKEY epoch if the roster's policy says one is due (updates follow soon)."""
+        self._post_updates(self.roster.poll(now))
 
     def announce(self, subscriber: str, message: StreamAnnounced) -> None:
         """Tell ``subscriber`` which stream an SSRC on its leg carries (delivered at once)."""
@@ -160,6 +168,7 @@ class SFUServer:
         self.legs: dict[str, UDPLeg] = {}
         self.dropped: Counter[str] = Counter()  # the edge's own drops (sends that failed)
         self.events: list[object] = []  # core events other than stream creation, in order
+        self.answer_hook: Callable[[Offer, Answer], Answer] | None = None  # rewrites answers (attacks)
         self._ready: dict[str, asyncio.Task] = {}
         self._timer: asyncio.TimerHandle | None = None
 
@@ -181,7 +190,8 @@ class SFUServer:
                                profiles=self.profiles, on_media=self._on_media)
         self.legs[offer.name] = leg
         self._ready[offer.name] = asyncio.ensure_future(self._admit(leg, dict(offer.ssrcs)))
-        return Answer(leg.local_addr, str(self.fingerprint))
+        answer = Answer(leg.local_addr, str(self.fingerprint))
+        return answer if self.answer_hook is None else self.answer_hook(offer, answer)
 
     async def wait_ready(self, timeout: float = 5.0) -> None:
         """Wait until every accepted leg finished its handshake and joined the core."""
@@ -199,17 +209,21 @@ class SFUServer:
     # --- media -----------------------------------------------------------------------------------
 
     def _on_media(self, leg: UDPLeg, event: RTPReceived | RTCPReceived) -> None:
+        """The hot path: one decrypted packet into the core, its deliveries out (no event per packet)."""
         now = self._now()
-        if isinstance(event, RTPReceived):
+        if type(event) is RTPReceived:
             self._send(self.core.receive_rtp(leg.name, event.data, now), rtcp=False)
         else:
             self._send(self.core.receive_rtcp(leg.name, event.data, now), rtcp=True)
-        self._arm_timer()
+        if self._timer is not None or self.core.get_timer() is not None:
+            self._arm_timer()
 
     def _send(self, datagrams: list[tuple[object, bytes]], *, rtcp: bool) -> None:
-        self._drain_events()
+        if self.core.pending_events:  # announcements first: a subscriber learns a stream before its packets
+            self._drain_events()
+        legs = self.legs
         for dest, data in datagrams:
-            leg = self.legs.get(dest)  # type: ignore[arg-type]
+            leg = legs.get(dest)  # type: ignore[arg-type]
             try:
                 if leg is None:
                     raise KeyError(dest)

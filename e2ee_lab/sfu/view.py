@@ -30,6 +30,12 @@ payload             the payload bytes (``None`` when not kept; truncated to ``pa
 publisher_leg       the leg that published the stream
 publisher_ssrc      the publisher's SSRC of the stream
 ==================  =====================================================================
+
+Recording is lazy on the SFU's hot path: :meth:`ViewTap.record_raw` keeps the packet's bytes and
+the call's facts as one tuple, and the header is parsed (aiortc ``RtpPacket.parse``) only when
+:attr:`ViewTap.records` or :meth:`ViewTap.to_dataframe` is first read, so a forwarded packet costs
+the tap one list append. Raw entries hold the whole packet until then, even with
+``keep_payload=False``; reading ``records`` turns them into rows and frees them.
 """
 
 from __future__ import annotations
@@ -38,11 +44,12 @@ from dataclasses import dataclass, fields
 from typing import Literal
 
 import pandas as pd
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
 from e2ee_lab.sfu.events import LegId
 
 Direction = Literal["in", "out"]
+_RAW, _DELIVERIES = 0, 1  # tags of the pending entries: one packet, or one packet's deliveries
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,7 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ViewRecord))
 
 
 class ViewTap:
-    """Collects :class:`ViewRecord` rows; the core calls :meth:`record` for every packet.
+    """Collects :class:`ViewRecord` rows; the core calls :meth:`record_raw` (or :meth:`record`).
 
     Args:
         keep_payload: keep the payload bytes (False stores ``None`` and saves memory).
@@ -94,14 +101,73 @@ class ViewTap:
         self.keep_payload = keep_payload
         self.payload_limit = payload_limit
         self.record_out = record_out
-        self.records: list[ViewRecord] = []
+        self._records: list[ViewRecord] = []
+        self._pending: list[ViewRecord | tuple] = []  # in order after _records; tuples are raw
+
+    @property
+    def records(self) -> list[ViewRecord]:
+        """Every record so far, in order (raw entries are parsed into rows on first read)."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            for entry in pending:
+                if isinstance(entry, ViewRecord):
+                    self._records.append(entry)
+                elif entry[0] == _DELIVERIES:
+                    _, time, deliveries, kind, pub_leg, pub_ssrc, ext = entry
+                    self._records += [self._from_raw(time, "out", leg, data, kind, pub_leg, pub_ssrc, ext)
+                                      for leg, data in deliveries]
+                else:
+                    self._records.append(self._from_raw(*entry[1:]))
+        return self._records
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._records) + len(self._pending)
 
     def clear(self) -> None:
         """Forget every record."""
-        self.records.clear()
+        self._records.clear()
+        self._pending.clear()
+
+    def record_raw(
+        self,
+        time: float,
+        direction: Direction,
+        leg: LegId,
+        data: bytes,
+        kind: str,
+        publisher_leg: LegId,
+        publisher_ssrc: int,
+        extensions_map: HeaderExtensionsMap,
+    ) -> None:
+        """Append one row for the RTP packet ``data`` as seen on ``leg``, parsed when first read.
+
+        ``data`` must be a packet the core has already validated (it parses without error with
+        ``extensions_map``); positional arguments, as this runs once per packet and direction.
+        """
+        if direction == "out" and not self.record_out:
+            return
+        self._pending.append(
+            (_RAW, time, direction, leg, data, kind, publisher_leg, publisher_ssrc, extensions_map)
+        )
+
+    def record_deliveries(
+        self,
+        time: float,
+        deliveries: tuple[tuple[LegId, bytes], ...],
+        kind: str,
+        publisher_leg: LegId,
+        publisher_ssrc: int,
+        extensions_map: HeaderExtensionsMap,
+    ) -> None:
+        """Append one "out" row per ``(leg, rtp_bytes)`` of one packet's deliveries, parsed when read.
+
+        One append for all subscribers of a packet (the core's fan-out); same contract as
+        :meth:`record_raw`.
+        """
+        if self.record_out and deliveries:
+            self._pending.append(
+                (_DELIVERIES, time, deliveries, kind, publisher_leg, publisher_ssrc, extensions_map)
+            )
 
     def record(
         self,
@@ -114,32 +180,10 @@ class ViewTap:
         kind: str,
         publisher: tuple[LegId, int],
     ) -> None:
-        """Append one row for ``packet`` as seen on ``leg`` (``publisher`` = (leg, SSRC))."""
+        """Append one row for the parsed ``packet`` as seen on ``leg`` (``publisher`` = (leg, SSRC))."""
         if direction == "out" and not self.record_out:
             return
-        vad, level = _audio_level(packet)
-        self.records.append(
-            ViewRecord(
-                time=time,
-                direction=direction,
-                leg=leg,
-                ssrc=packet.ssrc,
-                payload_type=packet.payload_type,
-                kind=kind,
-                seq=packet.sequence_number,
-                timestamp=packet.timestamp,
-                marker=packet.marker,
-                csrc_count=len(packet.csrc),
-                audio_level=level,
-                voice_activity=vad,
-                size=size,
-                payload_size=len(packet.payload),
-                padding_size=packet.padding_size,
-                payload=self._kept(packet.payload),
-                publisher_leg=publisher[0],
-                publisher_ssrc=publisher[1],
-            )
-        )
+        self._pending.append(self._row(time, direction, leg, packet, size, kind, publisher))
 
     def to_dataframe(self, direction: Direction | None = None) -> pd.DataFrame:
         """The records as a DataFrame with :data:`COLUMNS` (all, or one ``direction``)."""
@@ -149,6 +193,36 @@ class ViewTap:
             if direction in (None, r.direction)
         ]
         return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+
+    def _from_raw(self, time: float, direction: Direction, leg: LegId, data: bytes, kind: str,
+                  publisher_leg: LegId, publisher_ssrc: int,
+                  extensions_map: HeaderExtensionsMap) -> ViewRecord:
+        packet = RtpPacket.parse(data, extensions_map)
+        return self._row(time, direction, leg, packet, len(data), kind, (publisher_leg, publisher_ssrc))
+
+    def _row(self, time: float, direction: Direction, leg: LegId, packet: RtpPacket, size: int,
+             kind: str, publisher: tuple[LegId, int]) -> ViewRecord:
+        vad, level = _audio_level(packet)
+        return ViewRecord(
+            time=time,
+            direction=direction,
+            leg=leg,
+            ssrc=packet.ssrc,
+            payload_type=packet.payload_type,
+            kind=kind,
+            seq=packet.sequence_number,
+            timestamp=packet.timestamp,
+            marker=packet.marker,
+            csrc_count=len(packet.csrc),
+            audio_level=level,
+            voice_activity=vad,
+            size=size,
+            payload_size=len(packet.payload),
+            padding_size=packet.padding_size,
+            payload=self._kept(packet.payload),
+            publisher_leg=publisher[0],
+            publisher_ssrc=publisher[1],
+        )
 
     def _kept(self, payload: bytes) -> bytes | None:
         if not self.keep_payload:

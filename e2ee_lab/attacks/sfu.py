@@ -1,0 +1,578 @@
+"""A malicious SFU: forwarding policies that tamper, replay, drop, delay, reorder and inject.
+
+E2EE takes the media away from the SFU; it does not make the SFU harmless. Every attack here is a
+:class:`~e2ee_lab.sfu.policy.Policy` the SFU core runs on one (publisher → subscriber) pair; the two
+attacks on signalling (answer rewriting, key substitution) are installed with the call by
+:mod:`e2ee_lab.labs.malicious`. Where the bytes are in an RTP payload of the lab's video (RFC 7741
+§4.2 Chrome-style VP8 descriptor, 4 bytes, on every packet): the first packet of a frame (S=1)
+carries the SFrame header (RFC 9605 §4.3, KID and CTR, 1-17 bytes) right after the descriptor, the
+last packet (marker bit) ends with the AEAD tag (16 bytes for suite 4, §4.5), the ciphertext is in
+between (§4.2). In ``dtls-srtp`` mode the same places hold the VP8 frame tag (RFC 6386 §9.1, 3 bytes)
+and the end of the last partition.
+
+- :class:`Tamper`: one bit flipped per frame in the header, the ciphertext or the tag.
+- :class:`Replay`: frames re-sent later, in fresh sequence slots so SRTP's replay check
+  (RFC 3711 §3.3.2, hop by hop) passes; optionally in their old slots (SRTP refuses them), and
+  optionally across a rekey the SFU's signalling triggers.
+- :class:`Drop`, :class:`Delay`, :class:`Reorder`: what no frame-level crypto prevents.
+- :class:`Inject`: forged frames: a plausible SFrame header (a known KID, a future CTR) and random
+  ciphertext, or an unencrypted VP8 frame the SFU encoded itself (downgrade).
+
+:func:`tamper_frame` and :func:`tamper_payload` are the sans-I/O tamper functions (one bit of one
+region); :func:`tamper_sweep` runs them on real VP8 frames (:func:`sample_frames`) under every
+suite and :func:`payload_layout` shows where the regions land. Policies log what they did in
+``log`` (:class:`AttackAction`); :class:`PairRouter` runs several at once, each on its own pairs.
+Like every policy they only make decisions: the core applies them, the edge re-applies SRTP.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from aiortc.rtp import RtpPacket
+from PIL import Image, ImageDraw, ImageFont
+
+from e2ee_lab.crypto.sframe import CipherSuite, MalformedHeader, SFrameError, decode_header, encode_header
+from e2ee_lab.crypto.transforms import make_transform
+from e2ee_lab.media.codecs import VP8Encoder
+from e2ee_lab.media.frame import EncodedFrame, FrameMetadata
+from e2ee_lab.media.scene import Scene
+from e2ee_lab.rtp import RTPError, VP8PayloadDescriptor
+from e2ee_lab.rtp.vp8 import PICTURE_ID_MOD, vp8_payloads
+from e2ee_lab.sfu.events import LegId
+from e2ee_lab.sfu.policy import Decision, Forward, InboundRTP, Policy
+from e2ee_lab.sfu.policy import Drop as DropDecision
+
+REGIONS = ("header", "ciphertext", "tag")  #: where :class:`Tamper` flips a bit
+VP8_FRAME_TAG_LEN = 3  #: RFC 6386 §9.1: key/delta bit, version, show_frame, first partition size
+TAG_LEN = 16  #: AEAD tag of the call's SFrame suite 4 (AES_128_GCM_SHA256_128, RFC 9605 §4.5)
+FORGED_PAYLOAD = 1100  #: bytes of frame data per forged RTP packet
+FUTURE_CTR_STEP = 1000  #: how far ahead of the stream's last CTR a forged frame's CTR is
+CLOCK_RATES = {"video": 90_000, "audio": 48_000}  #: RTP clock rates (RFC 7741 §4.1, RFC 7587 §4.1)
+TS_MOD = 1 << 32  #: RTP timestamps wrap at 2^32 (RFC 3550 §5.1)
+
+
+# --- tampering, sans-I/O ---------------------------------------------------------------------------
+
+
+def flip_bit(data: bytes, offset: int, bit: int) -> bytes:
+    """``data`` with bit ``bit`` (0 = least significant) of byte ``offset`` inverted."""
+    if not 0 <= offset < len(data) or not 0 <= bit < 8:
+        raise ValueError(f"no bit {bit} of byte {offset} in {len(data)} bytes")
+    return data[:offset] + bytes((data[offset] ^ 1 << bit,)) + data[offset + 1:]
+
+
+def header_length(body: bytes, *, sframe: bool) -> int:
+    """Bytes of the frame header at the start of ``body``: the SFrame header (RFC 9605 §4.3) or,
+    for plaintext VP8 (and for an SFrame header that does not parse), the 3-byte VP8 frame tag."""
+    if sframe:
+        try:
+            return decode_header(body)[2]
+        except MalformedHeader:
+            pass
+    return min(VP8_FRAME_TAG_LEN, len(body))
+
+
+def region_span(body: bytes, region: str, *, first: bool, last: bool, sframe: bool = True,
+                tag_length: int = TAG_LEN) -> tuple[int, int] | None:
+    """Where ``region`` lies in the frame bytes ``body`` of one packet, as ``(start, end)``, or None.
+
+    ``first``/``last``: the packet is the first (S bit) / last (marker) of its frame. The header is
+    at the start of the first packet, the tag at the end of the last one, the ciphertext between
+    (this function picks it in the first packet). Raises ValueError for an unknown region.
+    """
+    if region not in REGIONS:
+        raise ValueError(f"unknown region {region!r}; expected one of {', '.join(REGIONS)}")
+    if region == "header":
+        span = (0, header_length(body, sframe=sframe)) if first else None
+    elif region == "tag":
+        span = (max(0, len(body) - tag_length), len(body)) if last else None
+    else:
+        span = (header_length(body, sframe=sframe), len(body) - (tag_length if last else 0)) if first else None
+    return span if span is not None and span[0] < span[1] else None
+
+
+def _flip_in(body: bytes, span: tuple[int, int], rng: random.Random) -> tuple[bytes, int, int]:
+    offset, bit = rng.randrange(*span), rng.randrange(8)
+    return flip_bit(body, offset, bit), offset, bit
+
+
+def tamper_frame(frame: bytes, region: str, rng: random.Random, *, tag_length: int = TAG_LEN) -> bytes:
+    """One random bit of ``region`` flipped in a whole SFrame ciphertext (header || ct || tag).
+
+    Raises:
+        ValueError: unknown region, or the frame has no byte in it.
+    """
+    span = region_span(frame, region, first=True, last=True, tag_length=tag_length)
+    if span is None:
+        raise ValueError(f"a {len(frame)}-byte frame has no {region} bytes")
+    return _flip_in(bytes(frame), span, rng)[0]
+
+
+def tamper_payload(payload: bytes, region: str, rng: random.Random, *, marker: bool, sframe: bool = True,
+                   tag_length: int = TAG_LEN) -> tuple[bytes, str] | None:
+    """One random bit of ``region`` flipped in a VP8 RTP payload, behind its descriptor.
+
+    Returns ``(payload, "region byte N bit B")`` (N counts from the end of the descriptor), or None
+    when this packet holds no byte of ``region`` or is not VP8.
+    """
+    try:
+        descriptor, body = VP8PayloadDescriptor.parse(payload)
+    except RTPError:
+        return None
+    span = region_span(body, region, first=descriptor.starts_frame, last=marker, sframe=sframe,
+                       tag_length=tag_length)
+    if span is None:
+        return None
+    flipped, offset, bit = _flip_in(body, span, rng)
+    return bytes(payload[: len(payload) - len(body)]) + flipped, f"{region} byte {offset} bit {bit}"
+
+
+# --- forged frames -------------------------------------------------------------------------------
+
+
+def sframe_forgery(kid: int, ctr: int, size: int, rng: random.Random) -> bytes:
+    """A frame that looks like SFrame: a valid header for (KID, CTR), then random bytes."""
+    header = encode_header(kid, ctr)
+    return header + rng.randbytes(max(size - len(header), TAG_LEN + 1))
+
+
+def forged_picture(width: int = 320, height: int = 240) -> np.ndarray:
+    """The SFU's own picture: what it injects into a member's stream (RGB, ``(h, w, 3)``)."""
+    img = Image.new("RGB", (width, height), (15, 15, 15))
+    draw = ImageDraw.Draw(img)
+    font_file = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
+    font = ImageFont.truetype(str(font_file), max(height // 9, 8))
+    for i, line in enumerate(("FORGED", "BY THE SFU", "wire 9,000 EUR")):
+        draw.text((width // 12, height // 6 + i * height // 5), line, font=font, fill=(255, 200, 0))
+    return np.asarray(img, dtype=np.uint8)
+
+
+@lru_cache(maxsize=4)
+def forged_vp8_frame(width: int = 320, height: int = 240) -> bytes:
+    """:func:`forged_picture` encoded as one VP8 key frame (libvpx through aiortc)."""
+    encoded = VP8Encoder(ssrc=1, fps=15).encode(forged_picture(width, height), force_keyframe=True)
+    assert encoded is not None, "libvpx always emits the first (key) frame"
+    return encoded.data
+
+
+# --- experiments without a call: real frames, every suite, one bit each --------------------------
+
+
+def sample_frames(count: int = 12, seed: int = 0) -> list[bytes]:
+    """``count`` real VP8 frames (a key frame, then deltas) of a 320x240 badge scene."""
+    scene = Scene(0, seed=seed)
+    encoder = VP8Encoder(ssrc=1, fps=scene.fps)
+    return [f.data for i in range(count) if (f := encoder.encode(scene.rgb(i))) is not None]
+
+
+def tamper_sweep(frames: Sequence[bytes], *, suites: Iterable[int] = range(1, 6), per_suite: int = 60,
+                 seed: int = 0) -> pd.DataFrame:
+    """Encrypt real frames with each suite, flip one bit (header, ciphertext, tag in turn) and decrypt.
+
+    Each tampered frame goes to the receiver transform before its genuine twin, so the genuine one
+    decrypting afterwards shows the flip alone caused the rejection. Returns one row per suite and
+    region: ``tampered``, ``rejected``, ``reasons``, ``genuine_ok``.
+    """
+    rng, rows = random.Random(seed), []
+    template = EncodedFrame(b"", 0, FrameMetadata(1, 96, "video"), "delta")
+    for suite in map(CipherSuite, suites):
+        pair = make_transform("e2ee", suite=suite, seed=seed)
+        tally = {region: [0, 0, Counter(), 0] for region in REGIONS}
+        for i in range(per_suite):
+            region, frame = REGIONS[i % len(REGIONS)], template.replace(data=frames[i % len(frames)])
+            protected = pair.sender.transform(frame).data
+            entry = tally[region]
+            entry[0] += 1
+            tampered = tamper_frame(protected, region, rng, tag_length=suite.nt)
+            try:
+                pair.receiver.transform(frame.replace(data=tampered))
+            except SFrameError as err:
+                entry[1] += 1
+                entry[2][err.reason] += 1
+            entry[3] += pair.receiver.transform(frame.replace(data=protected)).data == frame.data
+        rows += [{"suite": suite.name, "region": region, "tampered": t, "rejected": r,
+                  "reasons": ", ".join(f"{k} {v}" for k, v in c.most_common()), "genuine_ok": g}
+                 for region, (t, r, c, g) in tally.items()]
+    return pd.DataFrame(rows)
+
+
+def payload_layout(frame: bytes, *, kid: int = 0x301, max_payload: int = 1100, seed: int = 0) -> pd.DataFrame:
+    """Where the SFrame header, ciphertext and tag of one encrypted video frame land in its RTP payloads.
+
+    The frame is encrypted with suite 4 under ``kid`` (default 0x301: epoch 3, member 1, as in the
+    calls) and split as the lab's packetizer splits it (RFC 7741 descriptors, equal-sized
+    fragments); one row per packet with the byte range and first bytes of each region.
+    """
+    pair = make_transform("e2ee", kid=kid, seed=seed)
+    protected = pair.sender.transform(EncodedFrame(frame, 0, FrameMetadata(1, 96, "video"), "key")).data
+    payloads = vp8_payloads(protected, picture_id=1, max_payload=max_payload)
+    rows = []
+    for i, payload in enumerate(payloads):
+        descriptor, body = VP8PayloadDescriptor.parse(payload)
+        first, last = descriptor.starts_frame, i == len(payloads) - 1
+        rows.append({"packet": i, "S bit (first)": first, "marker (last)": last, "payload bytes": len(payload),
+                     "VP8 descriptor": payload[: len(payload) - len(body)].hex(" "),
+                     **{r: _span_text(body, _layout_span(body, r, first, last)) for r in REGIONS}})
+    return pd.DataFrame(rows)
+
+
+def _layout_span(body: bytes, region: str, first: bool, last: bool) -> tuple[int, int] | None:
+    """:func:`region_span`, except that every packet's middle counts as ciphertext."""
+    if region != "ciphertext":
+        return region_span(body, region, first=first, last=last)
+    start = region_span(body, "header", first=True, last=last)[1] if first else 0  # type: ignore[index]
+    end = len(body) - (TAG_LEN if last else 0)
+    return (start, end) if start < end else None
+
+
+def _span_text(body: bytes, span: tuple[int, int] | None) -> str:
+    if span is None:
+        return ""
+    start, end = span
+    shown = body[start:min(end, start + 6)].hex(" ")
+    return f"bytes {start}-{end - 1}: {shown}{' …' if end - start > 6 else ''}"
+
+
+# --- the policies --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttackAction:
+    """One thing an attack did to one frame of one pair (a row of a policy's ``log``)."""
+
+    time: float  # SFU clock when it happened
+    attack: str  # the policy's name
+    action: str  # "tamper", "replay", "drop", "delay", "reorder", "inject", "rekey"
+    publisher: LegId  # whose stream
+    subscriber: LegId  # who got (or missed) it
+    timestamp: int  # RTP timestamp of the frame (forged frames: the forged one)
+    detail: str = ""  # e.g. "tag byte 1041 bit 3"
+
+
+class AttackPolicy(Policy):
+    """A policy that attacks the ``kind`` stream of ``publisher`` towards ``subscriber`` only.
+
+    Every other delivery is forwarded honestly. Time windows are in seconds of media time: the
+    frame's RTP timestamp minus that of the first frame of the stream the policy saw, on the
+    stream's clock (90 kHz video, 48 kHz Opus: RFC 7741 §4.1, RFC 7587 §4.1). The capture clock
+    picks the same frames on every run, however late the packets arrive.
+
+    Args:
+        publisher, subscriber: the pair (leg ids, i.e. participant names).
+        kind: the attacked stream, "video" (default) or "audio".
+        start, stop: the attack window.
+        seed: seeds the policy's random choices (bits, forged bytes).
+    """
+
+    name = "attack"
+
+    def __init__(self, publisher: LegId, subscriber: LegId, *, kind: str = "video", start: float = 0.3,
+                 stop: float = 1.0, seed: int = 0) -> None:
+        self.publisher, self.subscriber, self.kind = publisher, subscriber, kind
+        self.start, self.stop = start, stop
+        self.rng = random.Random(f"{self.name}:{seed}:{publisher}:{subscriber}")
+        self.log: list[AttackAction] = []
+        self._ts0: int | None = None  # RTP timestamp of the first frame seen
+        self._timestamp: int | None = None  # RTP timestamp of the current frame
+
+    def claims(self, publisher: LegId, subscriber: LegId) -> bool:
+        """True for the attacked pair."""
+        return publisher == self.publisher and subscriber == self.subscriber
+
+    @property
+    def elapsed(self) -> float:
+        """Media seconds from the stream's first frame to the current frame (RTP timestamps)."""
+        if self._ts0 is None or self._timestamp is None:
+            return 0.0
+        return ((self._timestamp - self._ts0) % TS_MOD) / CLOCK_RATES[self.kind]
+
+    def in_window(self) -> bool:
+        """The current frame is in ``[start, stop)``."""
+        return self.start <= self.elapsed < self.stop
+
+    def on_rtp(self, inbound: InboundRTP, dests: Sequence[LegId]) -> list[Decision]:
+        """Honest forwarding, except for the attacked pair's packets (:meth:`handle`)."""
+        mine = [d for d in dests if self.claims(inbound.leg, d)] if inbound.kind == self.kind else []
+        out: list[Decision] = [Forward(d, inbound) for d in dests if d not in mine]
+        if mine:
+            new_frame = self._track(inbound)
+            for dest in mine:
+                out += self.handle(inbound, dest, new_frame)
+        return out
+
+    def handle(self, inbound: InboundRTP, dest: LegId, new_frame: bool) -> list[Decision]:
+        """The decisions for one packet of the attacked pair (honest here)."""
+        return [Forward(dest, inbound)]
+
+    def record(self, inbound: InboundRTP, dest: LegId, action: str, detail: str = "",
+               timestamp: int | None = None) -> None:
+        """Add an :class:`AttackAction` to ``log``."""
+        ts = inbound.packet.timestamp if timestamp is None else timestamp
+        self.log.append(AttackAction(inbound.time, self.name, action, inbound.leg, dest, ts, detail))
+
+    def _track(self, inbound: InboundRTP) -> bool:
+        timestamp = inbound.packet.timestamp
+        if self._ts0 is None:
+            self._ts0 = timestamp
+        if timestamp == self._timestamp:
+            return False
+        self._timestamp = timestamp
+        return True
+
+
+class Honest(AttackPolicy):
+    """Forwards the pair honestly (the baseline row of the attack matrix)."""
+
+    name = "none"
+
+
+class Tamper(AttackPolicy):
+    """Flips one random bit of ``region`` ("header", "ciphertext" or "tag") in every frame in the window.
+
+    ``sframe``: the header is an SFrame header (e2ee) rather than the VP8 frame tag (dtls-srtp).
+    """
+
+    name = "tamper"
+
+    def __init__(self, publisher: LegId, subscriber: LegId, *, region: str, sframe: bool = True,
+                 **window) -> None:
+        if region not in REGIONS:
+            raise ValueError(f"unknown region {region!r}; expected one of {', '.join(REGIONS)}")
+        self.name = f"tamper-{'payload' if region == 'ciphertext' else region}"
+        super().__init__(publisher, subscriber, **window)
+        self.region, self.sframe = region, sframe
+
+    def handle(self, inbound: InboundRTP, dest: LegId, new_frame: bool) -> list[Decision]:
+        """The packet with one bit flipped when it holds the region of a frame in the window."""
+        changed = None
+        if self.in_window():
+            changed = tamper_payload(inbound.packet.payload, self.region, self.rng,
+                                     marker=bool(inbound.packet.marker), sframe=self.sframe)
+        if changed is None:
+            return [Forward(dest, inbound)]
+        self.record(inbound, dest, "tamper", changed[1])
+        return [Forward(dest, inbound, packet=inbound.copy_packet(payload=changed[0]))]
+
+
+class Replay(AttackPolicy):
+    """Keeps the packets of frames in ``capture`` and re-sends them all at ``at`` s.
+
+    Args:
+        capture: window of frames to keep, seconds.
+        at: when the burst goes out (before the first packet of the frame starting then).
+        fresh_seq: True: each replayed packet takes a new sequence slot (SRTP accepts it); False:
+            its old slot (SRTP's replay protection refuses it).
+        rekey_at: when to ask the SFU's signalling for a rekey (``on_rekey(now)``), or None.
+    """
+
+    name = "replay"
+
+    def __init__(self, publisher: LegId, subscriber: LegId, *, capture: tuple[float, float] = (0.1, 0.4),
+                 at: float = 0.8, fresh_seq: bool = True, rekey_at: float | None = None, **kw) -> None:
+        super().__init__(publisher, subscriber, start=capture[0], stop=capture[1], **kw)
+        self.at, self.fresh_seq, self.rekey_at = at, fresh_seq, rekey_at
+        self.on_rekey: Callable[[float], None] | None = None  # installed with the signalling
+        self.rekeyed_at: float | None = None
+        self.kept: list[InboundRTP] = []
+        self._sent = False
+
+    def handle(self, inbound: InboundRTP, dest: LegId, new_frame: bool) -> list[Decision]:
+        """Keep, forward, and at ``at`` put the whole kept burst before this frame."""
+        if new_frame and self.rekey_at is not None and self.rekeyed_at is None and self.elapsed >= self.rekey_at:
+            self.rekeyed_at = inbound.time
+            self.record(inbound, dest, "rekey")
+            if self.on_rekey is not None:
+                self.on_rekey(inbound.time)
+        out: list[Decision] = []
+        if new_frame and not self._sent and self.elapsed >= self.at:
+            self._sent = True
+            for ts in dict.fromkeys(p.packet.timestamp for p in self.kept):
+                self.record(inbound, dest, "replay", "fresh slots" if self.fresh_seq else "old slots", ts)
+            out = [Forward(dest, old, fresh_seq=self.fresh_seq) for old in self.kept]
+        if self.in_window():
+            self.kept.append(inbound)
+        return out + [Forward(dest, inbound)]
+
+
+class Drop(AttackPolicy):
+    """Drops every frame in the window; the core closes the sequence gap, so nothing shows a loss.
+
+    (:class:`~e2ee_lab.sfu.policy.Drop` is the core's decision, imported here as ``DropDecision``.)
+    """
+
+    name = "drop"
+
+    def handle(self, inbound: InboundRTP, dest: LegId, new_frame: bool) -> list[Decision]:
+        """A ``DropDecision`` for the packets of frames in the window."""
+        if not self.in_window():
+            return [Forward(dest, inbound)]
+        if new_frame:
+            self.record(inbound, dest, "drop")
+        return [DropDecision(dest, inbound, reason="attack_drop")]
+
+
+class Delay(AttackPolicy):
+    """Holds every packet from ``start`` on for ``delay`` seconds (own sequence slots, order kept)."""
+
+    name = "delay"
+
+    def __init__(self, publisher: LegId, subscriber: LegId, *, delay: float = 0.3, start: float = 0.3,
+                 **kw) -> None:
+        super().__init__(publisher, subscriber, start=start, stop=float("inf"), **kw)
+        self.delay = delay
+        self._held: list[tuple[float, Forward]] = []
+
+    def handle(self, inbound: InboundRTP, dest: LegId, new_frame: bool) -> list[Decision]:
+        """Nothing now for packets of frames from ``start`` on: they come out of :meth:`on_timer`."""
+        if not self.in_window():
+            return [Forward(dest, inbound)]
+        if new_frame:
+            self.record(inbound, dest, "delay", f"{self.delay:g} s")
+        self._held.append((inbound.time + self.delay, Forward(dest, inbound)))
+        return []
+
+    def on_timer(self, now: float) -> list[Decision]:
+        """The held packets that are due, in arrival order."""
+        due = 0
+        while due < len(self._held) and self._held[due][0] <= now:
+            due += 1
+        out, self._held = [f for _, f in self._held[:due]], self._held[due:]
+        return out
+
+    def next_timer(self) -> float | None:
+        """When the oldest held packet is due."""
+        return self._held[0][0] if self._held else None
+
+
+class Reorder(AttackPolicy):
+    """Swaps frames in pairs inside the window: holds one, sends the next, then the held one.
+
+    The held frame's slots are dropped (the core closes the gap) and it goes out in fresh slots
+    after its successor, so the receiver's jitter buffer cannot sort it back by sequence number.
+    """
+
+    name = "reorder"
+
+    def __init__(self, publisher: LegId, subscriber: LegId, **window) -> None:
+        super().__init__(publisher, subscriber, **window)
+        self._held: list[InboundRTP] = []
+        self._holding = False  # the frame in progress is the held one
+
+    def handle(self, inbound: InboundRTP, dest: LegId, new_frame: bool) -> list[Decision]:
+        """Hold the first frame of each pair; release it after the last packet of the second."""
+        if new_frame:
+            self._holding = not self._held and self.in_window()
+            if self._holding or self._held:
+                self.record(inbound, dest, "reorder", "held" if self._holding else "sent first")
+        if self._holding:
+            self._held.append(inbound)
+            return [DropDecision(dest, inbound, reason="attack_reorder")]
+        out: list[Decision] = [Forward(dest, inbound)]
+        if self._held and inbound.packet.marker:
+            out += [Forward(dest, held, fresh_seq=True) for held in self._held]
+            self._held = []
+        return out
+
+
+class Inject(AttackPolicy):
+    """Puts a forged frame into the stream before the first frame after each of ``times``.
+
+    Args:
+        times: seconds at which to inject.
+        forge: "sframe" (a header with the stream's last KID and a CTR :data:`FUTURE_CTR_STEP`
+            ahead, then random bytes the size of the last frame) or "picture" (:func:`forged_vp8_frame`,
+            unencrypted: a downgrade).
+        picture_size: (width, height) of the forged picture.
+    """
+
+    name = "inject"
+
+    def __init__(self, publisher: LegId, subscriber: LegId, *, times: Iterable[float] = (0.4, 0.7, 1.0),
+                 forge: str = "sframe", picture_size: tuple[int, int] = (320, 240), **kw) -> None:
+        if forge not in ("sframe", "picture"):
+            raise ValueError(f"forge must be 'sframe' or 'picture', not {forge!r}")
+        self.name = "inject" if forge == "sframe" else "downgrade-inject"
+        super().__init__(publisher, subscriber, **kw)
+        self.times, self.forge, self.picture_size = sorted(times), forge, picture_size
+        self._header: tuple[int, int] | None = None  # (KID, CTR) of the last frame
+        self._size = 0  # bytes of the last complete frame
+        self._current = 0
+
+    def handle(self, inbound: InboundRTP, dest: LegId, new_frame: bool) -> list[Decision]:
+        """Forged packets in fresh slots before this frame, when an injection is due."""
+        out: list[Decision] = []
+        if new_frame:
+            self._size, self._current = self._current or self._size, 0
+            if self.times and self.elapsed >= self.times[0]:
+                self.times.pop(0)
+                out = self._forged(inbound, dest)
+        self._learn(inbound.packet.payload)
+        return out + [Forward(dest, inbound)]
+
+    def _learn(self, payload: bytes) -> None:
+        try:
+            descriptor, body = VP8PayloadDescriptor.parse(payload)
+        except RTPError:
+            return
+        self._current += len(body)
+        if descriptor.starts_frame:
+            try:
+                self._header = decode_header(body)[:2]
+            except MalformedHeader:
+                self._header = None
+
+    def forged_frame(self) -> bytes:
+        """The frame bytes of the next forgery."""
+        if self.forge == "picture" or self._header is None:
+            return forged_vp8_frame(*self.picture_size)
+        kid, ctr = self._header
+        return sframe_forgery(kid, ctr + FUTURE_CTR_STEP, self._size or 600, self.rng)
+
+    def _forged(self, inbound: InboundRTP, dest: LegId) -> list[Decision]:
+        timestamp = (inbound.packet.timestamp - 1) % (1 << 32)  # no real frame has it
+        frame = self.forged_frame()
+        payloads = vp8_payloads(frame, picture_id=self.rng.randrange(PICTURE_ID_MOD),
+                                max_payload=FORGED_PAYLOAD)
+        self.record(inbound, dest, "inject", f"{self.forge}, {len(frame)} bytes", timestamp)
+        return [Forward(dest, inbound, fresh_seq=True, packet=RtpPacket(
+            payload_type=inbound.packet.payload_type, marker=int(i == len(payloads) - 1),
+            sequence_number=0, timestamp=timestamp, ssrc=inbound.ssrc, payload=p))
+            for i, p in enumerate(payloads)]
+
+
+class PairRouter(Policy):
+    """Runs several attack policies at once, each on the pairs it claims; the rest is honest."""
+
+    name = "router"
+
+    def __init__(self, policies: Iterable[AttackPolicy]) -> None:
+        self.policies = list(policies)
+
+    def on_rtp(self, inbound: InboundRTP, dests: Sequence[LegId]) -> list[Decision]:
+        """Each destination goes to the first policy claiming (publisher, destination)."""
+        out: list[Decision] = []
+        rest = list(dests)
+        for policy in self.policies:
+            mine = [d for d in rest if policy.claims(inbound.leg, d)]
+            if mine:
+                out += policy.on_rtp(inbound, mine)
+                rest = [d for d in rest if d not in mine]
+        return out + [Forward(d, inbound) for d in rest]
+
+    def on_timer(self, now: float) -> list[Decision]:
+        """Every policy's due decisions."""
+        return [d for p in self.policies for d in p.on_timer(now)]
+
+    def next_timer(self) -> float | None:
+        """The earliest of the policies' timers."""
+        times = [t for p in self.policies if (t := p.next_timer()) is not None]
+        return min(times) if times else None

@@ -1,0 +1,197 @@
+"""Notebook 07 (crypto overhead and SFU capacity): the benchmark runs, their tables and the task checks.
+
+The notebook measures, on the student's machine, what end-to-end encryption costs: the bytes each
+frame transform adds (RFC 9605 §4.3 header + tag; Appendix B's overhead formula), the CPU time per
+frame against frame size next to the bare AES-GCM call, and how many SRTP packets per second one
+core of the lab's SFU forwards in ``dtls-srtp`` and ``e2ee`` calls (RFC 3711 SRTP per leg, RFC 7667
+§3.7 selective forwarding). The runs are :mod:`e2ee_lab.bench`'s, sized by ``E2EE_LAB_SIZE``
+(:func:`~e2ee_lab.config.lab_size`): ``ci`` keeps the whole notebook under half a minute, ``full`` is
+the classroom run (a few minutes at most). The three task checks are exact computations, not
+measurements, so they give the same verdict on every machine.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from e2ee_lab.bench import bench_sfu, bench_transforms
+from e2ee_lab.bench.frames import MEDIA
+from e2ee_lab.config import Size, lab_size
+from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+
+# Benchmark settings per lab size: ci is for the test suite, full for the classroom.
+TRANSFORM_SETTINGS: dict[str, dict[str, object]] = {
+    "ci": {"media": ("opus", "vp8-320x240"), "frames": 6, "repeat": 2, "number": 1, "openssl": False},
+    "full": {"media": MEDIA, "frames": 30, "repeat": 5, "openssl": True},
+}
+SFU_SETTINGS: dict[str, dict[str, object]] = {
+    "ci": {"rooms": (2, 4), "repeat": 1, "target": 1_500},
+    "full": {"rooms": (2, 4, 8, 16), "repeat": 3, "target": 20_000},
+}
+
+
+def run_transforms(size: Size | None = None) -> pd.DataFrame:
+    """:func:`~e2ee_lab.bench.bench_transforms` at the lab size's settings (no progress bar)."""
+    return bench_transforms(**TRANSFORM_SETTINGS[size or lab_size()], progress=False)
+
+
+def run_sfu(size: Size | None = None) -> pd.DataFrame:
+    """:func:`~e2ee_lab.bench.bench_sfu` at the lab size's settings (no progress bar)."""
+    return bench_sfu(**SFU_SETTINGS[size or lab_size()], progress=False)
+
+
+def overhead_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Bytes per frame, kbit/s and % of the bit rate each scheme adds, per medium (from bench transforms)."""
+    rows = df.drop_duplicates(["media", "scheme"])
+    table = rows.pivot(index="scheme", columns="media", values="overhead_kbps").round(2)
+    table = table.loc[list(dict.fromkeys(rows["scheme"])), list(dict.fromkeys(rows["media"]))]
+    table.columns = [f"{m} kbit/s" for m in table.columns]
+    share = rows.pivot(index="scheme", columns="media", values="overhead_bitrate_pct").round(2)
+    for media in dict.fromkeys(rows["media"]):
+        table[f"{media} % of bit rate"] = share[media]
+    table.insert(0, "bytes per frame", df.groupby("scheme", sort=False)["overhead_bytes"].mean().round(1))
+    return table
+
+
+def cpu_summary(df: pd.DataFrame, scheme: str = "sframe-4") -> pd.DataFrame:
+    """µs per frame of ``scheme`` against frame size, next to the bare AES-GCM call and openssl."""
+    rows = df[df["scheme"] == scheme].sort_values("mean_size")
+    table = pd.DataFrame({
+        "medium": rows["media"], "frame": rows["frame_type"], "bytes": rows["mean_size"].round(0).astype(int),
+        "protect µs": rows["protect_us"].round(2), "unprotect µs": rows["unprotect_us"].round(2),
+        "AES-GCM µs": rows["gcm_encrypt_us"].round(2), "openssl µs": rows["openssl_us"].round(2),
+        "% of a core at fps": rows["core_pct"].round(3),
+    })
+    return table.reset_index(drop=True)
+
+
+def sfu_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per room size and mode: packets/s per core, µs per forwarded packet and the two ratios."""
+    return pd.DataFrame({
+        "participants": df["participants"], "mode": df["mode"],
+        "packets/s per core": df["pps_per_core"].round(0).astype(int),
+        "µs per packet": df["us_per_packet"].round(2), "x bare": df["ratio_bare"].round(2),
+        "e2ee / dtls-srtp": df["ratio_e2ee"].round(3),
+    })
+
+
+# --- Task 1: SFrame overhead in kbit/s (RFC 9605 Appendix B) ------------------------------------------
+
+TASK1_FPS, TASK1_BITRATE_KBPS = 30, 400  # a 360p video stream, one SFrame ciphertext per frame
+TASK1_HEADER, TASK1_TAG = 1 + 2 + 3, 16  # config byte, 2-byte KID, 3-byte CTR (Appendix B); suite 4 tag
+
+
+def appendix_b_kbps(header_bytes: int, tag_bytes: int, per_second: float) -> float:
+    """RFC 9605 Appendix B: ``(header + tag) * 8 * ciphertexts per second / 1024`` kbit/s."""
+    return (header_bytes + tag_bytes) * 8 * per_second / 1024
+
+
+def check_overhead_kbps(answer: float | None) -> Feedback:
+    """Task 1: SFrame overhead of a 30 fps, 400 kbit/s video stream in kbit/s (Appendix B)."""
+    if answer is None:
+        return unanswered("Task 1")
+    if not isinstance(answer, (int, float)) or isinstance(answer, bool) or not math.isfinite(answer):
+        return not_yet("give the overhead as a number of kbit/s, e.g. 1.5.")
+    expected = appendix_b_kbps(TASK1_HEADER, TASK1_TAG, TASK1_FPS)  # 5.156
+    share = 100 * expected / TASK1_BITRATE_KBPS
+    if math.isclose(answer, expected, rel_tol=0.01):
+        return correct(f"22 bytes per frame x 8 x 30 frames/s / 1024 = {expected:.2f} kbit/s, "
+                       f"{share:.2f} % of 400 kbit/s: per-frame SFrame is cheap for video.")
+    if math.isclose(answer, expected * 1024 / 1000, rel_tol=0.01):
+        return correct(f"{answer:.2f} kbit/s with 1 kbit = 1000 bits; RFC 9605 divides by 1024 "
+                       f"({expected:.2f} kbit/s). Either way about {share:.1f} % of the bit rate.")
+    hints = [
+        (expected / 8, "that is kbyte/s: multiply the bytes by 8 to get bits."),
+        (expected * 1024 / 8, "that is bytes per second: multiply by 8 and divide by 1024 for kbit/s."),
+        (expected * 1024, "that is bit/s: divide by 1024 for kbit/s."),
+        (appendix_b_kbps(0, TASK1_TAG, TASK1_FPS), "that is the tag alone: the header (config byte, KID, CTR) "
+                                                    "travels with every frame too."),
+        (appendix_b_kbps(TASK1_HEADER, 0, TASK1_FPS), "that is the header alone: add the 16-byte tag."),
+        (share, "that is the share of the bit rate in %: the task asks for kbit/s."),
+        (appendix_b_kbps(TASK1_HEADER + TASK1_TAG, 0, 50), "50 per second is the audio frame rate; this video "
+                                                            "stream has 30 frames per second."),
+    ]
+    for value, hint in hints:
+        if math.isclose(answer, value, rel_tol=0.01):
+            return not_yet(hint)
+    return not_yet(f"{answer} kbit/s is not it: (header + tag) bytes per frame x 8 bits x frames per second "
+                   "/ 1024. The bit rate (400 kbit/s) does not change the overhead, only its share.")
+
+
+# --- Task 2: does e2ee change the SFU's cost per packet? ------------------------------------------------
+
+TASK2_OPTIONS = {
+    "a": "Yes, much more: in e2ee the SFU has to decrypt and re-encrypt the SFrame layer of every frame.",
+    "b": "Yes, somewhat: SFrame ciphertext has to be parsed and checked before it can be forwarded.",
+    "c": "No, only within noise: the SFU never touches the SFrame layer. In both modes it unprotects "
+         "and protects SRTP over the whole packet and rewrites the same header fields; e2ee packets "
+         "are only a few bytes longer.",
+    "d": "No, because in e2ee the participants' packets are not protected with SRTP between them and "
+         "the SFU, so there is less work.",
+}
+_TASK2_HINTS = {
+    "a": "the SFU holds no SFrame key (RFC 9605 §5: keys come from the members' key agreement), so it "
+         "cannot decrypt the frames at all, let alone re-encrypt them.",
+    "b": "the SFU forwards RTP payloads as opaque bytes in both modes; nothing in its hot path looks at "
+         "the SFrame header or the ciphertext.",
+    "d": "SRTP stays on every leg in both modes (hop-by-hop, RFC 5764 keys); SFrame adds a layer inside "
+         "it, it replaces nothing.",
+}
+
+
+def check_sfu_cost(answer: str | None, df: pd.DataFrame | None = None) -> Feedback:
+    """Task 2: which of :data:`TASK2_OPTIONS` is right (``df``: a bench_sfu result to quote)."""
+    if answer is None:
+        return unanswered("Task 2")
+    choice = str(answer).strip().lower()
+    if choice not in TASK2_OPTIONS:
+        return not_yet(f"answer with one letter: {', '.join(TASK2_OPTIONS)}.")
+    if choice != "c":
+        return not_yet(_TASK2_HINTS[choice])
+    measured = ""
+    if df is not None and "ratio_e2ee" in df and df["ratio_e2ee"].notna().any():
+        ratios = df["ratio_e2ee"].dropna()
+        measured = f" Your run: e2ee / dtls-srtp = {ratios.min():.2f} to {ratios.max():.2f} across room sizes."
+    return correct("the SFU's work per packet is SRTP and header rewriting, the same in both modes; "
+                   "payload sizes differ by the SFrame header and tag, which AES-GCM on ~1 KB barely "
+                   "notices." + measured)
+
+
+# --- Task 3: share of a core that SFrame takes ----------------------------------------------------------
+
+TASK3_STREAMS = {"video": (3, 30, 6.0), "audio": (3, 50, 2.0)}  # kind: (streams, frames/s, µs per unprotect)
+
+
+def core_share_pct(streams: dict[str, tuple[int, int, float]] = TASK3_STREAMS) -> float:
+    """% of one core for ``streams`` (kind: count, frames per second, µs per frame)."""
+    return sum(count * fps * us for count, fps, us in streams.values()) / 1e6 * 100
+
+
+def check_core_share(answer: float | None) -> Feedback:
+    """Task 3: % of one core a receiver spends on SFrame unprotect for :data:`TASK3_STREAMS`."""
+    if answer is None:
+        return unanswered("Task 3")
+    if not isinstance(answer, (int, float)) or isinstance(answer, bool) or not math.isfinite(answer):
+        return not_yet("give the share as a number in %, e.g. 1.5 for 1.5 %.")
+    expected = core_share_pct()  # (3*30*6 + 3*50*2) µs per second = 840 µs/s = 0.084 %
+    if math.isclose(answer, expected, rel_tol=0.01):
+        return correct(f"3 x 30 x 6 µs + 3 x 50 x 2 µs = 840 µs of CPU per second = {expected:.3f} % of one "
+                       "core: SFrame itself is not what limits a call.")
+    video, audio = TASK3_STREAMS["video"], TASK3_STREAMS["audio"]
+    hints = [
+        (expected / 100, "that is a fraction of a core; the task asks for %, so multiply by 100."),
+        (expected * 1e4, "that is µs of CPU per second; divide by 10^6 µs and multiply by 100 for %."),
+        (core_share_pct({"video": video}), "that is the video alone: the three audio streams need unprotect too."),
+        (core_share_pct({"audio": audio}), "that is the audio alone: add the three video streams."),
+        (core_share_pct({k: (1, fps, us) for k, (_, fps, us) in TASK3_STREAMS.items()}),
+         "that is one publisher: the receiver decrypts the streams of all three others."),
+        (core_share_pct({k: (n, 30, us) for k, (n, _, us) in TASK3_STREAMS.items()}),
+         "Opus sends 50 frames per second (20 ms each), not 30."),
+    ]
+    for value, hint in hints:
+        if math.isclose(answer, value, rel_tol=0.01):
+            return not_yet(hint)
+    return not_yet(f"{answer} % is not it: add up streams x frames per second x µs per frame for video and "
+                   "audio, then divide by 10^6 µs per second and multiply by 100.")
