@@ -1,0 +1,293 @@
+"""Every reach into aiortc's private attributes, in one place, with a self-test.
+
+aiortc (pinned 1.16.0) has no public Encoded Transform (W3C WebRTC Encoded Transform) and no
+API for forwarding RTP: its maintainer answered both requests (aiortc#374, aiortc#627) with
+"hack away". The hooks here are per instance (nothing global is patched) and each wraps one
+private method or fills one private slot:
+
+send side (between encoder and packetizer, the W3C Encoded Transform point)
+    ``RTCRtpSender._RTCRtpSender__encoder``: the lazily created encoder slot; a
+    :class:`TransformingEncoder` is put there before ``send()`` runs. For VP8 it shadows the inner
+    ``Vp8Encoder._packetize`` (a classmethod) on the instance, so the transform sees the whole
+    encoded frame before RFC 7741 packetization; for Opus each payload is one frame.
+receive side (after the jitter buffer reassembled a frame, before the decoder thread)
+    ``RTCRtpReceiver._RTCRtpReceiver__jitter_buffer`` and its ``add(packet) -> (pli, frame)``:
+    wrapped, so a frame can be transformed, or dropped with a key-frame request (RFC 4585
+    §6.3.1 PLI). The decoder thread never sees a frame that failed, so a decryption failure can
+    neither kill it nor make it request a key frame per frame.
+forwarding and feedback (the SFU)
+    ``RTCRtpReceiver._handle_rtp_packet`` (every RTP packet after SRTP unprotect),
+    ``RTCRtpReceiver._send_rtcp_pli``, ``RTCRtpSender._handle_rtcp_packet`` (RTCP for a sender),
+    ``RTCRtpSender._ssrc`` and ``RTCDtlsTransport._send_rtp`` (SRTP-protect and send on a leg).
+keys (RFC 5764 §4.2)
+    ``RTCDtlsTransport._ssl`` (the pyOpenSSL connection, whose exporter can be run again after
+    the handshake) and ``RTCDtlsTransport._role`` ("client" or "server").
+
+:data:`PRIVATE_ATTRIBUTES` lists them; :func:`missing_attributes` builds real aiortc objects (no
+network) and reports any that no longer exist, and :func:`check_aiortc` raises
+:class:`~e2ee_lab.webrtc.errors.AiortcChanged` then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+
+from aiortc import RTCPeerConnection
+from aiortc.codecs.base import Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.mediastreams import VIDEO_TIME_BASE, convert_timebase
+from aiortc.rtp import RtpPacket
+
+from .errors import AiortcChanged
+
+#: (class, attribute, why) for every private name this module touches.
+PRIVATE_ATTRIBUTES: tuple[tuple[str, str, str], ...] = (
+    ("RTCRtpSender", "_RTCRtpSender__encoder", "encoder slot: the transforming encoder goes here"),
+    ("Vp8Encoder", "_packetize", "shadowed per instance: the whole VP8 frame before packetization"),
+    ("RTCRtpSender", "_ssrc", "the sender's SSRC (forwarded packets are rewritten to it)"),
+    ("RTCRtpSender", "_handle_rtcp_packet", "wrapped: PLI/FIR counted, forwarded by the SFU"),
+    ("RTCRtpReceiver", "_RTCRtpReceiver__jitter_buffer", "its add() wrapped: receive transform, frame stealing"),
+    ("RTCRtpReceiver", "_handle_rtp_packet", "wrapped: the SFU taps and forwards every RTP packet"),
+    ("RTCRtpReceiver", "_send_rtcp_pli", "wrapped to count PLIs; called to forward one"),
+    ("RTCDtlsTransport", "_send_rtp", "SRTP-protect and send a forwarded packet; wrapped as a send tap"),
+    ("RTCDtlsTransport", "_ssl", "pyOpenSSL connection: the RFC 5764 exporter for the key log"),
+    ("RTCDtlsTransport", "_role", "DTLS client or server: which half of the exported keys is ours"),
+)
+
+RtpHandler = Callable[[RtpPacket], Awaitable[None]]
+#: receive hook: (ssrc, frame bytes, RTP timestamp) -> (bytes for the decoder or None, ask for a key frame)
+FrameHook = Callable[[int, bytes, int], "tuple[bytes | None, bool]"]
+#: send hook: (frame bytes, media timestamp) -> bytes to packetize, or None to drop the frame
+SendHook = Callable[[bytes, int], "bytes | None"]
+
+
+# --- send side --------------------------------------------------------------------------------------
+
+
+class TransformingEncoder(Encoder):
+    """An aiortc encoder that runs ``hook`` on every encoded frame before it is packetized.
+
+    ``hook(data, timestamp)`` gets the whole frame and its media timestamp (90 kHz for video, 48
+    kHz for Opus; aiortc adds the stream's random RTP timestamp origin later) and returns the bytes
+    to packetize, or None to drop the frame. ``encode`` runs on aiortc's executor threads; the
+    hook must be thread-safe. ``target_bitrate`` is forwarded, so REMB still steers VP8.
+    """
+
+    def __init__(self, inner: Encoder, hook: SendHook) -> None:
+        self._inner, self._hook = inner, hook
+        self._source = None  # the frame or packet being encoded (video)
+        self.video = isinstance(inner, Vp8Encoder)
+        if self.video:
+            packetize = inner._packetize  # the bound classmethod
+
+            def transformed_packetize(buffer: bytes, picture_id: int) -> list[bytes]:
+                data = hook(buffer, self._media_timestamp()) if buffer else None
+                return packetize(data, picture_id) if data else []
+
+            inner._packetize = transformed_packetize  # type: ignore[method-assign]
+
+    def _media_timestamp(self) -> int:
+        """The timestamp aiortc will give the frame being encoded. PyAV rescales a frame's pts to
+        the codec's time base while encoding, so it is read after encoding, as aiortc does."""
+        source = self._source
+        return convert_timebase(source.pts, source.time_base, VIDEO_TIME_BASE)
+
+    def encode(self, frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        """Encode ``frame``; the hook sees (and may replace or drop) the encoded frame."""
+        if self.video:
+            self._source = frame
+            return self._inner.encode(frame, force_keyframe)
+        payloads, timestamp = self._inner.encode(frame, force_keyframe)
+        return self._each(payloads, timestamp), timestamp
+
+    def pack(self, packet) -> tuple[list[bytes], int]:
+        """Pre-encoded input (aiortc's public ``pack`` path) goes through the hook as well."""
+        if self.video:
+            self._source = packet
+            return self._inner.pack(packet)
+        payloads, timestamp = self._inner.pack(packet)
+        return self._each(payloads, timestamp), timestamp
+
+    def _each(self, payloads: list[bytes], timestamp: int) -> list[bytes]:
+        out = (self._hook(p, timestamp) for p in payloads)
+        return [p for p in out if p]
+
+    @property
+    def target_bitrate(self) -> int | None:
+        return getattr(self._inner, "target_bitrate", None)
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        if hasattr(self._inner, "target_bitrate"):
+            self._inner.target_bitrate = bitrate
+
+
+def install_sender_transform(sender, make_hook: Callable[[str], SendHook | None]) -> None:
+    """Run a transform on ``sender``'s encoded frames once its codec is negotiated.
+
+    ``make_hook(mime_type)`` returns the hook for that codec (or None to leave it alone); it is
+    called when aiortc starts the sender, and the encoder it wraps is aiortc's own for the codec.
+    """
+    from aiortc.codecs import get_encoder
+
+    original = sender.send
+
+    async def send(parameters) -> None:
+        codec = parameters.codecs[0]
+        hook = make_hook(codec.mimeType)
+        if hook is not None and sender._RTCRtpSender__encoder is None:
+            sender._RTCRtpSender__encoder = TransformingEncoder(get_encoder(codec), hook)
+        await original(parameters)
+
+    sender.send = send
+
+
+def sender_ssrc(sender) -> int:
+    """The SSRC ``sender`` sends with (aiortc draws it when the sender is made)."""
+    return int(sender._ssrc)
+
+
+def tap_rtcp(sender, handler: Callable[[object], Awaitable[None]]) -> None:
+    """Call ``handler(packet)`` for every RTCP packet routed to ``sender``, then aiortc's handler."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet) -> None:
+        await handler(packet)
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle
+
+
+# --- receive side -----------------------------------------------------------------------------------
+
+
+def install_receiver_transform(receiver, hook: FrameHook) -> None:
+    """Run ``hook`` on every frame ``receiver``'s jitter buffer completes, before the decoder.
+
+    The hook returns the bytes to decode, or None to drop the frame; its second value asks for a
+    key frame (a PLI to the sender). The jitter buffer's own PLI requests pass through.
+    """
+    buffer = receiver._RTCRtpReceiver__jitter_buffer
+    original = buffer.add
+
+    def add(packet: RtpPacket):
+        pli, frame = original(packet)
+        if frame is None:
+            return pli, None
+        data, want_key_frame = hook(packet.ssrc, frame.data, frame.timestamp)
+        if data is None:
+            return pli or want_key_frame, None
+        frame.data = data
+        return pli, frame
+
+    buffer.add = add
+
+
+def tap_rtp(receiver, handler: RtpHandler) -> None:
+    """Call ``handler(packet)`` for every RTP packet ``receiver`` gets (after SRTP unprotect),
+    before aiortc's own handling (statistics, NACK, jitter buffer). ``handler`` must not change
+    the packet."""
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        await handler(packet)
+        await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle
+
+
+def count_plis(receiver, counter: Callable[[int], None]) -> None:
+    """Call ``counter(media_ssrc)`` for every PLI ``receiver`` sends, whoever asked for it."""
+    original = receiver._send_rtcp_pli
+
+    async def send_pli(media_ssrc: int) -> None:
+        counter(media_ssrc)
+        await original(media_ssrc)
+
+    receiver._send_rtcp_pli = send_pli
+
+
+async def request_key_frame(receiver, media_ssrc: int) -> None:
+    """Send a PLI for ``media_ssrc`` to the sender ``receiver`` listens to."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+# --- transports ---------------------------------------------------------------------------------------
+
+
+async def send_rtp(transport, data: bytes) -> None:
+    """SRTP-protect ``data`` (an RTP or RTCP packet) with ``transport``'s key and send it.
+
+    Raises:
+        ConnectionError: the transport is not connected.
+    """
+    await transport._send_rtp(data)
+
+
+def tap_sent_rtp(transport, handler: Callable[[bytes], None]) -> None:
+    """Call ``handler(plaintext)`` for every RTP/RTCP packet ``transport`` protects and sends."""
+    original = transport._send_rtp
+
+    async def send(data: bytes) -> None:
+        handler(data)
+        await original(data)
+
+    transport._send_rtp = send
+
+
+def dtls_state(transport):
+    """``(pyOpenSSL connection, role)`` of a connected ``RTCDtlsTransport`` (role "client"/"server")."""
+    return transport._ssl, transport._role
+
+
+# --- self-test ----------------------------------------------------------------------------------------
+
+
+def _has(obj, name: str) -> bool:
+    return hasattr(obj, name)
+
+
+async def _missing_async() -> list[str]:
+    pc = RTCPeerConnection()
+    try:
+        video = pc.addTransceiver("video")
+        sender, receiver, transport = video.sender, video.receiver, video.receiver.transport
+        objects = {"RTCRtpSender": sender, "RTCRtpReceiver": receiver,
+                   "RTCDtlsTransport": transport, "Vp8Encoder": Vp8Encoder()}
+        missing = [f"{cls}.{name}" for cls, name, _ in PRIVATE_ATTRIBUTES
+                   if not _has(objects[cls], name)]
+        buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+        if buffer is not None and not callable(getattr(buffer, "add", None)):
+            missing.append("JitterBuffer.add")
+        if not isinstance(Vp8Encoder.__dict__.get("_packetize"), classmethod):
+            missing.append("Vp8Encoder._packetize as a classmethod")
+        return missing
+    finally:
+        await pc.close()
+
+
+def missing_attributes() -> list[str]:
+    """The private aiortc attributes of :data:`PRIVATE_ATTRIBUTES` that do not exist (ideally none).
+
+    Builds a peer connection with one transceiver (no network: nothing is gathered), in a fresh
+    event loop on a worker thread when called from a running loop.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_missing_async())
+    result: list[list[str]] = []
+    worker = threading.Thread(target=lambda: result.append(asyncio.run(_missing_async())))
+    worker.start()
+    worker.join()
+    return result[0]
+
+
+def check_aiortc() -> None:
+    """Raise :class:`AiortcChanged` naming every private attribute the hooks need that is missing."""
+    missing = missing_attributes()
+    if missing:
+        raise AiortcChanged("aiortc lacks " + ", ".join(missing) + "; install the pinned aiortc 1.16.0")
+

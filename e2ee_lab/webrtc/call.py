@@ -1,0 +1,442 @@
+"""The lab's call on a real WebRTC stack: aiortc peer connections through an aiortc SFU, on loopback.
+
+:func:`run_webrtc_call` runs the same call as :func:`e2ee_lab.call.run_call` (same participants,
+scenes, speech, modes, key agreement and frame transforms) with aiortc doing ICE (RFC 8445, host
+candidates on 127.0.0.1 only), DTLS-SRTP (RFC 5764; aiortc ↔ aiortc negotiates
+SRTP_AEAD_AES_256_GCM, RFC 7714), RTP/RTCP, jitter buffers and codecs:
+
+1. the SFU offers to each participant, the participant answers; every SDP must carry only
+   loopback candidates (:func:`~e2ee_lab.webrtc.sdp.check_loopback`), gathered inside
+   :func:`~e2ee_lab.webrtc.loopback.loopback_ice`;
+2. the call waits until every peer connection on both sides is ``connected``;
+3. in the e2ee modes the participants agree frame keys through the SFU's signalling relay;
+4. media starts (each participant's camera and microphone tracks) and runs for ``seconds``
+   (the *measured window*), then for :data:`TAIL` s more, so that aiortc's jitter buffers (which
+   release a frame only when the next one arrives; audio holds four) give up the window's last
+   frames; the tail's frames are sent and received but not counted;
+5. the SFU's key log is exported, everything is closed, and the capture (if any) is stopped.
+
+**Frames counted.** Media starts only after every leg is connected and every member holds every
+key, so every frame of the window is "sent after the connection was up". A receiver's
+``*_frames_expected`` is the number of window frames the others sent; ``*_frames_decoded`` the
+number of those it decoded (video: the picture matches the sent one). The SFU's counts come from
+its decoding attempt on the packets it forwarded (:func:`~e2ee_lab.analysis.sfu_view.analyze_packets`),
+over the whole call.
+
+The result (:class:`WebRTCCallResult`) has the lab's summary fields (plus PLI counts, the SDPs,
+candidates and DTLS roles), the SFU's key log in the lab's format, and with ``capture="sniff"``
+(or ``"auto"`` where sniffing is permitted) the call's pcap, which :mod:`e2ee_lab.analysis`
+reads unchanged. The socket tap cannot see aiortc's sockets: ``capture="tap"`` raises, and
+``"auto"`` without capture rights records nothing and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech
+from e2ee_lab.call.capture import CallCapture, CaptureInfo, FrameKeys, call_frame_keys
+from e2ee_lab.call.frame_keys import MODES
+from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
+from e2ee_lab.call.run import CALL_KEY_POLICY, KEY_AGREEMENT_TIMEOUT, START_DELAY, CallConfig, CallSetupError
+from e2ee_lab.capture import sniff_problem
+from e2ee_lab.config import Size, lab_size
+from e2ee_lab.crypto.keys import RekeyPolicy
+from e2ee_lab.media.scene import Scene, video_size
+from e2ee_lab.media.speech import FRAME_MS
+from e2ee_lab.transport import KeyLogEntry, write_keylog
+
+from .aiortc_hooks import check_aiortc
+from .errors import CaptureImpossible, ConnectionFailed
+from .loopback import loopback_ice
+from .participant import WebRTCParticipant
+from .sdp import candidates, dtls_setup
+from .sfu import WebRTCSFU
+from .transform import RTP_WRAP
+
+STACK = "webrtc"
+TAIL = 0.3  # seconds of media after the measured window, not counted (flushes the jitter buffers)
+DRAIN = 0.3  # seconds to wait after the last frame for packets in flight
+CONNECT_TIMEOUT = 10.0  # seconds until every peer connection must be connected
+LOOPBACK_IPS = ("127.0.0.1", "::1")
+
+
+@dataclass
+class WebRTCCallResult:
+    """What an aiortc call produced; the fields shared with :class:`~e2ee_lab.call.CallResult`
+    mean the same (``summary``, ``sent``, ``received``, ``sfu``, ``keylog``, ``relay``, ``pictures``,
+    ``scenes``, ``speech``, ``sockets``, ``names``, ``members``, ``capture``, ``frame_keys``).
+
+    ``view``: every publisher packet the SFU received (after SRTP). ``stolen``: the frames its
+    jitter buffers completed and kept from the decoder. ``sdp[name]``: the SFU's offer and the
+    participant's answer. ``candidates``: every ICE candidate of every SDP. ``handshakes``: per leg
+    and side the ``a=setup`` value, the DTLS role taken and the SRTP profile negotiated.
+    ``plis``: PLI counts (module :mod:`e2ee_lab.webrtc.call` docstring).
+    """
+
+    config: CallConfig
+    summary: dict
+    sent: pd.DataFrame
+    received: pd.DataFrame
+    sfu: SFUView
+    view: pd.DataFrame
+    stolen: pd.DataFrame
+    keylog: list[KeyLogEntry]
+    relay: pd.DataFrame
+    pictures: dict[str, dict[str, tuple[int, np.ndarray]]]
+    scenes: dict[str, Scene]
+    speech: dict[str, np.ndarray]
+    sockets: list[dict]
+    sdp: dict[str, dict[str, str]]
+    candidates: pd.DataFrame
+    handshakes: pd.DataFrame
+    names: list[str] = field(default_factory=list)
+    members: dict[str, int] = field(default_factory=dict)
+    out: Path | None = None
+    capture: CaptureInfo | None = None
+    frame_keys: FrameKeys | None = None
+    stack: str = STACK
+
+    def delivery(self, kind: str = "video") -> pd.Series:
+        """Per receiver: window frames decoded / window frames the others sent, for ``kind``."""
+        return pd.Series({p["name"]: p[f"{kind}_frames_decoded"] / max(1, p[f"{kind}_frames_expected"])
+                          for p in self.summary["participants"]}, name=f"{kind} delivery")
+
+
+# --- ground truth ------------------------------------------------------------------------------------
+
+
+class _Truth:
+    """What each publisher sent, by the RTP timestamp receivers see (module docstring of participant)."""
+
+    def __init__(self) -> None:
+        self.people: dict[str, WebRTCParticipant] = {}
+        self._origins: dict[tuple[str, str], int] = {}
+
+    def origin(self, publisher: str, kind: str) -> int | None:
+        if (publisher, kind) not in self._origins:
+            found = self.people[publisher].origin(kind)
+            if found is None:
+                return None
+            self._origins[publisher, kind] = found
+        return self._origins[publisher, kind]
+
+    def __call__(self, publisher: str, kind: str, timestamp: int):
+        person, origin = self.people.get(publisher), self.origin(publisher, kind)
+        if person is None or origin is None:
+            return None
+        record = person.senders[kind].record((timestamp - origin) % RTP_WRAP)
+        if record is None or record.reason:
+            return None
+        thumb = person.video.thumbnails.get(record.frame_index) if kind == "video" else None
+        return record.frame_index, record.time, thumb
+
+
+# --- the call ----------------------------------------------------------------------------------------
+
+
+def _validate(mode: str, participants: int, seconds: float, size: Size | None) -> Size:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if not 2 <= participants <= 255:
+        raise ValueError(f"a call needs 2..255 participants, not {participants}")
+    if not seconds > 0:
+        raise ValueError(f"seconds must be positive, not {seconds}")
+    return size or lab_size()
+
+
+def capture_mode(mode: str) -> tuple[str, str | None]:
+    """The capture this stack can make for ``mode``: ("sniff" | "off", note or None).
+
+    Raises:
+        CaptureImpossible: ``"tap"`` (the tap only sees the lab's own sockets, not aiortc's).
+        ValueError: an unknown mode.
+    """
+    if mode not in ("auto", "sniff", "tap", "off"):
+        raise ValueError(f"capture must be auto, sniff, tap or off, not {mode!r}")
+    if mode == "tap":
+        raise CaptureImpossible("the socket tap sees only the lab's own sockets, not aiortc's: use sniff")
+    if mode == "auto":
+        problem = sniff_problem()
+        if problem is not None:
+            return "off", f"capture: {problem}; the socket tap cannot see aiortc's sockets, so nothing is recorded"
+        return "sniff", None
+    return mode, None
+
+
+async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0,
+                                seed: int = 0, size: Size | None = None, out: str | Path | None = None, *,
+                                capture: str = "off",
+                                key_policy: RekeyPolicy = CALL_KEY_POLICY) -> WebRTCCallResult:
+    """Run one aiortc call in the running event loop (see :func:`run_webrtc_call`)."""
+    started = time.perf_counter()
+    size = _validate(mode, participants, seconds, size)
+    how, note = capture_mode(capture)
+    check_aiortc()
+    recorder = CallCapture(out, how)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+
+    def clock() -> float:
+        return loop.time() - t0
+
+    dims = video_size(size)
+    window = {"video": int(round(seconds * dims.fps)), "audio": int(round(seconds * 1000 / FRAME_MS))}
+    frames = {"video": window["video"] + int(np.ceil(TAIL * dims.fps)),
+              "audio": window["audio"] + int(np.ceil(TAIL * 1000 / FRAME_MS))}
+    truth = _Truth()
+    people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
+                                key_policy=key_policy, truth=truth) for i in range(participants)]
+    truth.people = {p.name: p for p in people}
+    sfu = WebRTCSFU([p.name for p in people], key_policy=key_policy, clock=clock)
+    timing: dict[str, float] = {}
+    await recorder.start()
+    try:
+        with loopback_ice():
+            for p in people:
+                await sfu.accept(p.name, await p.answer(await sfu.offer(p.name)))
+        await _wait_connected(sfu, people)
+        timing["connected_s"] = clock()
+        await _agree_keys(sfu, people, mode)
+        for p in people:
+            p.arm(sfu.signalling.members)
+        start = loop.time() + START_DELAY
+        timing["media_start_s"] = start - t0
+        for p in people:
+            p.start.set_result(start)
+        await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
+        keylog, sockets = sfu.keylog(), sfu.sockets()
+        handshakes = _handshakes(sfu, people)
+    finally:
+        for p in people:
+            await p.close()
+        await sfu.close()
+        await recorder.stop()
+    result = _collect(mode, participants, seconds, seed, size, sfu, people, keylog, sockets, handshakes)
+    result.capture = await recorder.finish(sockets)
+    result.summary = _summary(result, sfu, people, window, timing)
+    result.summary["capture"] = result.capture.summary() if result.capture else {"note": note}
+    result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
+    if out is not None:
+        write_outputs(result, out)
+    return result
+
+
+def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0, seed: int = 0,
+                    size: Size | None = None, out: str | Path | None = None, *, capture: str = "off",
+                    key_policy: RekeyPolicy = CALL_KEY_POLICY) -> WebRTCCallResult:
+    """Run the lab's call on aiortc and return a :class:`WebRTCCallResult` (script or notebook).
+
+    Args:
+        mode: "dtls-srtp", "e2ee" (SFrame) or "clear-prefix".
+        participants: how many (each subscribes to every other one's audio and video).
+        seconds: the measured window of media (real time); :data:`TAIL` s more are sent, not counted.
+        seed: reproducible pictures, speech offsets and frame keys (DTLS keys are always fresh).
+        size: "ci" (320x240, 15 fps) or "full" (640x480, 30 fps); default :func:`lab_size`.
+        out: a directory for ``summary.json``, ``sfu-keys.json`` (and ``capture.pcap``), or None.
+        capture: "off" (default), "sniff" (scapy on ``lo``, needs root or CAP_NET_RAW) or "auto"
+            (sniff where permitted, else nothing, with a note in ``summary["capture"]``).
+        key_policy: rekey policy of the roster and the members (e2ee modes).
+
+    Raises:
+        ValueError: a bad mode, count, duration or size.  CaptureImpossible: ``capture="tap"``.
+        NotLoopback: an SDP named a non-loopback address.  ConnectionFailed: a leg did not connect.
+        AiortcChanged: the installed aiortc lacks a private attribute the hooks need.
+        CallSetupError: the key agreement did not settle.  CaptureNotPermitted: sniff without rights.
+    """
+    def job() -> WebRTCCallResult:
+        return asyncio.run(run_webrtc_call_async(mode, participants, seconds, seed, size, out,
+                                                 capture=capture, key_policy=key_policy))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return job()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e2ee-lab-webrtc") as pool:
+        return pool.submit(job).result()
+
+
+def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed: int,
+                  size: Size | None, out: str | Path | None, *, srtp_profile: str | None = None,
+                  garbage: float = 0.0, capture: str = "off", policy=None,
+                  key_policy: RekeyPolicy = CALL_KEY_POLICY, sfu_setup=None,
+                  sender_options=None) -> WebRTCCallResult:
+    """``run_call(..., stack=...)`` for a stack other than the lab's: "webrtc" runs
+    :func:`run_webrtc_call`. The lab-only options must be left at their defaults; the SRTP profile
+    is aiortc's choice (AEAD_AES_256_GCM between two aiortc peers, ``summary["srtp_profile"]``).
+
+    Raises:
+        ValueError: an unknown stack, or a lab-only option (garbage, policy, sfu_setup,
+            sender_options, an SRTP profile other than the lab's default) was set.
+    """
+    from e2ee_lab.call.run import DEFAULT_PROFILE
+
+    if stack != STACK:
+        raise ValueError(f"unknown stack {stack!r}; expected 'lab' or {STACK!r}")
+    lab_only = {"garbage": garbage, "policy": policy, "sfu_setup": sfu_setup, "sender_options": sender_options}
+    lab_only["srtp_profile"] = None if srtp_profile in (None, DEFAULT_PROFILE) else srtp_profile
+    given = [name for name, value in lab_only.items() if value]
+    if given:
+        raise ValueError(f"the {STACK} stack does not support {', '.join(given)} (lab stack only)")
+    return run_webrtc_call(mode, participants, seconds, seed, size, out, capture=capture,
+                           key_policy=key_policy)
+
+
+async def _wait_connected(sfu: WebRTCSFU, people: list[WebRTCParticipant]) -> None:
+    """Until every peer connection (SFU side and participant side) is ``connected``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_TIMEOUT
+    while not (sfu.connected() and all(p.pc.connectionState == "connected" for p in people)):
+        if loop.time() > deadline:
+            states = {p.name: p.pc.connectionState for p in people}
+            raise ConnectionFailed(f"not all legs connected within {CONNECT_TIMEOUT} s: {states}")
+        await asyncio.sleep(0.01)
+
+
+async def _agree_keys(sfu: WebRTCSFU, people: list[WebRTCParticipant], mode: str) -> None:
+    """The e2ee modes' group key agreement, through the SFU's signalling relay (as the lab's call)."""
+    if mode == "dtls-srtp":
+        return
+    for p in people:
+        p.join_keys(sfu.signalling)
+        await asyncio.sleep(0.01)  # let the roster update and key messages cross the relay
+    epoch = sfu.signalling.roster.epoch
+    members = list(sfu.signalling.members.values())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + KEY_AGREEMENT_TIMEOUT
+    while not all(p.keys_ready(epoch, members) for p in people):
+        if loop.time() > deadline:
+            raise CallSetupError(f"members did not all hold the epoch-{epoch} keys within "
+                                 f"{KEY_AGREEMENT_TIMEOUT} s")
+        await asyncio.sleep(0.02)
+
+
+# --- results -----------------------------------------------------------------------------------------
+
+
+def _handshakes(sfu: WebRTCSFU, people: list[WebRTCParticipant]) -> pd.DataFrame:
+    rows = []
+    for p in people:
+        entry = sfu.leg_keys(p.name)
+        sfu_role = sfu.dtls_role(p.name)
+        other = "client" if sfu_role == "server" else "server"
+        for side, sdp, role in (("sfu", sfu.offers[p.name], sfu_role), ("participant", p.answer_sdp, other)):
+            rows.append({"leg": p.name, "side": side, "sdp": "offer" if side == "sfu" else "answer",
+                         "setup": ",".join(sorted(set(dtls_setup(sdp or "")))), "dtls_role": role,
+                         "profile": entry.profile.value})
+    return pd.DataFrame(rows)
+
+
+def _sent_rows(people: list[WebRTCParticipant]) -> list[SentFrame]:
+    rows = []
+    for p in people:
+        for kind, transform in p.senders.items():
+            origin = p.origin(kind)
+            if origin is None:
+                continue
+            for r in transform.records:
+                if r.reason:
+                    continue
+                wire = (origin + r.media_timestamp) % RTP_WRAP
+                rows.append(SentFrame(p.name, kind, r.frame_index, transform.ssrc, wire, r.frame_type,
+                                      r.encoded_size, r.sent_size, p.packets[transform.ssrc, wire], r.time))
+    return rows
+
+
+def _collect(mode, participants, seconds, seed, size, sfu: WebRTCSFU, people: list[WebRTCParticipant],
+             keylog, sockets, handshakes) -> WebRTCCallResult:
+    profile = keylog[0].profile.value if keylog else "none"
+    config = CallConfig(mode, participants, float(seconds), seed, size, profile, 0.0)
+    sent = pd.DataFrame(_sent_rows(people), columns=list(SentFrame.__dataclass_fields__))
+    received = pd.DataFrame([r for p in people for s in p.sinks for r in s.records + s.dropped_records()],
+                            columns=list(ReceivedFrame.__dataclass_fields__))
+    scenes = {p.name: p.scene for p in people}
+    audio = sent[sent.kind == "audio"].groupby("participant").frame_index.max()
+    speech = {p.name: sent_speech(p.speech, int(audio.get(p.name, -1)) + 1) for p in people}
+    view = sfu.view_packets()
+    sfu_view = analyze_packets(view, sent, scenes=scenes, speech=speech)
+    relay = pd.DataFrame([(m.time, m.sender, m.recipient, len(m.data), m.data) for m in sfu.signalling.relayed],
+                         columns=["time", "sender", "recipient", "size", "data"])
+    pictures = {p.name: {s.publisher: s.latest_picture for s in p.sinks
+                         if s.kind == "video" and s.latest_picture is not None} for p in people}
+    sdp = {p.name: {"offer": sfu.offers.get(p.name, ""), "answer": p.answer_sdp or ""} for p in people}
+    cands = pd.DataFrame([{"leg": name, "sdp": which, **vars(c)} for name, pair in sdp.items()
+                          for which, text in pair.items() for c in candidates(text)])
+    result = WebRTCCallResult(
+        config=config, summary={}, sent=sent, received=received, sfu=sfu_view, view=view,
+        stolen=sfu.stolen_frames(), keylog=keylog, relay=relay, pictures=pictures, scenes=scenes,
+        speech=speech, sockets=sockets, sdp=sdp, candidates=cands, handshakes=handshakes,
+        names=[p.name for p in people], members=dict(sfu.signalling.members))
+    result.frame_keys = call_frame_keys(people)
+    return result
+
+
+def _participant_row(p: WebRTCParticipant, sent: pd.DataFrame, received: pd.DataFrame,
+                     window: dict[str, int]) -> dict:
+    row: dict = {"name": p.name}
+    for kind in ("video", "audio"):
+        counted = sent[(sent.kind == kind) & (sent.frame_index < window[kind])]
+        got = received[(received.receiver == p.name) & (received.kind == kind) & received.decoded
+                       & (received.frame_index >= 0) & (received.frame_index < window[kind])]
+        row[f"{kind}_frames_sent"] = int((counted.participant == p.name).sum())
+        row[f"{kind}_frames_expected"] = int((counted.participant != p.name).sum())
+        row[f"{kind}_frames_decoded"] = int(len(got))
+        if kind == "video":
+            latency = got.latency.dropna()
+            row["video_latency_ms"] = round(1000 * statistics.median(latency), 1) if len(latency) else None
+    row.update(plis_sent=p.plis_sent, plis_received=p.plis_received,
+               dropped=dict(sorted(p.counters().items())))
+    return row
+
+
+def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCParticipant],
+             window: dict[str, int], timing: dict[str, float]) -> dict:
+    config = result.config
+    rows = [_participant_row(p, result.sent, result.received, window) for p in people]
+    stolen = result.stolen
+    sfu_summary = {"packets_in": sfu.packets_in, "packets_forwarded": sfu.packets_forwarded,
+                   **result.sfu.summary(),
+                   "frames_stolen": {k: int((stolen.kind == k).sum()) for k in ("video", "audio")},
+                   "plis_sent": sfu.plis_sent, "plis_forwarded": sfu.plis_forwarded,
+                   "key_messages_relayed": len(result.relay), "dropped": dict(sorted(sfu.dropped.items()))}
+    per_stream = Counter()
+    for p in people:
+        per_stream.update({(p.name, ssrc): n for ssrc, n in p.plis_by_ssrc.items()})
+    addresses = [a for row in result.sockets for a in (row["local"], row["remote"])]
+    return {
+        "stack": STACK, "mode": config.mode, "participant_count": config.participants,
+        "seconds": config.seconds, "seed": config.seed, "size": config.size,
+        "srtp_profile": config.srtp_profile,
+        "window": {**{f"{k}_frames": v for k, v in window.items()},
+                   "definition": "frames captured in the first `seconds` of media; media starts after "
+                                 "every leg is connected and every member holds every key"},
+        "timing": {k: round(v, 3) for k, v in timing.items()},
+        "participants": rows, "sfu": sfu_summary,
+        "plis": {"sent_by_receivers": sum(p.plis_sent for p in people),
+                 "forwarded_by_sfu": sfu.plis_forwarded, "sent_by_sfu": sfu.plis_sent,
+                 "received_by_publishers": sum(p.plis_received for p in people),
+                 "max_per_stream": max(per_stream.values(), default=0)},
+        "loopback": {"sdp_candidates": len(result.candidates),
+                     "candidates_loopback": bool(result.candidates.address.isin(LOOPBACK_IPS).all()),
+                     "sockets_loopback": all(a[0] in LOOPBACK_IPS for a in addresses)},
+    }
+
+
+def write_outputs(result: WebRTCCallResult, out: str | Path) -> None:
+    """Write ``summary.json`` and ``sfu-keys.json`` (the SFU's key log) into directory ``out``."""
+    import json
+
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
+    write_keylog(path / "sfu-keys.json", result.keylog)
+    result.out = path

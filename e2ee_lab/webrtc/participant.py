@@ -1,0 +1,232 @@
+"""A participant of the aiortc call: one RTCPeerConnection to the SFU, its tracks, transforms and keys.
+
+:meth:`WebRTCParticipant.answer` takes the SFU's offer (it must carry only loopback candidates),
+adds the camera and microphone tracks, attaches a :class:`~e2ee_lab.webrtc.transform.SenderTransform`
+to each sender and a :class:`~e2ee_lab.webrtc.transform.ReceiverTransform` plus a
+:class:`~e2ee_lab.webrtc.media.TrackSink` to each stream the SFU forwards (the SDP track id names
+the publisher), and answers (JSEP, RFC 8829 §5.3: ``a=setup:active``, so the participant is the
+DTLS client of its leg). Frame keys come from the group key agreement exactly as in the lab's own
+call: the participant becomes a :class:`~e2ee_lab.crypto.keys.Member`, and roster updates and
+key-distribution messages reach it through the SFU's signalling relay as opaque bytes
+(:class:`~e2ee_lab.sfu.server.SignallingRelay`). The frame crypto is set only once the keys are
+agreed; until then the transforms drop frames (fail closed).
+
+Counted here: PLIs the participant's receivers send (any cause) and PLI/FIR its senders receive;
+the first RTP timestamp of each outgoing SSRC (a tap on the transport, which sees packets before
+SRTP) gives the random timestamp origin aiortc adds, so sent frames can be named by the RTP
+timestamp receivers and captures see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, is_rtcp
+
+from e2ee_lab.call.frame_keys import FrameCrypto, make_frame_crypto
+from e2ee_lab.call.participant import SPEECH_STAGGER, participant_name
+from e2ee_lab.crypto.keys import IdentityKeyPair, KeyAgreementError, Member, RekeyPolicy, RosterUpdate, kid_for
+from e2ee_lab.media.codecs import OPUS_PAYLOAD_TYPE, VIDEO_CLOCK, VP8_PAYLOAD_TYPE
+from e2ee_lab.media.scene import Scene, VideoSize
+from e2ee_lab.media.speech import FRAME_SAMPLES, SpeechSource
+from e2ee_lab.sfu.server import SignallingRelay
+
+from . import aiortc_hooks
+from .loopback import loopback_configuration
+from .media import SceneTrack, SpeechTrack, TrackSink, Truth, parse_track_label, prefer
+from .sdp import check_loopback
+from .transform import RTP_WRAP, ReceiverTransform, SenderTransform, attach_receiver, attach_sender
+
+Clock = Callable[[], float]
+
+
+class WebRTCParticipant:
+    """One participant: camera, microphone, a peer connection to the SFU, a key-agreement member.
+
+    Args:
+        index: position in the call (badge, secret line, speech offset, member seed).
+        mode: "dtls-srtp", "e2ee" or "clear-prefix".
+        size: picture size and frame rate; frames: ``{"video": n, "audio": m}`` to send.
+        seed: reproducible pictures and keys; clock: seconds since the call started.
+        key_policy: rekey policy of the member; truth: what any publisher sent (for judging).
+    """
+
+    def __init__(self, index: int, *, mode: str, size: VideoSize, frames: dict[str, int], seed: int,
+                 clock: Clock, key_policy: RekeyPolicy, truth: Truth) -> None:
+        self.index, self.mode, self.seed, self.key_policy = index, mode, seed, key_policy
+        self.name = participant_name(index)
+        self.scene = Scene(index, seed=seed, width=size.width, height=size.height, fps=size.fps)
+        self.speech = SpeechSource(offset_s=index * SPEECH_STAGGER)
+        self.identity = IdentityKeyPair.generate(seed=f"identity:{seed}:{index}".encode())
+        self.member: Member | None = None
+        self.pc = RTCPeerConnection(loopback_configuration())
+        self.lock = threading.Lock()
+        self.start = asyncio.get_running_loop().create_future()  # loop time media starts
+        self.video = SceneTrack(self.scene, start=self.start, frames=frames["video"])
+        self.audio = SpeechTrack(self.speech, start=self.start, frames=frames["audio"])
+        self.senders: dict[str, SenderTransform] = {}
+        self.sinks: list[TrackSink] = []
+        self.origins: dict[int, int] = {}  # SSRC -> RTP timestamp of its first packet
+        self.packets: Counter[tuple[int, int]] = Counter()  # (SSRC, RTP timestamp) -> packets sent
+        self.plis_sent = 0
+        self.plis_by_ssrc: Counter[int] = Counter()  # PLIs sent per forwarded video SSRC
+        self.plis_received = 0
+        self.dropped: Counter[str] = Counter()
+        self.offer: str | None = None
+        self.answer_sdp: str | None = None
+        self._clock, self._truth = clock, truth
+        self._relay: SignallingRelay | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    def __repr__(self) -> str:
+        return f"WebRTCParticipant({self.name!r}, {self.mode}, {self.pc.connectionState})"
+
+    # --- offer / answer ----------------------------------------------------------------------------
+
+    async def answer(self, offer: str) -> str:
+        """Answer the SFU's offer; returns the answer SDP (gathered, loopback only).
+
+        Raises:
+            NotLoopback: the offer or the answer names a non-loopback address.
+        """
+        check_loopback(offer, where=f"the SFU's offer to {self.name}")
+        self.offer = offer
+        for track in (self.audio, self.video):
+            self._add_sender(self.pc.addTrack(track), track.kind)
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is not None and transceiver.direction != "sendonly":
+                self._add_receiver(transceiver)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self.answer_sdp = self.pc.localDescription.sdp
+        check_loopback(self.answer_sdp, where=f"{self.name}'s answer")
+        transport = self.pc.getSenders()[0].transport
+        aiortc_hooks.tap_sent_rtp(transport, self._on_sent)
+        return self.answer_sdp
+
+    def _add_sender(self, sender, kind: str) -> None:
+        transceiver = next(t for t in self.pc.getTransceivers() if t.sender is sender)
+        prefer(transceiver, kind)
+        video = kind == "video"
+        transform = SenderTransform(
+            None, kind=kind, ssrc=aiortc_hooks.sender_ssrc(sender),
+            payload_type=VP8_PAYLOAD_TYPE if video else OPUS_PAYLOAD_TYPE,
+            ticks_per_frame=VIDEO_CLOCK // self.scene.fps if video else FRAME_SAMPLES,
+            lock=self.lock, clock=self._clock)
+        self.senders[kind] = transform
+        attach_sender(sender, transform)
+        aiortc_hooks.tap_rtcp(sender, self._on_rtcp)
+
+    def _add_receiver(self, transceiver) -> None:
+        label = parse_track_label(transceiver.receiver.track.id)
+        if label is None:
+            self.dropped["unknown_track"] += 1
+            return
+        publisher, kind = label
+        transform = ReceiverTransform(None, kind=kind, sender_member=None,
+                                      lock=self.lock, clock=self._clock)
+        attach_receiver(transceiver.receiver, transform)
+        aiortc_hooks.count_plis(transceiver.receiver, self._on_pli_sent)
+        sink = TrackSink(transceiver.receiver.track, receiver=self.name, publisher=publisher, kind=kind,
+                         transform=transform, truth=self._truth, clock=self._clock)
+        self.sinks.append(sink)
+        self._tasks.append(asyncio.ensure_future(sink.run()))
+
+    # --- taps --------------------------------------------------------------------------------------
+
+    def _on_sent(self, data: bytes) -> None:
+        if len(data) < 12 or is_rtcp(data):
+            return
+        timestamp, ssrc = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big")
+        self.origins.setdefault(ssrc, timestamp)
+        self.packets[ssrc, timestamp] += 1
+
+    async def _on_rtcp(self, packet) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            self.plis_received += 1
+
+    def _on_pli_sent(self, media_ssrc: int) -> None:
+        self.plis_sent += 1
+        self.plis_by_ssrc[media_ssrc] += 1
+
+    # --- keys --------------------------------------------------------------------------------------
+
+    def join_keys(self, relay: SignallingRelay) -> None:
+        """Join the group key agreement through the SFU's signalling relay."""
+        self._relay = relay
+        relay.register(self.name, self.on_signal)
+        index = relay.join(self.name, self.identity.public, self._clock())
+        self.member = Member(index, self.identity, policy=self.key_policy,
+                             seed=f"member:{self.seed}:{self.index}".encode())
+
+    def on_signal(self, message: object) -> None:
+        """Signalling input: a roster update or a key message (opaque bytes)."""
+        now = self._clock()
+        if self.member is None or self._relay is None:
+            self.dropped["keys_not_member"] += 1
+            return
+        try:
+            if isinstance(message, RosterUpdate):
+                with self.lock:
+                    out = self.member.handle_roster(message, now)
+                for recipient, data in out:
+                    self._relay.relay(self.member.index, recipient, data, now)
+            elif isinstance(message, (bytes, bytearray)):
+                with self.lock:
+                    self.member.receive_key_message(bytes(message), now)
+        except KeyAgreementError as err:
+            self.dropped[f"keys_{err.reason}"] += 1
+
+    def keys_ready(self, epoch: int, members: list[int]) -> bool:
+        """True once this member sends under ``epoch`` and holds every other member's key for it."""
+        if self.member is None:
+            return False
+        with self.lock:
+            self.member.tick(self._clock())
+            kids = self.member.context.receive_kids
+            ready = self.member.send_epoch == epoch
+        return ready and all(kid_for(epoch, m) in kids for m in members if m != self.member.index)
+
+    def arm(self, members: dict[str, int]) -> FrameCrypto:
+        """Give every transform the call mode's frame crypto (after the key agreement) and each
+        receiver the member index of its publisher (``members``: name -> index)."""
+        crypto = make_frame_crypto(self.mode, self.member)
+        for transform in self.senders.values():
+            transform.crypto = crypto
+        for sink in self.sinks:
+            sink.transform.sender_member = members.get(sink.publisher)
+            sink.transform.crypto = crypto
+        return crypto
+
+    # --- results -----------------------------------------------------------------------------------
+
+    def origin(self, kind: str) -> int | None:
+        """aiortc's random RTP timestamp origin of our ``kind`` stream (None before it sent)."""
+        transform = self.senders.get(kind)
+        sent = [r for r in transform.records if not r.reason] if transform else []
+        first = self.origins.get(transform.ssrc) if transform else None
+        if not sent or first is None:
+            return None
+        return (first - sent[0].media_timestamp) % RTP_WRAP
+
+    def counters(self) -> Counter[str]:
+        """Every drop: transforms (send and receive), key agreement, unknown tracks."""
+        total = Counter(self.dropped)
+        for kind, transform in self.senders.items():
+            total.update({f"send_{k}": v for k, v in transform.dropped.items()})
+        for sink in self.sinks:
+            total.update(sink.transform.dropped)
+        return total
+
+    async def close(self) -> None:
+        """Close the peer connection (DTLS close_notify) and let the sinks finish."""
+        await self.pc.close()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2.0)
+        for task in self._tasks:
+            task.cancel()
+
