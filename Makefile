@@ -1,10 +1,12 @@
-# The two commands: `make run` (execute every notebook at full size into reports/) and `make test`.
-# Each creates .venv with `python3 -m venv` when it is missing and installs the package into it.
+# The two commands: `make run` (execute every notebook at full size into reports/, with
+# reports/index.html) and `make test`. Each creates .venv with `python3 -m venv` when it is missing
+# and installs the package into it. `make gallery` is `make run` that also refreshes the committed
+# README figures in data/figures/gallery/.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.e2ee-lab-installed
 
-.PHONY: run test lab bench clean
+.PHONY: run test gallery lab bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -15,6 +17,9 @@ $(STAMP): pyproject.toml | $(PY)
 
 run: $(STAMP)
 	E2EE_LAB_SIZE=full $(PY) -m e2ee_lab.reports
+
+gallery: $(STAMP)
+	E2EE_LAB_SIZE=full $(PY) -m e2ee_lab.reports --gallery
 
 test: $(STAMP)
 	E2EE_LAB_SIZE=ci $(PY) -m pytest

@@ -1,4 +1,4 @@
-"""Record the two short calls in ``data/captures/`` that notebook 04 and the tests read without root.
+"""Record the two short calls in ``data/captures/`` that notebook 02 and the tests read without root.
 
 Usage: ``.venv/bin/python data/make_captures.py`` (about 10 s). Runs a ``dtls-srtp`` and an ``e2ee``
 call (ci size, 2 participants, 2 s, seed 0) with ``capture="auto"``: scapy sniffs ``lo`` where it is

@@ -1,5 +1,5 @@
 """Tests for e2ee_lab.attacks.crypto and e2ee_lab.labs.pitfalls: nonce reuse, the GCM forbidden
-attack, short tags; and the notebook 08 demos and task checks."""
+attack, short tags; and the notebook 07 demos and task checks."""
 
 from __future__ import annotations
 
@@ -301,7 +301,7 @@ def test_rates_use_the_injected_clock():
     assert BruteForceRun(2, (65536, 131072), 1.0).ratio == 1.5
 
 
-# --- notebook 08 demos and checks ------------------------------------------------------------------
+# --- notebook 07 demos and checks ------------------------------------------------------------------
 
 
 def test_video_demo_reads_bobs_whole_key_frame():

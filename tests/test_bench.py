@@ -1,7 +1,7 @@
 """Smoke tests of e2ee_lab.bench, its figures and the ``e2ee-lab bench`` command: structure, never speed.
 
 Also the SFU core's fast path that ``bench sfu`` measures (it must forward exactly what aiortc's parse +
-serialize path forwards) and the checks of notebook 07 (:mod:`e2ee_lab.labs.overhead`).
+serialize path forwards) and the checks of notebook 08 (:mod:`e2ee_lab.labs.overhead`).
 """
 
 from __future__ import annotations
@@ -424,7 +424,7 @@ def test_sfu_fast_path_counts_a_malformed_extension_like_aiortc():
     assert core.receive_rtp("A", bytes(packet), 0.0) == [] and core.dropped == {"malformed_rtp": 2}  # not cached
 
 
-# --- notebook 07's checks ------------------------------------------------------------------------------
+# --- notebook 08's checks ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("check", "answer", "ok", "phrase"), [
@@ -442,6 +442,6 @@ def test_sfu_fast_path_counts_a_malformed_extension_like_aiortc():
     (overhead_lab.check_core_share, 3 * 30 * 6 / 1e4, False, "audio streams"),
     (overhead_lab.check_core_share, (30 * 6 + 50 * 2) / 1e4, False, "one publisher"),
 ], ids=lambda v: v.__name__ if callable(v) else None)
-def test_notebook_07_checks(check, answer, ok, phrase):
+def test_notebook_08_checks(check, answer, ok, phrase):
     feedback = check(answer)
     assert feedback.ok is ok and phrase in feedback.message

@@ -555,7 +555,7 @@ TestKeyAgreementMachine.settings = settings(max_examples=40, stateful_step_count
                                             suppress_health_check=[HealthCheck.too_slow])
 
 
-# --- the scripted timeline of notebook 03 (e2ee_lab.labs.keys) ---------------------------------------------------
+# --- the scripted timeline of notebook 04 (e2ee_lab.labs.keys) ---------------------------------------------------
 
 
 def test_timeline_shows_the_leaver_window_and_the_newcomer_gap():

@@ -1,20 +1,26 @@
-"""Execute every notebook and its solution at ci size, and keep the committed ones stripped.
+"""Every notebook and its solution: executed at ci size, kept stripped, and generated from one source.
 
 Student notebooks must run top to bottom (their checks say "not yet" without raising); solution
-notebooks must run too, and every check in them must say "correct".
+notebooks must run too, and every check in them must say "correct". The solution notebook is the
+master: each student notebook must equal :func:`e2ee_lab.labs.assign.student_version` of it (cell
+types and sources; outputs and ids ignored), so the two cannot drift. After editing a lab, run
+``python -m e2ee_lab.labs.assign generate`` (master edited) or ``convert NN`` (both edited).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from e2ee_lab.labs import CORRECT, NOT_YET
+from e2ee_lab.labs import assign
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
@@ -41,9 +47,25 @@ def _text_outputs(nb: nbformat.NotebookNode) -> list[str]:
     return texts
 
 
+def _has_solution_cells(path: Path) -> bool:
+    return any(assign.is_solution_cell(c) for c in nbformat.read(path, as_version=4).cells)
+
+
 def test_there_are_notebooks_and_each_has_a_solution():
     assert NOTEBOOKS, "no notebooks found"
     assert [p.name for p in NOTEBOOKS] == [p.name for p in SOLUTIONS]
+
+
+def test_notebooks_are_numbered_once_each():
+    numbers = [p.name[:2] for p in NOTEBOOKS]
+    assert len(numbers) == len(set(numbers)), numbers
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + SOLUTIONS, ids=lambda p: str(p.relative_to(ROOT / "notebooks")))
+def test_title_names_the_notebook_number(path):
+    first = nbformat.read(path, as_version=4).cells[0]
+    title = first.source.splitlines()[0]
+    assert first.cell_type == "markdown" and re.match(rf"# (Lab )?{path.name[:2]}\b", title), title
 
 
 @pytest.mark.notebook
@@ -55,6 +77,8 @@ def test_student_notebook_runs(path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: "solutions/" + p.name)
 def test_solution_notebook_passes_every_check(path):
+    if not _has_solution_cells(path):
+        pytest.skip("no task cells: the student notebook is the same notebook and runs above")
     texts = _text_outputs(_execute(path))
     verdicts = [t for t in texts if t.lstrip("✅❌ *").startswith((CORRECT, NOT_YET))]
     assert verdicts, "the solution runs no check"
@@ -66,3 +90,87 @@ def test_committed_notebook_is_stripped(path):
     nb = json.loads(path.read_text())
     dirty = [i for i, c in enumerate(nb["cells"]) if c.get("outputs") or c.get("execution_count")]
     assert not dirty, f"cells {dirty} carry outputs; strip them before committing"
+
+
+# --- one source per lab: the student notebook is generated from the master -----------------------
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_student_notebook_is_generated_from_its_master(path):
+    master = nbformat.read(ROOT / "notebooks" / "solutions" / path.name, as_version=4)
+    student = nbformat.read(path, as_version=4)
+    assert not assign.drift(student, master), (
+        f"{path.name} drifted from its master; run `python -m e2ee_lab.labs.assign generate {path.name[:2]}`"
+        f" (or `convert {path.name[:2]}` if you edited both): {assign.drift(student, master)}")
+    assert not assign.leaked_solution_marks(student)
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_solution_cells_of_a_master_carry_the_student_text(path):
+    master = nbformat.read(path, as_version=4)
+    for cell in master.cells:
+        if assign.is_solution_cell(cell):
+            assert isinstance(cell.metadata.get(assign.STUDENT_KEY), str), cell.get("id")
+    headlines = [c for c in master.cells if "headline" in c.metadata.get("tags", [])]
+    assert len(headlines) <= 1, "at most one headline figure per notebook"
+
+
+def _pair():
+    """A small (student, solution) pair with every kind of difference the converter handles."""
+    shared = [new_markdown_cell("# Lab 99 — a test lab"), new_code_cell("import math")]
+    student = new_notebook(cells=shared + [
+        new_code_cell("answer = None"), new_markdown_cell("Hint: try harder."),
+        new_code_cell("check(answer)"), new_code_cell("# scratch space")])
+    solution = new_notebook(cells=shared + [
+        new_code_cell("answer = math.pi"), new_code_cell("print('worked example')"),
+        new_code_cell("check(answer)")])
+    return student, solution
+
+
+def test_tag_master_round_trips_every_kind_of_difference():
+    student, solution = _pair()
+    master = assign.tag_master(student, solution)
+    assert assign.cell_view(assign.student_version(master)) == assign.cell_view(student)
+    # the master still reads as the solution, apart from empty placeholders for student-only cells
+    assert [s for s in assign.cell_view(master) if s[1]] == assign.cell_view(solution)
+    tagged = [c for c in master.cells if assign.is_solution_cell(c)]
+    assert [c.metadata[assign.STUDENT_KEY] for c in tagged] == [
+        "answer = None", "", "Hint: try harder.", "# scratch space"]
+
+
+def test_tag_master_is_idempotent_and_the_student_version_leaks_nothing():
+    student, solution = _pair()
+    master = assign.tag_master(student, solution)
+    again = assign.tag_master(student, master)
+    assert assign.cell_view(again) == assign.cell_view(master)
+    assert [c.metadata for c in again.cells] == [c.metadata for c in master.cells]
+    generated = assign.student_version(master)
+    assert not assign.leaked_solution_marks(generated)
+    assert "math.pi" not in json.dumps(generated)
+
+
+def test_drift_is_reported_and_a_malformed_master_is_rejected():
+    student, solution = _pair()
+    master = assign.tag_master(student, solution)
+    student.cells[2].source = "answer = 3"
+    assert assign.drift(student, master) and "replace" in assign.drift(student, master)[0]
+    master.cells[2].metadata.pop(assign.STUDENT_KEY)
+    with pytest.raises(assign.MalformedMaster):
+        assign.student_version(master)
+
+
+def test_command_line_converts_checks_and_generates(tmp_path, capsys):
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    student, solution = _pair()
+    nbformat.write(student, tmp_path / "99_test.ipynb")
+    nbformat.write(solution, solutions / "99_test.ipynb")
+    assert assign.main(["check", "--solutions", str(solutions)]) == 1  # untagged: the pair differs
+    assert assign.main(["convert", "99", "--solutions", str(solutions)]) == 0
+    assert assign.main(["check", "--solutions", str(solutions)]) == 0
+    (tmp_path / "99_test.ipynb").unlink()
+    assert assign.main(["generate", "--solutions", str(solutions)]) == 0
+    regenerated = nbformat.read(tmp_path / "99_test.ipynb", as_version=4)
+    assert assign.cell_view(regenerated) == assign.cell_view(student)
+    assert assign.main(["generate", "42", "--solutions", str(solutions)]) == 2
+    assert "missing_notebook" in capsys.readouterr().err

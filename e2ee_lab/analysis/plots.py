@@ -5,13 +5,13 @@ only draws: it takes results (DataFrames or result records) and never runs a cal
 
 Figures:
     overhead_figure: SFrame header + tag in % of the payload per cipher suite, for audio and video
-    frames (notebook 01; RFC 9605 Appendix B, data from :func:`e2ee_lab.labs.sframe.overhead_table`).
+    frames (notebook 03; RFC 9605 Appendix B, data from :func:`e2ee_lab.labs.sframe.overhead_table`).
     call_pictures: per call mode, the picture a publisher sent, what each participant decoded and
-    what the SFU decoded (notebook 02; data from a :class:`e2ee_lab.call.CallResult` per mode).
-    sfu_picture: the last picture of a publisher the SFU decoded, large enough to read (notebook 02).
+    what the SFU decoded (notebook 01; data from a :class:`e2ee_lab.call.CallResult` per mode).
+    sfu_picture: the last picture of a publisher the SFU decoded, large enough to read (notebook 01).
     sfu_speech: a publisher's speech as sent and as the SFU decoded it, waveform and spectrogram
-    (notebook 02).
-    key_timeline: who can decrypt which frames across joins, leaves and rekeys (notebook 03;
+    (notebook 01).
+    key_timeline: who can decrypt which frames across joins, leaves and rekeys (notebook 04;
     sender keys and epochs of RFC 9605 §5.1, data from :func:`e2ee_lab.labs.keys.simulate_timeline`).
     transform_overhead: bytes each frame transform adds per frame, and as % of each medium's bit
     rate (benchmarks, :func:`e2ee_lab.bench.bench_transforms`).
@@ -20,19 +20,19 @@ Figures:
     pipeline_stages: stacked µs per frame per pipeline stage for each medium and mode (benchmarks,
     :func:`e2ee_lab.bench.bench_pipeline`).
     sfu_capacity: forwarded SRTP packets per second per core and µs per forwarded packet by room
-    size, dtls-srtp vs e2ee vs the bare forwarder (notebook 07; :func:`e2ee_lab.bench.bench_sfu`).
+    size, dtls-srtp vs e2ee vs the bare forwarder (notebook 08; :func:`e2ee_lab.bench.bench_sfu`).
     three_views: per call mode, a publisher's video frame as the wire (no keys), the SFU (leg keys)
     and a receiver (frame keys) read it from the captured packets, ciphertext drawn as noise
-    (notebook 04, the README's headline; data from :func:`e2ee_lab.analysis.views.analyze_views`).
+    (notebook 02, the README's headline; data from :func:`e2ee_lab.analysis.views.analyze_views`).
     payload_bytes: per mode, the byte-value histogram of the video payloads and the entropy of each
-    RTP payload over time: compressed media is high-entropy too (notebook 04).
+    RTP payload over time: compressed media is high-entropy too (notebook 02).
     frame_metadata: what the wire shows without keys in both modes: video frame sizes and times,
-    and the RFC 6464 audio level (notebook 04).
-    decodable_share: share of decodable video and speech frames per view and mode (notebook 04).
+    and the RFC 6464 audio level (notebook 02).
+    decodable_share: share of decodable video and speech frames per view and mode (notebook 02).
     nonce_reuse_pictures: Bob's camera, C_A ⊕ C_B as the SFU computes it, and Bob's picture read
-    from it with a known frame (notebook 08; :func:`e2ee_lab.labs.pitfalls.video_nonce_reuse`).
+    from it with a known frame (notebook 07; :func:`e2ee_lab.labs.pitfalls.video_nonce_reuse`).
     short_tag_attempts: attempts per brute-force forgery against 1- and 2-byte tags vs 2^(8·Nt),
-    and the time to one forgery extrapolated per tag length (notebook 08, RFC 9605 §7.5).
+    and the time to one forgery extrapolated per tag length (notebook 07, RFC 9605 §7.5).
     attack_matrix: attack × mode heat map of what receivers did with a malicious SFU's attacked
     frames: displayed, rejected (and by which check), not preventable, or read by the SFU (notebook
     05; data from :func:`e2ee_lab.labs.malicious.attack_matrix`).
@@ -250,7 +250,7 @@ def pipeline_stages(df: pd.DataFrame, *, codec: bool = False) -> Figure:
     return fig
 
 
-# --- the call (notebook 02) -----------------------------------------------------------------------
+# --- the call (notebook 01) -----------------------------------------------------------------------
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -348,7 +348,7 @@ def sfu_speech(results: Mapping[str, CallResult], publisher: str | None = None) 
     return fig
 
 
-# --- SFrame overhead (notebook 01) ----------------------------------------------------------------
+# --- SFrame overhead (notebook 03) ----------------------------------------------------------------
 
 
 def overhead_figure(table: pd.DataFrame) -> Figure:
@@ -374,7 +374,7 @@ def overhead_figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
-# --- what the SFU sees: three views of a captured call (notebook 04) ------------------------------
+# --- what the SFU sees: three views of a captured call (notebook 02) ------------------------------
 
 if TYPE_CHECKING:
     from e2ee_lab.analysis.views import ThreeViews, ViewPanel
@@ -517,7 +517,7 @@ def decodable_share(views: Mapping[str, ThreeViews]) -> Figure:
     return fig
 
 
-# --- crypto pitfalls: nonce reuse and short tags (notebook 08) --------------------------------------
+# --- crypto pitfalls: nonce reuse and short tags (notebook 07) --------------------------------------
 
 if TYPE_CHECKING:
     from e2ee_lab.attacks.crypto import BruteForceRun

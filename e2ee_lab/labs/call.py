@@ -1,4 +1,4 @@
-"""Notebook 02 (the call): tables and players built from call results, and the checks of its tasks.
+"""Notebook 01 (the call): tables and players built from call results, and the checks of its tasks.
 
 Everything here reads a :class:`~e2ee_lab.call.CallResult`: the summary, the SFU's view tap and its
 decoding attempt (:mod:`e2ee_lab.analysis.sfu_view`), the eavesdropper's attempt on the SRTP

@@ -1,4 +1,4 @@
-"""Notebook 04 (what the SFU sees): a captured call, one packet layer by layer, the checks of its tasks.
+"""Notebook 02 (what the SFU sees): a captured call, one packet layer by layer, the checks of its tasks.
 
 :func:`captured_call` runs a short call and sniffs it with scapy where live capture is permitted;
 elsewhere it says why in one line and loads the recording in ``data/captures/`` instead. The

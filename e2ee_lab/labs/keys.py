@@ -1,4 +1,4 @@
-"""Notebook 03 (group key agreement): the scripted key timeline, the tables, the MITM scenario, the checks.
+"""Notebook 04 (group key agreement): the scripted key timeline, the tables, the MITM scenario, the checks.
 
 The scripted call runs :class:`e2ee_lab.crypto.keys.Group` (real X25519/P-256, HKDF, AES-GCM key
 messages and SFrame frames, RFC 9605 §5.1 sender keys) and tries every frame at every listener,

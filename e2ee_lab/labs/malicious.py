@@ -557,7 +557,7 @@ _PREDICT_HINTS = {
     "inject": "the header is plausible (a real KID, a CTR nobody used); what can the forger not compute "
               "without the key?",
     "downgrade-inject": "plain VP8 read as an SFrame header: its first byte becomes the config byte. Decode it "
-                        "(lab 01): which KID does it name, and does any member use that KID?",
+                        "(lab 03): which KID does it name, and does any member use that KID?",
     "drop": "nothing arrives: can any receiver check reject a frame it never sees?",
 }
 REKEY_CHOICES = {

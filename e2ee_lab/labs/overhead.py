@@ -1,4 +1,4 @@
-"""Notebook 07 (crypto overhead and SFU capacity): the benchmark runs, their tables and the task checks.
+"""Notebook 08 (crypto overhead and SFU capacity): the benchmark runs, their tables and the task checks.
 
 The notebook measures, on the student's machine, what end-to-end encryption costs: the bytes each
 frame transform adds (RFC 9605 §4.3 header + tag; Appendix B's overhead formula), the CPU time per

@@ -1,4 +1,4 @@
-"""Notebook 08 (crypto pitfalls): nonce reuse on real frames, the GCM forgery, short tags, task checks.
+"""Notebook 07 (crypto pitfalls): nonce reuse on real frames, the GCM forgery, short tags, task checks.
 
 The demos run the attacks of :mod:`e2ee_lab.attacks.crypto` on real media: VP8 key frames of the
 lab's camera scenes and Opus frames of its speech sample, encrypted by two :class:`SFrameContext`

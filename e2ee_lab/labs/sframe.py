@@ -1,4 +1,4 @@
-"""Notebook 01 (SFrame by hand): the walk-through tables and the task checks.
+"""Notebook 03 (SFrame by hand): the walk-through tables and the task checks.
 
 Every table takes one frame through RFC 9605 step by step with the real code of
 :mod:`e2ee_lab.crypto.sframe`: the header's config byte and KID/CTR fields (§4.3), the key schedule
