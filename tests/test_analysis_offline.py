@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from aiortc.rtp import RtcpPsfbPacket
 
+from e2ee_lab.analysis import plots
 from e2ee_lab.analysis.offline import (
     FRAME_COLUMNS,
     PACKET_COLUMNS,
@@ -285,6 +286,15 @@ def test_cli_analyze_writes_and_prints(plain, capsys):
     assert "note: without the sent audio" in out  # the CLI has no reference media
     assert (plain.directory / "frames.csv").exists()
     assert (plain.directory / "decrypted.pcap").exists()
+    assert (plain.directory / "sfu-view.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_capture_figure_shows_pictures_only_to_a_reader_that_decodes(plain):
+    keyed = plots.capture_analysis(analyze(plain.pcap, plain.keys, keep_media="last"))
+    wire = plots.capture_analysis(analyze(plain.pcap, None, keep_media="last"))
+    assert any(ax.images for ax in keyed.axes)  # the SFU's key log opens the VP8 frames
+    assert not any(ax.images for ax in wire.axes)
+    assert "not decodable" in " ".join(t.get_text() for ax in wire.axes for t in ax.texts)
 
 
 def test_cli_analyze_reports_bad_input_in_one_line(tmp_path, capsys):

@@ -563,6 +563,19 @@ def analyze(
                            reader.keyed, reader.decrypted, data)
 
 
+FIGURE_FILE = "sfu-view.png"
+
+
+def save_figure(result: OfflineAnalysis, path: str | Path, *, dpi: int = 80) -> Path:
+    """Save :func:`~e2ee_lab.analysis.plots.capture_analysis` of ``result`` as a PNG at ``path``."""
+    from e2ee_lab.analysis import plots
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plots.capture_analysis(result).savefig(path, dpi=dpi)
+    return path
+
+
 def _mark_plausible(packets: pd.DataFrame, frames: pd.DataFrame) -> None:
     verdicts = _plausible_streams(frames)
     frames["sframe_plausible"] = [
@@ -599,7 +612,7 @@ def cli_analyze(args) -> int:
     pcap = args.pcap or args.dir / "capture.pcap"
     keys = None if args.no_keys else (args.keys or args.dir / "sfu-keys.json")
     try:
-        result = analyze(pcap, keys, keep_media="none")
+        result = analyze(pcap, keys, keep_media="last")
     except FileNotFoundError as exc:
         print(f"analyze: {exc}", file=sys.stderr)
         return 2
@@ -607,6 +620,7 @@ def cli_analyze(args) -> int:
         print(f"analyze: {exc}", file=sys.stderr)
         return 2
     paths = result.write(args.out or args.dir)
+    paths["figure"] = save_figure(result, (args.out or args.dir) / FIGURE_FILE)
     print(result.table())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

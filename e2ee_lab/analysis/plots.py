@@ -41,6 +41,8 @@ Figures:
     from :func:`e2ee_lab.analysis.leakage.speaking_timeline`).
     video_frame_sizes: encrypted video frame sizes over time with the key frames and the SFU's
     size-based guesses (notebook 06; :func:`e2ee_lab.analysis.leakage.video_frames`).
+    capture_analysis: one capture as the SFU (key log) or the wire reads it: last decoded picture
+    per publisher, frame sizes, payload entropy (``e2ee-lab analyze``; :mod:`e2ee_lab.analysis.offline`).
 """
 
 from __future__ import annotations
@@ -765,6 +767,52 @@ def sfu_capacity(df: pd.DataFrame, *, goal: float | None = None) -> Figure:
     right.set_ylabel("µs of SFU CPU per forwarded packet")
     right.set_title("Cost per forwarded packet (median, IQR bars)", fontsize=10)
     left.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+# --- e2ee-lab analyze: one capture read with (or without) the SFU's key log ------------------------
+
+if TYPE_CHECKING:
+    from e2ee_lab.analysis.offline import OfflineAnalysis
+
+
+def capture_analysis(analysis: OfflineAnalysis) -> Figure:
+    """What one reader (the SFU with its key log, or the wire without) makes of a capture: the
+    last picture it decoded of each publisher's video, the sizes of the frames each leg sent over
+    time (the metadata every reader sees), and the entropy of every RTP payload it read.
+
+    Draws the result of :func:`e2ee_lab.analysis.offline.analyze` run with ``keep_media="last"``
+    or ``"all"``; ``e2ee-lab analyze`` saves it as ``sfu-view.png``.
+    """
+    frames, packets = analysis.frames, analysis.packets
+    video = frames[(frames.kind == "video") & (frames.direction == "to_sfu")] if len(frames) else frames
+    legs = sorted(set(video.leg.dropna())) if len(video) else []
+    fig = plt.figure(figsize=(3.0 * max(len(legs), 2), 6.2))
+    grid = fig.add_gridspec(2, max(len(legs), 2), height_ratios=(1.1, 1.0))
+    reader = "the SFU (its key log)" if analysis.keyed else "the wire (no keys)"
+    for col, leg in enumerate(legs):
+        rows = video[video.leg == leg]
+        shown = [i for i in rows.index if i in analysis.media]
+        decodable = int(rows.decodable.sum())
+        ax = fig.add_subplot(grid[0, col])
+        note = f"not decodable\n({decodable} of {len(rows)} frames)"
+        _picture_panel(ax, analysis.media[shown[-1]] if shown else None,
+                       f"{leg}'s video: {decodable}/{len(rows)} decodable", note)
+    sizes = fig.add_subplot(grid[1, : max(len(legs), 2) // 2 or 1])
+    for leg in legs:
+        rows = video[video.leg == leg]
+        sizes.plot(rows.time, rows["size"], ".", ms=3, label=leg)
+    sizes.set(xlabel="time (s)", ylabel="video frame size (bytes)", title="frame sizes: clear to every reader")
+    if legs:
+        sizes.legend(fontsize=7, frameon=False)
+    ent = fig.add_subplot(grid[1, max(len(legs), 2) // 2 or 1:])
+    rtp = packets[(packets.kind == "rtp") & packets.payload_entropy.notna()] if len(packets) else packets
+    if len(rtp):
+        ent.plot(rtp.time, rtp.payload_entropy.astype(float), ".", ms=2, color="#555555")
+    ent.set(xlabel="time (s)", ylabel="bits per byte", ylim=(0, 8.2), title="RTP payload entropy")
+    fig.suptitle(f"One capture as {reader} reads it", fontsize=10)
     fig.tight_layout()
     plt.close(fig)
     return fig

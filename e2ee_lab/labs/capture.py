@@ -41,7 +41,7 @@ def captured_call(mode: str, *, seed: int = SEED) -> CapturedCall:
 
     problem = sniff_problem()
     if problem is None:
-        out = tempfile.mkdtemp(prefix=f"e2ee-lab-04-{mode}-")
+        out = tempfile.mkdtemp(prefix=f"e2ee-lab-02-{mode}-")
         try:
             result = run_call(mode, PARTICIPANTS, call_seconds(), seed=seed, size=lab_size(),
                               out=out, capture="sniff")
