@@ -100,6 +100,10 @@ class WebRTCSFU:
         self._routes: dict[tuple[str, str], list] = {(n, k): [] for n in names for k in KINDS}
         self._publisher_ssrc: dict[tuple[str, str], int] = {}
         self._extensions = extensions_map()
+        self._subscriber: dict[int, str] = {}  # id(transceiver) -> the subscriber it sends to
+        #: (publisher, subscriber, kind, packet) -> True to drop the copy for that subscriber (loss
+        #: experiments, e2ee_lab.browser); None forwards everything
+        self.forward_filter: Callable[[str, str, str, RtpPacket], bool] | None = None
 
     # --- signalling: offer / answer ----------------------------------------------------------------
 
@@ -157,6 +161,7 @@ class WebRTCSFU:
 
     def _hook_outbound(self, subscriber: str, publisher: str, kind: str, transceiver) -> None:
         self._routes[publisher, kind].append(transceiver)
+        self._subscriber[id(transceiver)] = subscriber
 
         async def on_rtcp(packet) -> None:
             if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
@@ -179,6 +184,10 @@ class WebRTCSFU:
             return
         self._publisher_ssrc[publisher, kind] = packet.ssrc
         for transceiver in self._routes[publisher, kind]:
+            if self.forward_filter is not None and self.forward_filter(
+                    publisher, self._subscriber[id(transceiver)], kind, packet):
+                self.dropped["filtered"] += 1
+                continue
             out = RtpPacket(payload_type=packet.payload_type, marker=packet.marker,
                             sequence_number=packet.sequence_number, timestamp=packet.timestamp,
                             ssrc=aiortc_hooks.sender_ssrc(transceiver.sender), payload=packet.payload)

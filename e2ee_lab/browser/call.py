@@ -1,0 +1,416 @@
+"""A call with a headless Chromium page among the aiortc participants, through the aiortc SFU.
+
+:func:`run_browser_call` is the aiortc call of :mod:`e2ee_lab.webrtc.call` with one more member:
+a page in headless Chromium (:class:`~e2ee_lab.browser.participant.BrowserParticipant`) that
+publishes a canvas test pattern (:func:`pattern`) and the fake microphone, subscribes to every
+Python participant, and encrypts and decrypts every encoded frame in an Encoded Transform worker
+with keys from its own key agreement (ECDH P-256 in WebCrypto). All identities are P-256, the curve
+WebCrypto offers everywhere. Modes: ``e2ee`` (RFC 9605 SFrame, suite 4), ``clear-prefix``, and
+``dtls-srtp`` (no frame transform: the SFU can decode the browser's frames).
+
+What is measured (``result.summary``):
+
+- browser → Python: frames the page's worker encrypted and sent, frames each Python participant
+  decrypted and decoded with a picture matching the pattern (mean absolute error ≤ 20);
+- Python → browser: frames each Python participant sent, frames the page's worker decrypted,
+  ``framesDecoded`` from the page's ``getStats()``, frames it rendered (``requestVideoFrameCallback``),
+  and canvas pixel samples (every 4th pixel) judged against the picture sent with that RTP timestamp;
+- the SFU: the browser's video frames it reassembled from the packets it forwarded and how many
+  libvpx decoded into the pattern (0 in the e2ee modes);
+- loss (``drop_at=t``): the SFU drops one video frame of the first Python participant toward the
+  browser ``t`` s after media start; ``loss.recovered_after_s`` is the time from the drop to the
+  first rendered frame after the freeze (None: never). With SFrame Chrome's VP8 depacketizer reads
+  the SFrame header byte as the VP8 frame tag, so after a loss it cannot find a key frame;
+- loopback: every candidate of every SDP, and (``sniff_lo=True``) every UDP datagram on ``lo``.
+
+With ``isolate="auto"`` (the default) the whole call runs in a private network namespace that has
+only ``lo`` when this process may create one (root: ``unshare -n``;
+:mod:`e2ee_lab.browser.isolation`), because Chrome gathers candidates on every interface; otherwise
+it runs here, and the page strips non-loopback candidates before answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from e2ee_lab.analysis.sfu_view import reassemble
+from e2ee_lab.call.pipeline import thumbnail
+from e2ee_lab.call.run import CALL_KEY_POLICY, KEY_AGREEMENT_TIMEOUT, START_DELAY, CallSetupError
+from e2ee_lab.config import Size, lab_size
+from e2ee_lab.crypto.keys import Curve, IdentityKeyPair
+from e2ee_lab.media.codecs import DecodeError, VP8Decoder, mean_abs_error, picture_matches
+from e2ee_lab.media.scene import to_rgb, video_size
+from e2ee_lab.media.speech import FRAME_MS
+from e2ee_lab.webrtc.call import CONNECT_TIMEOUT, DRAIN, TAIL, _Truth
+from e2ee_lab.webrtc.errors import ConnectionFailed
+from e2ee_lab.webrtc.loopback import loopback_ice
+from e2ee_lab.webrtc.participant import WebRTCParticipant
+from e2ee_lab.webrtc.sdp import candidates
+from e2ee_lab.webrtc.sfu import WebRTCSFU
+
+from .chromium import Chromium
+from .participant import BrowserParticipant
+from .server import StaticServer
+
+BROWSER_NAME = "chromium"
+MODES = ("dtls-srtp", "e2ee", "clear-prefix")
+#: the page's test pattern (client.js PATTERN): left half, right half, and a moving 8-pixel bar
+PATTERN_LEFT, PATTERN_RIGHT = (64, 64, 64), (192, 192, 192)
+FREEZE_GAP = 0.3  # seconds without a rendered frame that count as a freeze
+STOP_DRAIN = 0.5  # seconds between the page's last frame and reading the counters
+
+
+def pattern(width: int, height: int) -> np.ndarray:
+    """The browser's picture without its moving bar (what receivers compare against), RGB."""
+    rgb = np.empty((height, width, 3), np.uint8)
+    rgb[:, : width // 2] = PATTERN_LEFT
+    rgb[:, width // 2:] = PATTERN_RIGHT
+    return rgb
+
+
+@dataclass
+class BrowserCallResult:
+    """What a browser call produced: ``summary`` (module docstring), the page's raw ``stats``, its
+    ``screenshot`` (PNG), every ``sdp`` (offer, answer, and the page's unfiltered answer), the SFU's
+    judgement of the browser's frames (``sfu_frames``), the judged pixel samples (``pixels``), the
+    Python receivers' frame records (``received``) and the UDP datagrams seen on ``lo``."""
+
+    summary: dict
+    stats: dict
+    screenshot: bytes
+    sdp: dict[str, dict[str, str]]
+    sfu_frames: pd.DataFrame
+    pixels: pd.DataFrame
+    received: pd.DataFrame
+    lo_datagrams: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+class _BrowserTruth(_Truth):
+    """Ground truth for Python receivers: the Python publishers' records, and the page's pattern."""
+
+    def __init__(self, browser: str, size) -> None:
+        super().__init__()
+        self.browser, self.thumb = browser, thumbnail(pattern(size.width, size.height))
+        self._ordinal: dict[str, dict[int, int]] = {}  # kind -> RTP timestamp -> arrival order
+
+    def __call__(self, publisher: str, kind: str, timestamp: int):
+        if publisher != self.browser:
+            return super().__call__(publisher, kind, timestamp)
+        seen = self._ordinal.setdefault(kind, {})
+        index = seen.setdefault(timestamp, len(seen))
+        return index, math.nan, self.thumb if kind == "video" else None
+
+
+class _OneFrameLoss:
+    """SFU forward filter: drop every packet of one video frame of ``publisher`` toward ``subscriber``."""
+
+    def __init__(self, publisher: str, subscriber: str, at: float, clock) -> None:
+        self.publisher, self.subscriber, self.at, self._clock = publisher, subscriber, at, clock
+        self.timestamp: int | None = None
+        self.wall_ms: float | None = None
+        self.packets = 0
+        self._last: int | None = None
+
+    def __call__(self, publisher: str, subscriber: str, kind: str, packet) -> bool:
+        if (publisher, subscriber, kind) != (self.publisher, self.subscriber, "video"):
+            return False
+        new_frame, self._last = packet.timestamp != self._last, packet.timestamp
+        if self.timestamp is None and new_frame and self._clock() >= self.at:
+            self.timestamp, self.wall_ms = packet.timestamp, time.time() * 1000
+        hit = packet.timestamp == self.timestamp
+        self.packets += hit
+        return hit
+
+
+# --- the call ----------------------------------------------------------------------------------------
+
+
+async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seconds: float = 3.0,
+                                 seed: int = 0, size: Size | None = None, *, api: str = "legacy",
+                                 drop_at: float | None = None, transform_in_ontrack: bool = False,
+                                 sniff_lo: bool = False) -> BrowserCallResult:
+    """Run one browser call in the running event loop, in this network namespace (see
+    :func:`run_browser_call`)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if not 1 <= participants <= 8 or not seconds > 0:
+        raise ValueError(f"need 1..8 Python participants and seconds > 0, not {participants}, {seconds}")
+    started = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+
+    def clock() -> float:
+        return loop.time() - t0
+
+    dims = video_size(size or lab_size())
+    frames = {"video": int(round((seconds + TAIL) * dims.fps)), "audio": int(round((seconds + TAIL) * 1000 / FRAME_MS))}
+    truth = _BrowserTruth(BROWSER_NAME, dims)
+    people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
+                                key_policy=CALL_KEY_POLICY, truth=truth) for i in range(participants)]
+    for i, p in enumerate(people):  # WebCrypto's curve: every member of this call uses P-256
+        p.identity = IdentityKeyPair.generate(Curve.P256, seed=f"identity:{seed}:{i}".encode())
+    truth.people = {p.name: p for p in people}
+    sfu = WebRTCSFU([p.name for p in people] + [BROWSER_NAME], key_policy=CALL_KEY_POLICY, clock=clock)
+    loss = None
+    sniffer = _lo_sniffer() if sniff_lo else None
+    timing: dict[str, float] = {}
+    with StaticServer() as server:
+        async with Chromium() as chrome:
+            page = BrowserParticipant(BROWSER_NAME, chrome, clock=clock)
+            init = await page.load(server.url, mode=mode, width=dims.width, height=dims.height,
+                                   fps=dims.fps, api=api, transform_in_ontrack=transform_in_ontrack)
+            timing["page_ready_s"] = clock()
+            try:
+                with loopback_ice():
+                    for p in people:
+                        await sfu.accept(p.name, await p.answer(await sfu.offer(p.name)))
+                    await sfu.accept(BROWSER_NAME, await page.answer(await sfu.offer(BROWSER_NAME)))
+                await _wait_connected(sfu, people, page)
+                timing["connected_s"] = clock()
+                members = await _agree_keys(sfu, people, page, mode)
+                timing["keys_agreed_s"] = clock()
+                for p in people:
+                    p.arm(members)
+                await page.arm(members)
+                if drop_at is not None:
+                    loss = sfu.forward_filter = _OneFrameLoss(people[0].name, BROWSER_NAME,
+                                                              clock() + START_DELAY + drop_at, clock)
+                start = loop.time() + START_DELAY
+                timing["media_start_s"] = start - t0
+                for p in people:
+                    p.start.set_result(start)
+                await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
+                await page.stop_sending()
+                await asyncio.sleep(STOP_DRAIN)
+                stats = await page.stats()
+                shot = await chrome.page.screenshot()
+            finally:
+                await page.close()
+                for p in people:
+                    await p.close()
+                await sfu.close()
+            console = chrome.page.console[-20:] + chrome.page.exceptions[-20:]
+    lo = sniffer.stop() if sniffer is not None else pd.DataFrame()
+    result = _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo)
+    result.summary.update(api=stats.get("api"), init={k: v for k, v in init.items() if k != "identity"},
+                          timing={k: round(v, 3) for k, v in timing.items()}, console=console,
+                          elapsed_s=round(time.perf_counter() - started, 2))
+    return result
+
+
+async def _wait_connected(sfu: WebRTCSFU, people: list[WebRTCParticipant], page: BrowserParticipant) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_TIMEOUT
+    while not (sfu.connected() and all(p.pc.connectionState == "connected" for p in people)
+               and await page.connection_state() == "connected"):
+        if loop.time() > deadline:
+            raise ConnectionFailed(f"not all legs connected within {CONNECT_TIMEOUT} s "
+                                   f"(page: {await page.connection_state()})")
+        await asyncio.sleep(0.02)
+
+
+async def _agree_keys(sfu: WebRTCSFU, people: list[WebRTCParticipant], page: BrowserParticipant,
+                      mode: str) -> dict[str, int]:
+    """The group key agreement with the page as a member; returns name -> member index."""
+    if mode == "dtls-srtp":
+        return {}
+    for p in people:
+        p.join_keys(sfu.signalling)
+        await asyncio.sleep(0.01)
+    page.join_keys(sfu.signalling, CALL_KEY_POLICY.switch_delay)
+    epoch = sfu.signalling.roster.epoch
+    indices = list(sfu.signalling.members.values())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + KEY_AGREEMENT_TIMEOUT
+    while not (all(p.keys_ready(epoch, indices) for p in people) and await page.keys_ready(epoch, indices)):
+        if loop.time() > deadline:
+            raise CallSetupError(f"members did not all hold the epoch-{epoch} keys within {KEY_AGREEMENT_TIMEOUT} s")
+        await asyncio.sleep(0.02)
+    return dict(sfu.signalling.members)
+
+
+# --- results -----------------------------------------------------------------------------------------
+
+
+def _decode_sample(sample: dict) -> np.ndarray:
+    raw = np.frombuffer(__import__("base64").b64decode(sample["pixels"]), np.uint8)
+    return raw.reshape(sample["height"], sample["width"], 3)
+
+
+def _judge_samples(samples: list[dict], publisher: str, truth: _BrowserTruth) -> list[dict]:
+    """Each canvas read of ``publisher``'s video, against the picture sent with that RTP timestamp."""
+    rows = []
+    for s in samples:
+        got = _decode_sample(s)
+        sent = truth(publisher, "video", s["rtpTimestamp"]) if s.get("rtpTimestamp") is not None else None
+        thumb = sent[2] if sent else None
+        ok = thumb is not None and picture_matches(got, thumb)
+        mae = mean_abs_error(got, thumb) if thumb is not None and got.shape == thumb.shape else math.nan
+        rows.append({"publisher": publisher, "rtp_timestamp": s.get("rtpTimestamp"),
+                     "frame_index": sent[0] if sent else -1, "mae": mae, "matches": bool(ok),
+                     "left_rgb": got[:, : got.shape[1] // 4].reshape(-1, 3).mean(0).round().tolist()})
+    return rows
+
+
+def sfu_judges_browser(sfu: WebRTCSFU, publisher: str = BROWSER_NAME) -> pd.DataFrame:
+    """The SFU's decoding attempt on the browser's video: every frame it reassembled from the
+    packets it forwarded, fed to libvpx and compared with :func:`pattern` (one row per frame)."""
+    packets = sfu.view_packets()
+    packets = packets[(packets.publisher == publisher) & (packets.kind == "video")]
+    frames, _ = reassemble(packets)
+    decoder, rows = VP8Decoder(), []
+    for _, frame in frames:
+        try:
+            rgb = to_rgb(decoder.decode(frame.data))
+        except DecodeError as err:
+            rows.append({"timestamp": frame.timestamp, "size": len(frame.data), "decoded": False,
+                         "matches": False, "reason": err.reason})
+            continue
+        ok = picture_matches(thumbnail(rgb), thumbnail(pattern(rgb.shape[1], rgb.shape[0])))
+        rows.append({"timestamp": frame.timestamp, "size": len(frame.data), "decoded": True,
+                     "matches": ok, "reason": "" if ok else "garbage_picture"})
+    return pd.DataFrame(rows, columns=["timestamp", "size", "decoded", "matches", "reason"])
+
+
+def _recovery(render_ms: list[float], drop_ms: float | None) -> dict:
+    """Freeze after the dropped frame: the first render after a gap of more than FREEZE_GAP s."""
+    if drop_ms is None:
+        return {"dropped": False}
+    after = [t for t in render_ms if t > drop_ms]
+    previous = max([t for t in render_ms if t <= drop_ms], default=drop_ms)
+    for t in after:
+        if t - previous > FREEZE_GAP * 1000:
+            return {"dropped": True, "recovered_after_s": round((t - drop_ms) / 1000, 3),
+                    "frames_rendered_after_drop": len(after)}
+        previous = t
+    frozen = not after or (render_ms[-1] < drop_ms + FREEZE_GAP * 1000)
+    return {"dropped": True, "recovered_after_s": None if frozen else 0.0,
+            "frames_rendered_after_drop": len(after)}
+
+
+def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo) -> BrowserCallResult:
+    from e2ee_lab.call.pipeline import ReceivedFrame
+
+    worker = stats.get("worker") or {}
+    received = pd.DataFrame([r for p in people for s in p.sinks for r in s.records + s.dropped_records()],
+                            columns=list(ReceivedFrame.__dataclass_fields__))
+    sent_by_page = worker.get("enc:video:self", {}).get("ok", 0)
+    to_python, to_browser, pixels = {}, {}, []
+    for p in people:
+        sink = next((s for s in p.sinks if s.publisher == BROWSER_NAME and s.kind == "video"), None)
+        decoded = int(received[(received.receiver == p.name) & (received.publisher == BROWSER_NAME)
+                               & (received.kind == "video")].decoded.sum())
+        decrypted = sum(1 for r in sink.transform.records if not r.reason) if sink else 0
+        to_python[p.name] = {"sent": sent_by_page, "decrypted": decrypted, "decoded": decoded,
+                             "ratio": round(decoded / max(1, sent_by_page), 4),
+                             "dropped": dict(sink.transform.dropped) if sink else {}}
+        remote = next((r for r in stats.get("remote", []) if r["publisher"] == p.name and r["kind"] == "video"), {})
+        inbound = next((r for r in stats.get("rtp", []) if r["type"] == "inbound-rtp" and r["mid"] == remote.get("mid")), {})
+        sent = sum(1 for r in p.senders["video"].records if not r.reason)
+        transformed = worker.get(f"dec:video:{p.name}", {})
+        judged = _judge_samples(remote.get("samples", []), p.name, truth)
+        pixels += judged
+        to_browser[p.name] = {
+            "sent": sent, "transform_frames": transformed.get("frames", 0), "decrypted": transformed.get("ok", 0),
+            "decrypt_failures": transformed.get("dropped", {}), "decoded": inbound.get("frames") or 0,
+            "key_frames_decoded": inbound.get("keyFrames"), "rendered": remote.get("rendered", 0),
+            "presented": remote.get("presented", 0), "plis": inbound.get("pli"),
+            "ratio_decoded": round((inbound.get("frames") or 0) / max(1, sent), 4),
+            "ratio_rendered": round(remote.get("rendered", 0) / max(1, sent), 4),
+            "pixel_samples": len(judged), "pixel_matches": sum(j["matches"] for j in judged)}
+        if loss is not None and p.name == loss.publisher:
+            to_browser[p.name]["loss"] = {**_recovery(remote.get("renderTimes", []), loss.wall_ms),
+                                          "packets_dropped": loss.packets}
+    sfu_frames = sfu_judges_browser(sfu)
+    sdp = {p.name: {"offer": sfu.offers.get(p.name, ""), "answer": p.answer_sdp or ""} for p in people}
+    sdp[BROWSER_NAME] = {"offer": page.offer or "", "answer": page.answer_sdp or "", "raw_answer": page.raw_answer or ""}
+    cands = [c for pair in sdp.values() for key in ("offer", "answer") for c in candidates(pair[key])]
+    raw = candidates(sdp[BROWSER_NAME]["raw_answer"])
+    summary = {
+        "mode": mode, "seconds": seconds, "size": f"{dims.width}x{dims.height}@{dims.fps}",
+        "browser": {"name": BROWSER_NAME, "member": page.index, "frames_sent": sent_by_page,
+                    "worker": worker, "errors": stats.get("errors", {}), "dropped": dict(page.dropped)},
+        "browser_to_python": to_python, "python_to_browser": to_browser,
+        "sfu": {"browser_frames": len(sfu_frames), "browser_frames_decoded": int(sfu_frames.decoded.sum()),
+                "browser_frames_matching": int(sfu_frames.matches.sum()), "dropped": dict(sfu.dropped),
+                "plis_forwarded": sfu.plis_forwarded},
+        "loopback": {"sdp_candidates": len(cands),
+                     "candidates_loopback": all(c.address in ("127.0.0.1", "::1") for c in cands),
+                     "page_candidates_before_filter": sorted({c.address for c in raw}),
+                     "lo_datagrams": len(lo),
+                     "lo_all_loopback": bool(len(lo) == 0 or (lo.src.str.startswith("127.").all()
+                                                               and lo.dst.str.startswith("127.").all()))},
+    }
+    return BrowserCallResult(summary=summary, stats=stats, screenshot=shot, sdp=sdp, sfu_frames=sfu_frames,
+                             pixels=pd.DataFrame(pixels), received=received, lo_datagrams=lo)
+
+
+class _LoSniffer:
+    def __init__(self) -> None:
+        from scapy.all import AsyncSniffer
+
+        self._sniffer = AsyncSniffer(iface="lo", filter="udp", store=True)
+        self._sniffer.start()
+
+    def stop(self) -> pd.DataFrame:
+        from scapy.layers.inet import IP, UDP
+
+        packets = self._sniffer.stop() or []
+        rows = [(p[IP].src, p[IP].dst, p[UDP].sport, p[UDP].dport) for p in packets if IP in p and UDP in p]
+        return pd.DataFrame(rows, columns=["src", "dst", "sport", "dport"])
+
+
+def _lo_sniffer() -> _LoSniffer | None:
+    from e2ee_lab.capture import sniff_problem
+
+    return None if sniff_problem() is not None else _LoSniffer()
+
+
+def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float = 3.0, seed: int = 0,
+                     size: Size | None = None, *, api: str = "legacy", drop_at: float | None = None,
+                     transform_in_ontrack: bool = False, sniff_lo: bool = False,
+                     isolate: str = "auto") -> BrowserCallResult:
+    """Run a call of ``participants`` aiortc participants and one headless Chromium page.
+
+    Args:
+        mode: "e2ee" (SFrame), "clear-prefix" or "dtls-srtp".
+        participants: Python (aiortc) participants, 1..8.
+        seconds: media the Python participants send (real time); the page sends until the end.
+        seed: reproducible pictures and Python keys (the page draws its own keys).
+        size: "ci" or "full" (default :func:`~e2ee_lab.config.lab_size`).
+        api: "script" (``RTCRtpScriptTransform``) or "legacy" (``createEncodedStreams``).
+        drop_at: seconds after media start at which the SFU drops one video frame toward the page.
+        transform_in_ontrack: set the page's receive transforms in ``ontrack`` (the Chromium pitfall).
+        sniff_lo: record every UDP datagram on ``lo`` (needs capture rights).
+        isolate: "auto" (a private network namespace when permitted), "netns" or "off".
+
+    Raises:
+        BrowserNotFound: no Chromium.  IsolationFailed: ``isolate="netns"`` and it cannot run.
+        ConnectionFailed, CallSetupError, NotLoopback, PageError: the call did not happen.
+    """
+    from .isolation import resolve_isolation, run_in_netns
+
+    kwargs = dict(mode=mode, participants=participants, seconds=seconds, seed=seed, size=size, api=api,
+                  drop_at=drop_at, transform_in_ontrack=transform_in_ontrack, sniff_lo=sniff_lo)
+    how, note = resolve_isolation(isolate)
+    if how == "netns":
+        return run_in_netns(kwargs)
+
+    def job() -> BrowserCallResult:
+        result = asyncio.run(run_browser_call_async(**kwargs))
+        result.summary["isolation"] = note
+        return result
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return job()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e2ee-lab-browser") as pool:
+        return pool.submit(job).result()

@@ -1,0 +1,157 @@
+"""The browser participant: the page in headless Chromium as seen from the SFU and the signalling relay.
+
+:class:`BrowserParticipant` gives the aiortc SFU (:class:`~e2ee_lab.webrtc.sfu.WebRTCSFU`) what a
+:class:`~e2ee_lab.webrtc.participant.WebRTCParticipant` gives it (an answer to its offer, a member of
+the key agreement), but every step happens in the page (``static/client.js``), driven over CDP:
+
+- :meth:`answer`: the page applies the SFU's offer, attaches its canvas pattern and fake microphone
+  to the m-sections the SFU receives, puts an Encoded Transform on every sender and, right after
+  ``setRemoteDescription`` (never in ``ontrack``: Chromium ignores it there), on every receiver;
+  it answers with its loopback candidates only (non-trickle). The answer is checked by address.
+- :meth:`join_keys`: the page made an ECDH P-256 identity in WebCrypto; its public key joins the
+  relay's roster. Roster updates go to the page in order; key messages the page seals come back
+  through the CDP binding ``labSignal`` and are relayed as opaque bytes. The harness never sees a
+  frame key: the page derives them (``e2ee.js``) and hands them to its worker.
+- :meth:`stats`: the worker's per-transform counts, requestVideoFrameCallback counts and canvas
+  pixel samples of every received video, and the page's ``getStats()`` RTP counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable
+
+from e2ee_lab.crypto.keys import Curve, PublicIdentity, RosterUpdate
+from e2ee_lab.sfu.server import SignallingRelay
+from e2ee_lab.webrtc.sdp import check_loopback
+
+from .chromium import Chromium
+from .errors import PageError
+
+Clock = Callable[[], float]
+BINDING = "labSignal"
+
+
+class BrowserParticipant:
+    """One headless Chromium page in the call (module docstring).
+
+    Args:
+        name: the participant's name (SFU track labels, relay).
+        browser: a started :class:`~e2ee_lab.browser.chromium.Chromium`.
+        clock: seconds since the call started.
+    """
+
+    def __init__(self, name: str, browser: Chromium, *, clock: Clock) -> None:
+        self.name, self.browser, self.page = name, browser, browser.page
+        self.index: int | None = None
+        self.public: PublicIdentity | None = None
+        self.offer: str | None = None
+        self.answer_sdp: str | None = None
+        self.raw_answer: str | None = None
+        self.init: dict = {}
+        self.dropped: Counter[str] = Counter()
+        self._clock = clock
+        self._relay: SignallingRelay | None = None
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._pump: asyncio.Task | None = None
+
+    def __repr__(self) -> str:
+        return f"BrowserParticipant({self.name!r}, member {self.index})"
+
+    async def load(self, url: str, *, mode: str, width: int, height: int, fps: int, api: str = "script",
+                   transform_in_ontrack: bool = False) -> dict:
+        """Open the page and start its media; returns what it reports (API, identity, features)."""
+        await self.page.add_binding(BINDING, self._on_binding)
+        await self.browser.navigate(url)
+        self.init = await self.page.call("(o) => lab.init(o)", {
+            "mode": mode, "width": width, "height": height, "fps": fps, "api": api,
+            "transformInOntrack": transform_in_ontrack})
+        self.public = PublicIdentity(Curve.P256, bytes.fromhex(self.init["identity"]))
+        return self.init
+
+    async def answer(self, offer: str) -> str:
+        """The page's answer to the SFU's ``offer`` (loopback candidates only).
+
+        Raises:
+            NotLoopback: the offer, or the answer after the page's filter, names another address.
+        """
+        check_loopback(offer, where=f"the SFU's offer to {self.name}")
+        self.offer = offer
+        reply = await self.page.call("(sdp) => lab.answer(sdp)", offer)
+        self.raw_answer, self.answer_sdp = reply["raw"], reply["sdp"]
+        check_loopback(self.answer_sdp, where=f"{self.name}'s answer")
+        return self.answer_sdp
+
+    # --- keys ------------------------------------------------------------------------------------
+
+    def join_keys(self, relay: SignallingRelay, switch_delay: float) -> None:
+        """Join the key agreement through ``relay`` with the page's P-256 identity."""
+        self._relay = relay
+        relay.register(self.name, self.on_signal)
+        self.index = relay.join(self.name, self.public, self._clock())
+        self._queue.put_nowait(("join", self.index, switch_delay))
+        self._pump = asyncio.ensure_future(self._run_pump())
+
+    def on_signal(self, message: object) -> None:
+        """Signalling input (a roster update or key-message bytes), forwarded to the page in order."""
+        if isinstance(message, RosterUpdate):
+            self._queue.put_nowait(("signal", {
+                "type": "roster", "epoch": message.epoch, "change": message.change.value,
+                "subject": message.subject, "members": [[m, bytes(k).hex()] for m, k in message.members]}))
+        elif isinstance(message, (bytes, bytearray)):
+            self._queue.put_nowait(("signal", {"type": "key", "data": bytes(message).hex()}))
+        else:
+            self.dropped["unknown_signal"] += 1
+
+    async def _run_pump(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if item[0] == "join":
+                    await self.page.call("(i, d) => lab.join(i, d)", item[1], item[2])
+                else:
+                    await self.page.call("(m) => lab.signal(m)", item[1])
+            except PageError:
+                self.dropped["signal_to_page_failed"] += 1
+
+    def _on_binding(self, payload: str) -> None:
+        try:
+            msg = json.loads(payload)
+            if msg.get("type") != "key" or self._relay is None:
+                raise ValueError(msg.get("type"))
+            self._relay.relay(int(msg["sender"]), int(msg["recipient"]), bytes.fromhex(msg["data"]), self._clock())
+        except (ValueError, KeyError, TypeError):
+            self.dropped["bad_page_message"] += 1
+
+    async def keys_ready(self, epoch: int, members: list[int]) -> bool:
+        """True once the page sends under ``epoch`` and holds every member's key for it."""
+        return bool(await self.page.call("(e, m) => lab.keysReady(e, m)", epoch, members))
+
+    async def arm(self, members: dict[str, int]) -> None:
+        """Hand the page's keys to its worker (the frame transforms stop dropping frames)."""
+        await self.page.call("(m) => lab.arm(m)", members)
+
+    # --- state and results ---------------------------------------------------------------------------
+
+    async def connection_state(self) -> str:
+        """The page's ``RTCPeerConnection.connectionState``."""
+        return await self.page.evaluate("lab.pc ? lab.pc.connectionState : 'new'")
+
+    async def stop_sending(self) -> None:
+        """Stop the page's senders (``replaceTrack(null)``): no more frames after this."""
+        await self.page.evaluate("lab.stopSending()")
+
+    async def stats(self) -> dict:
+        """Worker counts, render counts, pixel samples and RTP counters (see ``client.js``)."""
+        return await self.page.evaluate("lab.stats()")
+
+    async def close(self) -> None:
+        """Stop the signalling pump and close the page's peer connection."""
+        if self._pump is not None:
+            self._pump.cancel()
+        try:
+            await self.page.evaluate("lab.pc && lab.pc.close()", timeout=5)
+        except PageError:
+            pass
