@@ -56,6 +56,9 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-openssl", action="store_true", help="skip the openssl speed ceiling (transforms)")
     parser.add_argument("--codec", choices=("both", "on", "off"), default="both",
                         help="encode/decode in the loop (pipeline)")
+    parser.add_argument("--rooms", type=int, nargs="+", help="participants per room (sfu; default 2 4 8 16)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="the SFU process's event loop (sfu; uvloop: pip install 'e2ee-lab[fast]')")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run_bench)
 
@@ -68,7 +71,8 @@ def _bench_kwargs(args: argparse.Namespace, run: Callable[..., object]) -> dict[
     kwargs: dict[str, object] = {"repeat": args.repeat, "number": args.number,
                                  "progress": not args.no_progress}
     optional = {"sizes": args.sizes, "suites": args.suites, "media": args.media, "frames": args.frames,
-                "openssl": False if args.no_openssl else None, "codec": _CODEC[args.codec]}
+                "openssl": False if args.no_openssl else None, "codec": _CODEC[args.codec],
+                "rooms": getattr(args, "rooms", None), "loop": getattr(args, "loop", None)}
     kwargs.update({k: v for k, v in optional.items() if v is not None})
     accepted = inspect.signature(run).parameters
     return {k: v for k, v in kwargs.items() if k in accepted}
@@ -84,7 +88,11 @@ def _run_bench(args: argparse.Namespace) -> int:
     results, began = {}, time.perf_counter()
     for name in names:
         bench = BENCHMARKS[name]
-        df = bench.run(**_bench_kwargs(args, bench.run))
+        try:
+            df = bench.run(**_bench_kwargs(args, bench.run))
+        except ImportError as exc:  # --loop uvloop without uvloop installed
+            print(f"bench {name}: {exc} (pip install 'e2ee-lab[fast]')", file=sys.stderr)
+            return 2
         out = args.out or REPORTS / f"bench_{name}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(out, index=False)

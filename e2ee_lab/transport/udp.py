@@ -65,7 +65,12 @@ def remove_tap(tap: DatagramTap) -> None:
 
 
 def _tap_sends(transport: asyncio.DatagramTransport) -> None:
-    """Wrap this transport's ``sendto`` so registered taps see each datagram after it is sent."""
+    """Wrap this transport's ``sendto`` so registered taps see each datagram after it is sent.
+
+    uvloop's transports are C objects whose ``sendto`` cannot be replaced: they run untapped, which
+    is fine for the benchmarks that use uvloop, and an error while a tap is registered (the socket
+    tap would silently miss their datagrams).
+    """
     sendto = transport.sendto
     sockname = transport.get_extra_info("sockname")
     src = (sockname[0], sockname[1])
@@ -79,7 +84,12 @@ def _tap_sends(transport: asyncio.DatagramTransport) -> None:
                 for tap in tuple(_TAPS):
                     tap(bytes(data), src, (dst[0], dst[1]))
 
-    transport.sendto = tapped_sendto  # type: ignore[method-assign]
+    try:
+        transport.sendto = tapped_sendto  # type: ignore[method-assign]
+    except AttributeError:
+        if _TAPS:
+            raise RuntimeError(f"the socket tap cannot wrap {type(transport).__name__}.sendto; "
+                               "record with the default asyncio event loop") from None
 
 
 @functools.lru_cache(maxsize=1024)
