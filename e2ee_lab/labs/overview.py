@@ -1,0 +1,214 @@
+"""Notebook 00 (overview): the course map, the "see it" calls, and the checks of its two tasks.
+
+:func:`labs_map` reads every lab notebook's own header (title, "Time", "Prerequisites", whether it
+mentions live capture) so the map never disagrees with the labs. :func:`sfu_view_table` sums up
+what the SFU made of the notebook's two short calls (one per mode), and the checks compare the
+student's answers with those runs and with the threat model of
+:mod:`e2ee_lab.analysis.threat_model` (RFC 5764 §4.2: both ends of a leg's DTLS handshake export
+its SRTP keys; RFC 9605: frame keys stay with the members).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+
+from e2ee_lab.analysis import threat_model
+from e2ee_lab.call import CallResult
+from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+NO_ROOT_PATH = "no (live capture if permitted, else data/captures/)"
+
+_TITLE = re.compile(r"^#\s+(?:Lab\s+\d+\s*[—–-]\s*)?(.+)$", re.MULTILINE)
+_TIME = re.compile(r"\*\*Time[^*]*\*\*[^0-9]*?(\d+)\s*min", re.IGNORECASE)
+_PREREQ = re.compile(r"prerequisites(.*?)(?=\*\*Time|\n#|\Z)", re.IGNORECASE | re.DOTALL)
+_LAB_REFS = re.compile(r"\blabs?\s+(\d{2}(?:\s*(?:,|and|&|or)\s*\d{2})*)", re.IGNORECASE)
+_HELPFUL = re.compile(r"helpful|\bhelp\b|not required|optional", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    """What a lab notebook's header says about it."""
+
+    number: str  # "01"
+    title: str
+    minutes: int | None  # the "Time" line, None when the notebook gives none
+    necessary: tuple[str, ...]  # labs listed as prerequisites
+    helpful: tuple[str, ...]  # labs listed as helpful, not required
+    live_capture: bool  # mentions live capture (root or CAP_NET_RAW) and its fallback
+    notebook: str  # file name
+
+
+def _header_text(nb: nbformat.NotebookNode) -> str:
+    """The markdown before the first code cell (title, goals, prerequisites, time)."""
+    text = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            break
+        text.append(cell.source)
+    return "\n\n".join(text)
+
+
+def _prerequisites(header: str, own: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(necessary, helpful) lab numbers named in the Prerequisites part of ``header``."""
+    match = _PREREQ.search(header)
+    necessary: set[str] = set()
+    helpful: set[str] = set()
+    for clause in re.split(r"\n|(?<=\.)\s", match.group(1) if match else ""):
+        labs = {n for m in _LAB_REFS.finditer(clause) for n in re.findall(r"\d{2}", m.group(1))} - {own}
+        (helpful if _HELPFUL.search(clause) else necessary).update(labs)
+    return tuple(sorted(necessary)), tuple(sorted(helpful - necessary))
+
+
+def read_lab(path: str | Path) -> LabInfo:
+    """Read one lab notebook's header (``NN_name.ipynb``).
+
+    Raises:
+        ValueError: the file name does not start with a two-digit lab number.
+        OSError, nbformat.reader.NotJSONError: the file cannot be read as a notebook.
+    """
+    path = Path(path)
+    number = path.name[:2]
+    if not number.isdigit():
+        raise ValueError(f"a lab notebook is named NN_name.ipynb, not {path.name!r}")
+    nb = nbformat.read(path, as_version=4)
+    header = _header_text(nb)
+    title = _TITLE.search(header)
+    time = _TIME.search(header)
+    necessary, helpful = _prerequisites(header, number)
+    everything = "\n".join(c.source for c in nb.cells)
+    return LabInfo(number=number, title=title.group(1).strip() if title else path.stem,
+                   minutes=int(time.group(1)) if time else None, necessary=necessary, helpful=helpful,
+                   live_capture="CAP_NET_RAW" in everything, notebook=path.name)
+
+
+def lab_notebooks(folder: str | Path | None = None) -> list[Path]:
+    """The student notebooks ``NN_*.ipynb`` in ``folder`` (default the repository's notebooks/)."""
+    return sorted(Path(folder or NOTEBOOKS).glob("[0-9][0-9]_*.ipynb"))
+
+
+def labs_map(folder: str | Path | None = None) -> pd.DataFrame:
+    """The course map: one row per lab notebook present, from each notebook's own header.
+
+    Columns: ``lab``, ``title``, ``time`` (minutes), ``prerequisites`` (labs required, then the
+    helpful ones in parentheses), ``needs root?`` and ``notebook`` (the file name).
+    """
+    rows = []
+    for path in lab_notebooks(folder):
+        lab = read_lab(path)
+        prereq = ", ".join(lab.necessary) or "none"
+        if lab.helpful:
+            prereq += f" ({', '.join(lab.helpful)} helpful)"
+        rows.append({"lab": lab.number, "title": lab.title,
+                     "time": f"{lab.minutes} min" if lab.minutes else "?", "prerequisites": prereq,
+                     "needs root?": NO_ROOT_PATH if lab.live_capture else "no", "notebook": lab.notebook})
+    return pd.DataFrame(rows, columns=["lab", "title", "time", "prerequisites", "needs root?", "notebook"])
+
+
+# --- see it ------------------------------------------------------------------------------------------
+
+
+def _sfu_frames(result: CallResult, publisher: str, kind: str = "video") -> pd.DataFrame:
+    frames = result.sfu.frames
+    return frames[(frames.publisher == publisher) & (frames.kind == kind)]
+
+
+def sfu_view_table(calls: Mapping[str, CallResult]) -> pd.DataFrame:
+    """Per mode, what the SFU made of the frames it forwarded: video frames seen and decoded to
+    the sent picture, speech frames seen and intelligible, key messages it relayed (sealed)."""
+    rows = {}
+    for mode, result in calls.items():
+        s = result.summary["sfu"]
+        rows[mode] = {"video frames forwarded": s["video_frames_seen"],
+                      "pictures the SFU decoded": s["video_frames_decodable"],
+                      "speech frames forwarded": s["audio_frames_seen"],
+                      "speech frames the SFU understood": s["audio_frames_intelligible"],
+                      "key messages relayed (sealed)": s["key_messages_relayed"]}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def media_readers(result: CallResult, publisher: str | None = None) -> set[str]:
+    """The parties that read ``publisher``'s pictures in a run: the publisher, every receiver that
+    decoded one, and the SFU if it decoded one matching the sent picture."""
+    publisher = publisher or result.names[0]
+    readers = {publisher} | {n for n, got in result.pictures.items() if got.get(publisher) is not None}
+    if _sfu_frames(result, publisher).matches.any():
+        readers.add(threat_model.SFU)
+    return readers
+
+
+# --- checks ------------------------------------------------------------------------------------------
+
+
+def _names(answer: object) -> set[str] | None:
+    """A set of lower-case names, or None when ``answer`` is not a collection of strings."""
+    if isinstance(answer, str) or not isinstance(answer, Iterable):
+        return None
+    names = list(answer)
+    if not all(isinstance(n, str) for n in names):
+        return None
+    return {n.strip().lower() for n in names}
+
+
+def check_leg_key(answer: Iterable[str] | None, plain: CallResult, publisher: str | None = None) -> Feedback:
+    """Task 1: the parties holding the SRTP key of ``publisher``'s leg in the dtls-srtp run."""
+    if answer is None:
+        return unanswered("Task 1")
+    publisher = publisher or plain.names[0]
+    label = threat_model.srtp_label(publisher)
+    given, truth = _names(answer), plain.key_holders[label]
+    if given is None:
+        return not_yet(f"write a set of names, e.g. {{'{publisher}'}}, from {sorted(plain.names)} and 'sfu'.")
+    if given == truth:
+        return correct(f"K₁ is held by {publisher} and the SFU only, the two ends of that leg's DTLS handshake "
+                       "(both export the SRTP keys, RFC 5764 §4.2): the SFU unprotects every packet "
+                       f"{publisher} sends.")
+    if threat_model.SFU not in given:
+        return not_yet("who runs the other end of that leg's DTLS handshake? Both ends export the leg's "
+                       "SRTP keys, so that party holds K₁ too.")
+    others = sorted(given - truth - {threat_model.SFU})
+    if others:
+        verb = "never sees" if len(others) == 1 else "never see"
+        return not_yet(f"{' and '.join(others)} {verb} K₁: every leg has its own handshake and key. The SFU "
+                       f"unprotects {publisher}'s packets with K₁ and protects them again with each "
+                       "receiver's leg key (K₂ for bob).")
+    return not_yet(f"missing {sorted(truth - given)}: {publisher} protects her packets with K₁ herself.")
+
+
+def check_media_readers(answer: Mapping[str, Iterable[str] | None] | None,
+                        calls: Mapping[str, CallResult], publisher: str | None = None) -> Feedback:
+    """Task 2: per mode, the parties that read ``publisher``'s pictures in the "see it" calls."""
+    if answer is None:
+        return unanswered("Task 2")
+    if not isinstance(answer, Mapping) or set(answer) != set(calls):
+        return not_yet(f"the answer is a dict with the keys {sorted(calls)}, each a set of names.")
+    publisher = publisher or calls[next(iter(calls))].names[0]
+    for mode, result in calls.items():
+        given, truth = _names(answer[mode]), media_readers(result, publisher)
+        if given is None:
+            return not_yet(f"answer[{mode!r}] should be a set of names, e.g. {{'{publisher}', 'sfu'}}.")
+        if given != truth:
+            return not_yet(_readers_hint(mode, given, truth, result, publisher))
+    return correct("with dtls-srtp the SFU reads every picture it forwards; with e2ee only the members "
+                   "do. End-to-end encryption changed exactly one reader: the SFU.")
+
+
+def _readers_hint(mode: str, given: set[str], truth: set[str], result: CallResult, publisher: str) -> str:
+    video = _sfu_frames(result, publisher)
+    counts = f"{len(video)} of {publisher}'s video frames and decoded {int(video.matches.sum())}"
+    sfu = threat_model.SFU
+    if sfu in given and sfu not in truth:
+        return (f"in the {mode} call the SFU forwarded {counts} to the sent picture: look at its panel in "
+                "the figure above. It forwards what it cannot read.")
+    if sfu in truth and sfu not in given:
+        return f"in the {mode} call the SFU forwarded {counts}: it holds the leg key, so it reads them."
+    missing, extra = sorted(truth - given), sorted(given - truth)
+    return (f"for {mode}: missing {missing or 'nobody'}, should not be there {extra or 'nobody'}. The "
+            "members decode every frame in both modes, and the sender sees her own camera.")
