@@ -126,6 +126,18 @@ class LegConnection:
         """
         self._queue(self._sessions("send_rtp").tx.protect(packet), "rtp")
 
+    def protect_rtp(self, packet: bytes | bytearray | memoryview) -> tuple[bytes, Address] | None:
+        """Protect an RTP packet for the peer and hand it back instead of queueing it: the
+        forwarding fast path (an SFU sends several per packet it receives). Counted like
+        :meth:`send_rtp`; None (counted as a drop) while the peer's address is unknown.
+        """
+        data = self._sessions("send_rtp").tx.protect(packet)
+        if self.remote_addr is None:
+            self.dropped[NO_PEER_ADDRESS] += 1
+            return None
+        self.counts["rtp_sent"] += 1
+        return data, self.remote_addr
+
     def send_rtcp(self, packet: bytes | bytearray | memoryview) -> None:
         """Protect an RTCP compound packet and queue it for the peer."""
         self._queue(self._sessions("send_rtcp").tx.protect_rtcp(packet), "rtcp")

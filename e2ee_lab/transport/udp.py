@@ -265,9 +265,15 @@ class UDPLeg:
             raise HandshakeTimeout(f"leg {self.name!r}: no handshake within {timeout} s") from None
 
     def send_rtp(self, packet: bytes | bytearray | memoryview) -> None:
-        """Protect an RTP packet and send it to the peer (InvalidState before the handshake)."""
-        self.connection.send_rtp(packet)
-        self.protocol.transmit()
+        """Protect an RTP packet and send it to the peer (InvalidState before the handshake).
+
+        Sent at once rather than through the connection's queue: nothing else is queued once the
+        leg is up (DTLS output, if any, still leaves through :meth:`LegProtocol.transmit`).
+        """
+        out = self.connection.protect_rtp(packet)
+        transport = self.protocol._transport
+        if out is not None and transport is not None and not transport.is_closing():
+            transport.sendto(out[0], check_loopback(out[1]))
 
     def send_rtcp(self, packet: bytes | bytearray | memoryview) -> None:
         """Protect an RTCP compound packet and send it to the peer."""
