@@ -57,8 +57,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--codec", choices=("both", "on", "off"), default="both",
                         help="encode/decode in the loop (pipeline)")
     parser.add_argument("--rooms", type=int, nargs="+", help="participants per room (sfu; default 2 4 8 16)")
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
-                        help="the SFU process's event loop (sfu; uvloop: pip install 'e2ee-lab[fast]')")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"),
+                        help="the SFU process's event loop (sfu; default asyncio; uvloop: pip install 'e2ee-lab[fast]')")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run_bench)
 

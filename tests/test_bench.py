@@ -350,6 +350,9 @@ def test_room_traffic_is_real_frames_and_their_sframe_ciphertext():
 def test_cli_gives_bench_sfu_only_the_options_it_takes():
     args = build_parser().parse_args(["bench", "sfu", "--number", "50", "--media", "opus", "--no-progress"])
     assert _bench_kwargs(args, bench_sfu) == {"repeat": 7, "number": 50, "progress": False}
+    args = build_parser().parse_args(["bench", "sfu", "--rooms", "2", "--loop", "uvloop"])
+    assert _bench_kwargs(args, bench_sfu) == {"repeat": 7, "number": None, "progress": True, "rooms": [2],
+                                              "loop": "uvloop"}
 
 
 class _Reserialize(HonestPolicy):
