@@ -42,10 +42,9 @@ from __future__ import annotations
 import copy
 import random
 import struct
-from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import (
@@ -58,7 +57,7 @@ from aiortc.rtp import (
 )
 
 from e2ee_lab.media.frame import Kind
-from e2ee_lab.rtp.seqnum import SEQ_MOD, SequenceUnwrapper
+from e2ee_lab.rtp.seqnum import SEQ_MOD
 from e2ee_lab.sfu.events import (
     Event,
     FeedbackIgnored,
@@ -72,6 +71,18 @@ from e2ee_lab.sfu.events import (
     SubscriberLeft,
 )
 from e2ee_lab.sfu.policy import Decision, Drop, Forward, HonestPolicy, InboundRTP, Policy
+from e2ee_lab.sfu.errors import (
+    KindMismatch,
+    LegExists,
+    MalformedRTCP,
+    MalformedRTP,
+    SFUError,
+    SSRCCollision,
+    UnknownLeg,
+    UnknownPayloadType,
+    UnknownSSRC,
+)
+from e2ee_lab.sfu.streams import OutStream, Stream, StreamInfo
 from e2ee_lab.sfu.view import ViewTap
 
 _FIXED_HEADER = struct.Struct("!BBHII")  # RFC 3550 §5.1: V P X CC, M PT, sequence, timestamp, SSRC
@@ -84,141 +95,6 @@ KINDS = ("audio", "video")
 Datagram = tuple[LegId, bytes]
 
 
-# --- errors --------------------------------------------------------------------------------------
-
-
-class SFUError(Exception):
-    """Base of the SFU layer's errors; ``reason`` names the drop counter."""
-
-    reason = "sfu"
-
-    def __init__(self, message: str, *, ssrc: int | None = None) -> None:
-        super().__init__(message)
-        self.ssrc = ssrc
-
-
-class UnknownLeg(SFUError):
-    """The leg id was never added (or was removed)."""
-
-    reason = "unknown_leg"
-
-
-class LegExists(SFUError):
-    """``add_leg`` with an id already in use."""
-
-    reason = "leg_exists"
-
-
-class MalformedRTP(SFUError):
-    """aiortc could not parse the datagram as RTP (RFC 3550 §5.1, RFC 8285)."""
-
-    reason = "malformed_rtp"
-
-
-class MalformedRTCP(SFUError):
-    """aiortc could not parse the datagram as (compound) RTCP (RFC 3550 §6.1)."""
-
-    reason = "malformed_rtcp"
-
-
-class UnknownPayloadType(SFUError):
-    """The payload type is not in the PT -> kind map (RTX, FEC, or garbage)."""
-
-    reason = "unknown_payload_type"
-
-
-class UnknownSSRC(SFUError):
-    """A new SSRC on a leg while SSRC learning is off (``learn_ssrcs=False``)."""
-
-    reason = "unknown_ssrc"
-
-
-class SSRCCollision(SFUError):
-    """The SSRC belongs to another leg's stream or to an SFU-chosen outgoing stream."""
-
-    reason = "ssrc_collision"
-
-
-class KindMismatch(SFUError):
-    """A known stream's packet carries a payload type of the other kind."""
-
-    reason = "kind_mismatch"
-
-
-# --- per-stream state ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """A publisher stream known to the core."""
-
-    leg: LegId  # publishing leg
-    ssrc: int  # publisher's SSRC
-    kind: Kind  # "audio" or "video"
-
-
-@dataclass
-class _Stream:
-    info: StreamInfo
-    unwrapper: SequenceUnwrapper = field(default_factory=SequenceUnwrapper)
-    last_pli: float | None = None
-    outs: dict[LegId, _OutStream] = field(default_factory=dict)  # subscriber -> its outgoing stream
-
-
-class _OutStream:
-    """Sequence numbering of one (publisher stream, subscriber) pair.
-
-    An original packet with extended sequence number ``ext`` gets slot
-    ``base + (ext - first) - drops_before(ext) + inserts_before(ext)`` modulo 2^16. Drops and
-    inserts only count when they happen at the head (beyond every slot already handed out), so a
-    number once given never moves; both lists therefore stay sorted and only grow by appending.
-    """
-
-    __slots__ = ("ssrc", "base", "first", "highest", "drops", "inserts")
-
-    def __init__(self, ssrc: int, base: int) -> None:
-        self.ssrc = ssrc
-        self.base = base
-        self.first: int | None = None
-        self.highest = 0
-        self.drops: list[int] = []
-        self.inserts: list[int] = []
-
-    def seq_for(self, ext: int) -> int:
-        """The slot of original packet ``ext`` (stable: a duplicate gets the same number)."""
-        first = self.first
-        if first is None:
-            self._anchor(ext)
-            first = ext
-        if ext > self.highest:
-            self.highest = ext
-        if self.drops or self.inserts:
-            return self._slot(ext)
-        return (self.base + ext - first) % SEQ_MOD
-
-    def fresh(self, ext: int) -> int:
-        """A new slot after everything handed out so far (replayed or injected packet)."""
-        self._anchor(ext)
-        seq = self._slot(self.highest + 1)
-        self.inserts.append(self.highest)
-        return seq
-
-    def drop(self, ext: int) -> None:
-        """Original ``ext`` will not be sent: close its gap when it is at the head."""
-        self._anchor(ext)
-        if ext > self.highest:
-            self.drops.append(ext)
-            self.highest = ext
-
-    def _anchor(self, ext: int) -> None:
-        if self.first is None:
-            self.first = ext
-            self.highest = ext - 1
-
-    def _slot(self, ext: int) -> int:
-        assert self.first is not None
-        shift = bisect_left(self.inserts, ext) - bisect_left(self.drops, ext)
-        return (self.base + ext - self.first + shift) % SEQ_MOD
 
 
 @dataclass(frozen=True)
@@ -296,8 +172,8 @@ class SFUCore:
         self._legs: dict[LegId, list[int]] = {}
         self._dests: dict[LegId, tuple[LegId, ...]] = {}  # leg -> every other leg, in order
         self._extension_cache: dict[bytes, bool] = {}  # valid block -> forwarded unchanged?
-        self._streams: dict[int, _Stream] = {}
-        self._out: dict[tuple[int, LegId], _OutStream] = {}
+        self._streams: dict[int, Stream] = {}
+        self._out: dict[tuple[int, LegId], OutStream] = {}
         self._out_index: dict[tuple[LegId, int], int] = {}
         self._used_ssrcs: set[int] = set()
         self._events: deque[Event] = deque()
@@ -491,7 +367,7 @@ class SFUCore:
             self._extension_cache[block] = unchanged
         return end, unchanged
 
-    def _stream_for(self, leg_id: LegId, ssrc: int, pt: int, now: float) -> _Stream:
+    def _stream_for(self, leg_id: LegId, ssrc: int, pt: int, now: float) -> Stream:
         kind = self.payload_kinds.get(pt)
         if kind is None:
             raise UnknownPayloadType(f"payload type {pt} is not mapped", ssrc=ssrc)
@@ -506,10 +382,10 @@ class SFUCore:
             raise KindMismatch(f"{kind} PT {pt} on {stream.info.kind} SSRC {ssrc:#010x}", ssrc=ssrc)
         return stream
 
-    def _register(self, leg_id: LegId, ssrc: int, kind: Kind, pt: int, now: float) -> _Stream:
+    def _register(self, leg_id: LegId, ssrc: int, kind: Kind, pt: int, now: float) -> Stream:
         if ssrc in self._streams or ssrc in self._used_ssrcs:
             raise SSRCCollision(f"SSRC {ssrc:#010x} is already in use", ssrc=ssrc)
-        stream = _Stream(StreamInfo(leg=leg_id, ssrc=ssrc, kind=kind))
+        stream = Stream(StreamInfo(leg=leg_id, ssrc=ssrc, kind=kind))
         self._streams[ssrc] = stream
         self._legs[leg_id].append(ssrc)
         self._emit(StreamAdded(time=now, leg=leg_id, ssrc=ssrc, kind=kind, payload_type=pt))
@@ -530,7 +406,7 @@ class SFUCore:
                 raise TypeError(f"policy returned {decision!r}, not Forward or Drop")
         return out
 
-    def _forward_all(self, stream: _Stream, header: tuple, ext_seq: int, now: float) -> list[Datagram]:
+    def _forward_all(self, stream: Stream, header: tuple, ext_seq: int, now: float) -> list[Datagram]:
         """What :class:`HonestPolicy` decides, without its objects: the packet to every other leg.
 
         ``header`` is :meth:`_check_rtp`'s result. Per delivery: the outgoing stream's SSRC and
@@ -585,7 +461,7 @@ class SFUCore:
             )
         return dest, data
 
-    def _out_stream(self, src: InboundRTP, dest: LegId, now: float) -> _OutStream | None:
+    def _out_stream(self, src: InboundRTP, dest: LegId, now: float) -> OutStream | None:
         """The outgoing stream for a delivery, created on first use; None (counted) if gone."""
         stream = self._streams.get(src.ssrc)
         if stream is None or stream.info.leg != src.leg:
@@ -597,10 +473,10 @@ class SFUCore:
         out = self._out.get((src.ssrc, dest))
         return out if out is not None else self._new_out_stream(stream, dest, now)
 
-    def _new_out_stream(self, stream: _Stream, dest: LegId, now: float) -> _OutStream:
+    def _new_out_stream(self, stream: Stream, dest: LegId, now: float) -> OutStream:
         """Choose the SSRC and first sequence number of ``stream`` towards ``dest`` (RFC 3550 §8.1)."""
         info = stream.info
-        out = _OutStream(self._new_ssrc(), self._rng.randrange(SEQ_MOD))
+        out = OutStream(self._new_ssrc(), self._rng.randrange(SEQ_MOD))
         self._out[(info.ssrc, dest)] = out
         stream.outs[dest] = out
         self._out_index[(dest, out.ssrc)] = info.ssrc
@@ -686,7 +562,7 @@ class SFUCore:
         return self._request_key_frame(self._streams[source], now, "subscriber", leg_id)
 
     def _request_key_frame(
-        self, stream: _Stream, now: float, cause: str, by: LegId | None, force: bool = False
+        self, stream: Stream, now: float, cause: str, by: LegId | None, force: bool = False
     ) -> list[Datagram]:
         info = stream.info
         asker = by if by is not None else info.leg
