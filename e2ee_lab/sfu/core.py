@@ -95,8 +95,6 @@ KINDS = ("audio", "video")
 Datagram = tuple[LegId, bytes]
 
 
-
-
 @dataclass(frozen=True)
 class _RawInbound(InboundRTP):
     """An :class:`InboundRTP` that also carries the bytes each delivery is made from."""
