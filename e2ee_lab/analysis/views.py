@@ -258,6 +258,7 @@ def receiver_view(sfu: OfflineAnalysis, mode: str, frame_keys: FrameKeys | None,
     contexts: dict[str, SFrameContext | None] = {}
     decoders: dict[tuple[str, int], VP8Decoder | OpusDecoder] = {}
     rows, last = [], {}
+    published = _published_ssrcs(sfu.frames)
     out = sfu.frames[sfu.frames.direction == "from_sfu"]
     for index, f in out.iterrows():
         if f.leg not in contexts:
@@ -276,10 +277,13 @@ def receiver_view(sfu: OfflineAnalysis, mode: str, frame_keys: FrameKeys | None,
                 media = to_rgb(media) if f.kind == "video" else media
         else:
             view.dropped[reason] += 1
-        reference = truth.reference(f.ssrc, f.timestamp)
-        previous = truth.reference(f.ssrc, (int(f.timestamp) - FRAME_SAMPLES) % (1 << 32))
+        ssrc = int(f.ssrc)
+        if truth.origin(ssrc, f.timestamp) is None:  # a frame no receiver's record names
+            ssrc = published.get((f.kind, int(f.timestamp)), ssrc)
+        reference = truth.reference(ssrc, f.timestamp)
+        previous = truth.reference(ssrc, (int(f.timestamp) - FRAME_SAMPLES) % (1 << 32))
         matches = _judge(f.kind, media, reference, previous)
-        origin = truth.origin(f.ssrc, f.timestamp) or ("?", f.kind, -1)
+        origin = truth.origin(ssrc, f.timestamp) or ("?", f.kind, -1)
         row = len(rows)
         rows.append({"leg": f.leg, "ssrc": int(f.ssrc), "publisher": origin[0], "kind": f.kind,
                      "timestamp": int(f.timestamp), "frame_index": origin[2], "size": len(data),
@@ -293,6 +297,21 @@ def receiver_view(sfu: OfflineAnalysis, mode: str, frame_keys: FrameKeys | None,
             view.media[row], last[(f.leg, f.ssrc)] = media, row
     view.frames = pd.DataFrame(rows, columns=list(RECEIVER_COLUMNS))
     return view
+
+
+def _published_ssrcs(frames: pd.DataFrame) -> dict[tuple[str, int], int]:
+    """(kind, RTP timestamp) -> the publisher's SSRC, for the frames sent to the SFU whose
+    timestamp no other publisher's frame of that kind shares.
+
+    An SFU rewrites SSRCs, not timestamps, so a forwarded frame that the truth does not know by its
+    outgoing SSRC (aiortc's jitter buffer releases a frame only when the next one starts, so each
+    stream's last forwarded frame is in the capture but in no receiver's records) is named by it.
+    """
+    sent = frames[frames.direction == "to_sfu"]
+    seen: dict[tuple[str, int], set[int]] = {}
+    for kind, ssrc, ts in zip(sent.kind, sent.ssrc, sent.timestamp):
+        seen.setdefault((kind, int(ts)), set()).add(int(ssrc))
+    return {key: next(iter(ssrcs)) for key, ssrcs in seen.items() if len(ssrcs) == 1}
 
 
 def _kid(data: bytes) -> int | None:
