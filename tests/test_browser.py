@@ -8,13 +8,17 @@ process may create one (root), else in this process with the page's candidate fi
 
 from __future__ import annotations
 
+import argparse
+import json
 import threading
 
 import pytest
 from utils import DATA, load_vectors
 
 from e2ee_lab.browser import find_chromium, netns_problem, run_browser_call, run_vectors_in_browser
-from e2ee_lab.browser.call import _recovery, pattern
+from e2ee_lab.browser.call import _recovery, pattern, run_for_call
+from e2ee_lab.browser.tally import three_views
+from e2ee_lab.call.run import add_call_arguments, cli_call, run_call
 from e2ee_lab.webrtc import check_loopback
 
 pytestmark = [pytest.mark.browser,
@@ -29,8 +33,8 @@ def sframe_call():
 
 
 @pytest.fixture(scope="module")
-def clear_call():
-    return run_browser_call("clear-prefix", seconds=3.0, size="ci")
+def clear_call():  # the createEncodedStreams fallback; the others use RTCRtpScriptTransform
+    return run_browser_call("clear-prefix", seconds=3.0, size="ci", api="legacy")
 
 
 @pytest.fixture(scope="module")
@@ -113,14 +117,16 @@ def test_no_packet_of_the_call_on_other_interfaces():
     others = [i for i in get_if_list() if i != "lo" and up(i)]
     if not others:
         pytest.skip("this machine has no interface besides lo")
-    sniffer = AsyncSniffer(iface=others, filter="udp or tcp", store=True)
+    # UDP only: the call's media and ICE are UDP, while this machine's own TCP traffic on the other
+    # interfaces uses the same ephemeral port range and could collide with a port of the call
+    sniffer = AsyncSniffer(iface=others, filter="udp", store=True)
     sniffer.start()
     result = run_browser_call("e2ee", seconds=1.0, size="ci")
     packets = sniffer.stop() or []
     ports = {c.port for pair in result.sdp.values() for text in pair.values() for c in check_loopback(text)}
     ours = [p for p in packets if getattr(p, "sport", None) in ports or getattr(p, "dport", None) in ports]
-    assert result.summary["browser_to_python"]
-    assert ours == []
+    assert result.summary["browser_to_python"], result.summary
+    assert ours == [], [p.summary() for p in ours]
 
 
 def test_rfc9605_vectors_pass_inside_the_browser():
@@ -141,13 +147,92 @@ def test_clear_prefix_recovers_from_one_lost_frame_within_5_s():
     assert loss["recovered_after_s"] is not None and loss["recovered_after_s"] < 5.0, loss
 
 
-def test_sframe_loss_is_measured():
+def test_sframe_never_recovers_from_a_loss_past_ctr_255():
     # Pitfall 2: Chrome's VP8 depacketizer reads the SFrame config byte as the VP8 frame tag. With
     # the shared counter past 255 every frame looks like a delta frame: no key frame to recover at.
     result = run_browser_call("e2ee", seconds=6.5, size="ci", drop_at=5.0)
     leg = _one(result.summary["python_to_browser"])
     print("SFrame loss toward Chrome:", leg["loss"], "key frames decoded:", leg["key_frames_decoded"])
     assert leg["loss"]["dropped"] and leg["loss"]["packets_dropped"] >= 1
+    assert leg["decrypted"] >= 0.95 * leg["sent"]  # the worker kept decrypting every frame ...
+    assert leg["loss"]["recovered_after_s"] is None  # ... and Chrome rendered none of them
+    assert leg["loss"]["frames_rendered_after_drop"] <= 2, leg["loss"]  # at most frames already in flight
+    assert leg["rendered"] < 0.85 * leg["sent"]
+
+
+def test_receive_transform_set_after_negotiation_sees_no_frame(sframe_call):
+    # Pitfall 1: a receive RTCRtpScriptTransform set once negotiation is over (where an offerer's
+    # ontrack runs) is ignored: the worker sees no frame, the decoder gets ciphertext and asks for PLIs.
+    late = run_browser_call("e2ee", seconds=1.5, size="ci", api="script", transform_in_ontrack=True)
+    assert late.summary["api"] == "script"
+    leg = _one(late.summary["python_to_browser"])
+    assert leg["sent"] > 10
+    assert leg["transform_frames"] == 0 and leg["decoded"] == 0 and leg["rendered"] == 0, leg
+    assert leg["plis"] > 0
+    # set before the answer (the default) the same transform sees every frame
+    assert sframe_call.summary["api"] == "script"
+    assert _one(sframe_call.summary["python_to_browser"])["transform_frames"] > 20
+
+
+def test_three_views_of_the_browsers_video(sframe_call, srtp_call):
+    e2ee, srtp = three_views(sframe_call), three_views(srtp_call)
+    assert e2ee.loc["SFU (leg keys)", "decoded into the picture"] == 0
+    assert srtp.loc["SFU (leg keys)", "decoded into the picture"] > 10
+    receiver = [v for v in e2ee.index if v.startswith("receiver")]
+    assert e2ee.loc[receiver[0], "decoded into the picture"] > 20
+    if sframe_call.summary["loopback"]["lo_datagrams"]:  # captured: SRTP hides the payload from the wire
+        assert e2ee.loc["wire (no keys)", "frames seen"] > 0
+        assert e2ee.loc["wire (no keys)", "decoded into the picture"] == 0
+
+
+# --- run_call(..., browser_participants=1) and e2ee-lab call --browser ---------------------------
+
+
+def test_call_command_parses_browser():
+    parser = argparse.ArgumentParser()
+    add_call_arguments(parser)
+    args = parser.parse_args(["--stack", "webrtc", "--browser", "1", "--participants", "1"])
+    assert (args.stack, args.browser, args.participants, args.func) == ("webrtc", 1, 1, cli_call)
+    assert parser.parse_args([]).browser == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"stack": "lab"}, "stack='webrtc'"),
+    ({"browser_participants": 2}, "exactly one browser"),
+    ({"capture": "tap"}, "capture must be"),
+    ({"garbage": 5.0}, "garbage"),
+    ({"srtp_profile": "AES_CM_128_HMAC_SHA1_80"}, "srtp_profile"),
+], ids=["lab-stack", "two-browsers", "tap", "garbage", "profile"])
+def test_browser_participant_rejects_what_it_cannot_do(kwargs, match):
+    args = {"stack": "webrtc", "browser_participants": 1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        run_call("e2ee", 1, 1.0, size="ci", **args)
+    assert not [t for t in threading.enumerate() if t.name.startswith("e2ee-lab-browser")]
+
+
+def test_run_for_call_needs_the_webrtc_stack():
+    with pytest.raises(ValueError, match="stack='webrtc'"):
+        run_for_call("lab", 1, "e2ee", 1, 1.0, 0, "ci", None)
+
+
+def test_call_command_with_a_browser_prints_the_table(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_call_arguments(parser)
+    args = parser.parse_args(["--stack", "webrtc", "--browser", "1", "--participants", "1", "--seconds", "1.5",
+                              "--size", "ci", "--mode", "e2ee", "--capture", "off", "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "chromium" in lines and "alice" in lines and "SFU" in lines, out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = {r["name"]: r for r in summary["participants"]}
+    assert summary["participant_count"] == 2 and summary["stack"] == "webrtc"
+    for me, other in (("alice", "chromium"), ("chromium", "alice")):
+        assert rows[me]["video_frames_expected"] == rows[other]["video_frames_sent"] > 10
+        # a 1.5 s call: delivery is tested on the longer calls above; here that the counts are the page's
+        assert rows[me]["video_frames_decoded"] >= 0.75 * rows[me]["video_frames_expected"], rows[me]
+    assert summary["sfu"]["video_frames_decodable"] == 0 < summary["sfu"]["video_frames_seen"]
+    assert (tmp_path / "sfu-keys.json").exists()
 
 
 def test_recovery_measure():

@@ -21,7 +21,14 @@ What is measured (``result.summary``):
   browser ``t`` s after media start; ``loss.recovered_after_s`` is the time from the drop to the
   first rendered frame after the freeze (None: never). With SFrame Chrome's VP8 depacketizer reads
   the SFrame header byte as the VP8 frame tag, so after a loss it cannot find a key frame;
-- loopback: every candidate of every SDP, and (``sniff_lo=True``) every UDP datagram on ``lo``.
+- loopback: every candidate of every SDP, and (``sniff_lo=True``) every UDP datagram on ``lo``,
+  from which ``summary["wire"]`` counts what an eavesdropper could decode of the browser's video;
+- the table of ``e2ee-lab call`` (``participants``, ``sfu``: :mod:`e2ee_lab.browser.tally`), which
+  :func:`run_for_call` serves to ``run_call(..., stack="webrtc", browser_participants=1)``.
+
+The page uses ``RTCRtpScriptTransform`` by default (``api="script"``) and Chrome's
+``createEncodedStreams`` with ``api="legacy"``; both see every frame when the receive transform is
+attached before the answer.
 
 With ``isolate="auto"`` (the default) the whole call runs in a private network namespace that has
 only ``lo`` when this process may create one (root: ``unshare -n``;
@@ -32,10 +39,12 @@ it runs here, and the page strips non-loopback candidates before answering.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -48,7 +57,8 @@ from e2ee_lab.crypto.keys import Curve, IdentityKeyPair
 from e2ee_lab.media.codecs import DecodeError, VP8Decoder, mean_abs_error, picture_matches
 from e2ee_lab.media.scene import to_rgb, video_size
 from e2ee_lab.media.speech import FRAME_MS
-from e2ee_lab.webrtc.call import CONNECT_TIMEOUT, DRAIN, TAIL, _Truth
+from e2ee_lab.transport import write_keylog
+from e2ee_lab.webrtc.call import CONNECT_TIMEOUT, DRAIN, TAIL, SentIndex
 from e2ee_lab.webrtc.errors import ConnectionFailed
 from e2ee_lab.webrtc.loopback import loopback_ice
 from e2ee_lab.webrtc.participant import WebRTCParticipant
@@ -58,6 +68,7 @@ from e2ee_lab.webrtc.sfu import WebRTCSFU
 from .chromium import Chromium
 from .participant import BrowserParticipant
 from .server import StaticServer
+from .tally import call_rows, judge_wire
 
 BROWSER_NAME = "chromium"
 MODES = ("dtls-srtp", "e2ee", "clear-prefix")
@@ -80,7 +91,9 @@ class BrowserCallResult:
     """What a browser call produced: ``summary`` (module docstring), the page's raw ``stats``, its
     ``screenshot`` (PNG), every ``sdp`` (offer, answer, and the page's unfiltered answer), the SFU's
     judgement of the browser's frames (``sfu_frames``), the judged pixel samples (``pixels``), the
-    Python receivers' frame records (``received``) and the UDP datagrams seen on ``lo``."""
+    Python receivers' frame records (``received``), the UDP datagrams seen on ``lo`` (with their
+    payloads), an eavesdropper's attempt on the browser's video from them (``wire_frames``), and
+    the SFU's key log. ``capture`` is always None (the call writes no pcap; ``run_call`` reads it)."""
 
     summary: dict
     stats: dict
@@ -90,9 +103,13 @@ class BrowserCallResult:
     pixels: pd.DataFrame
     received: pd.DataFrame
     lo_datagrams: pd.DataFrame = field(default_factory=pd.DataFrame)
+    wire_frames: pd.DataFrame = field(default_factory=pd.DataFrame)
+    keylog: list = field(default_factory=list)
+    capture: None = None
+    out: Path | None = None
 
 
-class _BrowserTruth(_Truth):
+class _BrowserTruth(SentIndex):
     """Ground truth for Python receivers: the Python publishers' records, and the page's pattern."""
 
     def __init__(self, browser: str, size) -> None:
@@ -133,7 +150,7 @@ class _OneFrameLoss:
 
 
 async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seconds: float = 3.0,
-                                 seed: int = 0, size: Size | None = None, *, api: str = "legacy",
+                                 seed: int = 0, size: Size | None = None, *, api: str = "script",
                                  drop_at: float | None = None, transform_in_ontrack: bool = False,
                                  sniff_lo: bool = False) -> BrowserCallResult:
     """Run one browser call in the running event loop, in this network namespace (see
@@ -191,6 +208,7 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                 await asyncio.sleep(STOP_DRAIN)
                 stats = await page.stats()
                 shot = await chrome.page.screenshot()
+                keylog = sfu.keylog()
             finally:
                 await page.close()
                 for p in people:
@@ -199,6 +217,8 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
             console = chrome.page.console[-20:] + chrome.page.exceptions[-20:]
     lo = sniffer.stop() if sniffer is not None else pd.DataFrame()
     result = _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo)
+    result.keylog = keylog
+    result.summary["srtp_profile"] = keylog[0].profile.value if keylog else "none"
     result.summary.update(api=stats.get("api"), init={k: v for k, v in init.items() if k != "identity"},
                           timing={k: round(v, 3) for k, v in timing.items()}, console=console,
                           elapsed_s=round(time.perf_counter() - started, 2))
@@ -263,7 +283,12 @@ def sfu_judges_browser(sfu: WebRTCSFU, publisher: str = BROWSER_NAME) -> pd.Data
     """The SFU's decoding attempt on the browser's video: every frame it reassembled from the
     packets it forwarded, fed to libvpx and compared with :func:`pattern` (one row per frame)."""
     packets = sfu.view_packets()
-    packets = packets[(packets.publisher == publisher) & (packets.kind == "video")]
+    return judge_video_packets(packets[(packets.publisher == publisher) & (packets.kind == "video")])
+
+
+def judge_video_packets(packets: pd.DataFrame) -> pd.DataFrame:
+    """Reassemble one VP8 stream's RTP packets (rows as :func:`~e2ee_lab.analysis.sfu_view.reassemble`
+    reads them), decode each frame with libvpx and compare it with :func:`pattern` (one row per frame)."""
     frames, _ = reassemble(packets)
     decoder, rows = VP8Decoder(), []
     for _, frame in frames:
@@ -327,8 +352,12 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
             "pixel_samples": len(judged), "pixel_matches": sum(j["matches"] for j in judged)}
         if loss is not None and p.name == loss.publisher:
             to_browser[p.name]["loss"] = {**_recovery(remote.get("renderTimes", []), loss.wall_ms),
-                                          "packets_dropped": loss.packets}
+                                          "packets_dropped": loss.packets, "drop_wall_ms": loss.wall_ms}
     sfu_frames = sfu_judges_browser(sfu)
+    view = sfu.view_packets()
+    ssrcs = view[(view.publisher == BROWSER_NAME) & (view.kind == "video")].ssrc
+    wire_seen, wire = judge_wire(list(lo.payload) if len(lo) else [], int(ssrcs.iloc[0]) if len(ssrcs) else None,
+                                 judge_video_packets)
     sdp = {p.name: {"offer": sfu.offers.get(p.name, ""), "answer": p.answer_sdp or ""} for p in people}
     sdp[BROWSER_NAME] = {"offer": page.offer or "", "answer": page.answer_sdp or "", "raw_answer": page.raw_answer or ""}
     cands = [c for pair in sdp.values() for key in ("offer", "answer") for c in candidates(pair[key])]
@@ -348,8 +377,12 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
                      "lo_all_loopback": bool(len(lo) == 0 or (lo.src.str.startswith("127.").all()
                                                                and lo.dst.str.startswith("127.").all()))},
     }
+    sfu_counts = summary.pop("sfu")
+    summary.update(call_rows(summary, sfu, people, received, sfu_frames, BROWSER_NAME))
+    summary["sfu"].update(sfu_counts)
+    summary["wire"] = {"browser_frames": wire_seen, "browser_frames_matching": int(wire.matches.sum()) if len(wire) else 0}
     return BrowserCallResult(summary=summary, stats=stats, screenshot=shot, sdp=sdp, sfu_frames=sfu_frames,
-                             pixels=pd.DataFrame(pixels), received=received, lo_datagrams=lo)
+                             pixels=pd.DataFrame(pixels), received=received, lo_datagrams=lo, wire_frames=wire)
 
 
 class _LoSniffer:
@@ -363,8 +396,9 @@ class _LoSniffer:
         from scapy.layers.inet import IP, UDP
 
         packets = self._sniffer.stop() or []
-        rows = [(p[IP].src, p[IP].dst, p[UDP].sport, p[UDP].dport) for p in packets if IP in p and UDP in p]
-        return pd.DataFrame(rows, columns=["src", "dst", "sport", "dport"])
+        rows = [(p[IP].src, p[IP].dst, p[UDP].sport, p[UDP].dport, bytes(p[UDP].payload))
+                for p in packets if IP in p and UDP in p]
+        return pd.DataFrame(rows, columns=["src", "dst", "sport", "dport", "payload"])
 
 
 def _lo_sniffer() -> _LoSniffer | None:
@@ -374,7 +408,7 @@ def _lo_sniffer() -> _LoSniffer | None:
 
 
 def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float = 3.0, seed: int = 0,
-                     size: Size | None = None, *, api: str = "legacy", drop_at: float | None = None,
+                     size: Size | None = None, *, api: str = "script", drop_at: float | None = None,
                      transform_in_ontrack: bool = False, sniff_lo: bool = False,
                      isolate: str = "auto") -> BrowserCallResult:
     """Run a call of ``participants`` aiortc participants and one headless Chromium page.
@@ -387,7 +421,9 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
         size: "ci" or "full" (default :func:`~e2ee_lab.config.lab_size`).
         api: "script" (``RTCRtpScriptTransform``) or "legacy" (``createEncodedStreams``).
         drop_at: seconds after media start at which the SFU drops one video frame toward the page.
-        transform_in_ontrack: set the page's receive transforms in ``ontrack`` (the Chromium pitfall).
+        transform_in_ontrack: set the page's receive transforms from ``ontrack``, applied once
+            negotiation is over, which is when an offerer's ``ontrack`` fires (the Chromium 156
+            pitfall: with ``api="script"`` the worker then sees no received frame).
         sniff_lo: record every UDP datagram on ``lo`` (needs capture rights).
         isolate: "auto" (a private network namespace when permitted), "netns" or "off".
 
@@ -414,3 +450,40 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
         return job()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e2ee-lab-browser") as pool:
         return pool.submit(job).result()
+
+
+def run_for_call(stack: str, browsers: int, mode: str, participants: int, seconds: float, seed: int,
+                 size: Size | None, out: str | Path | None, *, capture: str = "off",
+                 **lab_only) -> BrowserCallResult:
+    """``run_call(..., stack="webrtc", browser_participants=browsers)``: :func:`run_browser_call`
+    with ``participants`` Python members, its summary in ``run_call``'s shape (the page is one more
+    row of ``summary["participants"]``, :mod:`e2ee_lab.browser.tally`); with ``out`` it writes
+    ``summary.json`` and ``sfu-keys.json`` there. ``capture``: "off"; "sniff" records the UDP
+    datagrams on ``lo``; "auto" does so where permitted. ``lab_only``: run_call's lab-stack options
+    (srtp_profile, garbage, policy, key_policy, sfu_setup, sender_options), which must be unset.
+
+    Raises:
+        ValueError: a stack other than "webrtc", a browser count other than 1, ``capture="tap"``,
+            or a lab-only option set.
+    """
+    from e2ee_lab.call.run import CALL_KEY_POLICY, DEFAULT_PROFILE
+
+    if stack != "webrtc":
+        raise ValueError(f"a browser participant needs stack='webrtc' (the aiortc SFU), not {stack!r}")
+    if browsers != 1:
+        raise ValueError(f"a call takes exactly one browser participant, not {browsers}")
+    if capture not in ("off", "auto", "sniff"):
+        raise ValueError(f"a browser call records only by sniffing lo: capture must be off, auto or sniff, not {capture!r}")
+    defaults = {"srtp_profile": (None, DEFAULT_PROFILE), "key_policy": (None, CALL_KEY_POLICY)}
+    given = sorted(k for k, v in lab_only.items() if v not in defaults.get(k, (None, 0, 0.0)))
+    if given:
+        raise ValueError(f"a browser call does not support {', '.join(given)} (lab stack only)")
+    result = run_browser_call(mode, participants, seconds, seed, size, sniff_lo=capture != "off")
+    result.summary["stack"] = "webrtc"
+    if out is not None:
+        result.out = Path(out)
+        result.out.mkdir(parents=True, exist_ok=True)
+        (result.out / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n",
+                                                 encoding="utf-8")
+        write_keylog(result.out / "sfu-keys.json", result.keylog)
+    return result

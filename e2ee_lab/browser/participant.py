@@ -6,7 +6,8 @@ the key agreement), but every step happens in the page (``static/client.js``), d
 
 - :meth:`answer`: the page applies the SFU's offer, attaches its canvas pattern and fake microphone
   to the m-sections the SFU receives, puts an Encoded Transform on every sender and, right after
-  ``setRemoteDescription`` (never in ``ontrack``: Chromium ignores it there), on every receiver;
+  ``setRemoteDescription``, before the answer, on every receiver (set after negotiation, as an
+  offerer's ``ontrack`` would, Chromium 156 ignores an ``RTCRtpScriptTransform``);
   it answers with its loopback candidates only (non-trickle). The answer is checked by address.
 - :meth:`join_keys`: the page made an ECDH P-256 identity in WebCrypto; its public key joins the
   relay's roster. Roster updates go to the page in order; key messages the page seals come back

@@ -205,11 +205,15 @@ def run_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 5.
              capture: str = "off", policy: Policy | None = None,
              key_policy: RekeyPolicy = CALL_KEY_POLICY,
              sfu_setup: Callable[[SFUServer], None] | None = None,
-             sender_options: SenderOptions | None = None, stack: str = "lab") -> CallResult:
+             sender_options: SenderOptions | None = None, stack: str = "lab",
+             browser_participants: int = 0) -> CallResult:
     """Run a call and return its :class:`CallResult` (from a script, or from a notebook).
 
     ``stack="webrtc"`` runs the same call on aiortc peer connections through an aiortc SFU
     (:func:`e2ee_lab.webrtc.run_webrtc_call`; a ``WebRTCCallResult`` with the same summary fields).
+    ``browser_participants=1`` (``stack="webrtc"`` only) adds a headless Chromium page to that call
+    (:func:`e2ee_lab.browser.call.run_for_call`; a ``BrowserCallResult``, the page one more row of
+    the summary); ``participants`` then counts the Python members (1..8).
 
     Args:
         mode: "dtls-srtp" (SRTP per hop only), "e2ee" (SFrame) or "clear-prefix".
@@ -231,9 +235,18 @@ def run_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 5.
             Opus CBR, the RFC 6464 audio level on or off, audio padding); default a browser's.
 
     Raises:
-        ValueError: a bad mode, count, duration, profile, size or capture mode.
+        ValueError: a bad mode, count, duration, profile, size or capture mode; a browser
+            participant on a stack other than "webrtc".
         DTLSError: a handshake failed.  CaptureNotPermitted: ``capture="sniff"`` without rights.
     """
+    if browser_participants:  # headless Chromium in the aiortc call (e2ee_lab.browser)
+        if stack != "webrtc":
+            raise ValueError(f"a browser participant needs stack='webrtc', not {stack!r}")
+        from e2ee_lab.browser.call import run_for_call
+
+        return run_for_call(stack, browser_participants, mode, participants, seconds, seed, size, out,  # type: ignore[return-value]
+                            capture=capture, srtp_profile=srtp_profile, garbage=garbage, policy=policy,
+                            key_policy=key_policy, sfu_setup=sfu_setup, sender_options=sender_options)
     if stack != "lab":  # aiortc (e2ee_lab.webrtc); it rejects the lab-only options
         from e2ee_lab.webrtc.call import run_for_stack
 
@@ -479,6 +492,9 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", choices=("lab", "webrtc"), default="lab",
                         help="lab (default) or webrtc: aiortc peer connections and an aiortc SFU "
                              "(aiortc picks the SRTP profile; no socket tap, no --garbage)")
+    parser.add_argument("--browser", type=int, default=0, metavar="N",
+                        help="headless Chromium participants joining the webrtc stack's call (0 or 1; "
+                             "--participants then counts the Python ones)")
     parser.set_defaults(func=cli_call)
 
 
@@ -504,7 +520,8 @@ def cli_call(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path("reports") / f"call-{args.mode}"
     result = run_call(args.mode, args.participants, args.seconds, args.seed, args.size, out,
                       srtp_profile=args.srtp_profile, garbage=args.garbage,
-                      capture=getattr(args, "capture", "off"), stack=getattr(args, "stack", "lab"))
+                      capture=getattr(args, "capture", "off"), stack=getattr(args, "stack", "lab"),
+                      browser_participants=getattr(args, "browser", 0))
     print(format_summary(result.summary))
     print(f"wrote {out / 'summary.json'} and {out / 'sfu-keys.json'}")
     if result.capture is not None:

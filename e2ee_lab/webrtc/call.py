@@ -115,8 +115,13 @@ class WebRTCCallResult:
 # --- ground truth ------------------------------------------------------------------------------------
 
 
-class _Truth:
-    """What each publisher sent, by the RTP timestamp receivers see (module docstring of participant)."""
+class SentIndex:
+    """What each publisher sent, by the RTP timestamp receivers see (module docstring of participant).
+
+    Calling it with ``(publisher, kind, rtp_timestamp)`` returns ``(frame index, send time,
+    thumbnail or None)``, or None for a frame it does not know; receivers judge what they decoded
+    against it. Fill ``people`` (name -> participant) before media starts.
+    """
 
     def __init__(self) -> None:
         self.people: dict[str, WebRTCParticipant] = {}
@@ -193,7 +198,7 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
     window = {"video": int(round(seconds * dims.fps)), "audio": int(round(seconds * 1000 / FRAME_MS))}
     frames = {"video": window["video"] + int(np.ceil(TAIL * dims.fps)),
               "audio": window["audio"] + int(np.ceil(TAIL * 1000 / FRAME_MS))}
-    truth = _Truth()
+    truth = SentIndex()
     people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
                                 key_policy=key_policy, truth=truth) for i in range(participants)]
     truth.people = {p.name: p for p in people}
@@ -336,7 +341,9 @@ def _handshakes(sfu: WebRTCSFU, people: list[WebRTCParticipant]) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def _sent_rows(people: list[WebRTCParticipant]) -> list[SentFrame]:
+def sent_rows(people: list[WebRTCParticipant]) -> list[SentFrame]:
+    """One :class:`~e2ee_lab.call.pipeline.SentFrame` per frame the participants sent, with the RTP
+    timestamp on the wire (frames a transform dropped are left out)."""
     rows = []
     for p in people:
         for kind, transform in p.senders.items():
@@ -356,7 +363,7 @@ def _collect(mode, participants, seconds, seed, size, sfu: WebRTCSFU, people: li
              keylog, sockets, handshakes) -> WebRTCCallResult:
     profile = keylog[0].profile.value if keylog else "none"
     config = CallConfig(mode, participants, float(seconds), seed, size, profile, 0.0)
-    sent = pd.DataFrame(_sent_rows(people), columns=list(SentFrame.__dataclass_fields__))
+    sent = pd.DataFrame(sent_rows(people), columns=list(SentFrame.__dataclass_fields__))
     received = pd.DataFrame([r for p in people for s in p.sinks for r in s.records + s.dropped_records()],
                             columns=list(ReceivedFrame.__dataclass_fields__))
     scenes = {p.name: p.scene for p in people}

@@ -11,7 +11,7 @@ const STRIDE = 4;            // every 4th pixel each way, as the lab's receivers
 
 const lab = {
   opts: null, pc: null, worker: null, member: null, stream: null, senders: [],
-  api: null, log: [], errors: {}, remote: {}, identity: null, armed: false, workerReplies: new Map(),
+  api: null, late: [], log: [], errors: {}, remote: {}, identity: null, armed: false, workerReplies: new Map(),
 };
 
 function fail(reason) { lab.errors[reason] = (lab.errors[reason] || 0) + 1; }
@@ -92,9 +92,12 @@ lab.answer = async (offer) => {
   const pc = lab.pc = new RTCPeerConnection({ iceServers: [], encodedInsertableStreams: lab.api === 'legacy' });
   const sections = readOffer(offer);
   const decOptions = (s) => ({ dir: 'dec', kind: s.kind, publisher: (s.track || '').replace(/-(audio|video)$/, '') });
-  pc.ontrack = (e) => {                                  // only for the pitfall demonstration
+  // Pitfall demonstration only. An offerer's ontrack fires when the answer is applied, i.e. after
+  // negotiation; ours (the answerer's) fires inside setRemoteDescription(offer), early enough. To
+  // show what an offerer gets, the ontrack attach is held until our answer is applied.
+  pc.ontrack = (e) => {
     const s = sections[e.transceiver.mid];
-    if (lab.opts.transformInOntrack && s) attach(e.receiver, decOptions(s));
+    if (lab.opts.transformInOntrack && s) lab.late.push(() => attach(e.receiver, decOptions(s)));
   };
   await pc.setRemoteDescription({ type: 'offer', sdp: offer });
   for (const tr of pc.getTransceivers()) {
@@ -115,6 +118,7 @@ lab.answer = async (offer) => {
     }
   }
   await pc.setLocalDescription(await pc.createAnswer());
+  for (const f of lab.late) f();                        // pitfall: Chromium ignores a receive RTCRtpScriptTransform set now
   if (pc.iceGatheringState !== 'complete') {
     await new Promise((resolve) => {
       pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();

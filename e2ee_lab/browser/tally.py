@@ -1,0 +1,107 @@
+"""A browser call in the shape of ``e2ee-lab call``'s summary, and its three views of the browser's video.
+
+:func:`call_rows` turns what :func:`~e2ee_lab.browser.call.run_browser_call` measured into the fields
+:func:`e2ee_lab.call.run.format_summary` prints (``participants``: one row per member, the page
+included; ``sfu``: packets and the frames the SFU could decode), so ``run_call(...,
+browser_participants=1)`` and ``e2ee-lab call --stack webrtc --browser 1`` print the same table as
+any other call. The page's row counts what its Encoded Transform worker encrypted (sent), and what
+Chrome decoded (video: ``framesDecoded`` of ``getStats()``) or its worker passed on (audio; Chrome
+reports no decoded-frame count for audio). The SFU's counts come from its decoding attempt on the
+packets it forwarded (:func:`~e2ee_lab.analysis.sfu_view.analyze_packets` for the Python
+publishers, :func:`~e2ee_lab.browser.call.sfu_judges_browser` for the page's video); the page's
+audio is counted as seen, never as intelligible (there is no ground truth for Chrome's fake
+microphone).
+
+:func:`judge_wire` is the eavesdropper's attempt on the page's video: SRTP datagrams captured on
+``lo`` (RFC 3711: the RTP header is clear, the payload encrypted), reassembled and fed to libvpx
+without any key. :func:`three_views` puts the wire, the SFU and the receivers side by side.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from e2ee_lab.analysis.sfu_view import analyze_packets, reassemble, sent_speech, wire_packets
+from e2ee_lab.call.pipeline import SentFrame
+from e2ee_lab.webrtc.call import sent_rows
+
+WIRE_COLUMNS = ["timestamp", "size", "decoded", "matches", "reason"]
+
+
+def _python_sfu_view(sfu, people) -> dict:
+    sent = pd.DataFrame(sent_rows(people), columns=list(SentFrame.__dataclass_fields__))
+    packets = sfu.view_packets()
+    packets = packets[packets.publisher.isin([p.name for p in people])]
+    audio = sent[sent.kind == "audio"].groupby("participant").frame_index.max()
+    speech = {p.name: sent_speech(p.speech, int(audio.get(p.name, -1)) + 1) for p in people}
+    return analyze_packets(packets, sent, scenes={p.name: p.scene for p in people}, speech=speech).summary()
+
+
+def call_rows(summary: dict, sfu, people, received: pd.DataFrame, sfu_frames: pd.DataFrame,
+              browser: str) -> dict:
+    """The ``participant_count``, ``participants`` and ``sfu`` fields of ``run_call``'s summary for a
+    browser call (module docstring); ``summary`` is the browser call's own summary."""
+    worker = summary["browser"]["worker"]
+    page_sent = {k: worker.get(f"enc:{k}:self", {}).get("ok", 0) for k in ("video", "audio")}
+    py_sent = {p.name: {k: sum(1 for r in p.senders[k].records if not r.reason) for k in ("video", "audio")}
+               for p in people}
+    rows = []
+    for p in people:
+        got = received[(received.receiver == p.name) & received.decoded]
+        row = {"name": p.name}
+        for kind in ("video", "audio"):
+            others = page_sent[kind] + sum(s[kind] for n, s in py_sent.items() if n != p.name)
+            row.update({f"{kind}_frames_sent": py_sent[p.name][kind], f"{kind}_frames_expected": others,
+                        f"{kind}_frames_decoded": int((got.kind == kind).sum())})
+        row.update(plis_sent=p.plis_sent, plis_received=p.plis_received, dropped=dict(sorted(p.counters().items())))
+        rows.append(row)
+    legs = summary["python_to_browser"]
+    dropped = {f"{r}": n for k, c in worker.items() if k.startswith("dec:") for r, n in c.get("dropped", {}).items()}
+    rows.append({"name": browser,
+                 "video_frames_sent": page_sent["video"],
+                 "video_frames_expected": sum(s["video"] for s in py_sent.values()),
+                 "video_frames_decoded": sum(leg["decoded"] for leg in legs.values()),
+                 "video_frames_rendered": sum(leg["rendered"] for leg in legs.values()),
+                 "audio_frames_sent": page_sent["audio"],
+                 "audio_frames_expected": sum(s["audio"] for s in py_sent.values()),
+                 "audio_frames_decoded": sum(c.get("ok", 0) for k, c in worker.items() if k.startswith("dec:audio:")),
+                 "dropped": {**dropped, **summary["browser"]["dropped"]}})
+    python = _python_sfu_view(sfu, people)
+    view = sfu.view_packets()
+    page_audio = len(reassemble(view[(view.publisher == browser) & (view.kind == "audio")])[0])
+    sfu_summary = {"packets_in": sfu.packets_in, "packets_forwarded": sfu.packets_forwarded,
+                   "video_frames_seen": python["video_frames_seen"] + len(sfu_frames),
+                   "video_frames_decodable": python["video_frames_decodable"] + int(sfu_frames.matches.sum()),
+                   "audio_frames_seen": python["audio_frames_seen"] + page_audio,
+                   "audio_frames_intelligible": python["audio_frames_intelligible"],
+                   "python_publishers": python, "dropped": dict(sorted(sfu.dropped.items()))}
+    return {"participant_count": len(people) + 1, "participants": rows, "sfu": sfu_summary}
+
+
+def judge_wire(datagrams: list[bytes], ssrc: int | None, judge) -> tuple[int, pd.DataFrame]:
+    """The eavesdropper's view of the page's video: ``datagrams`` (UDP payloads seen on ``lo``)
+    parsed as RTP with the page's video ``ssrc``. Returns the frames it can tell apart (distinct
+    RTP timestamps: the header is clear) and ``judge``'s rows for what it could reassemble (packets
+    -> one row per frame, :func:`~e2ee_lab.browser.call.sfu_judges_browser`'s columns; the VP8
+    payload descriptor is encrypted, so few frames even reassemble)."""
+    if ssrc is None or not datagrams:
+        return 0, pd.DataFrame(columns=WIRE_COLUMNS)
+    packets = wire_packets(datagrams, {ssrc: "page"})
+    packets = packets[packets.ssrc == ssrc] if len(packets) else packets
+    if not len(packets):
+        return 0, pd.DataFrame(columns=WIRE_COLUMNS)
+    return int(packets.timestamp.nunique()), judge(packets)
+
+
+def three_views(result) -> pd.DataFrame:
+    """Who could decode the page's video in ``result`` (a :class:`BrowserCallResult`): the wire
+    without keys (needs ``sniff_lo=True``), the SFU with its leg keys, each Python receiver."""
+    s = result.summary
+    rows = [{"view": "wire (no keys)", "frames seen": s["wire"]["browser_frames"] if s["loopback"]["lo_datagrams"] else None,
+             "decoded into the picture": s["wire"]["browser_frames_matching"]},
+            {"view": "SFU (leg keys)", "frames seen": s["sfu"]["browser_frames"],
+             "decoded into the picture": s["sfu"]["browser_frames_matching"]}]
+    for name, leg in s["browser_to_python"].items():
+        rows.append({"view": f"receiver {name} (frame keys)", "frames seen": leg["sent"],
+                     "decoded into the picture": leg["decoded"]})
+    return pd.DataFrame(rows).set_index("view")
