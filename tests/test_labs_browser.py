@@ -107,3 +107,15 @@ def test_without_chromium_every_helper_returns_the_record(monkeypatch, capsys):
     assert recorded.table.loc["e2ee", "recovered after (s)"] == lab.NEVER and recorded.timeline == {}
     recorded.figure()
     assert "No screenshot" in lab.screenshot(None).data
+
+
+def test_at_ci_size_the_loss_runs_are_the_recorded_ones(monkeypatch, capsys):
+    def no_call(*args, **kwargs):
+        raise AssertionError("no browser call at ci size")
+
+    monkeypatch.setattr(lab, "find_chromium", lambda: "/usr/lib/chromium/chromium")
+    monkeypatch.setattr(lab, "lab_size", lambda: "ci")
+    monkeypatch.setattr(lab, "_run", no_call)
+    loss = lab.loss_comparison()
+    assert loss.table.loc["clear-prefix", "recovered after (s)"] == 2.158
+    assert "recorded" in capsys.readouterr().out

@@ -22,6 +22,7 @@ from e2ee_lab.browser import BrowserError, chromium_version, find_chromium, netn
 from e2ee_lab.browser.server import static_file
 from e2ee_lab.browser.tally import three_views
 from e2ee_lab.call.run import format_summary
+from e2ee_lab.config import lab_size
 from e2ee_lab.crypto.sframe import encode_header
 from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
 from e2ee_lab.webrtc.errors import WebRTCError
@@ -221,11 +222,16 @@ def loss_comparison() -> LossComparison:
     """Drop one of Alice's video frames toward the page: at 1 s with clear-prefix, at 5 s (SFrame
     counter past 255) with SFrame; what the worker decrypted, what Chrome decoded, and when it
     rendered again."""
+    recorded = LossComparison(pd.DataFrame(RECORDED["loss"]).set_index("framing"))
+    if available() and lab_size() == "ci":  # the test suite's size: tests/test_browser.py measures it live
+        print("lab size ci: the loss runs (10 s of media) are the recorded ones; "
+              "run at full size (E2EE_LAB_SIZE=full, make run) to measure them here")
+        return recorded
     rows, timeline = [], {}
     for framing, (seconds, drop_at) in LOSS.items():
         result = _run(framing, seconds, drop_at=drop_at) if available() else None
         if result is None:
-            return LossComparison(pd.DataFrame(RECORDED["loss"]).set_index("framing"))
+            return recorded
         leg = next(iter(result.summary["python_to_browser"].values()))
         back = leg["loss"]["recovered_after_s"]
         rows.append({"framing": framing, "frames sent": leg["sent"], "decrypted by the worker": leg["decrypted"],
