@@ -51,7 +51,7 @@ import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import reassemble
 from e2ee_lab.call.pipeline import thumbnail
-from e2ee_lab.call.run import CALL_KEY_POLICY, KEY_AGREEMENT_TIMEOUT, START_DELAY, CallSetupError
+from e2ee_lab.call.run import CALL_KEY_POLICY, START_DELAY, wait_for_group_keys
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import Curve, IdentityKeyPair
 from e2ee_lab.media.codecs import DecodeError, VP8Decoder, mean_abs_error, picture_matches
@@ -245,14 +245,7 @@ async def _agree_keys(sfu: WebRTCSFU, people: list[WebRTCParticipant], page: Bro
         p.join_keys(sfu.signalling)
         await asyncio.sleep(0.01)
     page.join_keys(sfu.signalling, CALL_KEY_POLICY.switch_delay)
-    epoch = sfu.signalling.roster.epoch
-    indices = list(sfu.signalling.members.values())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + KEY_AGREEMENT_TIMEOUT
-    while not (all(p.keys_ready(epoch, indices) for p in people) and await page.keys_ready(epoch, indices)):
-        if loop.time() > deadline:
-            raise CallSetupError(f"members did not all hold the epoch-{epoch} keys within {KEY_AGREEMENT_TIMEOUT} s")
-        await asyncio.sleep(0.02)
+    await wait_for_group_keys(sfu.signalling, people, also=page.keys_ready)
     return dict(sfu.signalling.members)
 
 

@@ -291,11 +291,23 @@ async def _connect(sfu: SFUServer, people: list[Participant]) -> None:
     for p in people:
         p.join_keys()
         await asyncio.sleep(0.01)  # let the roster update and key messages cross the relay
-    epoch = sfu.signalling.roster.epoch
-    members = list(sfu.signalling.members.values())
+    await wait_for_group_keys(sfu.signalling, people)
+
+
+async def wait_for_group_keys(signalling, people, also=None) -> None:
+    """Until every participant holds every member's keys of the roster's current epoch (the lab's,
+    the aiortc and the browser calls: ``people`` have ``keys_ready(epoch, members)``; ``also``, if
+    given, is an async ``keys_ready`` of one more member, the browser page).
+
+    Raises:
+        CallSetupError: not within :data:`KEY_AGREEMENT_TIMEOUT` seconds.
+    """
+    epoch = signalling.roster.epoch
+    members = list(signalling.members.values())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + KEY_AGREEMENT_TIMEOUT
-    while not all(p.keys_ready(epoch, members) for p in people):
+    while not (all(p.keys_ready(epoch, members) for p in people)
+               and (also is None or await also(epoch, members))):
         if loop.time() > deadline:
             raise CallSetupError(f"members did not all hold the epoch-{epoch} keys within "
                                  f"{KEY_AGREEMENT_TIMEOUT} s")

@@ -88,6 +88,14 @@ def appendix_b_kbps(header_bytes: int, tag_bytes: int, per_second: float) -> flo
     return (header_bytes + tag_bytes) * 8 * per_second / 1024
 
 
+
+def _known_mistake(answer: float, hints: list[tuple[float, str]], otherwise: Feedback) -> Feedback:
+    """The hint of the first known wrong result ``answer`` matches (within 1 %), else ``otherwise``."""
+    for value, hint in hints:
+        if math.isclose(answer, value, rel_tol=0.01):
+            return not_yet(hint)
+    return otherwise
+
 def check_overhead_kbps(answer: float | None) -> Feedback:
     """Task 1: SFrame overhead of a 30 fps, 400 kbit/s video stream in kbit/s (Appendix B)."""
     if answer is None:
@@ -113,11 +121,9 @@ def check_overhead_kbps(answer: float | None) -> Feedback:
         (appendix_b_kbps(TASK1_HEADER + TASK1_TAG, 0, 50), "50 per second is the audio frame rate; this video "
                                                             "stream has 30 frames per second."),
     ]
-    for value, hint in hints:
-        if math.isclose(answer, value, rel_tol=0.01):
-            return not_yet(hint)
-    return not_yet(f"{answer} kbit/s is not it: (header + tag) bytes per frame x 8 bits x frames per second "
-                   "/ 1024. The bit rate (400 kbit/s) does not change the overhead, only its share.")
+    return _known_mistake(answer, hints, not_yet(
+        f"{answer} kbit/s is not it: (header + tag) bytes per frame x 8 bits x frames per second "
+        "/ 1024. The bit rate (400 kbit/s) does not change the overhead, only its share."))
 
 
 # --- Task 2: does e2ee change the SFU's cost per packet? ------------------------------------------------
@@ -190,8 +196,6 @@ def check_core_share(answer: float | None) -> Feedback:
         (core_share_pct({k: (n, 30, us) for k, (n, _, us) in TASK3_STREAMS.items()}),
          "Opus sends 50 frames per second (20 ms each), not 30."),
     ]
-    for value, hint in hints:
-        if math.isclose(answer, value, rel_tol=0.01):
-            return not_yet(hint)
-    return not_yet(f"{answer} % is not it: add up streams x frames per second x µs per frame for video and "
-                   "audio, then divide by 10^6 µs per second and multiply by 100.")
+    return _known_mistake(answer, hints, not_yet(
+        f"{answer} % is not it: add up streams x frames per second x µs per frame for video and "
+        "audio, then divide by 10^6 µs per second and multiply by 100."))

@@ -47,7 +47,7 @@ from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech
 from e2ee_lab.call.capture import CallCapture, CaptureInfo, FrameKeys, call_frame_keys
 from e2ee_lab.call.frame_keys import MODES
 from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
-from e2ee_lab.call.run import CALL_KEY_POLICY, KEY_AGREEMENT_TIMEOUT, START_DELAY, CallConfig, CallSetupError
+from e2ee_lab.call.run import CALL_KEY_POLICY, START_DELAY, CallConfig, wait_for_group_keys
 from e2ee_lab.capture import sniff_problem
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import RekeyPolicy
@@ -314,15 +314,7 @@ async def _agree_keys(sfu: WebRTCSFU, people: list[WebRTCParticipant], mode: str
     for p in people:
         p.join_keys(sfu.signalling)
         await asyncio.sleep(0.01)  # let the roster update and key messages cross the relay
-    epoch = sfu.signalling.roster.epoch
-    members = list(sfu.signalling.members.values())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + KEY_AGREEMENT_TIMEOUT
-    while not all(p.keys_ready(epoch, members) for p in people):
-        if loop.time() > deadline:
-            raise CallSetupError(f"members did not all hold the epoch-{epoch} keys within "
-                                 f"{KEY_AGREEMENT_TIMEOUT} s")
-        await asyncio.sleep(0.02)
+    await wait_for_group_keys(sfu.signalling, people)
 
 
 # --- results -----------------------------------------------------------------------------------------
