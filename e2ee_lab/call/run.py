@@ -470,8 +470,12 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
     }
 
 
-def write_outputs(result: CallResult, out: str | Path) -> None:
-    """Write ``summary.json`` and ``sfu-keys.json`` (the SFU's key log) into directory ``out``."""
+def write_outputs(result, out: str | Path) -> None:
+    """Write ``summary.json`` and ``sfu-keys.json`` (the SFU's key log) into directory ``out``.
+
+    ``result``: a :class:`CallResult` or any call result with ``summary``, ``keylog`` and ``out``
+    (the aiortc and browser calls' results).
+    """
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     (path / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")

@@ -47,13 +47,13 @@ from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech
 from e2ee_lab.call.capture import CallCapture, CaptureInfo, FrameKeys, call_frame_keys
 from e2ee_lab.call.frame_keys import MODES
 from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
-from e2ee_lab.call.run import CALL_KEY_POLICY, START_DELAY, CallConfig, wait_for_group_keys
+from e2ee_lab.call.run import CALL_KEY_POLICY, START_DELAY, CallConfig, wait_for_group_keys, write_outputs
 from e2ee_lab.capture import sniff_problem
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import RekeyPolicy
 from e2ee_lab.media.scene import Scene, video_size
 from e2ee_lab.media.speech import FRAME_MS
-from e2ee_lab.transport import KeyLogEntry, write_keylog
+from e2ee_lab.transport import KeyLogEntry
 
 from .aiortc_hooks import check_aiortc
 from .errors import CaptureImpossible, ConnectionFailed
@@ -428,14 +428,3 @@ def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCPartic
                      "candidates_loopback": bool(result.candidates.address.isin(LOOPBACK_IPS).all()),
                      "sockets_loopback": all(a[0] in LOOPBACK_IPS for a in addresses)},
     }
-
-
-def write_outputs(result: WebRTCCallResult, out: str | Path) -> None:
-    """Write ``summary.json`` and ``sfu-keys.json`` (the SFU's key log) into directory ``out``."""
-    import json
-
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
-    write_keylog(path / "sfu-keys.json", result.keylog)
-    result.out = path
