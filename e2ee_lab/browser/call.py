@@ -42,7 +42,6 @@ import asyncio
 import json
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +50,7 @@ import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import reassemble
 from e2ee_lab.call.pipeline import thumbnail
-from e2ee_lab.call.run import CALL_KEY_POLICY, START_DELAY, wait_for_group_keys
+from e2ee_lab.call.run import CALL_KEY_POLICY, START_DELAY, run_blocking, wait_for_group_keys
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import Curve, IdentityKeyPair
 from e2ee_lab.media.codecs import DecodeError, VP8Decoder, mean_abs_error, picture_matches
@@ -437,12 +436,7 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
         result.summary["isolation"] = note
         return result
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return job()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e2ee-lab-browser") as pool:
-        return pool.submit(job).result()
+    return run_blocking(job, "e2ee-lab-browser")
 
 
 def run_for_call(stack: str, browsers: int, mode: str, participants: int, seconds: float, seed: int,

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,7 @@ from e2ee_lab.sfu.policy import Policy
 from e2ee_lab.sfu.server import SFUServer
 from e2ee_lab.transport import KeyLogEntry, SRTPProfile, write_keylog
 
+T = TypeVar("T")
 CALL_KEY_POLICY = RekeyPolicy(switch_delay=0.1, grace=10.0, rekey_interval=None)
 DRAIN = 0.2  # seconds without a new packet at any participant that end the call
 MAX_DRAIN = 5.0  # seconds the call waits at most for packets in flight after the last frame
@@ -260,11 +262,17 @@ def run_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 5.
                                           capture=capture, policy=policy, key_policy=key_policy,
                                           sfu_setup=sfu_setup, sender_options=sender_options))
 
+    return run_blocking(job, "e2ee-lab-call")
+
+
+def run_blocking(job: Callable[[], T], thread_name: str) -> T:
+    """Run ``job`` (which calls ``asyncio.run``) here, or in a worker thread named ``thread_name``
+    when this thread already runs an event loop (a notebook): the calls' entry points work in both."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return job()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e2ee-lab-call") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name) as pool:
         return pool.submit(job).result()
 
 

@@ -36,7 +36,6 @@ import asyncio
 import statistics
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +46,14 @@ from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech
 from e2ee_lab.call.capture import CallCapture, CaptureInfo, FrameKeys, call_frame_keys
 from e2ee_lab.call.frame_keys import MODES
 from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
-from e2ee_lab.call.run import CALL_KEY_POLICY, START_DELAY, CallConfig, wait_for_group_keys, write_outputs
+from e2ee_lab.call.run import (
+    CALL_KEY_POLICY,
+    START_DELAY,
+    CallConfig,
+    run_blocking,
+    wait_for_group_keys,
+    write_outputs,
+)
 from e2ee_lab.capture import sniff_problem
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import RekeyPolicy
@@ -262,12 +268,7 @@ def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: flo
         return asyncio.run(run_webrtc_call_async(mode, participants, seconds, seed, size, out,
                                                  capture=capture, key_policy=key_policy))
 
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return job()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e2ee-lab-webrtc") as pool:
-        return pool.submit(job).result()
+    return run_blocking(job, "e2ee-lab-webrtc")
 
 
 def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed: int,
