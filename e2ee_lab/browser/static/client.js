@@ -141,7 +141,8 @@ function watch(track, info) {
     info.rendered++;
     info.presented = md.presentedFrames;
     info.renderTimes.push(Date.now());
-    if (info.rendered % SAMPLE_EVERY === 1) sample(v, canvas, g, info, md);
+    // not the first frame: CI once read an all-black canvas there (drawn before it was paintable)
+    if (info.rendered % SAMPLE_EVERY === 0) sample(v, canvas, g, info, md);
     v.requestVideoFrameCallback(onFrame);
   };
   v.requestVideoFrameCallback(onFrame);
