@@ -88,6 +88,15 @@ def test_key_agreement_ran_in_the_page(sframe_call):
     assert _one(sframe_call.summary["browser_to_python"])["decrypted"] > 20
 
 
+def test_the_page_signals_over_http_in_order_and_nothing_is_refused(sframe_call):
+    browser = sframe_call.summary["browser"]
+    # offer, member index, at least one roster update and one key message went down the long-poll
+    assert browser["signalling"]["to_page"] >= 4
+    assert browser["signalling"]["refused"] == 0 and not browser["dropped"]
+    assert not [e for e in browser["errors"] if e.startswith("signal_")], browser["errors"]
+    assert sframe_call.sdp["chromium"]["answer"].startswith("v=0")
+
+
 def test_every_candidate_is_loopback(sframe_call):
     for name, pair in sframe_call.sdp.items():
         for which in ("offer", "answer"):

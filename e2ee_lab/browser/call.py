@@ -179,7 +179,7 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     timing: dict[str, float] = {}
     with StaticServer() as server:
         async with Chromium() as chrome:
-            page = BrowserParticipant(BROWSER_NAME, chrome, clock=clock)
+            page = BrowserParticipant(BROWSER_NAME, chrome, server.channel, clock=clock)
             init = await page.load(server.url, mode=mode, width=dims.width, height=dims.height,
                                    fps=dims.fps, api=api, transform_in_ontrack=transform_in_ontrack)
             timing["page_ready_s"] = clock()
@@ -357,7 +357,8 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
     summary = {
         "mode": mode, "seconds": seconds, "size": f"{dims.width}x{dims.height}@{dims.fps}",
         "browser": {"name": BROWSER_NAME, "member": page.index, "frames_sent": sent_by_page,
-                    "worker": worker, "errors": stats.get("errors", {}), "dropped": dict(page.dropped)},
+                    "worker": worker, "errors": stats.get("errors", {}), "dropped": dict(page.dropped),
+                    "signalling": {"to_page": page.channel.sent, "refused": page.channel.refused}},
         "browser_to_python": to_python, "python_to_browser": to_browser,
         "sfu": {"browser_frames": len(sfu_frames), "browser_frames_decoded": int(sfu_frames.decoded.sum()),
                 "browser_frames_matching": int(sfu_frames.matches.sum()), "dropped": dict(sfu.dropped),

@@ -6,9 +6,9 @@ and prints errors), with a fresh profile directory and :data:`FLAGS`. ``--remote
 lets the browser pick its DevTools port, which it writes to ``<profile>/DevToolsActivePort``; the
 page target's WebSocket URL comes from ``http://127.0.0.1:<port>/json/list``. :class:`CDPSession`
 speaks CDP over that WebSocket (the ``websockets`` package): numbered commands and their replies,
-events, ``Runtime.evaluate`` with promises awaited, and ``Runtime.addBinding`` so the page can send
-messages to Python (``window.<name>(string)`` becomes a ``Runtime.bindingCalled`` event). Nothing
-is downloaded: no Playwright browser, no driver.
+events (console messages, uncaught exceptions), and ``Runtime.evaluate`` with promises awaited.
+The page's own signalling does not use CDP: it is HTTP (:mod:`e2ee_lab.browser.signalling`).
+Nothing is downloaded: no Playwright browser, no driver.
 
 ``--allow-loopback-in-peer-connection`` is what makes 127.0.0.1 an ICE candidate at all; Chrome
 has no switch that removes the other interfaces, hence the page's candidate filter and the
@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import tempfile
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import websockets
@@ -66,7 +65,7 @@ def chromium_version(binary: str | None = None) -> str | None:
 
 
 class CDPSession:
-    """One CDP connection to a page target: commands, events, bindings (module docstring)."""
+    """One CDP connection to a page target: commands and events (module docstring)."""
 
     def __init__(self, ws) -> None:
         self._ws = ws
@@ -74,7 +73,6 @@ class CDPSession:
         self._pending: dict[int, asyncio.Future] = {}
         self.console: list[str] = []
         self.exceptions: list[str] = []
-        self.bindings: dict[str, Callable[[str], None]] = {}
         self._reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
@@ -97,9 +95,7 @@ class CDPSession:
                     future.set_result(msg.get("result", {}))
             return
         method, params = msg.get("method"), msg.get("params", {})
-        if method == "Runtime.bindingCalled" and params.get("name") in self.bindings:
-            self.bindings[params["name"]](params.get("payload", ""))
-        elif method == "Runtime.consoleAPICalled":
+        if method == "Runtime.consoleAPICalled":
             self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
         elif method == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
@@ -133,11 +129,6 @@ class CDPSession:
     async def call(self, function: str, *args, timeout: float = 30.0):
         """``function(*args)`` in the page, the arguments passed as JSON."""
         return await self.evaluate(f"({function})(...{json.dumps(list(args))})", timeout)
-
-    async def add_binding(self, name: str, handler: Callable[[str], None]) -> None:
-        """Make ``window.<name>(string)`` in the page call ``handler(string)`` here."""
-        self.bindings[name] = handler
-        await self.send("Runtime.addBinding", {"name": name})
 
     async def screenshot(self) -> bytes:
         """A PNG of the page as it is rendered now."""

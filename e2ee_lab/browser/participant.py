@@ -2,17 +2,21 @@
 
 :class:`BrowserParticipant` gives the aiortc SFU (:class:`~e2ee_lab.webrtc.sfu.WebRTCSFU`) what a
 :class:`~e2ee_lab.webrtc.participant.WebRTCParticipant` gives it (an answer to its offer, a member of
-the key agreement), but every step happens in the page (``static/client.js``), driven over CDP:
+the key agreement), but every step happens in the page (``static/client.js``). Signalling goes the
+way a web client's does, over HTTP on 127.0.0.1 (:mod:`e2ee_lab.browser.signalling`); the DevTools
+protocol only drives the harness's side (open the page, start and stop media, read results):
 
-- :meth:`answer`: the page applies the SFU's offer, attaches its canvas pattern and fake microphone
-  to the m-sections the SFU receives, puts an Encoded Transform on every sender and, right after
-  ``setRemoteDescription``, before the answer, on every receiver (set after negotiation, as an
-  offerer's ``ontrack`` would, Chromium 156 ignores an ``RTCRtpScriptTransform``);
-  it answers with its loopback candidates only (non-trickle). The answer is checked by address.
+- :meth:`answer`: the SFU's offer goes to the page's signalling channel. The page applies it,
+  attaches its canvas pattern and fake microphone to the m-sections the SFU receives, puts an
+  Encoded Transform on every sender and, right after ``setRemoteDescription``, before the answer,
+  on every receiver (set after negotiation, as an offerer's ``ontrack`` would, Chromium 156 ignores
+  an ``RTCRtpScriptTransform``); it posts its answer with loopback candidates only (non-trickle).
+  The answer is checked by address.
 - :meth:`join_keys`: the page made an ECDH P-256 identity in WebCrypto; its public key joins the
-  relay's roster. Roster updates go to the page in order; key messages the page seals come back
-  through the CDP binding ``labSignal`` and are relayed as opaque bytes. The harness never sees a
-  frame key: the page derives them (``e2ee.js``) and hands them to its worker.
+  relay's roster. The page's member index, roster updates and the key messages others sealed for
+  it go down the channel in order; key messages the page seals come back as POSTs and are relayed
+  as opaque bytes. The harness never sees a frame key: the page derives them (``e2ee.js``) and
+  hands them to its worker.
 - :meth:`stats`: the worker's per-transform counts, requestVideoFrameCallback counts and canvas
   pixel samples of every received video, and the page's ``getStats()`` RTP counters.
 """
@@ -20,7 +24,6 @@ the key agreement), but every step happens in the page (``static/client.js``), d
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from collections.abc import Callable
 
@@ -30,9 +33,11 @@ from e2ee_lab.webrtc.sdp import check_loopback
 
 from .chromium import Chromium
 from .errors import PageError
+from .signalling import PageChannel
 
 Clock = Callable[[], float]
-BINDING = "labSignal"
+#: seconds the page may take to answer an offer
+ANSWER_TIMEOUT = 30.0
 
 
 class BrowserParticipant:
@@ -41,11 +46,12 @@ class BrowserParticipant:
     Args:
         name: the participant's name (SFU track labels, relay).
         browser: a started :class:`~e2ee_lab.browser.chromium.Chromium`.
+        channel: the page's signalling channel (``StaticServer.channel`` of the server it loads from).
         clock: seconds since the call started.
     """
 
-    def __init__(self, name: str, browser: Chromium, *, clock: Clock) -> None:
-        self.name, self.browser, self.page = name, browser, browser.page
+    def __init__(self, name: str, browser: Chromium, channel: PageChannel, *, clock: Clock) -> None:
+        self.name, self.browser, self.page, self.channel = name, browser, browser.page, channel
         self.index: int | None = None
         self.public: PublicIdentity | None = None
         self.offer: str | None = None
@@ -55,8 +61,7 @@ class BrowserParticipant:
         self.dropped: Counter[str] = Counter()
         self._clock = clock
         self._relay: SignallingRelay | None = None
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._pump: asyncio.Task | None = None
+        self._answer: asyncio.Future | None = None
 
     def __repr__(self) -> str:
         return f"BrowserParticipant({self.name!r}, member {self.index})"
@@ -64,7 +69,7 @@ class BrowserParticipant:
     async def load(self, url: str, *, mode: str, width: int, height: int, fps: int, api: str = "script",
                    transform_in_ontrack: bool = False) -> dict:
         """Open the page and start its media; returns what it reports (API, identity, features)."""
-        await self.page.add_binding(BINDING, self._on_binding)
+        self.channel.receive_with(self._on_page_message, asyncio.get_running_loop())
         await self.browser.navigate(url)
         self.init = await self.page.call("(o) => lab.init(o)", {
             "mode": mode, "width": width, "height": height, "fps": fps, "api": api,
@@ -77,10 +82,16 @@ class BrowserParticipant:
 
         Raises:
             NotLoopback: the offer, or the answer after the page's filter, names another address.
+            PageError: the page reported an error, or did not answer within :data:`ANSWER_TIMEOUT` s.
         """
         check_loopback(offer, where=f"the SFU's offer to {self.name}")
         self.offer = offer
-        reply = await self.page.call("(sdp) => lab.answer(sdp)", offer)
+        self._answer = asyncio.get_running_loop().create_future()
+        self.channel.to_page({"type": "offer", "sdp": offer})
+        try:
+            reply = await asyncio.wait_for(self._answer, ANSWER_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise PageError(f"{self.name} did not answer the SFU's offer within {ANSWER_TIMEOUT} s") from None
         self.raw_answer, self.answer_sdp = reply["raw"], reply["sdp"]
         check_loopback(self.answer_sdp, where=f"{self.name}'s answer")
         return self.answer_sdp
@@ -92,36 +103,30 @@ class BrowserParticipant:
         self._relay = relay
         relay.register(self.name, self.on_signal)
         self.index = relay.join(self.name, self.public, self._clock())
-        self._queue.put_nowait(("join", self.index, switch_delay))
-        self._pump = asyncio.ensure_future(self._run_pump())
+        self.channel.to_page({"type": "join", "index": self.index, "switchDelay": switch_delay})
 
     def on_signal(self, message: object) -> None:
         """Signalling input (a roster update or key-message bytes), forwarded to the page in order."""
         if isinstance(message, RosterUpdate):
-            self._queue.put_nowait(("signal", {
+            self.channel.to_page({
                 "type": "roster", "epoch": message.epoch, "change": message.change.value,
-                "subject": message.subject, "members": [[m, bytes(k).hex()] for m, k in message.members]}))
+                "subject": message.subject, "members": [[m, bytes(k).hex()] for m, k in message.members]})
         elif isinstance(message, (bytes, bytearray)):
-            self._queue.put_nowait(("signal", {"type": "key", "data": bytes(message).hex()}))
+            self.channel.to_page({"type": "key", "data": bytes(message).hex()})
         else:
             self.dropped["unknown_signal"] += 1
 
-    async def _run_pump(self) -> None:
-        while True:
-            item = await self._queue.get()
-            try:
-                if item[0] == "join":
-                    await self.page.call("(i, d) => lab.join(i, d)", item[1], item[2])
-                else:
-                    await self.page.call("(m) => lab.signal(m)", item[1])
-            except PageError:
-                self.dropped["signal_to_page_failed"] += 1
-
-    def _on_binding(self, payload: str) -> None:
+    def _on_page_message(self, msg: dict) -> None:
+        kind = msg.get("type")
+        if kind in ("answer", "error") and self._answer is not None and not self._answer.done():
+            if kind == "answer" and isinstance(msg.get("raw"), str) and isinstance(msg.get("sdp"), str):
+                self._answer.set_result(msg)
+            else:
+                self._answer.set_exception(PageError(f"{self.name} could not answer: {msg.get('message', msg)}"))
+            return
         try:
-            msg = json.loads(payload)
-            if msg.get("type") != "key" or self._relay is None:
-                raise ValueError(msg.get("type"))
+            if kind != "key" or self._relay is None:
+                raise ValueError(kind)
             self._relay.relay(int(msg["sender"]), int(msg["recipient"]), bytes.fromhex(msg["data"]), self._clock())
         except (ValueError, KeyError, TypeError):
             self.dropped["bad_page_message"] += 1
@@ -149,9 +154,7 @@ class BrowserParticipant:
         return await self.page.evaluate("lab.stats()")
 
     async def close(self) -> None:
-        """Stop the signalling pump and close the page's peer connection."""
-        if self._pump is not None:
-            self._pump.cancel()
+        """Close the page's peer connection."""
         try:
             await self.page.evaluate("lab.pc && lab.pc.close()", timeout=5)
         except PageError:

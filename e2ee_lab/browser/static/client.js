@@ -1,8 +1,8 @@
 // client.js: the page of the browser participant. It answers the SFU's offer (non-trickle, loopback
 // candidates only), sends a canvas test pattern and the fake microphone, puts an Encoded Transform
 // on every sender and receiver, runs the group key agreement (E2EE.Member) and counts and samples
-// what it renders. The harness drives it over the DevTools protocol through window.lab; messages
-// to the harness go through the CDP binding window.labSignal (JSON strings).
+// what it renders. Signalling is HTTP to the server that served the page (GET /signal long-polls,
+// POST /signal sends); the harness drives the rest over the DevTools protocol through window.lab.
 'use strict';
 
 const PATTERN = { left: [64, 64, 64], right: [192, 192, 192], bar: [255, 255, 255], barWidth: 8 };
@@ -15,7 +15,7 @@ const lab = {
 };
 
 function fail(reason) { lab.errors[reason] = (lab.errors[reason] || 0) + 1; }
-function send(msg) { window.labSignal(JSON.stringify(msg)); }
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const now = () => performance.now() / 1000;
 
 // --- media: a canvas test pattern (what receivers check pixels against) and the fake mic ---------
@@ -48,6 +48,7 @@ lab.init = async (opts) => {
     if (data.op === 'stats') { lab.workerReplies.get(data.seq)?.(data.stats); lab.workerReplies.delete(data.seq); }
   };
   lab.identity = await E2EE.newIdentity();
+  listen();
   return { api: lab.api, identity: E2EE.hex(lab.identity.public), scriptTransform: typeof RTCRtpScriptTransform,
            createEncodedStreams: typeof RTCRtpSender.prototype.createEncodedStreams, sframeTransform: typeof SFrameTransform };
 };
@@ -88,7 +89,7 @@ function loopbackOnly(sdp) {
   }).join('\r\n');
 }
 
-lab.answer = async (offer) => {
+async function answer(offer) {
   const pc = lab.pc = new RTCPeerConnection({ iceServers: [], encodedInsertableStreams: lab.api === 'legacy' });
   const sections = readOffer(offer);
   const decOptions = (s) => ({ dir: 'dec', kind: s.kind, publisher: (s.track || '').replace(/-(audio|video)$/, '') });
@@ -126,7 +127,7 @@ lab.answer = async (offer) => {
     });
   }
   return { raw: pc.localDescription.sdp, sdp: loopbackOnly(pc.localDescription.sdp) };
-};
+}
 
 // --- what we receive: count with requestVideoFrameCallback, read pixels back from a canvas -------
 function watch(track, info) {
@@ -165,6 +166,34 @@ function sample(v, canvas, g, info, md) {
   if (info.samples.length > 20) info.samples.shift();
 }
 
+// --- signalling: HTTP to the server that served the page, in order both ways ---------------------
+let outbox = Promise.resolve();
+function send(msg) {                                     // POSTs chained: they arrive as sent
+  const body = JSON.stringify(msg);
+  outbox = outbox.then(() => fetch('signal', { method: 'POST', body }))
+    .then((reply) => reply.ok || fail('signal_post_refused'), () => fail('signal_post_failed'));
+}
+
+async function onSignal(msg) {
+  if (msg.type === 'offer') {
+    try { send({ type: 'answer', ...(await answer(msg.sdp)) }); }
+    catch (err) { send({ type: 'error', about: 'offer', message: String(err) }); }
+  } else if (msg.type === 'join') join(msg.index, msg.switchDelay);
+  else if (msg.type === 'roster' || msg.type === 'key') keySignal(msg);
+  else fail('signal_unknown');
+}
+
+async function listen() {                                // long-poll: GET /signal?after=<last seq seen>
+  let after = 0;
+  for (;;) {
+    let reply;
+    try { reply = await (await fetch(`signal?after=${after}`)).json(); }
+    catch (err) { fail('signal_poll_failed'); await sleep(200); continue; }
+    for (const { seq, message } of reply.messages) { after = seq; await onSignal(message); }
+    if (reply.closed) return;
+  }
+}
+
 // --- key agreement: roster updates and key messages from the SFU's relay --------------------------
 function pushKeys() {
   if (!lab.armed || !lab.member) { lab.worker.postMessage({ op: 'keys', mode: lab.opts.mode, suite: 4, index: -1, sendEpoch: null, members: {}, keys: [] }); return; }
@@ -178,14 +207,14 @@ function pushKeys() {
                            members: lab.members, keys });
 }
 
-lab.join = (index, switchDelay) => {
+function join(index, switchDelay) {
   lab.member = new E2EE.Member(lab.identity, switchDelay);
   lab.member.index = index;
   lab.member.onKey = () => setTimeout(pushKeys, 0);
   lab.signals = Promise.resolve();
-};
+}
 
-lab.signal = (msg) => {                                  // processed strictly in arrival order
+function keySignal(msg) {                                // processed strictly in arrival order
   lab.signals = lab.signals.then(async () => {
     try {
       if (msg.type === 'roster') {
@@ -198,7 +227,7 @@ lab.signal = (msg) => {                                  // processed strictly i
       fail(`keys_${err.reason || 'error'}`);
     }
   });
-};
+}
 
 lab.keysReady = (epoch, members) => {
   const m = lab.member;
