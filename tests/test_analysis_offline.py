@@ -272,8 +272,10 @@ def test_write_csvs_and_decrypted_pcap(plain_result, plain, tmp_path):
     decrypted = read_pcap(paths["decrypted"]).datagrams
     assert len(decrypted) == 2 * plain.sent_packets + 1
     assert all(d.data[1] & 0x7F in (96, 111) or d.data[1] == 206 for d in decrypted)
-    wire = analyze(plain.pcap, None).write(tmp_path / "wire")
+    wire = analyze(plain.pcap, None).write(tmp_path / "out")
     assert set(wire) == {"packets", "frames"}
+    assert {p.name for p in wire.values()} == {"wire-view.csv", "wire-frames.csv"}  # beside, not over, the SFU view
+    assert len(pd.read_csv(paths["packets"])) == len(plain_result.packets)
 
 
 def test_cli_analyze_writes_and_prints(plain, capsys):
@@ -287,6 +289,20 @@ def test_cli_analyze_writes_and_prints(plain, capsys):
     assert (plain.directory / "frames.csv").exists()
     assert (plain.directory / "decrypted.pcap").exists()
     assert (plain.directory / "sfu-view.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_analyze_bad_inputs_print_one_line_and_exit_2(plain, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_analyze_arguments(parser)
+    for extra in (["--no-keys", "--pcap", str(tmp_path)], ["--keys", str(tmp_path)],
+                  ["--pcap", str(tmp_path / "missing.pcap")], ["--keys", str(plain.pcap)]):
+        args = parser.parse_args([str(plain.directory), "--out", str(tmp_path / "out"), *extra])
+        assert args.func(args) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("analyze: ") and len(err.strip().splitlines()) == 1, (extra, err)
+    args = parser.parse_args([str(plain.directory), "--no-keys", "--out", str(tmp_path / "out")])
+    assert args.func(args) == 0
+    assert (tmp_path / "out" / "wire-view.png").exists() and not (tmp_path / "out" / "sfu-view.csv").exists()
 
 
 def test_the_capture_figure_shows_pictures_only_to_a_reader_that_decodes(plain):

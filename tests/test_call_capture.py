@@ -150,6 +150,19 @@ def test_cli_call_captures_to_the_output_directory(tmp_path, capsys):
     assert r.summary()["video_frames_decodable"] == r.summary()["video_frames"] > 0
 
 
+def test_cli_call_that_cannot_run_here_prints_one_line_and_exits_2(tmp_path, monkeypatch, capsys):
+    parser = argparse.ArgumentParser()
+    add_call_arguments(parser)
+    monkeypatch.setenv("E2EE_LAB_NO_SNIFF", "1")
+    args = parser.parse_args(["--seconds", "0.5", "--size", "ci", "--capture", "sniff", "--out", str(tmp_path)])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("call: live capture is switched off") and "--capture auto" in err
+    assert len(err.strip().splitlines()) == 1
+    args = parser.parse_args(["--browser", "1", "--size", "ci", "--out", str(tmp_path)])  # lab stack
+    assert args.func(args) == 2 and "needs stack='webrtc'" in capsys.readouterr().err
+
+
 # --- the analysis gives back the call's counts ----------------------------------------------------
 
 

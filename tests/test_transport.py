@@ -719,9 +719,13 @@ def test_malformed_keylogs_raise_keylog_error(certs, path, value):
         keylog.loads(text)
 
 
-def test_keylog_that_is_not_json_raises_keylog_error():
+def test_keylog_that_is_not_json_raises_keylog_error(tmp_path):
     with pytest.raises(KeyLogError, match="not JSON"):
         keylog.loads("{legs: ")
+    binary = tmp_path / "capture.pcap"
+    binary.write_bytes(b"\xd4\xc3\xb2\xa1" + bytes(20))  # a pcap passed where the key log goes
+    with pytest.raises(KeyLogError, match="not UTF-8"):
+        keylog.read_keylog(binary)
 
 
 # --- real loopback UDP ----------------------------------------------------------------------

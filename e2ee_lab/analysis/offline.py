@@ -463,6 +463,9 @@ class OfflineAnalysis:
     def write(self, directory: str | Path) -> dict[str, Path]:
         """Write ``sfu-view.csv`` (packets), ``frames.csv`` and, with keys, ``decrypted.pcap``.
 
+        Without keys (the wire view) the names are ``wire-view.csv`` and ``wire-frames.csv``, so the
+        two views of one call can sit in one directory.
+
         The decrypted pcap holds the SRTP/SRTCP datagrams that were unprotected, with their
         addresses, ports and times, carrying the plaintext RTP/RTCP, so tshark's RTP, VP8 and Opus
         dissectors read them. DTLS is left out: seeing a use_srtp handshake, tshark would take the
@@ -470,7 +473,8 @@ class OfflineAnalysis:
         """
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"packets": out / "sfu-view.csv", "frames": out / "frames.csv"}
+        paths = ({"packets": out / "sfu-view.csv", "frames": out / "frames.csv"} if self.keyed
+                 else {"packets": out / "wire-view.csv", "frames": out / "wire-frames.csv"})
         self.packets.to_csv(paths["packets"], index=False)
         self.frames.to_csv(paths["frames"], index=False)
         if self.keyed:
@@ -564,6 +568,7 @@ def analyze(
 
 
 FIGURE_FILE = "sfu-view.png"
+WIRE_FIGURE_FILE = "wire-view.png"
 
 
 def save_figure(result: OfflineAnalysis, path: str | Path, *, dpi: int = 80) -> Path:
@@ -606,21 +611,20 @@ def add_analyze_arguments(parser) -> None:
 def cli_analyze(args) -> int:
     """Run the analysis for ``e2ee-lab analyze``; print the table; returns the exit status.
 
-    Errors in the input (no capture, not a pcap, no or malformed key log) print one line to
-    stderr and return 2.
+    Errors in the input (no capture, not a pcap, a directory or unreadable file, no or malformed key
+    log) print one line to stderr and return 2. ``--no-keys`` writes the wire view's files
+    (``wire-view.csv``, ``wire-frames.csv``, ``wire-view.png``) next to the SFU view's.
     """
     pcap = args.pcap or args.dir / "capture.pcap"
     keys = None if args.no_keys else (args.keys or args.dir / "sfu-keys.json")
     try:
         result = analyze(pcap, keys, keep_media="last")
-    except FileNotFoundError as exc:
+    except (OSError, CaptureError, KeyLogError) as exc:  # OSError: missing, a directory, unreadable
         print(f"analyze: {exc}", file=sys.stderr)
         return 2
-    except (CaptureError, KeyLogError) as exc:
-        print(f"analyze: {exc}", file=sys.stderr)
-        return 2
-    paths = result.write(args.out or args.dir)
-    paths["figure"] = save_figure(result, (args.out or args.dir) / FIGURE_FILE)
+    out = args.out or args.dir
+    paths = result.write(out)
+    paths["figure"] = save_figure(result, out / (FIGURE_FILE if result.keyed else WIRE_FIGURE_FILE))
     print(result.table())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

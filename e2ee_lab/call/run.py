@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -53,7 +54,9 @@ from e2ee_lab.crypto.keys import KeyAgreementError, PublicIdentity, RekeyPolicy
 from e2ee_lab.media.scene import Scene, video_size
 from e2ee_lab.sfu.policy import Policy
 from e2ee_lab.sfu.server import SFUServer
+from e2ee_lab.capture.pcap import CaptureError
 from e2ee_lab.transport import KeyLogEntry, SRTPProfile, write_keylog
+from e2ee_lab.transport.errors import TransportError
 
 T = TypeVar("T")
 CALL_KEY_POLICY = RekeyPolicy(switch_delay=0.1, grace=10.0, rekey_interval=None)
@@ -540,12 +543,23 @@ def format_summary(summary: dict) -> str:
 
 
 def cli_call(args: argparse.Namespace) -> int:
-    """Run the call ``args`` describe, print the table and where the JSON went; returns 0."""
+    """Run the call ``args`` describe, print the table and where the JSON went; returns 0.
+
+    A call that cannot run here (live capture not permitted, no Chromium, a bad option, a failed
+    handshake or connection) prints one line to stderr and returns 2.
+    """
+    from e2ee_lab.webrtc.errors import WebRTCError  # here: e2ee_lab.webrtc imports this module
+
     out = args.out if args.out is not None else Path("reports") / f"call-{args.mode}"
-    result = run_call(args.mode, args.participants, args.seconds, args.seed, args.size, out,
-                      srtp_profile=args.srtp_profile, garbage=args.garbage,
-                      capture=getattr(args, "capture", "off"), stack=getattr(args, "stack", "lab"),
-                      browser_participants=getattr(args, "browser", 0))
+    try:
+        result = run_call(args.mode, args.participants, args.seconds, args.seed, args.size, out,
+                          srtp_profile=args.srtp_profile, garbage=args.garbage,
+                          capture=getattr(args, "capture", "off"), stack=getattr(args, "stack", "lab"),
+                          browser_participants=getattr(args, "browser", 0))
+    except (CaptureError, TransportError, WebRTCError, KeyAgreementError, ValueError) as exc:
+        hint = " (--capture auto falls back to the socket tap)" if isinstance(exc, CaptureError) else ""
+        print(f"call: {exc}{hint}", file=sys.stderr)
+        return 2
     print(format_summary(result.summary))
     print(f"wrote {out / 'summary.json'} and {out / 'sfu-keys.json'}")
     if result.capture is not None:

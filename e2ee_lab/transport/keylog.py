@@ -178,9 +178,17 @@ def write_keylog(path: str | os.PathLike, entries: Iterable[KeyLogEntry]) -> Non
 
 
 def read_keylog(path: str | os.PathLike) -> list[KeyLogEntry]:
-    """Read a key log written by :func:`write_keylog`."""
+    """Read a key log written by :func:`write_keylog`.
+
+    Raises:
+        KeyLogError: not UTF-8 text or not a key log.  OSError: the file cannot be read.
+    """
     with open(path, encoding="utf-8") as handle:
-        return loads(handle.read())
+        try:
+            text = handle.read()
+        except UnicodeDecodeError as exc:
+            raise KeyLogError(f"{os.fspath(path)} is not a key log: not UTF-8 text ({exc.reason})") from None
+    return loads(text)
 
 
 def _address(addr: object) -> Address:
