@@ -259,6 +259,45 @@ def test_late_key_message_is_ratcheted_into_later_join_epochs():
     assert frame_origin(frame) == (4, 0) and members[1].unprotect(frame, 8.0) == b"late"
 
 
+def test_key_messages_swapped_in_transit_lose_the_older_one_and_change_nothing():
+    # The pairwise channel assumes in-order delivery per sender (the signalling relay is ordered):
+    # one counter is the whole replay defence, so an older message arriving after a newer one is
+    # refused as a replay. Its epoch is lost for that receiver; the newer epoch works.
+    policy = RekeyPolicy(switch_delay=0.5, grace=10.0, rekey_interval=None)
+    roster, members = Roster(KeyDirectory(), policy), {}
+    for _ in range(4):
+        identity = IdentityKeyPair.generate()
+        index, updates = roster.join(identity.public, 0.0)
+        members[index] = Member(index, identity, policy=policy)
+        for recipient, data in [msg for m in sorted(updates) for msg in members[m].handle_roster(updates[m], 0.0)]:
+            members[recipient].receive_key_message(data, 0.0)
+
+    def from_0_to_1(updates, now):
+        out = {m: members[m].handle_roster(updates[m], now) for m in sorted(updates)}
+        return next(data for recipient, data in out[0] if recipient == 1)
+
+    older = from_0_to_1(roster.leave(3, 5.0), 5.0)
+    newer = from_0_to_1(roster.leave(2, 5.1), 5.1)
+    members[1].receive_key_message(newer, 5.2)
+    before = members[1].snapshot()
+    with pytest.raises(ReplayedMessage, match="is not above"):
+        members[1].receive_key_message(older, 5.2)
+    assert members[1].snapshot() == before
+    frame = members[0].protect(b"after the swap", 6.0)
+    assert members[1].unprotect(frame, 6.0) == b"after the swap"
+
+
+def test_a_rejected_message_changes_only_what_time_changes():
+    # receive_key_message lets time pass first (a due key switch or deletion happens at `now`
+    # whatever the message); the message itself, when rejected, changes nothing.
+    twin_a, twin_b = _group(seed=11), _group(seed=11)
+    bad = _bad_messages(twin_a)["tampered-ciphertext"][1]
+    with pytest.raises(MessageTampered):
+        twin_a.members[1].receive_key_message(bad, 3.0)
+    twin_b.members[1].tick(3.0)
+    assert twin_a.members[1].snapshot() == twin_b.members[1].snapshot()
+
+
 # --- nothing secret crosses the relay ------------------------------------------------------------
 
 

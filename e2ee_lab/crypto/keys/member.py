@@ -140,7 +140,12 @@ class Member:
         return out
 
     def receive_key_message(self, data: bytes, now: float) -> None:
-        """Check and apply a key message; on any error nothing changes.
+        """Check and apply a key message; on any error the message changes nothing.
+
+        Time passes first: a key switch or deletion due at ``now`` happens whatever the message.
+        Delivery per sender is assumed in order (the signalling relay is ordered): the sequence
+        number is the whole replay defence, so an older message arriving after a newer one is
+        refused as a replay and its epoch's key is lost to this member until the next rekey.
 
         Raises:
             IllegalTransition, MalformedMessage, WrongRecipient, UnknownMember, MessageTampered,

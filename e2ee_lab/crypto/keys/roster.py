@@ -1,8 +1,9 @@
 """Signalling for the group key agreement: the key directory, the roster and the rekey policy (RFC 9605 §5.1).
 
 Epochs and rekey policy. The signalling server (:class:`Roster`) orders membership changes and
-numbers them; every member applies the same :class:`RosterUpdate` sequence (an assumption: the
-roster change reaches a member before key messages of that epoch). On a JOIN every sender ratchets
+numbers them; every member applies the same :class:`RosterUpdate` sequence (assumptions: the
+roster change reaches a member before key messages of that epoch, and one sender's key messages
+arrive in the order sent; a swapped pair loses the older one, see :meth:`Member.receive_key_message`). On a JOIN every sender ratchets
 its key, ``base_key[e] = HKDF-Expand(HKDF-Extract("", base_key[e-1]), "SFrame 1.0 Ratchet", Nh)``
 (§5.1); existing members ratchet their copies themselves and the newcomer receives only the
 epoch-e keys, so it cannot read earlier frames. On a LEAVE, and every ``rekey_interval`` seconds,
