@@ -1,12 +1,15 @@
 """Regenerate the small PNG figures the README shows (``data/figures/``).
 
-Usage: ``.venv/bin/python data/make_figures.py`` (about 15 s). Each figure comes from a real run at
-ci size with seed 0 (the three views from the recorded captures in ``data/captures/``): nothing here is drawn by hand. ``make run`` writes the full-size versions of the
-same figures into ``reports/`` through the notebooks.
+Usage: ``.venv/bin/python data/make_figures.py [NAME ...]`` (about 15 s for all; NAME is a figure's
+file name without ``.png``, e.g. ``three_views``, to redraw only that one). Each figure comes from a
+real run at ci size with seed 0 (the three views, pictures and speech, from the recorded captures in
+``data/captures/``): nothing here is drawn by hand. ``make run`` writes the full-size versions of
+the same figures into ``reports/`` through the notebooks.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -27,13 +30,25 @@ def the_call(path: Path) -> None:
     plots.call_pictures(results).savefig(path, dpi=72)
 
 
-def main() -> None:
+FIGURES = {
+    "the_call": the_call,
+    "three_views": save_headline_figure,  # from the recordings in data/captures/
+}
+
+
+def main(names: list[str]) -> int:
+    """Draw the figures named (all by default) into ``data/figures/``; 2 for an unknown name."""
+    unknown = sorted(set(names) - set(FIGURES))
+    if unknown:
+        print(f"make_figures: no figure {', '.join(unknown)} (known: {', '.join(FIGURES)})", file=sys.stderr)
+        return 2
     OUT.mkdir(exist_ok=True)
-    the_call(OUT / "the_call.png")
-    save_headline_figure(OUT / "three_views.png")  # from the recordings in data/captures/
-    for png in sorted(OUT.glob("*.png")):
+    for name in names or FIGURES:
+        png = OUT / f"{name}.png"
+        FIGURES[name](png)
         print(f"{png.relative_to(OUT.parent.parent)}  {png.stat().st_size // 1024} KB")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -25,8 +25,8 @@ Figures:
     sfu_capacity: forwarded SRTP packets per second per core and µs per forwarded packet by room
     size, dtls-srtp vs e2ee vs the bare forwarder (notebook 08; :func:`e2ee_lab.bench.bench_sfu`).
     three_views: per call mode, a publisher's video frame as the wire (no keys), the SFU (leg keys)
-    and a receiver (frame keys) read it from the captured packets, ciphertext drawn as noise
-    (notebook 02, the README's headline; data from :func:`e2ee_lab.analysis.views.analyze_views`).
+    and a receiver (frame keys) read it from the captured packets, ciphertext drawn as noise, and
+    under each view the speech it decodes (Opus turns e2ee ciphertext into noise) (notebook 02, the README's headline; data from :func:`e2ee_lab.analysis.views.analyze_views`).
     payload_bytes: per mode, the byte-value histogram of the video payloads and the entropy of each
     RTP payload over time: compressed media is high-entropy too (notebook 02).
     frame_metadata: what the wire shows without keys in both modes: video frame sizes and times,
