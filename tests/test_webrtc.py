@@ -13,13 +13,19 @@ frames of the measured window: media starts only once every peer connection is c
 every member holds every key (``summary["window"]``). Receivers must decode at least 95 % of them,
 the SFU at least 95 % of what it saw in dtls-srtp mode and nothing in e2ee mode, PLIs stay few,
 every SDP candidate and every captured datagram is loopback, and the offline analysis of the
-capture (the SFU's exported key log, the members' frame keys) gives the same verdicts.
+capture (the SFU's exported key log, the members' frame keys) gives the same verdicts. The
+summary carries every field of the lab call's summary (compared, recursively, with the recorded
+lab calls of ``data/captures`` and with one short live lab call).
+
+Short calls (2 participants, ci size, 1.5 s): the ``e2ee-lab call --stack webrtc`` entry point,
+and a subscriber's key-frame request (PLI) that must reach the publisher through the SFU.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import threading
 
@@ -32,11 +38,12 @@ from aiortc.codecs.vpx import Vp8Encoder, vp8_depayload
 from aiortc.mediastreams import MediaStreamError
 
 from e2ee_lab.analysis.offline import analyze
-from e2ee_lab.analysis.views import CapturedCall, analyze_views
+from e2ee_lab.analysis.views import CapturedCall, analyze_views, recording
 from e2ee_lab.call import add_call_arguments, run_call
 from e2ee_lab.call.frame_keys import SFrameCrypto
+from e2ee_lab.call.participant import WIRE_SAMPLE
 from e2ee_lab.call.pipeline import PLI_INTERVAL
-from e2ee_lab.call.run import CALL_KEY_POLICY
+from e2ee_lab.call.run import CALL_KEY_POLICY, START_DELAY, format_summary
 from e2ee_lab.capture import sniff_problem
 from e2ee_lab.crypto.keys import Group
 from e2ee_lab.media.codecs import VP8_PAYLOAD_TYPE
@@ -56,10 +63,12 @@ from e2ee_lab.webrtc import (
     missing_attributes,
     remap_offer,
     run_webrtc_call,
+    run_webrtc_call_async,
 )
 from e2ee_lab.webrtc import aiortc_hooks
 from e2ee_lab.webrtc.aiortc_hooks import TransformingEncoder
-from e2ee_lab.webrtc.media import SceneTrack, prefer
+from e2ee_lab.transport import read_keylog, receive_session
+from e2ee_lab.webrtc.media import SceneTrack, parse_track_label, prefer
 from e2ee_lab.webrtc.transform import ReceiverTransform, SenderTransform, attach_receiver, attach_sender
 
 MODES = ["dtls-srtp", "e2ee"]
@@ -167,7 +176,8 @@ def test_loopback_configuration_has_no_ice_servers():
 
 
 def test_every_private_aiortc_attribute_the_hooks_use_still_exists():
-    assert len(PRIVATE_ATTRIBUTES) == 10
+    assert len(PRIVATE_ATTRIBUTES) == 11
+    assert ("RTCIceTransport", "_send") in [(c, a) for c, a, _ in PRIVATE_ATTRIBUTES]
     assert missing_attributes() == []
 
 
@@ -229,7 +239,7 @@ def test_sender_and_receiver_transforms_round_trip_and_fail_closed():
     receiver = ReceiverTransform(SFrameCrypto(bob), kind="video", sender_member=0, lock=lock, clock=clock)
     assert receiver(9, protected, 777) == (data, False)
     assert receiver.first_timestamp == 777 and receiver.wire_timestamp(2**32 - 700) == 77
-    assert receiver.opened(777).size == len(protected)
+    assert receiver.opened(777).size == len(protected) and receiver.opened(777).frame_type == "key"
 
 
 def test_receiver_transform_drops_refused_frames_and_throttles_key_frame_requests():
@@ -418,6 +428,64 @@ def test_the_offline_analysis_gives_the_same_verdicts(call, views):
         assert views.summary()["sfu_min_stream_entropy"] > 7.5
 
 
+# --- the summary has the lab's fields ---------------------------------------------------------------
+
+#: dicts whose keys are data (drop reasons, participant names), not fields: compared as one field
+DATA_KEYED = {"dropped", "speech_correlation", "garbage_sent"}
+
+
+def _schema(value, path: str = "") -> dict[str, str]:
+    """Every field of a summary, recursively (``a.b``; list rows as ``a[].b``) -> its value's type."""
+    fields: dict[str, str] = {}
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else key
+            fields[name] = type(item).__name__
+            if key not in DATA_KEYED:
+                fields |= _schema(item, name)
+    elif isinstance(value, list):
+        for row in value:
+            fields |= _schema(row, f"{path}[]")
+    return fields
+
+
+def _missing_or_retyped(lab: dict, webrtc: dict) -> dict[str, tuple[str, str | None]]:
+    """Fields of ``lab`` that ``webrtc`` lacks or holds with another type (None fits any type)."""
+    mine = _schema(webrtc)
+    return {name: (kind, mine.get(name)) for name, kind in _schema(lab).items()
+            if name not in mine or "NoneType" not in (kind, mine[name]) and kind != mine[name]}
+
+
+def test_schema_sees_nested_and_row_fields():
+    lab = {"a": 1, "sfu": {"b": 2, "dropped": {"x": 1}}, "participants": [{"name": "a", "c": 1.0}]}
+    assert _missing_or_retyped(lab, lab) == {}
+    webrtc = {"a": 1, "sfu": {"dropped": {}}, "participants": [{"name": "a", "c": 1}], "extra": 0}
+    assert _missing_or_retyped(lab, webrtc) == {"sfu.b": ("int", None), "participants[].c": ("float", "int")}
+
+
+@pytest.fixture(scope="module")
+def lab_summary():
+    """A live lab-stack call's summary (e2ee, 2 participants, 1 s): the lab's current fields."""
+    return run_call("e2ee", 2, 1.0, seed=3, size="ci").summary
+
+
+def test_the_recorded_lab_calls_have_the_live_lab_calls_fields(lab_summary):
+    for mode in MODES:  # so comparing with the recordings compares with the lab's current summary
+        assert _missing_or_retyped(lab_summary, recording(mode).summary) == {}, mode
+
+
+def test_the_summary_has_every_field_of_the_lab_calls_summary(call):
+    lab = recording(call.config.mode).summary  # a captured lab call of the same mode
+    if call.capture is None:  # the lab's summary has "capture" only for a captured call
+        lab = {k: v for k, v in lab.items() if k != "capture"}
+    assert _missing_or_retyped(lab, call.summary) == {}
+    wire = call.summary["wire"]  # an eavesdropper on lo, no keys: sees packets, decodes nothing
+    assert 0 < wire["srtp_packets"] <= min(PEOPLE * WIRE_SAMPLE, call.summary["sfu"]["packets_in"])
+    assert wire["audio_frames_seen"] > 0
+    assert wire["video_frames_decodable"] == wire["audio_frames_intelligible"] == 0
+    assert call.wire.summary()["video_frames_decodable"] == 0 and call.summary["garbage_sent"] == {}
+
+
 # --- entry points ----------------------------------------------------------------------------------
 
 
@@ -450,3 +518,65 @@ def test_track_frames_are_paced_and_end():
     frames, elapsed, track = asyncio.run(pull())
     assert [f.pts for f in frames] == [0, 1, 2] and elapsed >= 2 / 15 - 0.01
     assert set(track.thumbnails) == {0, 1, 2} and isinstance(track.thumbnails[0], np.ndarray)
+
+
+def test_the_cli_runs_a_call_on_the_webrtc_stack(tmp_path, capsys, lab_summary):
+    parser = argparse.ArgumentParser()
+    add_call_arguments(parser)
+    args = parser.parse_args(["--stack", "webrtc", "--mode", "e2ee", "--participants", "2", "--seconds", "1.5",
+                              "--size", "ci", "--seed", "3", "--out", str(tmp_path), "--capture", "off"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["stack"], summary["mode"], summary["participant_count"]) == ("webrtc", "e2ee", 2)
+    assert out.startswith("mode e2ee, 2 participants, 1.5 s, size ci, AEAD_AES_256_GCM\n")
+    assert format_summary(summary) in out  # the table printed is the summary written
+    assert f"wrote {tmp_path / 'summary.json'} and {tmp_path / 'sfu-keys.json'}" in out
+    for p, line in zip(summary["participants"], out.splitlines()[2:4]):
+        assert line.split()[:2] == [p["name"], str(p["video_frames_sent"])]
+        assert p["video_frames_expected"] == p["video_frames_sent"] == summary["window"]["video_frames"] == 22
+        assert p["video_frames_decoded"] >= DELIVERY * p["video_frames_expected"]
+    assert "video decodable 0/" in out.splitlines()[4]  # the SFU holds ciphertext
+    assert _missing_or_retyped(lab_summary, summary) == {}  # same mode, same participants
+    keylog = read_keylog(tmp_path / "sfu-keys.json")
+    assert [e.leg for e in keylog] == ["alice", "bob"]
+    assert {e.profile.value for e in keylog} == {"AEAD_AES_256_GCM"}
+    assert {e.client[0] for e in keylog} | {e.server[0] for e in keylog} == {"127.0.0.1"}
+
+
+def test_a_subscribers_pli_reaches_the_publisher_through_the_sfu():
+    seen: dict = {}
+
+    async def bob_asks_for_a_key_frame(sfu, people):
+        alice, bob = people
+        await asyncio.sleep(START_DELAY + 0.6)
+        (transceiver,) = [t for t in bob.pc.getTransceivers() if t.receiver.track is not None
+                          and parse_track_label(t.receiver.track.id) == ("alice", "video")]
+        (source,) = transceiver.receiver.getSynchronizationSources()  # the SSRC the SFU sends alice on
+        seen["before"] = (bob.plis_sent, sfu.plis_forwarded, alice.plis_received)
+        seen["frames_before"] = len(alice.senders["video"].records)
+        await aiortc_hooks.request_key_frame(transceiver.receiver, source.source)
+        for _ in range(50):
+            if alice.plis_received > seen["before"][2]:
+                break
+            await asyncio.sleep(0.01)
+        seen["after"] = (bob.plis_sent, sfu.plis_forwarded, alice.plis_received)
+        seen["people"] = people
+
+    result = asyncio.run(run_webrtc_call_async("dtls-srtp", 2, 1.5, seed=4, size="ci",
+                                               during=bob_asks_for_a_key_frame))
+    bob_sent, forwarded, alice_got = (a - b for a, b in zip(seen["after"], seen["before"]))
+    assert bob_sent >= 1 and forwarded >= 1 and alice_got >= 1  # subscriber -> SFU -> publisher
+    alice, bob = seen["people"]
+    later = alice.senders["video"].records[seen["frames_before"]:]
+    answered = {r.frame_index for r in later if r.frame_type == "key"}
+    assert answered  # the publisher's encoder answered with a key frame
+    got = result.received
+    keys = got[(got.receiver == "bob") & (got.publisher == "alice") & (got.frame_type == "key") & got.decoded]
+    assert answered & set(keys.frame_index)  # and bob decoded it
+    # the wire sample is what went on the leg: the SFU's exported key opens it, with alice's SSRCs
+    entry = next(e for e in result.keylog if e.leg == "alice")
+    session = receive_session(entry, sender=entry.client)
+    opened = [session.unprotect(d) for d in alice.wire[:20]]
+    assert {int.from_bytes(o[8:12], "big") for o in opened} <= {t.ssrc for t in alice.senders.values()}
+    assert all(len(d) == len(o) + entry.profile.rtp_overhead for d, o in zip(alice.wire, opened))

@@ -2,8 +2,12 @@
 
 aiortc (pinned 1.16.0) has no public Encoded Transform (W3C WebRTC Encoded Transform) and no
 API for forwarding RTP: its maintainer answered both requests (aiortc#374, aiortc#627) with
-"hack away". The hooks here are per instance (nothing global is patched) and each wraps one
-private method or fills one private slot:
+"hack away". The hooks here are per instance: each wraps one private method or fills one private
+slot of one aiortc object, and no aiortc class or module is changed. The package's only
+process-wide change lives elsewhere and touches no private name:
+:func:`e2ee_lab.webrtc.loopback.loopback_ice` replaces aioice's public module function
+``aioice.ice.get_host_addresses`` while a ``with`` block is open (the calls open it around the
+offer/answer exchange, where candidates are gathered) and restores it on exit.
 
 send side (between encoder and packetizer, the W3C Encoded Transform point)
     ``RTCRtpSender._RTCRtpSender__encoder``: the lazily created encoder slot; a
@@ -19,6 +23,9 @@ forwarding and feedback (the SFU)
     ``RTCRtpReceiver._handle_rtp_packet`` (every RTP packet after SRTP unprotect),
     ``RTCRtpReceiver._send_rtcp_pli``, ``RTCRtpSender._handle_rtcp_packet`` (RTCP for a sender),
     ``RTCRtpSender._ssrc`` and ``RTCDtlsTransport._send_rtp`` (SRTP-protect and send on a leg).
+the wire (what an observer on ``lo`` sees)
+    ``RTCIceTransport._send`` (an instance attribute aiortc sets to aioice's ``Connection.send``):
+    wrapped, so a copy of each datagram a DTLS transport sends, SRTP-protected, can be kept.
 keys (RFC 5764 §4.2)
     ``RTCDtlsTransport._ssl`` (the pyOpenSSL connection, whose exporter can be run again after
     the handshake) and ``RTCDtlsTransport._role`` ("client" or "server").
@@ -52,6 +59,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str, str], ...] = (
     ("RTCRtpReceiver", "_handle_rtp_packet", "wrapped: the SFU taps and forwards every RTP packet"),
     ("RTCRtpReceiver", "_send_rtcp_pli", "wrapped to count PLIs; called to forward one"),
     ("RTCDtlsTransport", "_send_rtp", "SRTP-protect and send a forwarded packet; wrapped as a send tap"),
+    ("RTCIceTransport", "_send", "wrapped: a copy of each protected datagram sent (the wire view)"),
     ("RTCDtlsTransport", "_ssl", "pyOpenSSL connection: the RFC 5764 exporter for the key log"),
     ("RTCDtlsTransport", "_role", "DTLS client or server: which half of the exported keys is ours"),
 )
@@ -237,6 +245,19 @@ def tap_sent_rtp(transport, handler: Callable[[bytes], None]) -> None:
     transport._send_rtp = send
 
 
+def tap_sent_datagrams(transport, handler: Callable[[bytes], None]) -> None:
+    """Call ``handler(datagram)`` for every datagram the DTLS ``transport`` hands its ICE transport
+    (SRTP, SRTCP and DTLS records, after protection): exactly the UDP payloads an observer sees."""
+    ice = transport.transport
+    original = ice._send
+
+    async def send(data: bytes) -> None:
+        handler(data)
+        await original(data)
+
+    ice._send = send
+
+
 def dtls_state(transport):
     """``(pyOpenSSL connection, role)`` of a connected ``RTCDtlsTransport`` (role "client"/"server")."""
     return transport._ssl, transport._role
@@ -254,8 +275,8 @@ async def _missing_async() -> list[str]:
     try:
         video = pc.addTransceiver("video")
         sender, receiver, transport = video.sender, video.receiver, video.receiver.transport
-        objects = {"RTCRtpSender": sender, "RTCRtpReceiver": receiver,
-                   "RTCDtlsTransport": transport, "Vp8Encoder": Vp8Encoder()}
+        objects = {"RTCRtpSender": sender, "RTCRtpReceiver": receiver, "RTCDtlsTransport": transport,
+                   "RTCIceTransport": transport.transport, "Vp8Encoder": Vp8Encoder()}
         missing = [f"{cls}.{name}" for cls, name, _ in PRIVATE_ATTRIBUTES
                    if not _has(objects[cls], name)]
         buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)

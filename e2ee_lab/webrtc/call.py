@@ -23,8 +23,9 @@ number of those it decoded (video: the picture matches the sent one). The SFU's 
 its decoding attempt on the packets it forwarded (:func:`~e2ee_lab.analysis.sfu_view.analyze_packets`),
 over the whole call.
 
-The result (:class:`WebRTCCallResult`) has the lab's summary fields (plus PLI counts, the SDPs,
-candidates and DTLS roles), the SFU's key log in the lab's format, and with ``capture="sniff"``
+The result (:class:`WebRTCCallResult`) has every summary field of the lab's call, with the same
+meaning (:func:`_summary` says how each is filled here), plus PLI counts, the SDPs, candidates and
+DTLS roles; the SFU's key log in the lab's format, and with ``capture="sniff"``
 (or ``"auto"`` where sniffing is permitted) the call's pcap, which :mod:`e2ee_lab.analysis`
 reads unchanged. The socket tap cannot see aiortc's sockets: ``capture="tap"`` raises, and
 ``"auto"`` without capture rights records nothing and says so.
@@ -36,13 +37,14 @@ import asyncio
 import statistics
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech
+from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech, wire_packets
 from e2ee_lab.call.capture import CallCapture, CaptureInfo, FrameKeys, call_frame_keys
 from e2ee_lab.call.frame_keys import MODES
 from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
@@ -74,13 +76,16 @@ TAIL = 0.3  # seconds of media after the measured window, not counted (flushes t
 DRAIN = 0.3  # seconds to wait after the last frame for packets in flight
 CONNECT_TIMEOUT = 10.0  # seconds until every peer connection must be connected
 LOOPBACK_IPS = ("127.0.0.1", "::1")
+#: an experiment on a running call's media: ``during(sfu, participants)`` (:func:`run_webrtc_call_async`)
+During = Callable[[WebRTCSFU, list[WebRTCParticipant]], Awaitable[None]]
 
 
 @dataclass
 class WebRTCCallResult:
     """What an aiortc call produced; the fields shared with :class:`~e2ee_lab.call.CallResult`
-    mean the same (``summary``, ``sent``, ``received``, ``sfu``, ``keylog``, ``relay``, ``pictures``,
-    ``scenes``, ``speech``, ``sockets``, ``names``, ``members``, ``capture``, ``frame_keys``).
+    mean the same (``summary``, ``sent``, ``received``, ``sfu``, ``wire``, ``keylog``, ``relay``,
+    ``pictures``, ``scenes``, ``speech``, ``sockets``, ``names``, ``members``, ``capture``,
+    ``frame_keys``).
 
     ``view``: every publisher packet the SFU received (after SRTP). ``stolen``: the frames its
     jitter buffers completed and kept from the decoder. ``sdp[name]``: the SFU's offer and the
@@ -94,6 +99,7 @@ class WebRTCCallResult:
     sent: pd.DataFrame
     received: pd.DataFrame
     sfu: SFUView
+    wire: SFUView
     view: pd.DataFrame
     stolen: pd.DataFrame
     keylog: list[KeyLogEntry]
@@ -186,9 +192,14 @@ def capture_mode(mode: str) -> tuple[str, str | None]:
 
 async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0,
                                 seed: int = 0, size: Size | None = None, out: str | Path | None = None, *,
-                                capture: str = "off",
-                                key_policy: RekeyPolicy = CALL_KEY_POLICY) -> WebRTCCallResult:
-    """Run one aiortc call in the running event loop (see :func:`run_webrtc_call`)."""
+                                capture: str = "off", key_policy: RekeyPolicy = CALL_KEY_POLICY,
+                                during: During | None = None) -> WebRTCCallResult:
+    """Run one aiortc call in the running event loop (see :func:`run_webrtc_call`).
+
+    ``during(sfu, people)``, if given, is a coroutine function started when media is released
+    (``START_DELAY`` s before the first frame) and awaited before anything closes: an experiment on
+    the running call (ask for a key frame, drop packets with ``sfu.forward_filter``, change a key).
+    """
     started = time.perf_counter()
     size = _validate(mode, participants, seconds, size)
     how, note = capture_mode(capture)
@@ -224,7 +235,10 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
         timing["media_start_s"] = start - t0
         for p in people:
             p.start.set_result(start)
+        experiment = asyncio.ensure_future(during(sfu, people)) if during is not None else None
         await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
+        if experiment is not None:
+            await experiment
         keylog, sockets = sfu.keylog(), sfu.sockets()
         handshakes = _handshakes(sfu, people)
     finally:
@@ -364,6 +378,9 @@ def _collect(mode, participants, seconds, seed, size, sfu: WebRTCSFU, people: li
     speech = {p.name: sent_speech(p.speech, int(audio.get(p.name, -1)) + 1) for p in people}
     view = sfu.view_packets()
     sfu_view = analyze_packets(view, sent, scenes=scenes, speech=speech)
+    ssrcs = {t.ssrc: p.name for p in people for t in p.senders.values()}
+    wire = analyze_packets(wire_packets([d for p in people for d in p.wire], ssrcs), sent,
+                           scenes=scenes, speech=speech)
     relay = pd.DataFrame([(m.time, m.sender, m.recipient, len(m.data), m.data) for m in sfu.signalling.relayed],
                          columns=["time", "sender", "recipient", "size", "data"])
     pictures = {p.name: {s.publisher: s.latest_picture for s in p.sinks
@@ -372,7 +389,7 @@ def _collect(mode, participants, seconds, seed, size, sfu: WebRTCSFU, people: li
     cands = pd.DataFrame([{"leg": name, "sdp": which, **vars(c)} for name, pair in sdp.items()
                           for which, text in pair.items() for c in candidates(text)])
     result = WebRTCCallResult(
-        config=config, summary={}, sent=sent, received=received, sfu=sfu_view, view=view,
+        config=config, summary={}, sent=sent, received=received, sfu=sfu_view, wire=wire, view=view,
         stolen=sfu.stolen_frames(), keylog=keylog, relay=relay, pictures=pictures, scenes=scenes,
         speech=speech, sockets=sockets, sdp=sdp, candidates=cands, handshakes=handshakes,
         names=[p.name for p in people], members=dict(sfu.signalling.members))
@@ -398,8 +415,29 @@ def _participant_row(p: WebRTCParticipant, sent: pd.DataFrame, received: pd.Data
     return row
 
 
+def _wire_summary(wire: SFUView, people: list[WebRTCParticipant]) -> dict:
+    """``summary["wire"]`` as the lab's: datagrams sampled, frames seen and decodable without keys."""
+    counts = wire.summary()
+    return {"srtp_packets": sum(len(p.wire) for p in people),
+            **{k: counts[k] for k in ("video_frames_seen", "video_frames_decodable",
+                                      "audio_frames_seen", "audio_frames_intelligible")}}
+
+
 def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCParticipant],
              window: dict[str, int], timing: dict[str, float]) -> dict:
+    """The JSON-ready summary: every field of the lab call's summary (``e2ee_lab.call.run``), with
+    the same meaning, plus this stack's own (``stack``, ``window``, ``timing``, ``plis``,
+    ``loopback``; per participant ``video_latency_ms``; for the SFU ``frames_stolen`` and
+    ``plis_forwarded``).
+
+    How the shared fields are filled here: frame counts cover the measured window (module
+    docstring); ``srtp_profile`` is the one aiortc negotiated; ``wire`` is an eavesdropper's
+    attempt, without any key, on the first :data:`~e2ee_lab.call.participant.WIRE_SAMPLE` SRTP
+    datagrams each participant sent (copied below aiortc's SRTP, as on ``lo``); ``garbage_sent``
+    is always ``{}`` (no garbage datagram was sent: this stack has no garbage injector, and
+    :func:`run_for_stack` refuses ``garbage``), which is also the lab's value for a call without
+    garbage. ``capture`` and ``elapsed_s`` are added by the caller.
+    """
     config = result.config
     rows = [_participant_row(p, result.sent, result.received, window) for p in people]
     stolen = result.stolen
@@ -421,6 +459,7 @@ def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCPartic
                                  "every leg is connected and every member holds every key"},
         "timing": {k: round(v, 3) for k, v in timing.items()},
         "participants": rows, "sfu": sfu_summary,
+        "wire": _wire_summary(result.wire, people), "garbage_sent": {},
         "plis": {"sent_by_receivers": sum(p.plis_sent for p in people),
                  "forwarded_by_sfu": sfu.plis_forwarded, "sent_by_sfu": sfu.plis_sent,
                  "received_by_publishers": sum(p.plis_received for p in people),

@@ -7,9 +7,16 @@ through a public API:
   127.0.0.1 and ::1 (a real client never wants them), so on loopback alone it gathers nothing and
   otherwise it offers the machine's external addresses. ``Connection.gather_candidates()`` calls
   that module-level function; neither aioice's ``Connection`` nor aiortc's ``RTCConfiguration``
-  can choose an interface. :func:`loopback_ice` therefore replaces the function with one that
-  returns ``["127.0.0.1"]``, for the duration of a ``with`` block only (reference-counted, so
-  nested and concurrent calls share one patch), and puts the original back afterwards.
+  can choose an interface. :func:`loopback_ice` therefore replaces that one attribute,
+  ``aioice.ice.get_host_addresses`` (a public module function, no private name), with
+  :func:`loopback_host_addresses`, which returns ``["127.0.0.1"]``. The replacement is a module
+  attribute, so while it is in place it holds for the whole process (every thread's aioice
+  gathering); it is in place only from the first entry into a ``with loopback_ice():`` block to the
+  last exit (reference-counted under a lock, so nested and concurrent blocks share one patch), and
+  the original function is put back on that exit, also when the block raises. The calls of this
+  package open the block around the offer/answer exchange only (where aiortc gathers), not for the
+  whole call. Nothing else in aioice or aiortc is patched here; the per-object hooks on private
+  aiortc attributes are in :mod:`e2ee_lab.webrtc.aiortc_hooks`.
 - ``RTCConfiguration(iceServers=None)`` (the default) makes aiortc ask ``stun.l.google.com`` for a
   server-reflexive candidate (RFC 8445 §5.1.1.2): a packet to the Internet.
   :func:`loopback_configuration` passes ``iceServers=[]`` and max-bundle (RFC 9143: one transport,
@@ -44,7 +51,8 @@ def loopback_host_addresses(use_ipv4: bool = True, use_ipv6: bool = True) -> lis
 
 @contextmanager
 def loopback_ice() -> Iterator[None]:
-    """Within the block, aioice gathers host candidates on 127.0.0.1 only (module docstring).
+    """Within the block, aioice gathers host candidates on 127.0.0.1 only, in every thread of the
+    process (``aioice.ice.get_host_addresses`` is replaced; module docstring).
 
     Reference-counted under a lock: the first entry installs the replacement, the last exit
     restores the original function, whatever happened inside.

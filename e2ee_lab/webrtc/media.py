@@ -169,9 +169,10 @@ class TrackSink:
         timestamp = self.transform.wire_timestamp(frame.pts)
         sent = self.truth(self.publisher, self.kind, timestamp) if timestamp is not None else None
         index, sent_at, thumb = sent if sent else (-1, math.nan, None)
+        opened = self.transform.opened(timestamp) if timestamp is not None else None
         reason, mae, frame_type = "", math.nan, None
-        if self.kind == "video":
-            frame_type = "key" if frame.key_frame else "delta"
+        if self.kind == "video":  # the decoder's frames carry no key flag: the VP8 header tells
+            frame_type = opened.frame_type if opened is not None else None
             if thumb is None:
                 reason = "unknown_frame"
             else:
@@ -183,7 +184,6 @@ class TrackSink:
                     reason = "garbage_picture"
         elif sent is None:
             reason = "unknown_frame"
-        opened = self.transform.opened(timestamp) if timestamp is not None else None
         self.records.append(ReceivedFrame(
             receiver=self.receiver, publisher=self.publisher, kind=self.kind,
             ssrc=opened.ssrc if opened else -1, timestamp=timestamp if timestamp is not None else -1,

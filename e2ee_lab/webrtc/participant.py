@@ -14,7 +14,9 @@ agreed; until then the transforms drop frames (fail closed).
 Counted here: PLIs the participant's receivers send (any cause) and PLI/FIR its senders receive;
 the first RTP timestamp of each outgoing SSRC (a tap on the transport, which sees packets before
 SRTP) gives the random timestamp origin aiortc adds, so sent frames can be named by the RTP
-timestamp receivers and captures see.
+timestamp receivers and captures see. As in the lab's participant, the first
+:data:`~e2ee_lab.call.participant.WIRE_SAMPLE` SRTP packets it sends are kept in ``wire``, as
+protected datagrams (a tap below SRTP): exactly the bytes a passive observer on ``lo`` sees.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, is_rtcp
 
 from e2ee_lab.call.frame_keys import FrameCrypto, make_frame_crypto
-from e2ee_lab.call.participant import SPEECH_STAGGER, participant_name
+from e2ee_lab.call.participant import SPEECH_STAGGER, WIRE_SAMPLE, participant_name
 from e2ee_lab.crypto.keys import IdentityKeyPair, KeyAgreementError, Member, RekeyPolicy, RosterUpdate, kid_for
 from e2ee_lab.media.codecs import OPUS_PAYLOAD_TYPE, VIDEO_CLOCK, VP8_PAYLOAD_TYPE
 from e2ee_lab.media.scene import Scene, VideoSize
@@ -72,6 +74,7 @@ class WebRTCParticipant:
         self.sinks: list[TrackSink] = []
         self.origins: dict[int, int] = {}  # SSRC -> RTP timestamp of its first packet
         self.packets: Counter[tuple[int, int]] = Counter()  # (SSRC, RTP timestamp) -> packets sent
+        self.wire: list[bytes] = []  # the first WIRE_SAMPLE SRTP datagrams sent, as on the wire
         self.plis_sent = 0
         self.plis_by_ssrc: Counter[int] = Counter()  # PLIs sent per forwarded video SSRC
         self.plis_received = 0
@@ -106,6 +109,7 @@ class WebRTCParticipant:
         check_loopback(self.answer_sdp, where=f"{self.name}'s answer")
         transport = self.pc.getSenders()[0].transport
         aiortc_hooks.tap_sent_rtp(transport, self._on_sent)
+        aiortc_hooks.tap_sent_datagrams(transport, self._on_datagram)
         return self.answer_sdp
 
     def _add_sender(self, sender, kind: str) -> None:
@@ -144,6 +148,11 @@ class WebRTCParticipant:
         timestamp, ssrc = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big")
         self.origins.setdefault(ssrc, timestamp)
         self.packets[ssrc, timestamp] += 1
+
+    def _on_datagram(self, data: bytes) -> None:
+        """Keep the first SRTP (not SRTCP, STUN or DTLS) datagrams, RFC 7983 demultiplexing."""
+        if len(self.wire) < WIRE_SAMPLE and len(data) >= 12 and 128 <= data[0] <= 191 and not is_rtcp(data):
+            self.wire.append(bytes(data))
 
     async def _on_rtcp(self, packet) -> None:
         if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):

@@ -70,6 +70,7 @@ class OpenedFrame:
     size: int  # frame bytes as reassembled (ciphertext in e2ee mode)
     time: float  # seconds since the call started
     reason: str  # "" when it went on to the decoder, else the drop counter
+    frame_type: str | None = None  # "key"/"delta" of the plaintext VP8 frame; None for audio or a drop
 
 
 class SenderTransform:
@@ -167,7 +168,8 @@ class ReceiverTransform:
                 return None, self._want_key_frame(now)
         if self.first_timestamp is None:
             self.first_timestamp = timestamp
-        self._record(OpenedFrame(ssrc, timestamp, len(data), now, ""))
+        frame_type = vp8_frame_type(plain) if self.kind == "video" and plain else None
+        self._record(OpenedFrame(ssrc, timestamp, len(data), now, "", frame_type))
         return plain, False
 
     def _record(self, opened: OpenedFrame) -> None:
