@@ -369,7 +369,10 @@ def test_the_sfu_decodes_plain_media_and_nothing_of_e2ee_media(call):
         assert s["key_messages_relayed"] == PEOPLE * (PEOPLE - 1)
     # frame stealing: the SFU's jitter buffers completed (nearly) every frame, none was decoded by aiortc
     assert s["frames_stolen"]["video"] >= s["video_frames_seen"] - PEOPLE
-    assert s["packets_forwarded"] == (PEOPLE - 1) * s["packets_in"] and not s["dropped"]
+    # every packet in goes to every other member, or is counted; only legs closing at the end may drop
+    closing = {"closed_while_forwarding", "leg_not_connected", "send_failed"}
+    assert s["packets_forwarded"] + sum(s["dropped"].values()) == (PEOPLE - 1) * s["packets_in"], s["dropped"]
+    assert set(s["dropped"]) <= closing and sum(s["dropped"].values()) <= 2 * PEOPLE, s["dropped"]
 
 
 def test_plis_stay_few(call):

@@ -28,6 +28,8 @@ never pass through here: the signalling relay carries the members' key messages 
 
 from __future__ import annotations
 
+import asyncio
+
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -183,23 +185,33 @@ class WebRTCSFU:
             self.dropped["unknown_payload_type"] += 1
             return
         self._publisher_ssrc[publisher, kind] = packet.ssrc
-        for transceiver in self._routes[publisher, kind]:
-            if self.forward_filter is not None and self.forward_filter(
-                    publisher, self._subscriber[id(transceiver)], kind, packet):
-                self.dropped["filtered"] += 1
-                continue
-            out = RtpPacket(payload_type=packet.payload_type, marker=packet.marker,
-                            sequence_number=packet.sequence_number, timestamp=packet.timestamp,
-                            ssrc=aiortc_hooks.sender_ssrc(transceiver.sender), payload=packet.payload)
-            out.extensions.mid = transceiver.mid
-            out.extensions.audio_level = packet.extensions.audio_level
-            out.extensions.abs_send_time = packet.extensions.abs_send_time
+        routes = self._routes[publisher, kind]
+        for done, transceiver in enumerate(routes):
             try:
-                await aiortc_hooks.send_rtp(transceiver.sender.transport, out.serialize(self._extensions))
-            except ConnectionError:
-                self.dropped["leg_not_connected"] += 1
-            else:
-                self.packets_forwarded += 1
+                await self._forward_one(publisher, kind, packet, transceiver)
+            except asyncio.CancelledError:  # a leg closed while the send was pending: count, not lose
+                self.dropped["closed_while_forwarding"] += len(routes) - done
+                raise
+
+    async def _forward_one(self, publisher: str, kind: str, packet: RtpPacket, transceiver) -> None:
+        if self.forward_filter is not None and self.forward_filter(
+                publisher, self._subscriber[id(transceiver)], kind, packet):
+            self.dropped["filtered"] += 1
+            return
+        out = RtpPacket(payload_type=packet.payload_type, marker=packet.marker,
+                        sequence_number=packet.sequence_number, timestamp=packet.timestamp,
+                        ssrc=aiortc_hooks.sender_ssrc(transceiver.sender), payload=packet.payload)
+        out.extensions.mid = transceiver.mid
+        out.extensions.audio_level = packet.extensions.audio_level
+        out.extensions.abs_send_time = packet.extensions.abs_send_time
+        try:
+            await aiortc_hooks.send_rtp(transceiver.sender.transport, out.serialize(self._extensions))
+        except ConnectionError:
+            self.dropped["leg_not_connected"] += 1
+        except Exception:  # a leg torn down under the send: one subscriber's copy lost, counted
+            self.dropped["send_failed"] += 1
+        else:
+            self.packets_forwarded += 1
 
     async def _forward_pli(self, publisher: str, kind: str) -> None:
         """A subscriber asked for a key frame of ``publisher``'s stream: ask the publisher."""
