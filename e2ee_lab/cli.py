@@ -2,7 +2,10 @@
 
 ``e2ee-lab bench sframe`` runs a benchmark from :data:`e2ee_lab.bench.BENCHMARKS` (``all`` runs every
 one), prints a table (or JSON with ``--json``) and writes a CSV under ``reports/``. Options a
-benchmark does not take (``--suites`` for ``transforms``, say) are left out of its call. A new job is a
+benchmark does not take (``--suites`` for ``transforms``, say) are left out of its call; a bad option
+value (a ValueError, or uvloop asked for but not installed) is one line on stderr and exit status 2.
+``e2ee-lab bench sfu --profile`` profiles the SFU's process in one room instead
+(:func:`e2ee_lab.bench.sfu_profile.profile_sfu`) and prints where its time goes. A new job is a
 ``_add_<name>(subparsers)`` function registered in :data:`SUBCOMMANDS` that sets ``func`` on its
 parser; ``func(args)`` returns the exit status.
 """
@@ -44,7 +47,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
                                    description=f"Benchmarks ({listing}; all: every one).")
     parser.add_argument("name", choices=_bench_names(), help="which benchmark")
     parser.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
-    parser.add_argument("--out", type=Path, help="CSV path (default reports/bench_<name>.csv)")
+    parser.add_argument("--out", type=Path, help="CSV path (default reports/bench_<name>.csv; "
+                        "with --profile reports/profile_sfu.csv)")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per figure (median reported)")
     parser.add_argument("--number", type=int, help="operations (sframe) or passes over the frames "
                         "(transforms, pipeline) per run (default: calibrated)")
@@ -53,12 +57,16 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--media", nargs="+", help="opus, vp8-320x240, vp8-640x480, vp8-1280x720 "
                         "(transforms, pipeline)")
     parser.add_argument("--frames", type=int, help="encoded frames per medium (transforms, pipeline)")
-    parser.add_argument("--no-openssl", action="store_true", help="skip the openssl speed ceiling (transforms)")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip the ceiling: AES-128-GCM's bulk rate through cryptography (transforms)")
     parser.add_argument("--codec", choices=("both", "on", "off"), default="both",
                         help="encode/decode in the loop (pipeline)")
     parser.add_argument("--rooms", type=int, nargs="+", help="participants per room (sfu; default 2 4 8 16)")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"),
                         help="the SFU process's event loop (sfu; default asyncio; uvloop: pip install 'e2ee-lab[fast]')")
+    parser.add_argument("--profile", nargs="?", const="e2ee", choices=("dtls-srtp", "e2ee", "bare"), metavar="MODE",
+                        help="sfu only: cProfile the SFU's process in one room (--rooms N, default 4) in MODE "
+                        "(default e2ee) and print the share of its busy time per category and the top functions")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run_bench)
 
@@ -71,7 +79,7 @@ def _bench_kwargs(args: argparse.Namespace, run: Callable[..., object]) -> dict[
     kwargs: dict[str, object] = {"repeat": args.repeat, "number": args.number,
                                  "progress": not args.no_progress}
     optional = {"sizes": args.sizes, "suites": args.suites, "media": args.media, "frames": args.frames,
-                "openssl": False if args.no_openssl else None, "codec": _CODEC[args.codec],
+                "ceiling": False if args.no_ceiling else None, "codec": _CODEC[args.codec],
                 "rooms": getattr(args, "rooms", None), "loop": getattr(args, "loop", None)}
     kwargs.update({k: v for k, v in optional.items() if v is not None})
     accepted = inspect.signature(run).parameters
@@ -81,6 +89,8 @@ def _bench_kwargs(args: argparse.Namespace, run: Callable[..., object]) -> dict[
 def _run_bench(args: argparse.Namespace) -> int:
     from e2ee_lab.bench import BENCHMARKS
 
+    if args.profile is not None:
+        return _run_profile(args)
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     if args.out is not None and len(names) > 1:
         print("--out takes one benchmark; with 'all' the CSVs go to reports/", file=sys.stderr)
@@ -90,8 +100,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         bench = BENCHMARKS[name]
         try:
             df = bench.run(**_bench_kwargs(args, bench.run))
-        except ImportError as exc:  # --loop uvloop without uvloop installed
-            print(f"bench {name}: {exc} (pip install 'e2ee-lab[fast]')", file=sys.stderr)
+        except (ImportError, ValueError) as exc:  # a bad option value, or --loop uvloop without uvloop
+            print(f"e2ee-lab bench {name}: {exc}", file=sys.stderr)
             return 2
         out = args.out or REPORTS / f"bench_{name}.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +118,36 @@ def _run_bench(args: argparse.Namespace) -> int:
                                    for row in df.to_dict("records")]}
                    for name, df in results.items()}
         print(json.dumps(payload, indent=2))
+    return 0
+
+
+def _run_profile(args: argparse.Namespace) -> int:
+    """``bench sfu --profile``: profile one room, print the shares (or JSON), write the functions' CSV."""
+    from e2ee_lab.bench.sfu_profile import format_profile, profile_sfu
+
+    rooms = args.rooms or [4]
+    if args.name != "sfu" or len(rooms) != 1:
+        print("e2ee-lab bench: --profile takes the sfu benchmark and one room size (--rooms N)", file=sys.stderr)
+        return 2
+    kwargs = _bench_kwargs(args, profile_sfu)  # repeat, number, loop, progress
+    began = time.perf_counter()
+    try:
+        result = profile_sfu(rooms[0], args.profile, **kwargs)
+    except (ImportError, ValueError) as exc:
+        print(f"e2ee-lab bench sfu --profile: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or REPORTS / "profile_sfu.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.functions.to_csv(out, index=False)
+    print(f"wrote {out}\nbench sfu --profile: {time.perf_counter() - began:.1f} s", file=sys.stderr)
+    if args.json:
+        records = {name: [{k: _json_safe(v) for k, v in row.items()} for row in table.to_dict("records")]
+                   for name, table in (("categories", result.categories), ("functions", result.functions.head(30)))}
+        head = {"participants": result.participants, "mode": result.mode, "loop": result.loop,
+                "received": result.received, "forwarded": result.forwarded, "cpu_s": result.cpu_s}
+        print(json.dumps(head | records, indent=2))
+    else:
+        print(format_profile(result))
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pandas as pd
 import pytest
@@ -18,12 +19,13 @@ from matplotlib.figure import Figure
 
 import e2ee_lab.bench.pipeline as pipeline_module
 from e2ee_lab.analysis.plots import pipeline_stages, sfu_capacity, transform_cpu, transform_overhead
-from e2ee_lab.bench import (BENCHMARKS, MODES, SCHEMES, SFU_MODES, STAGES, bench_pipeline, bench_sfu, bench_sframe,
-                            bench_transforms, format_pipeline, format_sfu, format_sframe, format_transforms,
-                            machine_info, measured_overhead, media_set, openssl_speed, parse_openssl_speed,
-                            predicted_overhead, room_traffic)
-from e2ee_lab.bench.common import openssl_binary
+from e2ee_lab.bench import (BENCHMARKS, MODES, SCHEMES, SFU_MODES, STAGES, aesgcm_bulk_rate, bench_pipeline,
+                            bench_sfu, bench_sframe, bench_transforms, format_pipeline, format_sfu, format_sframe,
+                            format_transforms, machine_info, measured_overhead, media_set, predicted_overhead,
+                            room_traffic)
 from e2ee_lab.bench.sfu import summarize
+from e2ee_lab.bench.sfu_profile import (CATEGORIES, RECEIVE, ROUTING, SEND, WAITING, FuncKey, SFUProfile, categorize,
+                                        format_profile, rule_category, short_path, summarize_profile)
 from e2ee_lab.cli import _bench_kwargs, build_parser, main
 from e2ee_lab.crypto.sframe import overhead
 from e2ee_lab.labs import overhead as overhead_lab
@@ -105,7 +107,7 @@ SMALL_MEDIA = ["opus", "vp8-320x240"]
 
 @pytest.fixture(scope="module")
 def transforms_df():
-    return bench_transforms(media=SMALL_MEDIA, frames=4, repeat=2, number=1, openssl=False, progress=False)
+    return bench_transforms(media=SMALL_MEDIA, frames=4, repeat=2, number=1, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +154,10 @@ def test_bench_transforms_rows_and_columns(transforms_df):
     assert (df[timed] > 0).all().all()
     per_second = (df["protect_us"] + df["unprotect_us"]) * df["fps"]
     assert df["core_pct"].tolist() == pytest.approx((per_second / 1e4).tolist())
-    assert df["openssl_us"].isna().all() and "skipped" in df.attrs["note"]
+    # The ceiling: each frame's bytes at AES-128-GCM's bulk rate through cryptography, one rate per run.
+    rate = df.attrs["bulk_rate"]
+    assert math.isfinite(rate) and rate > 0 and "AES-128-GCM bulk rate" in df.attrs["note"]
+    assert df["ceiling_us"].tolist() == pytest.approx((df["mean_size"] / rate * 1e6).tolist())
     assert df.loc[df["frame_type"] == "key", "frames"].eq(1).all()
 
 
@@ -175,21 +180,19 @@ def test_bench_transforms_refuses_unknown_scheme_and_media():
 
 def test_format_transforms_has_the_table(transforms_df):
     text = format_transforms(transforms_df)
-    assert "sframe-5" in text and "clear-prefix" in text and "% bitrate" in text and "openssl" in text
+    assert "sframe-5" in text and "clear-prefix" in text and "% bitrate" in text and "ceiling µs" in text
+    assert f"{machine_info()['openssl']} via cryptography" in text  # the ceiling's library, named
 
 
-def test_parse_openssl_speed_reads_the_machine_readable_line():
-    sample = "+DT:AES-128-GCM:1:1000\n+R:1000:AES-128-GCM:1.000000\n+H:1000\n+F:25:AES-128-GCM:996516000.00\n"
-    assert parse_openssl_speed(sample) == 996516000.0
+def test_aesgcm_bulk_rate_is_bytes_per_second_of_the_same_library():
+    assert 0 < aesgcm_bulk_rate(buffer_bytes=4096, repeat=3) < math.inf
+    assert aesgcm_bulk_rate(buffer_bytes=4096, repeat=1, key_bytes=32) > 0  # AES-256-GCM (suite 5)
+
+
+@pytest.mark.parametrize("bad", [{"buffer_bytes": 0}, {"repeat": 0}, {"key_bytes": 15}], ids=["size", "repeat", "key"])
+def test_aesgcm_bulk_rate_refuses_bad_arguments(bad):
     with pytest.raises(ValueError):
-        parse_openssl_speed("The 'numbers' are in 1000s of bytes per second processed.\n")
-
-
-@pytest.mark.skipif(openssl_binary() is None, reason="no openssl binary")
-def test_openssl_speed_runs_the_binary():
-    assert openssl_speed(256) > 0
-    with pytest.raises(ValueError):
-        openssl_speed(0)
+        aesgcm_bulk_rate(**bad)
 
 
 def test_bench_pipeline_rows_and_stages(pipeline_df):
@@ -244,6 +247,8 @@ def test_figures_draw_from_bench_results(transforms_df, pipeline_df):
     for fig, panels in ((transform_overhead(transforms_df), 2), (transform_cpu(transforms_df), 2),
                         (pipeline_stages(pipeline_df), 1), (pipeline_stages(pipeline_df, codec=True), 1)):
         assert isinstance(fig, Figure) and len(fig.axes) == panels
+    protect_panel = transform_cpu(transforms_df).axes[0]
+    assert "AES-GCM bulk rate (ceiling)" in [line.get_label() for line in protect_panel.lines]
     bars = transform_overhead(transforms_df).axes[0].patches
     assert len(bars) == len(SMALL_MEDIA) * len(SCHEMES)
 
@@ -263,10 +268,11 @@ def test_cli_bench_pipeline_ignores_options_it_does_not_take(tmp_path, capsys):
 def test_cli_bench_transforms_writes_csv(tmp_path, capsys):
     out = tmp_path / "t.csv"
     argv = ["bench", "transforms", "--media", "opus", "--frames", "2", "--repeat", "1", "--number", "1",
-            "--no-openssl", "--out", str(out), "--no-progress"]
+            "--no-ceiling", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     assert "sframe-4" in capsys.readouterr().out
-    assert pd.read_csv(out)["scheme"].tolist() == list(SCHEMES)
+    written = pd.read_csv(out)
+    assert written["scheme"].tolist() == list(SCHEMES) and written["ceiling_us"].isna().all()
 
 
 # --- bench sfu: the SFU's speed in a two-process load, and the fast path it measures --------------------
@@ -353,6 +359,94 @@ def test_cli_gives_bench_sfu_only_the_options_it_takes():
     args = build_parser().parse_args(["bench", "sfu", "--rooms", "2", "--loop", "uvloop"])
     assert _bench_kwargs(args, bench_sfu) == {"repeat": 7, "number": None, "progress": True, "rooms": [2],
                                               "loop": "uvloop"}
+
+
+def test_bench_sfu_without_uvloop_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # ``import uvloop`` now fails, as when not installed
+    with pytest.raises(ImportError, match="pip install"):
+        bench_sfu(rooms=[2], loop="uvloop", progress=False)
+    assert main(["bench", "sfu", "--loop", "uvloop", "--rooms", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "uvloop" in err and "pip install 'e2ee-lab[fast]'" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["bench", "sfu", "--rooms", "1"], ["bench", "sframe", "--suites", "9"],
+                                  ["bench", "transforms", "--profile"],
+                                  ["bench", "sfu", "--profile", "--rooms", "2", "4"]],
+                         ids=["room-of-1", "suite-9", "profile-not-sfu", "profile-two-rooms"])
+def test_cli_bad_option_values_exit_2_with_one_line(argv, capsys):
+    assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("e2ee-lab bench")
+
+
+def _key(path: str, name: str, line: int = 1) -> FuncKey:
+    return (path, line, name)
+
+
+SEND_RTP = _key("/x/e2ee_lab/transport/udp.py", "send_rtp")
+UNPROTECT = _key("/x/site-packages/pylibsrtp/__init__.py", "unprotect")
+PROTECT = _key("/x/site-packages/pylibsrtp/__init__.py", "protect")
+PROCESS = _key("/x/site-packages/pylibsrtp/__init__.py", "__process")
+LEN = _key("~", "<built-in method builtins.len>", 0)
+EPOLL = _key("~", "<method 'poll' of 'select.epoll' objects>", 0)
+
+
+def _stats() -> dict:
+    """A made-up profile: __process runs 3 s under protect and 1 s under unprotect; len 2 s under __process."""
+    edge = lambda calls, self_s: (calls, calls, self_s, self_s)  # noqa: E731
+    return {
+        SEND_RTP: (3, 3, 1.0, 8.0, {}), PROTECT: (3, 3, 0.5, 6.0, {SEND_RTP: edge(3, 0.5)}),
+        UNPROTECT: (1, 1, 0.5, 2.0, {}), PROCESS: (4, 4, 4.0, 6.0, {PROTECT: edge(3, 3.0), UNPROTECT: edge(1, 1.0)}),
+        LEN: (8, 8, 2.0, 2.0, {PROCESS: edge(8, 2.0)}), EPOLL: (2, 2, 5.0, 5.0, {}),
+        _key("/x/e2ee_lab/sfu/core.py", "receive_rtp"): (1, 1, 1.0, 1.0, {}),
+    }
+
+
+def test_profile_rules_and_callers_split_self_time():
+    assert short_path("/a/b/lib/python3.11/site-packages/pylibsrtp/__init__.py") == "pylibsrtp/__init__.py"
+    assert short_path("/repo/e2ee_lab/sfu/core.py") == "e2ee_lab/sfu/core.py"
+    assert (rule_category(PROTECT), rule_category(UNPROTECT), rule_category(PROCESS)) == (SEND, RECEIVE, None)
+    shares = categorize(_stats())
+    assert shares[PROCESS] == pytest.approx({SEND: 0.75, RECEIVE: 0.25})  # split by its self time per caller
+    assert shares[LEN] == pytest.approx({SEND: 0.75, RECEIVE: 0.25})  # ... and handed down to what it calls
+    categories, functions = summarize_profile(_stats(), forwarded=1_000)
+    table = categories.set_index("category")
+    # busy = 14 s - 5 s waiting; send = 1 + 0.5 + 0.75 * (4 + 2) = 6 s; receive = 0.5 + 0.25 * 6 = 2 s
+    assert table.loc[SEND, "self_s"] == pytest.approx(6.0) and table.loc[RECEIVE, "self_s"] == pytest.approx(2.0)
+    assert table.loc[ROUTING, "share_pct"] == pytest.approx(100 / 9) and math.isnan(table.loc[WAITING, "share_pct"])
+    assert table["share_pct"].sum() == pytest.approx(100.0) and list(table.index) == list(CATEGORIES)
+    assert table.loc[SEND, "us_per_packet"] == pytest.approx(6_000.0)
+    assert functions["function"].iloc[0] == "<method 'poll' of 'select.epoll' objects>"  # sorted by self time
+    assert functions.set_index("function").loc["pylibsrtp/__init__.py:1(__process)", "category"] == SEND
+    text = format_profile(SFUProfile(4, "e2ee", "asyncio", 500, 1_000, 9.0, categories, functions), top=3)
+    assert "room of 4" in text and "66.7" in text and "(idle)" in text and "top 3 functions" in text
+
+
+def test_profile_survives_a_cycle_of_unnamed_functions():
+    a, b = _key("/x/helpers.py", "a"), _key("/x/helpers.py", "b")
+    stats = {SEND_RTP: (1, 1, 1.0, 3.0, {}), a: (2, 2, 1.0, 2.0, {SEND_RTP: (1, 1, 0.5, 1.0), b: (1, 1, 0.5, 1.0)}),
+             b: (1, 1, 1.0, 1.0, {a: (1, 1, 1.0, 1.0)})}
+    shares = categorize(stats)
+    assert shares[a] == {SEND: 1.0} and shares[b] == {SEND: 1.0}
+
+
+def test_cli_bench_sfu_profile_prints_where_the_time_goes(tmp_path, capsys):
+    out = tmp_path / "profile.csv"
+    argv = ["bench", "sfu", "--profile", "--rooms", "2", "--repeat", "1", "--number", "200", "--out", str(out),
+            "--no-progress", "--json"]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert (payload["participants"], payload["mode"]) == (2, "e2ee")
+    assert 0 < payload["received"] == payload["forwarded"] <= 200  # a room of 2: one copy per packet read
+    shares = {row["category"]: row["share_pct"] for row in payload["categories"]}
+    assert shares[SEND] > 0 and shares[RECEIVE] > 0 and shares[ROUTING] > 0 and shares[WAITING] is None
+    assert sum(v for v in shares.values() if v is not None) == pytest.approx(100.0)
+    functions = pd.read_csv(out).set_index("function")
+    core = [f for f in functions.index if f.startswith("e2ee_lab/sfu/core.py:") and f.endswith("(receive_rtp)")]
+    assert len(core) == 1 and functions.loc[core[0], "category"] == ROUTING
+    assert functions.loc[core[0], "calls"] == payload["received"]  # every packet read went through the core
 
 
 class _Reserialize(HonestPolicy):

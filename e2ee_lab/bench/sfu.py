@@ -18,7 +18,6 @@ what ``dtls-srtp`` costs: the ratio of the two, run by run, is reported with its
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import sys
@@ -65,16 +64,30 @@ def room_traffic(mode: str, video: str = DEFAULT_VIDEO, *, seed: int = 0) -> tup
     return tuple(sender.transform(frame) for _, _, frame in timeline)
 
 
-def _plan(rooms: Sequence[int], modes: Sequence[str], repeat: int, number: int | None, target: int,
-          video: str, loop: str, seed: int) -> LoadPlan:
+def load_plan(rooms: Iterable[int], modes: Iterable[str], repeat: int, number: int | None, *, target: int,
+              video: str, loop: str, seed: int, profile: bool = False) -> LoadPlan:
+    """The checked :class:`~e2ee_lab.bench.sfu_load.LoadPlan` of a run (see :func:`bench_sfu` for the
+    arguments; ``profile``: run cProfile in the SFU's process over the timed spans).
+
+    Raises:
+        ValueError: bad counts, rooms, modes, loop, target or medium.  ImportError: uvloop asked
+        for but not installed.
+    """
+    check_counts(repeat, number)
+    rooms, modes = [int(n) for n in rooms], list(modes)
+    _check(rooms, modes, loop, target)
+    if video not in MEDIA:
+        raise ValueError(f"unknown medium {video!r}; expected one of {', '.join(MEDIA)}")
     packets = [number if number is not None else max(100, math.ceil(target / (n - 1))) for n in rooms]
     traffic = {m: room_traffic(m, video, seed=seed) for m in {traffic_mode(m) for m in modes}}
     return LoadPlan(rooms=tuple(rooms), modes=tuple(modes), repeat=repeat, packets=tuple(packets),
                     rates=tuple(float(SEND_RATE) for _ in rooms), traffic=traffic,
-                    period={"video": 90_000, "audio": 48_000}, warmup=WARMUP_PACKETS, loop=loop)
+                    period={"video": 90_000, "audio": 48_000}, warmup=WARMUP_PACKETS, loop=loop,
+                    profile=profile)
 
 
 def _check(rooms: Sequence[int], modes: Sequence[str], loop: str, target: int) -> None:
+    """ValueError for bad rooms, modes, loop or target; ImportError for uvloop when it is absent."""
     if not rooms or any(n < 2 for n in rooms):
         raise ValueError(f"rooms need at least 2 participants each, got {list(rooms)}")
     if not modes or any(m not in SFU_MODES for m in modes):
@@ -83,13 +96,25 @@ def _check(rooms: Sequence[int], modes: Sequence[str], loop: str, target: int) -
         raise ValueError(f"loop must be one of {', '.join(LOOPS)}, got {loop!r}")
     if target < 1:
         raise ValueError(f"target must be at least 1 packet, got {target}")
+    if loop == "uvloop":
+        try:
+            import uvloop  # noqa: F401  (the SFU process imports it again)
+        except ImportError as exc:
+            raise ImportError("loop='uvloop' needs the uvloop package: pip install 'e2ee-lab[fast]'",
+                              name="uvloop") from exc
 
 
-def _collect(plan: LoadPlan, progress: bool) -> list[dict[str, object]]:
-    """Start the SFU's process (it starts the publishers'), gather each run's row; stop it on error."""
+def collect_runs(plan: LoadPlan, progress: bool) -> tuple[list[dict[str, object]], dict | None]:
+    """Run ``plan``: start the SFU's process (it starts the publishers'), gather each run's row.
+
+    Returns the rows and, with ``plan.profile``, the SFU process's pstats dict (else None).
+    Raises:
+        RuntimeError / TimeoutError: a load process failed or did not finish (both are stopped).
+    """
     total = len(plan.rooms) * len(plan.modes) * plan.repeat
     deadline = time.monotonic() + 60 + TIMEOUT_PER_RUN * (total + len(plan.rooms) * len(plan.modes))
     rows: list[dict[str, object]] = []
+    profile: dict | None = None
     proc, conn = start_worker("sfu", plan)
     try:
         with tqdm(total=total, desc="bench sfu", unit="run", file=sys.stderr, disable=not progress) as bar:
@@ -98,7 +123,10 @@ def _collect(plan: LoadPlan, progress: bool) -> list[dict[str, object]]:
                     raise TimeoutError(f"bench sfu: no result within its time limit ({len(rows)} of {total} runs)")
                 message = conn.recv()
                 if message[0] == "done":
-                    return rows
+                    return rows, profile
+                if message[0] == "profile":
+                    profile = message[1]
+                    continue
                 if message[0] == "error":
                     raise RuntimeError(f"the SFU process failed:\n{message[1]}")
                 rows.append(message[1])
@@ -136,19 +164,13 @@ def bench_sfu(rooms: Iterable[int] = ROOM_SIZES, modes: Iterable[str] = SFU_MODE
         ``goal_e2ee`` verdicts ("met", "MISSED", "within noise", "differs" or "").
         ``df.attrs``: machine, loop, load averages at start and end, send rate, elapsed_s, runs.
     Raises:
-        ValueError: bad counts, rooms, modes, loop or medium.  RuntimeError / TimeoutError: the
-        load processes failed or did not finish in time (they are terminated).
+        ValueError: bad counts, rooms, modes, loop or medium.  ImportError: ``loop="uvloop"``
+        without uvloop installed.  RuntimeError / TimeoutError: the load processes failed or did
+        not finish in time (they are terminated).
     """
-    check_counts(repeat, number)
-    rooms, modes = [int(n) for n in rooms], list(modes)
-    _check(rooms, modes, loop, target)
-    if video not in MEDIA:
-        raise ValueError(f"unknown medium {video!r}; expected one of {', '.join(MEDIA)}")
-    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
-        raise ValueError("loop='uvloop' needs the uvloop package (pip install 'uvloop>=0.19')")
     began, load_start = time.perf_counter(), os.getloadavg()
-    plan = _plan(rooms, modes, repeat, number, target, video, loop, seed)
-    runs = pd.DataFrame(_collect(plan, progress))
+    plan = load_plan(rooms, modes, repeat, number, target=target, video=video, loop=loop, seed=seed)
+    runs = pd.DataFrame(collect_runs(plan, progress)[0])
     df = summarize(runs)
     df.attrs.update(machine=machine_info(), loop=loop, video=video, send_rate=SEND_RATE,
                     load_start=load_start, load_end=os.getloadavg(), elapsed_s=time.perf_counter() - began,

@@ -15,13 +15,16 @@ burst queues up and the forwarder drains it at full speed once the publishers ar
 :class:`BareForwarder` on sockets of its own holding the same keys (SRTP unprotect, protect per
 subscriber, sendto: no routing state, no view tap, the ceiling of this design in Python). Each run
 reads ``time.process_time`` and the forwarded count before the publishers start and after its
-sockets have gone quiet. Every socket is loopback (:func:`~e2ee_lab.transport.udp.open_udp`);
-every wait has a timeout, so a run is bounded in count and time and stops by itself.
+sockets have gone quiet; with ``LoadPlan.profile`` a ``cProfile`` profiler runs over exactly those
+spans of the timed runs and its statistics go back to the caller (:mod:`e2ee_lab.bench.sfu_profile`).
+Every socket is loopback (:func:`~e2ee_lab.transport.udp.open_udp`); every wait has a timeout, so a
+run is bounded in count and time and stops by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import itertools
 import os
 import socket
@@ -67,6 +70,7 @@ class LoadPlan:
     period: dict[str, int]  # RTP timestamp span of one second, "audio"/"video"
     warmup: int  # untimed packets per room and mode before the timed runs
     loop: str  # "asyncio" or "uvloop"
+    profile: bool = False  # run cProfile over the timed spans and send its statistics at the end
 
 
 def traffic_mode(mode: str) -> str:
@@ -393,11 +397,15 @@ async def _open_room(pipe: _Pipe, count: int) -> _Room:
     return _Room(server, [o.name for o in offers], bare)
 
 
-async def _run(pipe: _Pipe, room: _Room, mode: str, count: int, rate: float) -> dict[str, float]:
-    """One timed run: CPU seconds of this process and packets forwarded while the publishers send."""
+async def _run(pipe: _Pipe, room: _Room, mode: str, count: int, rate: float,
+               profiler: cProfile.Profile | None = None) -> dict[str, float]:
+    """One timed run: CPU seconds of this process and packets forwarded while the publishers send
+    (``profiler``, if given, runs over the same span)."""
     pipe.send("prepare", traffic_mode(mode), room.targets(mode), count)
     await pipe.recv("ready")
     received0, forwarded0, dropped0 = room.counts(mode)
+    if profiler is not None:
+        profiler.enable()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     pipe.send("go", rate)
     _, sent, send_seconds = await pipe.recv("sent")
@@ -408,6 +416,8 @@ async def _run(pipe: _Pipe, room: _Room, mode: str, count: int, rate: float) -> 
         if now != last:
             last, still = now, time.perf_counter()
     cpu, wall = time.process_time() - cpu0, still - wall0
+    if profiler is not None:
+        profiler.disable()
     received, forwarded, dropped = room.counts(mode)
     room.server.core.view.clear()  # the tap's rows are not what is measured; keep memory flat
     return {"sent": sent, "send_s": send_seconds, "received": received - received0,
@@ -416,6 +426,7 @@ async def _run(pipe: _Pipe, room: _Room, mode: str, count: int, rate: float) -> 
 
 async def _sfu(pub_conn, out_conn, plan: LoadPlan) -> None:
     pipe = _Pipe(pub_conn)
+    profiler = cProfile.Profile() if plan.profile else None
     try:
         for room_index, participants in enumerate(plan.rooms):
             room = await _open_room(pipe, participants)
@@ -426,7 +437,7 @@ async def _sfu(pub_conn, out_conn, plan: LoadPlan) -> None:
                 for run in range(plan.repeat):
                     shift = run % len(plan.modes)  # rotate the order so no mode always goes first
                     for mode in plan.modes[shift:] + plan.modes[:shift]:
-                        result = await _run(pipe, room, mode, count, rate)
+                        result = await _run(pipe, room, mode, count, rate, profiler)
                         out_conn.send(("run", {"participants": participants, "mode": mode, "run": run,
                                                "rate": rate, "rcvbuf": room.receive_buffer} | result))
             finally:
@@ -435,6 +446,9 @@ async def _sfu(pub_conn, out_conn, plan: LoadPlan) -> None:
                 pipe.send("close")
                 await pipe.recv("closed")
         pipe.send("exit")
+        if profiler is not None:
+            profiler.create_stats()
+            out_conn.send(("profile", profiler.stats))  # type: ignore[attr-defined]
     finally:
         pipe.close()
 
@@ -442,7 +456,8 @@ async def _sfu(pub_conn, out_conn, plan: LoadPlan) -> None:
 def run_sfu(out_conn: Connection, plan: LoadPlan) -> None:
     """The SFU's process: start the publishers, run every room, report each run on ``out_conn``.
 
-    Sends ``("run", row)`` per timed run, then ``("done",)``, or ``("error", traceback)``.
+    Sends ``("run", row)`` per timed run, with ``plan.profile`` then ``("profile", stats)`` (the
+    pstats dict of the timed spans), then ``("done",)``; or ``("error", traceback)``.
     """
     publishers, pub_conn = None, None
     try:

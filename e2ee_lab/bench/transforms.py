@@ -8,7 +8,9 @@ output, next to what :func:`~e2ee_lab.crypto.transforms.overhead` predicts: RFC 
 the frame and of the medium's bit rate, and the median µs per frame of the sender's and receiver's
 ``transform()`` next to the bare ``cryptography`` AES-GCM encrypt/decrypt of the same frames in the
 same interleaved runs, the share of one core this takes at the medium's frame rate, and the
-``openssl speed`` ceiling for the same size where the ``openssl`` binary exists.
+ceiling: the µs AES-128-GCM needs for a frame of that size at its bulk rate through the same
+``cryptography`` (:func:`~e2ee_lab.bench.common.aesgcm_bulk_rate`), the cipher's cost with no
+per-call overhead at all.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import pandas as pd
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tqdm.auto import tqdm
 
-from e2ee_lab.bench.common import (KID, POOL_BYTES, Case, calibrate, check_counts, machine_info, measure,
-                                   openssl_binary_version, openssl_speed)
+from e2ee_lab.bench.common import (BULK_BYTES, KID, POOL_BYTES, Case, aesgcm_bulk_rate, calibrate, check_counts,
+                                   machine_info, measure)
 from e2ee_lab.bench.frames import DEFAULT_FRAMES, MEDIA, MediaSet, media_set
 from e2ee_lab.crypto.sframe import CipherSuite
 from e2ee_lab.crypto.transforms import TransformPair, make_transform, overhead
@@ -128,15 +130,16 @@ def _gcm_cases(key_len: int, datas: list[bytes], number: int, rng: random.Random
 
 
 def bench_transforms(media: Iterable[str] = MEDIA, schemes: Iterable[str] = SCHEMES, repeat: int = 7,
-                     number: int | None = None, *, frames: int = DEFAULT_FRAMES, openssl: bool = True,
+                     number: int | None = None, *, frames: int = DEFAULT_FRAMES, ceiling: bool = True,
                      seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Bytes and µs per frame of each frame transform on real Opus and VP8 frames.
 
     Args:
         media: names from :data:`~e2ee_lab.bench.frames.MEDIA`.  schemes: from :data:`SCHEMES`.
         repeat: timed runs per figure.  number: passes over a row's frames per run (default:
-        calibrated to ~10 ms).  frames: frames per medium.  openssl: also run ``openssl speed``
-        (about 1 s per row group).  seed: keys and scenes.  progress: a tqdm bar on stderr.
+        calibrated to ~10 ms).  frames: frames per medium.  ceiling: also measure AES-128-GCM's
+        bulk rate (:func:`~e2ee_lab.bench.common.aesgcm_bulk_rate`, a few ms).  seed: keys and
+        scenes.  progress: a tqdm bar on stderr.
     Returns:
         One row per (medium, frame type, scheme); columns in :func:`_row` and
         :func:`_timing_columns`: ``media``, ``kind``, ``width``, ``height``, ``fps``,
@@ -146,9 +149,10 @@ def bench_transforms(media: Iterable[str] = MEDIA, schemes: Iterable[str] = SCHE
         ``bitrate_kbps``, ``overhead_kbps``, ``overhead_bitrate_pct`` (whole medium at its fps),
         ``protect_us``/``unprotect_us``/``gcm_encrypt_us``/``gcm_decrypt_us`` (median µs per
         frame, each with ``*_iqr_us``), ``ratio_gcm``, ``core_pct_send``/``core_pct_recv``/
-        ``core_pct`` (% of one core at ``fps``), ``openssl_us`` (``openssl speed`` µs to encrypt
-        one frame of ``mean_size``; NaN without the binary), ``number``, ``repeat``.
-        ``df.attrs``: ``machine``, ``openssl_binary``, ``note``, ``elapsed_s``.
+        ``core_pct`` (% of one core at ``fps``), ``ceiling_us`` (``mean_size`` / the AES-128-GCM
+        bulk rate: µs to encrypt one frame of that size with no per-call cost; NaN with
+        ``ceiling=False``), ``number``, ``repeat``.
+        ``df.attrs``: ``machine``, ``bulk_rate`` (bytes/s, NaN when skipped), ``note``, ``elapsed_s``.
     Raises:
         ValueError: bad counts, an unknown medium or scheme.
     """
@@ -159,18 +163,18 @@ def bench_transforms(media: Iterable[str] = MEDIA, schemes: Iterable[str] = SCHE
         scheme_suite(scheme)  # ValueError on an unknown name before anything runs
     sets = [media_set(m, frames, seed=seed) for m in media]
     groups = [(s, t) for s in sets for t in dict.fromkeys(s.frame_types())]
+    rate = aesgcm_bulk_rate() if ceiling else math.nan
     rows = []
     bar = tqdm(total=len(groups) * len(schemes), desc="bench transforms", unit="row", file=sys.stderr,
                disable=not progress)
     with bar:
         for mset, ftype in groups:
-            ceiling = _openssl_us(mset, ftype) if openssl else math.nan
             for scheme in schemes:
-                rows.append(_row(mset, ftype, scheme, repeat, number, rng, seed) | {"openssl_us": ceiling})
+                row = _row(mset, ftype, scheme, repeat, number, rng, seed)
+                rows.append(row | {"ceiling_us": row["mean_size"] / rate * 1e6})
                 bar.update()
     df = pd.DataFrame(rows)
-    version = openssl_binary_version() if openssl else None
-    df.attrs.update(machine=machine_info(), openssl_binary=version, note=_openssl_note(openssl, version),
+    df.attrs.update(machine=machine_info(), bulk_rate=rate, note=_ceiling_note(rate),
                     elapsed_s=time.perf_counter() - began)
     return df
 
@@ -214,24 +218,13 @@ def _timing_columns(frames: list[EncodedFrame], scheme: str, fps: int, repeat: i
     return row | {"number": number, "repeat": repeat}
 
 
-def _openssl_us(mset: MediaSet, ftype: str) -> float:
-    """µs the openssl binary needs to encrypt one frame of the group's mean size (NaN if absent)."""
-    sizes = [len(f.data) for f, t in zip(mset.frames, mset.frame_types()) if t == ftype]
-    size = max(1, round(sum(sizes) / len(sizes)))
-    rate = openssl_speed(size)
-    return math.nan if rate is None else size / rate * 1e6
-
-
-def _openssl_note(asked: bool, version: str | None) -> str:
-    if not asked:
-        return "openssl speed skipped (openssl=False)"
-    if version is None:
-        return "no openssl binary on PATH: the openssl ceiling is skipped"
-    bundled = machine_info()["openssl"]
-    same = str(bundled).split()[:2] == version.split()[:2]
-    which = "the same OpenSSL as" if same else f"NOT the OpenSSL bundled with cryptography ({bundled}), unlike"
-    return (f"openssl ceiling: the binary's {version.split('(')[0].strip()}, {which} the Python timings; "
-            "encrypt only, one EVP context, no per-call IV/tag setup")
+def _ceiling_note(rate: float) -> str:
+    """One line on the ceiling column: what it is, the rate and the OpenSSL it came from."""
+    if math.isnan(rate):
+        return "ceiling skipped (ceiling=False)"
+    return (f"ceiling µs = frame bytes / AES-128-GCM bulk rate {rate / 1e9:.2f} GB/s (AESGCM.encrypt of "
+            f"{BULK_BYTES // 2**20} MiB buffers, {machine_info()['openssl']} via cryptography): "
+            "the cipher alone, no per-call cost")
 
 
 def format_transforms(df: pd.DataFrame) -> str:
@@ -245,7 +238,7 @@ def format_transforms(df: pd.DataFrame) -> str:
         "protect µs": df["protect_us"].map(fmt), "unprotect µs": df["unprotect_us"].map(fmt),
         "IQR p/u": [f"{p:.2f}/{u:.2f}" for p, u in zip(df["protect_iqr_us"], df["unprotect_iqr_us"])],
         "gcm enc/dec µs": [f"{e:.2f}/{d:.2f}" for e, d in zip(df["gcm_encrypt_us"], df["gcm_decrypt_us"])],
-        "openssl µs": df["openssl_us"].map(lambda v: "" if math.isnan(v) else f"{v:.2f}"),
+        "ceiling µs": df["ceiling_us"].map(lambda v: "" if math.isnan(v) else f"{v:.2f}"),
         "core % @fps": df["core_pct"].map("{:.3f}".format),
     })
     machine = df.attrs.get("machine", {})

@@ -19,7 +19,7 @@ Figures:
     transform_overhead: bytes each frame transform adds per frame, and as % of each medium's bit
     rate (benchmarks, :func:`e2ee_lab.bench.bench_transforms`).
     transform_cpu: µs per frame of each transform against frame size, with the bare AES-GCM call
-    and the ``openssl speed`` ceiling (benchmarks, :func:`e2ee_lab.bench.bench_transforms`).
+    and the AES-GCM bulk-rate ceiling (benchmarks, :func:`e2ee_lab.bench.bench_transforms`).
     pipeline_stages: stacked µs per frame per pipeline stage for each medium and mode (benchmarks,
     :func:`e2ee_lab.bench.bench_pipeline`).
     sfu_capacity: forwarded SRTP packets per second per core and µs per forwarded packet by room
