@@ -9,18 +9,26 @@ process may create one (root), else in this process with the page's candidate fi
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import json
 import os
 import threading
+from pathlib import Path
 
+import numpy as np
 import pytest
 from utils import DATA, load_vectors
 
 from e2ee_lab.browser import find_chromium, netns_problem, run_browser_call, run_vectors_in_browser
 from e2ee_lab.browser.call import _recovery, pattern, run_for_call
 from e2ee_lab.browser.tally import three_views
+from e2ee_lab.call.pipeline import thumbnail
 from e2ee_lab.call.run import add_call_arguments, cli_call, run_call
+from e2ee_lab.capture import sniff_problem
+from e2ee_lab.media.codecs import PICTURE_MATCH_MAE, mean_abs_error
 from e2ee_lab.webrtc import check_loopback
+from e2ee_lab.webrtc.sdp import candidates
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed (apt-get install chromium)")]
@@ -65,6 +73,39 @@ def test_python_to_browser_decrypted_rendered_and_pixels_match(name, request):
     assert leg["decrypted"] >= 0.95 * leg["sent"], leg
     assert leg["rendered"] >= 0.95 * leg["sent"], leg
     assert leg["pixel_samples"] >= 2 and leg["pixel_matches"] == leg["pixel_samples"], result.pixels
+
+
+def test_the_screenshot_shows_the_pattern_and_the_received_video(sframe_call):
+    from PIL import Image
+
+    layout, dpr = sframe_call.stats["layout"], sframe_call.stats["layout"]["dpr"]
+    shot = Image.open(io.BytesIO(sframe_call.screenshot))
+    assert shot.format == "PNG"
+    assert shot.size == (round(layout["viewport"][0] * dpr), round(layout["viewport"][1] * dpr))
+    rgb = np.asarray(shot.convert("RGB"))
+
+    def crop(box: list[float]) -> np.ndarray:
+        x, y, w, h = (round(v * dpr) for v in box)
+        assert 0 <= x and x + w <= rgb.shape[1] and 0 <= y and y + h <= rgb.shape[0], ("off screen", box)
+        return rgb[y:y + h, x:x + w]
+
+    # the page's own pattern: grey 64 on the left, grey 192 on the right (the white bar moves)
+    local = crop(layout["local"])
+    quarter = local.shape[1] // 4
+    assert np.median(local[:, :quarter], axis=(0, 1)).tolist() == [64, 64, 64]
+    assert np.median(local[:, -quarter:], axis=(0, 1)).tolist() == [192, 192, 192]
+    # the received video: the picture the page last read back from it (judged against what Alice
+    # sent, test above), give or take the moving ball; neither blank nor the page's own pattern
+    video = next(r for r in sframe_call.stats["remote"] if r["kind"] == "video")
+    where = layout["remote"][video["mid"]]
+    shown = Image.fromarray(crop(where["box"])).resize((where["width"], where["height"]))
+    shown = thumbnail(np.asarray(shown))
+    last = video["samples"][-1]
+    read = np.frombuffer(base64.b64decode(last["pixels"]), np.uint8).reshape(last["height"], last["width"], 3)
+    print("screenshot", shot.size, "received video vs last canvas read: MAE", round(mean_abs_error(shown, read), 1))
+    assert mean_abs_error(shown, read) <= PICTURE_MATCH_MAE
+    assert shown.std() > 30
+    assert mean_abs_error(shown, thumbnail(pattern(where["width"], where["height"]))) > 3 * PICTURE_MATCH_MAE
 
 
 @pytest.mark.parametrize("name", ["sframe_call", "clear_call"])
@@ -114,30 +155,160 @@ def test_every_datagram_on_lo_is_loopback_in_the_namespace(sframe_call):
     assert lo.src.str.startswith("127.").all() and lo.dst.str.startswith("127.").all()
 
 
-@pytest.mark.skipif(netns_problem() is not None, reason=f"no private network namespace: {netns_problem()}")
-def test_no_packet_of_the_call_on_other_interfaces():
-    from pathlib import Path
+# --- without the namespace (no root): the page's candidate filter, and nothing on other interfaces ---
 
-    from scapy.all import AsyncSniffer
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Chromium's browser, zygote, renderer and network processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
+        except OSError:
+            continue
+        if stat:
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    family, todo = [], [pid]
+    while todo:
+        family.append(todo.pop())
+        todo += children.get(family[-1], [])
+    return family
+
+
+def _udp_ports(pids: list[int]) -> set[int]:
+    """Local ports of the UDP sockets (IPv4 and IPv6) the processes ``pids`` hold open now."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # the process ended meanwhile
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:  # the descriptor was closed meanwhile
+                continue
+            if link.startswith("socket:["):
+                inodes.add(int(link[8:-1]))
+    ports = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if int(fields[9]) in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+class _SocketWatch(threading.Thread):
+    """Every UDP port this process and its children (Chromium) open while it runs, polled every 20 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.ports: set[int] = set()
+        self.pids: set[int] = set()
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.02):
+            family = _family(os.getpid())
+            self.pids.update(family)
+            self.ports |= _udp_ports(family)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _other_interfaces() -> dict[str, list[str]]:
+    """Every network device besides ``lo`` that is not down, with its IPv4 and non-link-local IPv6
+    addresses (the kernel's devices, not libpcap's pseudo-devices such as any or nflog)."""
+    from scapy.arch import get_if_addr, in6_getifaddr
 
     def up(iface: str) -> bool:
         state = Path(f"/sys/class/net/{iface}/operstate")
         return not state.exists() or state.read_text().strip() != "down"
 
-    # the kernel's network devices, not libpcap's pseudo-devices (any, nflog, bluetooth-monitor, ...)
-    others = [i for i in sorted(os.listdir("/sys/class/net")) if i != "lo" and up(i)]
+    v6 = [(addr, iface) for addr, scope, iface in in6_getifaddr() if not addr.startswith("fe80")]
+    return {i: [a for a in [get_if_addr(i)] if a != "0.0.0.0"] + [a for a, at in v6 if at == i]
+            for i in sorted(os.listdir("/sys/class/net")) if i != "lo" and up(i)}
+
+
+@pytest.mark.skipif(sniff_problem() is not None, reason=f"cannot sniff: {sniff_problem()}")
+def test_without_the_namespace_nothing_leaves_on_other_interfaces_and_the_filter_strips():
+    from scapy.all import AsyncSniffer
+    from scapy.layers.inet import UDP
+
+    others = _other_interfaces()
+    sniffer = AsyncSniffer(iface=list(others), filter="udp", store=True) if others else None
+    if sniffer is not None:
+        sniffer.start()
+    watch = _SocketWatch()
+    watch.start()
+    try:
+        result = run_browser_call("e2ee", seconds=2.0, size="ci", isolate="off")
+    finally:
+        watch.stop()
+        packets = (sniffer.stop() or []) if sniffer is not None else []
+    # (a) no UDP datagram from or to any port a socket of this process or of Chromium had open
+    ours = [p for p in packets if UDP in p and {p[UDP].sport, p[UDP].dport} & watch.ports]
+    print(f"other interfaces {others}: {len(packets)} UDP datagrams, {len(ours)} of the call;"
+          f" {len(watch.ports)} UDP ports of {len(watch.pids)} processes watched")
+    assert len(watch.ports) >= 3 and len(watch.pids) > 3  # the SFU's, a participant's, Chromium's
+    assert ours == [], [p.summary() for p in ours]
+    assert {c.port for pair in result.sdp.values() for text in pair.values() for c in candidates(text)} <= watch.ports
+    # (b) the page's own answer offered the machine's other addresses; the filter removed them all
+    assert result.summary["isolation"].startswith("none (asked)")
+    raw = candidates(result.sdp["chromium"]["raw_answer"])
+    stripped = result.summary["browser"]["errors"].get("non_loopback_candidate_stripped", 0)
+    print("page candidates before the filter:", result.summary["loopback"]["page_candidates_before_filter"],
+          "stripped:", stripped)
+    assert stripped == len([c for c in raw if c.address not in LOOPBACK])
+    if any(others.values()):
+        assert stripped > 0 and {c.address for c in raw} & {a for addrs in others.values() for a in addrs}
+        # Chrome still checks from those candidates (over lo, source = another interface's address):
+        # the SFU refuses them, so no peer-reflexive pair off loopback is ever nominated
+        assert result.summary["sfu"]["dropped"].get("ice_check_not_loopback", 0) > 0
+    assert all(a[0] in LOOPBACK for leg in result.keylog for a in (leg.client, leg.server)), result.keylog
+    answer = check_loopback(result.sdp["chromium"]["answer"], where="the filtered answer")
+    assert answer and all(c.address in LOOPBACK for c in answer)
+    # (c) and media still flows both ways
+    assert _one(result.summary["browser_to_python"])["decrypted"] > 10
+    assert _one(result.summary["python_to_browser"])["decrypted"] > 10
+
+
+@pytest.mark.skipif(sniff_problem() is not None, reason=f"cannot sniff: {sniff_problem()}")
+def test_chromium_looks_up_no_name_on_other_interfaces():
+    # Names only Chromium asks for: a fresh one the page fetches, and the Google hosts its background
+    # services look up within seconds of starting (despite --disable-background-networking)
+    import asyncio
+    import secrets
+
+    from scapy.all import AsyncSniffer
+    from scapy.layers.dns import DNSQR
+
+    from e2ee_lab.browser import Chromium
+
+    others = _other_interfaces()
     if not others:
         pytest.skip("this machine has no interface besides lo")
-    # UDP only: the call's media and ICE are UDP, while this machine's own TCP traffic on the other
-    # interfaces uses the same ephemeral port range and could collide with a port of the call
-    sniffer = AsyncSniffer(iface=others, filter="udp", store=True)
+    label = f"e2ee-lab-{secrets.token_hex(6)}"
+
+    async def browse() -> str:
+        async with Chromium() as chrome:
+            got = await chrome.page.evaluate(f"fetch('http://{label}.test/').then(() => 'fetched', String)")
+            await asyncio.sleep(3.0)
+        return got
+
+    sniffer = AsyncSniffer(iface=list(others), filter="port 53", store=True)
     sniffer.start()
-    result = run_browser_call("e2ee", seconds=1.0, size="ci")
-    packets = sniffer.stop() or []
-    ports = {c.port for pair in result.sdp.values() for text in pair.values() for c in check_loopback(text)}
-    ours = [p for p in packets if getattr(p, "sport", None) in ports or getattr(p, "dport", None) in ports]
-    assert result.summary["browser_to_python"], result.summary
-    assert ours == [], [p.summary() for p in ours]
+    try:
+        fetched = asyncio.run(browse())
+    finally:
+        packets = sniffer.stop() or []
+    names = sorted({p[DNSQR].qname.decode(errors="replace") for p in packets if DNSQR in p})
+    print(f"DNS on {list(others)} while Chromium ran: {len(packets)} packets, names {names}")
+    assert fetched.startswith("TypeError"), fetched
+    assert not [n for n in names if label in n or any(g in n for g in ("google", "gstatic", "gvt1"))], names
 
 
 def test_rfc9605_vectors_pass_inside_the_browser():

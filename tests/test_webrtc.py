@@ -176,8 +176,9 @@ def test_loopback_configuration_has_no_ice_servers():
 
 
 def test_every_private_aiortc_attribute_the_hooks_use_still_exists():
-    assert len(PRIVATE_ATTRIBUTES) == 11
-    assert ("RTCIceTransport", "_send") in [(c, a) for c, a, _ in PRIVATE_ATTRIBUTES]
+    assert len(PRIVATE_ATTRIBUTES) == 12
+    names = [(c, a) for c, a, _ in PRIVATE_ATTRIBUTES]
+    assert ("RTCIceTransport", "_send") in names and ("RTCIceGatherer", "_connection") in names
     assert missing_attributes() == []
 
 

@@ -12,7 +12,11 @@ Nothing is downloaded: no Playwright browser, no driver.
 
 ``--allow-loopback-in-peer-connection`` is what makes 127.0.0.1 an ICE candidate at all; Chrome
 has no switch that removes the other interfaces, hence the page's candidate filter and the
-network namespace of :mod:`e2ee_lab.browser.isolation`.
+network namespace of :mod:`e2ee_lab.browser.isolation`. ``--host-resolver-rules`` makes every
+name lookup fail without a query: even with ``--disable-background-networking`` and
+``--disable-component-update`` Chromium 156 otherwise resolves ``clients2.google.com``,
+``update.googleapis.com`` and ``accounts.google.com`` within seconds of starting, through the
+system's DNS server on a real interface.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ FLAGS = (
     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
     "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
     "--disable-features=WebRtcHideLocalIpsWithMdns", "--disable-dev-shm-usage",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
     "--remote-debugging-port=0",
 )
 START_TIMEOUT = 15.0  # seconds until DevToolsActivePort appears

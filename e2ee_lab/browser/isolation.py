@@ -7,7 +7,12 @@ answer's candidates, but the strongest guarantee is a namespace with no other in
 and the whole call (HTTP server, aiortc SFU and participants, Chromium) runs inside it in a child
 process (``python -m e2ee_lab.browser.isolation IN OUT``: pickled arguments in, pickled
 :class:`~e2ee_lab.browser.call.BrowserCallResult` out). Where that is not permitted the call runs
-in this process and says so in ``summary["isolation"]``.
+in this process and says so in ``summary["isolation"]``. The page's filter is not enough there:
+Chrome still sends ICE checks from its stripped host candidates (e.g. the eth0 address) to the
+SFU's 127.0.0.1; they travel over ``lo`` with that address as the source, and aioice would learn a
+peer-reflexive pair off loopback. The SFU ignores checks from non-loopback sources
+(``aiortc_hooks.refuse_foreign_checks``; counted as ``ice_check_not_loopback``), so only the
+127.0.0.1 pair can be nominated.
 """
 
 from __future__ import annotations

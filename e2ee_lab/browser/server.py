@@ -48,11 +48,14 @@ class _Handler(SimpleHTTPRequestHandler):
         except ValueError:
             return self.send_error(400, "after must be an integer")
         body = json.dumps(self.channel.poll(max(after, 0), self.poll_timeout)).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except ConnectionError:  # the page went away during the long-poll (browser closed)
+            pass
 
     def do_POST(self) -> None:
         if urlsplit(self.path).path != PATH:

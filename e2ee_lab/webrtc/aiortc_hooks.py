@@ -62,6 +62,8 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str, str], ...] = (
     ("RTCIceTransport", "_send", "wrapped: a copy of each protected datagram sent (the wire view)"),
     ("RTCDtlsTransport", "_ssl", "pyOpenSSL connection: the RFC 5764 exporter for the key log"),
     ("RTCDtlsTransport", "_role", "DTLS client or server: which half of the exported keys is ours"),
+    ("RTCIceGatherer", "_connection", "aioice Connection: its request_received wrapped to refuse checks "
+                                      "from non-loopback sources (no peer-reflexive pair off 127.0.0.1)"),
 )
 
 RtpHandler = Callable[[RtpPacket], Awaitable[None]]
@@ -276,7 +278,8 @@ async def _missing_async() -> list[str]:
         video = pc.addTransceiver("video")
         sender, receiver, transport = video.sender, video.receiver, video.receiver.transport
         objects = {"RTCRtpSender": sender, "RTCRtpReceiver": receiver, "RTCDtlsTransport": transport,
-                   "RTCIceTransport": transport.transport, "Vp8Encoder": Vp8Encoder()}
+                   "RTCIceTransport": transport.transport, "RTCIceGatherer": transport.transport.iceGatherer,
+                   "Vp8Encoder": Vp8Encoder()}
         missing = [f"{cls}.{name}" for cls, name, _ in PRIVATE_ATTRIBUTES
                    if not _has(objects[cls], name)]
         buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
@@ -287,6 +290,26 @@ async def _missing_async() -> list[str]:
         return missing
     finally:
         await pc.close()
+
+
+def refuse_foreign_checks(ice_transport, accept: Callable[[str], bool], on_refused: Callable[[str], None]) -> None:
+    """Ignore ICE connectivity checks whose source address ``accept`` rejects (before any reply).
+
+    A browser outside a network namespace sends checks to 127.0.0.1 from its candidates on other
+    interfaces; the kernel delivers them over ``lo`` with that interface's address as the source,
+    and aioice would answer and learn a peer-reflexive pair (RFC 8445 §7.3.1.3) off loopback.
+    Refused checks are counted through ``on_refused(address)``; the loopback pair still succeeds.
+    """
+    connection = ice_transport.iceGatherer._connection
+    original = connection.request_received
+
+    def request_received(message, addr, protocol) -> None:
+        if not accept(addr[0]):
+            on_refused(addr[0])
+            return
+        original(message, addr, protocol)
+
+    connection.request_received = request_received
 
 
 def missing_attributes() -> list[str]:

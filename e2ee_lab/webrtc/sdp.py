@@ -97,7 +97,8 @@ def candidates(sdp: str) -> list[Candidate]:
     return out
 
 
-def _is_loopback(address: str) -> bool:
+def is_loopback(address: str) -> bool:
+    """True for an IPv4 or IPv6 loopback address (a hostname is never provably loopback)."""
     try:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
@@ -113,11 +114,11 @@ def check_loopback(sdp: str, *, where: str = "SDP") -> list[Candidate]:
     """
     found = candidates(sdp)
     bad = [f"{c.address}:{c.port} typ {c.type}" for c in found
-           if c.type != "host" or not _is_loopback(c.address)]
+           if c.type != "host" or not is_loopback(c.address)]
     for line in sdp.splitlines():
         if line.startswith("c=IN "):
             address = line.split()[-1]
-            if address not in ("0.0.0.0", "::") and not _is_loopback(address):
+            if address not in ("0.0.0.0", "::") and not is_loopback(address):
                 bad.append(line)
     if bad:
         raise NotLoopback(f"{where} leaves loopback: {', '.join(bad)}")
@@ -208,7 +209,7 @@ def _meaning(line: str) -> str | None:
         return "ICE credentials (RFC 8839 §5.4): authenticate the STUN connectivity checks"
     if line.startswith("a=candidate:"):
         c = candidates(line)[0]
-        where = "loopback" if _is_loopback(c.address) else "NOT loopback"
+        where = "loopback" if is_loopback(c.address) else "NOT loopback"
         return f"ICE {c.type} candidate {c.address}:{c.port}/{c.transport} ({where})"
     if line.startswith("a=rtcp-mux"):
         return "RTCP on the RTP port (RFC 5761): one 5-tuple per leg"

@@ -48,7 +48,7 @@ from . import aiortc_hooks
 from .errors import WebRTCError
 from .loopback import loopback_configuration
 from .media import SilentTrack, prefer, track_label
-from .sdp import LAB_EXTENSION_IDS, check_loopback, remap_offer
+from .sdp import LAB_EXTENSION_IDS, check_loopback, is_loopback, remap_offer
 
 Clock = Callable[[], float]
 KINDS = ("audio", "video")
@@ -128,6 +128,9 @@ class WebRTCSFU:
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 prefer(transceiver, kind)
                 self._hook_outbound(name, publisher, kind, transceiver)
+        ice = {id(t.receiver.transport.transport): t.receiver.transport.transport for t in pc.getTransceivers()}
+        for transport in ice.values():  # checks from a non-loopback source are counted and ignored
+            aiortc_hooks.refuse_foreign_checks(transport, is_loopback, self._refuse_check)
         offer = await pc.createOffer()
         await pc.setLocalDescription(RTCSessionDescription(sdp=remap_offer(offer.sdp), type="offer"))
         sdp = self.offers[name] = pc.localDescription.sdp
@@ -170,6 +173,9 @@ class WebRTCSFU:
                 await self._forward_pli(publisher, kind)
 
         aiortc_hooks.tap_rtcp(transceiver.sender, on_rtcp)
+
+    def _refuse_check(self, address: str) -> None:
+        self.dropped["ice_check_not_loopback"] += 1
 
     def _count_pli(self, media_ssrc: int) -> None:
         self.plis_sent += 1

@@ -133,6 +133,7 @@ async function answer(offer) {
 function watch(track, info) {
   if (track.kind === 'audio') { const a = new Audio(); a.srcObject = new MediaStream([track]); a.muted = true; a.play().catch(() => {}); return; }
   const v = document.createElement('video');
+  v.dataset.mid = info.mid;
   v.muted = true; v.autoplay = true; v.playsInline = true;
   v.srcObject = new MediaStream([track]);
   document.getElementById('remote').appendChild(v);
@@ -250,6 +251,17 @@ lab.stopSending = async () => {
 };
 
 // --- results ------------------------------------------------------------------------------------
+// Where things are on the screen (CSS pixels; a screenshot has devicePixelRatio times as many).
+function layout() {
+  const box = (el) => { const r = el.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; };
+  const remote = {};
+  for (const v of document.querySelectorAll('#remote video'))
+    remote[v.dataset.mid] = { box: box(v), width: v.videoWidth, height: v.videoHeight };
+  const local = document.querySelector('#local canvas');
+  return { viewport: [document.documentElement.clientWidth, document.documentElement.clientHeight],
+           window: [innerWidth, innerHeight], dpr: devicePixelRatio, local: local ? box(local) : null, remote };
+}
+
 let statsSeq = 0;
 function workerStats() {
   const seq = ++statsSeq;
@@ -269,7 +281,7 @@ lab.stats = async () => {
                  framesReceived: r.framesReceived ?? null, pli: r.pliCount ?? null, nack: r.nackCount ?? null });
   });
   const remote = Object.values(lab.remote).map(({ renderTimes, ...r }) => ({ ...r, renderTimes }));
-  return { worker: await workerStats(), rtp, remote, errors: lab.errors, api: lab.api,
+  return { worker: await workerStats(), rtp, remote, layout: layout(), errors: lab.errors, api: lab.api,
            connectionState: lab.pc ? lab.pc.connectionState : 'new', sendEpoch: lab.member ? lab.member.sendEpoch : null };
 };
 
