@@ -264,6 +264,19 @@ def test_one_byte_tag_brute_force_mean_is_near_2_to_the_8():
     assert 0.3 <= run.mean / expected_attempts(1) <= 3.0
 
 
+def test_two_byte_tag_brute_force_mean_is_within_a_wide_factor_of_2_to_the_16():
+    """Six trials against 2-byte tags (seed 2 is the notebook's ci run: about 220,000 forgeries, ~1.5 s).
+
+    Each trial's count is geometric with p = 2^-16, so the mean of 6 is very nearly Gamma(6) with
+    mean 2^16: it lies below 0.2x with probability 0.15 % and above 5x with 2e-8, so a correct
+    implementation fails this bound for about 1 seed in 670. A tag that were one byte shorter
+    (mean 2^8, 0.004x) or longer (2^24, 256x) fails it with certainty (pass probability < 1e-8).
+    """
+    run = brute_force(2, 6, seed=2)
+    assert len(run.attempts) == 6 and all(a >= 1 for a in run.attempts)
+    assert 0.2 <= run.mean / expected_attempts(2) <= 5.0
+
+
 def test_the_accepted_forgery_really_decrypts():
     """Replaying the attacker's random stream: every attempt before the count fails, the last passes."""
     toy = ShortTagEndpoint(1, BASE_KEY, tag_bytes=1)

@@ -1,14 +1,16 @@
 """Metadata leakage from the SFU's view of real calls (e2ee_lab.analysis.leakage, labs.leakage),
 the sender options that mitigate it (Opus CBR, padding, no audio level) and the padding format.
 
-Four short ci calls run once per module: e2ee as browsers send, e2ee with Opus CBR and no audio
-level, e2ee with audio padded to one 512-byte bucket, and clear-prefix. The classifier trains on
-one participant and is scored on the two others against the speech sample's ground truth.
+Six short ci calls run once per module: e2ee as browsers send, e2ee with each mitigation alone (no
+audio level; Opus CBR), with both, with audio padded to one 512-byte bucket, and clear-prefix. The
+classifier trains on one participant and is scored on the two others against the speech sample's
+ground truth.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,6 +33,18 @@ NEAR = 0.03  # "near the baseline": within 3 points of accuracy
 @pytest.fixture(scope="module")
 def e2ee():
     return run_call("e2ee", participants=3, seconds=SECONDS, seed=0, size="ci")
+
+
+@pytest.fixture(scope="module")
+def no_level():
+    return run_call("e2ee", participants=3, seconds=SECONDS, seed=0, size="ci",
+                    sender_options=SenderOptions(audio_level=False))
+
+
+@pytest.fixture(scope="module")
+def cbr():
+    return run_call("e2ee", participants=3, seconds=SECONDS, seed=0, size="ci",
+                    sender_options=SenderOptions(opus_cbr=True))
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +78,7 @@ def test_packet_sizes_alone_beat_the_majority_baseline(e2ee):
 def test_the_scores_table_reports_accuracy_and_baseline_per_feature(e2ee):
     table = leakage.speaking_scores(e2ee)
     print("\n" + table.to_string())
+    assert list(table.index) == list(leakage.SIGNALS.values())
     assert list(table.index) == ["RFC 6464 audio level", "RFC 6464 V bit", "packet size (SFrame body)"]
     assert table["in the packets"].all()
     assert ((table.accuracy > table.baseline) & (table.accuracy <= 1) & (table.baseline >= 0.5)).all()
@@ -106,15 +121,68 @@ def test_padding_to_one_bucket_hides_sizes_and_receivers_strip_it(e2ee, padded):
     assert table.loc["reference", "bandwidth cost %"] == 0 and table.loc["padded", "bandwidth cost %"] > 30
 
 
-def test_the_mitigation_table_compares_levels_sizes_and_cost(e2ee, cbr_no_level):
+def test_dropping_the_audio_level_alone_leaves_the_size_leak(e2ee, no_level):
+    table = leakage.mitigation_table({"browser": e2ee, "no level": no_level})
+    print("\n" + table.to_string())
+    browser, row = table.loc["browser"], table.loc["no level"]
+    assert row["options"] == "Opus VBR, no audio level, no padding" and not row["audio level in packets"]
+    assert abs(row["accuracy from levels"] - row["baseline"]) <= NEAR
+    assert row["accuracy from sizes"] >= row["baseline"] + 0.10  # VBR sizes still give speech away
+    assert row["accuracy from sizes"] == pytest.approx(browser["accuracy from sizes"], abs=NEAR)
+    # the only bytes saved: the RTP header extension (4-byte header + 1-byte element header + level,
+    # padded to 4 bytes) on every packet
+    assert row["audio RTP bytes/packet"] == pytest.approx(browser["audio RTP bytes/packet"] - 8, abs=1)
+    assert row["bandwidth cost %"] < 0
+
+
+def test_opus_cbr_alone_removes_the_size_leak_but_not_the_level_leak(e2ee, cbr):
+    table = leakage.mitigation_table({"browser": e2ee, "cbr": cbr})
+    print("\n" + table.to_string())
+    browser, row = table.loc["browser"], table.loc["cbr"]
+    assert row["options"] == "Opus CBR, audio level, no padding" and row["audio level in packets"]
+    assert leakage.audio_packets(cbr).body_size.nunique() == 1
+    assert abs(row["accuracy from sizes"] - row["baseline"]) <= NEAR
+    assert browser["accuracy from sizes"] >= row["accuracy from sizes"] + 0.10
+    assert row["accuracy from levels"] >= row["baseline"] + 0.15  # the level still names the speaker
+    # 240 B Opus + 16 B tag + SFrame header + 12 B RTP header + 8 B audio-level extension
+    assert row["audio RTP bytes/packet"] == pytest.approx(240 + 16 + 4 + 12 + 8, abs=1)
+
+
+def test_cbr_without_the_level_brings_both_leaks_to_the_baseline(e2ee, cbr_no_level):
     table = leakage.mitigation_table({"browser": e2ee, "cbr": cbr_no_level})
     browser, cbr = table.loc["browser"], table.loc["cbr"]
     assert browser["audio level in packets"] and not cbr["audio level in packets"]
     assert browser["accuracy from sizes"] > cbr["accuracy from sizes"] + 0.10
     assert browser["accuracy from levels"] > cbr["accuracy from levels"] + 0.10
+    for column in ("accuracy from levels", "accuracy from sizes"):
+        assert abs(cbr[column] - cbr["baseline"]) <= NEAR
     assert cbr["options"] == "Opus CBR, no audio level, no padding"
     # 240 B Opus + 16 B tag + SFrame header + 12 B RTP header, no extension: 50 packets/s
     assert cbr["audio RTP bytes/packet"] == pytest.approx(240 + 16 + 4 + 12, abs=1)
+
+
+def test_the_marker_bit_still_flags_talkspurt_starts_under_every_mitigation(e2ee, no_level, cbr, cbr_no_level,
+                                                                          padded):
+    calls = {"browser": e2ee, "no level": no_level, "cbr": cbr, "cbr, no level": cbr_no_level, "padded": padded}
+    table = leakage.mitigation_table(calls)
+    print("\n" + table.drop(columns="options").to_string())
+    starts = leakage.talkspurt_starts(e2ee)
+    assert starts.frames >= 250 and starts.frames * (1 - starts.baseline) >= 2  # speech starts at least twice
+    for label in calls:
+        assert table.loc[label, "starts marked (M bit recall)"] >= 0.75
+        assert table.loc[label, "marks at a start (precision)"] >= 0.5
+
+
+def test_talkspurt_starts_scores_the_marks_where_speech_begins(e2ee):
+    frames = leakage.audio_packets(e2ee)
+    late = frames.assign(marker=frames.groupby("publisher").marker.shift(3, fill_value=0))
+    assert leakage.talkspurt_starts(late).recall == 0  # marks three frames late flag no start
+    toy = pd.DataFrame({"publisher": ["a"] * 6 + ["b"] * 3, "marker": [1, 0, 1, 0, 0, 1, 1, 1, 0],
+                        "speaking": pd.array([False, False, True, True, False, True, True, False, True],
+                                             dtype="boolean")})
+    # a's starts at 2 and 5, both marked; b's first frame left out, its start at 2 unmarked, its mark at 1 wrong
+    s = leakage.talkspurt_starts(toy)
+    assert (s.frames, s.recall, s.precision) == (7, pytest.approx(2 / 3), pytest.approx(2 / 3))
 
 
 def test_the_timeline_has_truth_and_both_verdicts_per_frame(e2ee):
@@ -169,6 +237,10 @@ def test_clear_prefix_key_frames_reveal_the_resolution_and_sframe_none(clear, e2
 def test_the_results_table_names_every_finding(e2ee, clear, cbr_no_level):
     table = lab.results_table(e2ee, clear, {"CBR, no level": cbr_no_level})
     assert "320x240" in table.loc["picture size from clear-prefix VP8 key frames", "measured"]
+    assert table.loc["talkspurt starts flagged by the RTP marker bit", "measured"].startswith("recall ")
+    mitigated = table.loc["after mitigation 'CBR, no level': from levels / from sizes / talkspurt starts marked",
+                          "measured"]
+    assert mitigated.count("%") == 3
     assert table.loc["senders named by the SFrame KID", "measured"] == "3 of 3 KIDs"
 
 

@@ -47,6 +47,9 @@ FEATURES: dict[str, tuple[str, bool]] = {
     "level": ("audio_level", False),  # RFC 6464: 0 is loudest, 127 silence
     "vad": ("voice_activity", True),  # RFC 6464 V bit, the sender's own voice-activity flag
 }
+#: feature name -> how the tables name it
+SIGNALS: dict[str, str] = {"level": "RFC 6464 audio level", "vad": "RFC 6464 V bit",
+                           "size": "packet size (SFrame body)"}
 KEY_FRAME_FACTOR = 4.0  #: a video frame this many times its stream's median size is called a key frame
 
 
@@ -159,7 +162,7 @@ class ThresholdRule:
         if np.isnan(self.threshold):
             return f"always {'speaking' if self.fallback else 'silent'} (no {self.feature} values)"
         if np.isinf(self.threshold):
-            return f"always {'speaking' if self.threshold < 0 else 'silent'}"
+            return f"always {'speaking' if (self.threshold < 0) == self.above else 'silent'}"
         return f"speaking if {self.feature} {'>=' if self.above else '<='} {self.threshold:g}"
 
 
@@ -222,7 +225,7 @@ def score(predicted, truth, *, majority: bool | None = None) -> Score:
 class Inference:
     """A rule fitted on the training frames and its scores on both sets."""
 
-    feature: str  # "size", "level" or "vad"
+    feature: str  # a key of FEATURES: "size", "level" or "vad"
     rule: ThresholdRule
     train: Score
     test: Score
@@ -244,7 +247,7 @@ def training_mask(frames: pd.DataFrame, split: str = "participant") -> np.ndarra
 
 def infer_speaking(result: CallResult | pd.DataFrame, feature: str = "size", *,
                    split: str = "participant") -> Inference:
-    """Fit a :class:`ThresholdRule` on ``feature`` (``"size"``, ``"level"`` or ``"vad"``) and score it.
+    """Fit a :class:`ThresholdRule` on ``feature`` (a key of :data:`FEATURES`) and score it.
 
     ``result`` is a call or its :func:`audio_packets`; frames without ground truth are left out.
     Raises ValueError for an unknown feature or split, or when no frame has ground truth.
@@ -268,12 +271,11 @@ def infer_speaking(result: CallResult | pd.DataFrame, feature: str = "size", *,
 
 
 def speaking_scores(result: CallResult, *, split: str = "participant") -> pd.DataFrame:
-    """One row per feature (audio level, V bit, packet size): the fitted rule, test-set accuracy,
-    precision, recall and the majority-class baseline (always guessing the training frames'
-    commoner class), and whether the packets carried it."""
+    """One row per feature (audio level, V bit, packet size): the fitted rule,
+    test-set accuracy, precision, recall and the majority-class baseline (always guessing the
+    training frames' commoner class), and whether the packets carried it."""
     rows = {}
-    for feature, label in (("level", "RFC 6464 audio level"), ("vad", "RFC 6464 V bit"),
-                           ("size", "packet size (SFrame body)")):
+    for feature, label in SIGNALS.items():
         inf = infer_speaking(result, feature, split=split)
         rows[label] = {"rule (fitted on the training frames)": str(inf.rule), "in the packets": inf.available,
                        "test frames": inf.test.frames, "accuracy": inf.test.accuracy,
@@ -292,6 +294,21 @@ def speaking_timeline(result: CallResult, *, split: str = "participant") -> pd.D
     out["from_size"] = size.frames.predicted.to_numpy()
     out.attrs["rules"] = {"level": level.rule, "size": size.rule}
     return out
+
+
+def talkspurt_starts(result: CallResult | pd.DataFrame) -> Score:
+    """How well the RTP marker bit finds where speech starts (positive class: a frame inside a
+    spoken phrase whose predecessor from the same publisher was not), scored per frame like the
+    rules above. Each publisher's first packet is left out: RFC 3551 §4.1 marks it whatever it
+    holds. ``result`` is a call or its :func:`audio_packets`; frames without ground truth are left out.
+    """
+    frames = audio_packets(result) if isinstance(result, CallResult) else result
+    frames = frames[frames.speaking.notna()]
+    speaking = frames.speaking.astype(bool)
+    before = speaking.groupby(frames.publisher).shift(1)
+    later = before.notna()
+    start = speaking[later] & ~before[later].astype(bool)
+    return score(frames.marker[later].astype(bool), start)
 
 
 # --- video frames, SFrame headers, clear prefixes ----------------------------------------------------
@@ -421,24 +438,26 @@ def mitigation_table(results: Mapping[str, CallResult], reference: str | None = 
                      split: str = "participant") -> pd.DataFrame:
     """One row per call: its sending options, the majority baseline, the test accuracy of the
     audio-level and packet-size rules (a rule on a missing feature guesses the training majority),
-    the audio packets whose RTP marker bit flags the start of a talkspurt (RFC 3551 §4.1; the
-    lab's packetizer sets it from the sender's voice-activity flag even without the audio level),
-    audio bytes per packet, kbit/s and the bandwidth cost against ``reference`` (default: the
-    first call) in percent."""
+    how many of the true talkspurt starts the RTP marker bit flags and how many of its flags are
+    one (:func:`talkspurt_starts`; the lab's packetizer sets it from the sender's voice-activity
+    flag even without the audio level, RFC 3551 §4.1), audio bytes per packet, kbit/s and the
+    bandwidth cost against ``reference`` (default: the first call) in percent."""
     reference = reference or next(iter(results))
     base = audio_bandwidth(results[reference])["kbit_s"]
-    rows = {}
-    for label, result in results.items():
-        level, size = (infer_speaking(result, f, split=split) for f in ("level", "size"))
-        bw = audio_bandwidth(result)
-        marks = int(_incoming(result, "audio").marker.sum())
-        rows[label] = {"options": describe_options(result), "baseline": size.test.baseline,
-                       "audio level in packets": level.available,
-                       "accuracy from levels": level.test.accuracy,
-                       "accuracy from sizes": size.test.accuracy,
-                       "talkspurt marks (RTP M bit)": marks,
-                       "audio RTP bytes/packet": round(bw["rtp_bytes"], 1),
-                       "audio kbit/s": round(bw["kbit_s"], 1),
-                       "bandwidth cost %": round(100 * (bw["kbit_s"] / base - 1), 1)}
+    rows = {label: _mitigation_row(result, base, split) for label, result in results.items()}
     table = pd.DataFrame.from_dict(rows, orient="index")
-    return table.round({"baseline": 3, "accuracy from levels": 3, "accuracy from sizes": 3})
+    return table.round({column: 3 for column in ("baseline", "accuracy from levels", "accuracy from sizes",
+                                                 "starts marked (M bit recall)", "marks at a start (precision)")})
+
+
+def _mitigation_row(result: CallResult, base_kbit_s: float, split: str) -> dict:
+    frames = audio_packets(result)
+    level, size = (infer_speaking(frames, f, split=split) for f in ("level", "size"))
+    marks = talkspurt_starts(frames)
+    bw = audio_bandwidth(result)
+    return {"options": describe_options(result), "baseline": size.test.baseline,
+            "audio level in packets": level.available, "accuracy from levels": level.test.accuracy,
+            "accuracy from sizes": size.test.accuracy, "starts marked (M bit recall)": marks.recall,
+            "marks at a start (precision)": marks.precision,
+            "audio RTP bytes/packet": round(bw["rtp_bytes"], 1), "audio kbit/s": round(bw["kbit_s"], 1),
+            "bandwidth cost %": round(100 * (bw["kbit_s"] / base_kbit_s - 1), 1)}

@@ -22,10 +22,11 @@ from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
 from e2ee_lab.media.padding import PAD_COUNT_LENGTH, padded_length
 
 REFERENCE = "as browsers send"  #: label of the unmitigated call in the mitigation table
-#: the mitigations notebook 06 measures, one e2ee call each
+#: the mitigations notebook 06 measures, one e2ee call each, each alone and then CBR with no level
 MITIGATIONS: dict[str, SenderOptions] = {
+    "no audio level": SenderOptions(audio_level=False),
+    "Opus CBR": SenderOptions(opus_cbr=True),
     "Opus CBR, no audio level": SenderOptions(opus_cbr=True, audio_level=False),
-    "padded to 128-byte buckets": SenderOptions(audio_padding=128),
     "padded to 512 bytes": SenderOptions(audio_padding=512),
 }
 TASK1_MARGIN = 0.05  #: a threshold must beat the baseline by this much accuracy (5 points)
@@ -53,19 +54,23 @@ def results_table(e2ee: CallResult, clear: CallResult, mitigations: Mapping[str,
 
 def _speech_rows(e2ee: CallResult) -> list[tuple[str, str, str]]:
     level, size = (leakage.infer_speaking(e2ee, f) for f in ("level", "size"))
+    marks = leakage.talkspurt_starts(e2ee)
     return [("speaking frames in the test set: majority-class baseline", _pct(size.test.baseline),
              f"{size.test.frames} frames of 20 ms, always guessing the training frames' commoner class"),
             ("who speaks when, from the RFC 6464 audio level", _pct(level.test.accuracy),
              f"rule {level.rule}; precision {_pct(level.test.precision)}, recall {_pct(level.test.recall)}"),
             ("who speaks when, from packet sizes alone (SFrame, Opus VBR)", _pct(size.test.accuracy),
-             f"rule {size.rule}; precision {_pct(size.test.precision)}, recall {_pct(size.test.recall)}")]
+             f"rule {size.rule}; precision {_pct(size.test.precision)}, recall {_pct(size.test.recall)}"),
+            ("talkspurt starts flagged by the RTP marker bit", f"recall {_pct(marks.recall)}",
+             f"precision {_pct(marks.precision)}; set from the sender's voice activity, under every mitigation")]
 
 
 def _mitigation_rows(e2ee: CallResult, mitigations: Mapping[str, CallResult]) -> list[tuple[str, str, str]]:
     others = {label: r for label, r in mitigations.items() if r is not e2ee}
     table = leakage.mitigation_table({REFERENCE: e2ee, **others})
-    return [(f"after mitigation '{label}': from levels / from sizes",
-             f"{_pct(row['accuracy from levels'])} / {_pct(row['accuracy from sizes'])}",
+    return [(f"after mitigation '{label}': from levels / from sizes / talkspurt starts marked",
+             f"{_pct(row['accuracy from levels'])} / {_pct(row['accuracy from sizes'])} / "
+             f"{_pct(row['starts marked (M bit recall)'])}",
              f"baseline {_pct(row['baseline'])}; audio {row['audio kbit/s']:g} kbit/s, "
              f"{row['bandwidth cost %']:+g} % bandwidth")
             for label, row in table.iloc[1:].iterrows()]
