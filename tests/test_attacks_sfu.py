@@ -1,4 +1,4 @@
-"""Tests for e2ee_lab.attacks.sfu (malicious SFU policies) and e2ee_lab.labs.malicious (the matrix).
+"""Tests for e2ee_lab.attacks (sfu: the policies; signalling, runner: the matrix) and e2ee_lab.labs.malicious.
 
 Three layers: the tamper functions and SFrame's checks on real VP8 frames (sans-I/O, 10,000
 tampered frames across the five suites); each policy wired into a real :class:`SFUCore` with real
@@ -8,6 +8,7 @@ calls (both modes, six calls of 1.5 s, run once for the module).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -15,9 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
+from e2ee_lab.attacks import runner, signalling
 from e2ee_lab.attacks.sfu import (
     FUTURE_CTR_STEP, REGIONS, TAG_LEN, Delay, Drop, Honest, Inject, PairRouter, Reorder, Replay, Tamper,
-    flip_bit, forged_picture, forged_vp8_frame, region_span, tamper_frame, tamper_payload,
+    flip_bit, forged_picture, forged_vp8_frame, region_span, sample_frames, tamper_frame, tamper_payload,
+    tamper_sweep,
 )
 from e2ee_lab.crypto.sframe import (
     AuthenticationFailed, CipherSuite, ReplayedFrame, SFrameContext, SFrameError, decode_header,
@@ -30,13 +33,14 @@ from e2ee_lab.media.scene import to_rgb
 from e2ee_lab.rtp import Codec, FrameAssembled, FrameAssembler, FrameLost, PacketsMissing, RTPPacketizer
 from e2ee_lab.rtp import VP8PayloadDescriptor, parse_rtp
 from e2ee_lab.sfu import SFUCore
+from e2ee_lab.sfu.server import Answer, Offer
 
 SSRC, FPS = 0xA11CE, 15
 
 
 @pytest.fixture(scope="module")
 def frames() -> list[bytes]:
-    return lab.sample_frames(16)
+    return sample_frames(16)
 
 
 def _protect(frames: list[bytes], *, e2ee: bool = True, suite: int = 4, seed: int = 1):
@@ -95,7 +99,7 @@ def test_tamper_frame_changes_one_bit_inside_its_region(frames, region):
 
 
 def test_10000_tampered_frames_across_the_five_suites_are_all_rejected(frames):
-    sweep = lab.tamper_sweep(frames, suites=range(1, 6), per_suite=2000, seed=7)
+    sweep = tamper_sweep(frames, suites=range(1, 6), per_suite=2000, seed=7)
     assert sweep.tampered.sum() == 10_000
     assert sweep.rejected.sum() == 10_000
     assert sweep.genuine_ok.sum() == 10_000  # each genuine twin decrypted after its tampered copy
@@ -135,8 +139,8 @@ def test_replay_window_in_window_replay_and_old_frames_rejected_out_of_order_acc
 
 
 def test_a_replay_across_a_rekey_meets_the_old_keys_window_then_an_unknown_kid():
-    table = lab.replay_across_rekey()
-    grace_end = lab.REKEY_POLICY.switch_delay + lab.REKEY_POLICY.grace
+    table = runner.replay_across_rekey()
+    grace_end = runner.REKEY_POLICY.switch_delay + runner.REKEY_POLICY.grace
     verdicts = dict(zip(table["seconds after rekey"], table["replayed old frame"]))
     assert {v for t, v in verdicts.items() if t < grace_end} == {"replay"}
     assert {v for t, v in verdicts.items() if t >= grace_end} == {"unknown_kid"}
@@ -371,27 +375,27 @@ def test_policy_arguments_are_checked():
 
 
 def test_plan_puts_every_attack_once_on_disjoint_pairs():
-    assert len(lab.plan_calls(lab.ATTACK_NAMES)) == 3  # three participants: six pairs a call
-    plans = lab.plan_calls(lab.ATTACK_NAMES, participants=4)
+    assert len(runner.plan_calls(runner.ATTACK_NAMES)) == 3  # three participants: six pairs a call
+    plans = runner.plan_calls(runner.ATTACK_NAMES, participants=4)
     assert len(plans) == 2
     placed = [name for plan in plans for name in plan.pairs]
-    assert sorted(placed) == sorted(lab.ATTACK_NAMES)
+    assert sorted(placed) == sorted(runner.ATTACK_NAMES)
     for plan in plans:
         pairs = [p for ps in plan.pairs.values() for p in ps]
         assert len(pairs) == len(set(pairs)) <= 12
         for name in plan.pairs:
-            if lab.ATTACKS[name].rekey is not None:
-                assert lab.ATTACKS[name].rekey == plan.rekey
+            if runner.ATTACKS[name].rekey is not None:
+                assert runner.ATTACKS[name].rekey == plan.rekey
     with pytest.raises(ValueError):
-        lab.plan_calls(["sing"])
+        runner.plan_calls(["sing"])
 
 
 # --- the matrix from real calls ------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def matrix() -> lab.Matrix:
-    return lab.run_matrix(seed=1)
+def matrix() -> runner.Matrix:
+    return runner.run_matrix(seed=1)
 
 
 def _row(matrix, attack: str, mode: str):
@@ -405,8 +409,8 @@ SFRAME_REASONS = {"auth", "unknown_kid", "malformed", "replay"}
 
 
 def test_matrix_has_every_attack_in_both_modes(matrix):
-    assert list(matrix.table.columns) == list(lab.MATRIX_COLUMNS)
-    assert len(matrix.table) == 2 * len(lab.ATTACK_NAMES)
+    assert list(matrix.table.columns) == list(runner.MATRIX_COLUMNS)
+    assert len(matrix.table) == 2 * len(runner.ATTACK_NAMES)
     for run in matrix.runs:
         for name, policies in run.policies.items():
             if name not in ("none", "downgrade-signalling", "key-substitution"):
@@ -418,12 +422,12 @@ def test_e2ee_receivers_reject_every_attacked_frame(matrix, attack):
     row = _row(matrix, attack, "e2ee")
     assert row.frames > 0 and row.delivered > 0
     assert row.displayed == 0 and row.accepted == 0 and row.rejected == row.delivered
-    assert {k for k, _ in lab._reasons(row.rejected_by)} <= SFRAME_REASONS
+    assert {k for k, _ in runner.parse_rejected_by(row.rejected_by)} <= SFRAME_REASONS
     assert row.sfu_read == 0 and row.outcome == "rejected"
 
 
 def test_e2ee_catches_each_attack_with_the_expected_check(matrix):
-    reasons = {a: {k for k, _ in lab._reasons(_row(matrix, a, "e2ee").rejected_by)} for a in REJECTED_IN_E2EE}
+    reasons = {a: {k for k, _ in runner.parse_rejected_by(_row(matrix, a, "e2ee").rejected_by)} for a in REJECTED_IN_E2EE}
     assert reasons["tamper-payload"] == reasons["tamper-tag"] == {"auth"}
     assert reasons["replay"] == {"replay"}
     assert reasons["replay-rekey"] <= {"unknown_kid", "replay"}
@@ -442,7 +446,7 @@ def test_dtls_srtp_receivers_display_tampered_replayed_and_forged_frames_uncheck
     for attack in ("tamper-payload", "tamper-tag", "replay", "replay-rekey", "inject", "downgrade-inject"):
         row = _row(matrix, attack, "dtls-srtp")
         assert row.displayed > 0 and row.outcome == "displayed", attack
-        assert not ({k for k, _ in lab._reasons(row.rejected_by)} & SFRAME_REASONS)
+        assert not ({k for k, _ in runner.parse_rejected_by(row.rejected_by)} & SFRAME_REASONS)
     for attack in ("inject", "downgrade-inject"):
         forged = _row(matrix, attack, "dtls-srtp")
         assert forged.wrong_displayed == forged.delivered > 0
@@ -451,13 +455,13 @@ def test_dtls_srtp_receivers_display_tampered_replayed_and_forged_frames_uncheck
 
 
 def test_srtp_refuses_old_sequence_numbers_in_both_modes(matrix):
-    for mode in lab.MODES:
+    for mode in runner.MODES:
         row = _row(matrix, "replay-same-seq", mode)
         assert row.frames > 0 and row.delivered == 0 and row.caught_by == "SRTP replay check"
 
 
 def test_drop_delay_and_reorder_are_not_prevented_in_either_mode(matrix):
-    for mode in lab.MODES:
+    for mode in runner.MODES:
         drop, delay, reorder = (_row(matrix, a, mode) for a in ("drop", "delay", "reorder"))
         assert drop.frames > 0 and drop.delivered == 0 and drop.caught_by == "none"
         assert delay.delivered > 0 and delay.displayed == delay.delivered
@@ -470,15 +474,28 @@ def test_key_substitution_reads_e2ee_media_silently_until_safety_numbers_are_com
     assert row.delivered > 0 and row.displayed == row.delivered and row.rejected == 0
     assert row.sfu_read > 0 and row.caught_by == "safety numbers"
     run = matrix.run_of("key-substitution", "e2ee")
-    numbers = lab.safety_numbers(run.result)
+    numbers = signalling.safety_numbers(run.result)
     victims = set(run.plan.pairs["key-substitution"][0])
     mismatched = numbers[~numbers.match]
     assert len(mismatched) == 1 and {mismatched["first"].iloc[0], mismatched["second"].iloc[0]} == victims
     assert _row(matrix, "none", "e2ee").sfu_read == 0
 
 
+def test_strip_sframe_drops_a_sframe_only_from_the_victims_answers():
+    hook = signalling.strip_sframe({"bob"})
+    answer = Answer(("127.0.0.1", 5000), "sha-256 AB")
+    offers = {name: Offer(name, "sha-256 CD", {"video": 1}) for name in ("alice", "bob")}
+    assert hook(offers["bob"], answer) == dataclasses.replace(answer, sframe=False)
+    assert hook(offers["alice"], answer) is answer
+
+
+def test_parse_rejected_by_reads_what_measure_writes():
+    assert runner.parse_rejected_by("auth 12, unknown_kid 3") == [("auth", 12), ("unknown_kid", 3)]
+    assert runner.parse_rejected_by("") == []
+
+
 def test_run_attack_runs_one_attack_alone():
-    row = lab.run_attack("tamper-tag", "e2ee", participants=2, seed=2)
+    row = runner.run_attack("tamper-tag", "e2ee", participants=2, seed=2)
     assert len(row) == 1 and row.attack.iloc[0] == "tamper-tag"
     assert row.rejected.iloc[0] == row.delivered.iloc[0] > 0 and row.displayed.iloc[0] == 0
 
@@ -488,7 +505,7 @@ def test_run_attack_runs_one_attack_alone():
 
 def test_results_table_and_figure(matrix):
     table = lab.results_table(matrix.table)
-    assert list(table.index) == list(lab.ATTACK_NAMES) and list(table.columns) == ["the SFU", *lab.MODES]
+    assert list(table.index) == list(runner.ATTACK_NAMES) and list(table.columns) == ["the SFU", *runner.MODES]
     assert table.loc["tamper-tag", "e2ee"].startswith("rejected")
     assert table.loc["tamper-tag", "dtls-srtp"].startswith("DISPLAYED")
     caught = lab.what_each_check_caught(matrix.table)

@@ -2,13 +2,13 @@
 
 E2EE takes the media away from the SFU; it does not make the SFU harmless. Every attack here is a
 :class:`~e2ee_lab.sfu.policy.Policy` the SFU core runs on one (publisher → subscriber) pair; the two
-attacks on signalling (answer rewriting, key substitution) are installed with the call by
-:mod:`e2ee_lab.labs.malicious`. Where the bytes are in an RTP payload of the lab's video (RFC 7741
-§4.2 Chrome-style VP8 descriptor, 4 bytes, on every packet): the first packet of a frame (S=1)
-carries the SFrame header (RFC 9605 §4.3, KID and CTR, 1-17 bytes) right after the descriptor, the
-last packet (marker bit) ends with the AEAD tag (16 bytes for suite 4, §4.5), the ciphertext is in
-between (§4.2). In ``dtls-srtp`` mode the same places hold the VP8 frame tag (RFC 6386 §9.1, 3 bytes)
-and the end of the last partition.
+attacks on signalling (answer rewriting, key substitution) are in :mod:`e2ee_lab.attacks.signalling`,
+and :mod:`e2ee_lab.attacks.runner` runs them all in calls. Where the bytes are in an RTP payload of
+the lab's video (RFC 7741 §4.2 Chrome-style VP8 descriptor, 4 bytes, on every packet): the first
+packet of a frame (S=1) carries the SFrame header (RFC 9605 §4.3, KID and CTR, 1-17 bytes) right
+after the descriptor, the last packet (marker bit) ends with the AEAD tag (16 bytes for suite 4,
+§4.5), the ciphertext is in between (§4.2). In ``dtls-srtp`` mode the same places hold the VP8 frame
+tag (RFC 6386 §9.1, 3 bytes) and the end of the last partition.
 
 - :class:`Tamper`: one bit flipped per frame in the header, the ciphertext or the tag.
 - :class:`Replay`: frames re-sent later, in fresh sequence slots so SRTP's replay check

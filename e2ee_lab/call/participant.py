@@ -13,7 +13,7 @@ makes the next picture a key frame.
 
 If the SFU's answer drops SDP ``a=sframe`` (``Answer.sframe`` False), an ``e2ee`` participant
 sends its own frames without frame encryption, as a client that honours the negotiation would: the
-fallback a downgrade attack exploits (:mod:`e2ee_lab.attacks.sfu`); its receiver still insists on
+fallback a downgrade attack exploits (:mod:`e2ee_lab.attacks.signalling`); its receiver still insists on
 SFrame.
 
 The first :data:`WIRE_SAMPLE` SRTP packets the participant sends are also kept in ``wire``: exactly

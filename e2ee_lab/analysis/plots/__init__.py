@@ -38,7 +38,7 @@ Figures:
     and the time to one forgery extrapolated per tag length (notebook 07, RFC 9605 §7.5).
     attack_matrix: attack × mode heat map of what receivers did with a malicious SFU's attacked
     frames: displayed, rejected (and by which check), not preventable, or read by the SFU (notebook
-    05; data from :func:`e2ee_lab.labs.malicious.attack_matrix`).
+    05; data from :func:`e2ee_lab.attacks.runner.attack_matrix`).
     speaking_timelines: per participant, true speaking vs inferred from the RFC 6464 audio level vs
     inferred from packet sizes, and the SFrame body sizes with the threshold (notebook 06; data
     from :func:`e2ee_lab.analysis.leakage.speaking_timeline`).

@@ -118,7 +118,7 @@ def _attack_cell(row) -> str:
 
 def attack_matrix(table: pd.DataFrame) -> Figure:
     """Attack × mode: what the receivers did with the attacked frames (colour) and which check caught
-    them or how many were shown (text), from :func:`e2ee_lab.labs.malicious.attack_matrix`'s table."""
+    them or how many were shown (text), from :func:`e2ee_lab.attacks.runner.attack_matrix`'s table."""
     from matplotlib.colors import to_rgb
     from matplotlib.patches import Patch
 
