@@ -24,7 +24,7 @@ from e2ee_lab.browser import find_chromium, netns_problem, run_browser_call, run
 from e2ee_lab.browser.call import _recovery, pattern, run_for_call
 from e2ee_lab.browser.tally import three_views
 from e2ee_lab.call.pipeline import thumbnail
-from e2ee_lab.call.run import add_call_arguments, cli_call, run_call
+from e2ee_lab.call import add_call_arguments, cli_call, run_call
 from e2ee_lab.capture import sniff_problem
 from e2ee_lab.media.codecs import PICTURE_MATCH_MAE, mean_abs_error
 from e2ee_lab.webrtc import check_loopback

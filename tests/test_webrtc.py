@@ -43,7 +43,7 @@ from e2ee_lab.call import add_call_arguments, run_call
 from e2ee_lab.call.frame_keys import SFrameCrypto
 from e2ee_lab.call.participant import WIRE_SAMPLE
 from e2ee_lab.call.pipeline import PLI_INTERVAL
-from e2ee_lab.call.run import CALL_KEY_POLICY, START_DELAY, format_summary
+from e2ee_lab.call.common import CALL_KEY_POLICY, START_DELAY, format_summary
 from e2ee_lab.capture import sniff_problem
 from e2ee_lab.crypto.keys import Group
 from e2ee_lab.media.codecs import VP8_PAYLOAD_TYPE

@@ -50,7 +50,7 @@ import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import reassemble
 from e2ee_lab.call.pipeline import thumbnail
-from e2ee_lab.call.run import CALL_KEY_POLICY, START_DELAY, run_blocking, wait_for_group_keys
+from e2ee_lab.call.common import CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, run_blocking, wait_for_group_keys
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import Curve, IdentityKeyPair
 from e2ee_lab.media.codecs import DecodeError, VP8Decoder, mean_abs_error, picture_matches
@@ -454,8 +454,6 @@ def run_for_call(stack: str, browsers: int, mode: str, participants: int, second
         ValueError: a stack other than "webrtc", a browser count other than 1, ``capture="tap"``,
             or a lab-only option set.
     """
-    from e2ee_lab.call.run import CALL_KEY_POLICY, DEFAULT_PROFILE
-
     if stack != "webrtc":
         raise ValueError(f"a browser participant needs stack='webrtc' (the aiortc SFU), not {stack!r}")
     if browsers != 1:

@@ -5,7 +5,7 @@ Chrome gathers ICE candidates on every interface and has no switch to limit them
 answer's candidates, but the strongest guarantee is a namespace with no other interface:
 ``unshare -n`` (root, or CAP_SYS_ADMIN) creates one, ``ip link set lo up`` enables its loopback,
 and the whole call (HTTP server, aiortc SFU and participants, Chromium) runs inside it in a child
-process (``python -m e2ee_lab.browser.isolation IN OUT``: pickled arguments in, pickled
+process (``python -m e2ee_lab.browser.in_netns IN OUT``: pickled arguments in, pickled
 :class:`~e2ee_lab.browser.call.BrowserCallResult` out). Where that is not permitted the call runs
 in this process and says so in ``summary["isolation"]``. The page's filter is not enough there:
 Chrome still sends ICE checks from its stripped host candidates (e.g. the eth0 address) to the
@@ -28,6 +28,7 @@ from pathlib import Path
 from .errors import IsolationFailed
 
 NETNS_TIMEOUT = 240.0  # seconds a call in the namespace may take
+CHILD_MODULE = "e2ee_lab.browser.in_netns"  # what the child process runs (it imports .call, not this)
 _probe: str | None | bool = False  # cached netns_problem() (False: not probed yet)
 
 
@@ -78,8 +79,7 @@ def run_in_netns(kwargs: dict):
         inp, out = Path(tmp) / "in.pickle", Path(tmp) / "out.pickle"
         inp.write_bytes(pickle.dumps(kwargs))
         script = 'ip link set lo up && exec "$@"'
-        cmd = ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, "-m", "e2ee_lab.browser.isolation",
-               str(inp), str(out)]
+        cmd = ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, "-m", CHILD_MODULE, str(inp), str(out)]
         try:
             child = subprocess.run(cmd, capture_output=True, timeout=NETNS_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -90,17 +90,3 @@ def run_in_netns(kwargs: dict):
         result = pickle.loads(out.read_bytes())
     result.summary["isolation"] = "network namespace with only lo"
     return result
-
-
-def _main(inp: str, out: str) -> None:
-    import asyncio
-
-    from .call import run_browser_call_async
-
-    kwargs = pickle.loads(Path(inp).read_bytes())
-    result = asyncio.run(run_browser_call_async(**kwargs))
-    Path(out).write_bytes(pickle.dumps(result))
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1], sys.argv[2])

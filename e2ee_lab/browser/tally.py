@@ -1,7 +1,7 @@
 """A browser call in the shape of ``e2ee-lab call``'s summary, and its three views of the browser's video.
 
 :func:`call_rows` turns what :func:`~e2ee_lab.browser.call.run_browser_call` measured into the fields
-:func:`e2ee_lab.call.run.format_summary` prints (``participants``: one row per member, the page
+:func:`e2ee_lab.call.common.format_summary` prints (``participants``: one row per member, the page
 included; ``sfu``: packets and the frames the SFU could decode), so ``run_call(...,
 browser_participants=1)`` and ``e2ee-lab call --stack webrtc --browser 1`` print the same table as
 any other call. The page's row counts what its Encoded Transform worker encrypted (sent), and what

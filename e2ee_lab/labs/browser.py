@@ -21,7 +21,7 @@ import pandas as pd
 from e2ee_lab.browser import BrowserError, chromium_version, find_chromium, netns_problem, run_browser_call
 from e2ee_lab.browser.server import static_file
 from e2ee_lab.browser.tally import three_views
-from e2ee_lab.call.run import format_summary
+from e2ee_lab.call.common import format_summary
 from e2ee_lab.config import lab_size
 from e2ee_lab.crypto.sframe import encode_header
 from e2ee_lab.labs import Feedback, correct, not_yet, unanswered

@@ -3,7 +3,7 @@
 :func:`run_webrtc_call` runs the call of :mod:`e2ee_lab.call` with aiortc doing ICE, DTLS-SRTP
 (RFC 5764), RTP/RTCP and codecs, on loopback only, and returns a :class:`WebRTCCallResult` with the
 same summary fields (``run_call(..., stack="webrtc")`` and ``e2ee-lab call --stack webrtc`` lead
-here). The parts:
+here, through the registry of :mod:`e2ee_lab.call.stacks`, where :mod:`.stack` registers it). The parts:
 
 - :mod:`.loopback`: host candidates on 127.0.0.1 only and no STUN/TURN (why a scoped patch is needed);
 - :mod:`.sdp`: candidate checks, the lab's payload types in the SFU's offers, annotated SDP lines;

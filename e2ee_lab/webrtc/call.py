@@ -48,8 +48,9 @@ from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech, wi
 from e2ee_lab.call.capture import CallCapture, CaptureInfo, FrameKeys, call_frame_keys
 from e2ee_lab.call.frame_keys import MODES
 from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
-from e2ee_lab.call.run import (
+from e2ee_lab.call.common import (
     CALL_KEY_POLICY,
+    DEFAULT_PROFILE,
     START_DELAY,
     CallConfig,
     run_blocking,
@@ -290,7 +291,7 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
                   garbage: float = 0.0, capture: str = "off", policy=None,
                   key_policy: RekeyPolicy = CALL_KEY_POLICY, sfu_setup=None,
                   sender_options=None) -> WebRTCCallResult:
-    """``run_call(..., stack=...)`` for a stack other than the lab's: "webrtc" runs
+    """``run_call(..., stack="webrtc")`` (registered by :mod:`e2ee_lab.webrtc.stack`): runs
     :func:`run_webrtc_call`. The lab-only options must be left at their defaults; the SRTP profile
     is aiortc's choice (AEAD_AES_256_GCM between two aiortc peers, ``summary["srtp_profile"]``).
 
@@ -298,8 +299,6 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
         ValueError: an unknown stack, or a lab-only option (garbage, policy, sfu_setup,
             sender_options, an SRTP profile other than the lab's default) was set.
     """
-    from e2ee_lab.call.run import DEFAULT_PROFILE
-
     if stack != STACK:
         raise ValueError(f"unknown stack {stack!r}; expected 'lab' or {STACK!r}")
     lab_only = {"garbage": garbage, "policy": policy, "sfu_setup": sfu_setup, "sender_options": sender_options}
@@ -425,7 +424,7 @@ def _wire_summary(wire: SFUView, people: list[WebRTCParticipant]) -> dict:
 
 def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCParticipant],
              window: dict[str, int], timing: dict[str, float]) -> dict:
-    """The JSON-ready summary: every field of the lab call's summary (``e2ee_lab.call.run``), with
+    """The JSON-ready summary: every field of the lab call's summary (:mod:`e2ee_lab.call.run`), with
     the same meaning, plus this stack's own (``stack``, ``window``, ``timing``, ``plis``,
     ``loopback``; per participant ``video_latency_ms``; for the SFU ``frames_stolen`` and
     ``plis_forwarded``).

@@ -1,0 +1,174 @@
+"""What every stack's call shares: its configuration, its result, its outputs, and two helpers.
+
+Every stack that runs the lab's call (the lab's own, :mod:`e2ee_lab.call.run`; aiortc,
+:mod:`e2ee_lab.webrtc`; a browser page, :mod:`e2ee_lab.browser`; the next ones) speaks this
+vocabulary, and it lives below them all: :class:`CallConfig` (what was run), :class:`CallResult`
+(what the lab's call produced; the other stacks' results keep its summary fields and their
+meaning), :func:`write_outputs` (``summary.json`` and the SFU's key log ``sfu-keys.json``),
+:func:`format_summary` (the table ``e2ee-lab call`` prints), :func:`run_blocking` (an entry point
+that works from a script and from a notebook's running loop), :func:`wait_for_group_keys` (until
+every member holds every current key), and the call's rekey policy :data:`CALL_KEY_POLICY`: since
+all members join before media flows, send keys switch 0.1 s after an epoch starts instead of the
+2 s a call with late joiners needs. Nothing here imports a stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+
+from e2ee_lab.analysis.sfu_view import SFUView
+from e2ee_lab.call.capture import CaptureInfo, FrameKeys
+from e2ee_lab.call.pipeline import SenderOptions
+from e2ee_lab.config import Size
+from e2ee_lab.crypto.keys import PublicIdentity, RekeyPolicy
+from e2ee_lab.media.scene import Scene
+from e2ee_lab.transport import KeyLogEntry, SRTPProfile, write_keylog
+
+T = TypeVar("T")
+CALL_KEY_POLICY = RekeyPolicy(switch_delay=0.1, grace=10.0, rekey_interval=None)
+KEY_AGREEMENT_TIMEOUT = 5.0  # seconds until every member holds every current key
+START_DELAY = 0.05  # seconds between "media go" and the first frame
+DEFAULT_PROFILE = SRTPProfile.AEAD_AES_128_GCM.value
+
+
+class CallSetupError(RuntimeError):
+    """The call could not start (key agreement did not settle in time)."""
+
+    reason = "call_setup"
+
+
+@dataclass(frozen=True)
+class CallConfig:
+    """What was run."""
+
+    mode: str  # "dtls-srtp", "e2ee" or "clear-prefix"
+    participants: int  # how many
+    seconds: float  # media duration
+    seed: int
+    size: Size  # "ci" or "full"
+    srtp_profile: str  # SRTP protection profile name
+    garbage: float  # garbage datagrams per second sent to the SFU (0: none)
+    sender_options: SenderOptions = field(default_factory=SenderOptions)  # Opus CBR, audio level, padding
+
+
+@dataclass
+class CallResult:
+    """Everything a call produced; DataFrame columns are those of the record classes.
+
+    ``view``: the SFU's view tap (:mod:`e2ee_lab.sfu.view`), ``time`` in seconds since the call
+    started. ``sent`` / ``received``: :class:`~e2ee_lab.call.pipeline.SentFrame` and
+    :class:`~e2ee_lab.call.pipeline.ReceivedFrame` rows. ``sfu`` / ``wire``: what the SFU and an
+    eavesdropper could decode. ``pictures[receiver][publisher]``: the latest picture a receiver
+    decoded, ``(frame index, RGB)``. ``scenes`` / ``speech``: each participant's camera and the
+    speech PCM it sent (48 kHz int16). ``relay``: key messages the SFU carried. ``sockets``: every
+    socket's local and remote address. ``key_holders``: key name -> parties whose key material
+    (or, for the SFU, anything it carried) contains that key, found by searching the bytes.
+    ``handshakes``: one row per leg end (``leg, side, version, cipher, profile, peer_fingerprint,
+    expected_fingerprint``): the peer's certificate as verified against what signalling announced.
+    ``members``: participant name -> key-agreement member index (empty in dtls-srtp mode).
+    """
+
+    config: CallConfig
+    summary: dict
+    view: pd.DataFrame
+    sent: pd.DataFrame
+    received: pd.DataFrame
+    sfu: SFUView
+    wire: SFUView
+    keylog: list[KeyLogEntry]
+    participant_keys: dict[str, KeyLogEntry]
+    relay: pd.DataFrame
+    pictures: dict[str, dict[str, tuple[int, np.ndarray]]]
+    scenes: dict[str, Scene]
+    speech: dict[str, np.ndarray]
+    sockets: list[dict]
+    key_holders: dict[str, set[str]]
+    handshakes: pd.DataFrame
+    names: list[str] = field(default_factory=list)
+    members: dict[str, int] = field(default_factory=dict)
+    out: Path | None = None
+    capture: CaptureInfo | None = None  # the call's pcap (run with capture=...), else None
+    frame_keys: FrameKeys | None = None  # the members' SFrame keys (e2ee), the receivers' secret
+    # e2ee modes: participant -> {its own name: its identity key, peer: the key it pinned for that peer}
+    identities: dict[str, dict[str, PublicIdentity]] = field(default_factory=dict)
+
+    def delivery(self, kind: str = "video") -> pd.Series:
+        """Per receiver: frames decoded / frames the others sent, for ``kind``."""
+        return pd.Series({p["name"]: p[f"{kind}_frames_decoded"] / max(1, p[f"{kind}_frames_expected"])
+                          for p in self.summary["participants"]}, name=f"{kind} delivery")
+
+
+# --- helpers every stack's entry point uses -----------------------------------------------------
+
+
+def run_blocking(job: Callable[[], T], thread_name: str) -> T:
+    """Run ``job`` (which calls ``asyncio.run``) here, or in a worker thread named ``thread_name``
+    when this thread already runs an event loop (a notebook): the calls' entry points work in both."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return job()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name) as pool:
+        return pool.submit(job).result()
+
+
+async def wait_for_group_keys(signalling, people, also=None) -> None:
+    """Until every participant holds every member's keys of the roster's current epoch (the lab's,
+    the aiortc and the browser calls: ``people`` have ``keys_ready(epoch, members)``; ``also``, if
+    given, is an async ``keys_ready`` of one more member, the browser page).
+
+    Raises:
+        CallSetupError: not within :data:`KEY_AGREEMENT_TIMEOUT` seconds.
+    """
+    epoch = signalling.roster.epoch
+    members = list(signalling.members.values())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + KEY_AGREEMENT_TIMEOUT
+    while not (all(p.keys_ready(epoch, members) for p in people)
+               and (also is None or await also(epoch, members))):
+        if loop.time() > deadline:
+            raise CallSetupError(f"members did not all hold the epoch-{epoch} keys within "
+                                 f"{KEY_AGREEMENT_TIMEOUT} s")
+        await asyncio.sleep(0.02)
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def write_outputs(result, out: str | Path) -> None:
+    """Write ``summary.json`` and ``sfu-keys.json`` (the SFU's key log) into directory ``out``.
+
+    ``result``: a :class:`CallResult` or any call result with ``summary``, ``keylog`` and ``out``
+    (the aiortc and browser calls' results).
+    """
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
+    write_keylog(path / "sfu-keys.json", result.keylog)
+    result.out = path
+
+
+def format_summary(summary: dict) -> str:
+    """The short table ``cli_call`` prints: one line per participant, one for the SFU."""
+    lines = [f"mode {summary['mode']}, {summary['participant_count']} participants, "
+             f"{summary['seconds']:g} s, size {summary['size']}, {summary['srtp_profile']}",
+             f"{'':10} {'video sent':>10} {'decoded':>12} {'audio sent':>10} {'decoded':>12} {'dropped':>8}"]
+    for p in summary["participants"]:
+        lines.append(f"{p['name']:10} {p['video_frames_sent']:>10} "
+                     f"{p['video_frames_decoded']:>5}/{p['video_frames_expected']:<6} "
+                     f"{p['audio_frames_sent']:>10} {p['audio_frames_decoded']:>5}/{p['audio_frames_expected']:<6} "
+                     f"{sum(p['dropped'].values()):>8}")
+    s = summary["sfu"]
+    lines.append(f"{'SFU':10} packets in {s['packets_in']}, forwarded {s['packets_forwarded']}; video "
+                 f"decodable {s['video_frames_decodable']}/{s['video_frames_seen']}, audio intelligible "
+                 f"{s['audio_frames_intelligible']}/{s['audio_frames_seen']}; dropped {sum(s['dropped'].values())}")
+    return "\n".join(lines)
