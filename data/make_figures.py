@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from e2ee_lab.analysis import plots  # noqa: E402
-from e2ee_lab.analysis.views import save_headline_figure  # noqa: E402
+from e2ee_lab.analysis.command import save_headline_figure  # noqa: E402
 from e2ee_lab.call import run_call  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "figures"

@@ -159,7 +159,7 @@ def _add_call(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
-    from e2ee_lab.analysis.offline import add_analyze_arguments
+    from e2ee_lab.analysis.command import add_analyze_arguments
 
     add_analyze_arguments(subparsers.add_parser(
         "analyze", help="decrypt a call's capture with the SFU's key log; what the SFU could read"))

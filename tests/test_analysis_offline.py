@@ -21,15 +21,8 @@ import pytest
 from aiortc.rtp import RtcpPsfbPacket
 
 from e2ee_lab.analysis import plots
-from e2ee_lab.analysis.offline import (
-    FRAME_COLUMNS,
-    PACKET_COLUMNS,
-    add_analyze_arguments,
-    analyze,
-    audio_matches,
-    cli_analyze,
-    entropy,
-)
+from e2ee_lab.analysis.command import add_analyze_arguments, cli_analyze
+from e2ee_lab.analysis.offline import FRAME_COLUMNS, PACKET_COLUMNS, analyze, audio_matches, entropy
 from e2ee_lab.capture import Capture, KeyLogMissing, PcapFormatError, read_pcap, sniff_problem
 from e2ee_lab.capture.pcap import write_datagrams
 from e2ee_lab.crypto.transforms import make_transform

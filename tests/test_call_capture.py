@@ -387,7 +387,7 @@ def test_the_figures_draw_from_the_views(views, tmp_path):
     for figure in (plots.three_views, plots.payload_bytes, plots.frame_metadata, plots.decodable_share):
         fig = figure(views)
         assert fig.axes, figure.__name__
-    from e2ee_lab.analysis.views import save_headline_figure
+    from e2ee_lab.analysis.command import save_headline_figure
 
     png = save_headline_figure(tmp_path / "three_views.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 300_000

@@ -1,5 +1,5 @@
-"""The speech strips of the three-views figure (e2ee_lab.analysis.plots.capture), drawn from the
-recorded captures in data/captures/ (no call is run)."""
+"""The speech strips of the three-views figure (e2ee_lab.analysis.plots.capture) and the views' speech
+they draw (e2ee_lab.analysis.view_speech), from the recorded captures in data/captures/ (no call is run)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 matplotlib.use("Agg")
 
 from e2ee_lab.analysis import plots  # noqa: E402
-from e2ee_lab.analysis.plots.capture import SPEECH_HEARD, speech_correlation, view_speech  # noqa: E402
+from e2ee_lab.analysis.plots.capture import SPEECH_HEARD  # noqa: E402
+from e2ee_lab.analysis.view_speech import speech_correlation, view_speech  # noqa: E402
 from e2ee_lab.analysis.views import VIEWS, analyze_views, recording  # noqa: E402
 
 MODES = ("dtls-srtp", "e2ee")

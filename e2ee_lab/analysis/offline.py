@@ -1,16 +1,18 @@
 """Offline analysis of a call's capture: exactly what the SFU (with its key log) or the wire shows.
 
-:func:`analyze` reads a pcap (:func:`~e2ee_lab.capture.pcap.read_pcap`), tells STUN, DTLS and
+:func:`analyze` reads a pcap (:func:`~e2ee_lab.capture.pcap.read_pcap`) and feeds its datagrams to
+the capture reader (:class:`~e2ee_lab.analysis.reader.CaptureReader`), which tells STUN, DTLS and
 SRTP/SRTCP apart by their first byte (RFC 7983 §7, RFC 5761 §4), finds each datagram's leg and
 direction in the SFU's key log (RFC 5764 §4.2 keys, one entry per leg), unprotects SRTP/SRTCP with
 pylibsrtp as the SFU did (RFC 3711 §3.3, §3.4; RFC 7714), reads the RTP header and extensions
-(RFC 3550 §5.1, RFC 8285, the RFC 6464 audio level), reassembles frames per SSRC
-(:class:`~e2ee_lab.rtp.FrameAssembler`, RFC 7741 / RFC 7587) and hands them to the VP8 and Opus
-decoders. Where a frame begins, the bytes after the VP8 payload descriptor (or the Opus payload)
-are read as an SFrame header (RFC 9605 §4.3): KID and CTR are clear in E2EE mode, and a stream
-whose headers keep one KID with rising CTRs is marked ``sframe_plausible``. With ``keys=None`` the
-analysis is the wire view of an eavesdropper: RTP headers and the audio level are clear in SRTP,
-payloads are ciphertext, and the frames it groups by RTP timestamp decode to nothing.
+(RFC 3550 §5.1, RFC 8285, the RFC 6464 audio level) and reassembles frames per SSRC
+(:class:`~e2ee_lab.rtp.FrameAssembler`, RFC 7741 / RFC 7587); this module hands the frames to the
+VP8 and Opus decoders and judges them. Where a frame begins, the bytes after the VP8 payload
+descriptor (or the Opus payload) are read as an SFrame header (RFC 9605 §4.3): KID and CTR are
+clear in E2EE mode, and a stream whose headers keep one KID with rising CTRs is marked
+``sframe_plausible``. With ``keys=None`` the analysis is the wire view of an eavesdropper: RTP
+headers and the audio level are clear in SRTP, payloads are ciphertext, and the frames it groups
+by RTP timestamp decode to nothing. The ``e2ee-lab analyze`` command is :mod:`e2ee_lab.analysis.command`.
 
 A video frame is *decoded* when libvpx produced a picture; an audio frame when libopus produced
 samples (Opus has no integrity check, so ciphertext usually "decodes" to noise). Given reference
@@ -23,27 +25,17 @@ by reason (``srtp_auth_failed``, ``srtp_replay``, ``srtp_no_key``, the RTP layer
 
 from __future__ import annotations
 
-import struct
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtpPacket
+from aiortc.rtp import HeaderExtensionsMap
 
-from e2ee_lab.capture.pcap import (
-    Address,
-    CaptureError,
-    Datagram,
-    LegMap,
-    PcapSink,
-    load_keys,
-    read_pcap,
-)
-from e2ee_lab.crypto.sframe import MalformedHeader, decode_header
+from e2ee_lab.analysis.reader import PACKET_COLUMNS, CaptureReader, Flow, entropy, sframe_header
+from e2ee_lab.capture.pcap import Datagram, PcapSink, load_keys, read_pcap
 from e2ee_lab.media.codecs import (
     OPUS_PAYLOAD_TYPE,
     VP8_PAYLOAD_TYPE,
@@ -53,244 +45,22 @@ from e2ee_lab.media.codecs import (
     picture_matches,
 )
 from e2ee_lab.media.scene import to_rgb
-from e2ee_lab.rtp import (
-    MID_ID,
-    Codec,
-    FrameAssembled,
-    FrameAssembler,
-    RTPError,
-    VP8PayloadDescriptor,
-    make_extensions_map,
-    parse_rtp,
-)
+from e2ee_lab.rtp import MID_ID, Codec, FrameAssembled, make_extensions_map
 from e2ee_lab.rtp.vp8 import vp8_frame_type
-from e2ee_lab.transport import KeyLogEntry, PacketKind, SRTPError, classify
-from e2ee_lab.transport.errors import KeyLogError, MalformedRecord
-from e2ee_lab.transport.records import ClientHello, ContentType, parse_records
+from e2ee_lab.transport import KeyLogEntry
 
 PAYLOAD_TYPES = {VP8_PAYLOAD_TYPE: Codec.VP8, OPUS_PAYLOAD_TYPE: Codec.OPUS}
 AUDIO_MATCH = 0.8  # normalized cross-correlation with the sent speech at the best codec delay
 QUIET_RMS = 100.0  # int16 RMS below which 20 ms count as silence (about -50 dBov)
 OPUS_DELAY = 312  # samples: libopus's 6.5 ms encoder lookahead at 48 kHz (measured 298-312)
 OPUS_DELAY_SLACK = 96  # samples searched either side of OPUS_DELAY (2 ms)
-PACKET_COLUMNS = (
-    "no", "time", "src_ip", "src_port", "dst_ip", "dst_port", "leg", "direction", "kind", "size",
-    "detail", "decrypted", "drop_reason", "ssrc", "payload_type", "seq", "timestamp", "marker",
-    "audio_level", "voice_activity", "mid", "payload_size", "payload_entropy", "sframe_kid",
-    "sframe_ctr", "sframe_plausible",
-)
 FRAME_COLUMNS = (
     "leg", "direction", "src", "dst", "ssrc", "payload_type", "kind", "timestamp", "first_seq",
     "last_seq", "packets", "size", "frame_type", "width", "height", "decoded", "matches",
     "decodable", "reason", "entropy", "sframe_kid", "sframe_ctr", "sframe_plausible", "time",
 )
-_HANDSHAKE_NAMES = {
-    1: "ClientHello", 2: "ServerHello", 3: "HelloVerifyRequest", 11: "Certificate",
-    12: "ServerKeyExchange", 13: "CertificateRequest", 14: "ServerHelloDone",
-    15: "CertificateVerify", 16: "ClientKeyExchange", 20: "Finished",
-}
-_RTCP_NAMES = {200: "SR", 201: "RR", 202: "SDES", 203: "BYE", 204: "APP", 205: "RTPFB", 206: "PSFB"}
-
 LOOPBACK_IPS = ("127.0.0.1", "::1")
-Flow = tuple[Address, Address]
 Reference = Mapping[tuple[int, int], np.ndarray] | Callable[[int, int], np.ndarray | None] | None
-
-
-def entropy(data: bytes | bytearray | memoryview) -> float:
-    """Shannon entropy of the byte values, in bits per byte (0 for no data; at most 8)."""
-    if len(data) == 0:
-        return 0.0
-    counts = np.bincount(np.frombuffer(bytes(data), dtype=np.uint8), minlength=256)
-    p = counts[counts > 0] / len(data)
-    return float(-(p * np.log2(p)).sum())
-
-
-def _dtls_detail(data: bytes) -> str:
-    """What a DTLS datagram shows a passive observer: record and handshake types, use_srtp."""
-    try:
-        records = parse_records(data)
-    except MalformedRecord:
-        return "malformed"
-    names = []
-    for record in records:
-        if record.content_type == ContentType.HANDSHAKE and record.epoch == 0:
-            name = _HANDSHAKE_NAMES.get(record.fragment[:1] and record.fragment[0], "Handshake")
-            if name == "ClientHello":
-                try:
-                    ids = ClientHello.from_record(record).srtp_profile_ids()
-                    name += " use_srtp=" + ",".join(f"0x{i:04x}" for i in ids)
-                except MalformedRecord:
-                    name += " (no use_srtp)"
-            names.append(name)
-        else:
-            names.append(record.content_type.name.title().replace("_", ""))
-    return ", ".join(names)
-
-
-def _rtcp_detail(data: bytes, decrypted: bool) -> tuple[str, int | None]:
-    """RTCP packet types (all of a decrypted compound, the first on the wire) and sender SSRC."""
-    ssrc = int.from_bytes(data[4:8], "big") if len(data) >= 8 else None
-    if not decrypted:
-        return _RTCP_NAMES.get(data[1], str(data[1])), ssrc
-    try:
-        packets = RtcpPacket.parse(data)
-    except (ValueError, struct.error):
-        return "malformed", ssrc
-    names = (type(p).__name__.removeprefix("Rtcp").removesuffix("Packet").upper() for p in packets)
-    return ",".join(names), ssrc
-
-
-def _sframe_header(data: bytes) -> tuple[int | None, int | None]:
-    try:
-        kid, ctr, _ = decode_header(data)
-    except MalformedHeader:
-        return None, None
-    return kid, ctr
-
-
-class _WireFramer:
-    """Groups SRTP packets into frames by (SSRC, RTP timestamp), as an eavesdropper can."""
-
-    def __init__(self, payload_types: Mapping[int, Codec]) -> None:
-        self.payload_types = payload_types
-        self._open: dict[int, list[tuple[RtpPacket, float]]] = {}
-
-    def receive(self, rtp: RtpPacket, now: float) -> list[FrameAssembled]:
-        current = self._open.get(rtp.ssrc)
-        done = []
-        if current and current[0][0].timestamp != rtp.timestamp:
-            done.append(self._frame(current))
-            current = None
-        self._open[rtp.ssrc] = (current or []) + [(rtp, now)]
-        return [f for f in done if f is not None]
-
-    def flush(self) -> list[FrameAssembled]:
-        frames = [self._frame(packets) for packets in self._open.values() if packets]
-        self._open.clear()
-        return [f for f in frames if f is not None]
-
-    def _frame(self, packets: list[tuple[RtpPacket, float]]) -> FrameAssembled | None:
-        first, last = packets[0][0], packets[-1][0]
-        codec = self.payload_types.get(first.payload_type)
-        if codec is None:
-            return None
-        return FrameAssembled(
-            ssrc=first.ssrc, payload_type=first.payload_type, codec=codec,
-            timestamp=first.timestamp, first_sequence_number=first.sequence_number,
-            last_sequence_number=last.sequence_number, packet_count=len(packets),
-            data=b"".join(p.payload for p, _ in packets), marker=bool(last.marker),
-            payload_sizes=tuple(len(p.payload) for p, _ in packets), arrival=packets[-1][1],
-        )
-
-
-class _Reader:
-    """Turns datagrams into packet rows and frames; one per analysis."""
-
-    def __init__(
-        self, entries: list[KeyLogEntry] | None, payload_types: Mapping[int, Codec],
-        extensions_map: HeaderExtensionsMap,
-    ) -> None:
-        self.keyed = entries is not None
-        self.legs = LegMap(entries)
-        self.payload_types = dict(payload_types)
-        self.extensions_map = extensions_map
-        self.dropped: Counter[str] = Counter()
-        self.rows: list[dict] = []
-        self.frames: list[tuple[Flow, str | None, str | None, FrameAssembled]] = []
-        self.decrypted: list[Datagram] = []
-        # flow -> (its assembler, (leg, direction))
-        self._assemblers: dict[Flow, tuple[FrameAssembler | _WireFramer, tuple]] = {}
-        self._t0: float | None = None
-
-    def feed(self, d: Datagram) -> None:
-        self._t0 = d.time if self._t0 is None else self._t0
-        kind = classify(d.data)
-        detail = _dtls_detail(d.data) if kind is PacketKind.DTLS else ""
-        if not self.keyed and detail.startswith("ClientHello"):
-            self.legs.note_client_hello(d.src, d.dst)
-        leg, direction = self.legs.lookup(d.src, d.dst)[1:]
-        row = dict.fromkeys(PACKET_COLUMNS)
-        row.update(no=d.no, time=d.time - self._t0, src_ip=d.src[0], src_port=d.src[1],
-                   dst_ip=d.dst[0], dst_port=d.dst[1], leg=leg, direction=direction,
-                   kind=kind.value, size=len(d.data), detail=detail, decrypted=False,
-                   drop_reason="")
-        plain = None
-        if kind in (PacketKind.RTP, PacketKind.RTCP):
-            plain = self._unprotect(d, kind, row)
-            if kind is PacketKind.RTP:
-                self._read_rtp(d, plain, row, (leg, direction))
-            else:
-                row["detail"], row["ssrc"] = _rtcp_detail(plain or d.data, plain is not None)
-        self.rows.append(row)
-        if plain is not None:
-            self.decrypted.append(replace(d, data=plain))
-
-    def _drop(self, row: dict, reason: str) -> None:
-        self.dropped[reason] += 1
-        row["drop_reason"] = reason
-
-    def _unprotect(self, d: Datagram, kind: PacketKind, row: dict) -> bytes | None:
-        if not self.keyed:
-            return None
-        try:
-            plain = self.legs.unprotect(d.data, d.src, d.dst, rtcp=kind is PacketKind.RTCP)
-        except (CaptureError, SRTPError) as err:
-            self._drop(row, err.reason)
-            return None
-        row["decrypted"] = True
-        return plain
-
-    def _read_rtp(self, d: Datagram, plain: bytes | None, row: dict, where: tuple) -> None:
-        if self.keyed and plain is None:
-            return  # the SFU could not unprotect it: it never reads the header
-        try:
-            rtp = parse_rtp(plain or d.data, self.extensions_map)
-        except RTPError as err:
-            self._drop(row, err.reason)
-            return
-        level = rtp.extensions.audio_level
-        row.update(ssrc=rtp.ssrc, payload_type=rtp.payload_type, seq=rtp.sequence_number,
-                   timestamp=rtp.timestamp, marker=bool(rtp.marker), mid=rtp.extensions.mid,
-                   audio_level=None if level is None else level[1],
-                   voice_activity=None if level is None else bool(level[0]),
-                   payload_size=len(rtp.payload), payload_entropy=entropy(rtp.payload))
-        if plain is not None:
-            row["sframe_kid"], row["sframe_ctr"] = self._frame_start_header(rtp)
-        self._assemble(d, rtp, where)
-
-    def _frame_start_header(self, rtp: RtpPacket) -> tuple[int | None, int | None]:
-        codec = self.payload_types.get(rtp.payload_type)
-        if codec is Codec.OPUS:
-            return _sframe_header(rtp.payload)
-        if codec is Codec.VP8:
-            try:
-                descriptor, data = VP8PayloadDescriptor.parse(rtp.payload)
-            except RTPError:
-                return None, None
-            if descriptor.starts_frame:
-                return _sframe_header(data)
-        return None, None
-
-    def _assemble(self, d: Datagram, rtp: RtpPacket, where: tuple) -> None:
-        flow = (d.src, d.dst)
-        if flow not in self._assemblers:
-            self._assemblers[flow] = (
-                FrameAssembler(self.payload_types, extensions_map=self.extensions_map)
-                if self.keyed else _WireFramer(self.payload_types), where)
-        self._collect(flow, self._assemblers[flow][0].receive(rtp, d.time - self._t0))
-
-    def _collect(self, flow: Flow, events: list) -> None:
-        leg, direction = self._assemblers[flow][1]
-        self.frames += [(flow, leg, direction, e) for e in events if isinstance(e, FrameAssembled)]
-
-    def finish(self) -> None:
-        """Flush every assembler; add the assemblers' drop counters (duplicate, late, ...)."""
-        for flow, (assembler, _) in self._assemblers.items():
-            self._collect(flow, assembler.flush())
-            if isinstance(assembler, FrameAssembler):
-                self.dropped.update(assembler.dropped)
-                if assembler.stats["frames_lost"]:
-                    self.dropped["frame_incomplete"] += assembler.stats["frames_lost"]
 
 
 def _lookup(references: Reference, ssrc: int, timestamp: int) -> np.ndarray | None:
@@ -498,13 +268,13 @@ def _plausible_streams(frames: pd.DataFrame) -> dict[tuple, bool]:
     return verdicts
 
 
-def _frame_rows(reader: _Reader, references: Reference, keep_media: str):
+def _frame_rows(reader: CaptureReader, references: Reference, keep_media: str):
     decoders = _Decoders(references, pixels=keep_media != "none")
     rows, media, data = [], {}, {}
     last: dict[tuple, int] = {}
     for index, (flow, leg, direction, frame) in enumerate(reader.frames):
         verdict, decoded = decoders.verdict(flow, frame)
-        kid, ctr = _sframe_header(frame.data) if reader.keyed else (None, None)
+        kid, ctr = sframe_header(frame.data) if reader.keyed else (None, None)
         row = dict.fromkeys(FRAME_COLUMNS)
         row.update(
             leg=leg, direction=direction, src=f"{flow[0][0]}:{flow[0][1]}",
@@ -554,7 +324,7 @@ def analyze(
         raise ValueError(f"keep_media must be 'all', 'last' or 'none', not {keep_media!r}")
     entries = load_keys(keys)
     contents = read_pcap(path)
-    reader = _Reader(entries, payload_types or PAYLOAD_TYPES,
+    reader = CaptureReader(entries, payload_types or PAYLOAD_TYPES,
                      extensions_map or make_extensions_map(mid_id=MID_ID))
     for datagram in contents.datagrams:
         reader.feed(datagram)
@@ -565,20 +335,6 @@ def analyze(
     _mark_plausible(packets, frames)
     return OfflineAnalysis(packets, frames, media, reader.dropped, contents.skipped,
                            reader.keyed, reader.decrypted, data)
-
-
-FIGURE_FILE = "sfu-view.png"
-WIRE_FIGURE_FILE = "wire-view.png"
-
-
-def save_figure(result: OfflineAnalysis, path: str | Path, *, dpi: int = 80) -> Path:
-    """Save :func:`~e2ee_lab.analysis.plots.capture_analysis` of ``result`` as a PNG at ``path``."""
-    from e2ee_lab.analysis import plots
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    plots.capture_analysis(result).savefig(path, dpi=dpi)
-    return path
 
 
 def _mark_plausible(packets: pd.DataFrame, frames: pd.DataFrame) -> None:
@@ -594,37 +350,3 @@ def _mark_plausible(packets: pd.DataFrame, frames: pd.DataFrame) -> None:
     ]
 
 
-# --- the command -----------------------------------------------------------------------------
-
-
-def add_analyze_arguments(parser) -> None:
-    """Add ``e2ee-lab analyze DIR`` options to an argparse parser (sets ``func``)."""
-    parser.add_argument("dir", type=Path, help="call directory (capture.pcap, sfu-keys.json)")
-    parser.add_argument("--pcap", type=Path, help="capture to read (default DIR/capture.pcap)")
-    parser.add_argument("--keys", type=Path, help="SFU key log (default DIR/sfu-keys.json)")
-    parser.add_argument("--no-keys", action="store_true",
-                        help="the wire view: analyse without the SFU's keys")
-    parser.add_argument("--out", type=Path, help="where to write the CSVs (default DIR)")
-    parser.set_defaults(func=cli_analyze)
-
-
-def cli_analyze(args) -> int:
-    """Run the analysis for ``e2ee-lab analyze``; print the table; returns the exit status.
-
-    Errors in the input (no capture, not a pcap, a directory or unreadable file, no or malformed key
-    log) print one line to stderr and return 2. ``--no-keys`` writes the wire view's files
-    (``wire-view.csv``, ``wire-frames.csv``, ``wire-view.png``) next to the SFU view's.
-    """
-    pcap = args.pcap or args.dir / "capture.pcap"
-    keys = None if args.no_keys else (args.keys or args.dir / "sfu-keys.json")
-    try:
-        result = analyze(pcap, keys, keep_media="last")
-    except (OSError, CaptureError, KeyLogError) as exc:  # OSError: missing, a directory, unreadable
-        print(f"analyze: {exc}", file=sys.stderr)
-        return 2
-    out = args.out or args.dir
-    paths = result.write(out)
-    paths["figure"] = save_figure(result, out / (FIGURE_FILE if result.keyed else WIRE_FIGURE_FILE))
-    print(result.table())
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
-    return 0

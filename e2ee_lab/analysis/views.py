@@ -17,7 +17,8 @@ Pictures and speech are judged against what was really sent (:class:`Truth`: whi
 call's seed). A :class:`CapturedCall` bundles a pcap with its key log, frame keys and truth, from a
 live :class:`~e2ee_lab.call.CallResult` or from a recording in ``data/captures/``
 (:func:`recording`); :func:`analyze_views` gives the :class:`ThreeViews`, whose methods shape the
-data for the figures of :mod:`e2ee_lab.analysis.plots`. A receiver without frame keys, or with
+data for the figures of :mod:`e2ee_lab.analysis.plots` (each view's speech:
+:mod:`e2ee_lab.analysis.view_speech`). A receiver without frame keys, or with
 wrong ones, counts each frame it cannot open (``no_frame_keys``, ``sframe_auth``, ...).
 """
 
@@ -490,20 +491,3 @@ def analyze_views(call: CapturedCall, *, frame_keys: FrameKeys | None | object =
     wire = analyze(call.pcap, None, references=refs, keep_media="none")
     sfu = analyze(call.pcap, keylog, references=refs, keep_media="last")
     return ThreeViews(call, wire, sfu, receiver_view(sfu, call.mode, frame_keys, call.truth))
-
-
-def save_headline_figure(path: str | Path, *, calls: Mapping[str, CapturedCall] | None = None,
-                         dpi: int = 72) -> Path:
-    """Draw :func:`~e2ee_lab.analysis.plots.three_views` for both modes and save it as a PNG.
-
-    ``calls`` default to the recordings in ``data/captures/`` (no call is run, no root needed).
-    Returns the path written.
-    """
-    from e2ee_lab.analysis import plots
-
-    calls = calls or {mode: recording(mode) for mode in ("dtls-srtp", "e2ee")}
-    views = {mode: analyze_views(call) for mode, call in calls.items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    plots.three_views(views).savefig(path, dpi=dpi)
-    return path

@@ -1,9 +1,10 @@
 """What a capture shows each reader: the three views, payload bytes, metadata, decodable shares (lab 02), and ``e2ee-lab analyze``'s figure.
 
 Each function draws one figure from results and returns it; :mod:`e2ee_lab.analysis.plots` lists them all.
-The three views show speech too: the Opus frames each view holds (RFC 7587), decoded by the
-analysis (the SFU's, :func:`e2ee_lab.analysis.offline.analyze`) or opened with the members'
-SFrame keys (RFC 9605 §4.4.3) and decoded as a receiver does; Opus turns ciphertext into noise.
+The three views show speech too: the Opus frames each view holds (RFC 7587), as
+:mod:`e2ee_lab.analysis.view_speech` decodes them (the SFU's decode from the offline analysis, a
+receiver's after opening them with the members' SFrame keys, RFC 9605 §4.4.3); Opus turns
+ciphertext into noise. Nothing here decodes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _MODE_COLOURS = {"dtls-srtp": "#e07b00", "e2ee": "#1565c0", "clear-prefix": "#6a
 _VIEW_LABELS = {"wire": "the wire\n(no keys)", "sfu": "the SFU\n(its leg keys)",
                 "receiver": "a receiver\n(frame keys)"}
 SPEECH_HEARD = 0.5  # a strip correlating this well with the sent speech is "speech" (cf. sfu_view)
-AUDIO_RATE, FRAME_SAMPLES = 48_000, 960  # Opus at 48 kHz, 20 ms chunks (e2ee_lab.media.speech)
+AUDIO_RATE = 48_000  # Opus at 48 kHz (e2ee_lab.media.speech)
 
 
 def _view_panel(ax, panel: ViewPanel, title: str) -> None:
@@ -47,85 +48,10 @@ def _view_panel(ax, panel: ViewPanel, title: str) -> None:
     ax.set_xlabel(note, fontsize=8, color=colour)
 
 
-def _lay_out(v: ThreeViews, frames, pcm_of) -> np.ndarray:
-    """PCM of audio ``frames`` placed by the sent 20 ms chunk each carried; silence elsewhere."""
-    truth = v.call.truth
-    chunks = {}
-    for index, row in frames.iterrows():
-        origin = truth.origin(row.ssrc, row.timestamp)
-        pcm = pcm_of(index, row)
-        if origin is not None and origin[2] >= 0 and pcm is not None:
-            chunks[origin[2]] = pcm[:FRAME_SAMPLES]
-    out = np.zeros((max(chunks, default=-1) + 2) * FRAME_SAMPLES, np.int16)
-    for i, pcm in chunks.items():
-        out[i * FRAME_SAMPLES:i * FRAME_SAMPLES + len(pcm)] = pcm
-    return out
-
-
-def _receiver_pcm(v: ThreeViews, publisher: str) -> np.ndarray:
-    """``publisher``'s speech as the first other participant decodes the frames the SFU sent it:
-    the frames the receiver view opened (e2ee: SFrame with the members' keys), Opus-decoded;
-    silence where the receiver could not open or decode a frame."""
-    from e2ee_lab.crypto.sframe import SFrameError
-    from e2ee_lab.media.codecs import DecodeError, OpusDecoder
-
-    leg = next(n for n in v.call.names if n != publisher)
-    got = v.receiver.frames
-    opened = {(int(s), int(t)) for s, t in got[(got.leg == leg) & got.decrypted.astype(bool)]
-              [["ssrc", "timestamp"]].itertuples(index=False)}
-    f = v.frames("sfu")
-    rows = f[(f.direction == "from_sfu") & (f.leg == leg) & (f.kind == "audio") & (f.publisher == publisher)]
-    context = v.call.frame_keys.context() if v.mode == "e2ee" and v.call.frame_keys else None
-    decoder = OpusDecoder()
-
-    def decode(index, row):
-        if (int(row.ssrc), int(row.timestamp)) not in opened:
-            return None
-        data = v.sfu.frame_data[index]
-        try:
-            return decoder.decode(context.unprotect(data) if context is not None else data)
-        except (SFrameError, DecodeError):
-            return None
-    return _lay_out(v, rows, decode)
-
-
-def view_speech(v: ThreeViews, view: str, publisher: str | None = None) -> np.ndarray | None:
-    """``publisher``'s speech (48 kHz int16, 20 ms chunk ``i`` at sample ``960 i``) as ``view``
-    decodes it from the capture: the SFU's Opus decode of the frames it received (speech in
-    dtls-srtp, noise from SFrame ciphertext in e2ee), a receiver's decode of the frames the SFU sent
-    it, or None for the wire (SRTP ciphertext, the analysis keeps no PCM of it)."""
-    publisher = publisher or v.call.names[0]
-    if view == "wire":
-        return None
-    if view == "receiver":
-        return _receiver_pcm(v, publisher)
-    f = v.sfu.frames
-    rows = f[(f.direction == "to_sfu") & (f.ssrc == v.call.truth.ssrc_of(publisher, "audio"))]
-    return _lay_out(v, rows, lambda index, _row: v.sfu.media.get(index))
-
-
-def speech_correlation(sent: np.ndarray, got: np.ndarray | None) -> float:
-    """Pearson correlation of ``got`` with ``sent`` at the best Opus delay (within
-    :data:`~e2ee_lab.analysis.offline.OPUS_DELAY_SLACK` of ``OPUS_DELAY``); 0 for no or silent audio."""
-    from e2ee_lab.analysis.offline import OPUS_DELAY, OPUS_DELAY_SLACK
-
-    if got is None:
-        return 0.0
-    m = min(len(sent), len(got) - OPUS_DELAY - OPUS_DELAY_SLACK)
-    if m < FRAME_SAMPLES:
-        return 0.0
-    a = sent[:m].astype(float) - sent[:m].mean()
-    best = 0.0
-    for lag in range(OPUS_DELAY - OPUS_DELAY_SLACK, OPUS_DELAY + OPUS_DELAY_SLACK + 1):
-        g = got[lag:lag + m].astype(float)
-        g -= g.mean()
-        norm = float(np.linalg.norm(a) * np.linalg.norm(g))
-        best = max(best, float(a @ g) / norm if norm else 0.0)
-    return best
-
-
 def _speech_strip(ax, v: ThreeViews, view: str, publisher: str) -> None:
     """One view's decode of ``publisher``'s speech over the sent speech (grey), with the verdict."""
+    from e2ee_lab.analysis.view_speech import speech_correlation, view_speech  # the views' layer
+
     sent = v.call.truth.speech.get(publisher, np.zeros(0, np.int16))
     got = view_speech(v, view, publisher)
     counts = v.counts().set_index(["view", "kind"]).loc[(view, "audio")]
@@ -156,7 +82,7 @@ def three_views(views: Mapping[str, ThreeViews], publisher: str | None = None) -
     """Per call mode, one column per view: ``publisher``'s latest video frame as the wire (no keys),
     the SFU (its leg keys) and a receiver (the members' frame keys) hold it, and below it the
     speech that view decodes of ``publisher``, all from the captured packets
-    (:func:`e2ee_lab.analysis.views.analyze_views`, :func:`view_speech`). A view that cannot
+    (:func:`e2ee_lab.analysis.views.analyze_views`, :func:`e2ee_lab.analysis.view_speech.view_speech`). A view that cannot
     decode the frame shows its bytes as a grey image: ciphertext looks like noise. Each speech
     strip draws the view's decode over the sent speech (grey): green when it correlates with it
     (:data:`SPEECH_HEARD`), red for noise or nothing, with the analysis' count of intelligible
