@@ -27,8 +27,6 @@ from e2ee_lab.attacks.crypto import (
     expected_attempts,
     forge_frame,
     gcm_auth_key,
-    gf_inv,
-    gf_mul,
     ghash,
     receiver_rate,
     recover_auth_key,
@@ -36,6 +34,7 @@ from e2ee_lab.attacks.crypto import (
     shared_key_senders,
     xor_bytes,
 )
+from e2ee_lab.attacks.gf128 import gf_inv, gf_mul
 from e2ee_lab.crypto.sframe import (
     AuthenticationFailed,
     CipherSuite,

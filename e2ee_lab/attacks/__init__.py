@@ -6,31 +6,44 @@
   ``a=sframe`` and identity-key substitution (a MITM on the key messages), and the safety numbers
   that reveal the latter.
 - :mod:`~e2ee_lab.attacks.runner`: every attack in real calls, and the matrix of what the receivers did.
-- :mod:`~e2ee_lab.attacks.crypto`: nonce reuse and short-tag forgery (import it from the submodule).
+- :mod:`~e2ee_lab.attacks.crypto`: nonce reuse and short-tag forgery (import it from the submodule),
+  with the GF(2^128) algebra of :mod:`~e2ee_lab.attacks.gf128`.
 
-The malicious SFU's public API is exported here.
+The malicious SFU's public API is exported here, loaded on first use: importing
+``e2ee_lab.attacks`` (or ``e2ee_lab.attacks.crypto``) does not load the call stack that
+:mod:`~e2ee_lab.attacks.runner` and :mod:`~e2ee_lab.attacks.signalling` run on.
 """
 
-from e2ee_lab.attacks.runner import (
-    ATTACK_NAMES, ATTACKS, CHECKS, MATRIX_COLUMNS, MODES, REKEY_POLICY, AttackRun, AttackSpec, CallPlan, Matrix,
-    attack_matrix, attack_seconds, measure, parse_rejected_by, plan_calls, replay_across_rekey, run_attack,
-    run_attacks, run_matrix, run_plan,
-)
-from e2ee_lab.attacks.sfu import (
-    AttackAction, AttackPolicy, Delay, Drop, Honest, Inject, PairRouter, Reorder, Replay, Tamper, flip_bit,
-    forged_picture, forged_vp8_frame, payload_layout, region_span, sample_frames, sframe_forgery, tamper_frame,
-    tamper_payload, tamper_sweep,
-)
-from e2ee_lab.attacks.signalling import (
-    downgrade_answers, mitm_reads, safety_numbers, strip_sframe, substitute_keys,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ATTACKS", "ATTACK_NAMES", "CHECKS", "MATRIX_COLUMNS", "MODES", "REKEY_POLICY", "AttackAction", "AttackPolicy",
-    "AttackRun", "AttackSpec", "CallPlan", "Delay", "Drop", "Honest", "Inject", "Matrix", "PairRouter", "Reorder",
-    "Replay", "Tamper", "attack_matrix", "attack_seconds", "downgrade_answers", "flip_bit", "forged_picture",
-    "forged_vp8_frame", "measure", "mitm_reads", "parse_rejected_by", "payload_layout", "plan_calls",
-    "region_span", "replay_across_rekey", "run_attack", "run_attacks", "run_matrix", "run_plan",
-    "safety_numbers", "sample_frames", "sframe_forgery", "strip_sframe", "substitute_keys", "tamper_frame",
-    "tamper_payload", "tamper_sweep",
-]
+import importlib
+
+_EXPORTS = {
+    "runner": (
+        "ATTACK_NAMES", "ATTACKS", "CHECKS", "MATRIX_COLUMNS", "MODES", "REKEY_POLICY", "AttackRun", "AttackSpec",
+        "CallPlan", "Matrix", "attack_matrix", "attack_seconds", "measure", "parse_rejected_by", "plan_calls",
+        "replay_across_rekey", "run_attack", "run_attacks", "run_matrix", "run_plan",
+    ),
+    "sfu": (
+        "AttackAction", "AttackPolicy", "Delay", "Drop", "Honest", "Inject", "PairRouter", "Reorder", "Replay",
+        "Tamper", "flip_bit", "forged_picture", "forged_vp8_frame", "payload_layout", "region_span",
+        "sample_frames", "sframe_forgery", "tamper_frame", "tamper_payload", "tamper_sweep",
+    ),
+    "signalling": ("downgrade_answers", "mitm_reads", "safety_numbers", "strip_sframe", "substitute_keys"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -17,9 +17,12 @@ brute-force forgery finishes in a classroom; with ``tag_bytes`` 4, 8 or 10 it is
 2 or 1 (a test checks it), so the measured attempts extrapolate to the real suites.
 
 Every cipher call goes through ``cryptography`` (via :mod:`e2ee_lab.crypto.sframe`). The
-GF(2^128) arithmetic below (NIST SP 800-38D §6.3 multiplication, §6.4 GHASH, and root finding for
-polynomials over the field) is the attacker's algebra, which ``cryptography`` does not offer. Like
-the rest of the core, nothing here does I/O; the one clock (attempts per second) is a parameter.
+GF(2^128) arithmetic (NIST SP 800-38D §6.3 multiplication, §6.4 GHASH, and root finding for
+polynomials over the field) is the attacker's algebra, which ``cryptography`` does not offer:
+:mod:`e2ee_lab.attacks.gf128`. :class:`VideoReuse` records one nonce reuse on real video key
+frames (notebook 07 runs it, :func:`e2ee_lab.labs.pitfalls.video_nonce_reuse`, and
+:func:`e2ee_lab.analysis.plots.nonce_reuse_pictures` draws it). Like the rest of the core,
+nothing here does I/O; the one clock (attempts per second) is a parameter.
 """
 
 from __future__ import annotations
@@ -28,10 +31,21 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from e2ee_lab.attacks.gf128 import (
+    BLOCK,
+    ghash,
+    ghash_coefficients,
+    poly_add,
+    poly_eval,
+    poly_roots,
+    to_block,
+    to_field,
+)
 from e2ee_lab.crypto.sframe import (
     AESCTRHMAC,
     AuthenticationFailed,
@@ -46,9 +60,9 @@ from e2ee_lab.crypto.sframe import (
     sframe_nonce,
 )
 
-BLOCK = 16  # GCM block and tag size in bytes (NIST SP 800-38D)
-_MASK128 = (1 << 128) - 1
-_REV8 = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))  # bit-reversal of each byte
+if TYPE_CHECKING:
+    import numpy as np
+
 _GCM_SUITES = (CipherSuite.AES_128_GCM_SHA256_128, CipherSuite.AES_256_GCM_SHA512_128)
 
 
@@ -119,157 +133,32 @@ def recover_plaintext(frame_a: bytes, frame_b: bytes, known_a: bytes, suite: Cip
     return xor_bytes(xor_bytes(a.ciphertext, b.ciphertext), known_a)
 
 
-# --- GF(2^128) as GCM defines it (NIST SP 800-38D §6.3) -----------------------------------------
-# A block's first bit is the coefficient of x^0. As Python ints: bit i = coefficient of x^i,
-# reduced modulo x^128 + x^7 + x^2 + x + 1.
+@dataclass(frozen=True)
+class VideoReuse:
+    """Alice's and Bob's first key frames under one (key, nonce), and what the SFU got out of them."""
 
+    known_name: str  # the sender whose picture the attacker knows (Alice's role)
+    victim_name: str  # the sender whose frame the attacker reads (Bob's role)
+    frame_known: bytes  # SFrame ciphertext of the known sender's key frame, as the SFU forwards it
+    frame_victim: bytes  # SFrame ciphertext of the victim's key frame
+    known_plaintext: bytes  # the known sender's VP8 frame as the attacker re-encoded it
+    reencoded_equal: bool  # the re-encoding is bit-identical to what the sender encrypted
+    victim_plaintext: bytes  # the victim's VP8 frame (ground truth, for checking only)
+    recovered: bytes  # C_known XOR C_victim XOR known_plaintext
+    sent: np.ndarray  # the victim's camera picture
+    picture: np.ndarray | None  # the recovered frame decoded by libvpx (None if it refused)
+    suite: CipherSuite
 
-def _to_field(block: bytes) -> int:
-    return int.from_bytes(bytes(block).translate(_REV8), "little")
-
-
-def _to_block(x: int) -> bytes:
-    return x.to_bytes(BLOCK, "little").translate(_REV8)
-
-
-def _mul_table(a: int) -> list[int]:
-    """Carry-less products a·n for every 4-bit n (before reduction)."""
-    table = [0] * 16
-    for n in range(1, 16):
-        low = n & -n
-        table[n] = table[n ^ low] ^ (a << (low.bit_length() - 1))
-    return table
-
-
-def _mul_with(table: list[int], b: int) -> int:
-    acc = 0
-    for shift in range(124, -4, -4):  # 32 nibbles of b, most significant first
-        acc = (acc << 4) ^ table[b >> shift & 15]
-    for _ in range(2):  # fold the top 131 bits back: x^128 = x^7 + x^2 + x + 1
-        high = acc >> 128
-        acc = (acc & _MASK128) ^ high ^ (high << 1) ^ (high << 2) ^ (high << 7)
-    return acc
-
-
-def gf_mul(a: int, b: int) -> int:
-    """Product of two GF(2^128) elements in GCM's representation (as ints, see above)."""
-    return _mul_with(_mul_table(a), b)
-
-
-def gf_inv(a: int) -> int:
-    """Inverse in GF(2^128): a^(2^128 - 2). Raises ZeroDivisionError for 0."""
-    if not a:
-        raise ZeroDivisionError("0 has no inverse in GF(2^128)")
-    result, square = 1, a
-    for _ in range(127):  # 2^128 - 2 = 2 + 4 + ... + 2^127: multiply a^2, a^4, ..., a^(2^127)
-        square = gf_mul(square, square)
-        result = gf_mul(result, square)
-    return result
-
-
-def _blocks(data: bytes) -> list[int]:
-    return [_to_field(data[i : i + BLOCK].ljust(BLOCK, b"\0")) for i in range(0, len(data), BLOCK)]
-
-
-def _ghash_coefficients(aad: bytes, ciphertext: bytes) -> list[int]:
-    """GHASH(H, A, C) = sum of c[k]·H^k: c[k] is the k-th block from the end (length block first)."""
-    lengths = (8 * len(aad)).to_bytes(8, "big") + (8 * len(ciphertext)).to_bytes(8, "big")
-    blocks = _blocks(aad) + _blocks(ciphertext) + [_to_field(lengths)]
-    return [0] + blocks[::-1]
-
-
-def ghash(auth_key: bytes, aad: bytes, ciphertext: bytes) -> bytes:
-    """GHASH_H(A, C) of NIST SP 800-38D §6.4 / §7.1 (AAD and ciphertext zero-padded, then lengths)."""
-    table, x = _mul_table(_to_field(auth_key)), 0
-    for block in _ghash_coefficients(aad, ciphertext)[:0:-1]:  # the blocks in message order
-        x = _mul_with(table, x ^ block)
-    return _to_block(x)
+    @property
+    def exact(self) -> bool:
+        """The recovered bytes are the victim's whole frame."""
+        return self.recovered == self.victim_plaintext
 
 
 def gcm_auth_key(sframe_key: bytes) -> bytes:
     """The GHASH key H = AES_K(0^128) of a GCM key: ground truth the attacker does not have."""
     encryptor = Cipher(algorithms.AES(bytes(sframe_key)), modes.ECB()).encryptor()
     return encryptor.update(bytes(BLOCK)) + encryptor.finalize()
-
-
-# --- polynomials over GF(2^128): coefficient lists, lowest degree first --------------------------
-
-
-def _trim(p: list[int]) -> list[int]:
-    while p and not p[-1]:
-        p.pop()
-    return p
-
-
-def _monic(p: list[int]) -> list[int]:
-    inverse = gf_inv(p[-1])
-    return [gf_mul(c, inverse) for c in p[:-1]] + [1]
-
-
-def _divmod(a: list[int], f: list[int]) -> tuple[list[int], list[int]]:
-    """(quotient, remainder) of a / f for a monic f."""
-    n = len(f) - 1
-    tables = [_mul_table(c) for c in f[:n]]
-    r, q = list(a), [0] * max(len(a) - n, 0)
-    for i in range(len(r) - 1, n - 1, -1):
-        lead = r[i]
-        if lead:
-            q[i - n] = lead
-            for j, table in enumerate(tables):
-                r[i - n + j] ^= _mul_with(table, lead)
-        r.pop()
-    return _trim(q), _trim(r)
-
-
-def _gcd(a: list[int], b: list[int]) -> list[int]:
-    while b:
-        a, b = b, _divmod(a, _monic(b))[1]
-    return _monic(a) if a else a
-
-
-def _square_mod(p: list[int], f: list[int]) -> list[int]:
-    """p^2 mod f: in characteristic 2 squaring only squares the coefficients and doubles degrees."""
-    squared = [0] * (2 * len(p) - 1) if p else []
-    for i, c in enumerate(p):
-        squared[2 * i] = gf_mul(c, c)
-    return _divmod(squared, f)[1]
-
-
-def _add(a: list[int], b: list[int]) -> list[int]:
-    longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
-    return _trim([c ^ (shorter[i] if i < len(shorter) else 0) for i, c in enumerate(longer)])
-
-
-def _frobenius_gcd(f: list[int]) -> list[int]:
-    """gcd(f, X^(2^128) - X): the product of f's distinct linear factors, i.e. its roots."""
-    power = _divmod([0, 1], f)[1]
-    for _ in range(128):
-        power = _square_mod(power, f)
-    return _gcd(f, _add(power, [0, 1]))
-
-
-def _split_roots(g: list[int], rng: random.Random) -> list[int]:
-    """The roots of a monic product of distinct linear factors, split with random trace maps."""
-    if len(g) <= 1:
-        return []
-    if len(g) == 2:
-        return [g[0]]  # X + c has the root c (minus is plus here)
-    while True:
-        term = _divmod([0, rng.getrandbits(128)], g)[1]
-        trace = term
-        for _ in range(127):  # Tr(aX) = sum (aX)^(2^i) mod g takes values 0/1 at each root
-            term = _square_mod(term, g)
-            trace = _add(trace, term)
-        factor = _gcd(g, trace)
-        if 1 < len(factor) < len(g):
-            return _split_roots(factor, rng) + _split_roots(_divmod(g, factor)[0], rng)
-
-
-def _evaluate(p: list[int], x: int) -> int:
-    table, acc = _mul_table(x), 0
-    for c in reversed(p):
-        acc = _mul_with(table, acc) ^ c
-    return acc
 
 
 # --- the forbidden attack (Joux 2006; RFC 5116 §5.1.1) ----------------------------------------------
@@ -287,10 +176,10 @@ def _tag_polynomial(frame_a: bytes, frame_b: bytes, suite: CipherSuite, metadata
     a, b = FrameParts.parse(frame_a, suite), FrameParts.parse(frame_b, suite)
     if a.header != b.header:
         raise ValueError("the frames carry different headers: different nonces, the masks do not cancel")
-    ca = _ghash_coefficients(a.header + metadata, a.ciphertext)
-    cb = _ghash_coefficients(b.header + metadata, b.ciphertext)
-    f = _add(ca, cb)
-    f = _add(f, [_to_field(a.tag) ^ _to_field(b.tag)])
+    ca = ghash_coefficients(a.header + metadata, a.ciphertext)
+    cb = ghash_coefficients(b.header + metadata, b.ciphertext)
+    f = poly_add(ca, cb)
+    f = poly_add(f, [to_field(a.tag) ^ to_field(b.tag)])
     if len(f) < 2:
         raise ValueError("the two frames are identical: no equation for H")
     return f
@@ -305,8 +194,8 @@ def auth_key_candidates(frame_a: bytes, frame_b: bytes, *, suite: CipherSuite | 
         ValueError: not a GCM suite, different headers, or identical frames.
     """
     f = _tag_polynomial(frame_a, frame_b, _check_gcm(suite), bytes(metadata))
-    roots = _split_roots(_frobenius_gcd(_monic(f)), random.Random(seed))
-    return sorted(_to_block(r) for r in roots if r)
+    roots = poly_roots(f, random.Random(seed))
+    return sorted(to_block(r) for r in roots if r)
 
 
 def recover_auth_key(pairs: Sequence[tuple[bytes, bytes]], *, suite: CipherSuite | int,
@@ -324,7 +213,7 @@ def recover_auth_key(pairs: Sequence[tuple[bytes, bytes]], *, suite: CipherSuite
         if len(candidates) <= 1:
             break
         f = _tag_polynomial(frame_a, frame_b, suite, bytes(metadata))
-        candidates = [h for h in candidates if not _evaluate(f, _to_field(h))]
+        candidates = [h for h in candidates if not poly_eval(f, to_field(h))]
     if len(candidates) != 1:
         raise ValueError(f"{len(candidates)} candidates for H remain: give more pairs")
     return candidates[0]

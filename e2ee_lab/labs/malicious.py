@@ -28,6 +28,16 @@ from e2ee_lab.attacks.signalling import safety_numbers
 from e2ee_lab.call import CallResult
 from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
 
+__all__ = [
+    # this module's views, constants and checks
+    "attack_list", "matrix_view", "results_table", "what_each_check_caught", "PREDICT", "CHECK_NAMES",
+    "REKEY_CHOICES", "DESIGNED", "check_predictions", "check_rekey_replay", "still_works", "check_still_works",
+    "check_mismatched",
+    # re-exported for the notebook's lab.<name> cells (module docstring)
+    "run_matrix", "run_attacks", "replay_across_rekey", "sample_frames", "tamper_sweep", "payload_layout",
+    "safety_numbers",
+]
+
 
 def attack_list(participants: int = 3) -> pd.DataFrame:
     """The attacks, what the SFU does in each, and the call and pairs :func:`plan_calls` gives them."""

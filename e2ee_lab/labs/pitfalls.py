@@ -21,6 +21,7 @@ import pandas as pd
 from e2ee_lab.attacks.crypto import (
     BruteForceRun,
     FrameParts,
+    VideoReuse,
     brute_force,
     chosen_ciphertext,
     ciphertext_xor,
@@ -65,28 +66,6 @@ def _opus_frames(offset_s: float, count: int) -> list[bytes]:
 
 
 # --- nonce reuse on video key frames -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VideoReuse:
-    """Alice's and Bob's first key frames under one (key, nonce), and what the SFU got out of them."""
-
-    known_name: str  # the sender whose picture the attacker knows (Alice's role)
-    victim_name: str  # the sender whose frame the attacker reads (Bob's role)
-    frame_known: bytes  # SFrame ciphertext of the known sender's key frame, as the SFU forwards it
-    frame_victim: bytes  # SFrame ciphertext of the victim's key frame
-    known_plaintext: bytes  # the known sender's VP8 frame as the attacker re-encoded it
-    reencoded_equal: bool  # the re-encoding is bit-identical to what the sender encrypted
-    victim_plaintext: bytes  # the victim's VP8 frame (ground truth, for checking only)
-    recovered: bytes  # C_known XOR C_victim XOR known_plaintext
-    sent: np.ndarray  # the victim's camera picture
-    picture: np.ndarray | None  # the recovered frame decoded by libvpx (None if it refused)
-    suite: CipherSuite
-
-    @property
-    def exact(self) -> bool:
-        """The recovered bytes are the victim's whole frame."""
-        return self.recovered == self.victim_plaintext
 
 
 def video_nonce_reuse(known: int = 0, victim: int = 1, *, seed: int = 0,

@@ -15,7 +15,7 @@ Figures:
     sfu_speech: a publisher's speech as sent and as the SFU decoded it, waveform and spectrogram
     (notebook 01).
     key_timeline: who can decrypt which frames across joins, leaves and rekeys (notebook 04;
-    sender keys and epochs of RFC 9605 §5.1, data from :func:`e2ee_lab.labs.keys.simulate_timeline`).
+    sender keys and epochs of RFC 9605 §5.1, data from :func:`e2ee_lab.crypto.keys.timeline.simulate_timeline`).
     transform_overhead: bytes each frame transform adds per frame, and as % of each medium's bit
     rate (benchmarks, :func:`e2ee_lab.bench.bench_transforms`).
     transform_cpu: µs per frame of each transform against frame size, with the bare AES-GCM call

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 if TYPE_CHECKING:
-    from e2ee_lab.labs.keys import Timeline
+    from e2ee_lab.crypto.keys.timeline import Timeline
 
 # (decrypted, listener was in the call when the frame was sent) -> marker style and legend text
 _FRAME_STYLES = {

@@ -20,8 +20,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from e2ee_lab.attacks.crypto import BruteForceRun
-    from e2ee_lab.labs.pitfalls import VideoReuse
+    from e2ee_lab.attacks.crypto import BruteForceRun, VideoReuse
 
 
 def nonce_reuse_pictures(reuse: VideoReuse) -> Figure:

@@ -30,7 +30,8 @@ Modules (every public name is re-exported here, so ``from e2ee_lab.crypto.keys i
 - :mod:`.sender_keys`: the §5.1 ratchet and the KID layout;
 - :mod:`.roster`: signalling (:class:`KeyDirectory`, :class:`Roster`) and the epochs and rekey policy;
 - :mod:`.member`: the :class:`Member` state machine (:data:`TRANSITIONS`);
-- :mod:`.simulation`: the in-memory :class:`Group` and the :class:`MITM` signalling server.
+- :mod:`.simulation`: the in-memory :class:`Group` and the :class:`MITM` signalling server;
+- :mod:`.timeline`: a scripted :class:`Group` call, every frame tried at every listener (:class:`Timeline`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ from e2ee_lab.crypto.keys.sender_keys import (
     ratchet,
 )
 from e2ee_lab.crypto.keys.simulation import MITM, Group, Interceptor
+from e2ee_lab.crypto.keys.timeline import DEFAULT_SCRIPT, FrameOutcome, Timeline, simulate_timeline
 
 # The frame-layer names the single module imported, still importable from here as they were.
 from e2ee_lab.crypto.sframe import CipherSuite, SFrameContext, SFrameError, decode_header
@@ -100,5 +102,6 @@ __all__ = [
     "Tamper", "KeyDirectory", "Change", "RosterUpdate", "RekeyPolicy", "Roster",
     "MemberState", "Trigger", "next_state", "Member",
     "Interceptor", "Group", "MITM",
+    "DEFAULT_SCRIPT", "FrameOutcome", "Timeline", "simulate_timeline",
     "CipherSuite", "SFrameContext", "SFrameError", "decode_header",
 ]
