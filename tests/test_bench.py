@@ -30,7 +30,7 @@ from e2ee_lab.cli import _bench_kwargs, build_parser, main
 from e2ee_lab.crypto.sframe import overhead
 from e2ee_lab.labs import overhead as overhead_lab
 from e2ee_lab.sfu import Forward, HonestPolicy, SFUCore
-from e2ee_lab.sfu.core import _extensions_map
+from e2ee_lab.sfu.wire import extensions_map
 
 TINY = {"repeat": 2, "number": 3, "progress": False}
 
@@ -460,7 +460,7 @@ class _HonestSubclass(HonestPolicy):
     """Honest, but not the HonestPolicy type itself: the core's general policy path."""
 
 
-_EXTMAP = _extensions_map({1: "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+_EXTMAP = extensions_map({1: "urn:ietf:params:rtp-hdrext:ssrc-audio-level",
                            2: "urn:ietf:params:rtp-hdrext:sdes:mid"})  # the SFU forwards only id 1
 
 

@@ -5,18 +5,14 @@ DTLS-SRTP keys, RFC 5764) and returns plaintext RTP/RTCP per leg; :class:`ViewTa
 the SFU can read; :class:`Policy` decides what is forwarded (:class:`HonestPolicy` by default).
 """
 
-from e2ee_lab.sfu.core import (
-    AUDIO_LEVEL_URI,
-    DEFAULT_EXTMAP,
-    DEFAULT_PAYLOAD_KINDS,
+from e2ee_lab.sfu.core import AUDIO_LEVEL_URI, DEFAULT_EXTMAP, DEFAULT_PAYLOAD_KINDS, SFUCore
+from e2ee_lab.sfu.errors import (
     KindMismatch,
     LegExists,
     MalformedRTCP,
     MalformedRTP,
-    SFUCore,
     SFUError,
     SSRCCollision,
-    StreamInfo,
     UnknownLeg,
     UnknownPayloadType,
     UnknownSSRC,
@@ -33,6 +29,7 @@ from e2ee_lab.sfu.events import (
     SubscriberLeft,
 )
 from e2ee_lab.sfu.policy import Decision, Drop, Forward, HonestPolicy, InboundRTP, Policy
+from e2ee_lab.sfu.streams import StreamInfo
 from e2ee_lab.sfu.view import COLUMNS, ViewRecord, ViewTap
 
 __all__ = [

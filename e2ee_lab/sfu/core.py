@@ -21,18 +21,19 @@ Choices, as a real SFU makes them:
   negotiated extensions, RFC 8285 §5).
 - **RTCP terminates at the SFU**; a PLI (RFC 4585 §6.3.1) from a subscriber is mapped back to the
   publisher's SSRC and forwarded (throttled per stream to one per ``pli_interval`` s), and a PLI
-  goes to the publisher of every video stream when a new leg joins, so it starts on a key frame.
-  Leaving legs' streams end with an RTCP BYE (RFC 3550 §6.6) to every remaining leg.
+  goes to the publisher of every video stream when a new leg joins, so it starts on a key frame
+  (the RTCP half of the core: :mod:`e2ee_lab.sfu.feedback`). Leaving legs' streams end with an
+  RTCP BYE (RFC 3550 §6.6) to every remaining leg.
 
 Bad input is dropped, counted in ``dropped[reason]`` and reported as :class:`PacketDropped`;
 ``receive_*`` never raise. ``packets_in == packets_routed + sum(dropped.values())`` always holds.
 
-The hot path works on the packet's bytes: the fixed header (RFC 3550 §5.1) is read with one
-``struct`` call and checked exactly as aiortc's ``RtpPacket.parse`` checks it (CSRC count,
-extension length, padding), the extension block (RFC 8285) is parsed once per distinct block
-(cached) to validate it and to learn whether forwarding would change it; when it would not, each
-delivery is the packet with SSRC and sequence number written into a copy of its header, with no
-parse or serialize. An :class:`HonestPolicy` core skips the policy objects altogether; any other
+The hot path works on the packet's bytes (:mod:`e2ee_lab.sfu.wire`): the fixed header (RFC 3550
+§5.1) is read with one ``struct`` call and checked exactly as aiortc's ``RtpPacket.parse`` checks
+it (CSRC count, extension length, padding), the extension block (RFC 8285) is parsed once per
+distinct block (cached) to validate it and to learn whether forwarding would change it; when it
+would not, each delivery is the packet with SSRC and sequence number written into a copy of its
+header, with no parse or serialize. An :class:`HonestPolicy` core skips the policy objects altogether; any other
 policy gets parsed :class:`InboundRTP` packets as before, and a replacement packet is serialized
 with aiortc. The view tap stores raw bytes and parses them when read.
 """
@@ -41,27 +42,25 @@ from __future__ import annotations
 
 import copy
 import random
-import struct
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-from aiortc.rtp import (
-    RTCP_PSFB_PLI,
-    HeaderExtensionsMap,
-    RtcpByePacket,
-    RtcpPacket,
-    RtcpPsfbPacket,
-    RtpPacket,
-)
+from aiortc.rtp import RtcpByePacket, RtpPacket
 
 from e2ee_lab.media.frame import Kind
 from e2ee_lab.rtp.seqnum import SEQ_MOD
+from e2ee_lab.sfu.errors import (
+    KindMismatch,
+    LegExists,
+    SFUError,
+    SSRCCollision,
+    UnknownLeg,
+    UnknownPayloadType,
+    UnknownSSRC,
+)
 from e2ee_lab.sfu.events import (
     Event,
-    FeedbackIgnored,
-    KeyFrameRequested,
     LegId,
     OutgoingStreamCreated,
     PacketDropped,
@@ -70,24 +69,12 @@ from e2ee_lab.sfu.events import (
     SubscriberJoined,
     SubscriberLeft,
 )
+from e2ee_lab.sfu.feedback import RTCPFeedback
 from e2ee_lab.sfu.policy import Decision, Drop, Forward, HonestPolicy, InboundRTP, Policy
-from e2ee_lab.sfu.errors import (
-    KindMismatch,
-    LegExists,
-    MalformedRTCP,
-    MalformedRTP,
-    SFUError,
-    SSRCCollision,
-    UnknownLeg,
-    UnknownPayloadType,
-    UnknownSSRC,
-)
 from e2ee_lab.sfu.streams import OutStream, Stream, StreamInfo
 from e2ee_lab.sfu.view import ViewTap
+from e2ee_lab.sfu.wire import FIXED_HEADER, RTPCheck, extensions_map, rewrite
 
-_FIXED_HEADER = struct.Struct("!BBHII")  # RFC 3550 §5.1: V P X CC, M PT, sequence, timestamp, SSRC
-_EXTENSION_HEADER = struct.Struct("!HH")  # RFC 8285 §4.2-4.3: profile, length in 32-bit words
-EXTENSION_CACHE_SIZE = 4096  # distinct extension blocks remembered (audio level alone: <= 256)
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"  # RFC 6464 §4
 DEFAULT_PAYLOAD_KINDS: Mapping[int, Kind] = {96: "video", 111: "audio"}
 DEFAULT_EXTMAP: Mapping[int, str] = {1: AUDIO_LEVEL_URI}
@@ -102,25 +89,10 @@ class _RawInbound(InboundRTP):
     template: bytes = b""  # the packet as it is forwarded, before SSRC and sequence are rewritten
 
 
-def _rewrite(template: bytes, seq: int, ssrc: int) -> bytes:
-    """``template`` with sequence number (bytes 2-3) and SSRC (bytes 8-11) replaced."""
-    b0, b1, _, timestamp, _ = _FIXED_HEADER.unpack_from(template)
-    return _FIXED_HEADER.pack(b0, b1, seq, timestamp, ssrc) + memoryview(template)[12:]
-
-
-def _extensions_map(extmap: Mapping[int, str]) -> HeaderExtensionsMap:
-    params = RTCRtpParameters(
-        headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=u) for i, u in extmap.items()]
-    )
-    result = HeaderExtensionsMap()
-    result.configure(params)
-    return result
-
-
 # --- the core ------------------------------------------------------------------------------------
 
 
-class SFUCore:
+class SFUCore(RTCPFeedback):
     """The SFU's protocol logic for one call: legs in, plaintext RTP/RTCP in and out.
 
     Args:
@@ -165,11 +137,11 @@ class SFUCore:
         self.learn_ssrcs = learn_ssrcs
         self.pli_interval = pli_interval
         self.packet_events = packet_events
-        self._extmap = _extensions_map(extmap)
+        self._extmap = extensions_map(extmap)
+        self._check_rtp = RTPCheck(self._extmap)  # the hot path's header checks (sfu.wire)
         self._rng = random.Random(seed)
         self._legs: dict[LegId, list[int]] = {}
         self._dests: dict[LegId, tuple[LegId, ...]] = {}  # leg -> every other leg, in order
-        self._extension_cache: dict[bytes, bool] = {}  # valid block -> forwarded unchanged?
         self._streams: dict[int, Stream] = {}
         self._out: dict[tuple[int, LegId], OutStream] = {}
         self._out_index: dict[tuple[LegId, int], int] = {}
@@ -309,62 +281,6 @@ class SFUCore:
         """Release what the policy has due at ``now``; returns RTP ``(leg, bytes)`` to send."""
         return self._apply(self.policy.on_timer(now), now)
 
-    def _check_rtp(self, data: bytes) -> tuple[int, int, int, int, int, bytes]:
-        """The fixed header's fields and the bytes to forward (RFC 3550 §5.1, RFC 8285).
-
-        Returns ``(b0, b1, seq, timestamp, ssrc, template)``: the first two header bytes (V P X CC
-        and M PT) and the fields of ``template``, the packet as it is to be forwarded.
-
-        Makes the checks of aiortc's ``RtpPacket.parse`` in the same order, without building a
-        packet. The bytes to forward are ``data`` itself unless the extension block would change
-        (extensions the SFU does not forward, another layout), then aiortc's serialization.
-
-        Raises:
-            MalformedRTP: what aiortc's parser would reject.
-        """
-        size = len(data)
-        if size < 12:
-            raise MalformedRTP(f"RTP parse failed on {size} bytes: shorter than the fixed header")
-        header = _FIXED_HEADER.unpack_from(data)
-        b0 = header[0]
-        if b0 >> 6 != 2:
-            raise MalformedRTP(f"RTP parse failed on {size} bytes: version {b0 >> 6}")
-        pos = 12 + 4 * (b0 & 0x0F)
-        if size < pos:
-            raise MalformedRTP(f"RTP parse failed on {size} bytes: truncated CSRC list")
-        unchanged = True
-        if b0 & 0x10:
-            pos, unchanged = self._check_extensions(data, pos)
-        if b0 & 0x20:
-            padding = data[-1]
-            if not padding or padding > size - pos:
-                raise MalformedRTP(f"RTP parse failed on {size} bytes: padding length {padding}")
-        if unchanged:
-            return (*header, data)
-        data = RtpPacket.parse(data, self._extmap).serialize(self._extmap)
-        return (*_FIXED_HEADER.unpack_from(data), data)
-
-    def _check_extensions(self, data: bytes, pos: int) -> tuple[int, bool]:
-        """End of the extension block at ``pos`` and whether forwarding leaves it as it is."""
-        if len(data) < pos + 4:
-            raise MalformedRTP(f"RTP parse failed on {len(data)} bytes: truncated extension header")
-        profile, words = _EXTENSION_HEADER.unpack_from(data, pos)
-        end = pos + 4 + 4 * words
-        if len(data) < end:
-            raise MalformedRTP(f"RTP parse failed on {len(data)} bytes: truncated extension value")
-        block = data[pos:end]
-        unchanged = self._extension_cache.get(block)
-        if unchanged is None:
-            try:
-                values = self._extmap.get(profile, block[4:])
-            except (ValueError, struct.error) as exc:
-                raise MalformedRTP(f"RTP parse failed on {len(data)} bytes: {exc}") from exc
-            unchanged = self._extmap.set(values) == (profile, block[4:])
-            if len(self._extension_cache) >= EXTENSION_CACHE_SIZE:
-                self._extension_cache.clear()
-            self._extension_cache[block] = unchanged
-        return end, unchanged
-
     def _stream_for(self, leg_id: LegId, ssrc: int, pt: int, now: float) -> Stream:
         kind = self.payload_kinds.get(pt)
         if kind is None:
@@ -413,7 +329,7 @@ class SFUCore:
         """
         b0, b1, seq, timestamp, ssrc, template = header
         src_leg, kind = stream.info.leg, stream.info.kind
-        body, pack, outs = memoryview(template)[12:], _FIXED_HEADER.pack, stream.outs
+        body, pack, outs = memoryview(template)[12:], FIXED_HEADER.pack, stream.outs
         events, result = self.packet_events, []
         for dest in self._dests[src_leg]:
             out = outs.get(dest)
@@ -438,7 +354,7 @@ class SFUCore:
         seq = out.fresh(src.ext_seq) if decision.fresh_seq else out.seq_for(src.ext_seq)
         template = getattr(src, "template", None) if decision.packet is None else None
         if template:  # the packet as received: rewrite its header in a copy
-            data = _rewrite(template, seq, out.ssrc)
+            data = rewrite(template, seq, out.ssrc)
             self.view.record_raw(now, "out", dest, data, src.kind, src.leg, src.ssrc, self._extmap)
         else:  # a replacement packet (tamper, inject) or an InboundRTP made by the policy
             packet = copy.copy(decision.packet if decision.packet is not None else src.packet)
@@ -506,82 +422,6 @@ class SFUCore:
         if self.packet_events:
             event = PacketDropped(time=now, leg=leg_id, reason=exc.reason, size=size, ssrc=exc.ssrc)
             self._emit(event)
-
-    # --- RTCP ------------------------------------------------------------------------------------
-
-    def receive_rtcp(self, leg_id: LegId, data: bytes, now: float) -> list[Datagram]:
-        """Handle one plaintext (compound) RTCP packet from ``leg_id``; never raises on bad input.
-
-        Returns:
-            RTCP ``(publisher_leg, bytes)`` to SRTP-protect and send (forwarded PLIs).
-        """
-        self.packets_in += 1
-        data = bytes(data)
-        try:
-            packets = self._accept_rtcp(leg_id, data)
-        except SFUError as exc:
-            self._drop_datagram(exc, leg_id, len(data), now)
-            return []
-        self.packets_routed += 1
-        out: list[Datagram] = []
-        for packet in packets:
-            self.rtcp_seen[type(packet).__name__] += 1
-            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI:
-                out += self._on_pli(leg_id, packet.media_ssrc, now)
-        return out
-
-    def request_key_frame(self, leg_id: LegId, ssrc: int, now: float) -> list[Datagram]:
-        """The SFU's own PLI to publisher stream ``ssrc`` of ``leg_id`` (throttled like others).
-
-        Raises:
-            UnknownSSRC: ``leg_id`` publishes no stream ``ssrc``.
-        """
-        stream = self._streams.get(ssrc)
-        if stream is None or stream.info.leg != leg_id:
-            raise UnknownSSRC(f"leg {leg_id!r} has no stream {ssrc:#010x}", ssrc=ssrc)
-        return self._request_key_frame(stream, now, "sfu", None)
-
-    def _accept_rtcp(self, leg_id: LegId, data: bytes) -> list:
-        if leg_id not in self._legs:
-            raise UnknownLeg(f"RTCP from leg {leg_id!r}, which is not a leg")
-        try:
-            packets = RtcpPacket.parse(data)
-        except (ValueError, struct.error) as exc:
-            raise MalformedRTCP(f"RTCP parse failed on {len(data)} bytes: {exc}") from exc
-        if not packets:
-            raise MalformedRTCP(f"no RTCP packet of a known type in {len(data)} bytes")
-        return packets
-
-    def _on_pli(self, leg_id: LegId, media_ssrc: int, now: float) -> list[Datagram]:
-        source = self._out_index.get((leg_id, media_ssrc))
-        if source is None:
-            self._ignore_feedback(leg_id, "unknown_media_ssrc", media_ssrc, now)
-            return []
-        return self._request_key_frame(self._streams[source], now, "subscriber", leg_id)
-
-    def _request_key_frame(
-        self, stream: Stream, now: float, cause: str, by: LegId | None, force: bool = False
-    ) -> list[Datagram]:
-        info = stream.info
-        asker = by if by is not None else info.leg
-        if info.kind != "video":
-            self._ignore_feedback(asker, "not_video", info.ssrc, now)
-            return []
-        recent = stream.last_pli is not None and now - stream.last_pli < self.pli_interval
-        if recent and not force:
-            self._ignore_feedback(asker, "pli_throttled", info.ssrc, now)
-            return []
-        stream.last_pli = now
-        self.plis_sent += 1
-        pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self.rtcp_ssrc, media_ssrc=info.ssrc)
-        self._emit(
-            KeyFrameRequested(time=now, leg=info.leg, ssrc=info.ssrc, cause=cause, requested_by=by)
-        )
-        return [(info.leg, bytes(pli))]
-
-    def _ignore_feedback(self, leg_id: LegId, reason: str, media_ssrc: int, now: float) -> None:
-        self.feedback_ignored[reason] += 1
-        self._emit(FeedbackIgnored(time=now, leg=leg_id, reason=reason, media_ssrc=media_ssrc))
 
     # --- events, counters, helpers ---------------------------------------------------------------
 
