@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 from e2ee_lab.attacks import runner, signalling
-from e2ee_lab.attacks.sfu import (
-    FUTURE_CTR_STEP, REGIONS, TAG_LEN, Delay, Drop, Honest, Inject, PairRouter, Reorder, Replay, Tamper,
-    flip_bit, forged_picture, forged_vp8_frame, region_span, sample_frames, tamper_frame, tamper_payload,
-    tamper_sweep,
+from e2ee_lab.attacks.sfu import FUTURE_CTR_STEP, Delay, Drop, Honest, Inject, PairRouter, Reorder, Replay, Tamper
+from e2ee_lab.attacks.tamper import (
+    REGIONS, TAG_LEN, flip_bit, forged_picture, forged_vp8_frame, region_span, sample_frames, tamper_frame,
+    tamper_payload, tamper_sweep,
 )
 from e2ee_lab.crypto.sframe import (
     AuthenticationFailed, CipherSuite, ReplayedFrame, SFrameContext, SFrameError, decode_header,

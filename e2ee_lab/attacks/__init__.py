@@ -1,7 +1,8 @@
 """Attacks the lab demonstrates: a malicious SFU and crypto pitfalls.
 
 - :mod:`~e2ee_lab.attacks.sfu`: forwarding policies that tamper, replay, drop, delay, reorder and
-  inject (RFC 9605 frames in RTP), and the sans-I/O tamper functions.
+  inject (RFC 9605 frames in RTP); :mod:`~e2ee_lab.attacks.tamper`: the sans-I/O tamper and forgery
+  functions they use, and where each region lies in a payload.
 - :mod:`~e2ee_lab.attacks.signalling`: attacks on the SFU's signalling, a downgrade by dropping SDP
   ``a=sframe`` and identity-key substitution (a MITM on the key messages), and the safety numbers
   that reveal the latter.
@@ -24,10 +25,11 @@ _EXPORTS = {
         "CallPlan", "Matrix", "attack_matrix", "attack_seconds", "measure", "parse_rejected_by", "plan_calls",
         "replay_across_rekey", "run_attack", "run_attacks", "run_matrix", "run_plan",
     ),
-    "sfu": (
-        "AttackAction", "AttackPolicy", "Delay", "Drop", "Honest", "Inject", "PairRouter", "Reorder", "Replay",
-        "Tamper", "flip_bit", "forged_picture", "forged_vp8_frame", "payload_layout", "region_span",
-        "sample_frames", "sframe_forgery", "tamper_frame", "tamper_payload", "tamper_sweep",
+    "sfu": ("AttackAction", "AttackPolicy", "Delay", "Drop", "Honest", "Inject", "PairRouter", "Reorder", "Replay",
+            "Tamper"),
+    "tamper": (
+        "flip_bit", "forged_picture", "forged_vp8_frame", "payload_layout", "region_span", "sample_frames",
+        "sframe_forgery", "tamper_frame", "tamper_payload", "tamper_sweep",
     ),
     "signalling": ("downgrade_answers", "mitm_reads", "safety_numbers", "strip_sframe", "substitute_keys"),
 }

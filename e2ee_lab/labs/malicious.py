@@ -9,7 +9,7 @@ notebook shows (:func:`attack_list`, :func:`matrix_view`, :func:`results_table`,
 :func:`check_rekey_replay`, :func:`check_still_works`, :func:`check_mismatched`).
 
 Re-exported for the notebook's ``lab.<name>`` cells: ``sample_frames``, ``tamper_sweep``,
-``payload_layout`` (:mod:`e2ee_lab.attacks.sfu`), ``run_matrix``, ``run_attacks``,
+``payload_layout`` (:mod:`e2ee_lab.attacks.tamper`), ``run_matrix``, ``run_attacks``,
 ``replay_across_rekey`` (:mod:`e2ee_lab.attacks.runner`) and ``safety_numbers``
 (:mod:`e2ee_lab.attacks.signalling`).
 """
@@ -23,7 +23,7 @@ import pandas as pd
 from e2ee_lab.attacks.runner import (  # run_matrix, run_attacks, replay_across_rekey: for the notebook
     ATTACK_NAMES, ATTACKS, CHECKS, parse_rejected_by, plan_calls, replay_across_rekey, run_attacks, run_matrix,
 )
-from e2ee_lab.attacks.sfu import payload_layout, sample_frames, tamper_sweep  # for the notebook
+from e2ee_lab.attacks.tamper import payload_layout, sample_frames, tamper_sweep  # for the notebook
 from e2ee_lab.attacks.signalling import safety_numbers
 from e2ee_lab.call import CallResult
 from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
