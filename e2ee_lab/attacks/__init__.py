@@ -33,13 +33,13 @@ _EXPORTS = {
     ),
     "signalling": ("downgrade_answers", "mitm_reads", "safety_numbers", "strip_sframe", "substitute_keys"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_MODULE_OF)
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):
-    module = _MODULE_OF.get(name)
+    module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
