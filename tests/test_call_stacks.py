@@ -1,0 +1,115 @@
+"""The stack registry (e2ee_lab.call.stacks): discovery, selection, run_call and e2ee-lab call routing.
+
+The stacks registered here in tests are small recording runners (no call is run): what is under
+test is which stack the face picks and what it passes on. The real stacks' calls are tested in
+test_call.py, test_webrtc.py and test_browser.py through the same face.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from e2ee_lab.call import stacks
+from e2ee_lab.call.stacks import Stack, add_call_arguments, register, registered, run_call, select
+
+
+class Recorder:
+    """A stack's ``run`` that records its arguments and returns a result-shaped object."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple, dict]] = []
+
+    def __call__(self, *args, **options):
+        self.calls.append((args, options))
+        return self
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The real registry (discovered), restored after the test."""
+    registered()
+    monkeypatch.setattr(stacks, "_STACKS", dict(stacks._STACKS))
+    return stacks._STACKS
+
+
+def test_discovery_finds_every_stack_module():
+    found = registered()
+    assert {"lab", "webrtc", "browser"} <= set(found)
+    assert found["lab"].option is None and found["webrtc"].option is None
+    assert found["browser"].option == "browser_participants"
+    assert found["lab"].run.__module__ == "e2ee_lab.call.stack"
+
+
+def test_select_by_name_then_by_a_set_option(registry):
+    assert select("lab", {}).name == "lab"
+    assert select("webrtc", {"capture": "off"}).name == "webrtc"
+    assert select("webrtc", {"browser_participants": 1}).name == "browser"
+    assert select("lab", {"browser_participants": 1}).name == "browser"  # which refuses it: test_browser
+    with pytest.raises(ValueError, match="unknown stack 'quic'; expected one of lab, webrtc"):
+        select("quic", {})
+
+
+def test_two_option_stacks_at_once_are_refused(registry):
+    register(Stack("native", run=Recorder(), help="a native participant", option="native_participants"))
+    with pytest.raises(ValueError, match="browser_participants and native_participants cannot be combined"):
+        select("webrtc", {"browser_participants": 1, "native_participants": 1})
+
+
+def test_a_name_or_an_option_is_registered_once(registry):
+    with pytest.raises(ValueError, match="named 'lab' is already registered"):
+        register(Stack("lab", run=Recorder(), help="again"))
+    with pytest.raises(ValueError, match="selected by 'browser_participants'"):
+        register(Stack("chrome", run=Recorder(), help="again", option="browser_participants"))
+
+
+def test_run_call_passes_the_given_options_and_drops_unset_selectors(registry):
+    lab, webrtc = Recorder(), Recorder()
+    registry["lab"] = Stack("lab", run=lab, help="recording")
+    registry["webrtc"] = Stack("webrtc", run=webrtc, help="recording")
+    assert run_call("e2ee", 2, 1.0, browser_participants=0, garbage=3.0) is lab
+    assert lab.calls == [(("lab", "e2ee", 2, 1.0, 0, None, None), {"garbage": 3.0})]
+    run_call("dtls-srtp", 3, 2.0, 7, "ci", "out", stack="webrtc", capture="off")
+    assert webrtc.calls == [(("webrtc", "dtls-srtp", 3, 2.0, 7, "ci", "out"), {"capture": "off"})]
+
+
+def test_a_new_stack_registers_itself_and_its_cli_option(registry, tmp_path, capsys):
+    """What a new stack module does (janus/stack.py, say): register, add an option; no edit in call/."""
+    summary = {"mode": "e2ee", "participant_count": 2, "seconds": 1.0, "size": "ci", "srtp_profile": "x",
+               "participants": [], "sfu": {"packets_in": 0, "packets_forwarded": 0, "video_frames_decodable": 0,
+                                           "video_frames_seen": 0, "audio_frames_intelligible": 0,
+                                           "audio_frames_seen": 0, "dropped": {}}}
+
+    class Result:
+        def __init__(self, *args, **options):
+            self.args, self.options, self.summary, self.capture = args, options, summary, None
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--sfu", choices=("janus",), default=None, help="the SFU")
+
+    register(Stack("janus", run=Result, help="the call through Janus", option="sfu",
+                   add_arguments=add_arguments, arguments={"sfu": "sfu"}))
+    parser = argparse.ArgumentParser()
+    add_call_arguments(parser)
+    assert parser.parse_args([]).sfu is None
+    args = parser.parse_args(["--sfu", "janus", "--participants", "2", "--out", str(tmp_path)])
+    assert args.func(args) == 0
+    assert "mode e2ee, 2 participants" in capsys.readouterr().out
+    assert isinstance(select("lab", {"sfu": "janus"}).run("lab", "e2ee", 2, 1.0, 0, None, None), Result)
+    assert run_call("e2ee", 2, stack="lab", sfu="janus").options == {"sfu": "janus"}
+
+
+def test_a_stack_error_is_one_line_and_exit_2(registry, tmp_path, capsys):
+    class NoJanus(Exception):
+        pass
+
+    def fail(*args, **options):
+        raise NoJanus("janus is not installed")
+
+    register(Stack("janus", run=fail, help="the call through Janus", errors=(NoJanus,)))
+    parser = argparse.ArgumentParser()
+    add_call_arguments(parser)
+    args = parser.parse_args(["--stack", "janus", "--out", str(tmp_path)])
+    assert args.func(args) == 2
+    assert capsys.readouterr().err == "call: janus is not installed\n"
