@@ -10,6 +10,9 @@ exports, and the media package its own, on first use), so a dynamic import canno
 The contracts (DESIGN.md §3, issue 18):
 
 - no import cycle among the package's modules;
+- the packages' layers (:data:`PACKAGE_LAYERS`, the table of README.md's Layout): a module imports
+  its own layer and those below, never one above (another stack than the lab's is a layer above
+  ``call``; a new stack package belongs in a layer here, or the next contract still holds for it);
 - the shared layers (:data:`FOUNDATION`) import nothing from ``labs`` or from a stack built on
   them: ``webrtc``, ``browser`` and every package that registers a stack (a ``stack.py``, found as
   :func:`e2ee_lab.call.stacks.discover` finds them), except the lab's own ``call``;
@@ -35,6 +38,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "e2ee_lab"
 
+PACKAGE_LAYERS = (  # lowest first, as README.md's Layout table; "" is the package's own __init__ (the face)
+    ("config", "media"),
+    ("crypto", "rtp", "sfu"),
+    ("transport", "capture", "sfu.server"),
+    ("call", "analysis.sfu_view"),
+    ("analysis", "attacks", "bench"),
+    ("webrtc",),
+    ("browser",),
+    ("labs", "reports", "cli", ""),
+)
 FOUNDATION = ("config", "media", "crypto", "rtp", "sfu", "transport", "capture", "call", "analysis",
               "attacks", "bench")
 SANS_IO_CORE = ("crypto", "rtp", "sfu")
@@ -66,7 +79,7 @@ class Import:
 
     def __str__(self) -> str:
         where = " (inside a function)" if self.lazy else ""
-        return f"{self.module}:{self.line} imports {self.target}{where}"
+        return f"{self.module or '__init__'}:{self.line} imports {self.target or 'the package __init__'}{where}"
 
 
 # --- the checker -------------------------------------------------------------------------------------
@@ -207,9 +220,12 @@ def forbidden(found: list[Import], importers: tuple[str, ...], targets: tuple[st
 
 
 def upward(found: list[Import], layers: tuple[tuple[str, ...], ...]) -> list[Import]:
-    """Imports from a module of one layer into a module of a higher layer."""
+    """Imports from a module of one layer into a module of a higher layer (a module belongs to the
+    layer of its longest listed prefix; modules under no layer are not judged)."""
     def level(name: str) -> int | None:
-        return next((n for n, layer in enumerate(layers) if _under(name, layer)), None)
+        entries = [(len(entry), n) for n, layer in enumerate(layers) for entry in layer
+                   if name == entry or (entry and name.startswith(entry + ".")) or (not entry and not name)]
+        return max(entries)[1] if entries else None
 
     return [i for i in found if (a := level(i.module)) is not None and (b := level(i.target)) is not None
             and b > a]
@@ -223,6 +239,7 @@ def violations(root: Path, package: str) -> dict[str, list]:
                       *(f"<external>.{name}" for name in NO_IO))
     return {
         "no import cycle": cycles(found),
+        "the packages' layers": upward(found, PACKAGE_LAYERS),
         "the shared layers import no stack above call, and no lab": forbidden(
             found, FOUNDATION, ("webrtc", "browser", "labs", *stacks)),
         "webrtc imports nothing from browser": forbidden(found, ("webrtc",), ("browser", "labs")),
@@ -241,7 +258,7 @@ def broken() -> dict[str, list]:
     return violations(ROOT, PACKAGE)
 
 
-CONTRACTS = ("no import cycle", "the shared layers import no stack above call, and no lab",
+CONTRACTS = ("no import cycle", "the packages' layers", "the shared layers import no stack above call, and no lab",
              "webrtc imports nothing from browser", "the sans-I/O core does no I/O and imports no edge",
              "analysis flows one way", "dynamic imports only where allowed")
 
@@ -286,7 +303,7 @@ VIOLATING_TREE = {
     "sfu/core.py": "from pkg.janus import stack\n",
     "sfu/server.py": "import asyncio\nfrom pkg.transport import udp\n",
     "transport/__init__.py": "",
-    "transport/udp.py": "",
+    "transport/udp.py": "def handshake():\n    from pkg.call import run\n",
     "labs/__init__.py": "",
     "labs/keys.py": "",
     "analysis/__init__.py": "",
@@ -312,6 +329,12 @@ def _pairs(found: list) -> set[tuple[str, str]]:
 
 def test_the_checker_reports_a_cycle(violating):
     assert violating["no import cycle"] == [["analysis.offline", "analysis.views"]]
+
+
+def test_the_checker_reports_imports_into_a_higher_layer(violating):
+    assert _pairs(violating["the packages' layers"]) == {
+        ("transport.udp", "call.run"), ("call.run", "webrtc.call"), ("webrtc.call", "browser.page"),
+        ("crypto.sframe", "transport.udp"), ("analysis.plots", "labs.keys")}
 
 
 def test_the_checker_reports_a_lazy_import_of_a_stack_and_a_lab_import_under_type_checking(violating):

@@ -40,7 +40,6 @@ from multiprocessing.connection import Connection
 
 import pylibsrtp
 
-import e2ee_lab
 from e2ee_lab.media.frame import EncodedFrame
 from e2ee_lab.rtp import Codec, RTPPacketizer
 from e2ee_lab.sfu.server import Offer, SFUServer
@@ -264,7 +263,7 @@ def start_worker(role: str, plan: LoadPlan) -> tuple[subprocess.Popen, Connectio
     Returns the process and this side of the pipe to it (the plan already sent).
     """
     ours, theirs = Pipe()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(e2ee_lab.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds e2ee_lab/
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     argv = [sys.executable, "-c", _WORKER, role, str(theirs.fileno())]
     proc = subprocess.Popen(argv, pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL)

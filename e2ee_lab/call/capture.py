@@ -1,6 +1,6 @@
 """Capturing a call: its pcap from the first ClientHello to the last close_notify, and the frame keys.
 
-:func:`~e2ee_lab.call.run.run_call` with ``capture="auto"|"sniff"|"tap"`` wraps the whole call in a
+:func:`~e2ee_lab.call.run.run_call_async` with ``capture="auto"|"sniff"|"tap"`` wraps the whole call in a
 :class:`CallCapture`: it starts a :class:`~e2ee_lab.capture.Capture` before the first leg opens,
 so every DTLS handshake (RFC 6347, with the RFC 5764 ``use_srtp`` extension) is in the file, and
 stops it after the last leg has sent its close_notify alert (RFC 5246 §7.2.1). Where the sniffer
@@ -14,7 +14,7 @@ temporary directory when the call has none).
 :class:`FrameKeys` is the other half of what an analysis of the capture needs for the receivers'
 view: the SFrame base keys (RFC 9605 §4.4, §5.1 sender keys, ``kid = epoch << 8 | member``) that
 the members of an ``e2ee`` call held at its end. They are the members' secret: the SFU never held
-them (the call checks it, :attr:`~e2ee_lab.call.run.CallResult.key_holders`). ``e2ee-lab call``
+them (the call checks it, :attr:`~e2ee_lab.call.common.CallResult.key_holders`). ``e2ee-lab call``
 does not write them; :func:`write_frame_keys` does, for the lab's recorded captures, into a file
 named ``frame-keys.json`` whose first field says what it is. Malformed files raise
 :class:`FrameKeysError`.
