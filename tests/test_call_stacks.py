@@ -74,6 +74,17 @@ def test_run_call_passes_the_given_options_and_drops_unset_selectors(registry):
     assert webrtc.calls == [(("webrtc", "dtls-srtp", 3, 2.0, 7, "ci", "out"), {"capture": "off"})]
 
 
+def test_a_keyword_a_stack_does_not_take_is_refused_before_it_runs(registry):
+    with pytest.raises(ValueError, match="the webrtc stack does not take rtp_sframe"):
+        run_call("e2ee", 2, 1.0, stack="webrtc", rtp_sframe=True)
+    with pytest.raises(ValueError, match="the lab stack does not take native_participants, sfu"):
+        run_call("e2ee", 2, 1.0, sfu="janus", native_participants=1)
+    recorder = Recorder()
+    registry["lab"] = Stack("lab", run=recorder, help="recording", accepts=registered()["lab"].accepts)
+    run_call("e2ee", 2, 1.0, garbage=1.0, sender_options=None)
+    assert recorder.calls[0][1] == {"garbage": 1.0, "sender_options": None}
+
+
 def test_a_new_stack_registers_itself_and_its_cli_option(registry, tmp_path, capsys):
     """What a new stack module does (janus/stack.py, say): register, add an option; no edit in call/."""
     summary = {"mode": "e2ee", "participant_count": 2, "seconds": 1.0, "size": "ci", "srtp_profile": "x",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from e2ee_lab.call.stack import STACK as LAB
 from e2ee_lab.call.stacks import Stack, register
 
 from .call import run_for_call
@@ -31,4 +32,5 @@ def _run(stack: str, mode: str, participants: int, seconds: float, seed: int, si
 
 STACK = register(Stack("browser", run=_run, option="browser_participants", add_arguments=add_arguments,
                        arguments={"browser": "browser_participants"}, errors=(BrowserError,),
+                       accepts=LAB.accepts | {"browser_participants"},  # the lab's options: refused when set
                        help="a headless Chromium page in the webrtc stack's call (--browser 1)"))

@@ -9,11 +9,12 @@ command's shared options already carry the CLI ones, so it adds none.
 from __future__ import annotations
 
 from e2ee_lab.call.run import run_lab_call
-from e2ee_lab.call.stacks import Stack, register
+from e2ee_lab.call.stacks import Stack, keyword_options, register
 
 
 def _run(stack: str, mode: str, participants: int, seconds: float, seed: int, size, out, **options):
     return run_lab_call(mode, participants, seconds, seed, size, out, **options)
 
 
-STACK = register(Stack("lab", run=_run, help="the lab's SFU and participants on its own DTLS-SRTP legs (default)"))
+STACK = register(Stack("lab", run=_run, accepts=keyword_options(run_lab_call),
+                       help="the lab's SFU and participants on its own DTLS-SRTP legs (default)"))

@@ -12,8 +12,10 @@ How a call finds its stack (:func:`select`): a stack registered with an ``option
 :func:`run_call` keyword, e.g. ``browser_participants``) takes every call that sets that keyword
 to a true value; two such keywords set at once are refused. Otherwise ``stack=`` names it
 (default ``"lab"``). The chosen stack's ``run`` gets the call's arguments and every keyword given
-to :func:`run_call` except the unset (false) ``option`` keywords, and refuses, with a
-``ValueError``, what it cannot do.
+to :func:`run_call` except the unset (false) ``option`` keywords; a keyword outside its
+``accepts`` is refused here, and the stack refuses, with a ``ValueError``, a value it cannot honour.
+A ``stack.py`` must import without its stack's optional dependencies (import them in ``run``):
+discovery imports every one.
 
 The ``e2ee-lab call`` command (:func:`add_call_arguments`, :func:`cli_call`) offers the options
 every stack shares, ``--stack`` with the registered names, and each stack's own options
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +53,8 @@ class Stack:
     ``run(stack, mode, participants, seconds, seed, size, out, **options)`` runs the call and
     returns a result with ``summary`` (the fields of the lab call's summary, same meaning),
     ``keylog``, ``capture`` and ``out``; it raises ``ValueError`` for an option it cannot honour.
+    ``accepts`` names the :func:`run_call` keywords it takes (its ``option`` among them):
+    :func:`run_call` refuses any other with a ``ValueError`` before the stack runs.
     """
 
     name: str  # the value of run_call(stack=...) / --stack; with ``option``, just a label
@@ -59,6 +64,12 @@ class Stack:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None  # its own CLI options
     arguments: Mapping[str, str] = field(default_factory=dict)  # CLI dest -> run_call keyword
     errors: tuple[type[Exception], ...] = ()  # what ``e2ee-lab call`` reports in one line (exit 2)
+    accepts: frozenset[str] | None = None  # the run_call keywords it takes (None: any); others refused
+
+
+def keyword_options(func: Callable[..., Any]) -> frozenset[str]:
+    """The keyword-only parameters of ``func``: a stack's ``accepts`` when ``run`` passes them on."""
+    return frozenset(name for name, p in inspect.signature(func).parameters.items() if p.kind is p.KEYWORD_ONLY)
 
 
 _STACKS: dict[str, Stack] = {}
@@ -140,14 +151,18 @@ def run_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 5.
 
     Raises:
         ValueError: an unknown stack; a bad mode, count, duration, profile, size or capture mode;
-            an option the chosen stack cannot honour (a browser participant on a stack other than
-            "webrtc", lab-only options on another stack).
+            an option the chosen stack does not take or cannot honour (a browser participant on a
+            stack other than "webrtc", lab-only options on another stack).
         DTLSError: a handshake failed.  CaptureNotPermitted: ``capture="sniff"`` without rights.
     """
     stacks = registered()
     unset = {s.option for s in stacks.values() if s.option is not None and not options.get(s.option)}
     options = {k: v for k, v in options.items() if k not in unset}
-    return select(stack, options).run(stack, mode, participants, seconds, seed, size, out, **options)
+    chosen = select(stack, options)
+    refused = sorted(set(options) - chosen.accepts) if chosen.accepts is not None else []
+    if refused:
+        raise ValueError(f"the {chosen.name} stack does not take {', '.join(refused)}")
+    return chosen.run(stack, mode, participants, seconds, seed, size, out, **options)
 
 
 # --- the e2ee-lab call command -----------------------------------------------------------------

@@ -10,12 +10,12 @@ aiortc changed) in one line.
 
 from __future__ import annotations
 
-from e2ee_lab.call.stacks import Stack, register
+from e2ee_lab.call.stacks import Stack, keyword_options, register
 
 from .call import STACK as NAME
 from .call import run_for_stack
 from .errors import WebRTCError
 
-STACK = register(Stack(NAME, run=run_for_stack, errors=(WebRTCError,),
+STACK = register(Stack(NAME, run=run_for_stack, errors=(WebRTCError,), accepts=keyword_options(run_for_stack),
                        help="aiortc peer connections and an aiortc SFU "
                             "(aiortc picks the SRTP profile; no socket tap, no --garbage)"))
