@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from utils import DATA, load_vectors
+from utils import DATA, load_vectors, other_interfaces
 
 from e2ee_lab.browser import find_chromium, netns_problem, run_browser_call, run_vectors_in_browser
 from e2ee_lab.browser.call import _recovery, pattern, run_for_call
@@ -219,26 +219,12 @@ class _SocketWatch(threading.Thread):
         self.join()
 
 
-def _other_interfaces() -> dict[str, list[str]]:
-    """Every network device besides ``lo`` that is not down, with its IPv4 and non-link-local IPv6
-    addresses (the kernel's devices, not libpcap's pseudo-devices such as any or nflog)."""
-    from scapy.arch import get_if_addr, in6_getifaddr
-
-    def up(iface: str) -> bool:
-        state = Path(f"/sys/class/net/{iface}/operstate")
-        return not state.exists() or state.read_text().strip() != "down"
-
-    v6 = [(addr, iface) for addr, scope, iface in in6_getifaddr() if not addr.startswith("fe80")]
-    return {i: [a for a in [get_if_addr(i)] if a != "0.0.0.0"] + [a for a, at in v6 if at == i]
-            for i in sorted(os.listdir("/sys/class/net")) if i != "lo" and up(i)}
-
-
 @pytest.mark.skipif(sniff_problem() is not None, reason=f"cannot sniff: {sniff_problem()}")
 def test_without_the_namespace_nothing_leaves_on_other_interfaces_and_the_filter_strips():
     from scapy.all import AsyncSniffer
     from scapy.layers.inet import UDP
 
-    others = _other_interfaces()
+    others = other_interfaces()
     sniffer = AsyncSniffer(iface=list(others), filter="udp", store=True) if others else None
     if sniffer is not None:
         sniffer.start()
@@ -288,7 +274,7 @@ def test_chromium_looks_up_no_name_on_other_interfaces():
 
     from e2ee_lab.browser import Chromium
 
-    others = _other_interfaces()
+    others = other_interfaces()
     if not others:
         pytest.skip("this machine has no interface besides lo")
     label = f"e2ee-lab-{secrets.token_hex(6)}"

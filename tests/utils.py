@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,3 +15,17 @@ def load_vectors(name: str) -> Any:
     path = DATA / (name if name.endswith(".json") else f"{name}.json")
     with path.open(encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def other_interfaces() -> dict[str, list[str]]:
+    """Every network device besides ``lo`` that is not down, with its IPv4 and non-link-local IPv6
+    addresses (the kernel's devices, not libpcap's pseudo-devices such as any or nflog)."""
+    from scapy.arch import get_if_addr, in6_getifaddr
+
+    def up(iface: str) -> bool:
+        state = Path(f"/sys/class/net/{iface}/operstate")
+        return not state.exists() or state.read_text().strip() != "down"
+
+    v6 = [(addr, iface) for addr, scope, iface in in6_getifaddr() if not addr.startswith("fe80")]
+    return {i: [a for a in [get_if_addr(i)] if a != "0.0.0.0"] + [a for a, at in v6 if at == i]
+            for i in sorted(os.listdir("/sys/class/net")) if i != "lo" and up(i)}

@@ -159,8 +159,18 @@ def analyze_packets(packets: pd.DataFrame, sent: pd.DataFrame, *, scenes: Mappin
         speech: each publisher's sent speech PCM (:func:`sent_speech`), the ground truth for audio.
     """
     frames, dropped = reassemble(packets)
+    return analyze_frames(frames, sent, scenes=scenes, speech=speech, dropped=dropped)
+
+
+def analyze_frames(frames: Iterable[tuple[str, FrameAssembled]], sent: pd.DataFrame, *,
+                   scenes: Mapping[str, Scene], speech: Mapping[str, np.ndarray],
+                   dropped: Counter | None = None) -> SFUView:
+    """Decode and judge frames already reassembled (``[(publisher, frame)]`` in order, each
+    frame's ``timestamp`` the publisher's RTP timestamp): the second half of
+    :func:`analyze_packets`, also used for frames read back from an SFU's recording
+    (:mod:`e2ee_lab.janus.recording`). ``dropped``: counters to keep in the view."""
     index = _frame_index(sent)
-    view = SFUView(frames=pd.DataFrame(columns=list(FRAME_COLUMNS)), dropped=dropped)
+    view = SFUView(frames=pd.DataFrame(columns=list(FRAME_COLUMNS)), dropped=Counter(dropped or {}))
     decoders: dict[int, VP8Decoder | OpusDecoder] = {}
     pcm: dict[str, dict[int, np.ndarray]] = {}
     rows = []

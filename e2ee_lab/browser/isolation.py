@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,18 +76,43 @@ def run_in_netns(kwargs: dict):
     Raises:
         IsolationFailed: the child failed (the end of its stderr is in the message).
     """
+    result = run_module_in_netns(CHILD_MODULE, kwargs)
+    result.summary["isolation"] = "network namespace with only lo"
+    return result
+
+
+def run_module_in_netns(module: str, kwargs: dict, timeout: float = NETNS_TIMEOUT):
+    """Run ``python -m MODULE IN OUT`` in a fresh network namespace with only ``lo`` up and return
+    what it pickled to OUT (it reads its pickled ``kwargs`` from IN). The child leads a session of
+    its own, and the whole session's process group (every process it started and did not move
+    out) is killed when the child times out, when this call is interrupted, and after it exits.
+
+    Raises:
+        IsolationFailed: the child failed or took more than ``timeout`` s (the end of its stderr
+            is in the message).
+    """
     with tempfile.TemporaryDirectory(prefix="e2ee-lab-netns-") as tmp:
         inp, out = Path(tmp) / "in.pickle", Path(tmp) / "out.pickle"
         inp.write_bytes(pickle.dumps(kwargs))
         script = 'ip link set lo up && exec "$@"'
-        cmd = ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, "-m", CHILD_MODULE, str(inp), str(out)]
+        cmd = ["unshare", "-n", "sh", "-c", script, "sh", sys.executable, "-m", module, str(inp), str(out)]
+        child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         try:
-            child = subprocess.run(cmd, capture_output=True, timeout=NETNS_TIMEOUT)
+            _, stderr = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise IsolationFailed(f"the call in the namespace took more than {NETNS_TIMEOUT} s") from None
+            raise IsolationFailed(f"the call in the namespace took more than {timeout} s") from None
+        finally:
+            _kill_group(child)
         if child.returncode != 0 or not out.exists():
-            tail = child.stderr.decode(errors="replace").strip().splitlines()[-15:]
+            tail = stderr.decode(errors="replace").strip().splitlines()[-15:]
             raise IsolationFailed("the call in the namespace failed:\n" + "\n".join(tail))
-        result = pickle.loads(out.read_bytes())
-    result.summary["isolation"] = "network namespace with only lo"
-    return result
+        return pickle.loads(out.read_bytes())
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    """SIGKILL every process left in ``child``'s process group, then reap ``child``."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the group is empty: everything has exited
+        pass
+    child.wait()

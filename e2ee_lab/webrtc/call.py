@@ -162,7 +162,8 @@ class SentIndex:
 # --- the call ----------------------------------------------------------------------------------------
 
 
-def _validate(mode: str, participants: int, seconds: float, size: Size | None) -> Size:
+def validate_call(mode: str, participants: int, seconds: float, size: Size | None) -> Size:
+    """The call's size (``size`` or :func:`lab_size`); ValueError for a bad mode, count or duration."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if not 2 <= participants <= 255:
@@ -202,7 +203,7 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
     the running call (ask for a key frame, drop packets with ``sfu.forward_filter``, change a key).
     """
     started = time.perf_counter()
-    size = _validate(mode, participants, seconds, size)
+    size = validate_call(mode, participants, seconds, size)
     how, note = capture_mode(capture)
     check_aiortc()
     recorder = CallCapture(out, how)  # type: ignore[arg-type]
@@ -396,8 +397,9 @@ def _collect(mode, participants, seconds, seed, size, sfu: WebRTCSFU, people: li
     return result
 
 
-def _participant_row(p: WebRTCParticipant, sent: pd.DataFrame, received: pd.DataFrame,
-                     window: dict[str, int]) -> dict:
+def participant_row(p: WebRTCParticipant, sent: pd.DataFrame, received: pd.DataFrame,
+                    window: dict[str, int]) -> dict:
+    """One participant's row of ``summary["participants"]``: window frames sent, expected, decoded."""
     row: dict = {"name": p.name}
     for kind in ("video", "audio"):
         counted = sent[(sent.kind == kind) & (sent.frame_index < window[kind])]
@@ -414,7 +416,7 @@ def _participant_row(p: WebRTCParticipant, sent: pd.DataFrame, received: pd.Data
     return row
 
 
-def _wire_summary(wire: SFUView, people: list[WebRTCParticipant]) -> dict:
+def wire_summary(wire: SFUView, people: list[WebRTCParticipant]) -> dict:
     """``summary["wire"]`` as the lab's: datagrams sampled, frames seen and decodable without keys."""
     counts = wire.summary()
     return {"srtp_packets": sum(len(p.wire) for p in people),
@@ -438,7 +440,7 @@ def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCPartic
     garbage. ``capture`` and ``elapsed_s`` are added by the caller.
     """
     config = result.config
-    rows = [_participant_row(p, result.sent, result.received, window) for p in people]
+    rows = [participant_row(p, result.sent, result.received, window) for p in people]
     stolen = result.stolen
     sfu_summary = {"packets_in": sfu.packets_in, "packets_forwarded": sfu.packets_forwarded,
                    **result.sfu.summary(),
@@ -458,7 +460,7 @@ def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCPartic
                                  "every leg is connected and every member holds every key"},
         "timing": {k: round(v, 3) for k, v in timing.items()},
         "participants": rows, "sfu": sfu_summary,
-        "wire": _wire_summary(result.wire, people), "garbage_sent": {},
+        "wire": wire_summary(result.wire, people), "garbage_sent": {},
         "plis": {"sent_by_receivers": sum(p.plis_sent for p in people),
                  "forwarded_by_sfu": sfu.plis_forwarded, "sent_by_sfu": sfu.plis_sent,
                  "received_by_publishers": sum(p.plis_received for p in people),

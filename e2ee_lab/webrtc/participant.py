@@ -125,8 +125,10 @@ class WebRTCParticipant:
         attach_sender(sender, transform)
         aiortc_hooks.tap_rtcp(sender, self._on_rtcp)
 
-    def _add_receiver(self, transceiver) -> None:
-        label = parse_track_label(transceiver.receiver.track.id)
+    def _add_receiver(self, transceiver, label: tuple[str, str] | None = None) -> None:
+        """Transform, PLI counter and sink for a forwarded stream; ``label`` is (publisher, kind),
+        by default read from the track id the lab's SFU gives it."""
+        label = label or parse_track_label(transceiver.receiver.track.id)
         if label is None:
             self.dropped["unknown_track"] += 1
             return

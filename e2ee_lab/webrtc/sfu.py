@@ -245,22 +245,11 @@ class WebRTCSFU:
     def leg_addresses(self, name: str) -> tuple[tuple[str, int], tuple[str, int]]:
         """(SFU address, participant address) of ``name``'s leg: its only local and remote ICE
         candidates (loopback host candidates, one each)."""
-        ice = self._transport(name).transport
-        local, remote = ice.iceGatherer.getLocalCandidates(), ice.getRemoteCandidates()
-        if len(local) != 1 or len(remote) != 1:
-            raise WebRTCError(f"leg {name}: expected one candidate per side, got {len(local)} and {len(remote)}")
-        return (local[0].ip, local[0].port), (remote[0].ip, remote[0].port)
+        return transport_addresses(self._transport(name), name)
 
     def leg_keys(self, name: str) -> KeyLogEntry:
         """``name``'s leg SRTP keys from the RFC 5764 §4.2 exporter, as a key-log entry."""
-        ssl, role = aiortc_hooks.dtls_state(self._transport(name))
-        profile = SRTPProfile.from_openssl_name(ssl.get_selected_srtp_profile())
-        material = ssl.export_keying_material(EXPORTER_LABEL, 2 * (profile.key_length + profile.salt_length))
-        client_write, server_write = split_keying_material(profile, material)
-        ours, theirs = self.leg_addresses(name)
-        client, server = (ours, theirs) if role == "client" else (theirs, ours)
-        return KeyLogEntry(leg=name, profile=profile, client=client, server=server,
-                           client_write=client_write, server_write=server_write)
+        return transport_keys(self._transport(name), name)
 
     def keylog(self) -> list[KeyLogEntry]:
         """Every connected leg's keys (call before :meth:`close`)."""
@@ -286,3 +275,33 @@ class WebRTCSFU:
         """Close every peer connection."""
         for pc in self.pcs.values():
             await pc.close()
+
+
+def transport_addresses(transport, leg: str) -> tuple[tuple[str, int], tuple[str, int]]:
+    """(local, remote) address of a connected ``RTCDtlsTransport``: its only local and remote ICE
+    candidates (loopback host candidates, one address each; a candidate a bundled SDP repeats in
+    every m-section counts once).
+
+    Raises:
+        WebRTCError: a side has more or fewer than one candidate address.
+    """
+    ice = transport.transport
+    local, remote = ({(c.ip, c.port): c for c in found}.values()
+                     for found in (ice.iceGatherer.getLocalCandidates(), ice.getRemoteCandidates()))
+    local, remote = list(local), list(remote)
+    if len(local) != 1 or len(remote) != 1:
+        raise WebRTCError(f"leg {leg}: expected one candidate per side, got {len(local)} and {len(remote)}")
+    return (local[0].ip, local[0].port), (remote[0].ip, remote[0].port)
+
+
+def transport_keys(transport, leg: str) -> KeyLogEntry:
+    """The SRTP keys of a connected ``RTCDtlsTransport`` from the RFC 5764 §4.2 exporter, as a
+    key-log entry named ``leg`` (either end of a leg exports the same keys)."""
+    ssl, role = aiortc_hooks.dtls_state(transport)
+    profile = SRTPProfile.from_openssl_name(ssl.get_selected_srtp_profile())
+    material = ssl.export_keying_material(EXPORTER_LABEL, 2 * (profile.key_length + profile.salt_length))
+    client_write, server_write = split_keying_material(profile, material)
+    ours, theirs = transport_addresses(transport, leg)
+    client, server = (ours, theirs) if role == "client" else (theirs, ours)
+    return KeyLogEntry(leg=leg, profile=profile, client=client, server=server,
+                       client_write=client_write, server_write=server_write)
