@@ -7,8 +7,9 @@ What the files say, and why:
 - ``janus.jcfg``: ``configs_folder`` is the run directory; every plugin but VideoRoom, every
   transport but HTTP, every logger and every event handler is disabled (by file name, from the
   library folders as installed); no STUN or TURN server, ``ignore_mdns`` and ``ice_enforce_list``
-  naming only the loopback interface (the note in ``docs``: Janus and libnice skip ``IFF_LOOPBACK``
-  interfaces unless :mod:`e2ee_lab.janus.shim` clears the flag); a fresh random ``admin_secret``.
+  naming only the loopback interface (Janus and libnice skip ``IFF_LOOPBACK`` interfaces before
+  that list is read, unless :mod:`e2ee_lab.janus.shim` clears the flag); a fresh random
+  ``admin_secret``.
 - ``janus.transport.http.jcfg``: the Janus API on 127.0.0.1 (``ip``) and the admin API on
   127.0.0.1 (``admin_ip``), plain HTTP, no HTTPS.
 - ``janus.plugin.videoroom.jcfg``: no static room; an ``admin_key`` (random) so rooms are created

@@ -9,9 +9,12 @@ Janus would offer no candidate and ``configure`` would fail with 490 "Error sett
 result; set in ``LD_PRELOAD`` of the Janus process only (never of this Python process), every
 candidate Janus offers becomes ``127.0.0.1 typ host``.
 
-The alternative, an extra interface carrying a 127.x address inside the namespace, was measured
-and rejected (README "Janus"): the ``dummy`` link type is missing from kernels built without it
-(this machine's), and a bridge or veth without carrier is skipped as down.
+The alternative, an extra interface carrying a 127.x address inside the namespace, was tried and
+rejected: the ``dummy`` link type is missing from kernels built without it ("Unknown device
+type"); with a bridge or a veth pair holding 127.0.0.2/8 instead, Janus does offer
+``127.0.0.2 typ host``, but the aiortc side's connectivity checks to it go unanswered and no
+check ever leaves Janus, so ICE never completes (also with ``route_localnet=1``). With the shim
+Janus reports the PeerConnection up about 40 ms after the offer (ICE about 21 ms).
 
 :func:`build_shim` compiles the C file with the system C compiler (``cc``, or ``$CC``) at first use
 into a cache directory (``$XDG_CACHE_HOME/e2ee-lab`` or ``~/.cache/e2ee-lab``), named by the
