@@ -97,6 +97,7 @@ class JanusCallResult:
     members: dict[str, int] = field(default_factory=dict)
     out: Path | None = None
     janus_log: str = ""
+    capture: None = None  # no capture of a Janus call (its packets stay in its namespace)
     stack: str = STACK
 
     def delivery(self, kind: str = "video") -> pd.Series:
@@ -157,6 +158,48 @@ def run_janus_call(mode: str = "dtls-srtp", participants: int = 3, seconds: floa
     kwargs = {"mode": mode, "participants": participants, "seconds": seconds, "seed": seed, "size": size,
               "out": str(Path(out).resolve()) if out is not None else None, "key_policy": key_policy}
     return run_module_in_netns("e2ee_lab.janus.isolated", kwargs, timeout)
+
+
+def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed: int, size: Size | None,
+                  out: str | Path | None, *, sfu: str = STACK, capture: str = "off", srtp_profile: str | None = None,
+                  garbage: float = 0.0, policy=None, sfu_setup=None, sender_options=None,
+                  key_policy: RekeyPolicy = CALL_KEY_POLICY) -> JanusCallResult:
+    """The call command's and ``run_call``'s way in (``--sfu janus``): :func:`run_janus_call`.
+
+    Janus picks the SRTP profile (AEAD_AES_256_GCM with aiortc) and no capture is recorded
+    (``capture`` "auto" or "off" only; ``summary["capture"]`` says so).
+
+    Raises:
+        ValueError: ``sfu`` is not "janus"; a lab-only option (garbage, policy, sfu_setup,
+            sender_options, an SRTP profile other than the lab's default) or a capture was asked for.
+    """
+    from e2ee_lab.call.run import DEFAULT_PROFILE
+
+    if sfu != STACK:
+        raise ValueError(f"unknown SFU {sfu!r}; expected {STACK!r}")
+    lab_only = {"garbage": garbage, "policy": policy, "sfu_setup": sfu_setup, "sender_options": sender_options,
+                "srtp_profile": None if srtp_profile in (None, DEFAULT_PROFILE) else srtp_profile,
+                "capture": None if capture in ("auto", "off") else capture}
+    given = [name for name, value in lab_only.items() if value]
+    if given:
+        raise ValueError(f"the Janus call does not support {', '.join(given)} (lab stack only)")
+    result = run_janus_call(mode, participants, seconds, seed, size, out, key_policy=key_policy)
+    result.summary["capture"] = {"note": "no capture: Janus runs in its own network namespace"}
+    if out is not None:
+        write_outputs(result, out)
+    return result
+
+
+def run_for_cli(args, out: Path) -> JanusCallResult:
+    """``e2ee-lab call --sfu janus``: :func:`run_for_stack` with the command's options.
+
+    Raises:
+        ValueError: ``--stack`` other than lab or ``--browser`` given with ``--sfu janus``.
+    """
+    if getattr(args, "stack", "lab") != "lab" or getattr(args, "browser", 0):
+        raise ValueError("--sfu janus runs its own aiortc participants: leave out --stack and --browser")
+    return run_for_stack(STACK, args.mode, args.participants, args.seconds, args.seed, args.size, out,
+                         capture=args.capture, srtp_profile=args.srtp_profile, garbage=args.garbage)
 
 
 async def run_janus_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0,
@@ -238,11 +281,13 @@ async def _in_room(janus: JanusServer, people: list[JanusParticipant], relay: Si
         loop = asyncio.get_running_loop()
         start = loop.time() + START_DELAY
         run["timing"]["media_start_s"] = clock() + START_DELAY
-        cpu0, wall0 = janus.cpu_seconds(), time.perf_counter()
+        cpu0, threads0, wall0 = janus.cpu_seconds(), janus.thread_cpu(), time.perf_counter()
         for p in people:
             p.start.set_result(start)
         await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
         run["cpu_s"], run["wall_s"] = janus.cpu_seconds() - cpu0, time.perf_counter() - wall0
+        run["threads"] = {k: round(v - threads0.get(k, 0.0), 3) for k, v in janus.thread_cpu().items()
+                          if v - threads0.get(k, 0.0) > 0}
         handles = {k: v for p in people for k, v in p.handles().items()}
         run["admin"] = {f"{n}/{r}": info for (n, r), info in (await handle_infos(janus.config, handles)).items()}
         run["keylog"] = [e for p in people for e in p.keylog()]
@@ -304,6 +349,7 @@ def _summary(result: JanusCallResult, people: list[JanusParticipant], view: Reco
              "cpu_s": round(cpu_s, 3), "wall_s": round(wall_s, 3),
              "us_per_forwarded_packet": round(1e6 * cpu_s / forwarded, 1) if forwarded else None,
              "forwarded_per_cpu_s": round(forwarded / cpu_s) if cpu_s else None,
+             "cpu_s_by_thread": dict(sorted(run.get("threads", {}).items(), key=lambda kv: -kv[1])),
              "ice_ms": _stats(legs.ice_ms), "dtls_ms": _stats(legs.dtls_ms),
              "up_s": {p.name: {k: round(v, 3) for k, v in p.timing.items()} for p in people},
              "srtp_profiles": sorted(set(legs.srtp_profile.dropna())),

@@ -74,6 +74,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far per thread name of process ``pid`` (``/proc/PID/task/*``), threads of
+    one name (digits removed: one ``hloop`` per handle) added up."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")].rstrip("0123456789 ")
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 class JanusServer:
     """One Janus process in this (private) network namespace; use as ``async with``.
 
@@ -158,6 +174,12 @@ class JanusServer:
         if self.pid is None:
             raise JanusError("janus is not running")
         return cpu_seconds(self.pid)
+
+    def thread_cpu(self) -> dict[str, float]:
+        """Janus's CPU time so far per thread name (:func:`thread_cpu`)."""
+        if self.pid is None:
+            raise JanusError("janus is not running")
+        return thread_cpu(self.pid)
 
     def stop(self) -> int | None:
         """Stop Janus (SIGTERM, SIGKILL after :data:`STOP_TIMEOUT` s) and reap it; returns its

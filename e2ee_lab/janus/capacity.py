@@ -1,0 +1,89 @@
+"""Janus and the lab's SFU side by side on one machine and one room: CPU per forwarded packet.
+
+:func:`compare_sfus` measures both in one run:
+
+1. a Janus call (:func:`~e2ee_lab.janus.call.run_janus_call`, aiortc participants, ``seconds`` of
+   media): Janus's CPU time (user + system, every thread, from ``/proc/PID/stat``) over the media
+   window and the packets its admin API says it received from publishers and sent to subscribers;
+2. the lab's SFU (:class:`~e2ee_lab.sfu.server.SFUServer`, Python) in a process of its own, fed by
+   the SFU benchmark's publishers (:mod:`e2ee_lab.bench.sfu_load`, real DTLS-SRTP legs): the same
+   room size and mode, as many publisher packets as Janus received, sent at the rate Janus
+   received them; its CPU time (``time.process_time``) from the first packet until it went quiet;
+3. the lab's SFU again on the same packets sent flat out (the benchmark's
+   :data:`~e2ee_lab.bench.sfu.SEND_RATE`), the figure ``e2ee-lab bench sfu`` reports.
+
+Each row gives forwarded packets, CPU seconds, wall seconds, the CPU share of one core, µs of CPU
+per forwarded packet and its inverse, forwarded packets per second per core. What differs besides
+the language: Janus also records every stream to disk (the room records) and serves RTCP, NACK
+and keepalives for live peers, at a call's pace, so its figure includes per-second costs that a
+burst spreads thin; ``/proc`` counts CPU in 10 ms ticks, so a short call's Janus figure is coarse
+(the ``cpu_s`` column says how coarse). The e2ee modes cost an SFU what ``dtls-srtp`` costs: it
+never reads the payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from e2ee_lab.bench.sfu import SEND_RATE, collect_runs, load_plan
+from e2ee_lab.config import Size, lab_size
+
+from .call import JanusCallResult, run_janus_call
+
+COLUMNS = ("sfu", "load", "participants", "mode", "forwarded", "cpu_s", "wall_s", "cpu_share",
+           "us_per_packet", "packets_per_core_s")
+WARMUP = 50  # untimed packets before the lab SFU's runs
+VIDEO = {"ci": "vp8-320x240", "full": "vp8-640x480"}
+
+
+def _row(sfu: str, load: str, participants: int, mode: str, forwarded: int, cpu_s: float, wall_s: float) -> dict:
+    return {"sfu": sfu, "load": load, "participants": participants, "mode": mode, "forwarded": int(forwarded),
+            "cpu_s": round(cpu_s, 3), "wall_s": round(wall_s, 3),
+            "cpu_share": round(cpu_s / wall_s, 3) if wall_s else None,
+            "us_per_packet": round(1e6 * cpu_s / forwarded, 1) if forwarded else None,
+            "packets_per_core_s": round(forwarded / cpu_s) if cpu_s else None}
+
+
+def janus_row(result: JanusCallResult) -> dict:
+    """The Janus call's row: its CPU and forwarded packets over the media window."""
+    s = result.summary
+    return _row(f"Janus {s['janus'].get('version') or ''}".strip(), "a call", s["participant_count"], s["mode"],
+                s["sfu"]["packets_forwarded"], s["janus"]["cpu_s"], s["janus"]["wall_s"])
+
+
+def lab_rows(participants: int, mode: str, packets: int, rate: float, *, size: Size, repeat: int = 3,
+             seed: int = 0) -> list[dict]:
+    """The lab SFU's rows: ``packets`` publisher packets at ``rate`` per second, then flat out
+    (medians over ``repeat`` runs each)."""
+    bench_mode = "dtls-srtp" if mode == "dtls-srtp" else "e2ee"  # clear-prefix costs the SFU the same
+    rows = []
+    for load, send_rate in (("the call's packets at its rate", rate), ("the same packets flat out", SEND_RATE)):
+        plan = load_plan([participants], [bench_mode], repeat, packets, target=packets, video=VIDEO[size],
+                         loop="asyncio", seed=seed)
+        plan = replace(plan, rates=(float(send_rate),), warmup=min(WARMUP, packets))
+        runs = pd.DataFrame(collect_runs(plan, progress=False)[0])
+        median = runs[["forwarded", "cpu_s", "wall_s"]].median()
+        rows.append(_row("lab SFU (Python)", load, participants, mode, median.forwarded, median.cpu_s, median.wall_s))
+    return rows
+
+
+def compare_sfus(participants: int = 3, seconds: float = 3.0, mode: str = "dtls-srtp", *, size: Size | None = None,
+                 seed: int = 0, out: str | Path | None = None, repeat: int = 3) -> tuple[pd.DataFrame, JanusCallResult]:
+    """Janus and the lab SFU in one run (module docstring); returns the table and the Janus call.
+
+    Raises:
+        JanusUnavailable, IsolationFailed: as :func:`~e2ee_lab.janus.call.run_janus_call`.
+        RuntimeError / TimeoutError: the lab SFU's benchmark processes failed.
+    """
+    size = size or lab_size()
+    call = run_janus_call(mode, participants, seconds, seed, size, out)
+    s = call.summary
+    rate = s["sfu"]["packets_in"] / s["janus"]["wall_s"]
+    rows = [janus_row(call)] + lab_rows(participants, mode, s["sfu"]["packets_in"], rate, size=size,
+                                        repeat=repeat, seed=seed)
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    table.attrs.update(publisher_rate=round(rate, 1), size=size, seconds=seconds)
+    return table, call
