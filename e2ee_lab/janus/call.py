@@ -54,7 +54,7 @@ from e2ee_lab.webrtc.call import DRAIN, TAIL, participant_row, sent_rows, valida
 from e2ee_lab.webrtc.sdp import candidates
 
 from .admin import handle_infos, stream_table
-from .client import JanusSession, VideoRoom
+from .client import JanusSession, VideoRoom, plugin_data
 from .participant import JanusParticipant, RebasedIndex
 from .recording import RecordingView, read_recordings, recording_view
 from .server import JanusServer
@@ -291,12 +291,27 @@ async def _in_room(janus: JanusServer, people: list[JanusParticipant], relay: Si
         handles = {k: v for p in people for k, v in p.handles().items()}
         run["admin"] = {f"{n}/{r}": info for (n, r), info in (await handle_infos(janus.config, handles)).items()}
         run["keylog"] = [e for p in people for e in p.keylog()]
+        run["talking"] = _talking(people[0], {p.feed: p.name for p in people})
         run["janus"] = {"pid": janus.pid, "version": janus.info.get("version_string"),
                         "shim": janus.shim.name if janus.shim else None}
         for p in people:
             await p.leave()
     finally:
         await operator.destroy()
+
+
+def _talking(observer: JanusParticipant, names: dict[int | None, str]) -> dict[str, dict[str, int]]:
+    """VideoRoom's ``talking`` / ``stopped-talking`` announcements about each publisher, as one
+    participant's publisher handle received them (the room sends them to every publisher)."""
+    counts: dict[str, dict[str, int]] = {name: {"talking": 0, "stopped-talking": 0} for name in names.values()}
+    if observer.session is None or observer.publisher is None:
+        return counts
+    for event in observer.session.events[observer.publisher.handle]:
+        data = plugin_data(event) or {}
+        who, kind = names.get(data.get("id")), data.get("videoroom")  # type: ignore[arg-type]
+        if who is not None and kind in ("talking", "stopped-talking"):
+            counts[who][kind] += 1
+    return counts
 
 
 def _collect(mode, count, seconds, seed, size, people: list[JanusParticipant], run: dict,
@@ -349,6 +364,7 @@ def _summary(result: JanusCallResult, people: list[JanusParticipant], view: Reco
              "cpu_s": round(cpu_s, 3), "wall_s": round(wall_s, 3),
              "us_per_forwarded_packet": round(1e6 * cpu_s / forwarded, 1) if forwarded else None,
              "forwarded_per_cpu_s": round(forwarded / cpu_s) if cpu_s else None,
+             "talking_events": run.get("talking", {}),
              "cpu_s_by_thread": dict(sorted(run.get("threads", {}).items(), key=lambda kv: -kv[1])),
              "ice_ms": _stats(legs.ice_ms), "dtls_ms": _stats(legs.dtls_ms),
              "up_s": {p.name: {k: round(v, 3) for k, v in p.timing.items()} for p in people},

@@ -36,6 +36,10 @@ POLL_TIMEOUT = 40.0  # seconds a long-poll may hang (Janus answers a keepalive a
 KEEPALIVE = 25.0  # seconds between keepalives (Janus's session_timeout is 60 s)
 MAX_EVENTS = 10  # events per long-poll answer
 STOP_WAIT = 2.0  # seconds destroy() waits for the cancelled poll and keepalive tasks
+# VideoRoom's talking detection (room settings): average the RFC 6464 level of this many audio
+# packets (0.5 s of 20 ms frames); "talking" when the average is below this many -dBov
+TALKING_PACKETS = 25
+TALKING_LEVEL = 40
 
 
 def _int(value: object, what: str) -> int:
@@ -232,10 +236,16 @@ class VideoRoom:
 
     async def create_room(self, room: int, *, admin_key: str, publishers: int, record: bool = False,
                           rec_dir: str | None = None, require_e2ee: bool = False) -> dict:
-        """Create a VP8/Opus room (needs the plugin's ``admin_key``); returns the plugin data."""
+        """Create a VP8/Opus room (needs the plugin's ``admin_key``); returns the plugin data.
+
+        The room announces who is talking (``audiolevel_event``: VideoRoom reads each publisher's
+        RFC 6464 audio level, which frame encryption leaves in clear, and sends ``talking`` /
+        ``stopped-talking`` events to the publisher's handle)."""
         body = {"request": "create", "room": room, "admin_key": admin_key, "publishers": publishers,
                 "videocodec": "vp8", "audiocodec": "opus", "record": record, "require_e2ee": require_e2ee,
-                "is_private": True, "permanent": False, "bitrate": 0, "fir_freq": 0}
+                "is_private": True, "permanent": False, "bitrate": 0, "fir_freq": 0,
+                "audiolevel_event": True, "audio_active_packets": TALKING_PACKETS,
+                "audio_level_average": TALKING_LEVEL}
         if rec_dir is not None:
             body["rec_dir"] = rec_dir
         data, _ = await self.session.message(self.handle, body)
