@@ -70,20 +70,30 @@ def lab_rows(participants: int, mode: str, packets: int, rate: float, *, size: S
     return rows
 
 
+def capacity_table(call: JanusCallResult, *, repeat: int = 3, seed: int = 0) -> pd.DataFrame:
+    """The three rows of the module docstring for a Janus call already made (its room size, mode,
+    size, packets and rate); ``attrs``: the publishers' packet rate, size and seconds.
+
+    Raises:
+        RuntimeError / TimeoutError: the lab SFU's benchmark processes failed.
+    """
+    s = call.summary
+    rate = s["sfu"]["packets_in"] / s["janus"]["wall_s"]
+    rows = [janus_row(call)] + lab_rows(s["participant_count"], s["mode"], s["sfu"]["packets_in"], rate,
+                                        size=s["size"], repeat=repeat, seed=seed)
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    table.attrs.update(publisher_rate=round(rate, 1), size=s["size"], seconds=s["seconds"])
+    return table
+
+
 def compare_sfus(participants: int = 3, seconds: float = 3.0, mode: str = "dtls-srtp", *, size: Size | None = None,
                  seed: int = 0, out: str | Path | None = None, repeat: int = 3) -> tuple[pd.DataFrame, JanusCallResult]:
-    """Janus and the lab SFU in one run (module docstring); returns the table and the Janus call.
+    """A Janus call, then :func:`capacity_table` of it: both SFUs in one run; returns the table and
+    the call.
 
     Raises:
         JanusUnavailable, IsolationFailed: as :func:`~e2ee_lab.janus.call.run_janus_call`.
         RuntimeError / TimeoutError: the lab SFU's benchmark processes failed.
     """
-    size = size or lab_size()
-    call = run_janus_call(mode, participants, seconds, seed, size, out)
-    s = call.summary
-    rate = s["sfu"]["packets_in"] / s["janus"]["wall_s"]
-    rows = [janus_row(call)] + lab_rows(participants, mode, s["sfu"]["packets_in"], rate, size=size,
-                                        repeat=repeat, seed=seed)
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
-    table.attrs.update(publisher_rate=round(rate, 1), size=size, seconds=seconds)
-    return table, call
+    call = run_janus_call(mode, participants, seconds, seed, size or lab_size(), out)
+    return capacity_table(call, repeat=repeat, seed=seed), call

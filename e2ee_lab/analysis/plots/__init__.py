@@ -1,7 +1,7 @@
 """Figures of the lab: one function per figure, each returning a matplotlib Figure.
 
 The functions live in one module per subject (:mod:`.call`, :mod:`.capture`, :mod:`.keys`,
-:mod:`.threats`, :mod:`.bench`) and are all importable from here.
+:mod:`.threats`, :mod:`.bench`, :mod:`.production`) and are all importable from here.
 
 Notebooks display the returned figure and ``make run`` saves it under ``reports/``. A figure function
 only draws: it takes results (DataFrames or result records) and never runs a call itself.
@@ -46,6 +46,11 @@ Figures:
     size-based guesses (notebook 06; :func:`e2ee_lab.analysis.leakage.video_frames`).
     capture_analysis: one capture as the SFU (key log) or the wire reads it: last decoded picture
     per publisher, frame sizes, payload entropy (``e2ee-lab analyze``; :mod:`e2ee_lab.analysis.offline`).
+    recording_playback: a publisher's picture as sent and as a production SFU's own recording plays
+    it back per mode, and each publisher's recorded speech correlated with what was said (notebook
+    11; data from :mod:`e2ee_lab.janus.recording`).
+    sfu_cpu: µs of CPU per forwarded packet and packets per second per core, Janus and the lab's SFU
+    on the same room (notebook 11; :func:`e2ee_lab.janus.capacity.compare_sfus`).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from .bench import overhead_figure, pipeline_stages, sfu_capacity, transform_cpu
 from .call import call_pictures, sfu_picture, sfu_speech
 from .capture import capture_analysis, decodable_share, frame_metadata, payload_bytes, three_views
 from .keys import key_timeline
+from .production import recording_playback, sfu_cpu
 from .threats import attack_matrix, nonce_reuse_pictures, short_tag_attempts, speaking_timelines, video_frame_sizes
 
 __all__ = [
@@ -67,7 +73,9 @@ __all__ = [
     "overhead_figure",
     "payload_bytes",
     "pipeline_stages",
+    "recording_playback",
     "sfu_capacity",
+    "sfu_cpu",
     "sfu_picture",
     "sfu_speech",
     "short_tag_attempts",

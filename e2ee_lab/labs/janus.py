@@ -1,0 +1,413 @@
+"""Notebook 11 (a production SFU): the lab's call through Janus, its own recording, its admin API,
+its cost next to the lab's SFU, and the task checks.
+
+The helpers run the call through Janus's VideoRoom (:func:`janus_calls`: one ``dtls-srtp`` and one
+``e2ee`` call, :mod:`e2ee_lab.janus`) and shape the results for the notebook: how Janus is fenced
+in (a private network namespace, a configuration generated per run, the loopback shim); what Janus's
+own recording plays back in each mode (the picture and the speech in ``dtls-srtp``, nothing in
+``e2ee``: ``janus-pp-rec`` finds no VP8 key frame, libvpx refuses every frame, Opus gives noise);
+what its admin API keeps about every stream; and Janus's CPU per forwarded packet next to the lab
+SFU's on the same room (:mod:`e2ee_lab.janus.capacity`). Where a Janus call cannot run (no root, no
+Janus) :func:`status` says so in one line and every helper uses the results ``data/make_janus.py``
+recorded (:data:`RECORDED`), so the notebook still runs top to bottom and every check still works.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from e2ee_lab.call.run import format_summary
+from e2ee_lab.config import lab_size
+from e2ee_lab.janus import JanusError, janus_problem, run_janus_call
+from e2ee_lab.janus.admin import STREAM_COLUMNS
+from e2ee_lab.janus.config import JanusConfig, find_lib_dir, render_config
+from e2ee_lab.janus.shim import SOURCE as SHIM_SOURCE
+from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.media.scene import Scene, video_size
+from e2ee_lab.webrtc.errors import WebRTCError
+
+PARTICIPANTS = 3
+SEED = 0
+MODES = ("dtls-srtp", "e2ee")
+PUBLISHER = "alice"
+RECORDED = Path(__file__).resolve().parents[2] / "data" / "janus"
+
+
+def call_seconds() -> float:
+    """How long the notebook's calls last: 2 s at ci size, 3 s at full size."""
+    return 2.0 if lab_size() == "ci" else 3.0
+
+
+def status() -> None:
+    """Print one line: the Janus calls run here (and how they are fenced in), or why not."""
+    problem = janus_problem()
+    if problem is None:
+        print("Janus runs here, in a private network namespace with only lo, loaded with the loopback shim.")
+    else:
+        print(f"No Janus call here ({problem}): the tables and figures below are the ones "
+              f"data/make_janus.py recorded ({RECORDED.relative_to(RECORDED.parents[1])}/).")
+
+
+# --- the calls: live, or recorded ----------------------------------------------------------------------
+
+
+@dataclass
+class RecordedCall:
+    """A Janus call as ``data/make_janus.py`` recorded it: the fields the notebook reads."""
+
+    summary: dict
+    recording: pd.DataFrame
+    streams: pd.DataFrame
+    picture: tuple[int, np.ndarray] | None = None  # (frame index, RGB) the recording gave back of PUBLISHER
+    recorded: bool = field(default=True)
+
+    @classmethod
+    def load(cls, mode: str, folder: Path = RECORDED) -> RecordedCall:
+        """Read ``folder/<mode>/``: ``summary.json``, ``recording.csv`` and, if present, ``picture.png``."""
+        base = folder / mode
+        summary = json.loads((base / "summary.json").read_text())
+        picture = None
+        if (base / "picture.png").exists():
+            from PIL import Image
+
+            picture = (int(json.loads((base / "picture.json").read_text())["frame_index"]),
+                       np.asarray(Image.open(base / "picture.png").convert("RGB")))
+        streams = pd.DataFrame(summary["janus"]["streams"], columns=list(STREAM_COLUMNS))
+        return cls(summary, pd.read_csv(base / "recording.csv"), streams, picture)
+
+
+def _picture(call) -> tuple[int, np.ndarray] | None:
+    """(frame index, RGB) of PUBLISHER's frame the recording gave back, if it matched the sent one."""
+    if isinstance(call, RecordedCall):
+        return call.picture
+    found = call.sfu.pictures.get(PUBLISHER)
+    return (found[0], found[1]) if found and found[2] else None
+
+
+def janus_calls(seed: int = SEED) -> dict:
+    """One Janus call per mode (3 participants); the recorded calls where none can run here.
+
+    Prints one line per call: its time, or why the recorded one is shown.
+    """
+    if janus_problem() is not None:
+        print("no Janus call here: showing the recorded dtls-srtp and e2ee calls")
+        return {mode: RecordedCall.load(mode) for mode in MODES}
+    calls = {}
+    for mode in MODES:
+        try:
+            calls[mode] = run_janus_call(mode, PARTICIPANTS, call_seconds(), seed=seed, size=lab_size())
+            print(f"{mode}: {calls[mode].summary['elapsed_s']} s (Janus, setup and conversion included)")
+        except (JanusError, WebRTCError) as err:  # a call that did not happen: say so, show the record
+            print(f"the {mode} call through Janus did not run ({err.reason}: {str(err).splitlines()[0]}); "
+                  "showing the recorded one")
+            calls[mode] = RecordedCall.load(mode)
+    return calls
+
+
+def call_table(calls: Mapping) -> None:
+    """Print the ``e2ee-lab call --sfu janus`` table of each call."""
+    for mode, call in calls.items():
+        tag = " (recorded)" if isinstance(call, RecordedCall) else ""
+        print(f"--- {mode}{tag}\n{format_summary(call.summary)}\n")
+
+
+# --- where Janus runs ----------------------------------------------------------------------------------
+
+
+def fences() -> pd.DataFrame:
+    """What keeps Janus's traffic on 127.0.0.1, from the outermost fence in."""
+    rows = [
+        ("network namespace (unshare -n)", "the call's child process and everything it starts",
+         "no interface but lo exists: there is nowhere else to send to", "e2ee_lab/janus/isolated.py"),
+        ("start refused outside", "JanusServer.start()", "Janus is not started where another interface exists",
+         "e2ee_lab/janus/server.py"),
+        ("generated configuration", "janus.jcfg, janus.transport.http.jcfg",
+         "VideoRoom and HTTP only; HTTP and admin API on 127.0.0.1; ICE on lo; no STUN/TURN",
+         "e2ee_lab/janus/config.py"),
+        ("loopback shim (LD_PRELOAD)", "the Janus process only", "makes Janus gather 127.0.0.1 at all "
+         "(it skips loopback interfaces)", "e2ee_lab/janus/loopback_shim.c"),
+        ("SDP check", "every offer and answer", "the call stops if a candidate is not a loopback host candidate",
+         "e2ee_lab/webrtc/sdp.py"),
+    ]
+    return pd.DataFrame(rows, columns=["fence", "applies to", "what it guarantees", "code"])
+
+
+def _markdown(text: str):
+    from IPython.display import Markdown
+
+    return Markdown(text)
+
+
+def shim_source():
+    """The shim's C function (the part after the includes), as a Markdown code block."""
+    text = SHIM_SOURCE.read_text()
+    return _markdown("```c\n" + text[text.index("typedef"):].strip() + "\n```")
+
+
+def config_excerpt():
+    """The lines of a generated configuration that fence Janus in, as a Markdown code block (the
+    admin secret and key shown are placeholders: each run draws its own)."""
+    config = JanusConfig(run_dir=Path("/tmp/e2ee-lab-janus/run"), lib_dir=find_lib_dir() or Path("/usr/lib/janus"),
+                         admin_secret="random-per-run", admin_key="random-per-run")
+    files = render_config(config)
+    keep = ("nat:", "ice_enforce_list", "ignore_mdns", "plugins:", "transports:", "disable", "ip =",
+            "admin_ip", "port =", "admin_port", "admin_key", "}")
+    parts = []
+    for name in ("janus.jcfg", "janus.transport.http.jcfg", "janus.plugin.videoroom.jcfg"):
+        lines = [line for line in files[name].splitlines() if line.strip().startswith(keep)]
+        parts.append(f"# {name}\n" + "\n".join(lines))
+    return _markdown("```\n" + "\n\n".join(parts) + "\n```")
+
+
+# --- the recording -------------------------------------------------------------------------------------
+
+
+def recording_table(calls: Mapping) -> pd.DataFrame:
+    """Per mode and recorded stream: packets and frames Janus wrote, frames janus-pp-rec converted,
+    and whether the file's header marks the stream end-to-end encrypted."""
+    frames = []
+    for mode, call in calls.items():
+        table = call.recording[["publisher", "kind", "marked_e2ee", "packets_recorded", "frames_recorded",
+                                "frames_converted", "janus_pp_rec"]].copy()
+        table.insert(0, "mode", mode)
+        frames.append(table)
+    out = pd.concat(frames, ignore_index=True).sort_values(["mode", "publisher", "kind"])
+    return out.fillna({"janus_pp_rec": ""}).reset_index(drop=True)
+
+
+def what_the_recording_gives(calls: Mapping) -> pd.DataFrame:
+    """Per mode: frames Janus recorded, and what decoding its converted recording gives back."""
+    rows = {}
+    for mode, call in calls.items():
+        s = call.summary["sfu"]
+        rows[mode] = {"video frames recorded": s["video_frames_seen"],
+                      "video frames janus-pp-rec wrote": s["video_frames_converted"],
+                      "video frames libvpx decodes": s["video_frames_decoded"],
+                      "… into the picture that was sent": s["video_frames_decodable"],
+                      "audio frames recorded": s["audio_frames_seen"],
+                      "audio frames libopus decodes": s["audio_frames_decoded"],
+                      "… into the speech that was said": s["audio_frames_intelligible"],
+                      "speech correlation (per publisher)": ", ".join(f"{k} {v:.2f}" for k, v in
+                                                                      s["speech_correlation"].items()),
+                      "janus-pp-rec said": ", ".join(f"{k!r} ×{v}" for k, v in s.get("janus_pp_rec", {}).items()
+                                                     if v) or "nothing unusual"}
+    return pd.DataFrame(rows)
+
+
+def playback_figure(calls: Mapping):
+    """The headline figure: PUBLISHER's picture as sent and as each mode's recording plays it
+    back, and the recorded speech's correlation with what was said."""
+    from e2ee_lab.analysis import plots
+
+    found = {mode: _picture(call) for mode, call in calls.items()}
+    index = next((f[0] for f in found.values() if f is not None), 0)
+    s = next(iter(calls.values())).summary
+    dims = video_size(s["size"])
+    sent = Scene(0, seed=s["seed"], width=dims.width, height=dims.height, fps=dims.fps).rgb(index)
+    notes = {mode: "no picture: libvpx refuses\nevery recorded frame" for mode, f in found.items() if f is None}
+    correlation = {mode: call.summary["sfu"]["speech_correlation"] for mode, call in calls.items()}
+    return plots.recording_playback(sent, {m: f[1] if f else None for m, f in found.items()}, notes,
+                                    correlation, PUBLISHER)
+
+
+# --- the admin API -------------------------------------------------------------------------------------
+
+ADMIN_VIEW = ["participant", "role", "kind", "selected_pair", "srtp_profile", "packets_in", "packets_out",
+              "bytes_in", "bytes_out", "nacks_out", "lost", "jitter_local", "rtt", "audio_level_dbov",
+              "talking", "recording"]
+
+
+def admin_streams(call) -> pd.DataFrame:
+    """What Janus's admin API says about each stream of ``call`` (one row per stream)."""
+    return call.streams[ADMIN_VIEW].reset_index(drop=True)
+
+
+def metadata_in_both_modes(calls: Mapping) -> pd.DataFrame:
+    """Per mode, the metadata Janus kept: pairs, profiles, packets, bytes, talking announcements."""
+    rows = {}
+    for mode, call in calls.items():
+        st, j = call.streams, call.summary["janus"]
+        talk = j.get("talking_events", {})
+        rows[mode] = {"selected pairs (one per PeerConnection)": st.drop_duplicates(["participant", "role"]).shape[0],
+                      "all pairs 127.0.0.1 <-> 127.0.0.1": all(_both_loopback(p) for p in st.selected_pair.dropna()),
+                      "SRTP profile": ", ".join(j["srtp_profiles"]),
+                      "packets Janus received": int(st.packets_in.fillna(0).sum()),
+                      "bytes Janus received": int(st.bytes_in.fillna(0).sum()),
+                      "packets Janus sent": int(st.packets_out.fillna(0).sum()),
+                      "'talking' announcements": sum(v.get("talking", 0) for v in talk.values()),
+                      "publishers flagged e2ee": int(st[st.role == "publisher"].drop_duplicates("participant").e2ee.sum()),
+                      "recording files": int(st.recording.notna().sum())}
+    return pd.DataFrame(rows)
+
+
+def _both_loopback(pair: str) -> bool:
+    """The reference parser of Task 1 (Janus's "ADDR:PORT [type,proto] <-> ADDR:PORT [type,proto]")."""
+    sides = str(pair).split(" <-> ")
+    if len(sides) != 2:
+        return False
+    for side in sides:
+        address = side.split(" ")[0].rpartition(":")[0]
+        try:
+            if not ipaddress.ip_address(address).is_loopback:
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+# --- side by side with the lab's SFU --------------------------------------------------------------------
+
+
+def capacity(calls: Mapping) -> pd.DataFrame:
+    """Janus (the dtls-srtp call) and the lab's SFU on the same room, packets and rate: µs of CPU
+    per forwarded packet and packets per second per core (:mod:`e2ee_lab.janus.capacity`); the
+    recorded table where the call was recorded."""
+    call = calls["dtls-srtp"]
+    if isinstance(call, RecordedCall):
+        table = pd.read_csv(RECORDED / "capacity.csv")
+    else:
+        from e2ee_lab.janus.capacity import capacity_table
+
+        table = capacity_table(call)
+    return table
+
+
+def capacity_figure(table: pd.DataFrame):
+    from e2ee_lab.analysis import plots
+
+    return plots.sfu_cpu(table)
+
+
+# --- Task 1: is a selected pair loopback? --------------------------------------------------------------
+
+PAIR_CASES: tuple[tuple[str, bool, str], ...] = (
+    ("127.0.0.1:40000 [host,udp] <-> 10.0.0.7:51000 [host,udp]", False, "a pair to another machine's address"),
+    ("127.0.0.1.example.net:40000 [host,udp] <-> 127.0.0.1:51000 [host,udp]", False,
+     "a host name that starts like 127.0.0.1 (only an address can be proven loopback)"),
+    ("0.0.0.0:40000 [host,udp] <-> 127.0.0.1:51000 [host,udp]", False, "0.0.0.0, the any-address"),
+    ("::1:40000 [host,udp] <-> ::1:51000 [host,udp]", True, "IPv6 loopback (::1) on both sides"),
+    ("127.0.0.1:40000 [host,udp]", False, "one side only"),
+    ("", False, "an empty answer"),
+    ("n/a", False, "no pair at all"),
+)
+
+
+def check_pair_parser(func: Callable[[str], bool] | None, call) -> Feedback:
+    """Task 1: the student's ``is_loopback_pair(pair)`` on the call's own selected pairs and on
+    strings an untrusted SFU could answer (:data:`PAIR_CASES`)."""
+    if func is None:
+        return unanswered("Task 1")
+    if not callable(func):
+        return not_yet("is_loopback_pair must be a function taking one string")
+    pairs = list(call.streams.selected_pair.dropna().unique())
+    cases = [(p, True, "a pair of this call") for p in pairs] + list(PAIR_CASES)
+    for text, want, what in cases:
+        try:
+            got = func(text)
+        except Exception as err:  # the student's code: any exception is feedback, not a crash
+            return not_yet(f"your function raised {type(err).__name__} on {text!r} ({what}); Janus's "
+                           "answers are untrusted input: return False for anything you cannot parse")
+        if got is not want:
+            hint = " (return True or False, not a truthy value)" if bool(got) is want else ""
+            return not_yet(f"is_loopback_pair({text!r}) gave {got!r}, expected {want}: {what}{hint}")
+    return correct(f"all {len(pairs)} pairs of this call are 127.0.0.1 <-> 127.0.0.1, and your parser refuses "
+                   f"the {len(PAIR_CASES) - 1} crafted answers that are not loopback. That is how the tests prove a "
+                   "call stayed on loopback: by address, since traffic to the machine's own address also travels on lo")
+
+
+# --- Task 2: the e2ee recording ----------------------------------------------------------------------
+
+
+def check_e2ee_recording(answer: Mapping | None, call) -> Feedback:
+    """Task 2: video frames Janus recorded in the e2ee call, and how many its recording gives back
+    as the picture that was sent."""
+    if answer is None:
+        return unanswered("Task 2")
+    if not isinstance(answer, Mapping) or set(answer) != {"recorded", "decodable"}:
+        return not_yet("answer with a dict {'recorded': ..., 'decodable': ...}")
+    s = call.summary["sfu"]
+    want = {"recorded": int(s["video_frames_seen"]), "decodable": int(s["video_frames_decodable"])}
+    try:
+        given = {k: int(v) for k, v in answer.items()}
+    except (TypeError, ValueError):
+        return not_yet("give whole numbers of frames")
+    if given == want:
+        return correct(f"Janus recorded {want['recorded']} video frames of the e2ee call and its recording gives "
+                       f"back {want['decodable']}: it stored every frame it forwarded, as SFrame ciphertext")
+    rec = call.recording
+    video = rec[rec.kind == "video"]
+    if given["recorded"] == int(video.packets_recorded.sum()):
+        return not_yet("that counts packets: a video frame spans several packets (frames_recorded)")
+    if given["recorded"] == int(call.summary["window"]["video_frames"]) * PARTICIPANTS:
+        return not_yet("that is the measured window; Janus recorded every frame it got, the tail too")
+    if given["decodable"] != want["decodable"]:
+        return not_yet("janus-pp-rec wrote a .webm, but does any frame of it decode into the sent picture? "
+                       "see what_the_recording_gives")
+    return not_yet("read video_frames_seen and video_frames_decodable from the e2ee call's summary['sfu']")
+
+
+# --- Task 3: the metadata Janus keeps -----------------------------------------------------------------
+
+METADATA_STATEMENTS = {
+    "A": "which participants are connected, and from which address and port",
+    "B": "how many packets and bytes each stream carried",
+    "C": "who is talking, announced to the room",
+    "D": "the pictures each participant sends",
+    "E": "the SRTP profile protecting each leg",
+    "F": "the words each participant says",
+}
+
+
+def metadata_statements() -> str:
+    """The statements of Task 3, one per line (``print`` it)."""
+    return "\n".join(f"{k}: {v}" for k, v in METADATA_STATEMENTS.items())
+
+
+def kept_in_e2ee(call) -> set[str]:
+    """The statements of :data:`METADATA_STATEMENTS` the e2ee call's own data shows Janus holding."""
+    st, s = call.streams, call.summary
+    kept = set()
+    if st.selected_pair.notna().any():
+        kept.add("A")
+    if (st.packets_in.fillna(0) > 0).any() and (st.bytes_in.fillna(0) > 0).any():
+        kept.add("B")
+    if any(v.get("talking", 0) for v in s["janus"].get("talking_events", {}).values()):
+        kept.add("C")
+    if s["sfu"]["video_frames_decodable"] > 0:
+        kept.add("D")
+    if st.srtp_profile.notna().any():
+        kept.add("E")
+    if s["sfu"]["audio_frames_intelligible"] > 0:
+        kept.add("F")
+    return kept
+
+
+def check_metadata(answer, call) -> Feedback:
+    """Task 3: the letters of everything Janus held about the e2ee call (recomputed from it)."""
+    if answer is None:
+        return unanswered("Task 3")
+    try:
+        given = {str(a).strip().upper() for a in answer}
+    except TypeError:
+        return not_yet("answer with a set of letters, e.g. {'A', 'B'}")
+    if not given <= set(METADATA_STATEMENTS):
+        return not_yet(f"use letters from {', '.join(METADATA_STATEMENTS)}")
+    want = kept_in_e2ee(call)
+    if given == want:
+        return correct(f"{', '.join(sorted(want))}: E2EE hid the pictures and the words, and nothing else. SFrame "
+                       "encrypts frames; even its own header stays readable (RFC 9605 §7.1), and the addresses, "
+                       "the counters and the audio level in the RTP header extension were never its to hide")
+    extra, missing = given - want, want - given
+    if extra & {"D", "F"}:
+        return not_yet("the e2ee recording gives back no picture and no speech: see what_the_recording_gives")
+    if "C" in missing:
+        return not_yet("look at 'talking' announcements: VideoRoom reads the RFC 6464 audio level, which SFrame "
+                       "leaves in the clear RTP header extension")
+    return not_yet(f"check {', '.join(sorted(missing | extra))} against the admin table of the e2ee call")

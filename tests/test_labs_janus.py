@@ -1,0 +1,108 @@
+"""Tests for e2ee_lab.labs.janus (notebook 11): the recorded calls, the tables, the figures and the
+task checks, on the calls ``data/make_janus.py`` recorded (they run without root or Janus)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from matplotlib.figure import Figure
+
+from e2ee_lab.labs import janus as lab
+
+
+@pytest.fixture(scope="module")
+def calls():
+    return {mode: lab.RecordedCall.load(mode) for mode in lab.MODES}
+
+
+def test_the_recorded_calls_meet_the_goals_they_illustrate(calls):
+    for mode, call in calls.items():
+        s = call.summary
+        assert s["mode"] == mode and s["stack"] == "janus" and len(s["participants"]) == 3
+        for row in s["participants"]:
+            assert row["video_frames_decoded"] >= 0.95 * row["video_frames_expected"] > 0
+        assert len(call.streams) == 18 and set(call.recording.kind) == {"audio", "video"}
+    srtp, e2ee = calls["dtls-srtp"].summary["sfu"], calls["e2ee"].summary["sfu"]
+    assert srtp["video_frames_decodable"] >= 0.95 * srtp["video_frames_seen"] > 0
+    assert e2ee["video_frames_decodable"] == 0 < e2ee["video_frames_seen"]
+    assert calls["dtls-srtp"].picture is not None and calls["e2ee"].picture is None
+
+
+def test_without_janus_status_and_calls_say_so_in_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("E2EE_LAB_JANUS", str(tmp_path / "no-janus"))
+    lab.status()
+    got = lab.janus_calls()
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("No Janus call here (Janus is not installed") and "data/janus/" in out[0]
+    assert len(out) == 2 and all(isinstance(c, lab.RecordedCall) for c in got.values())
+
+
+def test_tables_and_figures_from_the_recorded_calls(calls, capsys):
+    lab.call_table(calls)
+    assert capsys.readouterr().out.count("SFU        packets in") == 2
+    assert set(lab.recording_table(calls)["mode"]) == set(lab.MODES)
+    gives = lab.what_the_recording_gives(calls)
+    assert gives.loc["… into the picture that was sent", "e2ee"] == 0
+    both = lab.metadata_in_both_modes(calls)
+    assert both.loc["all pairs 127.0.0.1 <-> 127.0.0.1"].all()
+    assert list(lab.admin_streams(calls["e2ee"]).columns) == lab.ADMIN_VIEW
+    table = lab.capacity(calls)
+    assert {"Janus 1.1.2", "lab SFU (Python)"} <= set(table.sfu) and (table.us_per_packet > 0).all()
+    assert isinstance(lab.playback_figure(calls), Figure) and isinstance(lab.capacity_figure(table), Figure)
+
+
+def test_the_shim_and_the_configuration_shown_are_the_real_ones():
+    assert "IFF_LOOPBACK" in lab.shim_source().data and "dlsym(RTLD_NEXT" in lab.shim_source().data
+    text = lab.config_excerpt().data
+    assert 'ice_enforce_list = "lo"' in text and 'admin_ip = "127.0.0.1"' in text and 'ip = "127.0.0.1"' in text
+    assert list(lab.fences().columns) == ["fence", "applies to", "what it guarantees", "code"]
+
+
+# --- Task 1 -------------------------------------------------------------------------------------------
+
+
+def test_the_reference_pair_parser_is_correct(calls):
+    assert lab.check_pair_parser(lab._both_loopback, calls["e2ee"]).ok
+
+
+def _naive(pair):
+    return pair.startswith("127.0.0.1") and " <-> 127.0.0.1" in pair
+
+
+def _raises(pair):
+    left, right = pair.split(" <-> ")
+    return ipaddress.ip_address(left.split(":")[0]).is_loopback and ipaddress.ip_address(right.split(":")[0]).is_loopback
+
+
+@pytest.mark.parametrize("func,hint", [
+    (None, "unanswered"), ("not a function", "must be a function"),
+    (lambda pair: True, "another machine"), (_naive, "host name"),
+    (_raises, "raised ValueError"), (lambda pair: "yes" if "10.0" not in pair else "", "truthy"),
+], ids=["none", "string", "always", "prefix", "raises", "truthy"])
+def test_pair_parser_check_names_what_is_wrong(calls, func, hint):
+    feedback = lab.check_pair_parser(func, calls["e2ee"])
+    assert not feedback.ok and hint in feedback.message
+
+
+# --- Tasks 2 and 3 --------------------------------------------------------------------------------------
+
+
+def test_e2ee_recording_check(calls):
+    call = calls["e2ee"]
+    s = call.summary["sfu"]
+    assert lab.check_e2ee_recording({"recorded": s["video_frames_seen"], "decodable": 0}, call).ok
+    packets = int(call.recording[call.recording.kind == "video"].packets_recorded.sum())
+    assert "packets" in lab.check_e2ee_recording({"recorded": packets, "decodable": 0}, call).message
+    assert "decode" in lab.check_e2ee_recording({"recorded": s["video_frames_seen"], "decodable": 5}, call).message
+    assert not lab.check_e2ee_recording({"frames": 1}, call).ok and not lab.check_e2ee_recording(None, call).ok
+
+
+def test_metadata_check_is_recomputed_from_the_call(calls):
+    call = calls["e2ee"]
+    assert lab.kept_in_e2ee(call) == {"A", "B", "C", "E"}
+    assert lab.check_metadata({"a", "b", "c", "e"}, call).ok
+    assert "no picture" in lab.check_metadata({"A", "B", "C", "D", "E"}, call).message
+    assert "RFC 6464" in lab.check_metadata({"A", "B", "E"}, call).message
+    assert not lab.check_metadata({"Z"}, call).ok and not lab.check_metadata(7, call).ok
+    assert lab.kept_in_e2ee(calls["dtls-srtp"]) == {"A", "B", "C", "D", "E", "F"}
