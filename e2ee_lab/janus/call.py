@@ -14,9 +14,11 @@ entry :mod:`e2ee_lab.janus.isolated`), where :func:`run_janus_call_async`:
    (``webrtcup``; earlier Janus answers 428 "No such feed");
 3. in the e2ee modes the members agree frame keys through the application's signalling relay
    (:class:`~e2ee_lab.sfu.server.SignallingRelay`; Janus carries media only);
-4. media flows for ``seconds`` (+ :data:`~e2ee_lab.webrtc.call.TAIL` s not counted); Janus's CPU
-   time is read from ``/proc`` at media start and after the drain, and its admin API's
-   ``handle_info`` is kept for every handle (:mod:`e2ee_lab.janus.admin`);
+4. Janus's CPU time (``/proc``, :func:`~e2ee_lab.janus.server.cpu_seconds`) is read over
+   :data:`IDLE` s with every PeerConnection up and no media (its idle rate), then media flows for
+   ``seconds`` (+ :data:`~e2ee_lab.webrtc.call.TAIL` s not counted) and Janus's CPU time is read
+   from media start to after the drain; its admin API's ``handle_info`` is kept for every handle
+   (:mod:`e2ee_lab.janus.admin`);
 5. publishers leave (Janus closes the recordings), everything closes, Janus stops; then the
    recordings are converted by ``janus-pp-rec`` and decoded (:mod:`e2ee_lab.janus.recording`):
    that is the SFU's view in the summary.
@@ -61,6 +63,7 @@ from .server import JanusServer
 
 STACK = "janus"
 NETNS_TIMEOUT = 300.0  # seconds a Janus call in its namespace may take
+IDLE = 0.5  # seconds Janus's CPU is measured with every PeerConnection up before media starts
 LOOPBACK_IPS = ("127.0.0.1", "::1")
 
 
@@ -241,16 +244,20 @@ async def _call(mode: str, count: int, seconds: float, seed: int, size: Size, ba
     relay = SignallingRelay(key_policy)
     run: dict = {"timing": {}}
     async with JanusServer(base / "run") as janus:
+        run["timing"]["janus_up_s"] = clock()
         try:
             await _in_room(janus, people, relay, mode, base / "recordings", seconds, run, clock)
         finally:
             for p in people:
                 await p.close()
+        run["timing"]["closed_s"] = clock()
         run["log"] = janus.log_tail(30)
+    run["timing"]["janus_stopped_s"] = clock()
     feeds = {p.feed: p.name for p in people if p.feed is not None}
     result = _collect(mode, count, seconds, seed, size, people, run, relay)
     result.recording, view = _recording(base, feeds, result, dims.fps)
     result.sfu = view.view
+    run["timing"]["recording_read_s"] = clock()
     result.summary = _summary(result, people, view, window, run)
     result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
     return result
@@ -278,6 +285,9 @@ async def _in_room(janus: JanusServer, people: list[JanusParticipant], relay: Si
             await wait_for_group_keys(relay, people)
         for p in people:
             p.arm(relay.members)
+        cpu0, wall0 = janus.cpu_seconds(), time.perf_counter()
+        await asyncio.sleep(IDLE)  # every PeerConnection up, no media yet: Janus's idle rate
+        run["idle_cpu_share"] = (janus.cpu_seconds() - cpu0) / (time.perf_counter() - wall0)
         loop = asyncio.get_running_loop()
         start = loop.time() + START_DELAY
         run["timing"]["media_start_s"] = clock() + START_DELAY
@@ -286,6 +296,7 @@ async def _in_room(janus: JanusServer, people: list[JanusParticipant], relay: Si
             p.start.set_result(start)
         await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
         run["cpu_s"], run["wall_s"] = janus.cpu_seconds() - cpu0, time.perf_counter() - wall0
+        run["timing"]["media_end_s"] = clock()
         run["threads"] = {k: round(v - threads0.get(k, 0.0), 3) for k, v in janus.thread_cpu().items()
                           if v - threads0.get(k, 0.0) > 0}
         handles = {k: v for p in people for k, v in p.handles().items()}
@@ -355,7 +366,8 @@ def _summary(result: JanusCallResult, people: list[JanusParticipant], view: Reco
     rows = [participant_row(p, result.sent, result.received, window) for p in people]
     pub, sub = streams[streams.role == "publisher"], streams[streams.role == "subscriber"]
     packets_in, forwarded = int(pub.packets_in.fillna(0).sum()), int(sub.packets_out.fillna(0).sum())
-    cpu_s, wall_s = run.get("cpu_s", 0.0), run.get("wall_s", 0.0)
+    cpu_s, wall_s, idle = run.get("cpu_s", 0.0), run.get("wall_s", 0.0), run.get("idle_cpu_share", 0.0)
+    above_idle = max(0.0, cpu_s - idle * wall_s)
     sfu = {"packets_in": packets_in, "packets_forwarded": forwarded, **view.summary(),
            "source": "Janus's own recording (VideoRoom record: true), converted by janus-pp-rec",
            "dropped": {}}
@@ -363,6 +375,8 @@ def _summary(result: JanusCallResult, people: list[JanusParticipant], view: Reco
     janus = {**run.get("janus", {}), "isolation": "network namespace with only lo",
              "cpu_s": round(cpu_s, 3), "wall_s": round(wall_s, 3),
              "us_per_forwarded_packet": round(1e6 * cpu_s / forwarded, 1) if forwarded else None,
+             "idle_cpu_share": round(idle, 4),
+             "us_per_forwarded_packet_above_idle": round(1e6 * above_idle / forwarded, 1) if forwarded else None,
              "forwarded_per_cpu_s": round(forwarded / cpu_s) if cpu_s else None,
              "talking_events": run.get("talking", {}),
              "cpu_s_by_thread": dict(sorted(run.get("threads", {}).items(), key=lambda kv: -kv[1])),

@@ -3,8 +3,10 @@
 :func:`compare_sfus` measures both in one run:
 
 1. a Janus call (:func:`~e2ee_lab.janus.call.run_janus_call`, aiortc participants, ``seconds`` of
-   media): Janus's CPU time (user + system, every thread, from ``/proc/PID/stat``) over the media
-   window and the packets its admin API says it received from publishers and sent to subscribers;
+   media): Janus's CPU time (every thread's time on a CPU, from ``/proc/PID/task/*/schedstat``)
+   over the media window and the packets its admin API says it received from publishers and sent
+   to subscribers; and the same less Janus's idle rate (every PeerConnection up, no media yet:
+   timers, RTCP, keepalives), measured just before media started;
 2. the lab's SFU (:class:`~e2ee_lab.sfu.server.SFUServer`, Python) in a process of its own, fed by
    the SFU benchmark's publishers (:mod:`e2ee_lab.bench.sfu_load`, real DTLS-SRTP legs): the same
    room size and mode, as many publisher packets as Janus received, sent at the rate Janus
@@ -16,8 +18,7 @@ Each row gives forwarded packets, CPU seconds, wall seconds, the CPU share of on
 per forwarded packet and its inverse, forwarded packets per second per core. What differs besides
 the language: Janus also records every stream to disk (the room records) and serves RTCP, NACK
 and keepalives for live peers, at a call's pace, so its figure includes per-second costs that a
-burst spreads thin; ``/proc`` counts CPU in 10 ms ticks, so a short call's Janus figure is coarse
-(the ``cpu_s`` column says how coarse). The e2ee modes cost an SFU what ``dtls-srtp`` costs: it
+burst spreads thin. The e2ee modes cost an SFU what ``dtls-srtp`` costs: it
 never reads the payload.
 """
 
@@ -47,11 +48,15 @@ def _row(sfu: str, load: str, participants: int, mode: str, forwarded: int, cpu_
             "packets_per_core_s": round(forwarded / cpu_s) if cpu_s else None}
 
 
-def janus_row(result: JanusCallResult) -> dict:
-    """The Janus call's row: its CPU and forwarded packets over the media window."""
-    s = result.summary
-    return _row(f"Janus {s['janus'].get('version') or ''}".strip(), "a call", s["participant_count"], s["mode"],
-                s["sfu"]["packets_forwarded"], s["janus"]["cpu_s"], s["janus"]["wall_s"])
+def janus_rows(result: JanusCallResult) -> list[dict]:
+    """The Janus call's rows: its CPU and forwarded packets over the media window, and the same
+    less its idle rate (measured just before media started) over that window."""
+    s, j = result.summary, result.summary["janus"]
+    name = f"Janus {j.get('version') or ''}".strip()
+    args = (s["participant_count"], s["mode"], s["sfu"]["packets_forwarded"])
+    idle = j.get("idle_cpu_share", 0.0) * j["wall_s"]
+    return [_row(name, "a call", *args, j["cpu_s"], j["wall_s"]),
+            _row(name, "a call, less its idle rate", *args, max(0.0, j["cpu_s"] - idle), j["wall_s"])]
 
 
 def lab_rows(participants: int, mode: str, packets: int, rate: float, *, size: Size, repeat: int = 3,
@@ -79,7 +84,7 @@ def capacity_table(call: JanusCallResult, *, repeat: int = 3, seed: int = 0) -> 
     """
     s = call.summary
     rate = s["sfu"]["packets_in"] / s["janus"]["wall_s"]
-    rows = [janus_row(call)] + lab_rows(s["participant_count"], s["mode"], s["sfu"]["packets_in"], rate,
+    rows = janus_rows(call) + lab_rows(s["participant_count"], s["mode"], s["sfu"]["packets_in"], rate,
                                         size=s["size"], repeat=repeat, seed=seed)
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     table.attrs.update(publisher_rate=round(rate, 1), size=s["size"], seconds=s["seconds"])
