@@ -80,9 +80,12 @@ def test_labs_map_reads_time_and_prerequisites_in_both_header_styles(tmp_path):
     _lab_notebook(tmp_path, "02_b.ipynb", "# Lab 02 — Second\n\n**Prerequisites.** Lab 01 (the call). Labs 00 "
                   "and 03 help but are not required. Needs CAP_NET_RAW for sniffing.\n\n**Time.** About 40 minutes.")
     _lab_notebook(tmp_path, "03_c.ipynb", "# Third, with no time line")
+    _lab_notebook(tmp_path, "04_d.ipynb", "# Lab 04 — Fourth\n\n**Needs:** root and a server package for the "
+                  "live calls; without them, recorded results.")
     (tmp_path / "notes.ipynb").write_text("not a lab")
     table = overview.labs_map(tmp_path).set_index("lab")
-    assert list(table.index) == ["01", "02", "03"]
+    assert list(table.index) == ["01", "02", "03", "04"]
+    assert table.loc["04", "needs root?"] == overview.ROOT_LIVE
     assert table.loc["01", "time"] == "25 min" and table.loc["01", "prerequisites"] == "none (00 helpful)"
     assert table.loc["02", "time"] == "40 min" and table.loc["02", "prerequisites"] == "01 (00, 03 helpful)"
     assert table.loc["02", "needs root?"] == overview.NO_ROOT_PATH and table.loc["01", "needs root?"] == "no"

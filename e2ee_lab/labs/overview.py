@@ -25,12 +25,14 @@ from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 NO_ROOT_PATH = "no (live capture if permitted, else data/captures/)"
+ROOT_LIVE = "yes for the live calls (else recorded results)"
 
 _TITLE = re.compile(r"^#\s+(?:Lab\s+\d+\s*[—–-]\s*)?(.+)$", re.MULTILINE)
 _TIME = re.compile(r"\*\*Time[^*]*\*\*[^0-9]*?(\d+)\s*min", re.IGNORECASE)
 _PREREQ = re.compile(r"prerequisites(.*?)(?=\*\*Time|\n#|\Z)", re.IGNORECASE | re.DOTALL)
 _LAB_REFS = re.compile(r"\blabs?\s+(\d{2}(?:\s*(?:,|and|&|or)\s*\d{2})*)", re.IGNORECASE)
 _HELPFUL = re.compile(r"helpful|\bhelp\b|not required|optional", re.IGNORECASE)
+_NEEDS_ROOT = re.compile(r"\*\*Needs:?\*\*:?\s*root\b", re.IGNORECASE)  # "**Needs:** root and ..."
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class LabInfo:
     helpful: tuple[str, ...]  # labs listed as helpful, not required
     live_capture: bool  # mentions live capture (root or CAP_NET_RAW) and its fallback
     notebook: str  # file name
+    root_live: bool = False  # its "Needs" line starts with root: the live runs need it (recorded otherwise)
 
 
 def _header_text(nb: nbformat.NotebookNode) -> str:
@@ -86,7 +89,8 @@ def read_lab(path: str | Path) -> LabInfo:
     everything = "\n".join(c.source for c in nb.cells)
     return LabInfo(number=number, title=title.group(1).strip() if title else path.stem,
                    minutes=int(time.group(1)) if time else None, necessary=necessary, helpful=helpful,
-                   live_capture="CAP_NET_RAW" in everything, notebook=path.name)
+                   live_capture="CAP_NET_RAW" in everything, notebook=path.name,
+                   root_live=bool(_NEEDS_ROOT.search(header)))
 
 
 def lab_notebooks(folder: str | Path | None = None) -> list[Path]:
@@ -108,7 +112,8 @@ def labs_map(folder: str | Path | None = None) -> pd.DataFrame:
             prereq += f" ({', '.join(lab.helpful)} helpful)"
         rows.append({"lab": lab.number, "title": lab.title,
                      "time": f"{lab.minutes} min" if lab.minutes else "?", "prerequisites": prereq,
-                     "needs root?": NO_ROOT_PATH if lab.live_capture else "no", "notebook": lab.notebook})
+                     "needs root?": ROOT_LIVE if lab.root_live else NO_ROOT_PATH if lab.live_capture else "no",
+                     "notebook": lab.notebook})
     return pd.DataFrame(rows, columns=["lab", "title", "time", "prerequisites", "needs root?", "notebook"])
 
 
