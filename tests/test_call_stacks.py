@@ -36,9 +36,9 @@ def registry(monkeypatch):
 
 def test_discovery_finds_every_stack_module():
     found = registered()
-    assert {"lab", "webrtc", "browser"} <= set(found)
+    assert {"lab", "webrtc", "browser", "janus"} <= set(found)
     assert found["lab"].option is None and found["webrtc"].option is None
-    assert found["browser"].option == "browser_participants"
+    assert found["browser"].option == "browser_participants" and found["janus"].option == "sfu"
     assert found["lab"].run.__module__ == "e2ee_lab.call.stack"
 
 
@@ -77,8 +77,8 @@ def test_run_call_passes_the_given_options_and_drops_unset_selectors(registry):
 def test_a_keyword_a_stack_does_not_take_is_refused_before_it_runs(registry):
     with pytest.raises(ValueError, match="the webrtc stack does not take rtp_sframe"):
         run_call("e2ee", 2, 1.0, stack="webrtc", rtp_sframe=True)
-    with pytest.raises(ValueError, match="the lab stack does not take native_participants, sfu"):
-        run_call("e2ee", 2, 1.0, sfu="janus", native_participants=1)
+    with pytest.raises(ValueError, match="the lab stack does not take mcu, native_participants"):
+        run_call("e2ee", 2, 1.0, mcu="any", native_participants=1)
     recorder = Recorder()
     registry["lab"] = Stack("lab", run=recorder, help="recording", accepts=registered()["lab"].accepts)
     run_call("e2ee", 2, 1.0, garbage=1.0, sender_options=None)
@@ -86,7 +86,7 @@ def test_a_keyword_a_stack_does_not_take_is_refused_before_it_runs(registry):
 
 
 def test_a_new_stack_registers_itself_and_its_cli_option(registry, tmp_path, capsys):
-    """What a new stack module does (janus/stack.py, say): register, add an option; no edit in call/."""
+    """What a new stack module does (an MCU's stack.py, say): register, add an option; no edit in call/."""
     summary = {"mode": "e2ee", "participant_count": 2, "seconds": 1.0, "size": "ci", "srtp_profile": "x",
                "participants": [], "sfu": {"packets_in": 0, "packets_forwarded": 0, "video_frames_decodable": 0,
                                            "video_frames_seen": 0, "audio_frames_intelligible": 0,
@@ -97,30 +97,30 @@ def test_a_new_stack_registers_itself_and_its_cli_option(registry, tmp_path, cap
             self.args, self.options, self.summary, self.capture = args, options, summary, None
 
     def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--sfu", choices=("janus",), default=None, help="the SFU")
+        parser.add_argument("--mcu", choices=("example",), default=None, help="the MCU")
 
-    register(Stack("janus", run=Result, help="the call through Janus", option="sfu",
-                   add_arguments=add_arguments, arguments={"sfu": "sfu"}))
+    register(Stack("mcu", run=Result, help="the call through an MCU", option="mcu",
+                   add_arguments=add_arguments, arguments={"mcu": "mcu"}))
     parser = argparse.ArgumentParser()
     add_call_arguments(parser)
-    assert parser.parse_args([]).sfu is None
-    args = parser.parse_args(["--sfu", "janus", "--participants", "2", "--out", str(tmp_path)])
+    assert parser.parse_args([]).mcu is None
+    args = parser.parse_args(["--mcu", "example", "--participants", "2", "--out", str(tmp_path)])
     assert args.func(args) == 0
     assert "mode e2ee, 2 participants" in capsys.readouterr().out
-    assert isinstance(select("lab", {"sfu": "janus"}).run("lab", "e2ee", 2, 1.0, 0, None, None), Result)
-    assert run_call("e2ee", 2, stack="lab", sfu="janus").options == {"sfu": "janus"}
+    assert isinstance(select("lab", {"mcu": "example"}).run("lab", "e2ee", 2, 1.0, 0, None, None), Result)
+    assert run_call("e2ee", 2, stack="lab", mcu="example").options == {"mcu": "example"}
 
 
 def test_a_stack_error_is_one_line_and_exit_2(registry, tmp_path, capsys):
-    class NoJanus(Exception):
+    class NoMCU(Exception):
         pass
 
     def fail(*args, **options):
-        raise NoJanus("janus is not installed")
+        raise NoMCU("the MCU is not installed")
 
-    register(Stack("janus", run=fail, help="the call through Janus", errors=(NoJanus,)))
+    register(Stack("mcu", run=fail, help="the call through an MCU", errors=(NoMCU,)))
     parser = argparse.ArgumentParser()
     add_call_arguments(parser)
-    args = parser.parse_args(["--stack", "janus", "--out", str(tmp_path)])
+    args = parser.parse_args(["--stack", "mcu", "--out", str(tmp_path)])
     assert args.func(args) == 2
-    assert capsys.readouterr().err == "call: janus is not installed\n"
+    assert capsys.readouterr().err == "call: the MCU is not installed\n"

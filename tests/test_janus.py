@@ -8,6 +8,7 @@ outside a namespace run wherever they can.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -23,7 +24,8 @@ from hypothesis import strategies as st
 from utils import other_interfaces
 
 from e2ee_lab.browser.errors import IsolationFailed
-from e2ee_lab.call.run import format_summary
+from e2ee_lab.call.common import format_summary
+from e2ee_lab.call.stacks import add_call_arguments, run_call
 from e2ee_lab.capture import sniff_problem
 from e2ee_lab.janus import (
     JanusAPIError,
@@ -99,7 +101,7 @@ def e2ee_call(tmp_path_factory):
             sniffer = AsyncSniffer(iface=list(others), filter="udp", store=True)
             sniffer.start()
     try:
-        result = run_janus_call("e2ee", 3, 2.0, seed=2, size="ci", out=out)
+        result = run_call("e2ee", 3, 2.0, seed=2, size="ci", out=out, sfu="janus")  # through the registry
     finally:
         packets = (sniffer.stop() or []) if sniffer is not None else None
     result.sniffed = {"interfaces": others, "packets": packets}
@@ -253,12 +255,27 @@ def test_janus_refuses_to_start_outside_a_private_namespace(tmp_path):
     assert not (tmp_path / "janus.log").exists() and janus_pids(str(tmp_path)) == []
 
 
-def test_without_janus_the_call_says_why(tmp_path, monkeypatch):
+def test_without_janus_the_call_says_why(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("E2EE_LAB_JANUS", str(tmp_path / "no-such-janus"))
     with pytest.raises(JanusUnavailable, match="Janus is not installed"):
         run_janus_call("e2ee", 2, 1.0, size="ci")
     with pytest.raises(ValueError, match="unknown mode"):
         run_janus_call("rot13", 2, 1.0, size="ci")
+    parser = argparse.ArgumentParser()
+    add_call_arguments(parser)
+    args = parser.parse_args(["--sfu", "janus", "--mode", "e2ee", "--size", "ci", "--out", str(tmp_path)])
+    assert args.func(args) == 2
+    assert capsys.readouterr().err == "call: Janus is not installed (apt-get install janus janus-tools)\n"
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"stack": "webrtc"}, "its own aiortc participants"), ({"garbage": 5.0}, "garbage"),
+    ({"capture": "sniff"}, "capture"), ({"srtp_profile": "AES_CM_128_HMAC_SHA1_80"}, "srtp_profile"),
+    ({"browser_participants": 1}, "cannot be combined"),
+], ids=["stack", "garbage", "capture", "profile", "browser"])
+def test_the_janus_stack_refuses_what_it_cannot_do(options, match):
+    with pytest.raises(ValueError, match=match):
+        run_call("e2ee", 2, 1.0, size="ci", sfu="janus", **options)
 
 
 # --- configuration ---------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ room back as the SFU's view. The parts:
 - :mod:`.http` and :mod:`.client`: the Janus and VideoRoom HTTP API; :mod:`.admin`: the admin API;
 - :mod:`.participant`: an aiortc participant publishing and subscribing through VideoRoom;
 - :mod:`.recording`: the ``.mjr`` recordings, ``janus-pp-rec`` and the lab's judging;
-- :mod:`.call` (and :mod:`.isolated`, its namespace child); :mod:`.capacity`: Janus and the lab
+- :mod:`.call` (and :mod:`.isolated`, its namespace child; :mod:`.stack`, its entry in the call
+  registry: ``--sfu janus``); :mod:`.capacity`: Janus and the lab
   SFU side by side.
 """
 

@@ -44,7 +44,7 @@ import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech, wire_packets
 from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
-from e2ee_lab.call.run import CALL_KEY_POLICY, START_DELAY, CallConfig, wait_for_group_keys, write_outputs
+from e2ee_lab.call.common import CALL_KEY_POLICY, START_DELAY, CallConfig, wait_for_group_keys, write_outputs
 from e2ee_lab.config import Size
 from e2ee_lab.crypto.keys import RekeyPolicy
 from e2ee_lab.media.scene import Scene, video_size
@@ -167,19 +167,23 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
                   out: str | Path | None, *, sfu: str = STACK, capture: str = "off", srtp_profile: str | None = None,
                   garbage: float = 0.0, policy=None, sfu_setup=None, sender_options=None,
                   key_policy: RekeyPolicy = CALL_KEY_POLICY) -> JanusCallResult:
-    """The call command's and ``run_call``'s way in (``--sfu janus``): :func:`run_janus_call`.
+    """``run_call(..., sfu="janus")`` and ``e2ee-lab call --sfu janus`` (:mod:`e2ee_lab.janus.stack`):
+    :func:`run_janus_call`.
 
     Janus picks the SRTP profile (AEAD_AES_256_GCM with aiortc) and no capture is recorded
     (``capture`` "auto" or "off" only; ``summary["capture"]`` says so).
 
     Raises:
-        ValueError: ``sfu`` is not "janus"; a lab-only option (garbage, policy, sfu_setup,
+        ValueError: ``sfu`` is not "janus"; ``stack`` names another stack (the Janus call has its
+            own aiortc participants); a lab-only option (garbage, policy, sfu_setup,
             sender_options, an SRTP profile other than the lab's default) or a capture was asked for.
     """
-    from e2ee_lab.call.run import DEFAULT_PROFILE
+    from e2ee_lab.call.common import DEFAULT_PROFILE
 
     if sfu != STACK:
         raise ValueError(f"unknown SFU {sfu!r}; expected {STACK!r}")
+    if stack != "lab":
+        raise ValueError(f"the Janus call runs its own aiortc participants: leave out stack={stack!r}")
     lab_only = {"garbage": garbage, "policy": policy, "sfu_setup": sfu_setup, "sender_options": sender_options,
                 "srtp_profile": None if srtp_profile in (None, DEFAULT_PROFILE) else srtp_profile,
                 "capture": None if capture in ("auto", "off") else capture}
@@ -191,18 +195,6 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
     if out is not None:
         write_outputs(result, out)
     return result
-
-
-def run_for_cli(args, out: Path) -> JanusCallResult:
-    """``e2ee-lab call --sfu janus``: :func:`run_for_stack` with the command's options.
-
-    Raises:
-        ValueError: ``--stack`` other than lab or ``--browser`` given with ``--sfu janus``.
-    """
-    if getattr(args, "stack", "lab") != "lab" or getattr(args, "browser", 0):
-        raise ValueError("--sfu janus runs its own aiortc participants: leave out --stack and --browser")
-    return run_for_stack(STACK, args.mode, args.participants, args.seconds, args.seed, args.size, out,
-                         capture=args.capture, srtp_profile=args.srtp_profile, garbage=args.garbage)
 
 
 async def run_janus_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0,

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from e2ee_lab.call.run import format_summary
+from e2ee_lab.call.common import format_summary
 from e2ee_lab.config import lab_size
 from e2ee_lab.janus import JanusError, janus_problem, run_janus_call
 from e2ee_lab.janus.admin import STREAM_COLUMNS
