@@ -5,8 +5,8 @@ A VideoRoom room created with ``record: true`` writes one ``.mjr`` file per publ
 ``src/record.c``): the magic ``MJR00002``; at the first packet a 2-byte length and a JSON header
 (``t`` a/v, ``c`` codec, ``s``/``u`` times, ``e`` true when the stream was marked end-to-end
 encrypted before its first packet); then per packet ``MEET``, a 4-byte time offset (ms), a
-2-byte length and the RTP packet as Janus received it after SRTP, its sequence numbers and
-timestamps rebased to start at 0. :func:`read_mjr` parses one; the packets are what Janus saw.
+2-byte length and the RTP packet as Janus received it after SRTP, its timestamps rebased to
+start at 0 and its sequence numbers at 1. :func:`read_mjr` parses one; the packets are what Janus saw.
 
 :func:`convert` runs Janus's post-processor, ``janus-pp-rec file.mjr out.webm|out.opus``, the tool
 an operator uses to play a recording back, and keeps its log (for SFrame video it says "No key
