@@ -309,6 +309,11 @@ def test_config_loads_only_videoroom_and_http_on_loopback(tmp_path):
     assert JanusConfig(run_dir=tmp_path, lib_dir=tmp_path).admin_key != config.admin_key  # random per run
 
 
+def test_config_takes_a_path_with_spaces(tmp_path):
+    config = JanusConfig(run_dir=tmp_path / "my labs" / "run", lib_dir=_fake_lib(tmp_path))
+    assert f'configs_folder = "{tmp_path}/my labs/run"' in render_config(config)["janus.jcfg"]
+
+
 @pytest.mark.parametrize("field,value", [("run_dir", 'x"; plugins_folder = "/tmp'), ("interfaces", "lo\neth0"),
                                          ("http_port", 0), ("admin_port", 70000)])
 def test_config_refuses_odd_values(tmp_path, field, value):

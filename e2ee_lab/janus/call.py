@@ -139,7 +139,8 @@ def run_janus_call(mode: str = "dtls-srtp", participants: int = 3, seconds: floa
         seed: reproducible pictures, speech offsets and frame keys (DTLS keys are always fresh).
         size: "ci" (320x240, 15 fps) or "full" (640x480, 30 fps); default :func:`lab_size`.
         out: a directory for ``summary.json``, ``sfu-keys.json`` and ``janus/`` (recordings, their
-            conversions, Janus's configuration and log, ``admin.json``), or None.
+            conversions, Janus's configuration and log, ``admin.json``; the folders ``recordings``,
+            ``converted`` and ``run`` under ``janus/`` are emptied first), or None.
         key_policy: rekey policy of the members (e2ee modes).
         timeout: seconds the whole call (start, media, conversion) may take.
 

@@ -35,7 +35,7 @@ HTTP_FILE = "janus.transport.http.jcfg"
 VIDEOROOM_FILE = "janus.plugin.videoroom.jcfg"
 #: folders VideoRoom may never record into (Janus's ``protected_folders``)
 PROTECTED = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr")
-_SAFE = re.compile(r"^[A-Za-z0-9_./,:+-]*$")
+_SAFE = re.compile(r"^[A-Za-z0-9_./,:+ -]*$")  # no quote, backslash, newline or other control
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def render_config(config: JanusConfig) -> dict[str, str]:
     """The text of each configuration file, by file name (pure apart from listing ``lib_dir``).
 
     Raises:
-        ValueError: a value with characters outside ``[A-Za-z0-9_./,:+-]``, or a port out of range.
+        ValueError: a value with characters outside ``[A-Za-z0-9_./,:+ -]``, or a port out of range.
     """
     for port in (config.http_port, config.admin_port):
         if not 1 <= port <= 65535:
