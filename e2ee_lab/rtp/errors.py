@@ -1,7 +1,8 @@
 """The RTP layer's exception family: one base class, one fixed ``reason`` per drop counter.
 
 Parsing raises (RFC 3550 §5.1 header, RFC 8285 header extensions, RFC 7741 §4.2 VP8 payload
-descriptor, RFC 7587 §4.2 Opus payload); the receiver that catches an error adds one to
+descriptor, RFC 7587 §4.2 Opus payload, the SFrame payload descriptor of
+draft-ietf-avtcore-rtp-sframe-02 §4 and its reassembly rules of §5.2); the receiver that catches an error adds one to
 ``dropped[err.reason]`` and carries on. The packetizer raises the same family for frames it cannot
 send (empty, or an audio frame larger than one packet). Messages name the field and the byte counts.
 """
@@ -46,6 +47,24 @@ class TruncatedDescriptor(MalformedPayload):
     """The VP8 payload descriptor announces more fields than the payload holds (RFC 7741 §4.2)."""
 
     reason = "truncated_descriptor"
+
+
+class MalformedSFrameDescriptor(MalformedPayload):
+    """An SFrame payload is empty or is a descriptor byte with no SFrame bytes after it."""
+
+    reason = "sframe_descriptor"
+
+
+class InconsistentFragments(MalformedPayload):
+    """The S..E run of an SFrame frame mixes T bits or payload types (-02 §5.2 steps 6-7)."""
+
+    reason = "sframe_inconsistent"
+
+
+class UnsupportedFragmentation(MalformedPayload):
+    """A packetized (T=1) SFrame frame spread over several packets: this receiver refuses it."""
+
+    reason = "sframe_packetized_fragmented"
 
 
 class UnknownPayloadType(RTPError):

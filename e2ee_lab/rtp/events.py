@@ -102,4 +102,28 @@ class PacketDropped:
     detail: str = ""  # the error message (field and byte counts)
 
 
-RTPEvent = FrameAssembled | FrameLost | PacketsMissing | PacketDropped
+@dataclass(frozen=True)
+class SFrameAssembled:
+    """An SFrame ciphertext put back together from its S..E run (draft-ietf-avtcore-rtp-sframe-02).
+
+    This is what the payload format exposes to anyone on the path, an SFU included: the
+    descriptor bits, the RTP header of the packets and the SFrame ciphertext (whose KID and CTR
+    header is readable, the rest is not).
+    """
+
+    ssrc: int  # synchronization source of the stream
+    payload_type: int  # the media format's payload type, equal on every fragment
+    packetized: bool  # T bit: True = per-packet (a codec RTP payload inside), False = raw frame
+    timestamp: int  # RTP timestamp of the fragments
+    first_sequence_number: int  # sequence number of the S=1 packet (16-bit)
+    last_sequence_number: int  # sequence number of the E=1 packet (16-bit)
+    packet_count: int  # packets in the run
+    ciphertext: bytes  # the SFrame ciphertext: descriptors removed, fragments concatenated
+    marker: bool  # marker bit of the last packet
+    payload_sizes: tuple[int, ...]  # RTP payload sizes, descriptor included, in sequence order
+    audio_level: AudioLevel | None = None  # RFC 6464 element of the first packet, if present
+    mid: str | None = None  # BUNDLE MID extension of the first packet, if present
+    arrival: float | None = None  # ``now`` passed with the packet that completed the run
+
+
+RTPEvent = FrameAssembled | FrameLost | PacketsMissing | PacketDropped | SFrameAssembled
