@@ -9,6 +9,8 @@
 - :mod:`~e2ee_lab.attacks.runner`: every attack in real calls, and the matrix of what the receivers did.
 - :mod:`~e2ee_lab.attacks.crypto`: nonce reuse and short-tag forgery (import it from the submodule),
   with the GF(2^128) algebra of :mod:`~e2ee_lab.attacks.gf128`.
+- :mod:`~e2ee_lab.attacks.native`: the same pitfalls in libwebrtc's SFrame through ``wrtc`` (nonce
+  reuse with one KID across audio and video, no replay window); needs the ``interop`` extra.
 
 The malicious SFU's public API is exported here, loaded on first use: importing
 ``e2ee_lab.attacks`` (or ``e2ee_lab.attacks.crypto``) does not load the call stack that
