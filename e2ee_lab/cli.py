@@ -54,6 +54,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
                         "(transforms, pipeline) per run (default: calibrated)")
     parser.add_argument("--sizes", type=int, nargs="+", help="frame sizes in bytes (sframe)")
     parser.add_argument("--suites", type=int, nargs="+", help="SFrame cipher suite ids (sframe only)")
+    parser.add_argument("--peer", choices=("wrtc",), help="sframe only: put another implementation "
+                        "beside the lab's (wrtc: libwebrtc's native SFrame; pip install -e '.[interop]')")
     parser.add_argument("--media", nargs="+", help="opus, vp8-320x240, vp8-640x480, vp8-1280x720 "
                         "(transforms, pipeline)")
     parser.add_argument("--frames", type=int, help="encoded frames per medium (transforms, pipeline)")
@@ -80,7 +82,8 @@ def _bench_kwargs(args: argparse.Namespace, run: Callable[..., object]) -> dict[
                                  "progress": not args.no_progress}
     optional = {"sizes": args.sizes, "suites": args.suites, "media": args.media, "frames": args.frames,
                 "ceiling": False if args.no_ceiling else None, "codec": _CODEC[args.codec],
-                "rooms": getattr(args, "rooms", None), "loop": getattr(args, "loop", None)}
+                "rooms": getattr(args, "rooms", None), "loop": getattr(args, "loop", None),
+                "peer": getattr(args, "peer", None)}
     kwargs.update({k: v for k, v in optional.items() if v is not None})
     accepted = inspect.signature(run).parameters
     return {k: v for k, v in kwargs.items() if k in accepted}

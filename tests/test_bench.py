@@ -542,3 +542,23 @@ def test_sfu_fast_path_counts_a_malformed_extension_like_aiortc():
 def test_notebook_08_checks(check, answer, ok, phrase):
     feedback = check(answer)
     assert feedback.ok is ok and phrase in feedback.message
+
+
+# --- bench sframe --peer wrtc ---------------------------------------------------------------------
+
+
+def test_bench_sframe_refuses_an_unknown_peer():
+    with pytest.raises(ValueError, match="unknown peer"):
+        bench_sframe(sizes=[100], suites=[4], repeat=1, number=1, progress=False, peer="openssl")
+
+
+def test_bench_sframe_puts_wrtc_beside_the_lab_and_bare_gcm():
+    from e2ee_lab.interop import wrtc_problem
+
+    if wrtc_problem():
+        pytest.skip(wrtc_problem())
+    df = bench_sframe(sizes=[100], suites=[1, 4], repeat=1, number=20, progress=False, peer="wrtc")
+    for column in ("protect_us", "wrtc_protect_us", "wrtc_unprotect_us", "gcm_encrypt_us", "ratio_wrtc"):
+        assert (df[column] > 0).all(), column
+    table = format_sframe(df)
+    assert "wrtc protect µs" in table and "gcm enc µs" in table and "lab/wrtc" in table
