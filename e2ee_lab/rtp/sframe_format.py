@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from ..crypto.sframe import MAX_HEADER_LEN, CipherSuite, SFrameContext, UnknownKeyId
 from ..media.frame import EncodedFrame
 from .errors import EmptyFrame, InvalidFrame, MalformedSFrameDescriptor
+from .extensions import serialize_rtp
 from .formats import Codec
 from .packetizer import RTPPacketizer
 from .seqnum import TS_MOD
@@ -174,7 +175,7 @@ class SFramePacketizer(RTPPacketizer):
         codec: Codec,
         *,
         mode: RTPSFrameMode,
-        protect: Callable[[bytes], bytes],
+        protect: Callable[[bytes], bytes] | None = None,
         sframe_overhead: int = MAX_SFRAME_OVERHEAD,
         **kwargs,
     ) -> None:
@@ -192,25 +193,37 @@ class SFramePacketizer(RTPPacketizer):
         if sframe_overhead < 0 or self.max_payload_size < floor:
             raise ValueError(f"{self.max_payload_size} bytes left for the payload: MTU too small")
 
-    def packetize(self, frame: EncodedFrame, *, non_reference: bool = False) -> list[RtpPacket]:
+    def packetize(self, frame: EncodedFrame, *, non_reference: bool = False,
+                  protect: Callable[[bytes], bytes] | None = None) -> list[RtpPacket]:
         """Turn one plaintext frame into SFrame RTP packets, encrypting with ``protect``.
 
-        Raises what :meth:`RTPPacketizer.packetize` raises, and whatever ``protect`` raises
-        (e.g. a missing key); no sequence number is consumed then.
+        ``protect`` overrides the constructor's for this frame (a call's key may change between
+        frames). Raises what :meth:`RTPPacketizer.packetize` raises, ``ValueError`` when no
+        ``protect`` was given at all, and whatever ``protect`` raises (e.g. a missing key); no
+        sequence number is consumed then.
         """
+        protect = protect or self._protect
+        if protect is None:
+            raise ValueError("SFramePacketizer needs a protect function")
         if self.mode is RTPSFrameMode.PER_PACKET:
-            return self._per_packet(frame, non_reference)
-        return self._per_frame(frame)
+            return self._per_packet(frame, non_reference, protect)
+        return self._per_frame(frame, protect)
+
+    def serialize(self, frame: EncodedFrame, *, non_reference: bool = False,
+                  protect: Callable[[bytes], bytes] | None = None) -> list[bytes]:
+        """:meth:`packetize` and serialize with :attr:`extensions_map`."""
+        packets = self.packetize(frame, non_reference=non_reference, protect=protect)
+        return [serialize_rtp(p, self.extensions_map) for p in packets]
 
     _STATE = ("sequence_number", "picture_id", "frames_sent", "packets_sent",
               "payload_bytes_sent", "_voiced")
 
-    def _per_packet(self, frame: EncodedFrame, non_reference: bool) -> list[RtpPacket]:
+    def _per_packet(self, frame: EncodedFrame, non_reference: bool, protect) -> list[RtpPacket]:
         saved = [getattr(self, name) for name in self._STATE]
         packets = super().packetize(frame, non_reference=non_reference)
         descriptor = bytes(SFramePayloadDescriptor(True, True, True))
         try:
-            ciphertexts = [self._protect(bytes(p.payload)) for p in packets]
+            ciphertexts = [protect(bytes(p.payload)) for p in packets]
         except BaseException:
             for name, value in zip(self._STATE, saved):  # nothing went out: undo the stream state
                 setattr(self, name, value)
@@ -220,11 +233,11 @@ class SFramePacketizer(RTPPacketizer):
             self.sframe_bytes_sent += len(ciphertext)
         return packets
 
-    def _per_frame(self, frame: EncodedFrame) -> list[RtpPacket]:
+    def _per_frame(self, frame: EncodedFrame, protect) -> list[RtpPacket]:
         if frame.metadata.kind != self.codec.kind:
             raise InvalidFrame(f"{frame.metadata.kind} frame on a {self.codec.value} stream")
         template, voiced = self._template(frame)
-        ciphertext = self._protect(bytes(frame.data))
+        ciphertext = protect(bytes(frame.data))
         self._voiced = voiced
         sizes = split_sizes(len(ciphertext), self.max_payload_size - DESCRIPTOR_LEN)
         packets, pos = [], 0
