@@ -6,7 +6,8 @@ browser calls the notebook discusses (:func:`browser_calls`: one e2ee and one dt
 :func:`late_transform`: pitfall 1; :func:`loss_comparison`: pitfall 2) and shape their results:
 the ``e2ee-lab call`` table, the page's screenshot, the three views of the browser's video (wire
 without keys, SFU with leg keys, receivers with frame keys), and why RFC 9605's header byte stops
-Chrome's VP8 depacketizer (RFC 7741 §4.2-4.3) from finding a key frame after a loss. Where Chromium
+Chrome's VP8 depacketizer (RFC 7741 §4.2-4.3) from finding a key frame after a loss, and the fix
+measured beside it: the SFrame RTP payload format (:func:`payload_format_loss`). Where Chromium
 is not installed every helper prints one line saying so and returns the figures recorded on the
 reference machine (:data:`RECORDED`), so the notebook still runs top to bottom.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from e2ee_lab.analysis import loss_recovery
 from e2ee_lab.browser import BrowserError, chromium_version, find_chromium, netns_problem, run_browser_call
 from e2ee_lab.browser.server import static_file
 from e2ee_lab.browser.tally import three_views
@@ -246,6 +248,31 @@ def loss_comparison() -> LossComparison:
 def _drop_ms(result) -> float | None:
     leg = next(iter(result.summary["python_to_browser"].values()))
     return leg["loss"].get("drop_wall_ms")
+
+
+# --- the fix: the SFrame RTP payload format ------------------------------------------------------
+
+
+def payload_format_loss() -> pd.DataFrame:
+    """The same loss (one video frame, CTR past 255) with the SFrame RTP payload format
+    (draft-ietf-avtcore-rtp-sframe-02, per-frame and per-packet) against SFrame inside the VP8
+    payload format, on the lab's packetizers and a libwebrtc-like receiver
+    (:func:`e2ee_lab.analysis.loss_recovery.loss_comparison`; simulated time, real VP8 and SFrame)."""
+    frames = 150 if lab_size() == "full" else 60
+    return loss_recovery.loss_comparison(frames=frames, drop_frame=20, start_ctr=300)
+
+
+def loss_side_by_side(loss: LossComparison, fix: pd.DataFrame) -> pd.DataFrame:
+    """Chrome's measured recovery (pitfall 2) beside the payload format's (:func:`payload_format_loss`)."""
+    rows = [{"packetization": f"VP8 payload format, {framing}", "receiver": "Chromium 156 (measured)",
+             "recovered after (s)": seconds}
+            for framing, seconds in loss.table["recovered after (s)"].items()]
+    for mode, run in fix.iterrows():
+        name = "VP8 payload format, e2ee" if mode == "vp8" else f"SFrame payload format, {mode}"
+        back = run["recovered_after_s"]
+        rows.append({"packetization": name, "receiver": "libwebrtc-like model (lab)",
+                     "recovered after (s)": NEVER if pd.isna(back) else round(float(back), 2)})
+    return pd.DataFrame(rows).set_index("packetization")
 
 
 # --- the header byte Chrome misreads --------------------------------------------------------------
