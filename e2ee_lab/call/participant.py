@@ -14,7 +14,11 @@ makes the next picture a key frame.
 If the SFU's answer drops SDP ``a=sframe`` (``Answer.sframe`` False), an ``e2ee`` participant
 sends its own frames without frame encryption, as a client that honours the negotiation would: the
 fallback a downgrade attack exploits (:mod:`e2ee_lab.attacks.signalling`); its receiver still insists on
-SFrame.
+SFrame. With ``rtp_sframe`` the offer carries ``a=sframe`` with the SFrame RTP payload format's
+mode (draft-ietf-avtcore-rtp-sframe-02 §6); the participant uses the payload format only if the
+answer accepts it and kept ``a=sframe``, else it falls back to the codec's packetization, and
+:attr:`Participant.packetization` says which ran. Each stream announcement names the publisher's
+packetization, so a receiver takes every stream through the matching depacketizer.
 
 The first :data:`WIRE_SAMPLE` SRTP packets the participant sends are also kept in ``wire``: exactly
 the bytes a passive observer on the loopback interface would see (the "on the wire" hop).
@@ -30,6 +34,7 @@ from concurrent.futures import Executor
 
 from e2ee_lab.call.frame_keys import FrameCrypto, make_frame_crypto
 from e2ee_lab.call.pipeline import MediaReceiver, MediaSender, SenderOptions, Truth
+from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.crypto.keys import (
     IdentityKeyPair,
     KeyAgreementError,
@@ -77,11 +82,17 @@ class Participant:
         clock: seconds since the call started (the ``now`` of every sans-I/O call).
         key_policy: rekey policy of the member (e2ee modes).
         options: the call's :class:`~e2ee_lab.call.pipeline.SenderOptions` (default: a browser's).
+        rtp_sframe: offer the SFrame RTP payload format ("per-frame" or "per-packet", e2ee only);
+            it is used if the answer accepts it (``packetization`` says what ran).
     """
 
     def __init__(self, index: int, *, mode: str, size: VideoSize, seed: int, profile: SRTPProfile,
-                 clock: Clock, key_policy: RekeyPolicy, options: SenderOptions | None = None) -> None:
+                 clock: Clock, key_policy: RekeyPolicy, options: SenderOptions | None = None,
+                 rtp_sframe: str | None = None) -> None:
         rng = random.Random(f"participant:{seed}:{index}")
+        if rtp_sframe is not None and mode != "e2ee":
+            raise ValueError(f"--rtp-sframe needs --mode e2ee, not {mode}")
+        self.rtp_sframe = None if rtp_sframe is None else RTPSFrameMode(rtp_sframe).value
         self.index, self.mode, self.seed, self.profile = index, mode, seed, profile
         self.name = participant_name(index)
         self.ssrcs = {"video": rng.randrange(1, 1 << 32), "audio": rng.randrange(1, 1 << 32)}
@@ -99,6 +110,7 @@ class Participant:
         self.wire: list[bytes] = []
         self.dropped: Counter[str] = Counter()  # edge and key-agreement drops
         self.sframe_agreed = True  # the SFU's answer kept a=sframe (False: send without SFrame)
+        self.rtp_sframe_agreed: str | None = None  # the payload format's mode the answer accepted
         self._clock = clock
         self._sfu: SFUServer | None = None
         self._announced: list[StreamAnnounced] = []
@@ -106,6 +118,11 @@ class Participant:
 
     def __repr__(self) -> str:
         return f"Participant({self.name!r}, {self.mode}, leg={self.leg})"
+
+    @property
+    def packetization(self) -> str:
+        """What this participant sends: ``"sframe per-frame"``/``"sframe per-packet"`` or ``"codec"``."""
+        return f"sframe {self.rtp_sframe_agreed}" if self.rtp_sframe_agreed else "codec"
 
     # --- setup -----------------------------------------------------------------------------------
 
@@ -117,9 +134,11 @@ class Participant:
         """
         self._sfu = sfu
         sfu.signalling.register(self.name, self.on_signal)
-        offer = Offer(self.name, str(self.certificate.fingerprint()), dict(self.ssrcs))
+        offer = Offer(self.name, str(self.certificate.fingerprint()), dict(self.ssrcs), self.rtp_sframe)
         answer = await sfu.accept(offer)
         self.sframe_agreed = answer.sframe
+        accepted = answer.rtp_sframe if answer.rtp_sframe == self.rtp_sframe else None
+        self.rtp_sframe_agreed = accepted if answer.sframe else None
         self.leg = await connect_leg(
             answer.address, certificate=self.certificate, name=self.name,
             remote_fingerprint=Fingerprint.parse(answer.fingerprint), profiles=(self.profile,),
@@ -149,11 +168,12 @@ class Participant:
         send_crypto = crypto if self.sframe_agreed else make_frame_crypto("dtls-srtp", None)
         self.sender = MediaSender(self.name, scene=self.scene, speech=self.speech, crypto=send_crypto,
                                   ssrcs=self.ssrcs, seed=self.seed, srtp_overhead=overhead,
-                                  options=self.options)
+                                  options=self.options, rtp_sframe=self.rtp_sframe_agreed)
         self.receiver = MediaReceiver(self.name, crypto=crypto, truth=truth, rtcp_ssrc=self.rtcp_ssrc,
                                       options=self.options)
         for message in self._announced:
-            self.receiver.announce(message.ssrc, message.publisher, message.member, message.kind)
+            self.receiver.announce(message.ssrc, message.publisher, message.member, message.kind,
+                                   message.rtp_sframe)
         for data in self._early_rtcp:
             self.sender.handle_rtcp(data)
         self._announced.clear()
@@ -168,7 +188,8 @@ class Participant:
             if self.receiver is None:
                 self._announced.append(message)
             else:
-                self.receiver.announce(message.ssrc, message.publisher, message.member, message.kind)
+                self.receiver.announce(message.ssrc, message.publisher, message.member, message.kind,
+                                       message.rtp_sframe)
             return
         if self.member is None:
             self.dropped["keys_not_member"] += 1

@@ -16,6 +16,12 @@ error, so a video frame counts as decoded only when its picture matches the sent
 sender's record of what it sent). A video frame that fails anywhere, or a gap in a video
 stream's sequence numbers, triggers a PLI to the SFU (throttled per stream). Errors are caught in one place per stage and counted in ``dropped[reason]``.
 
+With ``rtp_sframe`` (``e2ee`` mode only) the sender uses the SFrame RTP payload format of
+draft-ietf-avtcore-rtp-sframe-02 instead of the codec's (:class:`~e2ee_lab.rtp.SFramePacketizer`,
+per-frame or per-packet: the frame transform then runs inside the packetizer), and the receiver
+takes each stream announced with it through :class:`~e2ee_lab.rtp.SFrameReceiver`, which decrypts
+before it makes the media frame; other streams keep the codec path.
+
 Neither class touches sockets or clocks: every call takes ``now`` (seconds since the call started).
 """
 
@@ -43,7 +49,7 @@ from e2ee_lab.media.codecs import (
     mean_abs_error,
     picture_matches,
 )
-from e2ee_lab.media.frame import EncodedFrame
+from e2ee_lab.media.frame import EncodedFrame, FrameMetadata
 from e2ee_lab.media.padding import BadPadding, check_bucket, pad_frame, unpad_frame
 from e2ee_lab.media.scene import Scene, to_rgb
 from e2ee_lab.media.speech import SpeechSource
@@ -52,13 +58,18 @@ from e2ee_lab.rtp import (
     FrameAssembled,
     FrameAssembler,
     FrameLost,
+    PacketDropped,
     PacketsMissing,
     RTPError,
     RTPPacketizer,
+    RTPSFrameMode,
+    SFramePacketizer,
+    SFrameReceiver,
     make_extensions_map,
 )
 
 PAYLOAD_TYPES = {VP8_PAYLOAD_TYPE: Codec.VP8, OPUS_PAYLOAD_TYPE: Codec.OPUS}
+_SFRAME_METADATA = FrameMetadata(0, 0, "video")  # the SFrame transform reads only the data
 THUMBNAIL_STRIDE = 4  # pictures are compared on every 4th pixel each way (MAE within ~0.1 of full)
 PLI_INTERVAL = 0.5  # seconds between key-frame requests for one stream
 REASSEMBLY_WAIT = 0.25  # seconds an incomplete frame may wait for its missing packets
@@ -156,8 +167,11 @@ class MediaSender:
 
     def __init__(self, name: str, *, scene: Scene, speech: SpeechSource, crypto: FrameCrypto,
                  ssrcs: dict[str, int], seed: int, srtp_overhead: int,
-                 options: SenderOptions | None = None) -> None:
+                 options: SenderOptions | None = None, rtp_sframe: RTPSFrameMode | None = None) -> None:
         rng = random.Random(f"sender:{seed}:{name}")
+        if rtp_sframe is not None and crypto.mode != "e2ee":
+            raise ValueError(f"the SFrame payload format needs e2ee frames, not {crypto.mode}")
+        self.rtp_sframe = None if rtp_sframe is None else RTPSFrameMode(rtp_sframe)
         self.name, self.scene, self.speech, self.crypto = name, scene, speech, crypto
         self.options = options or SenderOptions()
         self.ssrcs = dict(ssrcs)
@@ -166,11 +180,13 @@ class MediaSender:
         self._opus = OpusEncoder(ssrc=audio, timestamp_offset=rng.randrange(1 << 32),
                                  cbr=self.options.opus_cbr)
         audio_map = None if self.options.audio_level else make_extensions_map(audio_level_id=None)
+        packetizer, extra = (RTPPacketizer, {}) if self.rtp_sframe is None else \
+            (SFramePacketizer, {"mode": self.rtp_sframe})
         self._packetizers = {
-            "video": RTPPacketizer(Codec.VP8, ssrc=video, payload_type=VP8_PAYLOAD_TYPE, seed=seed,
-                                   srtp_overhead=srtp_overhead),
-            "audio": RTPPacketizer(Codec.OPUS, ssrc=audio, payload_type=OPUS_PAYLOAD_TYPE, seed=seed,
-                                   srtp_overhead=srtp_overhead, extensions_map=audio_map),
+            "video": packetizer(Codec.VP8, ssrc=video, payload_type=VP8_PAYLOAD_TYPE, seed=seed,
+                                srtp_overhead=srtp_overhead, **extra),
+            "audio": packetizer(Codec.OPUS, ssrc=audio, payload_type=OPUS_PAYLOAD_TYPE, seed=seed,
+                                srtp_overhead=srtp_overhead, extensions_map=audio_map, **extra),
         }
         self.records: list[SentFrame] = []
         self.dropped: Counter[str] = Counter()
@@ -221,16 +237,28 @@ class MediaSender:
         bucket = self.options.audio_padding if kind == "audio" else None
         plain = frame if bucket is None else frame.replace(data=pad_frame(frame.data, bucket))
         try:
-            protected = self.crypto.protect(plain, now)
-            packets = self._packetizers[kind].serialize(protected)
+            packets, protected_size = self._packetize(kind, plain, now)
         except (*FRAME_ERRORS, RTPError) as err:
             self.dropped[err.reason] += 1
             return []
         record = SentFrame(self.name, kind, index, self.ssrcs[kind], frame.timestamp, frame.type,
-                           len(frame.data), len(protected.data), len(packets), now, speaking)
+                           len(frame.data), protected_size, len(packets), now, speaking)
         self.records.append(record)
         self._truth[kind, frame.timestamp] = (record, picture)
         return packets
+
+    def _packetize(self, kind: str, plain: EncodedFrame, now: float) -> tuple[list[bytes], int]:
+        """The frame's RTP packets and its protected size (ciphertext bytes, descriptors excluded)."""
+        packetizer = self._packetizers[kind]
+        if self.rtp_sframe is None:
+            protected = self.crypto.protect(plain, now)
+            return packetizer.serialize(protected), len(protected.data)
+        before = packetizer.sframe_bytes_sent  # type: ignore[union-attr]
+
+        def protect(data: bytes) -> bytes:
+            return self.crypto.protect(plain.replace(data=data), now).data
+        packets = packetizer.serialize(plain, protect=protect)  # type: ignore[call-arg]
+        return packets, packetizer.sframe_bytes_sent - before  # type: ignore[union-attr]
 
     def handle_rtcp(self, data: bytes) -> None:
         """Read an RTCP compound packet from the SFU; a PLI for our video asks for a key frame."""
@@ -281,34 +309,60 @@ class MediaReceiver:
         self.audio_padding = (options or SenderOptions()).audio_padding
         self.assembler = FrameAssembler(PAYLOAD_TYPES, extensions_map=make_extensions_map(),
                                         max_wait=REASSEMBLY_WAIT)
+        self.sframe_receiver = SFrameReceiver(PAYLOAD_TYPES, self._unprotect_sframe,
+                                              extensions_map=make_extensions_map(),
+                                              max_wait=REASSEMBLY_WAIT)
+        self._sframe_ssrcs: set[int] = set()  # streams announced in the SFrame payload format
+        self._now = 0.0
         self.records: list[ReceivedFrame] = []
         self.dropped: Counter[str] = Counter()
         self.plis_sent = 0
         self._latest: dict[str, tuple[int, av.VideoFrame]] = {}  # publisher -> latest matching picture
         self._streams: dict[int, _Incoming] = {}
 
-    def announce(self, ssrc: int, publisher: str, member: int | None, kind: str) -> None:
-        """Signalling said: SSRC ``ssrc`` on our leg carries ``publisher``'s ``kind`` stream."""
+    def announce(self, ssrc: int, publisher: str, member: int | None, kind: str,
+                 rtp_sframe: str | None = None) -> None:
+        """Signalling said: SSRC ``ssrc`` on our leg carries ``publisher``'s ``kind`` stream, in
+        the SFrame payload format when ``rtp_sframe`` names its mode (else the codec's)."""
         decoder = VP8Decoder() if kind == "video" else OpusDecoder()
         self._streams[ssrc] = _Incoming(publisher, member, kind, decoder)
+        if rtp_sframe is not None:
+            self._sframe_ssrcs.add(ssrc)
+        else:
+            self._sframe_ssrcs.discard(ssrc)
 
     def receive_rtp(self, data: bytes, now: float) -> list[bytes]:
         """Feed one plaintext RTP packet; returns RTCP packets (PLIs) to send to the SFU."""
+        ssrc = int.from_bytes(data[8:12], "big") if len(data) >= 12 else None
+        if ssrc in self._sframe_ssrcs:
+            self._now = now
+            return self._handle(self.sframe_receiver.receive(data, now), now)
         return self._handle(self.assembler.receive(data, now), now)
 
     def poll(self, now: float) -> list[bytes]:
         """Give up on frames that waited too long; returns PLIs."""
-        return self._handle(self.assembler.poll(now), now)
+        self._now = now
+        return self._handle(self.assembler.poll(now) + self.sframe_receiver.assembler.poll(now), now)
 
     def flush(self, now: float) -> list[bytes]:
         """End of the call: release every complete frame, report the rest lost."""
-        return self._handle(self.assembler.flush(), now)
+        self._now = now
+        return self._handle(self.assembler.flush() + self.sframe_receiver.flush(), now)
 
     def counters(self) -> Counter[str]:
         """Every drop on the receive path: reassembly, frame transform, decoder."""
         total = Counter(self.dropped)
         total.update({f"rtp_{k}": v for k, v in self.assembler.dropped.items()})
+        total.update({f"rtp_sframe_{k}": v for k, v in self.sframe_receiver.depacketizer.dropped.items()})
+        total.update({f"rtp_{k}": v for k, v in self.sframe_receiver.assembler.dropped.items()})
         return total
+
+    def _unprotect_sframe(self, ciphertext: bytes, ssrc: int) -> bytes:
+        """The payload format's decryption: the e2ee frame transform on one SFrame ciphertext."""
+        stream = self._streams.get(ssrc)
+        member = stream.member if stream else None
+        frame = EncodedFrame(ciphertext, 0, _SFRAME_METADATA)
+        return self.crypto.unprotect(frame, member, self._now).data
 
     def _handle(self, events: list, now: float) -> list[bytes]:
         out: list[bytes] = []
@@ -320,6 +374,9 @@ class MediaReceiver:
                 out += self._request_key_frame(event.ssrc, now)
             elif isinstance(event, PacketsMissing):
                 out += self._request_key_frame(event.ssrc, now)  # a lost reference breaks what follows
+            elif isinstance(event, PacketDropped) and event.ssrc in self._sframe_ssrcs:
+                self.dropped[event.reason] += 1  # the payload format's receiver refused it
+                out += self._request_key_frame(event.ssrc, now)
         return out
 
     def _on_frame(self, event: FrameAssembled, now: float) -> list[bytes]:
@@ -330,7 +387,10 @@ class MediaReceiver:
         info = self._truth(stream.publisher, stream.kind, event.timestamp)
         sent = info[0] if info else None
         try:
-            plain = self.crypto.unprotect(event.to_encoded_frame(), stream.member, now)
+            if event.ssrc in self._sframe_ssrcs:  # decrypted by the payload format's receiver
+                plain = event.to_encoded_frame()
+            else:
+                plain = self.crypto.unprotect(event.to_encoded_frame(), stream.member, now)
         except FRAME_ERRORS as err:
             self._record(event, stream, sent, now, None, decrypted=False, mae=np.nan, reason=err.reason)
             return self._request_key_frame(event.ssrc, now) if stream.kind == "video" else []

@@ -55,6 +55,7 @@ class Offer:
     name: str  # participant (and leg) name
     fingerprint: str  # SDP a=fingerprint value, "sha-256 AB:CD:..."
     ssrcs: Mapping[str, int]  # kind -> SSRC the participant will send (a=ssrc)
+    rtp_sframe: str | None = None  # a=sframe with the SFrame payload format's mode, None: codec's
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Answer:
     address: Address  # the SFU leg's (ip, port), the only ICE candidate
     fingerprint: str  # SDP a=fingerprint value of the SFU's certificate
     sframe: bool = True  # SDP a=sframe kept (RTP-SFrame draft): frames are end-to-end encrypted
+    rtp_sframe: str | None = None  # the payload format's mode accepted for the leg, None: codec's
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class StreamAnnounced:
     publisher: str  # the publishing participant
     member: int | None  # its key-agreement member index (None before it joined the roster)
     kind: str  # "audio" or "video"
+    rtp_sframe: str | None = None  # the publisher's SFrame payload format mode, None: codec's
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ class SFUServer:
         self.certificate = Certificate.generate("sfu")
         self.signalling = SignallingRelay(key_policy)
         self.legs: dict[str, UDPLeg] = {}
+        self.packetization: dict[str, str | None] = {}  # leg -> SFrame payload format mode (a=sframe)
         self.dropped: Counter[str] = Counter()  # the edge's own drops (sends that failed)
         self.events: list[object] = []  # core events other than stream creation, in order
         self.answer_hook: Callable[[Offer, Answer], Answer] | None = None  # rewrites answers (attacks)
@@ -190,7 +194,8 @@ class SFUServer:
                                profiles=self.profiles, on_media=self._on_media)
         self.legs[offer.name] = leg
         self._ready[offer.name] = asyncio.ensure_future(self._admit(leg, dict(offer.ssrcs)))
-        answer = Answer(leg.local_addr, str(self.fingerprint))
+        self.packetization[offer.name] = offer.rtp_sframe  # forwarded opaque: any mode is fine
+        answer = Answer(leg.local_addr, str(self.fingerprint), rtp_sframe=offer.rtp_sframe)
         return answer if self.answer_hook is None else self.answer_hook(offer, answer)
 
     async def wait_ready(self, timeout: float = 5.0) -> None:
@@ -238,7 +243,8 @@ class SFUServer:
         while (event := self.core.next_event()) is not None:
             if isinstance(event, OutgoingStreamCreated):
                 member = self.signalling.members.get(event.source_leg)  # type: ignore[arg-type]
-                message = StreamAnnounced(event.ssrc, event.source_leg, member, event.kind)  # type: ignore[arg-type]
+                message = StreamAnnounced(event.ssrc, event.source_leg, member, event.kind,  # type: ignore[arg-type]
+                                          self.packetization.get(event.source_leg))  # type: ignore[arg-type]
                 self.signalling.announce(event.dest_leg, message)  # type: ignore[arg-type]
             else:
                 self.events.append(event)
