@@ -6,7 +6,7 @@ of the W3C API: ``transform(frame: EncodedFrame) -> EncodedFrame``.
 - ``none`` (the ``dtls-srtp`` call mode): frames pass unchanged; only hop-by-hop SRTP protects
   them, so the SFU reads every frame.
 - ``sframe`` (the ``e2ee`` call mode): RFC 9605 over the whole encoded frame (§4.4.3: header ||
-  AEAD(key, salt XOR CTR, AAD = header || metadata)), any suite 1-5, default suite 4
+  AEAD(key, salt XOR CTR, AAD = header || metadata)), any suite 1-8, default suite 4
   (AES_128_GCM_SHA256_128); errors are :mod:`e2ee_lab.crypto.sframe`'s ``SFrameError`` family.
 - ``clear-prefix``: the pre-RFC framing of the webrtc-samples demo, Jitsi and LiveKit. The first
   bytes stay clear (VP8 key frame 10 = frame tag + start code + sizes, RFC 6386 §9.1; VP8 delta

@@ -1,10 +1,11 @@
-"""SFrame (RFC 9605): header codec, cipher suites 1-5, key schedule, protect/unprotect, replay window.
+"""SFrame (RFC 9605): header codec, cipher suites 1-8, key schedule, protect/unprotect, replay window.
 
 The header codec follows §4.3 (config byte ``X|KKK|Y|CCC``, minimal big-endian KID/CTR extensions);
 the key schedule §4.4.2 (HKDF-Extract with an empty salt, HKDF-Expand with the labels
 "SFrame 1.0 Secret key " / "SFrame 1.0 Secret salt " followed by KID as 8 bytes and the suite as 2
 bytes); encryption and decryption §4.4.3 (nonce = salt XOR CTR, AAD = header || metadata); the
-AES-CTR + HMAC construction §4.5.1 and the GCM suites §4.5. Keys are encrypt-only or decrypt-only
+AES-CTR + HMAC construction §4.5.1 and the GCM suites §4.5; suites 6-8 are the AES-256-CTR +
+HMAC-SHA512 instances of §4.5.1 from draft-barnes-sframe-iana-256-06. Keys are encrypt-only or decrypt-only
 and a (key, CTR) pair is never used twice (§4.4.1). An optional RFC 3711 §3.3.2-style sliding
 window on CTR rejects replays (§7.3 leaves replay handling to the application). Every primitive
 comes from ``cryptography``; this package only arranges them. The core does no I/O: receivers catch

@@ -1,6 +1,9 @@
-"""SFrame's cipher suites and key schedule (RFC 9605 §4.4.2, §4.5, §8.1).
+"""SFrame's cipher suites and key schedule (RFC 9605 §4.4.2, §4.5, §8.1; draft-barnes-sframe-iana-256-06).
 
-:class:`CipherSuite` names the five suites with their sizes; :meth:`CipherSuite.aead` keys the
+:class:`CipherSuite` names the eight registered suites with their sizes: RFC 9605's five and the
+AES-256-CTR + HMAC-SHA512 instances of the §4.5.1 construction (suites 6-8: Nka 32, Nh 64, Nk 96,
+tags of 10, 8 and 4 bytes) that draft-barnes-sframe-iana-256-06 (§2, §4.2 there) adds and IANA
+registered; :meth:`CipherSuite.aead` keys the
 suite's AEAD: AES-GCM from ``cryptography`` (suites 4 and 5, §4.5) or :class:`AESCTRHMAC`, the
 AES-CTR + HMAC construction of §4.5.1 (suites 1-3, encrypt-then-MAC with a truncated tag). The key
 schedule (§4.4.2) is :func:`derive_key_salt`: HKDF-Extract with an empty salt, HKDF-Expand with
@@ -47,17 +50,24 @@ _PARAMS: dict[int, _SuiteParams] = {
     3: _SuiteParams("SHA256", 32, 16, 48, 12, 4),
     4: _SuiteParams("SHA256", 32, 0, 16, 12, 16),
     5: _SuiteParams("SHA512", 64, 0, 32, 12, 16),
+    6: _SuiteParams("SHA512", 64, 32, 96, 12, 10),  # draft-barnes-sframe-iana-256-06 §4.2
+    7: _SuiteParams("SHA512", 64, 32, 96, 12, 8),
+    8: _SuiteParams("SHA512", 64, 32, 96, 12, 4),
 }
 
 
 class CipherSuite(IntEnum):
-    """The five RFC 9605 cipher suites with their sizes in bytes (``nk``, ``nn``, ``nt``, ...)."""
+    """The SFrame cipher suites with their sizes in bytes (``nk``, ``nn``, ``nt``, ...): RFC 9605's
+    five and the three AES-256-CTR + HMAC-SHA512 suites of draft-barnes-sframe-iana-256-06."""
 
     AES_128_CTR_HMAC_SHA256_80 = 1
     AES_128_CTR_HMAC_SHA256_64 = 2
     AES_128_CTR_HMAC_SHA256_32 = 3
     AES_128_GCM_SHA256_128 = 4
     AES_256_GCM_SHA512_128 = 5
+    AES_256_CTR_HMAC_SHA512_80 = 6
+    AES_256_CTR_HMAC_SHA512_64 = 7
+    AES_256_CTR_HMAC_SHA512_32 = 8
 
     @property
     def nk(self) -> int:
@@ -93,7 +103,7 @@ class CipherSuite(IntEnum):
 
     @property
     def is_ctr_hmac(self) -> bool:
-        """True for the AES-CTR + HMAC suites 1-3 (§4.5.1)."""
+        """True for the AES-CTR + HMAC suites 1-3 and 6-8 (§4.5.1)."""
         return _PARAMS[self].nka > 0
 
     def hash_algorithm(self) -> hashes.HashAlgorithm:
