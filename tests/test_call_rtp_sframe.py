@@ -60,3 +60,13 @@ def test_payload_format_needs_e2ee():
         MediaSender("alice", scene=Scene(0, width=160, height=120), speech=SpeechSource(),
                     crypto=make_frame_crypto("dtls-srtp", None), ssrcs={"video": 1, "audio": 2},
                     seed=0, srtp_overhead=16, rtp_sframe=RTPSFrameMode.PER_FRAME)
+
+
+@pytest.mark.parametrize("kwargs", [{"mode": "dtls-srtp"}, {"mode": "e2ee", "stack": "webrtc"}],
+                         ids=["not-e2ee", "webrtc-stack"])
+def test_rtp_sframe_is_refused_where_it_cannot_run(kwargs):
+    from e2ee_lab.call import run_call
+
+    mode = kwargs.pop("mode")
+    with pytest.raises(ValueError, match="rtp-sframe"):
+        run_call(mode, 2, 0.5, rtp_sframe="per-frame", **kwargs)

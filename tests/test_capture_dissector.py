@@ -1,6 +1,7 @@
 """The SFrame Wireshark dissector (e2ee_lab/capture/sframe.lua) read by tshark on a pcap written
 with the project's capture code: descriptor bits, KID, CTR, lengths, tag and malformed input."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -91,3 +92,46 @@ def test_tshark_flags_malformed_sframe_payloads(tmp_path):
         "SFrame header needs 11 bytes, 3 present",
         "KID/CTR not minimally encoded (RFC 9605 4.3)",
     ]
+
+
+# --- a real call in the payload format, captured, decrypted with the SFU's key log, dissected ------
+
+
+@pytest.fixture(scope="module")
+def payload_format_call(tmp_path_factory):
+    from e2ee_lab.analysis.offline import analyze
+    from e2ee_lab.call import run_call
+
+    out = tmp_path_factory.mktemp("rtp-sframe-call")
+    result = run_call("e2ee", 2, 1.5, seed=5, size="ci", out=out, capture="tap", rtp_sframe="per-frame")
+    decrypted = analyze(out / "capture.pcap", out / "sfu-keys.json").write(out)["decrypted"]
+    return result, decrypted
+
+
+def test_the_call_ran_the_payload_format_and_the_sfu_decoded_nothing(payload_format_call):
+    result, _ = payload_format_call
+    summary = result.summary
+    assert summary["rtp_sframe"] == "per-frame"
+    assert {p["packetization"] for p in summary["participants"]} == {"sframe per-frame"}
+    for p in summary["participants"]:
+        assert p["video_frames_decoded"] >= 0.9 * p["video_frames_expected"] > 0
+    assert summary["sfu"]["video_frames_seen"] > 0 and summary["sfu"]["video_frames_decodable"] == 0
+
+
+def test_tshark_reads_kid_and_ctr_from_the_calls_decrypted_capture(payload_format_call):
+    result, decrypted = payload_format_call
+    ports = [leg["server"]["port"] if isinstance(leg["server"], dict) else leg["server"][1]
+             for leg in json.loads((result.out / "sfu-keys.json").read_text())["legs"]]
+    args = tshark_sframe_args(decrypted, rtp_ports=ports, payload_types=[96, 111])
+    out = subprocess.run(["tshark", *args, "-Y", "sframe.descriptor.s == 1", "-T", "fields",
+                          "-e", "rtp.ssrc", "-e", "rtp.p_type", "-e", "sframe.kid", "-e", "sframe.ctr"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    rows = [line.split("\t") for line in out]
+    assert len(rows) > 50
+    kids = {int(k) for _, _, k, _ in rows}
+    assert kids and all(k & 0xFF in (0, 1) for k in kids)  # KID = epoch << 8 | member, members 0 and 1
+    by_ssrc = {}
+    for ssrc, _, kid, ctr in rows:
+        by_ssrc.setdefault((ssrc, kid), []).append(int(ctr))
+    # no (KID, CTR) repeats within a stream: each frame encrypted under its own nonce
+    assert all(len(set(c)) == len(c) for c in by_ssrc.values())

@@ -38,7 +38,15 @@ from e2ee_lab.crypto.transforms import clear_prefix_length
 from e2ee_lab.media.codecs import DecodeError, OpusDecoder, VP8Decoder, mean_abs_error, picture_matches
 from e2ee_lab.media.scene import Scene, to_rgb
 from e2ee_lab.media.speech import FRAME_SAMPLES, SpeechSource
-from e2ee_lab.rtp import Codec, FrameAssembled, FrameAssembler, RTPError, parse_rtp
+from e2ee_lab.rtp import (
+    Codec,
+    FrameAssembled,
+    FrameAssembler,
+    RTPError,
+    SFrameAssembled,
+    SFrameDepacketizer,
+    parse_rtp,
+)
 from e2ee_lab.rtp.vp8 import vp8_frame_type
 
 PAYLOAD_TYPES = {96: Codec.VP8, 111: Codec.OPUS}
@@ -120,16 +128,38 @@ def _rtp(row) -> RtpPacket:
     return packet
 
 
-def reassemble(packets: pd.DataFrame) -> tuple[list[tuple[str, FrameAssembled]], Counter]:
-    """Frames per SSRC from packet rows, in order: ``[(publisher, frame)]`` and the drop counters."""
-    assembler = FrameAssembler(PAYLOAD_TYPES)
+def reassemble(packets: pd.DataFrame, sframe_publishers: Iterable[str] = ()
+               ) -> tuple[list[tuple[str, FrameAssembled]], Counter]:
+    """Frames per SSRC from packet rows, in order: ``[(publisher, frame)]`` and the drop counters.
+
+    Streams of ``sframe_publishers`` are in the SFrame RTP payload format
+    (draft-ietf-avtcore-rtp-sframe-02): they are reassembled from the descriptors' S..E runs
+    (:class:`~e2ee_lab.rtp.SFrameDepacketizer`), which is all the SFU can do; their frames carry
+    the SFrame ciphertext, whose header (KID, CTR) is the only thing in them it can read.
+    """
+    assembler, depacketizer = FrameAssembler(PAYLOAD_TYPES), SFrameDepacketizer()
     publisher_of = dict(zip(packets.ssrc, packets.publisher)) if len(packets) else {}
+    sframe = set(sframe_publishers)
     events = []
     for row in packets.itertuples(index=False):
-        events += assembler.receive(_rtp(row), float(row.time))
+        if row.publisher in sframe:
+            events += [_as_frame(e) for e in depacketizer.receive(_rtp(row), float(row.time))
+                       if isinstance(e, SFrameAssembled) and e.payload_type in PAYLOAD_TYPES]
+        else:
+            events += assembler.receive(_rtp(row), float(row.time))
     events += assembler.flush()
     frames = [(publisher_of[e.ssrc], e) for e in events if isinstance(e, FrameAssembled)]
-    return frames, Counter(assembler.dropped)
+    dropped = Counter(assembler.dropped)
+    dropped.update({f"sframe_{k}": v for k, v in depacketizer.dropped.items()})
+    return frames, dropped
+
+
+def _as_frame(run: SFrameAssembled) -> FrameAssembled:
+    """An S..E run as the frame record the decoders take (its data: the SFrame ciphertext)."""
+    return FrameAssembled(run.ssrc, run.payload_type, PAYLOAD_TYPES[run.payload_type], run.timestamp,
+                          run.first_sequence_number, run.last_sequence_number, run.packet_count,
+                          run.ciphertext, run.marker, run.payload_sizes, run.audio_level, run.mid,
+                          arrival=run.arrival)
 
 
 # --- decoding and verdicts -----------------------------------------------------------------------
@@ -148,7 +178,7 @@ def sent_speech(source: SpeechSource, chunks: int) -> np.ndarray:
 
 
 def analyze_packets(packets: pd.DataFrame, sent: pd.DataFrame, *, scenes: Mapping[str, Scene],
-                    speech: Mapping[str, np.ndarray]) -> SFUView:
+                    speech: Mapping[str, np.ndarray], sframe_publishers: Iterable[str] = ()) -> SFUView:
     """Reassemble, decode and judge every frame in ``packets`` (see the module docstring).
 
     Args:
@@ -157,8 +187,9 @@ def analyze_packets(packets: pd.DataFrame, sent: pd.DataFrame, *, scenes: Mappin
         sent: the call's sent-frame records (``participant, kind, timestamp, frame_index``).
         scenes: each publisher's camera (the ground truth for pictures).
         speech: each publisher's sent speech PCM (:func:`sent_speech`), the ground truth for audio.
+        sframe_publishers: publishers whose streams use the SFrame RTP payload format.
     """
-    frames, dropped = reassemble(packets)
+    frames, dropped = reassemble(packets, sframe_publishers)
     return analyze_frames(frames, sent, scenes=scenes, speech=speech, dropped=dropped)
 
 

@@ -32,5 +32,7 @@ def _run(stack: str, mode: str, participants: int, seconds: float, seed: int, si
 
 STACK = register(Stack("browser", run=_run, option="browser_participants", add_arguments=add_arguments,
                        arguments={"browser": "browser_participants"}, errors=(BrowserError,),
-                       accepts=LAB.accepts | {"browser_participants"},  # the lab's options: refused when set
+                       # the lab's options (refused when set) but the SFrame payload format: the page
+                       # has none (Chromium 156 exposes no SFrame to JavaScript)
+                       accepts=(LAB.accepts - {"rtp_sframe"}) | {"browser_participants"},
                        help="a headless Chromium page in the webrtc stack's call (--browser 1)"))

@@ -58,6 +58,7 @@ class CallConfig:
     srtp_profile: str  # SRTP protection profile name
     garbage: float  # garbage datagrams per second sent to the SFU (0: none)
     sender_options: SenderOptions = field(default_factory=SenderOptions)  # Opus CBR, audio level, padding
+    rtp_sframe: str | None = None  # SFrame RTP payload format offered ("per-frame"/"per-packet"), None: codec's
 
 
 @dataclass

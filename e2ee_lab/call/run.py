@@ -49,6 +49,7 @@ from e2ee_lab.call.pipeline import ReceivedFrame, SenderOptions, SentFrame
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import KeyAgreementError, PublicIdentity, RekeyPolicy
 from e2ee_lab.media.scene import video_size
+from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.sfu.policy import Policy
 from e2ee_lab.sfu.server import SFUServer
 from e2ee_lab.transport import SRTPProfile
@@ -69,12 +70,17 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                          capture: str = "off", policy: Policy | None = None,
                          key_policy: RekeyPolicy = CALL_KEY_POLICY,
                          sfu_setup: Callable[[SFUServer], None] | None = None,
-                         sender_options: SenderOptions | None = None) -> CallResult:
+                         sender_options: SenderOptions | None = None,
+                         rtp_sframe: str | None = None) -> CallResult:
     """Run one call in the running event loop (see :func:`run_lab_call` for the arguments)."""
     started = time.perf_counter()
     config = _config(mode, participants, seconds, seed, size, srtp_profile, garbage)
     if sender_options is not None:
         config = replace(config, sender_options=sender_options)
+    if rtp_sframe is not None:
+        if mode != "e2ee":
+            raise ValueError(f"--rtp-sframe needs --mode e2ee, not {mode}")
+        config = replace(config, rtp_sframe=RTPSFrameMode(rtp_sframe).value)
     recorder = CallCapture(out, capture)  # type: ignore[arg-type]  # ValueError for a bad mode
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -90,7 +96,8 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
         sfu_setup(sfu)
     dims = video_size(config.size)
     people = [Participant(i, mode=mode, size=dims, seed=seed, profile=profile, clock=clock,
-                          key_policy=key_policy, options=config.sender_options)
+                          key_policy=key_policy, options=config.sender_options,
+                          rtp_sframe=config.rtp_sframe)
               for i in range(participants)]
     injector = GarbageInjector(sfu, people, seed=seed, rate=garbage) if garbage else None
     await recorder.start()  # before the first leg opens: the handshakes are in the capture
@@ -133,7 +140,8 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                  capture: str = "off", policy: Policy | None = None,
                  key_policy: RekeyPolicy = CALL_KEY_POLICY,
                  sfu_setup: Callable[[SFUServer], None] | None = None,
-                 sender_options: SenderOptions | None = None) -> CallResult:
+                 sender_options: SenderOptions | None = None,
+                 rtp_sframe: str | None = None) -> CallResult:
     """Run the lab's call and return its :class:`CallResult` (from a script, or from a notebook).
 
     Args:
@@ -154,6 +162,9 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
             operator's changes to its signalling: answers, key directory, relay).
         sender_options: how every participant sends (:class:`~e2ee_lab.call.pipeline.SenderOptions`:
             Opus CBR, the RFC 6464 audio level on or off, audio padding); default a browser's.
+        rtp_sframe: "per-frame" or "per-packet" (``e2ee`` only): offer the SFrame RTP payload
+            format (draft-ietf-avtcore-rtp-sframe-02) with ``a=sframe``; None (default) keeps the
+            codec's packetization. ``summary["participants"][i]["packetization"]`` says what ran.
 
     Raises:
         ValueError: a bad mode, count, duration, profile, size or capture mode.
@@ -164,7 +175,8 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
         return asyncio.run(run_call_async(mode, participants, seconds, seed, size, out,
                                           srtp_profile=srtp_profile, garbage=garbage,
                                           capture=capture, policy=policy, key_policy=key_policy,
-                                          sfu_setup=sfu_setup, sender_options=sender_options))
+                                          sfu_setup=sfu_setup, sender_options=sender_options,
+                                          rtp_sframe=rtp_sframe))
 
     return run_blocking(job, "e2ee-lab-call")
 
@@ -230,10 +242,12 @@ def _collect(config: CallConfig, sfu: SFUServer, people: list[Participant],
     scenes = {p.name: p.scene for p in people}
     audio = sent[sent.kind == "audio"].groupby("participant").frame_index.max()
     speech = {p.name: sent_speech(p.speech, int(audio.get(p.name, -1)) + 1) for p in people}
-    sfu_view = analyze_packets(view_packets(view), sent, scenes=scenes, speech=speech)
+    sframe = [p.name for p in people if p.rtp_sframe_agreed]
+    sfu_view = analyze_packets(view_packets(view), sent, scenes=scenes, speech=speech,
+                               sframe_publishers=sframe)
     ssrcs = {ssrc: p.name for p in people for ssrc in p.ssrcs.values()}
     wire = analyze_packets(wire_packets([d for p in people for d in p.wire], ssrcs), sent,
-                           scenes=scenes, speech=speech)
+                           scenes=scenes, speech=speech, sframe_publishers=sframe)
     relay = pd.DataFrame([(m.time, m.sender, m.recipient, len(m.data), m.data)
                           for m in sfu.signalling.relayed],
                          columns=["time", "sender", "recipient", "size", "data"])
@@ -333,7 +347,7 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
             row[f"{kind}_frames_expected"] = int((others.kind == kind).sum())
             row[f"{kind}_frames_decoded"] = int((got.kind == kind).sum())
         row.update(plis_sent=p.receiver.plis_sent, plis_received=p.sender.plis_received,
-                   dropped=dict(sorted(p.counters().items())))
+                   packetization=p.packetization, dropped=dict(sorted(p.counters().items())))
         rows.append(row)
     sfu_summary = {"packets_in": sfu.core.packets_in, "packets_forwarded": sfu.core.packets_forwarded,
                    **result.sfu.summary(), "plis_sent": sfu.core.plis_sent,
@@ -343,6 +357,7 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
     return {
         "mode": config.mode, "participant_count": config.participants, "seconds": config.seconds,
         "seed": config.seed, "size": config.size, "srtp_profile": config.srtp_profile,
+        "rtp_sframe": config.rtp_sframe,  # the payload format offered; each row says what ran
         "participants": rows, "sfu": sfu_summary,
         "wire": {"srtp_packets": sum(len(p.wire) for p in people),
                  **{k: wire[k] for k in ("video_frames_seen", "video_frames_decodable",

@@ -2,11 +2,16 @@
 
 Registers :func:`e2ee_lab.call.run.run_lab_call` with :mod:`e2ee_lab.call.stacks`. Its options
 (``srtp_profile``, ``garbage``, ``capture``, ``policy``, ``key_policy``, ``sfu_setup``,
-``sender_options``) are :func:`~e2ee_lab.call.stacks.run_call`'s documented keywords, and the
-command's shared options already carry the CLI ones, so it adds none.
+``sender_options``, ``rtp_sframe``) are :func:`~e2ee_lab.call.stacks.run_call`'s documented
+keywords; the command's shared options carry the CLI ones, and this module adds
+``--rtp-sframe`` (the aiortc stack takes it too).
 """
 
 from __future__ import annotations
+
+import argparse
+
+from e2ee_lab.rtp import RTPSFrameMode
 
 from e2ee_lab.call.run import run_lab_call
 from e2ee_lab.call.stacks import Stack, keyword_options, register
@@ -16,5 +21,13 @@ def _run(stack: str, mode: str, participants: int, seconds: float, seed: int, si
     return run_lab_call(mode, participants, seconds, seed, size, out, **options)
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--rtp-sframe {per-frame,per-packet}``: the SFrame RTP payload format (lab and webrtc stacks)."""
+    parser.add_argument("--rtp-sframe", choices=[m.value for m in RTPSFrameMode], default=None,
+                        help="e2ee only: send SFrame in its RTP payload format "
+                             "(draft-ietf-avtcore-rtp-sframe-02) instead of the codec's (default)")
+
+
 STACK = register(Stack("lab", run=_run, accepts=keyword_options(run_lab_call),
+                       add_arguments=add_arguments, arguments={"rtp_sframe": "rtp_sframe"},
                        help="the lab's SFU and participants on its own DTLS-SRTP legs (default)"))
