@@ -62,11 +62,32 @@ def test_payload_format_needs_e2ee():
                     seed=0, srtp_overhead=16, rtp_sframe=RTPSFrameMode.PER_FRAME)
 
 
-@pytest.mark.parametrize("kwargs", [{"mode": "dtls-srtp"}, {"mode": "e2ee", "stack": "webrtc"}],
-                         ids=["not-e2ee", "webrtc-stack"])
+@pytest.mark.parametrize("kwargs", [{"mode": "dtls-srtp"}, {"mode": "dtls-srtp", "stack": "webrtc"},
+                                    {"mode": "e2ee", "stack": "webrtc", "browser_participants": 1}],
+                         ids=["not-e2ee", "not-e2ee-webrtc", "browser"])
 def test_rtp_sframe_is_refused_where_it_cannot_run(kwargs):
     from e2ee_lab.call import run_call
 
     mode = kwargs.pop("mode")
-    with pytest.raises(ValueError, match="rtp-sframe"):
+    with pytest.raises(ValueError, match="rtp.sframe"):
         run_call(mode, 2, 0.5, rtp_sframe="per-frame", **kwargs)
+
+
+# --- the aiortc stack: a=sframe in the SDP, the payload format through aiortc's hooks -------------
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_webrtc_stack_call_in_the_payload_format(mode):
+    from e2ee_lab.webrtc.call import run_webrtc_call
+
+    result = run_webrtc_call("e2ee", 2, 1.5, seed=2, size="ci", rtp_sframe=mode.value)
+    summary = result.summary
+    assert summary["rtp_sframe"] == mode.value
+    for p in summary["participants"]:
+        assert p["packetization"] == f"sframe {mode.value}"
+        assert p["video_frames_decoded"] >= 0.9 * p["video_frames_expected"] > 0
+        assert p["audio_frames_decoded"] > 0
+    assert summary["sfu"]["video_frames_decodable"] == 0 < summary["sfu"]["video_frames_seen"]
+    descriptors = {SFramePayloadDescriptor.parse(payload)[0].packetized
+                   for payload in result.view.payload if payload}
+    assert descriptors == {mode is RTPSFrameMode.PER_PACKET}  # every packet the SFU saw: T bit

@@ -162,9 +162,10 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
             operator's changes to its signalling: answers, key directory, relay).
         sender_options: how every participant sends (:class:`~e2ee_lab.call.pipeline.SenderOptions`:
             Opus CBR, the RFC 6464 audio level on or off, audio padding); default a browser's.
-        rtp_sframe: "per-frame" or "per-packet" (``e2ee`` only): offer the SFrame RTP payload
-            format (draft-ietf-avtcore-rtp-sframe-02) with ``a=sframe``; None (default) keeps the
-            codec's packetization. ``summary["participants"][i]["packetization"]`` says what ran.
+        rtp_sframe: "per-frame" or "per-packet": offer the SFrame RTP payload format
+            (draft-ietf-avtcore-rtp-sframe-02, ``e2ee`` mode, lab and webrtc stacks); None (default)
+            keeps the codec's packetization. ``summary["participants"][i]["packetization"]``
+            says what each participant sent.
 
     Raises:
         ValueError: a bad mode, count, duration, profile, size or capture mode.

@@ -159,6 +159,21 @@ class SSRCKeyring:
             raise UnknownKeyId(f"SSRC {ssrc} has no per-SSRC key") from None
 
 
+def sframe_payloads(ciphertext: bytes, max_payload: int, *, packetized: bool = False) -> list[bytes]:
+    """Cut one SFrame ciphertext into RTP payloads of at most ``max_payload`` bytes (-02 §5.1):
+    a descriptor (S on the first, E on the last, T = ``packetized``) before each fragment.
+
+    Raises ``ValueError`` for an empty ciphertext or a budget with no room for a fragment byte.
+    """
+    sizes = split_sizes(len(ciphertext), max_payload - DESCRIPTOR_LEN)
+    payloads, pos = [], 0
+    for i, size in enumerate(sizes):
+        descriptor = SFramePayloadDescriptor(i == 0, i == len(sizes) - 1, packetized)
+        payloads.append(bytes(descriptor) + ciphertext[pos : pos + size])
+        pos += size
+    return payloads
+
+
 class SFramePacketizer(RTPPacketizer):
     """Packetizes one stream's frames in the SFrame payload format (-02 §5.1), either mode.
 
@@ -239,19 +254,14 @@ class SFramePacketizer(RTPPacketizer):
         template, voiced = self._template(frame)
         ciphertext = protect(bytes(frame.data))
         self._voiced = voiced
-        sizes = split_sizes(len(ciphertext), self.max_payload_size - DESCRIPTOR_LEN)
-        packets, pos = [], 0
-        for i, size in enumerate(sizes):
-            last = i == len(sizes) - 1
-            descriptor = bytes(SFramePayloadDescriptor(i == 0, last, False))
-            packet = self._new_packet(
-                marker=int(bool(template.marker) and last),
-                timestamp=template.timestamp,
-                payload=descriptor + ciphertext[pos : pos + size],
-            )
+        payloads = sframe_payloads(ciphertext, self.max_payload_size)
+        packets = []
+        for i, payload in enumerate(payloads):
+            last = i == len(payloads) - 1
+            packet = self._new_packet(marker=int(bool(template.marker) and last),
+                                      timestamp=template.timestamp, payload=payload)
             packet.extensions.audio_level = template.extensions.audio_level
             packets.append(packet)
-            pos += size
         self.frames_sent += 1
         self.packets_sent += len(packets)
         self.payload_bytes_sent += len(frame.data)

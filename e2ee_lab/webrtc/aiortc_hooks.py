@@ -71,6 +71,9 @@ RtpHandler = Callable[[RtpPacket], Awaitable[None]]
 FrameHook = Callable[[int, bytes, int], "tuple[bytes | None, bool]"]
 #: send hook: (frame bytes, media timestamp) -> bytes to packetize, or None to drop the frame
 SendHook = Callable[[bytes, int], "bytes | None"]
+#: payload hook, instead of aiortc's packetizer: (frame bytes, media timestamp, aiortc's VP8
+#: packetizer or None for audio, PictureID) -> the RTP payloads to send (none: frame dropped)
+PayloadHook = Callable[[bytes, int, "Callable[[bytes, int], list[bytes]] | None", int], "list[bytes]"]
 
 
 # --- send side --------------------------------------------------------------------------------------
@@ -85,14 +88,16 @@ class TransformingEncoder(Encoder):
     hook must be thread-safe. ``target_bitrate`` is forwarded, so REMB still steers VP8.
     """
 
-    def __init__(self, inner: Encoder, hook: SendHook) -> None:
-        self._inner, self._hook = inner, hook
+    def __init__(self, inner: Encoder, hook: SendHook, payloads: PayloadHook | None = None) -> None:
+        self._inner, self._hook, self._payloads = inner, hook, payloads
         self._source = None  # the frame or packet being encoded (video)
         self.video = isinstance(inner, Vp8Encoder)
         if self.video:
             packetize = inner._packetize  # the bound classmethod
 
             def transformed_packetize(buffer: bytes, picture_id: int) -> list[bytes]:
+                if payloads is not None:  # another payload format replaces aiortc's packetizer
+                    return payloads(buffer, self._media_timestamp(), packetize, picture_id) if buffer else []
                 data = hook(buffer, self._media_timestamp()) if buffer else None
                 return packetize(data, picture_id) if data else []
 
@@ -121,6 +126,8 @@ class TransformingEncoder(Encoder):
         return self._each(payloads, timestamp), timestamp
 
     def _each(self, payloads: list[bytes], timestamp: int) -> list[bytes]:
+        if self._payloads is not None:
+            return [q for p in payloads for q in self._payloads(p, timestamp, None, 0)]
         out = (self._hook(p, timestamp) for p in payloads)
         return [p for p in out if p]
 
@@ -134,11 +141,14 @@ class TransformingEncoder(Encoder):
             self._inner.target_bitrate = bitrate
 
 
-def install_sender_transform(sender, make_hook: Callable[[str], SendHook | None]) -> None:
+def install_sender_transform(sender, make_hook: Callable[[str], SendHook | None],
+                             payloads: PayloadHook | None = None) -> None:
     """Run a transform on ``sender``'s encoded frames once its codec is negotiated.
 
     ``make_hook(mime_type)`` returns the hook for that codec (or None to leave it alone); it is
     called when aiortc starts the sender, and the encoder it wraps is aiortc's own for the codec.
+    ``payloads``, if given, makes the RTP payloads itself (another payload format; the hook then
+    does not run).
     """
     from aiortc.codecs import get_encoder
 
@@ -148,7 +158,7 @@ def install_sender_transform(sender, make_hook: Callable[[str], SendHook | None]
         codec = parameters.codecs[0]
         hook = make_hook(codec.mimeType)
         if hook is not None and sender._RTCRtpSender__encoder is None:
-            sender._RTCRtpSender__encoder = TransformingEncoder(get_encoder(codec), hook)
+            sender._RTCRtpSender__encoder = TransformingEncoder(get_encoder(codec), hook, payloads)
         await original(parameters)
 
     sender.send = send
@@ -193,6 +203,13 @@ def install_receiver_transform(receiver, hook: FrameHook) -> None:
         return pli, frame
 
     buffer.add = add
+
+
+def intercept_rtp(receiver, make_handler: Callable[[Callable[[RtpPacket, int], Awaitable[None]]],
+                                                   Callable[[RtpPacket, int], Awaitable[None]]]) -> None:
+    """Put ``make_handler(aiortc_handler)`` in place of ``receiver``'s RTP packet handler: the new
+    handler decides what aiortc sees (another payload format's depacketizer in front of aiortc's)."""
+    receiver._handle_rtp_packet = make_handler(receiver._handle_rtp_packet)
 
 
 def tap_rtp(receiver, handler: RtpHandler) -> None:

@@ -62,6 +62,7 @@ from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import RekeyPolicy
 from e2ee_lab.media.scene import Scene, video_size
 from e2ee_lab.media.speech import FRAME_MS
+from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.transport import KeyLogEntry
 
 from .aiortc_hooks import check_aiortc
@@ -195,7 +196,8 @@ def capture_mode(mode: str) -> tuple[str, str | None]:
 async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0,
                                 seed: int = 0, size: Size | None = None, out: str | Path | None = None, *,
                                 capture: str = "off", key_policy: RekeyPolicy = CALL_KEY_POLICY,
-                                during: During | None = None) -> WebRTCCallResult:
+                                during: During | None = None,
+                                rtp_sframe: str | None = None) -> WebRTCCallResult:
     """Run one aiortc call in the running event loop (see :func:`run_webrtc_call`).
 
     ``during(sfu, people)``, if given, is a coroutine function started when media is released
@@ -204,6 +206,10 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
     """
     started = time.perf_counter()
     size = validate_call(mode, participants, seconds, size)
+    if rtp_sframe is not None:
+        if mode != "e2ee":
+            raise ValueError(f"--rtp-sframe needs --mode e2ee, not {mode}")
+        rtp_sframe = RTPSFrameMode(rtp_sframe).value
     how, note = capture_mode(capture)
     check_aiortc()
     recorder = CallCapture(out, how)  # type: ignore[arg-type]
@@ -219,9 +225,10 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
               "audio": window["audio"] + int(np.ceil(TAIL * 1000 / FRAME_MS))}
     truth = SentIndex()
     people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
-                                key_policy=key_policy, truth=truth) for i in range(participants)]
+                                key_policy=key_policy, truth=truth, rtp_sframe=rtp_sframe)
+              for i in range(participants)]
     truth.people = {p.name: p for p in people}
-    sfu = WebRTCSFU([p.name for p in people], key_policy=key_policy, clock=clock)
+    sfu = WebRTCSFU([p.name for p in people], key_policy=key_policy, clock=clock, rtp_sframe=rtp_sframe)
     timing: dict[str, float] = {}
     await recorder.start()
     try:
@@ -260,7 +267,8 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
 
 def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0, seed: int = 0,
                     size: Size | None = None, out: str | Path | None = None, *, capture: str = "off",
-                    key_policy: RekeyPolicy = CALL_KEY_POLICY) -> WebRTCCallResult:
+                    key_policy: RekeyPolicy = CALL_KEY_POLICY,
+                    rtp_sframe: str | None = None) -> WebRTCCallResult:
     """Run the lab's call on aiortc and return a :class:`WebRTCCallResult` (script or notebook).
 
     Args:
@@ -273,6 +281,8 @@ def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: flo
         capture: "off" (default), "sniff" (scapy on ``lo``, needs root or CAP_NET_RAW) or "auto"
             (sniff where permitted, else nothing, with a note in ``summary["capture"]``).
         key_policy: rekey policy of the roster and the members (e2ee modes).
+        rtp_sframe: "per-frame" or "per-packet" (e2ee only): the SFU offers ``a=sframe`` and the
+            participants send the SFrame RTP payload format (:mod:`e2ee_lab.webrtc.payload_format`).
 
     Raises:
         ValueError: a bad mode, count, duration or size.  CaptureImpossible: ``capture="tap"``.
@@ -282,7 +292,8 @@ def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: flo
     """
     def job() -> WebRTCCallResult:
         return asyncio.run(run_webrtc_call_async(mode, participants, seconds, seed, size, out,
-                                                 capture=capture, key_policy=key_policy))
+                                                 capture=capture, key_policy=key_policy,
+                                                 rtp_sframe=rtp_sframe))
 
     return run_blocking(job, "e2ee-lab-webrtc")
 
@@ -291,7 +302,7 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
                   size: Size | None, out: str | Path | None, *, srtp_profile: str | None = None,
                   garbage: float = 0.0, capture: str = "off", policy=None,
                   key_policy: RekeyPolicy = CALL_KEY_POLICY, sfu_setup=None,
-                  sender_options=None) -> WebRTCCallResult:
+                  sender_options=None, rtp_sframe: str | None = None) -> WebRTCCallResult:
     """``run_call(..., stack="webrtc")`` (registered by :mod:`e2ee_lab.webrtc.stack`): runs
     :func:`run_webrtc_call`. The lab-only options must be left at their defaults; the SRTP profile
     is aiortc's choice (AEAD_AES_256_GCM between two aiortc peers, ``summary["srtp_profile"]``).
@@ -308,7 +319,7 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
     if given:
         raise ValueError(f"the {STACK} stack does not support {', '.join(given)} (lab stack only)")
     return run_webrtc_call(mode, participants, seconds, seed, size, out, capture=capture,
-                           key_policy=key_policy)
+                           key_policy=key_policy, rtp_sframe=rtp_sframe)
 
 
 async def _wait_connected(sfu: WebRTCSFU, people: list[WebRTCParticipant]) -> None:
@@ -377,10 +388,11 @@ def _collect(mode, participants, seconds, seed, size, sfu: WebRTCSFU, people: li
     audio = sent[sent.kind == "audio"].groupby("participant").frame_index.max()
     speech = {p.name: sent_speech(p.speech, int(audio.get(p.name, -1)) + 1) for p in people}
     view = sfu.view_packets()
-    sfu_view = analyze_packets(view, sent, scenes=scenes, speech=speech)
+    sframe = [p.name for p in people if p.rtp_sframe_agreed]
+    sfu_view = analyze_packets(view, sent, scenes=scenes, speech=speech, sframe_publishers=sframe)
     ssrcs = {t.ssrc: p.name for p in people for t in p.senders.values()}
     wire = analyze_packets(wire_packets([d for p in people for d in p.wire], ssrcs), sent,
-                           scenes=scenes, speech=speech)
+                           scenes=scenes, speech=speech, sframe_publishers=sframe)
     relay = pd.DataFrame([(m.time, m.sender, m.recipient, len(m.data), m.data) for m in sfu.signalling.relayed],
                          columns=["time", "sender", "recipient", "size", "data"])
     pictures = {p.name: {s.publisher: s.latest_picture for s in p.sinks
@@ -411,7 +423,7 @@ def participant_row(p: WebRTCParticipant, sent: pd.DataFrame, received: pd.DataF
         if kind == "video":
             latency = got.latency.dropna()
             row["video_latency_ms"] = round(1000 * statistics.median(latency), 1) if len(latency) else None
-    row.update(plis_sent=p.plis_sent, plis_received=p.plis_received,
+    row.update(plis_sent=p.plis_sent, plis_received=p.plis_received, packetization=p.packetization,
                dropped=dict(sorted(p.counters().items())))
     return row
 
@@ -455,6 +467,7 @@ def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCPartic
         "stack": STACK, "mode": config.mode, "participant_count": config.participants,
         "seconds": config.seconds, "seed": config.seed, "size": config.size,
         "srtp_profile": config.srtp_profile,
+        "rtp_sframe": next((p.rtp_sframe.value for p in people if p.rtp_sframe), None),
         "window": {**{f"{k}_frames": v for k, v in window.items()},
                    "definition": "frames captured in the first `seconds` of media; media starts after "
                                  "every leg is connected and every member holds every key"},

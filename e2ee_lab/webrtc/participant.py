@@ -29,19 +29,28 @@ from collections.abc import Callable
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, is_rtcp
 
-from e2ee_lab.call.frame_keys import FrameCrypto, make_frame_crypto
+from e2ee_lab.call.frame_keys import FRAME_ERRORS, FrameCrypto, make_frame_crypto
 from e2ee_lab.call.participant import SPEECH_STAGGER, WIRE_SAMPLE, participant_name
 from e2ee_lab.crypto.keys import IdentityKeyPair, KeyAgreementError, Member, RekeyPolicy, RosterUpdate, kid_for
 from e2ee_lab.media.codecs import OPUS_PAYLOAD_TYPE, VIDEO_CLOCK, VP8_PAYLOAD_TYPE
 from e2ee_lab.media.scene import Scene, VideoSize
 from e2ee_lab.media.speech import FRAME_SAMPLES, SpeechSource
+from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.sfu.server import SignallingRelay
 
 from . import aiortc_hooks
 from .loopback import loopback_configuration
 from .media import SceneTrack, SpeechTrack, TrackSink, Truth, parse_track_label, prefer
-from .sdp import check_loopback
-from .transform import RTP_WRAP, ReceiverTransform, SenderTransform, attach_receiver, attach_sender
+from .payload_format import SFrameDepayloader
+from .sdp import add_sframe, check_loopback, sframe_sections
+from .transform import (
+    RTP_WRAP,
+    NoFrameCrypto,
+    ReceiverTransform,
+    SenderTransform,
+    attach_receiver,
+    attach_sender,
+)
 
 Clock = Callable[[], float]
 
@@ -55,11 +64,17 @@ class WebRTCParticipant:
         size: picture size and frame rate; frames: ``{"video": n, "audio": m}`` to send.
         seed: reproducible pictures and keys; clock: seconds since the call started.
         key_policy: rekey policy of the member; truth: what any publisher sent (for judging).
+        rtp_sframe: the SFrame RTP payload format mode this participant supports; it is used when
+            the SFU's offer carries ``a=sframe`` (the answer then does too), else the codec's.
     """
 
     def __init__(self, index: int, *, mode: str, size: VideoSize, frames: dict[str, int], seed: int,
-                 clock: Clock, key_policy: RekeyPolicy, truth: Truth) -> None:
+                 clock: Clock, key_policy: RekeyPolicy, truth: Truth,
+                 rtp_sframe: RTPSFrameMode | None = None) -> None:
         self.index, self.mode, self.seed, self.key_policy = index, mode, seed, key_policy
+        self.rtp_sframe = None if rtp_sframe is None else RTPSFrameMode(rtp_sframe)  # what it supports
+        self.rtp_sframe_agreed: RTPSFrameMode | None = None  # the SFU's offer had a=sframe too
+        self.depayloaders: list[SFrameDepayloader] = []
         self.name = participant_name(index)
         self.scene = Scene(index, seed=seed, width=size.width, height=size.height, fps=size.fps)
         self.speech = SpeechSource(offset_s=index * SPEECH_STAGGER)
@@ -98,6 +113,8 @@ class WebRTCParticipant:
         """
         check_loopback(offer, where=f"the SFU's offer to {self.name}")
         self.offer = offer
+        offered = any(sframe_sections(offer).values())
+        self.rtp_sframe_agreed = self.rtp_sframe if offered else None
         for track in (self.audio, self.video):
             self._add_sender(self.pc.addTrack(track), track.kind)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
@@ -106,6 +123,8 @@ class WebRTCParticipant:
                 self._add_receiver(transceiver)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self.answer_sdp = self.pc.localDescription.sdp
+        if self.rtp_sframe_agreed is not None:  # aiortc drops attributes it does not know
+            self.answer_sdp = add_sframe(self.answer_sdp)
         check_loopback(self.answer_sdp, where=f"{self.name}'s answer")
         transport = self.pc.getSenders()[0].transport
         aiortc_hooks.tap_sent_rtp(transport, self._on_sent)
@@ -120,7 +139,7 @@ class WebRTCParticipant:
             None, kind=kind, ssrc=aiortc_hooks.sender_ssrc(sender),
             payload_type=VP8_PAYLOAD_TYPE if video else OPUS_PAYLOAD_TYPE,
             ticks_per_frame=VIDEO_CLOCK // self.scene.fps if video else FRAME_SAMPLES,
-            lock=self.lock, clock=self._clock)
+            lock=self.lock, clock=self._clock, rtp_sframe=self.rtp_sframe_agreed)
         self.senders[kind] = transform
         attach_sender(sender, transform)
         aiortc_hooks.tap_rtcp(sender, self._on_rtcp)
@@ -136,6 +155,11 @@ class WebRTCParticipant:
         transform = ReceiverTransform(None, kind=kind, sender_member=None,
                                       lock=self.lock, clock=self._clock)
         attach_receiver(transceiver.receiver, transform)
+        if self.rtp_sframe_agreed is not None:  # the payload format's depacketizer before aiortc's
+            transform.upstream_decrypted = self.rtp_sframe_agreed is RTPSFrameMode.PER_PACKET
+            depayloader = SFrameDepayloader(kind, transform.unprotect_payload, (*FRAME_ERRORS, NoFrameCrypto))
+            aiortc_hooks.intercept_rtp(transceiver.receiver, depayloader.wrap)
+            self.depayloaders.append(depayloader)
         aiortc_hooks.count_plis(transceiver.receiver, self._on_pli_sent)
         sink = TrackSink(transceiver.receiver.track, receiver=self.name, publisher=publisher, kind=kind,
                          transform=transform, truth=self._truth, clock=self._clock)
@@ -231,7 +255,15 @@ class WebRTCParticipant:
             total.update({f"send_{k}": v for k, v in transform.dropped.items()})
         for sink in self.sinks:
             total.update(sink.transform.dropped)
+        for depayloader in self.depayloaders:
+            total.update({f"rtp_{k}": v for k, v in depayloader.dropped.items()})
+            total.update({f"rtp_sframe_{k}": v for k, v in depayloader.depacketizer.dropped.items()})
         return total
+
+    @property
+    def packetization(self) -> str:
+        """What this participant sends: ``"sframe per-frame"``/``"sframe per-packet"`` or ``"codec"``."""
+        return f"sframe {self.rtp_sframe_agreed.value}" if self.rtp_sframe_agreed else "codec"
 
     async def close(self) -> None:
         """Close the peer connection (DTLS close_notify) and let the sinks finish."""

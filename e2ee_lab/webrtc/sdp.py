@@ -225,6 +225,9 @@ def _meaning(line: str) -> str | None:
         return "direction of this m-section, seen from the side that wrote it"
     if line.startswith("a=crypto:"):
         return "SDES (RFC 4568): SRTP keys in clear in the signalling; forbidden in WebRTC"
+    if line == SFRAME_ATTRIBUTE:
+        return ("SFrame RTP payload format expected here (draft-ietf-avtcore-rtp-sframe-02 §6); "
+                "the signalling can strip it (a downgrade) and the SFU can see it")
     return None
 
 
@@ -240,3 +243,25 @@ def annotate(sdp: str, *, side: str = "") -> pd.DataFrame:
                 shown = line if len(line) <= 72 else line[:69] + "..."
                 rows.append({"side": side, "mid": mid, "line": shown, "meaning": meaning})
     return pd.DataFrame(rows, columns=["side", "mid", "line", "meaning"])
+
+
+# --- a=sframe (draft-ietf-avtcore-rtp-sframe-02 §6) --------------------------------------------------
+
+
+SFRAME_ATTRIBUTE = "a=sframe"  # media level, no value: "I expect to receive SFrame in this m-section"
+
+
+def add_sframe(sdp: str) -> str:
+    """``sdp`` with ``a=sframe`` at the end of every audio and video m-section that lacks it."""
+    sections = _sections(sdp)
+    out = sections[0][:]
+    for section in sections[1:]:
+        media = section[0].startswith(("m=audio", "m=video"))
+        out += section + ([SFRAME_ATTRIBUTE] if media and SFRAME_ATTRIBUTE not in section else [])
+    return "\r\n".join(out) + "\r\n"
+
+
+def sframe_sections(sdp: str) -> dict[str, bool]:
+    """For each audio/video m-section, by MID (or its index): does it carry ``a=sframe``?"""
+    media = [s for s in _sections(sdp)[1:] if s[0].startswith(("m=audio", "m=video"))]
+    return {(_mid(s) or str(i)): SFRAME_ATTRIBUTE in s for i, s in enumerate(media)}

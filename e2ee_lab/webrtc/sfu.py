@@ -48,7 +48,7 @@ from . import aiortc_hooks
 from .errors import WebRTCError
 from .loopback import loopback_configuration
 from .media import SilentTrack, prefer, track_label
-from .sdp import LAB_EXTENSION_IDS, check_loopback, is_loopback, remap_offer
+from .sdp import LAB_EXTENSION_IDS, add_sframe, check_loopback, is_loopback, remap_offer, sframe_sections
 
 Clock = Callable[[], float]
 KINDS = ("audio", "video")
@@ -86,8 +86,11 @@ class WebRTCSFU:
         clock: seconds since the call started.
     """
 
-    def __init__(self, names: list[str], *, key_policy: RekeyPolicy, clock: Clock) -> None:
+    def __init__(self, names: list[str], *, key_policy: RekeyPolicy, clock: Clock,
+                 rtp_sframe: str | None = None) -> None:
         self.names = list(names)
+        self.rtp_sframe = rtp_sframe  # offer a=sframe (the SFrame RTP payload format) in every m-section
+        self.packetization: dict[str, str | None] = {}  # participant -> payload format its answer took
         self.signalling = SignallingRelay(key_policy)
         self.pcs: dict[str, RTCPeerConnection] = {}
         self.offers: dict[str, str] = {}
@@ -133,7 +136,10 @@ class WebRTCSFU:
             aiortc_hooks.refuse_foreign_checks(transport, is_loopback, self._refuse_check)
         offer = await pc.createOffer()
         await pc.setLocalDescription(RTCSessionDescription(sdp=remap_offer(offer.sdp), type="offer"))
-        sdp = self.offers[name] = pc.localDescription.sdp
+        sdp = pc.localDescription.sdp
+        if self.rtp_sframe is not None:  # aiortc keeps no attribute it does not know: add it here
+            sdp = add_sframe(sdp)
+        self.offers[name] = sdp
         check_loopback(sdp, where=f"the SFU's offer to {name}")
         return sdp
 
@@ -145,6 +151,8 @@ class WebRTCSFU:
         """
         check_loopback(answer, where=f"{name}'s answer")
         self.answers[name] = answer
+        took = self.rtp_sframe is not None and any(sframe_sections(answer).values())
+        self.packetization[name] = self.rtp_sframe if took else None
         await self.pcs[name].setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
     # --- hooks ---------------------------------------------------------------------------------------

@@ -16,6 +16,12 @@ is dropped before aiortc's decoder thread and counted by reason; for video a key
 requested (RFC 4585 §6.3.1 PLI), at most once per :data:`PLI_INTERVAL` per stream, so a run of
 failures cannot become a PLI storm. Each transform keeps one record per frame.
 
+With the SFrame RTP payload format (``rtp_sframe``, draft-ietf-avtcore-rtp-sframe-02,
+:mod:`e2ee_lab.webrtc.payload_format`) the sender's transform also makes the RTP payloads (per
+frame: the ciphertext cut behind descriptors; per packet: each codec payload encrypted), and a
+receiver of per-packet content finds its frames already decrypted (``upstream_decrypted``) and
+passes them through, recorded all the same.
+
 aiortc encodes on executor threads, so a participant's transforms share one lock around its
 frame crypto: the SFrame counter of a sender (RFC 9605 §4.4.3: never reuse a (key, CTR) pair) is
 shared by its audio and video streams and must not be read twice.
@@ -32,9 +38,11 @@ from e2ee_lab.call.frame_keys import FRAME_ERRORS, FrameCrypto
 from e2ee_lab.call.pipeline import PLI_INTERVAL
 from e2ee_lab.media.codecs import vp8_key_frame_size
 from e2ee_lab.media.frame import EncodedFrame, FrameMetadata
+from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.rtp.vp8 import vp8_frame_type
 
 from . import aiortc_hooks
+from .payload_format import sframe_rtp_payloads
 from .errors import WebRTCError
 
 Clock = Callable[[], float]
@@ -88,9 +96,11 @@ class SenderTransform:
     """
 
     def __init__(self, crypto: FrameCrypto | None, *, kind: str, ssrc: int, payload_type: int,
-                 ticks_per_frame: int, lock: threading.Lock, clock: Clock) -> None:
+                 ticks_per_frame: int, lock: threading.Lock, clock: Clock,
+                 rtp_sframe: RTPSFrameMode | None = None) -> None:
         self.crypto, self.kind, self.ssrc, self.payload_type = crypto, kind, ssrc, payload_type
         self.ticks_per_frame, self._lock, self._clock = ticks_per_frame, lock, clock
+        self.rtp_sframe = rtp_sframe  # the SFrame payload format's mode, None: the codec's
         self.records: list[TransformedFrame] = []
         self.dropped: Counter[str] = Counter()
         self._by_timestamp: dict[int, TransformedFrame] = {}
@@ -116,18 +126,40 @@ class SenderTransform:
         with self._lock:
             now = self._clock()
             try:
-                if self.crypto is None:
-                    raise NoFrameCrypto("the frame keys are not agreed yet")
-                out = self.crypto.protect(frame, now).data
+                out = self._protect(frame, now)(frame.data)
                 reason = ""
             except (*FRAME_ERRORS, NoFrameCrypto) as err:
                 out, reason = None, err.reason
                 self.dropped[reason] += 1
-        record = TransformedFrame(self.kind, media_timestamp, frame.metadata.frameId or 0, frame.type,
-                                  len(data), len(out or b""), now, reason)
-        self.records.append(record)
-        self._by_timestamp[media_timestamp] = record
+        self._record(frame, len(out or b""), now, reason)
         return out
+
+    def payloads(self, data: bytes, media_timestamp: int, packetize=None, picture_id: int = 0) -> list[bytes]:
+        """The frame's RTP payloads in the SFrame payload format (``rtp_sframe``); [] drops it."""
+        frame = self.frame(data, media_timestamp)
+        with self._lock:
+            now = self._clock()
+            try:
+                out = sframe_rtp_payloads(self.rtp_sframe, frame.data, self._protect(frame, now),
+                                          packetize, picture_id)
+                reason = ""
+            except (*FRAME_ERRORS, NoFrameCrypto) as err:
+                out, reason = [], err.reason
+                self.dropped[reason] += 1
+        self._record(frame, sum(len(p) - 1 for p in out), now, reason)  # descriptors excluded
+        return out
+
+    def _protect(self, frame: EncodedFrame, now: float) -> Callable[[bytes], bytes]:
+        crypto = self.crypto
+        if crypto is None:
+            raise NoFrameCrypto("the frame keys are not agreed yet")
+        return lambda data: crypto.protect(frame.replace(data=data), now).data
+
+    def _record(self, frame: EncodedFrame, protected: int, now: float, reason: str) -> None:
+        record = TransformedFrame(self.kind, frame.timestamp, frame.metadata.frameId or 0, frame.type,
+                                  len(frame.data), protected, now, reason)
+        self.records.append(record)
+        self._by_timestamp[frame.timestamp] = record
 
 
 class ReceiverTransform:
@@ -145,6 +177,7 @@ class ReceiverTransform:
                  lock: threading.Lock, clock: Clock) -> None:
         self.crypto, self.kind, self.sender_member = crypto, kind, sender_member
         self._lock, self._clock = lock, clock
+        self.upstream_decrypted = False  # per-packet SFrame payload format: frames arrive in clear
         self.records: list[OpenedFrame] = []
         self.dropped: Counter[str] = Counter()
         self.key_frame_requests = 0
@@ -161,7 +194,10 @@ class ReceiverTransform:
             try:
                 if self.crypto is None:
                     raise NoFrameCrypto("the frame keys are not agreed yet")
-                plain = self.crypto.unprotect(frame, self.sender_member, now).data
+                if self.upstream_decrypted:
+                    plain = frame.data
+                else:
+                    plain = self.crypto.unprotect(frame, self.sender_member, now).data
             except (*FRAME_ERRORS, NoFrameCrypto) as err:
                 self.dropped[err.reason] += 1
                 self._record(OpenedFrame(ssrc, timestamp, len(data), now, err.reason))
@@ -175,6 +211,17 @@ class ReceiverTransform:
     def _record(self, opened: OpenedFrame) -> None:
         self.records.append(opened)
         self._by_timestamp[opened.timestamp] = opened
+
+    def unprotect_payload(self, ciphertext: bytes, ssrc: int) -> bytes:
+        """Decrypt one per-packet SFrame payload (the payload format's depayloader calls this).
+
+        Raises the frame transform's errors, or :class:`NoFrameCrypto` before the keys are agreed.
+        """
+        frame = EncodedFrame(bytes(ciphertext), 0, FrameMetadata(ssrc, 0, self.kind))  # type: ignore[arg-type]
+        with self._lock:
+            if self.crypto is None:
+                raise NoFrameCrypto("the frame keys are not agreed yet")
+            return self.crypto.unprotect(frame, self.sender_member, self._clock()).data
 
     def opened(self, timestamp: int) -> OpenedFrame | None:
         """The record of the frame with RTP ``timestamp`` (the latest one), or None."""
@@ -198,8 +245,10 @@ class ReceiverTransform:
 
 
 def attach_sender(sender, transform: SenderTransform) -> None:
-    """``sender.transform = transform`` (W3C), through the encoder-slot hook."""
-    aiortc_hooks.install_sender_transform(sender, lambda mime_type: transform)
+    """``sender.transform = transform`` (W3C), through the encoder-slot hook; with ``rtp_sframe``
+    the transform also makes the payloads (the SFrame payload format)."""
+    payloads = transform.payloads if transform.rtp_sframe is not None else None
+    aiortc_hooks.install_sender_transform(sender, lambda mime_type: transform, payloads)
 
 
 def attach_receiver(receiver, transform: ReceiverTransform) -> None:
