@@ -91,3 +91,17 @@ def test_webrtc_stack_call_in_the_payload_format(mode):
     descriptors = {SFramePayloadDescriptor.parse(payload)[0].packetized
                    for payload in result.view.payload if payload}
     assert descriptors == {mode is RTPSFrameMode.PER_PACKET}  # every packet the SFU saw: T bit
+
+
+def test_the_sfu_view_shows_the_descriptor_and_the_sframe_header_only():
+    from e2ee_lab.analysis.sfu_view import descriptor_view, view_packets
+    from e2ee_lab.call.run import run_call
+
+    result = run_call("e2ee", 2, 1.0, seed=4, size="ci", rtp_sframe="per-frame")
+    table = descriptor_view(view_packets(result.view[result.view.direction == "in"]), ["alice", "bob"])
+    assert len(table) > 0 and not table["T"].any()
+    starts = table[table["S"]]
+    assert starts["kid"].notna().all() and table[~table["S"]]["kid"].isna().all()
+    assert set(starts["kid"].map(lambda k: int(k) & 0xFF)) == {0, 1}  # KID = epoch << 8 | member
+    video = table[table["kind"] == "video"]
+    assert (video[video["marker"]]["E"]).all()  # the marker rides on the E = 1 fragment

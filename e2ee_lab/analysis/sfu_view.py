@@ -333,3 +333,32 @@ def ciphertext_entropy(packets: pd.DataFrame, mode: str, kind: str = "video") ->
         if frame.kind == kind:
             body.setdefault(publisher, []).append(frame.data[clear_bytes(mode, kind, frame.data):])
     return {p: byte_entropy(b"".join(parts)) for p, parts in body.items() if any(parts)}
+
+
+def descriptor_view(packets: pd.DataFrame, sframe_publishers: Iterable[str]) -> pd.DataFrame:
+    """What the SFrame RTP payload format shows the SFU, one row per packet of ``sframe_publishers``.
+
+    Columns: ``publisher, kind, ssrc, seq, timestamp, marker`` (the RTP header), ``S, E, T``
+    (the descriptor, draft-ietf-avtcore-rtp-sframe-02 §4: first and last fragment, per-packet
+    content), ``kid, ctr`` (the SFrame header, RFC 9605 §4.3, readable in every S = 1 fragment;
+    None elsewhere or when malformed) and ``fragment`` (bytes after the descriptor). Nothing else in
+    the payload is readable without the frame keys.
+    """
+    names = set(sframe_publishers)
+    rows = []
+    for row in packets.itertuples(index=False):
+        payload = row.payload or b""
+        if row.publisher not in names or not payload:
+            continue
+        first = payload[0]
+        kid = ctr = None
+        if first & 0x80 and len(payload) > 1:
+            try:
+                kid, ctr, _ = decode_header(payload[1:])
+            except MalformedHeader:
+                pass
+        rows.append((row.publisher, getattr(row, "kind", None), row.ssrc, row.seq, row.timestamp,
+                     bool(row.marker), bool(first & 0x80), bool(first & 0x40), bool(first & 0x20),
+                     kid, ctr, len(payload) - 1))
+    return pd.DataFrame(rows, columns=["publisher", "kind", "ssrc", "seq", "timestamp", "marker",
+                                       "S", "E", "T", "kid", "ctr", "fragment"])
