@@ -66,7 +66,7 @@ def test_payload_format_needs_e2ee():
                                     {"mode": "e2ee", "stack": "webrtc", "browser_participants": 1}],
                          ids=["not-e2ee", "not-e2ee-webrtc", "browser"])
 def test_rtp_sframe_is_refused_where_it_cannot_run(kwargs):
-    from e2ee_lab.call import run_call
+    from e2ee_lab import run_call
 
     mode = kwargs.pop("mode")
     with pytest.raises(ValueError, match="rtp.sframe"):
@@ -95,7 +95,7 @@ def test_webrtc_stack_call_in_the_payload_format(mode):
 
 def test_the_sfu_view_shows_the_descriptor_and_the_sframe_header_only():
     from e2ee_lab.analysis.sfu_view import descriptor_view, view_packets
-    from e2ee_lab.call.run import run_call
+    from e2ee_lab import run_call
 
     result = run_call("e2ee", 2, 1.0, seed=4, size="ci", rtp_sframe="per-frame")
     table = descriptor_view(view_packets(result.view[result.view.direction == "in"]), ["alice", "bob"])

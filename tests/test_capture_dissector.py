@@ -100,7 +100,7 @@ def test_tshark_flags_malformed_sframe_payloads(tmp_path):
 @pytest.fixture(scope="module")
 def payload_format_call(tmp_path_factory):
     from e2ee_lab.analysis.offline import analyze
-    from e2ee_lab.call import run_call
+    from e2ee_lab import run_call
 
     out = tmp_path_factory.mktemp("rtp-sframe-call")
     result = run_call("e2ee", 2, 1.5, seed=5, size="ci", out=out, capture="tap", rtp_sframe="per-frame")
