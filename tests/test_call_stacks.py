@@ -75,8 +75,10 @@ def test_run_call_passes_the_given_options_and_drops_unset_selectors(registry):
 
 
 def test_a_keyword_a_stack_does_not_take_is_refused_before_it_runs(registry):
-    with pytest.raises(ValueError, match="the webrtc stack does not take rtp_sframe"):
-        run_call("e2ee", 2, 1.0, stack="webrtc", rtp_sframe=True)
+    with pytest.raises(ValueError, match="the webrtc stack does not take mcu"):
+        run_call("e2ee", 2, 1.0, stack="webrtc", mcu="any")
+    with pytest.raises(ValueError, match="the browser stack does not take rtp_sframe"):
+        run_call("e2ee", 2, 1.0, stack="webrtc", browser_participants=1, rtp_sframe="per-frame")
     with pytest.raises(ValueError, match="the lab stack does not take mcu, native_participants"):
         run_call("e2ee", 2, 1.0, mcu="any", native_participants=1)
     recorder = Recorder()
