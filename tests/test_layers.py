@@ -41,7 +41,7 @@ PACKAGE = "e2ee_lab"
 PACKAGE_LAYERS = (  # lowest first, as README.md's Layout table; "" is the package's own __init__ (the face)
     ("config", "media"),
     ("crypto", "rtp", "sfu"),
-    ("transport", "capture", "sfu.server"),
+    ("transport", "capture", "sfu.server", "interop"),
     ("call", "analysis.sfu_view"),
     ("analysis", "attacks", "bench"),
     ("webrtc",),
@@ -49,14 +49,14 @@ PACKAGE_LAYERS = (  # lowest first, as README.md's Layout table; "" is the packa
     ("janus",),  # the call through Janus; its namespace child process reuses browser.isolation
     ("labs", "reports", "cli", ""),
 )
-FOUNDATION = ("config", "media", "crypto", "rtp", "sfu", "transport", "capture", "call", "analysis",
-              "attacks", "bench")
+FOUNDATION = ("config", "media", "crypto", "rtp", "sfu", "transport", "capture", "interop", "call",
+              "analysis", "attacks", "bench")
 SANS_IO_CORE = ("crypto", "rtp", "sfu")
 SANS_IO_EDGE = ("sfu.server",)  # the SFU's asyncio edge: outside the core
 NO_IO = ("asyncio", "socket", "selectors", "threading", "concurrent", "multiprocessing", "subprocess",
          "time", "scapy", "pylibsrtp")
 ANALYSIS_LAYERS = (  # lowest first
-    ("analysis.reader", "analysis.offline", "analysis.sfu_view"),
+    ("analysis.reader", "analysis.offline", "analysis.sfu_view", "analysis.loss_recovery"),
     ("analysis.views", "analysis.view_speech"),
     ("analysis.leakage", "analysis.threat_model"),
     ("analysis.plots",),
