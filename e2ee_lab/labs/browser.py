@@ -26,7 +26,8 @@ from e2ee_lab.browser.tally import three_views
 from e2ee_lab.call.common import format_summary
 from e2ee_lab.config import lab_size
 from e2ee_lab.crypto.sframe import encode_header
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, unanswered
+from e2ee_lab.labs.answers import Sealed, call_safely
 from e2ee_lab.webrtc.errors import WebRTCError
 
 SEED = 0
@@ -301,6 +302,7 @@ def _decoded(views: pd.DataFrame, mode: str) -> int:
     return int(str(views.loc["SFU (leg keys)", mode]).split("/")[0])
 
 
+@check
 def check_sfu_decodable(answer, views: pd.DataFrame) -> Feedback:
     """Task 1: ``{"e2ee": n, "dtls-srtp": m}``, the browser's frames the SFU decoded into the picture."""
     if answer is None:
@@ -319,20 +321,31 @@ def check_sfu_decodable(answer, views: pd.DataFrame) -> Feedback:
                    f"{want['e2ee']} in e2ee mode: the page's worker encrypted them before the packetizer.")
 
 
+KEY_FRAME_CTRS = (0, 1, 2, 3, 7, 8, 9, 100, 255, 256, 257, 1000, 65535, 65536, 2**24, 2**32)
+
+
+def probe_key_frame_bit(func) -> dict:
+    """Task 2's probe: the student's function on every counter of :data:`KEY_FRAME_CTRS`, as plain data."""
+    return {ctr: call_safely(func, ctr) for ctr in KEY_FRAME_CTRS}
+
+
+@check(probe=probe_key_frame_bit)
 def check_key_frame_bit(func) -> Feedback:
     """Task 2: ``func(ctr) -> bool``, True when Chrome would read the SFrame header (KID 1) as the
-    first byte of a VP8 key frame."""
+    first byte of a VP8 key frame (a build task: the check sees what :func:`probe_key_frame_bit`
+    recorded)."""
     if func is None:
         return unanswered("Task 2")
-    if not callable(func):
+    if not isinstance(func, Probed) or not isinstance(func.outputs, dict):
         return not_yet("write a function of one argument, ctr, returning True or False")
-    for ctr in (0, 1, 2, 3, 7, 8, 9, 100, 255, 256, 257, 1000, 65535, 65536, 2**24, 2**32):
+    for ctr in KEY_FRAME_CTRS:
         want = sframe_header(1, ctr)[0] & 1 == 0
-        try:
-            got = bool(func(ctr))
-        except Exception as err:  # noqa: BLE001 - a student's function: report, never raise
-            return not_yet(f"your function raised {type(err).__name__} for ctr={ctr}")
-        if got != want:
+        out = func.outputs.get(ctr)
+        if not isinstance(out, dict) or ("value" not in out and "raised" not in out):
+            return not_yet(f"no result for ctr={ctr}: write a function of one argument, ctr")
+        if "raised" in out:
+            return not_yet(f"your function raised {out['raised']} for ctr={ctr}")
+        if bool(out["value"]) != want:
             hint = ("below 8 the counter sits in the low 3 bits of the config byte"
                     if ctr < 8 else "from 8 on the low 3 bits hold the counter's length in bytes minus one")
             return not_yet(f"for ctr={ctr} the first byte is {sframe_header(1, ctr)[0]:08b}, so Chrome reads a "
@@ -341,6 +354,7 @@ def check_key_frame_bit(func) -> Feedback:
                    "frame, 256-65535 (two bytes) never does, real key frames included.")
 
 
+@check
 def check_recovery(answer, loss: LossComparison) -> Feedback:
     """Task 3: ``{"clear-prefix": seconds, "e2ee": seconds or "never"}`` as the loss table measured."""
     if answer is None:
@@ -364,16 +378,15 @@ def check_recovery(answer, loss: LossComparison) -> Feedback:
                    "again; with SFrame the header Chrome reads is ciphertext metadata, and it waits forever.")
 
 
+@check
 def check_attach_point(answer) -> Feedback:
-    """Task 4: where a receive RTCRtpScriptTransform must be set in Chromium 156."""
+    """Task 4: where a receive RTCRtpScriptTransform must be set in Chromium 156 (sealed: ``10/T4``)."""
     if answer is None:
         return unanswered("Task 4")
-    if answer not in ATTACH_CHOICES:
+    if not isinstance(answer, str) or answer not in ATTACH_CHOICES:
         return not_yet(f"choose one of {', '.join(repr(c) for c in ATTACH_CHOICES)}")
-    if answer != ATTACH_CHOICES[0]:
-        return not_yet("look at the pitfall table again: set once negotiation was over, the worker saw 0 frames "
-                       "and Chrome sent a PLI for every undecodable frame")
-    return correct("attach it right after addTransceiver()/setRemoteDescription, before the answer, and check "
-                   "that the worker counted frames: a silent bypass looks like a decoder failure (or, with no "
-                   "encryption, like success).")
+    if (message := Sealed("10/T4").opens(answer)) is not None:
+        return correct(message)
+    return not_yet("look at the pitfall table again: how many frames went through the worker, and how many "
+                   "PLIs did Chrome send, in each row?")
 

@@ -17,7 +17,7 @@ from e2ee_lab.call import CallResult
 from e2ee_lab.config import lab_size
 from e2ee_lab.crypto.keys import frame_origin
 from e2ee_lab.crypto.sframe import MalformedHeader
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
 from e2ee_lab.media.speech import AUDIO_RATE
 from e2ee_lab.rtp import RTPError, VP8PayloadDescriptor
 
@@ -124,6 +124,7 @@ def sfu_audio(result: CallResult, publisher: str | None = None):
 # --- checks ------------------------------------------------------------------------------------------
 
 
+@check
 def check_sfu_decodable(answer: Mapping[str, int] | None, plain: CallResult, e2ee: CallResult) -> Feedback:
     """Task 1: ``{"dtls-srtp": n, "e2ee": m}``, the video frames the SFU could decode in each run."""
     if answer is None:
@@ -150,6 +151,7 @@ def _decodable(result: CallResult) -> int:
     return int(_video(result).matches.sum())
 
 
+@check
 def check_key_holders(answer: Mapping[str, set[str] | None] | None, e2ee: CallResult,
                       publisher: str | None = None) -> Feedback:
     """Task 2: who holds the SRTP key of ``publisher``'s leg and ``publisher``'s frame key (e2ee run)."""
@@ -162,8 +164,10 @@ def check_key_holders(answer: Mapping[str, set[str] | None] | None, e2ee: CallRe
     for label in labels:
         given, truth = answer[label], e2ee.key_holders[label]
         if given is None:
-            return not_yet(f"{label!r} is still None: write a set of names, e.g. {{'alice', 'sfu'}}.")
-        given = {str(name).lower() for name in given}
+            return not_yet(f"{label!r} is still None: write a set of names, e.g. {{'bob', 'dave'}}.")
+        if not isinstance(given, (set, list, tuple)) or not all(isinstance(n, str) for n in given):
+            return not_yet(f"{label!r} should be a set of names, e.g. {{'bob', 'dave'}}.")
+        given = {name.strip().lower() for name in given}
         if given != truth:
             return not_yet(_holder_hint(label, given, truth))
     return correct(f"{publisher}'s SRTP key is shared by {publisher} and the SFU (the DTLS peer of the leg); "
@@ -187,6 +191,7 @@ def _normalise(text: str) -> str:
     return re.sub(r"[^0-9a-z]+", " ", text.lower()).strip()
 
 
+@check
 def check_confidential(answer: str | None, plain: CallResult, publisher: str | None = None) -> Feedback:
     """Task 3: the CONFIDENTIAL line read off the SFU's decoded picture of ``publisher`` (dtls-srtp run)."""
     if answer is None:
@@ -195,7 +200,9 @@ def check_confidential(answer: str | None, plain: CallResult, publisher: str | N
     if publisher not in plain.sfu.pictures:
         return not_yet("this run left the SFU no decoded picture of that publisher; run the dtls-srtp call again.")
     secret = plain.scenes[publisher].secret
-    if _normalise(str(answer)) == _normalise(secret):
+    if not isinstance(answer, str):
+        return not_yet("give the line as text (a str).")
+    if _normalise(answer) == _normalise(secret):
         return correct(f"the SFU read {publisher}'s line \"{secret}\" off a frame it only had to forward. "
                        "In e2ee mode the same frames reach it, and the same picture stays dark.")
     words = set(_normalise(secret).split())

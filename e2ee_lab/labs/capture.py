@@ -21,7 +21,8 @@ from e2ee_lab.capture.pcap import LegMap
 from e2ee_lab.config import lab_size
 from e2ee_lab.crypto.keys import parse_kid
 from e2ee_lab.crypto.sframe import MalformedHeader, decode_header
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
+from e2ee_lab.labs.answers import Choice, Choices, whole_number
 from e2ee_lab.media.codecs import vp8_key_frame_size
 from e2ee_lab.rtp import RTPError, VP8PayloadDescriptor, parse_rtp
 
@@ -203,6 +204,7 @@ def first_badge_packet(v: ThreeViews, publisher: str | None = None) -> int | Non
     return _record(v, ssrc, int(good.last_seq.iloc[0]))
 
 
+@check
 def check_first_badge_packet(answer: int | None, v: ThreeViews) -> Feedback:
     """Task 1: the record number from which on the SFU can read the first participant's badge."""
     if answer is None:
@@ -235,41 +237,38 @@ def check_first_badge_packet(answer: int | None, v: ThreeViews) -> Feedback:
                    "into Alice's badge (check the SSRC and the frame's last_seq)")
 
 
-ENTROPY_STATEMENTS = {
-    "A": "Entropy near 8 bits/byte proves the frames are encrypted, so the SFU learns nothing.",
-    "B": "Entropy describes the payload bytes only; sizes, timing, SSRCs, the SFrame KID and the "
-         "audio level travel outside them, and compressed VP8/Opus scores nearly as high anyway.",
-    "C": "In dtls-srtp mode the payload entropy is lower, and that is what lets the SFU read sizes "
-         "and timing.",
-    "D": "SFrame pads every frame to a fixed size, so high entropy also hides the frame sizes.",
-}
+#: Task 2's statements, lettered in each student's own order.
+ENTROPY_STATEMENTS = Choices("02/T2", {
+    "proves-encryption": Choice(
+        "Entropy near 8 bits/byte proves the frames are encrypted, so an SFU that sees only such bytes "
+        "learns nothing about the call.",
+        "the plaintext VP8 in the dtls-srtp call scores about 7.98 bits/byte too, and the SFU decodes all of "
+        "it: entropy cannot tell compressed from encrypted"),
+    "payload-only": Choice(
+        "Entropy describes only the payload bytes; sizes, timing, SSRCs, the KID and the audio level travel "
+        "outside them.",
+        "compare the entropy table with frame_metadata: which bytes does each one describe?"),
+    "lower-in-dtls": Choice(
+        "In dtls-srtp mode the payload entropy is lower, and that lower entropy is what lets the SFU read "
+        "frame sizes and timing.",
+        "look at frame_metadata: sizes and times are the same in both modes, whatever the entropy"),
+    "sframe-pads": Choice(
+        "SFrame pads every frame to a fixed size before encrypting, so high entropy also means the frame "
+        "sizes are hidden.",
+        "SFrame adds a header and a 16-byte tag and pads nothing: the frame sizes on the wire follow the "
+        "encoder's in both modes"),
+})
 
 
 def entropy_statements() -> str:
     """The statements of Task 2, one per line (``print`` it)."""
-    return "\n".join(f"{key}: {text}" for key, text in ENTROPY_STATEMENTS.items())
+    return str(ENTROPY_STATEMENTS)
 
 
-_ENTROPY_HINTS = {
-    "A": "the plaintext VP8 in the dtls-srtp call scores about 7.98 bits/byte too, and the SFU "
-         "decodes all of it: entropy cannot tell compressed from encrypted",
-    "C": "look at frame_metadata: sizes and times are the same in both modes, whatever the entropy",
-    "D": "SFrame adds a header and a 16-byte tag and pads nothing: the frame sizes on the wire "
-         "follow the encoder's in both modes",
-}
-
-
+@check
 def check_entropy_statement(choice: str | None) -> Feedback:
-    """Task 2: which statement explains why high entropy says nothing about metadata."""
-    if choice is None:
-        return unanswered("Task 2")
-    key = str(choice).strip().upper()[:1]
-    if key not in ENTROPY_STATEMENTS:
-        return not_yet(f"pick one of {', '.join(ENTROPY_STATEMENTS)}, not {choice!r}")
-    if key == "B":
-        return correct("entropy measures the bytes inside the ciphertext; metadata lives around it, "
-                       "and only a decoder (or the tag check) says whether bytes are media")
-    return not_yet(_ENTROPY_HINTS[key])
+    """Task 2: which statement explains why high entropy says nothing about metadata (sealed: ``02/T2``)."""
+    return ENTROPY_STATEMENTS.verdict(choice, "Task 2")
 
 
 def rtp_per_leg(v: ThreeViews) -> dict[str, int]:
@@ -278,6 +277,7 @@ def rtp_per_leg(v: ThreeViews) -> dict[str, int]:
     return {str(k): int(n) for k, n in p[p.kind == "rtp"].groupby("leg").size().items()}
 
 
+@check
 def check_rtp_per_leg(answer: dict | None, v: ThreeViews) -> Feedback:
     """Task 3: how many RTP packets the wire shows on each leg (both directions)."""
     if answer is None:
@@ -288,14 +288,17 @@ def check_rtp_per_leg(answer: dict | None, v: ThreeViews) -> Feedback:
     if set(answer) != set(expected):
         return not_yet(f"the wire knows no names, only legs: use the keys {sorted(expected)} "
                        "(the leg column of the wire view's packets)")
-    if {k: int(n) for k, n in answer.items()} == expected:
+    counts = {k: whole_number(n) for k, n in answer.items()}
+    if None in counts.values():
+        return not_yet("give each leg a whole number of packets")
+    if counts == expected:
         return correct(f"{expected}: the wire counts every packet in both directions without any key")
     p = v.wire.packets
     one_way = {str(k): int(n) for k, n in
                p[(p.kind == "rtp") & (p.direction == "to_sfu")].groupby("leg").size().items()}
     every = {str(k): int(n) for k, n in p.groupby("leg").size().items()}
-    if answer == one_way:
+    if counts == one_way:
         return not_yet("that is one direction only: a leg carries packets to and from the SFU")
-    if answer == every:
+    if counts == every:
         return not_yet("that counts DTLS and RTCP too: keep the rows whose kind is 'rtp'")
-    return not_yet("not yet: filter the wire view's packets on kind == 'rtp' and count per leg")
+    return not_yet("filter the wire view's packets on kind == 'rtp' and count per leg")

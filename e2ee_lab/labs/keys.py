@@ -20,7 +20,8 @@ import pandas as pd
 from e2ee_lab.crypto.keys import MITM, TRANSITIONS, Curve, Group, KeyMessage, RekeyPolicy
 from e2ee_lab.crypto.keys.timeline import DEFAULT_SCRIPT, FrameOutcome, Timeline, simulate_timeline
 from e2ee_lab.crypto.sframe import SFrameError
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, unanswered
+from e2ee_lab.labs.answers import call_safely, whole_number
 
 __all__ = [  # the timeline's names (the notebook calls lab.simulate_timeline), and this module's own
     "DEFAULT_SCRIPT", "FrameOutcome", "Timeline", "simulate_timeline",
@@ -119,14 +120,18 @@ def _leaver_reads_after_leaving(timeline: Timeline, leaver: str = "B") -> dict[i
             if o.receiver == leaver and o.decrypted and left is not None and o.sent_at >= left}
 
 
+@check
 def check_leaver_frames(answer: set[int] | None) -> Feedback:
     """Task 1: the frame numbers B decrypts although they were sent after B left (default timeline)."""
     if answer is None:
         return unanswered("Task 1")
+    numbers = [whole_number(x) for x in answer] if isinstance(answer, (set, list, tuple)) else [None]
+    if None in numbers:
+        return not_yet("the answer is a set of frame numbers (whole numbers), e.g. {10, 11}.")
     timeline = simulate_timeline()
     expected, left = _leaver_reads_after_leaving(timeline), timeline.presence["B"][1]
     sent = {o.frame: o.sent_at for o in timeline.frames}
-    answer = {int(x) for x in answer}
+    answer = set(numbers)
     early = sorted(f for f in answer if f in sent and sent[f] < left)
     if early:
         return not_yet(f"frames {early[:5]} were sent before B left at {left:.0f} s; count only later ones.")
@@ -144,22 +149,26 @@ def check_leaver_frames(answer: set[int] | None) -> Feedback:
                    "frames at members whose key message is late.")
 
 
+@check
 def check_grace_losses(answer: int | None) -> Feedback:
     """Task 2: how many more frames members fail to decrypt with grace = 0 than with the default."""
     if answer is None:
         return unanswered("Task 2")
+    answer = whole_number(answer)
+    if answer is None:
+        return not_yet("your prediction is a whole number of frames, e.g. 3.")
     base = simulate_timeline()
     zero = simulate_timeline(policy=RekeyPolicy(grace=0.0))
     expected = undecrypted_by_members(zero) - undecrypted_by_members(base)
-    if int(answer) == expected:
+    if answer == expected:
         changes = sum(1 for _, start, _, _ in base.epochs if start > base.start)
         return correct(f"{expected} frames: at each of the {changes} key changes, the old-key frames sent in the "
                        f"last {base.latency:g} s before the switch-over are still in flight when a receiver with "
                        "grace 0 deletes the old key. The grace period keeps old keys for the frames in flight.")
-    if int(answer) == 0:
+    if answer == 0:
         return not_yet("with grace 0 a receiver deletes an old key the moment its sender switches; is any "
                        "frame encrypted just before that still travelling?")
-    if int(answer) == undecrypted_by_members(zero):
+    if answer == undecrypted_by_members(zero):
         return not_yet("that count includes the frames D misses right after joining, which happen with any "
                        "grace; subtract the default timeline's count.")
     return not_yet(f"not {answer}. Count, for each key change, the frames sent less than the latency "
@@ -167,26 +176,42 @@ def check_grace_losses(answer: int | None) -> Feedback:
                    "undecrypted_by_members() of the two timelines.")
 
 
-def check_mitm_detector(detector: Callable[[Group, int, int], bool | None] | None) -> Feedback:
-    """Task 3: ``detector(group, a, b)`` says True exactly when a and b see different safety numbers."""
-    if detector is None:
-        return unanswered("Task 3")
+MITM_PAIRS = ((0, 1), (0, 2), (1, 2))
+
+
+def probe_mitm_detector(detector: Callable[[Group, int, int], bool | None]) -> dict:
+    """Task 3's probe: the student's detector on every pair of an honest and an attacked group."""
     honest = Group(policy=RekeyPolicy(rekey_interval=None), seed=41)
     attacked, _, _ = mitm_scenario(seed=43)
     for _ in range(3):
         honest.join(0.0)
-    try:
-        verdicts = {(name, a, b): detector(group, a, b) for name, group in (("honest", honest), ("attacked", attacked))
-                    for a, b in ((0, 1), (0, 2), (1, 2))}
-    except Exception as err:  # a student's function may raise anything; report it as a hint
-        return not_yet(f"your function raised {type(err).__name__}: {err}")
+    return {f"{name} {a}-{b}": call_safely(detector, group, a, b)
+            for name, group in (("honest", honest), ("attacked", attacked)) for a, b in MITM_PAIRS}
+
+
+@check(probe=probe_mitm_detector)
+def check_mitm_detector(detector: Callable[[Group, int, int], bool | None] | None) -> Feedback:
+    """Task 3: ``detector(group, a, b)`` says True exactly when a and b see different safety numbers (a
+    build task: the check sees what :func:`probe_mitm_detector` recorded)."""
+    if detector is None:
+        return unanswered("Task 3")
+    if not isinstance(detector, Probed) or not isinstance(detector.outputs, dict):
+        return not_yet("write a function of (group, a, b) that returns True or False.")
+    verdicts = {}
+    for name in ("honest", "attacked"):
+        for a, b in MITM_PAIRS:
+            out = detector.outputs.get(f"{name} {a}-{b}")
+            if not isinstance(out, dict) or ("value" not in out and "raised" not in out):
+                return not_yet("write a function of (group, a, b) that returns True or False.")
+            if "raised" in out:
+                return not_yet(f"your function raised {out['raised']}")
+            verdicts[(name, a, b)] = out["value"]
     if any(v is None for v in verdicts.values()):
         return unanswered("Task 3")
-    if any(verdicts[("honest", a, b)] for a, b in ((0, 1), (0, 2), (1, 2))):
+    if any(verdicts[("honest", a, b)] for a, b in MITM_PAIRS):
         return not_yet("it flags a pair in the honest call: both sides of an honest pair compute the same number.")
     if not verdicts[("attacked", 0, 1)]:
-        return not_yet("it misses the attack on A–B: compare group.members[a].safety_number(b) with "
-                       "group.members[b].safety_number(a).")
+        return not_yet("it misses the attack on A–B: compare what each member of the pair computes for the other.")
     if verdicts[("attacked", 0, 2)] or verdicts[("attacked", 1, 2)]:
         return not_yet("it flags A–C or B–C, which the attacker left alone: compare the two numbers of one pair.")
     return correct("A and B compute different numbers because each pinned an attacker key for the other; the "

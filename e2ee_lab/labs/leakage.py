@@ -18,7 +18,8 @@ import pandas as pd
 from e2ee_lab.analysis import leakage
 from e2ee_lab.call import CallResult, SenderOptions
 from e2ee_lab.config import lab_size
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
+from e2ee_lab.labs.answers import real_number
 from e2ee_lab.media.padding import PAD_COUNT_LENGTH, padded_length
 
 REFERENCE = "as browsers send"  #: label of the unmitigated call in the mitigation table
@@ -119,12 +120,13 @@ def sent_rate(result: CallResult, publisher: str, kind: str) -> float:
 # --- checks ------------------------------------------------------------------------------------------
 
 
+@check
 def check_size_threshold(threshold: float | None, result: CallResult) -> Feedback:
     """Task 1: a body-size threshold (bytes) that beats the majority baseline on the test frames."""
     if threshold is None:
         return unanswered("Task 1")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) \
-            or np.isnan(threshold):
+    threshold = real_number(threshold)
+    if threshold is None:
         return not_yet("the answer is one number of bytes: frames whose SFrame body is at least that large "
                        "are called speech.")
     frames = leakage.audio_packets(result)
@@ -148,6 +150,7 @@ def check_size_threshold(threshold: float | None, result: CallResult) -> Feedbac
                    "remember that speech has short quiet gaps too.")
 
 
+@check(answers=2)
 def check_stream_origin(sender: str | None, fps: float | None, result: CallResult, ssrc: int) -> Feedback:
     """Task 2: who publishes SSRC ``ssrc`` (roster name) and its frame rate, from KID/CTR alone."""
     if sender is None or fps is None:
@@ -161,10 +164,10 @@ def check_stream_origin(sender: str | None, fps: float | None, result: CallResul
     if sender != truth:
         return not_yet(f"SSRC {ssrc} is not {sender}'s stream: read the KID of its frames, split it with "
                        "parse_kid() into (epoch, member), and look the member index up in e2ee.members.")
-    try:
-        error = abs(float(fps) - true_fps) / true_fps
-    except (TypeError, ValueError):
+    fps = real_number(fps)
+    if fps is None:
         return not_yet("the frame rate is one number, in frames per second.")
+    error = abs(fps - true_fps) / true_fps
     if error <= TASK2_FPS_TOLERANCE:
         return correct(f"SSRC {ssrc} is {truth}'s camera, which sent {true_fps:.1f} frames per second "
                        f"(nominal {result.scenes[truth].fps}); the SFU read both from the clear SFrame "
@@ -172,11 +175,12 @@ def check_stream_origin(sender: str | None, fps: float | None, result: CallResul
     kid_rate = leakage.kid_table(result).set_index("roster name").loc[truth, "CTR per second"]
     hint = (f" {fps:g} is close to the rate at which {truth}'s CTR advances ({kid_rate:g}/s), but one KID "
             "protects the sender's audio and video frames, so its CTR counts both: count only the frames "
-            "of this SSRC." if abs(float(fps) - kid_rate) / kid_rate <= TASK2_FPS_TOLERANCE else "")
+            "of this SSRC." if abs(fps - kid_rate) / kid_rate <= TASK2_FPS_TOLERANCE else "")
     return not_yet(f"the sender is right, but {fps:g} frames per second is off by {_pct(error)}.{hint} "
                    "Divide the number of frame gaps by the time between the first and the last frame.")
 
 
+@check
 def check_bucket(bucket: int | None, result: CallResult) -> Feedback:
     """Task 3: the smallest multiple of 64 bytes that pads every audio frame of the call to one size."""
     if bucket is None:

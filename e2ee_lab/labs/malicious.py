@@ -26,7 +26,8 @@ from e2ee_lab.attacks.runner import (  # run_matrix, run_attacks, replay_across_
 from e2ee_lab.attacks.tamper import payload_layout, sample_frames, tamper_sweep  # for the notebook
 from e2ee_lab.attacks.signalling import safety_numbers
 from e2ee_lab.call import CallResult
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
+from e2ee_lab.labs.answers import Choice, Choices, Sealed
 
 __all__ = [
     # this module's views, constants and checks
@@ -112,33 +113,40 @@ _PREDICT_HINTS = {
                         "(lab 03): which KID does it name, and does any member use that KID?",
     "drop": "nothing arrives: can any receiver check reject a frame it never sees?",
 }
-REKEY_CHOICES = {
-    "a": "SRTP's replay check rejects the copies.",
-    "b": "The copies carry the old epoch's KID: the receiver keeps that key, with its replay window, only "
-         "for the grace period and then deletes it, so they fail as replays or with an unknown KID.",
-    "c": "The new key decrypts the old frames into garbage, which the VP8 decoder refuses.",
-    "d": "After the rekey the sender's CTR restarted at 0, so the old CTRs look like future frames.",
-}
-_REKEY_HINTS = {
-    "a": "the SFU renumbered the copies (fresh sequence slots), so SRTP accepted them; compare the "
-         "replay-same-seq row, where it did not.",
-    "c": "a receiver never tries the new key on an old frame: the KID in the authenticated header picks "
-         "the key, and nothing is decrypted when that key is missing.",
-    "d": "each key has its own CTR sequence and its own replay window; the old frames' KID still names the "
-         "old key. Look at the 'replayed old frame' column of the sans-I/O table.",
-}
+#: Task 2's explanations, lettered (a, b, ...) in each student's own order.
+REKEY_CHOICES = Choices("05/T2", {
+    "srtp-replay": Choice(
+        "SRTP's replay check on each leg rejects the copies, because the SFU sends them again with sequence "
+        "numbers it already used.",
+        "the SFU renumbered the copies (fresh sequence slots), so SRTP accepted them; compare the "
+        "replay-same-seq row, where it did not."),
+    "old-kid": Choice(
+        "The copies name the old epoch's KID, whose key and replay window the receiver keeps only for the "
+        "grace period.",
+        "look at the 'replayed old frame' column of the sans-I/O table: what does the receiver hold for the "
+        "old epoch, and for how long?"),
+    "garbage": Choice(
+        "The new epoch's key decrypts the old frames into garbage, which the VP8 decoder then refuses to "
+        "display.",
+        "a receiver never tries the new key on an old frame: the KID in the authenticated header picks "
+        "the key, and nothing is decrypted when that key is missing."),
+    "ctr-restart": Choice(
+        "After the rekey the sender's CTR restarted at 0, so the old frames' CTRs look like frames from the "
+        "future.",
+        "each key has its own CTR sequence and its own replay window; the old frames' KID still names the "
+        "old key. Look at the 'replayed old frame' column of the sans-I/O table."),
+}, lower=True)
 
 
-#: The check each Task 1 attack meets by design (a run may show another too, e.g. when a late old key
-#: still held its replay window): both are accepted.
-DESIGNED = {"tamper-tag": "SFrame auth tag", "replay": "replay window", "replay-same-seq": "SRTP replay check",
-            "replay-rekey": "unknown KID", "inject": "SFrame auth tag", "downgrade-inject": "unknown KID",
-            "drop": "none"}
+def _name(value: object) -> str | None:
+    return " ".join(value.split()).lower() if isinstance(value, str) else None
 
 
+@check
 def check_predictions(answer: Mapping[str, str] | None, table: pd.DataFrame) -> Feedback:
-    """Task 1: for each attack of :data:`PREDICT`, the check that caught it in e2ee mode (measured or
-    :data:`DESIGNED`)."""
+    """Task 1: for each attack of :data:`PREDICT`, the check that caught it in e2ee mode: the one the
+    run measured, or the one it meets by design (sealed: ``05/T1/<attack>``; a late old key may make a
+    run show another check too, and both are accepted)."""
     if answer is None:
         return unanswered("Task 1")
     if not isinstance(answer, Mapping) or set(answer) != set(PREDICT):
@@ -147,26 +155,19 @@ def check_predictions(answer: Mapping[str, str] | None, table: pd.DataFrame) -> 
     e2ee = table[table["mode"] == "e2ee"].set_index("attack")
     for attack in PREDICT:
         row = e2ee.loc[attack]
-        seen = {row.caught_by.lower(), DESIGNED[attack].lower()}
-        seen |= {CHECKS.get(k, k).lower() for k, _ in parse_rejected_by(row.rejected_by)}
-        if str(answer[attack]).strip().lower() not in seen:
+        seen = {str(row.caught_by).lower()} | {CHECKS.get(k, k).lower() for k, _ in parse_rejected_by(row.rejected_by)}
+        given = _name(answer[attack])
+        if given is None or (given not in seen and Sealed(f"05/T1/{attack}").opens(given) is None):
             return not_yet(f"{attack}: not {answer[attack]!r}. {_PREDICT_HINTS[attack]}")
     return correct("every forged, tampered or replayed frame met a check before the decoder: the AEAD tag, "
                    "the CTR window, the key lookup, and (for old sequence numbers) SRTP. A drop meets none.")
 
 
+@check
 def check_rekey_replay(answer: str | None) -> Feedback:
-    """Task 2: why replaying frames across a rekey fails (a letter of :data:`REKEY_CHOICES`)."""
-    if answer is None:
-        return unanswered("Task 2")
-    letter = str(answer).strip().lower().strip("()")
-    if letter not in REKEY_CHOICES:
-        return not_yet(f"answer with one letter: {', '.join(REKEY_CHOICES)}.")
-    if letter != "b":
-        return not_yet(_REKEY_HINTS[letter])
-    return correct("keys are per sender and epoch, named by the KID the header carries and authenticates. "
-                   "While the old key is kept its replay window rejects the copies; once it is deleted the KID "
-                   "is unknown. Deleting old keys after a grace period is what makes the rekey final.")
+    """Task 2: why replaying frames across a rekey fails (a letter of :data:`REKEY_CHOICES`; sealed:
+    ``05/T2``)."""
+    return REKEY_CHOICES.verdict(answer, "Task 2")
 
 
 def still_works(table: pd.DataFrame, mode: str = "e2ee") -> set[str]:
@@ -175,13 +176,14 @@ def still_works(table: pd.DataFrame, mode: str = "e2ee") -> set[str]:
     return set(rows[rows.outcome.isin(["not prevented", "SFU reads", "displayed"])].attack)
 
 
+@check
 def check_still_works(answer: Iterable[str] | None, table: pd.DataFrame) -> Feedback:
     """Task 3: the set of attacks that still work against the e2ee call."""
     if answer is None:
         return unanswered("Task 3")
-    if isinstance(answer, str) or not isinstance(answer, Iterable):
+    if not isinstance(answer, (set, list, tuple)) or not all(isinstance(a, str) for a in answer):
         return not_yet("the answer is a set of attack names, e.g. {'drop'}.")
-    given, truth = {str(a) for a in answer}, still_works(table)
+    given, truth = set(answer), still_works(table)
     unknown = given - set(ATTACK_NAMES)
     if unknown:
         return not_yet(f"{sorted(unknown)} are not attack names; the names are in the 'attack' column.")
@@ -203,14 +205,19 @@ def _note_of(table: pd.DataFrame, name: str) -> str:
     return str(table[(table["mode"] == "e2ee") & (table.attack == name)].note.iloc[0])
 
 
+@check
 def check_mismatched(answer: Iterable[str] | None, result: CallResult) -> Feedback:
     """Task 4: the two members whose safety numbers differ after the key substitution."""
     if answer is None:
         return unanswered("Task 4")
+    if isinstance(answer, str):
+        answer = {answer}
+    if not isinstance(answer, (set, list, tuple)) or not all(isinstance(a, str) for a in answer):
+        return not_yet("the answer is a set of two names, e.g. {'alice', 'bob'}.")
     numbers = safety_numbers(result)
     bad = numbers[~numbers.match]
     truth = {str(bad["first"].iloc[0]), str(bad["second"].iloc[0])} if len(bad) else set()
-    given = {str(a).lower() for a in answer} if not isinstance(answer, str) else {answer.lower()}
+    given = {a.strip().lower() for a in answer}
     if given != truth:
         return not_yet(f"not {sorted(given)}: in the safety-number table, find the pair whose two numbers "
                        "differ (match is False); every other pair reads the same 60 digits on both sides.")

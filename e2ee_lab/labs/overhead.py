@@ -19,7 +19,8 @@ import pandas as pd
 from e2ee_lab.bench import bench_sfu, bench_transforms
 from e2ee_lab.bench.frames import MEDIA
 from e2ee_lab.config import Size, lab_size
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
+from e2ee_lab.labs.answers import Choice, Choices, Sealed
 
 # Benchmark settings per lab size: ci is for the test suite, full for the classroom.
 TRANSFORM_SETTINGS: dict[str, dict[str, object]] = {
@@ -92,86 +93,90 @@ def appendix_b_kbps(header_bytes: int, tag_bytes: int, per_second: float) -> flo
     return (header_bytes + tag_bytes) * 8 * per_second / 1024
 
 
+TASK1_TOLERANCE = 0.01  #: answers within 1 % pass (up to 2 %: the seal holds 1 %-wide buckets)
 
-def _known_mistake(answer: float, hints: list[tuple[float, str]], otherwise: Feedback) -> Feedback:
-    """The hint of the first known wrong result ``answer`` matches (within 1 %), else ``otherwise``."""
-    for value, hint in hints:
-        if math.isclose(answer, value, rel_tol=0.01):
-            return not_yet(hint)
-    return otherwise
 
+def _number(answer: object) -> float | None:
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or not math.isfinite(answer):
+        return None
+    return float(answer)
+
+
+def _sealed_mistake(seal: Sealed, undos: list[tuple[float, str]], tol: float) -> str | None:
+    """The hint of the first mistake whose undoing (a value) opens ``seal``."""
+    return next((hint for value, hint in undos if seal.opens_number(value, tol) is not None), None)
+
+
+@check
 def check_overhead_kbps(answer: float | None) -> Feedback:
-    """Task 1: SFrame overhead of a 30 fps, 400 kbit/s video stream in kbit/s (Appendix B)."""
+    """Task 1: SFrame overhead of a 30 fps, 400 kbit/s video stream in kbit/s (Appendix B; sealed:
+    ``08/T1``, and ``08/T1/si`` for 1 kbit = 1000 bits)."""
     if answer is None:
         return unanswered("Task 1")
-    if not isinstance(answer, (int, float)) or isinstance(answer, bool) or not math.isfinite(answer):
-        return not_yet("give the overhead as a number of kbit/s, e.g. 1.5.")
-    expected = appendix_b_kbps(TASK1_HEADER, TASK1_TAG, TASK1_FPS)  # 5.156
-    share = 100 * expected / TASK1_BITRATE_KBPS
-    if math.isclose(answer, expected, rel_tol=0.01):
-        return correct(f"22 bytes per frame x 8 x 30 frames/s / 1024 = {expected:.2f} kbit/s, "
-                       f"{share:.2f} % of 400 kbit/s: per-frame SFrame is cheap for video.")
-    if math.isclose(answer, expected * 1024 / 1000, rel_tol=0.01):
-        return correct(f"{answer:.2f} kbit/s with 1 kbit = 1000 bits; RFC 9605 divides by 1024 "
-                       f"({expected:.2f} kbit/s). Either way about {share:.1f} % of the bit rate.")
-    hints = [
-        (expected / 8, "that is kbyte/s: multiply the bytes by 8 to get bits."),
-        (expected * 1024 / 8, "that is bytes per second: multiply by 8 and divide by 1024 for kbit/s."),
-        (expected * 1024, "that is bit/s: divide by 1024 for kbit/s."),
-        (appendix_b_kbps(0, TASK1_TAG, TASK1_FPS), "that is the tag alone: the header (config byte, KID, CTR) "
-                                                    "travels with every frame too."),
-        (appendix_b_kbps(TASK1_HEADER, 0, TASK1_FPS), "that is the header alone: add the 16-byte tag."),
-        (share, "that is the share of the bit rate in %: the task asks for kbit/s."),
-        (appendix_b_kbps(TASK1_HEADER + TASK1_TAG, 0, 50), "50 per second is the audio frame rate; this video "
-                                                            "stream has 30 frames per second."),
-    ]
-    return _known_mistake(answer, hints, not_yet(
-        f"{answer} kbit/s is not it: (header + tag) bytes per frame x 8 bits x frames per second "
-        "/ 1024. The bit rate (400 kbit/s) does not change the overhead, only its share."))
+    x = _number(answer)
+    if x is None or x <= 0:
+        return not_yet("give the overhead as a positive number of kbit/s, e.g. 1.5.")
+    seal = Sealed("08/T1")
+    for key in ("08/T1", "08/T1/si"):
+        if (message := Sealed(key).opens_number(x, TASK1_TOLERANCE)) is not None:
+            return correct(message)
+    hint = _sealed_mistake(seal, [
+        (x * 8, "that is kbyte/s: multiply the bytes by 8 to get bits."),
+        (x * 8 / 1024, "that is bytes per second: multiply by 8 and divide by 1024 for kbit/s."),
+        (x / 1024, "that is bit/s: divide by 1024 for kbit/s."),
+        (x * TASK1_BITRATE_KBPS / 100, "that is the share of the bit rate in %: the task asks for kbit/s."),
+        (x * TASK1_FPS / 50, "50 per second is the audio frame rate; this video stream has 30 frames per second."),
+    ], TASK1_TOLERANCE)
+    if hint is None and math.isclose(x, appendix_b_kbps(0, TASK1_TAG, TASK1_FPS), rel_tol=0.01):
+        hint = "that is the tag alone: the header (config byte, KID, CTR) travels with every frame too."
+    if hint is None and math.isclose(x, appendix_b_kbps(TASK1_HEADER, 0, TASK1_FPS), rel_tol=0.01):
+        hint = "that is the header alone: add the 16-byte tag."
+    return not_yet(hint or f"{answer} kbit/s is not it: (header + tag) bytes per frame x 8 bits x frames per "
+                           "second / 1024. The bit rate (400 kbit/s) does not change the overhead, only its share.")
 
 
 # --- Task 2: does e2ee change the SFU's cost per packet? ------------------------------------------------
 
-TASK2_OPTIONS = {
-    "a": "Yes, much more: in e2ee the SFU has to decrypt and re-encrypt the SFrame layer of every frame.",
-    "b": "Yes, somewhat: SFrame ciphertext has to be parsed and checked before it can be forwarded.",
-    "c": "No, only within noise: the SFU never touches the SFrame layer. In both modes it unprotects "
-         "and protects SRTP over the whole packet and rewrites the same header fields; e2ee packets "
-         "are only a few bytes longer.",
-    "d": "No, because in e2ee the participants' packets are not protected with SRTP between them and "
-         "the SFU, so there is less work.",
-}
-_TASK2_HINTS = {
-    "a": "the SFU holds no SFrame key (RFC 9605 §5: keys come from the members' key agreement), so it "
-         "cannot decrypt the frames at all, let alone re-encrypt them.",
-    "b": "the SFU forwards RTP payloads as opaque bytes in both modes; nothing in its hot path looks at "
-         "the SFrame header or the ciphertext.",
-    "d": "SRTP stays on every leg in both modes (hop-by-hop, RFC 5764 keys); SFrame adds a layer inside "
-         "it, it replaces nothing.",
-}
+#: Task 2's statements, lettered (a, b, ...) in each student's own order.
+TASK2_OPTIONS = Choices("08/T2", {
+    "sframe-reencrypt": Choice(
+        "Yes, much more: in e2ee the SFU has to decrypt and re-encrypt the SFrame layer of every frame it "
+        "forwards.",
+        "the SFU holds no SFrame key (RFC 9605 §5: keys come from the members' key agreement), so it "
+        "cannot decrypt the frames at all, let alone re-encrypt them."),
+    "sframe-parse": Choice(
+        "Yes, somewhat: the SFU has to parse and check each SFrame header and tag before it can forward the "
+        "packet.",
+        "the SFU forwards RTP payloads as opaque bytes in both modes; nothing in its hot path looks at "
+        "the SFrame header or the ciphertext."),
+    "same-work": Choice(
+        "No, only within noise: in both modes the SFU does the same SRTP work and header rewriting, and "
+        "never touches SFrame.",
+        "look at what the SFU's hot path does per packet in each mode: which steps differ?"),
+    "no-srtp": Choice(
+        "No, less: in e2ee the packets between the participants and the SFU carry no SRTP, so the SFU does "
+        "less work.",
+        "SRTP stays on every leg in both modes (hop-by-hop, RFC 5764 keys); SFrame adds a layer inside "
+        "it, it replaces nothing."),
+}, lower=True)
 
 
+@check
 def check_sfu_cost(answer: str | None, df: pd.DataFrame | None = None) -> Feedback:
-    """Task 2: which of :data:`TASK2_OPTIONS` is right (``df``: a bench_sfu result to quote)."""
-    if answer is None:
-        return unanswered("Task 2")
-    choice = str(answer).strip().lower()
-    if choice not in TASK2_OPTIONS:
-        return not_yet(f"answer with one letter: {', '.join(TASK2_OPTIONS)}.")
-    if choice != "c":
-        return not_yet(_TASK2_HINTS[choice])
-    measured = ""
-    if df is not None and "ratio_e2ee" in df and df["ratio_e2ee"].notna().any():
+    """Task 2: which of :data:`TASK2_OPTIONS` is right (sealed: ``08/T2``; ``df``: a bench_sfu result
+    to quote)."""
+    verdict = TASK2_OPTIONS.verdict(answer, "Task 2")
+    if verdict.ok and isinstance(df, pd.DataFrame) and "ratio_e2ee" in df and df["ratio_e2ee"].notna().any():
         ratios = df["ratio_e2ee"].dropna()
-        measured = f" Your run: e2ee / dtls-srtp = {ratios.min():.2f} to {ratios.max():.2f} across room sizes."
-    return correct("the SFU's work per packet is SRTP and header rewriting, the same in both modes; "
-                   "payload sizes differ by the SFrame header and tag, which AES-GCM on ~1 KB barely "
-                   "notices." + measured)
+        return correct(f"{verdict.message} Your run: e2ee / dtls-srtp = {ratios.min():.2f} to "
+                       f"{ratios.max():.2f} across room sizes.")
+    return verdict
 
 
 # --- Task 3: share of a core that SFrame takes ----------------------------------------------------------
 
 TASK3_STREAMS = {"video": (3, 30, 6.0), "audio": (3, 50, 2.0)}  # kind: (streams, frames/s, µs per unprotect)
+TASK3_TOLERANCE = 0.01
 
 
 def core_share_pct(streams: dict[str, tuple[int, int, float]] = TASK3_STREAMS) -> float:
@@ -179,27 +184,27 @@ def core_share_pct(streams: dict[str, tuple[int, int, float]] = TASK3_STREAMS) -
     return sum(count * fps * us for count, fps, us in streams.values()) / 1e6 * 100
 
 
+@check
 def check_core_share(answer: float | None) -> Feedback:
-    """Task 3: % of one core a receiver spends on SFrame unprotect for :data:`TASK3_STREAMS`."""
+    """Task 3: % of one core a receiver spends on SFrame unprotect for :data:`TASK3_STREAMS` (sealed:
+    ``08/T3``)."""
     if answer is None:
         return unanswered("Task 3")
-    if not isinstance(answer, (int, float)) or isinstance(answer, bool) or not math.isfinite(answer):
-        return not_yet("give the share as a number in %, e.g. 1.5 for 1.5 %.")
-    expected = core_share_pct()  # (3*30*6 + 3*50*2) µs per second = 840 µs/s = 0.084 %
-    if math.isclose(answer, expected, rel_tol=0.01):
-        return correct(f"3 x 30 x 6 µs + 3 x 50 x 2 µs = 840 µs of CPU per second = {expected:.3f} % of one "
-                       "core: SFrame itself is not what limits a call.")
+    x = _number(answer)
+    if x is None or x <= 0:
+        return not_yet("give the share as a positive number in %, e.g. 1.5 for 1.5 %.")
+    seal = Sealed("08/T3")
+    if (message := seal.opens_number(x, TASK3_TOLERANCE)) is not None:
+        return correct(message)
     video, audio = TASK3_STREAMS["video"], TASK3_STREAMS["audio"]
-    hints = [
-        (expected / 100, "that is a fraction of a core; the task asks for %, so multiply by 100."),
-        (expected * 1e4, "that is µs of CPU per second; divide by 10^6 µs and multiply by 100 for %."),
-        (core_share_pct({"video": video}), "that is the video alone: the three audio streams need unprotect too."),
-        (core_share_pct({"audio": audio}), "that is the audio alone: add the three video streams."),
-        (core_share_pct({k: (1, fps, us) for k, (_, fps, us) in TASK3_STREAMS.items()}),
-         "that is one publisher: the receiver decrypts the streams of all three others."),
-        (core_share_pct({k: (n, 30, us) for k, (n, _, us) in TASK3_STREAMS.items()}),
+    hint = _sealed_mistake(seal, [
+        (x * 100, "that is a fraction of a core; the task asks for %, so multiply by 100."),
+        (x / 1e4, "that is µs of CPU per second; divide by 10^6 µs and multiply by 100 for %."),
+        (x + core_share_pct({"audio": audio}), "that is the video alone: the three audio streams need unprotect too."),
+        (x + core_share_pct({"video": video}), "that is the audio alone: add the three video streams."),
+        (x * 3, "that is one publisher: the receiver decrypts the streams of all three others."),
+        (x + core_share_pct({"audio": (audio[0], audio[1] - 30, audio[2])}),
          "Opus sends 50 frames per second (20 ms each), not 30."),
-    ]
-    return _known_mistake(answer, hints, not_yet(
-        f"{answer} % is not it: add up streams x frames per second x µs per frame for video and "
-        "audio, then divide by 10^6 µs per second and multiply by 100."))
+    ], TASK3_TOLERANCE)
+    return not_yet(hint or f"{answer} % is not it: add up streams x frames per second x µs per frame for video "
+                           "and audio, then divide by 10^6 µs per second and multiply by 100.")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from e2ee_lab.analysis import threat_model
 from e2ee_lab.call import CallResult
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -162,6 +162,7 @@ def _names(answer: object) -> set[str] | None:
     return {n.strip().lower() for n in names}
 
 
+@check
 def check_leg_key(answer: Iterable[str] | None, plain: CallResult, publisher: str | None = None) -> Feedback:
     """Task 1: the parties holding the SRTP key of ``publisher``'s leg in the dtls-srtp run."""
     if answer is None:
@@ -187,6 +188,7 @@ def check_leg_key(answer: Iterable[str] | None, plain: CallResult, publisher: st
     return not_yet(f"missing {sorted(truth - given)}: {publisher} protects her packets with K₁ herself.")
 
 
+@check
 def check_media_readers(answer: Mapping[str, Iterable[str] | None] | None,
                         calls: Mapping[str, CallResult], publisher: str | None = None) -> Feedback:
     """Task 2: per mode, the parties that read ``publisher``'s pictures in the "see it" calls."""
@@ -198,7 +200,7 @@ def check_media_readers(answer: Mapping[str, Iterable[str] | None] | None,
     for mode, result in calls.items():
         given, truth = _names(answer[mode]), media_readers(result, publisher)
         if given is None:
-            return not_yet(f"answer[{mode!r}] should be a set of names, e.g. {{'{publisher}', 'sfu'}}.")
+            return not_yet(f"answer[{mode!r}] should be a set of names, e.g. {{'bob', 'dave'}}.")
         if given != truth:
             return not_yet(_readers_hint(mode, given, truth, result, publisher))
     return correct("with dtls-srtp the SFU reads every picture it forwards; with e2ee only the members "

@@ -11,6 +11,7 @@ from ``E2EE_LAB_SIZE`` (:func:`e2ee_lab.config.lab_size`).
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ from e2ee_lab.attacks.crypto import (
 )
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.sframe import CipherSuite, SFrameContext, SFrameError, derive_key_salt, sframe_nonce
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
+from e2ee_lab.labs.answers import Choice, Choices, Sealed
 
 DEMO_SUITE = CipherSuite.AES_128_GCM_SHA256_128
 DEMO_BASE_KEY = bytes(range(0x40, 0x50))  # "the group key" both senders were given
@@ -351,38 +353,44 @@ def results_table(video: VideoReuse, forgery: Forgery, runs: dict[int, BruteForc
 # --- Task 1: read Bob's caption -------------------------------------------------------------------------
 
 TASK1_KID = 5
-_TASK1_KNOWN = b"caption 14:02 ALICE: the budget is final, thanks all"
-_TASK1_SECRET = b"caption 14:02 BOB: I resign on Monday, tell no one"
+TASK1_KNOWN = b"caption 14:02 ALICE: the budget is final, thanks all"
+#: Alice's and Bob's caption frames under one (key, KID 5, CTR 0), as the SFU forwarded them; the
+#: instructor module makes them (tests/test_labs_checks.py checks they are what it makes).
+TASK1_FRAMES = (
+    "50fdc672fd1b0645f9078e8cd48de065207efd3fb24dd203678e5eb58bd8639486156162d9186c763d5e1b397621837411e46a383ac8"
+    "404f8bfb654674f2c8aedf0758f9b3",
+    "50fdc672fd1b0645f9078e8cd48de0662375845ac14dd40e71c75baecfd068c0eb137c26de082e37251757213e2e823f0daa6e281463"
+    "bb582567b26ff4899bbf8c6e60",
+)
 
 
 def task1_frames() -> tuple[str, str, bytes]:
     """(frame 1 hex, frame 2 hex, plaintext 1): two caption frames under one key, KID and CTR."""
-    alice, bob = shared_key_senders(DEMO_SUITE, TASK1_KID, DEMO_BASE_KEY)
-    return alice.protect(TASK1_KID, _TASK1_KNOWN).hex(), bob.protect(TASK1_KID, _TASK1_SECRET).hex(), _TASK1_KNOWN
+    return TASK1_FRAMES[0], TASK1_FRAMES[1], TASK1_KNOWN
 
 
+@check
 def check_recovered_plaintext(answer: bytes | str | None) -> Feedback:
-    """Task 1: ``answer`` is Bob's plaintext recovered from the two frames and Alice's plaintext."""
+    """Task 1: ``answer`` is Bob's plaintext recovered from the two frames and Alice's plaintext
+    (sealed: ``07/T1``)."""
     if answer is None:
         return unanswered("Task 1")
     if isinstance(answer, str):
         answer = answer.encode()
-    if not isinstance(answer, (bytes, bytearray)):
+    if not isinstance(answer, bytes):
         return not_yet("give the plaintext as bytes (or a str).")
-    answer = bytes(answer)
-    first, second, known = task1_frames()
-    c1, c2 = bytes.fromhex(first), bytes.fromhex(second)
-    if answer == _TASK1_SECRET:
-        return correct("C1 ⊕ C2 ⊕ P1 = P2: the keystream cancelled, no key needed. Each byte of the "
-                       "known frame unlocks one byte of the other.")
-    if answer == xor_bytes(c1[1:-16], c2[1:-16]):
+    seal = Sealed("07/T1")
+    if (message := seal.opens(answer)) is not None:
+        return correct(message)
+    c1, c2 = (bytes.fromhex(f) for f in TASK1_FRAMES)
+    if answer and seal.opens(xor_bytes(answer, TASK1_KNOWN)) is not None:
         return not_yet("that is C1 ⊕ C2 = P1 ⊕ P2: XOR it with P1 once more to cancel Alice's plaintext.")
-    if _TASK1_SECRET.startswith(answer) and answer:
-        return not_yet(f"the first {len(answer)} bytes are right; the secret is {len(_TASK1_SECRET)} bytes "
-                       "long and P1 covers all of it — did you cut too much?")
-    if answer in (xor_bytes(xor_bytes(c1, c2), known), xor_bytes(xor_bytes(c1[1:], c2[1:]), known)):
+    if answer in (xor_bytes(xor_bytes(c1, c2), TASK1_KNOWN), xor_bytes(xor_bytes(c1[1:], c2[1:]), TASK1_KNOWN)):
         return not_yet("strip the SFrame parts first: the 1-byte header (KID 5 and CTR 0 fit in the config "
                        "byte) and the 16-byte GCM tag at the end; XOR only the ciphertexts.")
+    if 0 < len(answer) < len(c2) - 17:
+        return not_yet(f"your answer has {len(answer)} bytes; Bob's caption is as long as his ciphertext, "
+                       "frame[1:-16]: did you cut too much?")
     return not_yet("not Bob's caption: take the ciphertexts (frame[1:-16]), XOR them, then XOR with P1.")
 
 
@@ -390,59 +398,80 @@ def check_recovered_plaintext(answer: bytes | str | None) -> Feedback:
 
 TASK2_TAG_BYTES = 3
 TASK3_TAG_BYTES, TASK3_RATE = 4, MEDIA_RATE
+TASK3_TOLERANCE = 0.01  #: answers within 1 % pass (up to 2 %: the seal holds 1 %-wide buckets)
 
 
+def _number(answer: object) -> float | None:
+    """A finite int or float answer, else None (bools are not numbers here)."""
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+        return None
+    return float(answer) if math.isfinite(answer) else None
+
+
+@check
 def check_expected_attempts(answer: int | None) -> Feedback:
-    """Task 2: mean random forgeries until a receiver with a 3-byte tag accepts one."""
+    """Task 2: mean random forgeries until a receiver with a 3-byte tag accepts one (sealed: ``07/T2``)."""
     if answer is None:
         return unanswered("Task 2")
-    if not isinstance(answer, (int, float)):
-        return not_yet("give a number of attempts.")
-    expected = expected_attempts(TASK2_TAG_BYTES)
-    if answer == expected:
-        return correct(f"each random tag matches with probability 2^-24, so the mean of this geometric "
-                       f"distribution is 2^24 = {expected:,} attempts.")
-    hints = {
-        2**TASK2_TAG_BYTES: "2^3 counts tag values for 3 bits; the tag has 3 bytes = 24 bits.",
-        expected // 2: "2^23 is the mean of a search that never repeats a guess for one fixed frame; here "
-                       "every forgery is a fresh random frame with a fresh right tag, so the mean is 1/p.",
-        2**TASK2_TAG_BYTES * 8: "bits, not a power: the number of tag values is 2^(8·Nt).",
-    }
-    return not_yet(hints.get(int(answer), f"{answer:,} is not it: a random tag of Nt bytes is right with "
-                                          "probability 2^-(8·Nt); the mean attempts are the inverse."))
+    x = _number(answer)
+    if x is None or not x.is_integer():
+        return not_yet("give a whole number of attempts.")
+    n = int(x)
+    seal = Sealed("07/T2")
+    if (message := seal.opens(n)) is not None:
+        return correct(message)
+    if n == 2**TASK2_TAG_BYTES:
+        return not_yet("2^3 counts tag values for 3 bits; the tag has 3 bytes = 24 bits.")
+    if n in (8 * TASK2_TAG_BYTES, 2**TASK2_TAG_BYTES * 8):
+        return not_yet("bits, not a power: the number of tag values is 2^(8·Nt).")
+    if seal.opens(2 * n) is not None:
+        return not_yet("that is the mean of a search that never repeats a guess for one fixed frame; here "
+                       "every forgery is a fresh random frame with a fresh right tag, so the mean is 1/p.")
+    return not_yet(f"{n:,} is not it: a random tag of Nt bytes is right with probability 2^-(8·Nt); the mean "
+                   "attempts are the inverse.")
 
 
+@check
 def check_forgery_days(answer: float | None) -> Feedback:
-    """Task 3: days to one forgery against suite 3 when the receiver only lets 50 frames/s through."""
+    """Task 3: days to one forgery against suite 3 when the receiver only lets 50 frames/s through
+    (sealed by 1 % bucket: ``07/T3``)."""
     if answer is None:
         return unanswered("Task 3")
-    if not isinstance(answer, (int, float)) or answer <= 0:
+    x = _number(answer)
+    if x is None or x <= 0:
         return not_yet("give a positive number of days.")
-    seconds = expected_attempts(TASK3_TAG_BYTES) / TASK3_RATE
-    days = seconds / 86400
-    if abs(answer - days) <= 0.02 * days:
-        return correct(f"2^32 / 50 ≈ {seconds:,.0f} s ≈ {days:,.0f} days (≈ {days / 365.25:.1f} years): a "
-                       "rate check turns the RFC's one-hour flood into years — yet 4-byte tags still "
-                       "fail far sooner than 16-byte ones.")
-    if abs(answer - seconds) <= 0.02 * seconds:
+    seal = Sealed("07/T3")
+    if (message := seal.opens_number(x, TASK3_TOLERANCE)) is not None:
+        return correct(message)
+    if seal.opens_number(x / 86400, TASK3_TOLERANCE) is not None:
         return not_yet("that is the time in seconds; divide by 86,400 for days.")
-    if abs(answer * 86400 - expected_attempts(4) / RFC_PPS) <= 0.05 * expected_attempts(4) / RFC_PPS:
+    flood_days = expected_attempts(TASK3_TAG_BYTES) / RFC_PPS / 86400
+    if math.isclose(x, flood_days, rel_tol=0.05):
         return not_yet("that is the RFC's flood at 2^20 frames/s; the rate check lets only 50 frames/s through.")
-    if abs(answer - days / 2) <= 0.02 * days:
+    if seal.opens_number(2 * x, TASK3_TOLERANCE) is not None:
         return not_yet("the mean of random forgeries is 2^32 attempts, not half of it.")
-    return not_yet(f"{answer:g} days is not it: expected attempts 2^(8·4), divided by 50 per second, "
+    return not_yet(f"{x:g} days is not it: expected attempts 2^(8·4), divided by 50 per second, "
                    "divided by 86,400 seconds per day.")
 
 
 # --- Task 4: which rule prevents which pitfall ---------------------------------------------------------
 
-RULES = {
-    "A": "each base key encrypts for exactly one sender (RFC 9605 §4.1, §9.2)",
-    "B": "store the next CTR before encrypting with the current one (§9.1)",
-    "C": "the sender refuses to encrypt twice with one key and nonce (§7.4)",
-    "D": "full-length tags, or short ones only behind HBH channels with rate checks (§7.5)",
-    "E": "the receiver keeps a replay window on CTR (§9.3)",
-}
+#: Task 4's rules, lettered in each student's own order; a hint says what the picked rule is about.
+RULES = Choices("07/T4", {
+    "one-sender": Choice("each base key encrypts for exactly one sender (RFC 9605 §4.1, §9.2)",
+                         "that rule is about two senders under one key: their frame n share a nonce"),
+    "persist-ctr": Choice("store the next CTR before encrypting with the current one (§9.1)",
+                          "that rule is about a restored client: a backup holding the last used CTR makes "
+                          "it repeat the next one"),
+    "refuse-repeat": Choice("the sender refuses to encrypt twice with one key and nonce (§7.4)",
+                            "that rule is about the caller: SFrameContext raises NonceReuse for a ctr below "
+                            "its next one, whatever the caller asks"),
+    "long-tags": Choice("full-length tags, or short ones only behind HBH channels with rate checks (§7.5)",
+                        "that rule is about guessing tags: 2^32 guesses take about an hour at 2^20/s"),
+    "replay-window": Choice("the receiver keeps a replay window on CTR (§9.3)",
+                            "that rule is about genuine frames sent again: only the CTR already seen gives "
+                            "them away"),
+})
 PITFALLS = {
     "shared_group_key": "Alice and Bob were both given the group key as their send key under KID 1",
     "crash_restore": "a client saves its CTR to disk after each frame, crashes before one save, restarts",
@@ -450,20 +479,11 @@ PITFALLS = {
     "flood_short_tag": "someone on the path sends 2^20 random frames/s at receivers using 4-byte tags",
     "old_frame_again": "the SFU sends a genuine 2-second-old frame a second time",
 }
-_ANSWERS = {"shared_group_key": "A", "crash_restore": "B", "app_passes_ctr": "C", "flood_short_tag": "D",
-            "old_frame_again": "E"}
-_WHY = {
-    "A": "only one sender may encrypt under a key, else their frame n share a nonce",
-    "B": "a backup holding the last used CTR makes the restored client repeat the next one",
-    "C": "SFrameContext raises NonceReuse for a ctr below its next one, whatever the caller asks",
-    "D": "2^32 guesses take about an hour at 2^20/s; 16-byte tags or rate checks put it out of reach",
-    "E": "the frame is genuine, so only the CTR already seen gives it away",
-}
 
 
 def rules_table() -> pd.DataFrame:
-    """Task 4's rules, one per letter."""
-    return pd.DataFrame({"rule": RULES}).rename_axis("letter")
+    """Task 4's rules, one per letter (this student's letters)."""
+    return pd.DataFrame({"rule": dict(RULES.items())}).rename_axis("letter")
 
 
 def pitfalls_table() -> pd.DataFrame:
@@ -471,20 +491,23 @@ def pitfalls_table() -> pd.DataFrame:
     return pd.DataFrame({"what happens": PITFALLS}).rename_axis("pitfall")
 
 
+@check
 def check_design_rules(answer: dict[str, str | None] | None) -> Feedback:
-    """Task 4: ``answer`` maps each pitfall of :data:`PITFALLS` to the letter of the rule in :data:`RULES`."""
+    """Task 4: ``answer`` maps each pitfall of :data:`PITFALLS` to the letter of the rule in :data:`RULES`
+    (sealed: ``07/T4`` and ``07/T4/<pitfall>``)."""
     if not isinstance(answer, dict) or all(v is None for v in answer.values()):
         return unanswered("Task 4")
     missing = [name for name in PITFALLS if answer.get(name) is None]
     if missing:
         return not_yet(f"still no rule for: {', '.join(missing)}.")
-    bad = {name: v for name, v in answer.items() if str(v).upper() not in RULES}
+    picked = {name: RULES.parse(answer[name]) for name in PITFALLS}
+    bad = {name: answer[name] for name, rule in picked.items() if rule is None}
     if bad:
         return not_yet(f"use the letters {', '.join(RULES)}; got {bad}.")
-    wrong = [name for name in PITFALLS if str(answer[name]).upper() != _ANSWERS[name]]
-    if not wrong:
-        return correct("each pitfall has its rule: one sender per key, persist before use, refuse repeats, "
-                       "long tags, replay window.")
+    if (message := Sealed("07/T4").opens(picked)) is not None:
+        return correct(message)
+    wrong = [name for name in PITFALLS if Sealed(f"07/T4/{name}").opens(picked[name]) is None]
     name = wrong[0]
-    return not_yet(f"{len(wrong)} of {len(PITFALLS)} differ. '{name}' ({PITFALLS[name]}): look for the rule "
-                   f"that says why — {_WHY[_ANSWERS[name]]}.")
+    return not_yet(f"{len(wrong)} of {len(PITFALLS)} differ. '{name}' ({PITFALLS[name]}): you chose "
+                   f"{RULES.letter_of(picked[name])}, and {RULES.options[picked[name]].hint}. Which rule stops "
+                   "this one?")

@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from e2ee_lab.crypto.sframe import (
     CipherSuite,
     SFrameContext,
-    SFrameError,
     decode_header,
     derive_key_salt,
     encode_header,
@@ -23,7 +22,8 @@ from e2ee_lab.crypto.sframe import (
     overhead,
     sframe_nonce,
 )
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
+from e2ee_lab.labs.answers import Sealed
 
 # The RFC 9605 Appendix C.4 example (suite 4 row): KID 0x123, CTR 0x4567, base key 00..0f.
 DEMO_SUITE = CipherSuite.AES_128_GCM_SHA256_128
@@ -190,32 +190,35 @@ def nonce_reuse_demo(first: bytes = b"meet at the north gate at 9",
 
 # --- Task 1: decode a header by hand ----------------------------------------------------------------------
 
-TASK1_HEADER = "890a01f4"  # KID 10 in one extra byte, CTR 500 in two
+TASK1_HEADER = "890a01f4"
 
 
+def _swap16(value: int) -> int | None:
+    return int.from_bytes(value.to_bytes(2, "little"), "big") if 0 <= value < 2**16 else None
+
+
+@check
 def check_header_decoding(answer: tuple[int, int] | None) -> Feedback:
-    """Task 1: ``answer`` is (kid, ctr) read from :data:`TASK1_HEADER`."""
+    """Task 1: ``answer`` is (kid, ctr) read from :data:`TASK1_HEADER` (sealed: ``03/T1``)."""
     if answer is None:
         return unanswered("Task 1")
-    kid, ctr, _ = decode_header(bytes.fromhex(TASK1_HEADER))
-    if not (isinstance(answer, tuple) and len(answer) == 2 and all(isinstance(v, int) for v in answer)):
+    if not (isinstance(answer, tuple) and len(answer) == 2 and all(type(v) is int for v in answer)):
         return not_yet("give the answer as a tuple of two ints: (kid, ctr).")
     got_kid, got_ctr = answer
-    if (got_kid, got_ctr) == (kid, ctr):
-        return correct(f"0x89 = 1000 1001: X=1 with K=000 (KID in 1 byte: 0x0a = {kid}), "
-                       f"Y=1 with C=001 (CTR in 2 bytes: 0x01f4 = {ctr}).")
-    if (got_kid, got_ctr) == (ctr, kid):
+    if (message := Sealed("03/T1").opens(answer)) is not None:
+        return correct(message)
+    if Sealed("03/T1").opens((got_ctr, got_kid)) is not None:
         return not_yet("KID and CTR are swapped: the KID bytes come first, then the CTR bytes.")
     if got_kid in (0, 0x89, 137):
         return not_yet(f"the KID you decoded is {got_kid}: the first byte 0x89 is the config byte; X=1 means "
                        "K holds the KID's length minus one, and the KID is in the next byte.")
-    if got_kid != kid:
-        return not_yet(f"the KID you decoded is {got_kid}, not {kid}: with X=1 and K=000 the KID is the one "
-                       "byte after the config byte.")
-    if got_ctr == 0xF401:
-        return not_yet(f"the CTR you decoded is {got_ctr} (0xf401), not 0x01f4: remember the header stores "
-                       "it big-endian, most significant byte first.")
-    if got_ctr in (1, 0x0A01, 0x01):
+    if Sealed("03/T1/kid").opens(got_kid) is None:
+        return not_yet(f"the KID you decoded is {got_kid}: with X=1 and K=000 the KID is the one byte after "
+                       "the config byte.")
+    if (swapped := _swap16(got_ctr)) is not None and Sealed("03/T1/ctr").opens(swapped) is not None:
+        return not_yet(f"the CTR you decoded is {got_ctr} (0x{got_ctr:04x}): remember the header stores it "
+                       "big-endian, most significant byte first.")
+    if got_ctr in (1, 0x0A01):
         return not_yet(f"the CTR you decoded is {got_ctr}: Y=1 means C=001 is the CTR's length minus one "
                        "(2 bytes), and the CTR bytes come after the KID byte.")
     return not_yet(f"the KID is right, but the CTR is not {got_ctr}: read the two bytes after the KID, "
@@ -236,15 +239,18 @@ TASK2_DESCRIPTIONS = {
     "metadata_changed": "frame 2 untouched, but the receiver's metadata differs by one byte",
     "replayed": "frame 1 again (the receiver already accepted it)",
 }
-_HINTS = {
-    "auth": "the tag covers the ciphertext and the AAD (header || metadata), and CTR feeds the nonce: "
-            "any change there fails authentication ('auth')",
-    "unknown_kid": "the receiver looks the key up by KID before any crypto: no key for that KID means "
-                   "'unknown_kid' (RFC 9605 lets it buffer the frame until the key arrives)",
-    "malformed": "the header cannot be parsed (too short, or not in the minimal form this parser insists "
-                 "on), so it is dropped as 'malformed' before any key is looked up",
-    "replay": "the frame is genuine, but its CTR was already accepted: the replay window says 'replay' "
-              "(it is checked before the tag, and moves only after a frame authenticates)",
+#: What each reason means, shown when a student gives it for a variant where the receiver does otherwise.
+_MEANINGS = {
+    "accepted": "'accepted' means the header parsed, the KID named a key, the CTR was new and the tag "
+                "verified over the ciphertext and the AAD (header || metadata)",
+    "auth": "'auth' means the tag did not verify: it covers the ciphertext and the AAD (header || "
+            "metadata), and the CTR feeds the nonce",
+    "unknown_kid": "'unknown_kid' means the receiver found no key for the KID, which it looks up before any "
+                   "crypto (RFC 9605 lets it buffer the frame until the key arrives)",
+    "malformed": "'malformed' means the header could not be parsed (too short, or not in the minimal form "
+                 "this parser insists on), before any key is looked up",
+    "replay": "'replay' means the frame authenticated earlier and its CTR was already accepted (the window is "
+              "checked before the tag, and moves only after a frame authenticates)",
 }
 
 
@@ -287,22 +293,10 @@ def tampering_table() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "what changed", "first bytes (hex)"])
 
 
-def receiver_verdicts() -> dict[str, str]:
-    """What the real receiver does with each variant: 'accepted' or the drop reason."""
-    verdicts = {}
-    for name in TASK2_DESCRIPTIONS:
-        receiver, variants = tampering_scenario()  # a fresh receiver each time
-        frame, metadata = variants[name]
-        try:
-            receiver.unprotect(frame, metadata)
-            verdicts[name] = "accepted"
-        except SFrameError as err:
-            verdicts[name] = err.reason
-    return verdicts
-
-
+@check
 def check_tampering(answer: dict[str, str | None] | None) -> Feedback:
-    """Task 2: ``answer`` maps each variant to 'accepted' or the drop reason the receiver reports."""
+    """Task 2: ``answer`` maps each variant to 'accepted' or the drop reason the receiver reports
+    (sealed per variant, ``03/T2/<variant>``)."""
     if answer is None or not isinstance(answer, dict) or all(v is None for v in answer.values()):
         return unanswered("Task 2")
     missing = [name for name in TASK2_DESCRIPTIONS if answer.get(name) is None]
@@ -311,14 +305,13 @@ def check_tampering(answer: dict[str, str | None] | None) -> Feedback:
     unknown = {name: v for name, v in answer.items() if v not in REASONS}
     if unknown:
         return not_yet(f"use only {', '.join(REASONS)}; got {unknown}.")
-    truth = receiver_verdicts()
-    wrong = [name for name in TASK2_DESCRIPTIONS if answer[name] != truth[name]]
-    if not wrong:
-        return correct("all eight are rejected, and no failure moves the replay window. Only 'unknown_kid' "
-                       "may be kept for later; every other failure is dropped and counted.")
+    given = {name: answer[name] for name in TASK2_DESCRIPTIONS}
+    if (message := Sealed("03/T2").opens(given)) is not None:
+        return correct(message)
+    wrong = [name for name in TASK2_DESCRIPTIONS if Sealed(f"03/T2/{name}").opens(given[name]) is None]
     name = wrong[0]
-    return not_yet(f"{len(wrong)} of 8 differ. For '{name}' you said '{answer[name]}': "
-                   f"{_HINTS[truth[name]]}.")
+    return not_yet(f"{len(wrong)} of 8 differ. For '{name}' you said '{given[name]}': "
+                   f"{_MEANINGS[given[name]]}. Does that happen to this variant?")
 
 
 # --- Task 3: overhead of one frame --------------------------------------------------------------------------
@@ -326,23 +319,29 @@ def check_tampering(answer: dict[str, str | None] | None) -> Feedback:
 TASK3_SUITE, TASK3_KID, TASK3_CTR = CipherSuite.AES_128_CTR_HMAC_SHA256_80, 0x123, 70_000
 
 
+@check
 def check_overhead(answer: int | None) -> Feedback:
-    """Task 3: bytes SFrame adds to one frame for :data:`TASK3_SUITE`, KID 0x123, CTR 70000."""
+    """Task 3: bytes SFrame adds to one frame for :data:`TASK3_SUITE`, KID 0x123, CTR 70000 (sealed:
+    ``03/T3``)."""
     if answer is None:
         return unanswered("Task 3")
-    if not isinstance(answer, int):
+    if type(answer) is not int:
         return not_yet("give the number of bytes as an int.")
-    expected = overhead(TASK3_SUITE, TASK3_KID, TASK3_CTR)  # 1 + 2 + 3 + 10 = 16
-    if answer == expected:
-        return correct("config byte 1 + KID 0x123 in 2 bytes + CTR 70000 (0x011170) in 3 bytes + "
-                       f"an 80-bit tag of 10 bytes = {expected} bytes.")
-    hints = {
-        expected - TASK3_SUITE.nt: "that is the header alone: add the tag (Nt bytes).",
-        TASK3_SUITE.nt: "that is the tag alone: the header (config byte + KID + CTR bytes) travels too.",
-        expected - 1: "one byte short: did you forget the config byte, or give CTR 70000 only 2 bytes "
-                      "(it needs 3: 70000 > 65535)?",
-        expected + 6: "a 16-byte tag is for the GCM suites; suite 1 has an 80-bit tag (10 bytes).",
-        expected + TASK3_SUITE.nk - TASK3_SUITE.nt: "Nk (48) is the key length, not sent with the frame.",
-    }
-    return not_yet(hints.get(answer, f"{answer} bytes is not it: add the config byte, the KID bytes, the CTR "
-                                     "bytes (minimal big-endian) and the suite's tag length Nt."))
+    seal = Sealed("03/T3")
+    if (message := seal.opens(answer)) is not None:
+        return correct(message)
+    nt, nk = TASK3_SUITE.nt, TASK3_SUITE.nk
+    hints = [
+        (answer + nt, "that is the header alone: add the tag (Nt bytes)."),
+        (answer + 1, "one byte short: did you forget the config byte, or give CTR 70000 only 2 bytes "
+                     "(it needs 3: 70000 > 65535)?"),
+        (answer - 6, "a 16-byte tag is for the GCM suites; suite 1 has an 80-bit tag (10 bytes)."),
+        (answer - nk + nt, f"Nk ({nk}) is the key length, not sent with the frame."),
+    ]
+    if answer == nt:
+        return not_yet("that is the tag alone: the header (config byte + KID + CTR bytes) travels too.")
+    for undone, hint in hints:
+        if seal.opens(undone) is not None:
+            return not_yet(hint)
+    return not_yet(f"{answer} bytes is not it: add the config byte, the KID bytes, the CTR bytes (minimal "
+                   "big-endian) and the suite's tag length Nt.")

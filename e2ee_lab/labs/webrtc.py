@@ -20,7 +20,8 @@ import pandas as pd
 
 from e2ee_lab.analysis.views import CapturedCall, ThreeViews, analyze_views
 from e2ee_lab.config import lab_size
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
+from e2ee_lab.labs.answers import Choice, Choices, whole_number
 from e2ee_lab.webrtc import (
     PRIVATE_ATTRIBUTES,
     WebRTCCallResult,
@@ -241,31 +242,33 @@ def compare_stacks(lab: Mapping, webrtc: Mapping) -> pd.DataFrame:
 
 # --- Task 1: the SFU's DTLS role ---------------------------------------------------------------------
 
-ROLE_STATEMENTS = {
-    "A": "As DTLS server the SFU alone derives each leg's SRTP keys and sends them to the participant "
-         "in the handshake.",
-    "B": "Whatever its role, the SFU is a DTLS endpoint of every leg and derives that leg's SRTP keys "
-         "from the exporter; as the server it also picks the SRTP profile from the participant's "
-         "use_srtp list, and it sends with the server_write key.",
-    "C": "Only the server's certificate is checked against a fingerprint, so the participants are "
-         "not authenticated.",
-    "D": "If the participants were the DTLS servers instead, the SFU could no longer read the media "
-         "of a dtls-srtp call.",
-}
-
-_ROLE_HINTS = {
-    "A": "no key travels in a DTLS-SRTP handshake: both ends run the exporter on the same master "
-         "secret (RFC 5764 §4.2), so the participant derives the same keys itself",
-    "C": "look at sdp_facts: the answer carries fingerprints too, and each side checks the other's "
-         "certificate against them",
-    "D": "the role decides who sends the ClientHello, not who gets the keys: a DTLS client derives "
-         "exactly the same keys as the server",
-}
+#: Task 1's statements, lettered in each student's own order.
+ROLE_STATEMENTS = Choices("09/T1", {
+    "server-sends-keys": Choice(
+        "As DTLS server the SFU alone derives each leg's SRTP keys and sends them to the participant in "
+        "the handshake.",
+        "no key travels in a DTLS-SRTP handshake: both ends run the exporter on the same master "
+        "secret (RFC 5764 §4.2), so the participant derives the same keys itself"),
+    "endpoint": Choice(
+        "Whatever its role, the SFU is a DTLS endpoint of every leg and derives each leg's SRTP keys from "
+        "the exporter.",
+        "look at keylog_table: which side's key log holds the keys, and how did it get them?"),
+    "server-cert-only": Choice(
+        "Only the server's certificate is checked against a fingerprint, so the participants are not "
+        "authenticated by the SFU.",
+        "look at sdp_facts: the answer carries fingerprints too, and each side checks the other's "
+        "certificate against them"),
+    "client-blind": Choice(
+        "If the participants were the DTLS servers instead, the SFU could no longer read the media of a "
+        "dtls-srtp call.",
+        "the role decides who sends the ClientHello, not who gets the keys: a DTLS client derives "
+        "exactly the same keys as the server"),
+})
 
 
 def role_statements() -> str:
     """The statements of Task 1, one per line (``print`` it)."""
-    return "\n".join(f"{key}: {text}" for key, text in ROLE_STATEMENTS.items())
+    return str(ROLE_STATEMENTS)
 
 
 def sfu_role(result: WebRTCCallResult) -> str:
@@ -277,12 +280,14 @@ def sfu_role(result: WebRTCCallResult) -> str:
     return roles.pop()
 
 
+@check(answers=2)
 def check_sfu_role(role: str | None, statement: str | None, result: WebRTCCallResult) -> Feedback:
-    """Task 1: the DTLS role the SFU takes on every leg, and the statement saying why it matters."""
+    """Task 1: the DTLS role the SFU takes on every leg, and the statement saying why it matters
+    (sealed: ``09/T1``)."""
     if role is None or statement is None:
         return unanswered("Task 1")
     expected = sfu_role(result)
-    given = str(role).strip().lower()
+    given = role.strip().lower() if isinstance(role, str) else repr(role)
     if given in ("actpass", "active", "passive"):
         return not_yet(f"{given!r} is an a=setup value, not a DTLS role: the SFU's offer says actpass "
                        "(either), the answer says active (= DTLS client); so which role is left for the SFU?")
@@ -291,14 +296,10 @@ def check_sfu_role(role: str | None, statement: str | None, result: WebRTCCallRe
     if given != expected:
         return not_yet("the participant's answer says a=setup:active: the active side is the DTLS "
                        "client and sends the ClientHello; check the dtls_role column of the handshakes")
-    key = str(statement).strip().upper()[:1]
-    if key not in ROLE_STATEMENTS:
-        return not_yet(f"the role is right; now pick one of {', '.join(ROLE_STATEMENTS)}, not {statement!r}")
-    if key != "B":
-        return not_yet(f"the role is right, statement {key} is not: {_ROLE_HINTS[key]}")
-    return correct(f"the SFU is the DTLS {expected} of all {len(result.keylog)} legs; being an "
-                   "endpoint gives it every leg's SRTP keys (its key log opens the whole capture), "
-                   "so only SFrame keeps the media from it")
+    verdict = ROLE_STATEMENTS.verdict(statement, "Task 1")
+    if not verdict.ok:
+        return not_yet(f"the role is right; the statement is not: {verdict.message}")
+    return correct(f"the SFU is the DTLS {expected} of all {len(result.keylog)} legs; {verdict.message}")
 
 
 # --- Task 2: the SRTP profile ------------------------------------------------------------------------
@@ -309,6 +310,7 @@ def _profile_name(text: str) -> str:
     return name[len("SRTP_"):] if name.startswith("SRTP_") else name
 
 
+@check(answers=2)
 def check_srtp_profile(profile: str | None, named_in_sdp: bool | None, result: WebRTCCallResult) -> Feedback:
     """Task 2: the SRTP protection profile the legs negotiated, and whether any SDP line names it."""
     if profile is None or named_in_sdp is None:
@@ -348,6 +350,7 @@ def video_delivered(summaries: Mapping[str, dict]) -> dict[str, int]:
     return {stack: _total(s, "video_frames_decoded") for stack, s in summaries.items()}
 
 
+@check
 def check_video_delivered(answer: Mapping | None, summaries: Mapping[str, dict]) -> Feedback:
     """Task 3: video frames decoded by all receivers together, per stack, in the same call.
 
@@ -358,9 +361,8 @@ def check_video_delivered(answer: Mapping | None, summaries: Mapping[str, dict])
     expected = video_delivered(summaries)
     if not isinstance(answer, Mapping) or set(answer) != set(expected):
         return not_yet(f"answer with a dict with the keys {sorted(expected)}, e.g. {{'lab': 10, 'webrtc': 12}}")
-    try:
-        given = {k: int(v) for k, v in answer.items()}
-    except (TypeError, ValueError):
+    given = {k: whole_number(v) for k, v in answer.items()}
+    if None in given.values():
         return not_yet("give whole numbers of frames, not shares or strings")
     if given == expected:
         want = {k: _total(s, "video_frames_expected") for k, s in summaries.items()}

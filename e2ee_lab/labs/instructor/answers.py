@@ -1,0 +1,146 @@
+"""The answers of the static tasks, and the messages a student reads when right (instructor only).
+
+:func:`sealed_answers` maps each seal key of ``e2ee_lab/labs/sealed.json`` to ``(answer,
+message)``. The check modules hold only the tokens; ``python -m e2ee_lab.labs.instructor seal``
+rewrites them from here, and the tests check that every token still opens with its answer here.
+Truth functions that would reveal an answer if a student could call them live here too:
+:func:`receiver_verdicts` (Lab 03 Task 2), :func:`caption_frames` (Lab 07 Task 1).
+
+A run-dependent answer (what a student's own call produced) is not here: its check recomputes it
+from that run. A per-student answer is not here either: its check recomputes it from the
+student's parameters (:func:`e2ee_lab.labs.session.params`), unless the parameter takes a few
+values, each sealed under its own key (``"07/T2/nt=3"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from e2ee_lab.attacks.crypto import expected_attempts, shared_key_senders
+from e2ee_lab.crypto.sframe import SFrameError, decode_header, overhead
+from e2ee_lab.labs import pitfalls, sframe
+from e2ee_lab.labs.answers import number_bucket
+
+# --- Lab 03 ------------------------------------------------------------------------------------------
+
+
+def receiver_verdicts() -> dict[str, str]:
+    """What the real receiver does with each Task 2 variant: 'accepted' or the drop reason."""
+    verdicts = {}
+    for name in sframe.TASK2_DESCRIPTIONS:
+        receiver, variants = sframe.tampering_scenario()  # a fresh receiver each time
+        frame, metadata = variants[name]
+        try:
+            receiver.unprotect(frame, metadata)
+            verdicts[name] = "accepted"
+        except SFrameError as err:
+            verdicts[name] = err.reason
+    return verdicts
+
+
+def _lab03() -> dict[str, tuple[Any, str]]:
+    kid, ctr, _ = decode_header(bytes.fromhex(sframe.TASK1_HEADER))
+    verdicts = receiver_verdicts()
+    size = overhead(sframe.TASK3_SUITE, sframe.TASK3_KID, sframe.TASK3_CTR)
+    seals: dict[str, tuple[Any, str]] = {
+        "03/T1": ((kid, ctr), f"0x89 = 1000 1001: X=1 with K=000 (KID in 1 byte: 0x0a = {kid}), "
+                              f"Y=1 with C=001 (CTR in 2 bytes: 0x01f4 = {ctr})."),
+        "03/T1/kid": (kid, ""),
+        "03/T1/ctr": (ctr, ""),
+        "03/T2": (verdicts, "all eight are rejected, and no failure moves the replay window. Only "
+                            "'unknown_kid' may be kept for later; every other failure is dropped and counted."),
+        "03/T3": (size, "config byte 1 + KID 0x123 in 2 bytes + CTR 70000 (0x011170) in 3 bytes + "
+                        f"an 80-bit tag of 10 bytes = {size} bytes."),
+    }
+    seals.update({f"03/T2/{name}": (reason, "") for name, reason in verdicts.items()})
+    return seals
+
+
+# --- Lab 07 ------------------------------------------------------------------------------------------
+
+CAPTION_SECRET = b"caption 14:02 BOB: I resign on Monday, tell no one"
+DESIGN_RULES = {"shared_group_key": "one-sender", "crash_restore": "persist-ctr", "app_passes_ctr": "refuse-repeat",
+                "flood_short_tag": "long-tags", "old_frame_again": "replay-window"}
+
+
+def caption_frames() -> tuple[str, str]:
+    """Lab 07 Task 1's two frames, made from both captions (``pitfalls.TASK1_FRAMES`` is a copy)."""
+    alice, bob = shared_key_senders(pitfalls.DEMO_SUITE, pitfalls.TASK1_KID, pitfalls.DEMO_BASE_KEY)
+    return (alice.protect(pitfalls.TASK1_KID, pitfalls.TASK1_KNOWN).hex(),
+            bob.protect(pitfalls.TASK1_KID, CAPTION_SECRET).hex())
+
+
+def _lab07() -> dict[str, tuple[Any, str]]:
+    attempts = expected_attempts(pitfalls.TASK2_TAG_BYTES)
+    seconds = expected_attempts(pitfalls.TASK3_TAG_BYTES) / pitfalls.TASK3_RATE
+    days = seconds / 86400
+    seals: dict[str, tuple[Any, str]] = {
+        "07/T1": (CAPTION_SECRET, "C1 ⊕ C2 ⊕ P1 = P2: the keystream cancelled, no key needed. Each byte of the "
+                                  "known frame unlocks one byte of the other."),
+        "07/T2": (attempts, f"each random tag matches with probability 2^-24, so the mean of this geometric "
+                            f"distribution is 2^24 = {attempts:,} attempts."),
+        "07/T3": (("~", number_bucket(days, pitfalls.TASK3_TOLERANCE)),
+                  f"2^32 / 50 ≈ {seconds:,.0f} s ≈ {days:,.0f} days (≈ {days / 365.25:.1f} years): a rate check "
+                  "turns the RFC's one-hour flood into years — yet 4-byte tags still fail far sooner than "
+                  "16-byte ones."),
+        "07/T4": (DESIGN_RULES, "each pitfall has its rule: one sender per key, persist before use, refuse "
+                                "repeats, long tags, replay window."),
+    }
+    seals.update({f"07/T4/{name}": (rule, "") for name, rule in DESIGN_RULES.items()})
+    return seals
+
+
+# --- multiple choice and other static answers (labs 02, 05, 08, 09, 10) ------------------------------
+
+#: The check each Lab 05 Task 1 attack meets by design (a run may show another too).
+DESIGNED = {"tamper-tag": "SFrame auth tag", "replay": "replay window", "replay-same-seq": "SRTP replay check",
+            "replay-rekey": "unknown KID", "inject": "SFrame auth tag", "downgrade-inject": "unknown KID",
+            "drop": "none"}
+
+
+def _choices() -> dict[str, tuple[Any, str]]:
+    return {
+        "02/T2": ("payload-only", "entropy measures the bytes inside the ciphertext; metadata (sizes, timing, "
+                                  "SSRCs, the KID, the audio level) lives around it, compressed VP8/Opus scores "
+                                  "nearly as high anyway, and only a decoder (or the tag check) says whether "
+                                  "bytes are media"),
+        "05/T2": ("old-kid", "keys are per sender and epoch, named by the KID the header carries and "
+                             "authenticates. While the old key is kept its replay window rejects the copies; "
+                             "once it is deleted the KID is unknown. Deleting old keys after a grace period "
+                             "is what makes the rekey final."),
+        "08/T2": ("same-work", "the SFU's work per packet is SRTP and header rewriting, the same in both modes; "
+                               "it never touches the SFrame layer, and payload sizes differ only by the SFrame "
+                               "header and tag, which AES-GCM on ~1 KB barely notices."),
+        "09/T1": ("endpoint", "being an endpoint gives it every leg's SRTP keys (its key log opens the whole "
+                              "capture); as the server it also picks the SRTP profile from the participant's "
+                              "use_srtp list and sends with the server_write key. Only SFrame keeps the media "
+                              "from it"),
+        "10/T4": ("before the answer", "attach it right after addTransceiver()/setRemoteDescription, before the "
+                                       "answer, and check that the worker counted frames: a silent bypass looks "
+                                       "like a decoder failure (or, with no encryption, like success)."),
+    }
+
+
+def _numbers() -> dict[str, tuple[Any, str]]:
+    from e2ee_lab.labs import overhead as lab08
+
+    kbps = lab08.appendix_b_kbps(lab08.TASK1_HEADER, lab08.TASK1_TAG, lab08.TASK1_FPS)
+    share = 100 * kbps / lab08.TASK1_BITRATE_KBPS
+    pct = lab08.core_share_pct()
+    return {
+        "08/T1": (("~", number_bucket(kbps, lab08.TASK1_TOLERANCE)),
+                  f"22 bytes per frame x 8 x 30 frames/s / 1024 = {kbps:.2f} kbit/s, {share:.2f} % of 400 kbit/s: "
+                  "per-frame SFrame is cheap for video."),
+        "08/T1/si": (("~", number_bucket(kbps * 1024 / 1000, lab08.TASK1_TOLERANCE)),
+                     f"{kbps * 1024 / 1000:.2f} kbit/s with 1 kbit = 1000 bits; RFC 9605 divides by 1024 "
+                     f"({kbps:.2f} kbit/s). Either way about {share:.1f} % of the bit rate."),
+        "08/T3": (("~", number_bucket(pct, lab08.TASK3_TOLERANCE)),
+                  f"3 x 30 x 6 µs + 3 x 50 x 2 µs = 840 µs of CPU per second = {pct:.3f} % of one core: SFrame "
+                  "itself is not what limits a call."),
+    }
+
+
+def sealed_answers() -> dict[str, tuple[Any, str]]:
+    """Every seal key → (answer, message when right)."""
+    designed = {f"05/T1/{attack}": (name.lower(), "") for attack, name in DESIGNED.items()}
+    return {**_lab03(), **_lab07(), **_choices(), **_numbers(), **designed}
