@@ -168,7 +168,14 @@ def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
         "analyze", help="decrypt a call's capture with the SFU's key log; what the SFU could read"))
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_bench, _add_call, _add_analyze]
+def _add_doctor(subparsers: argparse._SubParsersAction) -> None:
+    from e2ee_lab.doctor import add_doctor_arguments
+
+    add_doctor_arguments(subparsers.add_parser(
+        "doctor", help="can this machine run the labs? one line per item; exit 1 if one fails"))
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_bench, _add_call, _add_analyze, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,11 +28,12 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import websockets
+
+from e2ee_lab.config import scratch_dir
 
 from .errors import BrowserNotFound, BrowserStartFailed, PageError
 
@@ -175,7 +176,7 @@ class Chromium:
 
     async def start(self) -> CDPSession:
         """Launch the browser and connect to its blank page; returns the page's :class:`CDPSession`."""
-        self.profile = tempfile.mkdtemp(prefix="e2ee-lab-chromium-")
+        self.profile = str(scratch_dir("e2ee-lab-chromium-"))
         args = [self.binary, *self.flags, f"--user-data-dir={self.profile}", "about:blank"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.port = await self._devtools_port()

@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from e2ee_lab.capture import MODES as CAPTURE_MODES
 from e2ee_lab.capture import Capture, CaptureMode, PcapSink, read_pcap
+from e2ee_lab.config import scratch_dir
 from e2ee_lab.crypto.keys import kid_for
 from e2ee_lab.crypto.sframe import CipherSuite, SFrameContext
 from e2ee_lab.transport.errors import KeyLogError
@@ -224,7 +224,7 @@ class CallCapture:
         """Start capturing (before the first leg opens)."""
         if self.mode == "off":
             return
-        directory = self.out or Path(tempfile.mkdtemp(prefix="e2ee-lab-capture-"))
+        directory = self.out or scratch_dir("e2ee-lab-capture-")
         directory.mkdir(parents=True, exist_ok=True)
         capture = Capture(directory / CAPTURE_FILE, mode=self.mode)
         await capture.__aenter__()

@@ -28,6 +28,7 @@ from e2ee_lab.config import lab_size
 from e2ee_lab.crypto.sframe import encode_header
 from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, unanswered
 from e2ee_lab.labs.answers import Sealed, call_safely
+from e2ee_lab.labs.session import note_source
 from e2ee_lab.webrtc.errors import WebRTCError
 
 SEED = 0
@@ -66,7 +67,9 @@ def status() -> None:
     if not available():
         print("Chromium is not installed here (apt-get install chromium): the browser calls are skipped "
               "and the figures below are the ones recorded on the reference machine.")
+        note_source("browser", "recorded")
         return
+    note_source("browser", "live")
     problem = netns_problem()
     where = ("in a network namespace with only lo" if problem is None
              else f"in this namespace ({problem}); the page strips non-loopback candidates")

@@ -11,18 +11,17 @@ student's own capture.
 
 from __future__ import annotations
 
-import tempfile
-
 import pandas as pd
 
 from e2ee_lab.analysis.views import CapturedCall, ThreeViews, analyze_views, recording
 from e2ee_lab.capture import CaptureError, sniff_problem
 from e2ee_lab.capture.pcap import LegMap
-from e2ee_lab.config import lab_size
+from e2ee_lab.config import lab_size, scratch_dir
 from e2ee_lab.crypto.keys import parse_kid
 from e2ee_lab.crypto.sframe import MalformedHeader, decode_header
 from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
 from e2ee_lab.labs.answers import Choice, Choices, whole_number
+from e2ee_lab.labs.session import note_source
 from e2ee_lab.media.codecs import vp8_key_frame_size
 from e2ee_lab.rtp import RTPError, VP8PayloadDescriptor, parse_rtp
 
@@ -42,7 +41,7 @@ def captured_call(mode: str, *, seed: int = SEED) -> CapturedCall:
 
     problem = sniff_problem()
     if problem is None:
-        out = tempfile.mkdtemp(prefix=f"e2ee-lab-02-{mode}-")
+        out = scratch_dir(f"e2ee-lab-02-{mode}-")
         try:
             result = run_call(mode, PARTICIPANTS, call_seconds(), seed=seed, size=lab_size(),
                               out=out, capture="sniff")
@@ -51,9 +50,11 @@ def captured_call(mode: str, *, seed: int = SEED) -> CapturedCall:
         else:
             print(f"{mode}: captured live with scapy on lo, {result.capture.datagrams} datagrams "
                   f"in {result.capture.path}")
+            note_source(f"capture {mode}", "live")
             return CapturedCall.from_result(result)
     print(f"{mode}: live capture is not permitted here ({problem}); "
           f"using the recorded capture in data/captures/{mode}")
+    note_source(f"capture {mode}", "recording")
     return recording(mode)
 
 

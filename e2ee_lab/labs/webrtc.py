@@ -13,15 +13,15 @@ from the student's own calls.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 
 import pandas as pd
 
 from e2ee_lab.analysis.views import CapturedCall, ThreeViews, analyze_views
-from e2ee_lab.config import lab_size
+from e2ee_lab.config import lab_size, scratch_dir
 from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
 from e2ee_lab.labs.answers import Choice, Choices, whole_number
+from e2ee_lab.labs.session import note_source
 from e2ee_lab.webrtc import (
     PRIVATE_ATTRIBUTES,
     WebRTCCallResult,
@@ -56,7 +56,7 @@ def webrtc_calls(modes: tuple[str, ...] = MODES, *, seed: int = SEED) -> dict[st
     """
     calls = {}
     for mode in modes:
-        out = tempfile.mkdtemp(prefix=f"e2ee-lab-09-{mode}-")
+        out = scratch_dir(f"e2ee-lab-09-{mode}-")
         result = run_webrtc_call(mode, PARTICIPANTS, call_seconds(), seed=seed, size=lab_size(),
                                  out=out, capture="auto")
         if result.capture is not None:
@@ -64,6 +64,7 @@ def webrtc_calls(modes: tuple[str, ...] = MODES, *, seed: int = SEED) -> dict[st
                   f"{result.capture.datagrams} datagrams")
         else:
             print(f"{mode}: {result.summary['elapsed_s']} s; {result.summary['capture']['note']}")
+        note_source(f"capture {mode}", "live" if result.capture is not None else "none")
         calls[mode] = result
     return calls
 
