@@ -125,8 +125,8 @@ def _show(update: bool) -> None:
     (update_display if update else display)(bundle, raw=True, display_id=DISPLAY_ID)
 
 
-def start(lab: str, student: str | None = None) -> dict:
-    """Begin lab ``lab``: fix the student id, show the run record, return it.
+def start(lab: str, student: str | None = None) -> None:
+    """Begin lab ``lab``: fix the student id and show the run record (:func:`run_record` reads it).
 
     Args:
         lab: the lab's two-digit number, "03".
@@ -139,7 +139,6 @@ def start(lab: str, student: str | None = None) -> dict:
     _state["record"] = {"lab": str(lab), "student": student_id(), "size": lab_size(), "package": _version(),
                         "python": platform.python_version(), "sources": {}}
     _show(update=False)
-    return run_record()
 
 
 def note_source(what: str, source: str) -> None:
