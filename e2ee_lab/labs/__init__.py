@@ -86,7 +86,7 @@ def _with_plain_answers(args: tuple, count: int, probe: Callable | None) -> tupl
     head = list(args[:count])
     if probe is not None and head and callable(head[0]) and not isinstance(head[0], Probed):
         head[0] = Probed(plain_copy(probe(head[0])))
-    head = [a if isinstance(a, Probed) else plain_copy(a) for a in head]
+    head = [Probed(plain_copy(a.outputs)) if isinstance(a, Probed) else plain_copy(a) for a in head]
     return (*head, *args[count:])
 
 
