@@ -247,6 +247,7 @@ class Submission:
     review: tuple[str, ...] = ()  # notes for a human: no run record, changed lab cells, cells that raised
     seconds: float = 0.0  # the submission's own share: its child and its checks (not the lab's run)
     errors: tuple[str, ...] = field(default=())
+    judge: dict = field(default_factory=dict)  # the judge's lab run: seconds, size and student it ran with
 
     def status(self, task: str) -> str:
         """``correct``, ``not yet`` or :data:`NO_VERDICT` (every check of a task must pass)."""
@@ -308,7 +309,7 @@ def _submission(path: Path, record: dict | None, plan: LabPlan, settings: Settin
         review.append(f"the lab's own cells raised in the judge: {lab['lab_errors'][0]}")
     if record is None:
         return Submission(path, plan.lab, settings.student, settings.size, (), tasks, tuple(review),
-                          errors=("the judge returned nothing for this submission",))
+                          errors=("the judge returned nothing for this submission",), judge=lab)
     if record.get("student_problem"):
         review.append(f"its cells: {record['student_problem']}")
     if record.get("tampered"):
@@ -323,7 +324,8 @@ def _submission(path: Path, record: dict | None, plan: LabPlan, settings: Settin
     if broken:
         review.append(f"a check failed on an answer: {broken[0]}")
     seconds = float(record.get("student_seconds", 0)) + float(record.get("check_seconds", 0))
-    return Submission(path, plan.lab, settings.student, settings.size, verdicts, tasks, tuple(review), seconds, errors)
+    return Submission(path, plan.lab, settings.student, settings.size, verdicts, tasks, tuple(review), seconds, errors,
+                      lab)
 
 
 def grade(paths: Sequence[str | Path], *, solutions: str | Path = SOLUTIONS, size: str | None = None,

@@ -285,7 +285,11 @@ def run(job: dict, submissions, result_fd: int) -> None:
             lab_errors.append(f"{type(err).__name__}: {err}"[:300])
     _import_lab_modules()
     files = fingerprint(job["watch"])
-    emit({"lab_seconds": round(time.monotonic() - began, 2), "lab_errors": lab_errors})
+    from e2ee_lab.config import lab_size
+    from e2ee_lab.labs.session import student_id
+
+    emit({"lab_seconds": round(time.monotonic() - began, 2), "lab_errors": lab_errors, "size": lab_size(),
+          "student": student_id()})
     user, tampered = job.get("child_user"), None
     for line in submissions:
         if not line.strip():

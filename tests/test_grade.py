@@ -1,0 +1,188 @@
+"""The grader cannot be fooled: only the master's checks, run by a clean judge on plain answers, count.
+
+Lab 03 (static answers, a few seconds per run) is executed once as shipped and once solved, like
+a student would before handing in; every attack below is made from those executed notebooks, and
+all of them are graded by one judge run. None may score; the solved notebook must score full, at
+the size its run record names.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_output
+
+from e2ee_lab.labs import CORRECT
+from e2ee_lab.labs.instructor import grade
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB = "03_sframe_by_hand.ipynb"
+TASKS = ("Task 1", "Task 2", "Task 3")
+
+pytestmark = pytest.mark.notebook
+
+
+def _run(path: Path, size: str) -> nbformat.NotebookNode:
+    nb = nbformat.read(path, as_version=4)
+    env = dict(os.environ, E2EE_LAB_SIZE=size)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute(env=env)
+    return nb
+
+
+@pytest.fixture(scope="module")
+def executed() -> dict[str, nbformat.NotebookNode]:
+    return {"student": _run(ROOT / "notebooks" / LAB, "ci"),
+            "solved-full": _run(ROOT / "notebooks" / "solutions" / LAB, "full")}
+
+
+def _index(nb, text: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and text in c.source)
+
+
+def _attacks(student: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    checks = ("check_header_decoding", "check_tampering", "check_overhead")
+    out = {}
+
+    nb = copy.deepcopy(student)  # the check cells replaced by a printed verdict (and its saved output)
+    for name in checks:
+        cell = nb.cells[_index(nb, name)]
+        cell.source = 'print("correct: well done")'
+        cell.outputs = [new_output("stream", name="stdout", text="correct: well done\n")]
+    out["replaced check"] = nb
+
+    nb = copy.deepcopy(student)  # monkeypatching the checks, the seals and the verdict class early on
+    nb.cells.insert(_index(nb, "as lab") + 1, new_code_cell(
+        "for name in ('check_header_decoding', 'check_tampering', 'check_overhead'):\n"
+        "    setattr(lab, name, lambda *a: lab.correct(''))\n"
+        "import e2ee_lab.labs as L, e2ee_lab.labs.answers as A\n"
+        "A.Sealed.opens = lambda self, answer: 'pwned'\n"
+        "L.Feedback.ok = True\nL.Feedback.__bool__ = lambda self: True"))
+    out["monkeypatch"] = nb
+
+    nb = copy.deepcopy(student)  # an extra cell printing a verdict after each real check
+    for name in checks:
+        nb.cells.insert(_index(nb, name) + 1, new_code_cell('from e2ee_lab.labs import correct\ncorrect("yes")'))
+    out["extra correct cell"] = nb
+
+    nb = copy.deepcopy(student)  # the check edited to pass the right literal; the answers stay wrong
+    nb.cells[_index(nb, "check_header_decoding")].source = "lab.check_header_decoding((10, 500))"
+    nb.cells[_index(nb, "answer_overhead = None")].source = "answer_overhead = 15"
+    nb.cells[_index(nb, "check_overhead")].source = "lab.check_overhead(16)"
+    out["edited check"] = nb
+
+    nb = copy.deepcopy(student)  # answers of the wrong type, with rigged equality
+    nb.cells[_index(nb, "answer_header = None")].source = (
+        "class Always(tuple):\n    def __eq__(self, other): return True\n    __hash__ = tuple.__hash__\n"
+        "answer_header = Always((1, 2))")
+    nb.cells[_index(nb, "answer_tampering = {")].source = (
+        "class Any(str):\n    def __eq__(self, other): return True\n    __hash__ = str.__hash__\n"
+        "answer_tampering = {k: Any('x') for k in lab.TASK2_DESCRIPTIONS}")
+    nb.cells[_index(nb, "answer_overhead = None")].source = "answer_overhead = '16'"
+    out["wrong types"] = nb
+
+    nb = copy.deepcopy(student)  # the kernel itself: print, an IPython hook, a thread printing verdicts
+    nb.cells.insert(_index(nb, "answer_header = None"), new_code_cell(
+        "import builtins, sys, threading, time\n"
+        "builtins.print = lambda *a, **k: sys.__stdout__.write('correct: forged\\n')\n"
+        "get_ipython().events.register('pre_run_cell', lambda *a: sys.__stdout__.write('correct: forged\\n'))\n"
+        "def spam():\n    while True:\n        sys.__stdout__.write('correct: forged\\n'); time.sleep(0.01)\n"
+        "threading.Thread(target=spam, daemon=True).start()"))
+    out["kernel attack"] = nb
+    return out
+
+
+def _write(tmp_path: Path, notebooks: dict[str, nbformat.NotebookNode]) -> list[Path]:
+    paths = []
+    for name, nb in notebooks.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.ipynb"
+        nbformat.write(nb, path)
+        paths.append(path)
+    return paths
+
+
+def test_no_attack_scores_and_the_solved_notebook_scores_full_at_its_own_size(executed, tmp_path):
+    attacks = _attacks(executed["student"])
+    notebooks = {**attacks, "as shipped": executed["student"], "solved at full size": executed["solved-full"]}
+    graded = {p.stem.replace("_", " "): sub for p, sub in
+              zip(_write(tmp_path, notebooks), grade.grade(_write(tmp_path, notebooks)))}
+    for name in attacks:
+        assert [graded[name].status(t) for t in TASKS] == ["not yet"] * 3, (name, graded[name].verdicts)
+    assert [graded["as shipped"].status(t) for t in TASKS] == ["not yet"] * 3
+    full = graded["solved at full size"]
+    assert [full.status(t) for t in TASKS] == [CORRECT] * 3, full.verdicts
+    assert full.size == "full" and full.judge["size"] == "full"  # regraded at the size it ran at
+    assert graded["as shipped"].judge["size"] == "ci"
+    assert "1 added or changed" in "; ".join(graded["monkeypatch"].review)  # shown for review
+
+
+def test_the_verdict_of_a_submission_is_its_own(executed, tmp_path):
+    """Each submission is judged on its own answers, in one judge run for all (a class)."""
+    solved = _attacks(executed["student"])["wrong types"]
+    solved.cells[_index(solved, "answer_overhead = ")].source = "answer_overhead = 16"
+    paths = _write(tmp_path, {"one right": solved, "none right": executed["student"]})
+    one, none = grade.grade(paths)
+    assert [one.status(t) for t in TASKS] == ["not yet", "not yet", CORRECT]
+    assert [none.status(t) for t in TASKS] == ["not yet"] * 3
+
+
+def test_a_submission_that_changes_the_package_stops_the_grading_of_the_rest(executed, tmp_path):
+    marker = ROOT / "data" / f".tamper-{uuid.uuid4().hex}"
+    tamper = copy.deepcopy(executed["student"])
+    tamper.cells.insert(_index(tamper, "answer_header = None"), new_code_cell(
+        f"import os\nopen({str(marker)!r}, 'w').write('x')"))
+    paths = _write(tmp_path, {"tamper": tamper, "after it": executed["solved-full"]})
+    mode = (ROOT / "data").stat().st_mode
+    try:
+        os.chmod(ROOT / "data", 0o777)  # as root the child runs as nobody: let it write, as a same-user child could
+        first, second = grade.grade(paths, size="ci")
+    finally:
+        os.chmod(ROOT / "data", mode)
+        created = marker.exists()
+        marker.unlink(missing_ok=True)
+    assert created, "the tampering child could not write into data/"
+    assert "changed files" in "; ".join(first.review)
+    assert not any(second.status(t) == CORRECT for t in TASKS) and not second.verdicts
+    assert "not graded" in "; ".join(second.review)
+
+
+def test_settings_follow_the_run_record():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Lab 02 — x")])
+    record = {"lab": "02", "student": "s1", "size": "full",
+              "sources": {"capture e2ee": "recording", "browser": "recorded"}}
+    cell = new_code_cell("labs.start('02')")
+    cell.outputs = [new_output("display_data", data={"application/vnd.e2ee-lab.run+json": record, "text/plain": "r"})]
+    nb.cells.append(cell)
+    settings, notes = grade.settings_of(nb, "02")
+    env = settings.environment()
+    assert (settings.size, settings.student, notes) == ("full", "s1", [])
+    assert env["E2EE_LAB_SIZE"] == "full" and env["E2EE_LAB_STUDENT"] == "s1"
+    assert env["E2EE_LAB_NO_SNIFF"] == "1" and env["E2EE_LAB_CHROMIUM"] == grade.MISSING_CHROMIUM
+    bare, notes = grade.settings_of(nbformat.v4.new_notebook(), "02")
+    assert bare.size == "full" and "no run record" in notes[0]
+
+
+@pytest.mark.parametrize("master", sorted((ROOT / "notebooks" / "solutions").glob("[0-9]*.ipynb")),
+                         ids=lambda p: p.name[:2])
+def test_every_master_has_a_plan_whose_answers_are_its_answer_cells(master):
+    """Every check call of a master names @check functions, and its answer arguments are names the
+    master's answer cells assign (what the judge reads from a student's cells)."""
+    import ast
+
+    plan = grade.plan_lab(master)
+    assert plan.tasks and plan.lab_cells
+    master_nb = nbformat.read(master, as_version=4)
+    assigned = set()
+    for cell in master_nb.cells:
+        if "solution" in cell.metadata.get("tags", []):
+            for node in ast.walk(ast.parse(grade._python(cell.source))):
+                if isinstance(node, (ast.Name, ast.FunctionDef)) and isinstance(getattr(node, "ctx", ast.Store()), ast.Store):
+                    assigned.add(getattr(node, "id", getattr(node, "name", None)))
+    for task in plan.tasks:
+        assert set(task.answers) <= assigned, (task.call, assigned)
