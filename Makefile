@@ -1,12 +1,13 @@
 # The two commands: `make run` (execute every notebook at full size into reports/, with
 # reports/index.html) and `make test`. Each creates .venv with `python3 -m venv` when it is missing
 # and installs the package into it. `make gallery` is `make run` that also refreshes the committed
-# README figures in data/figures/gallery/.
+# README figures in data/figures/gallery/. `make student-release DEST=dir` writes what students get
+# (no solutions, no instructor guide, no answers: INSTRUCTORS.md, "Handing out the labs").
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.e2ee-lab-installed
 
-.PHONY: run test gallery lab bench clean
+.PHONY: run test gallery lab bench clean student-release
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -26,6 +27,10 @@ test: $(STAMP)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
+
+student-release: $(STAMP)
+	@test -n "$(DEST)" || { echo "usage: make student-release DEST=dir"; exit 2; }
+	$(PY) -m e2ee_lab.labs.instructor.release $(DEST)
 
 bench: $(STAMP)
 	$(VENV)/bin/e2ee-lab bench all

@@ -1,9 +1,12 @@
 """Every notebook and its solution: executed at ci size, kept stripped, and generated from one source.
 
 Student notebooks must run top to bottom (their checks say "not yet" without raising); solution
-notebooks must run too, and every check in them must say "correct". A lab's student notebook and
-its solution execute at the same time, in two kernels (the calls inside wait on real time as much
-as they compute, so on 2 cores the pair takes little longer than one). The solution notebook is the
+notebooks must run too, and every check in them must say "correct". The student notebooks that run
+are those of a **student release** (``make student-release``, built once into a temporary folder),
+in a kernel that imports the release's copy of the package: so the release's notebooks run without
+the instructor module, and the tree's student notebooks, which equal them, are covered too. A lab's
+student notebook and its solution execute at the same time, in two kernels (the calls inside wait
+on real time as much as they compute, so on 2 cores the pair takes little longer than one). The solution notebook is the
 master: each student notebook must equal :func:`e2ee_lab.labs.assign.student_version` of it (cell
 types and sources; outputs and ids ignored), so the two cannot drift. After editing a lab, run
 ``python -m e2ee_lab.labs.assign generate`` (master edited) or ``convert NN`` (both edited).
@@ -12,9 +15,13 @@ types and sources; outputs and ids ignored), so the two cannot drift. After edit
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -30,11 +37,24 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("[0-9]*.ipynb"))
 
 
-async def _execute(path: Path) -> nbformat.NotebookNode:
+@functools.cache
+def release() -> Path:
+    """A student release of this tree, built once per test session (removed at exit)."""
+    from e2ee_lab.labs.instructor.release import build
+
+    dest = Path(tempfile.mkdtemp(prefix="e2ee-lab-release-")) / "release"
+    atexit.register(shutil.rmtree, dest.parent, True)
+    build(dest)
+    return dest
+
+
+async def _execute(path: Path, package_root: Path | None = None) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
-    os.environ["E2EE_LAB_SIZE"] = "ci"
+    env = dict(os.environ, E2EE_LAB_SIZE="ci")
+    if package_root is not None:  # the kernel imports this copy of e2ee_lab (PYTHONPATH precedes the install)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package_root), env.get("PYTHONPATH")]))
     await NotebookClient(nb, timeout=300, kernel_name="python3",
-                         resources={"metadata": {"path": str(path.parent)}}).async_execute()
+                         resources={"metadata": {"path": str(path.parent)}}).async_execute(env=env)
     return nb
 
 
@@ -45,12 +65,13 @@ def _executed(path: Path) -> nbformat.NotebookNode:
     """``path`` executed; the first request for a lab runs its student notebook and solution together."""
     name = path.name
     if name not in _RUNS:
-        pair = {"student": ROOT / "notebooks" / name, "solution": ROOT / "notebooks" / "solutions" / name}
-        if not _has_solution_cells(pair["solution"]):
+        pair = {"student": (release() / "notebooks" / name, release()),
+                "solution": (ROOT / "notebooks" / "solutions" / name, None)}
+        if not _has_solution_cells(pair["solution"][0]):
             del pair["solution"]
 
         async def run() -> list:
-            return await asyncio.gather(*(_execute(p) for p in pair.values()), return_exceptions=True)
+            return await asyncio.gather(*(_execute(*p) for p in pair.values()), return_exceptions=True)
 
         _RUNS[name] = dict(zip(pair, asyncio.run(run())))
     result = _RUNS[name]["solution" if path.parent.name == "solutions" else "student"]
@@ -95,7 +116,14 @@ def test_title_names_the_notebook_number(path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_student_notebook_runs(path):
-    assert _executed(path).cells
+    """The release's copy of ``path`` runs top to bottom on the release's package."""
+    nb = _executed(path)
+    assert nb.cells
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    record = [o["data"]["application/vnd.e2ee-lab.run+json"] for c in nb.cells for o in c.get("outputs", [])
+              if "application/vnd.e2ee-lab.run+json" in o.get("data", {})]
+    assert record and record[-1]["lab"] == path.name[:2] and record[-1]["size"] == "ci"
 
 
 @pytest.mark.notebook

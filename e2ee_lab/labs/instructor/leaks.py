@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -161,20 +162,22 @@ def _squash(text: str) -> str:
 
 
 def _number_forms(x: float) -> set[str]:
-    """How a telling number may be written (999 or more, or with 3+ significant digits)."""
+    """How a telling number may be written: an integer of 100 or more, or a fraction written with
+    at least two significant digits in four or more characters (0.084, 5.16, 994.2)."""
     forms: set[str] = set()
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
         return forms
-    if float(x).is_integer() and abs(x) >= 100:
-        n = int(x)
-        forms |= {str(n), f"{n:,}", f"{n:_}"}
-    elif not float(x).is_integer():
-        for digits in (2, 3, 4):
-            text = f"{x:.{digits}f}".rstrip("0")
-            if len(text.replace("0.", "").lstrip("0").replace(".", "")) >= 3 or digits == 4:
-                forms.add(text)
-        forms.add(repr(x))
-    return {f for f in forms if len(f.replace(",", "").replace(".", "").lstrip("0")) >= 3}
+    if float(x).is_integer():
+        if abs(x) >= 100:
+            n = int(x)
+            forms |= {str(n), f"{n:,}", f"{n:_}"}
+        return forms
+    for digits in (1, 2, 3, 4):
+        text = f"{x:.{digits}f}".rstrip("0").rstrip(".")
+        significant = text.replace("-", "").replace(".", "").lstrip("0")
+        if len(significant) >= 2 and len(text) >= 4:
+            forms.add(text)
+    return forms
 
 
 def _scalars(value: Any) -> list[Any]:
