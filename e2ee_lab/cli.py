@@ -36,7 +36,7 @@ def _json_safe(value: object) -> object:
 def _bench_names() -> list[str]:
     from e2ee_lab.bench import BENCHMARKS
 
-    return [*BENCHMARKS, "all"]
+    return [*BENCHMARKS, "all", "labs"]
 
 
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +44,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 
     listing = "; ".join(f"{name}: {b.help}" for name, b in BENCHMARKS.items())
     parser = subparsers.add_parser("bench", help="run a benchmark and report µs per operation",
-                                   description=f"Benchmarks ({listing}; all: every one).")
+                                   description=f"Benchmarks ({listing}; all: every one; labs: CPU-seconds and "
+                                               "peak memory of each lab notebook at ci and full size).")
     parser.add_argument("name", choices=_bench_names(), help="which benchmark")
     parser.add_argument("--json", action="store_true", help="print JSON to stdout instead of a table")
     parser.add_argument("--out", type=Path, help="CSV path (default reports/bench_<name>.csv; "
@@ -69,6 +70,9 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--profile", nargs="?", const="e2ee", choices=("dtls-srtp", "e2ee", "bare"), metavar="MODE",
                         help="sfu only: cProfile the SFU's process in one room (--rooms N, default 4) in MODE "
                         "(default e2ee) and print the share of its busy time per category and the top functions")
+    parser.add_argument("--labs", nargs="+", metavar="NN", help="labs only: the notebooks to run (default: all)")
+    parser.add_argument("--lab-sizes", nargs="+", choices=("ci", "full"), default=["ci", "full"],
+                        help="labs only: the sizes to run each notebook at (default: ci full)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run_bench)
 
@@ -94,6 +98,8 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     if args.profile is not None:
         return _run_profile(args)
+    if args.name == "labs":
+        return _run_bench_labs(args)
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
     if args.out is not None and len(names) > 1:
         print("--out takes one benchmark; with 'all' the CSVs go to reports/", file=sys.stderr)
@@ -122,6 +128,23 @@ def _run_bench(args: argparse.Namespace) -> int:
                    for name, df in results.items()}
         print(json.dumps(payload, indent=2))
     return 0
+
+
+def _run_bench_labs(args: argparse.Namespace) -> int:
+    """``bench labs``: every lab notebook at each size in a fresh process; a table and a CSV."""
+    from e2ee_lab.bench.labs import bench_labs, format_labs
+
+    began = time.perf_counter()
+    df = bench_labs(args.labs or (), args.lab_sizes, progress=not args.no_progress)
+    out = args.out or REPORTS / "bench_labs.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    print(f"wrote {out}\nbench labs: {time.perf_counter() - began:.1f} s", file=sys.stderr)
+    if args.json:
+        print(json.dumps([{k: _json_safe(v) for k, v in row.items()} for row in df.to_dict("records")], indent=2))
+    else:
+        print(format_labs(df))
+    return 1 if df.error.astype(bool).any() else 0
 
 
 def _run_profile(args: argparse.Namespace) -> int:
