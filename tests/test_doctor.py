@@ -79,3 +79,13 @@ def test_lab_00_starts_with_the_doctor():
         nb = nbformat.read(ROOT / folder / "00_overview.ipynb", as_version=4)
         first = next(c for c in nb.cells if c.cell_type == "code")
         assert "doctor.report()" in first.source
+
+
+def test_temporary_folders_of_a_kernel_are_gone_when_it_exits(tmp_path):
+    code = ("from e2ee_lab.config import scratch_dir\n"
+            "d = scratch_dir('e2ee-lab-test-'); (d / 'capture.pcap').write_bytes(b'x'); print(d)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, E2EE_LAB_TMP=str(tmp_path)))
+    made = Path(out.stdout.strip())
+    assert out.returncode == 0 and made.parent == tmp_path and made.name.startswith("e2ee-lab-test-")
+    assert not made.exists()

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import e2ee_lab.labs
 from e2ee_lab.labs import Feedback, Probed, check, is_check, session
-from e2ee_lab.labs.answers import (Choice, Choices, Opaque, Sealed, canonical, from_plain, parse_letter, plain_copy,
+from e2ee_lab.labs.answers import (Choices, Opaque, Sealed, canonical, from_plain, parse_letter, plain_copy,
                                    seal, to_plain, unseal)
 from e2ee_lab.labs.instructor import leaks
 

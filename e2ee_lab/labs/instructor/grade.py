@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import difflib
 import importlib
 import json
 import os
