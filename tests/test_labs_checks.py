@@ -66,8 +66,7 @@ def contexts() -> dict[str, object]:
     from e2ee_lab.webrtc import run_webrtc_call
 
     plain, e2ee = run_call("dtls-srtp", 3, 1.0, size="ci"), run_call("e2ee", 3, 1.0, size="ci")
-    matrix = run_matrix(list(malicious.PREDICT) + ["delay", "reorder", "downgrade-signalling", "key-substitution"],
-                        modes=("e2ee",))
+    matrix = run_matrix(list(malicious.PREDICT) + ["key-substitution"], modes=("e2ee",))
     rtc = run_webrtc_call("e2ee", 2, 1.0, size="ci")
     old = os.environ.get("E2EE_LAB_CHROMIUM")
     os.environ["E2EE_LAB_CHROMIUM"] = "/nonexistent"  # lab 10's recorded tables, no browser here
@@ -176,7 +175,7 @@ def _answers(count: int, name: str):
 
 
 @pytest.mark.parametrize("name,func", CHECKS, ids=[n for n, _ in CHECKS])
-@settings(max_examples=40)
+@settings(max_examples=25)
 @given(data=st.data())
 def test_a_check_never_raises_and_never_fails_inside(name, func, data):
     count, params = _parameters(name, func)

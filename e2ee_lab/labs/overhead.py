@@ -20,7 +20,7 @@ from e2ee_lab.bench import bench_sfu, bench_transforms
 from e2ee_lab.bench.frames import MEDIA
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
-from e2ee_lab.labs.answers import Choice, Choices, Sealed
+from e2ee_lab.labs.answers import Choice, Choices, Sealed, real_number
 
 # Benchmark settings per lab size: ci is for the test suite, full for the classroom.
 TRANSFORM_SETTINGS: dict[str, dict[str, object]] = {
@@ -96,12 +96,6 @@ def appendix_b_kbps(header_bytes: int, tag_bytes: int, per_second: float) -> flo
 TASK1_TOLERANCE = 0.01  #: answers within 1 % pass (up to 2 %: the seal holds 1 %-wide buckets)
 
 
-def _number(answer: object) -> float | None:
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or not math.isfinite(answer):
-        return None
-    return float(answer)
-
-
 def _sealed_mistake(seal: Sealed, undos: list[tuple[float, str]], tol: float) -> str | None:
     """The hint of the first mistake whose undoing (a value) opens ``seal``."""
     return next((hint for value, hint in undos if seal.opens_number(value, tol) is not None), None)
@@ -113,7 +107,7 @@ def check_overhead_kbps(answer: float | None) -> Feedback:
     ``08/T1``, and ``08/T1/si`` for 1 kbit = 1000 bits)."""
     if answer is None:
         return unanswered("Task 1")
-    x = _number(answer)
+    x = real_number(answer)
     if x is None or x <= 0:
         return not_yet("give the overhead as a positive number of kbit/s, e.g. 1.5.")
     seal = Sealed("08/T1")
@@ -190,7 +184,7 @@ def check_core_share(answer: float | None) -> Feedback:
     ``08/T3``)."""
     if answer is None:
         return unanswered("Task 3")
-    x = _number(answer)
+    x = real_number(answer)
     if x is None or x <= 0:
         return not_yet("give the share as a positive number in %, e.g. 1.5 for 1.5 %.")
     seal = Sealed("08/T3")

@@ -39,7 +39,7 @@ from e2ee_lab.attacks.crypto import (
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.sframe import CipherSuite, SFrameContext, SFrameError, derive_key_salt, sframe_nonce
 from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
-from e2ee_lab.labs.answers import Choice, Choices, Sealed
+from e2ee_lab.labs.answers import Choice, Choices, Sealed, real_number
 
 DEMO_SUITE = CipherSuite.AES_128_GCM_SHA256_128
 DEMO_BASE_KEY = bytes(range(0x40, 0x50))  # "the group key" both senders were given
@@ -401,19 +401,12 @@ TASK3_TAG_BYTES, TASK3_RATE = 4, MEDIA_RATE
 TASK3_TOLERANCE = 0.01  #: answers within 1 % pass (up to 2 %: the seal holds 1 %-wide buckets)
 
 
-def _number(answer: object) -> float | None:
-    """A finite int or float answer, else None (bools are not numbers here)."""
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
-        return None
-    return float(answer) if math.isfinite(answer) else None
-
-
 @check
 def check_expected_attempts(answer: int | None) -> Feedback:
     """Task 2: mean random forgeries until a receiver with a 3-byte tag accepts one (sealed: ``07/T2``)."""
     if answer is None:
         return unanswered("Task 2")
-    x = _number(answer)
+    x = real_number(answer)
     if x is None or not x.is_integer():
         return not_yet("give a whole number of attempts.")
     n = int(x)
@@ -437,7 +430,7 @@ def check_forgery_days(answer: float | None) -> Feedback:
     (sealed by 1 % bucket: ``07/T3``)."""
     if answer is None:
         return unanswered("Task 3")
-    x = _number(answer)
+    x = real_number(answer)
     if x is None or x <= 0:
         return not_yet("give a positive number of days.")
     seal = Sealed("07/T3")
