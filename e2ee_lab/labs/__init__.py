@@ -8,8 +8,8 @@ test suite executes the solution notebooks and requires every check in them to s
 A check is a function decorated with :func:`check`. The decorator is what makes the promise hold:
 
 - the first ``answers`` arguments (the student's answers) reach the check as plain Python data
-  (:func:`e2ee_lab.labs.answers.plain_copy`): an object with a rigged ``__eq__`` or ``__hash__``
-  arrives as an :class:`~e2ee_lab.labs.answers.Opaque` placeholder, which equals nothing;
+  (:func:`e2ee_lab.labs.plain.plain_copy`): an object with a rigged ``__eq__`` or ``__hash__``
+  arrives as an :class:`~e2ee_lab.labs.plain.Opaque` placeholder, which equals nothing;
 - a build task passes a ``probe``: a function that calls the student's code on the check's own
   inputs and returns plain data (outputs, or the name of the exception raised), so the verdict
   never needs the student's function itself (the grader runs the probe in a throwaway process);
@@ -81,8 +81,6 @@ class Probed:
 
 
 def _with_plain_answers(args: tuple, count: int, probe: Callable | None) -> tuple:
-    from e2ee_lab.labs.answers import plain_copy
-
     head = list(args[:count])
     if probe is not None and head and callable(head[0]) and not isinstance(head[0], Probed):
         head[0] = Probed(plain_copy(probe(head[0])))
@@ -98,7 +96,7 @@ def check(func: Callable | None = None, *, answers: int = 1, probe: Callable | N
             the lab's own objects: a call, a table). The grader passes exactly these.
         probe: for a build task, ``probe(student_function) -> plain data``; the check then receives
             a :class:`Probed` instead of the function. A probe must not raise either: record an
-            exception of the student's code as data (:func:`e2ee_lab.labs.answers.call_safely`).
+            exception of the student's code as data (:func:`e2ee_lab.labs.plain.call_safely`).
     """
 
     def wrap(f: Callable[..., Feedback]) -> Callable[..., Feedback]:
@@ -130,6 +128,7 @@ def check_spec(obj: object) -> dict:
     return dict(getattr(obj, CHECK_MARK, {}))
 
 
+from e2ee_lab.labs.plain import plain_copy  # noqa: E402  (imports nothing of the package)
 from e2ee_lab.labs.session import params, start, student_id  # noqa: E402  (re-exported API)
 
 __all__ = ["CORRECT", "NOT_YET", "Feedback", "Probed", "check", "check_spec", "correct", "is_check",

@@ -37,7 +37,7 @@ import time
 import traceback
 from typing import Any
 
-from e2ee_lab.labs.answers import from_plain, to_plain
+from e2ee_lab.labs.plain import from_plain, to_plain
 
 READ_LIMIT = 64 * 2**20  # bytes a student child may send back
 PR_SET_DUMPABLE = 4
