@@ -186,3 +186,24 @@ def test_every_master_has_a_plan_whose_answers_are_its_answer_cells(master):
                     assigned.add(getattr(node, "id", getattr(node, "name", None)))
     for task in plan.tasks:
         assert set(task.answers) <= assigned, (task.call, assigned)
+
+
+def test_the_table_orders_tasks_and_names_duplicates_by_path(tmp_path):
+    subs = [grade.Submission(tmp_path / "a" / "x.ipynb", "03", "s1", "ci", (grade.Verdict("Task 1", True, "ok"),),
+                             ("Task 1",)),
+            grade.Submission(tmp_path / "b" / "x.ipynb", "07", "", "full", (grade.Verdict("Task 10", False, "no"),),
+                             ("Task 2", "Task 10"), ("no run record",))]
+    table = grade.grade_table(subs)
+    assert list(table.columns) == ["lab", "student", "size", "Task 1", "Task 2", "Task 10", "score", "review"]
+    assert list(table.index) == [str(tmp_path / "a" / "x.ipynb"), str(tmp_path / "b" / "x.ipynb")]
+    assert list(table.iloc[1][["Task 1", "Task 2", "Task 10", "score"]]) == ["", grade.NO_VERDICT, "not yet", "0/2"]
+    assert table.iloc[1]["review"] == "no run record" and table.iloc[0]["student"] == "s1"
+
+
+def test_the_command_reports_an_unreadable_file_and_a_lab_without_master(tmp_path, capsys):
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    assert grade.main([str(tmp_path / "broken.ipynb")]) == 1
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Lab 42 — none")]),
+                   tmp_path / "42_x.ipynb")
+    assert grade.main([str(tmp_path / "42_x.ipynb")]) == 1
+    assert "no master for lab '42'" in capsys.readouterr().err

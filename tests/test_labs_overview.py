@@ -1,5 +1,5 @@
 """Notebook 00 (overview): the threat-model figure and data, the labs map, the task checks against real
-calls, and the offline grader (:mod:`e2ee_lab.labs.grade`)."""
+calls. (The grader is tested in tests/test_grade.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from e2ee_lab.analysis import threat_model
 from e2ee_lab.call import run_call
-from e2ee_lab.labs import grade, overview
+from e2ee_lab.labs import overview
 
 
 @pytest.fixture(scope="module")
@@ -132,65 +132,3 @@ def test_sfu_view_table_counts_what_the_sfu_decoded(calls):
     assert table.loc["e2ee", "pictures the SFU decoded"] == 0
     relayed = table["key messages relayed (sealed)"]
     assert relayed["e2ee"] > 0 and relayed["dtls-srtp"] == 0
-
-
-# --- grading -----------------------------------------------------------------------------------------
-
-
-def _submission(path, header_answer, check="lab.check_header_decoding(answer_header)"):
-    """A lab 03 submission with two tasks: Task 1 answered, Task 2 left as shipped."""
-    cells = [
-        new_markdown_cell("# Lab 03 — SFrame by hand"),
-        new_code_cell("from e2ee_lab.labs import sframe as lab"),
-        new_markdown_cell("## Tasks\n\n### Task 1 · Decode a header by hand"),
-        new_code_cell(f"answer_header = {header_answer!r}"),
-        new_code_cell(check),
-        new_markdown_cell("### Task 2 · What does the receiver reject?"),
-        new_code_cell("answer_tampering = None"),
-        new_code_cell("lab.check_tampering(answer_tampering)"),
-        new_code_cell("1 / 0"),
-        new_code_cell("raise ValueError('meant to fail')", metadata={"tags": ["raises-exception"]}),
-    ]
-    nbformat.write(new_notebook(cells=cells), path)
-    return path
-
-
-def test_grade_runs_a_submission_and_reads_each_task(tmp_path):
-    good = grade.grade_notebook(_submission(tmp_path / "ann.ipynb", (10, 500)))
-    assert good.lab == "03" and good.tasks == ("Task 1", "Task 2")
-    assert good.status("Task 1") == "correct" and good.status("Task 2") == "not yet"
-    assert good.edited_checks == () and good.errors == ("ZeroDivisionError: division by zero",)
-    bad = grade.grade_notebook(_submission(tmp_path / "bo.ipynb", (500, 10)))
-    assert bad.status("Task 1") == "not yet"
-    table = grade.grade_table([good, bad])
-    assert table.loc["ann.ipynb", "score"] == "1/2" and table.loc["bo.ipynb", "score"] == "0/2"
-
-
-def test_grade_flags_an_edited_check_cell(tmp_path):
-    path = _submission(tmp_path / "cy.ipynb", None, check='print("correct: trust me")  # check_header_decoding()')
-    sub = grade.grade_notebook(path)
-    assert sub.status("Task 1") == "correct"  # the faked output is read like any other ...
-    assert len(sub.edited_checks) == 1  # ... but the cell is not the master's
-
-
-def test_grade_command_without_execution_reads_saved_outputs(tmp_path, capsys):
-    path = _submission(tmp_path / "dee.ipynb", (10, 500))
-    assert grade.main([str(path), "--no-execute", "--csv", str(tmp_path / "g.csv")]) == 0
-    out = capsys.readouterr().out
-    assert "dee.ipynb" in out and "0/2" in out  # nothing ran, so no verdicts
-    assert (tmp_path / "g.csv").read_text().startswith("notebook,lab,Task 1,Task 2,score")
-    (tmp_path / "broken.ipynb").write_text("{not json")
-    assert grade.main([str(tmp_path / "broken.ipynb"), "--no-execute"]) == 1
-
-
-def test_grade_table_orders_tasks_and_names_duplicates_by_path(tmp_path):
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    subs = [grade.Submission(tmp_path / "a" / "x.ipynb", "03", (grade.Verdict("Task 1", True, "correct: ok"),),
-                             ("Task 1",)),
-            grade.Submission(tmp_path / "b" / "x.ipynb", "07", (grade.Verdict("Task 10", False, "not yet: no"),),
-                             ("Task 2", "Task 10"))]
-    table = grade.grade_table(subs)
-    assert list(table.columns) == ["lab", "Task 1", "Task 2", "Task 10", "score", "checks edited", "errors"]
-    assert list(table.index) == [str(tmp_path / "a" / "x.ipynb"), str(tmp_path / "b" / "x.ipynb")]
-    assert list(table.iloc[1][["Task 1", "Task 2", "Task 10", "score"]]) == ["", grade.NO_VERDICT, "not yet", "0/2"]

@@ -117,19 +117,17 @@ def _read_all(fd: int, pid: int, timeout: float) -> tuple[bytes, str]:
     return bytes(data), problem
 
 
-def _drop_privileges(user: int | None) -> None:
-    if user is None or os.geteuid() != 0:
+def _drop_privileges(user: int | None, home: str | None) -> None:
+    if user is None or home is None or os.geteuid() != 0:
         return
-    home = f"/tmp/e2ee-lab-student-{os.getpid()}"
-    os.makedirs(home, exist_ok=True)
-    os.chown(home, user, user)
+    os.chown(home, user, user)  # made by the judge with mkdtemp: a fresh, private folder
     os.environ.update(HOME=home, MPLCONFIGDIR=home, IPYTHONDIR=home)
     os.setgroups([])
     os.setgid(user)
     os.setuid(user)
 
 
-def _become_throwaway(keep: int, result_fd: int, user: int | None, cpu_seconds: int) -> None:
+def _become_throwaway(keep: int, result_fd: int, user: int | None, home: str | None, cpu_seconds: int) -> None:
     """In a freshly forked child: nothing of the judge's channels stays reachable."""
     os.setsid()
     os.close(result_fd)
@@ -139,7 +137,7 @@ def _become_throwaway(keep: int, result_fd: int, user: int | None, cpu_seconds: 
     os.closerange(3, keep)
     os.closerange(keep + 1, 4096)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
-    _drop_privileges(user)
+    _drop_privileges(user, home)
     if user is not None and os.getuid() == user:
         resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
 
@@ -216,13 +214,17 @@ def _verdicts_in_child(shell, tasks: list[dict], answers: list[list]) -> list[di
 
 
 def _fork(work, result_fd: int, timeout: float, user: int | None, throwaway: bool) -> tuple[Any, str]:
+    import shutil
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="e2ee-lab-student-") if throwaway and user is not None else None
     read_end, write_end = _child_pipe()
     pid = os.fork()
     if pid == 0:  # child
         try:
             os.close(read_end)
             if throwaway:
-                _become_throwaway(write_end, result_fd, user, int(timeout) + 1)
+                _become_throwaway(write_end, result_fd, user, home, int(timeout) + 1)
             else:
                 os.setsid()
                 os.close(result_fd)
@@ -235,6 +237,8 @@ def _fork(work, result_fd: int, timeout: float, user: int | None, throwaway: boo
             os._exit(0)
     os.close(write_end)
     data, problem = _read_all(read_end, pid, timeout)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
     if problem:
         return None, problem
     try:
