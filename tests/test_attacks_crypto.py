@@ -354,8 +354,10 @@ def test_checks_answer_correct_not_yet_and_unanswered():
     assert "unanswered" in str(pitfalls.check_recovered_plaintext(None))
     assert pitfalls.check_expected_attempts(2**24).ok and not pitfalls.check_expected_attempts(2**23).ok
     assert pitfalls.check_forgery_days(2**32 / 50 / 86400).ok and not pitfalls.check_forgery_days(4096).ok
-    rules = {"shared_group_key": "A", "crash_restore": "B", "app_passes_ctr": "C", "flood_short_tag": "D",
-             "old_frame_again": "E"}
+    letter = pitfalls.RULES.letter_of  # the rules are lettered per student
+    rules = {"shared_group_key": letter("one-sender"), "crash_restore": letter("persist-ctr"),
+             "app_passes_ctr": letter("refuse-repeat"), "flood_short_tag": letter("long-tags"),
+             "old_frame_again": letter("replay-window")}
     assert pitfalls.check_design_rules(rules).ok
-    assert not pitfalls.check_design_rules({**rules, "crash_restore": "A"}).ok
+    assert not pitfalls.check_design_rules({**rules, "crash_restore": letter("refuse-repeat")}).ok
     assert not pitfalls.check_design_rules(dict.fromkeys(rules)).ok

@@ -77,8 +77,8 @@ def test_recovery_follows_the_measurement():
 
 def test_attach_point():
     _says(lab.check_attach_point("before the answer"), True, "before the answer")
-    _says(lab.check_attach_point("in ontrack, after negotiation"), False, "0 frames")
-    _says(lab.check_attach_point("either"), False, "PLI")
+    _says(lab.check_attach_point("in ontrack, after negotiation"), False, "frames went through the worker")
+    _says(lab.check_attach_point("either"), False, "PLIs")
     _says(lab.check_attach_point("ontrack"), False, "choose one of")
     _says(lab.check_attach_point(None), False, "unanswered")
 

@@ -93,22 +93,25 @@ def test_pli_and_comparison_tables_cover_both_stacks(call):
 
 def test_sfu_role_right_answer_is_correct(call):
     assert lab.sfu_role(call) == "server"
-    feedback = lab.check_sfu_role("server", "B", call)
+    feedback = lab.check_sfu_role("server", lab.ROLE_STATEMENTS.letter_of("endpoint"), call)
     assert feedback.ok and _verdict(feedback).startswith("correct")
 
 
 @pytest.mark.parametrize("role, statement, hint", [
     (None, None, "unanswered"),
-    ("client", "B", "a=setup:active"),
-    ("active", "B", "a=setup value"),
-    ("actpass", "B", "a=setup value"),
-    ("DTLS", "B", "'client' or 'server'"),
-    ("server", "A", "no key travels"),
-    ("server", "C", "answer carries fingerprints"),
-    ("server", "D", "derives exactly the same keys"),
-    ("server", "Z", "pick one of"),
-], ids=["unanswered", "client", "active", "actpass", "nonsense", "A", "C", "D", "Z"])
+    ("client", "endpoint", "a=setup:active"),
+    ("active", "endpoint", "a=setup value"),
+    ("actpass", "endpoint", "a=setup value"),
+    ("DTLS", "endpoint", "'client' or 'server'"),
+    ("server", "server-sends-keys", "no key travels"),
+    ("server", "server-cert-only", "answer carries fingerprints"),
+    ("server", "client-blind", "derives exactly the same keys"),
+    ("server", "Z", "one letter"),
+], ids=["unanswered", "client", "active", "actpass", "nonsense", "sends-keys", "cert-only", "client-blind", "Z"])
 def test_sfu_role_wrong_answers_say_not_yet_with_a_hint(call, role, statement, hint):
+    """Statements are named by option id and given by this student's letter for it."""
+    if statement in lab.ROLE_STATEMENTS.options:
+        statement = lab.ROLE_STATEMENTS.letter_of(statement)
     feedback = lab.check_sfu_role(role, statement, call)
     assert not feedback.ok and _verdict(feedback).startswith("not yet") and hint in feedback.message
 
