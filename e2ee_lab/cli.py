@@ -73,6 +73,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--labs", nargs="+", metavar="NN", help="labs only: the notebooks to run (default: all)")
     parser.add_argument("--lab-sizes", nargs="+", choices=("ci", "full"), default=["ci", "full"],
                         help="labs only: the sizes to run each notebook at (default: ci full)")
+    parser.add_argument("--notebooks", type=Path, help="labs only: the folder of notebooks (default: notebooks/)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run_bench)
 
@@ -135,7 +136,8 @@ def _run_bench_labs(args: argparse.Namespace) -> int:
     from e2ee_lab.bench.labs import bench_labs, format_labs
 
     began = time.perf_counter()
-    df = bench_labs(args.labs or (), args.lab_sizes, progress=not args.no_progress)
+    kwargs = {"notebooks": args.notebooks} if args.notebooks else {}
+    df = bench_labs(args.labs or (), args.lab_sizes, progress=not args.no_progress, **kwargs)
     out = args.out or REPORTS / "bench_labs.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)

@@ -24,8 +24,9 @@ def test_a_lab_costs_cpu_and_memory_and_a_failing_one_is_a_row_with_its_error(tm
     assert "FAILED 99_broken.ipynb ci" in format_labs(df)
 
 
-def test_the_command_measures_a_real_lab(tmp_path, capsys):
-    assert main(["bench", "labs", "--labs", "03", "--lab-sizes", "ci", "--out", str(tmp_path / "labs.csv"),
+def test_the_command_writes_the_table_and_the_csv(tmp_path, capsys):
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# Lab 97"), new_code_cell("x = 1")]), tmp_path / "97_x.ipynb")
+    assert main(["bench", "labs", "--notebooks", str(tmp_path), "--lab-sizes", "ci", "--out", str(tmp_path / "labs.csv"),
                  "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "cpu_s ci" in text and (tmp_path / "labs.csv").read_text().startswith("lab,notebook,size")

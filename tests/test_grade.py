@@ -109,7 +109,10 @@ def _write(tmp_path: Path, notebooks: dict[str, nbformat.NotebookNode]) -> list[
 
 def test_no_attack_scores_and_the_solved_notebook_scores_full_at_its_own_size(executed, tmp_path):
     attacks = _attacks(executed["student"])
-    notebooks = {**attacks, "as shipped": executed["student"], "solved at full size": executed["solved-full"]}
+    one_right = _attacks(executed["student"])["wrong types"]
+    one_right.cells[_index(one_right, "answer_overhead = ")].source = "answer_overhead = 16"
+    notebooks = {**attacks, "as shipped": executed["student"], "solved at full size": executed["solved-full"],
+                 "one right": one_right}
     graded = {p.stem.replace("_", " "): sub for p, sub in
               zip(_write(tmp_path, notebooks), grade.grade(_write(tmp_path, notebooks)))}
     for name in attacks:
@@ -120,16 +123,8 @@ def test_no_attack_scores_and_the_solved_notebook_scores_full_at_its_own_size(ex
     assert full.size == "full" and full.judge["size"] == "full"  # regraded at the size it ran at
     assert graded["as shipped"].judge["size"] == "ci"
     assert "1 added or changed" in "; ".join(graded["monkeypatch"].review)  # shown for review
-
-
-def test_the_verdict_of_a_submission_is_its_own(executed, tmp_path):
-    """Each submission is judged on its own answers, in one judge run for all (a class)."""
-    solved = _attacks(executed["student"])["wrong types"]
-    solved.cells[_index(solved, "answer_overhead = ")].source = "answer_overhead = 16"
-    paths = _write(tmp_path, {"one right": solved, "none right": executed["student"]})
-    one, none = grade.grade(paths)
-    assert [one.status(t) for t in TASKS] == ["not yet", "not yet", CORRECT]
-    assert [none.status(t) for t in TASKS] == ["not yet"] * 3
+    # each submission is judged on its own answers, though all of one lab and size share one judge
+    assert [graded["one right"].status(t) for t in TASKS] == ["not yet", "not yet", CORRECT]
 
 
 def test_a_submission_that_changes_the_package_stops_the_grading_of_the_rest(executed, tmp_path):
