@@ -24,6 +24,7 @@ ENVIRONMENT = {
     "E2EE_LAB_NO_SNIFF": "1: behave as without capture rights (labs 02, 09 use the recordings)",
     "E2EE_LAB_CHROMIUM": "path of the Chromium binary for lab 10 (default: the usual install paths)",
     "E2EE_LAB_TMP": "folder for the labs' temporary captures and browser profiles (default: the system's)",
+    "E2EE_LAB_JANUS": "the janus executable for lab 11 (default: janus on the PATH)",
 }
 
 

@@ -150,7 +150,7 @@ def test_a_submission_that_changes_the_package_stops_the_grading_of_the_rest(exe
 def test_settings_follow_the_run_record():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Lab 02 — x")])
     record = {"lab": "02", "student": "s1", "size": "full",
-              "sources": {"capture e2ee": "recording", "browser": "recorded"}}
+              "sources": {"capture e2ee": "recording", "browser": "recorded", "janus": "recorded"}}
     cell = new_code_cell("labs.start('02')")
     cell.outputs = [new_output("display_data", data={"application/vnd.e2ee-lab.run+json": record, "text/plain": "r"})]
     nb.cells.append(cell)
@@ -159,6 +159,7 @@ def test_settings_follow_the_run_record():
     assert (settings.size, settings.student, notes) == ("full", "s1", [])
     assert env["E2EE_LAB_SIZE"] == "full" and env["E2EE_LAB_STUDENT"] == "s1"
     assert env["E2EE_LAB_NO_SNIFF"] == "1" and env["E2EE_LAB_CHROMIUM"] == grade.MISSING_CHROMIUM
+    assert env["E2EE_LAB_JANUS"] == grade.MISSING_JANUS
     bare, notes = grade.settings_of(nbformat.v4.new_notebook(), "02")
     assert bare.size == "full" and "no run record" in notes[0]
 

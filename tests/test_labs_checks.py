@@ -48,7 +48,7 @@ CHECKS = check_functions()
 
 
 def test_every_check_is_found_and_guarded():
-    assert len(CHECKS) >= 35, [n for n, _ in CHECKS]
+    assert len(CHECKS) >= 38, [n for n, _ in CHECKS]
     assert [n for n, f in CHECKS if not is_check(f)] == []
 
 
@@ -75,9 +75,10 @@ def contexts() -> dict[str, object]:
         views, loss = browser.views_table(calls), browser.loss_comparison()
     finally:
         os.environ.pop("E2EE_LAB_CHROMIUM") if old is None else os.environ.__setitem__("E2EE_LAB_CHROMIUM", old)
-    from e2ee_lab.labs import leakage
+    from e2ee_lab.labs import janus, leakage
 
     return {
+        "janus.call": janus.RecordedCall.load("e2ee"),
         "overview.plain": plain, "overview.calls": {"dtls-srtp": plain, "e2ee": e2ee}, "overview.publisher": None,
         "call.plain": plain, "call.e2ee": e2ee, "call.publisher": None,
         "capture.v": capture.views(recording("dtls-srtp")),
@@ -165,6 +166,7 @@ RUN_SHAPES = {
     "webrtc.check_video_delivered": {"lab": 1, "webrtc": 1},
     "browser.check_sfu_decodable": {"e2ee": 0, "dtls-srtp": 1},
     "browser.check_recovery": {"clear-prefix": 2.0, "e2ee": "never"},
+    "janus.check_e2ee_recording": {"recorded": 1, "decodable": 0},
 }
 
 

@@ -80,10 +80,10 @@ class Probed:
     outputs: Any
 
 
-def _with_plain_answers(args: tuple, count: int, probe: Callable | None) -> tuple:
+def _with_plain_answers(args: tuple, kwargs: dict, count: int, probe: Callable | None) -> tuple:
     head = list(args[:count])
     if probe is not None and head and callable(head[0]) and not isinstance(head[0], Probed):
-        head[0] = Probed(plain_copy(probe(head[0])))
+        head[0] = Probed(plain_copy(probe(head[0], *args[count:], **kwargs)))
     head = [Probed(plain_copy(a.outputs)) if isinstance(a, Probed) else plain_copy(a) for a in head]
     return (*head, *args[count:])
 
@@ -94,8 +94,9 @@ def check(func: Callable | None = None, *, answers: int = 1, probe: Callable | N
     Args:
         answers: how many leading positional arguments are the student's answers (the rest are
             the lab's own objects: a call, a table). The grader passes exactly these.
-        probe: for a build task, ``probe(student_function) -> plain data``; the check then receives
-            a :class:`Probed` instead of the function. A probe must not raise either: record an
+        probe: for a build task, ``probe(student_function, *lab_objects) -> plain data`` (it gets
+            the check's other arguments too); the check then receives a :class:`Probed` instead of
+            the function. A probe must not raise either: record an
             exception of the student's code as data (:func:`e2ee_lab.labs.plain.call_safely`).
     """
 
@@ -103,7 +104,7 @@ def check(func: Callable | None = None, *, answers: int = 1, probe: Callable | N
         @functools.wraps(f)
         def guarded(*args: Any, **kwargs: Any) -> Feedback:
             try:
-                result = f(*_with_plain_answers(args, answers, probe), **kwargs)
+                result = f(*_with_plain_answers(args, kwargs, answers, probe), **kwargs)
             except Exception as exc:  # noqa: BLE001 - the promise: a check never raises
                 error = f"{type(exc).__name__}: {exc}"
                 return Feedback(False, "the check could not read this answer "

@@ -327,7 +327,7 @@ def check_sfu_decodable(answer, views: pd.DataFrame) -> Feedback:
 KEY_FRAME_CTRS = (0, 1, 2, 3, 7, 8, 9, 100, 255, 256, 257, 1000, 65535, 65536, 2**24, 2**32)
 
 
-def probe_key_frame_bit(func) -> dict:
+def probe_key_frame_bit(func, *lab_objects) -> dict:
     """Task 2's probe: the student's function on every counter of :data:`KEY_FRAME_CTRS`, as plain data."""
     return {ctr: call_safely(func, ctr) for ctr in KEY_FRAME_CTRS}
 

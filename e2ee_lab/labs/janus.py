@@ -29,7 +29,9 @@ from e2ee_lab.janus import JanusError, janus_problem, run_janus_call
 from e2ee_lab.janus.admin import STREAM_COLUMNS
 from e2ee_lab.janus.config import JanusConfig, find_lib_dir, render_config
 from e2ee_lab.janus.shim import SOURCE as SHIM_SOURCE
-from e2ee_lab.labs import Feedback, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, unanswered
+from e2ee_lab.labs.plain import call_safely, whole_number
+from e2ee_lab.labs.session import note_source
 from e2ee_lab.media.scene import Scene, video_size
 from e2ee_lab.webrtc.errors import WebRTCError
 
@@ -53,6 +55,7 @@ def status() -> None:
     else:
         print(f"No Janus call here ({problem}): the tables and figures below are the ones "
               f"data/make_janus.py recorded ({RECORDED.relative_to(RECORDED.parents[1])}/).")
+    note_source("janus", "live" if problem is None else "recorded")
 
 
 # --- the calls: live, or recorded ----------------------------------------------------------------------
@@ -300,23 +303,33 @@ PAIR_CASES: tuple[tuple[str, bool, str], ...] = (
 )
 
 
+def probe_pair_parser(func: Callable[[str], bool], call) -> dict:
+    """Task 1's probe: the student's parser on the call's own selected pairs and on :data:`PAIR_CASES`."""
+    pairs = [str(p) for p in call.streams.selected_pair.dropna().unique()]
+    return {text: call_safely(func, text) for text in [*pairs, *(t for t, _, _ in PAIR_CASES)]}
+
+
+@check(probe=probe_pair_parser)
 def check_pair_parser(func: Callable[[str], bool] | None, call) -> Feedback:
     """Task 1: the student's ``is_loopback_pair(pair)`` on the call's own selected pairs and on
-    strings an untrusted SFU could answer (:data:`PAIR_CASES`)."""
+    strings an untrusted SFU could answer (:data:`PAIR_CASES`); a build task: the check sees what
+    :func:`probe_pair_parser` recorded."""
     if func is None:
         return unanswered("Task 1")
-    if not callable(func):
+    if not isinstance(func, Probed) or not isinstance(func.outputs, dict):
         return not_yet("is_loopback_pair must be a function taking one string")
-    pairs = list(call.streams.selected_pair.dropna().unique())
+    pairs = [str(p) for p in call.streams.selected_pair.dropna().unique()]
     cases = [(p, True, "a pair of this call") for p in pairs] + list(PAIR_CASES)
     for text, want, what in cases:
-        try:
-            got = func(text)
-        except Exception as err:  # the student's code: any exception is feedback, not a crash
-            return not_yet(f"your function raised {type(err).__name__} on {text!r} ({what}); Janus's "
+        out = func.outputs.get(text)
+        if not isinstance(out, dict) or ("value" not in out and "raised" not in out):
+            return not_yet("is_loopback_pair must be a function taking one string")
+        if "raised" in out:
+            return not_yet(f"your function raised {out['raised']} on {text!r} ({what}); Janus's "
                            "answers are untrusted input: return False for anything you cannot parse")
+        got = out["value"]
         if got is not want:
-            hint = " (return True or False, not a truthy value)" if bool(got) is want else ""
+            hint = " (return True or False, not a truthy value)" if isinstance(got, (int, str)) and bool(got) is want else ""
             return not_yet(f"is_loopback_pair({text!r}) gave {got!r}, expected {want}: {what}{hint}")
     return correct(f"all {len(pairs)} pairs of this call are 127.0.0.1 <-> 127.0.0.1, and your parser refuses "
                    f"the {len(PAIR_CASES) - 1} crafted answers that are not loopback. That is how the tests prove a "
@@ -326,6 +339,7 @@ def check_pair_parser(func: Callable[[str], bool] | None, call) -> Feedback:
 # --- Task 2: the e2ee recording ----------------------------------------------------------------------
 
 
+@check
 def check_e2ee_recording(answer: Mapping | None, call) -> Feedback:
     """Task 2: video frames Janus recorded in the e2ee call, and how many its recording gives back
     as the picture that was sent."""
@@ -335,9 +349,8 @@ def check_e2ee_recording(answer: Mapping | None, call) -> Feedback:
         return not_yet("answer with a dict {'recorded': ..., 'decodable': ...}")
     s = call.summary["sfu"]
     want = {"recorded": int(s["video_frames_seen"]), "decodable": int(s["video_frames_decodable"])}
-    try:
-        given = {k: int(v) for k, v in answer.items()}
-    except (TypeError, ValueError):
+    given = {k: whole_number(v) for k, v in answer.items()}
+    if None in given.values():
         return not_yet("give whole numbers of frames")
     if given == want:
         return correct(f"Janus recorded {want['recorded']} video frames of the e2ee call and its recording gives "
@@ -390,14 +403,14 @@ def kept_in_e2ee(call) -> set[str]:
     return kept
 
 
+@check
 def check_metadata(answer, call) -> Feedback:
     """Task 3: the letters of everything Janus held about the e2ee call (recomputed from it)."""
     if answer is None:
         return unanswered("Task 3")
-    try:
-        given = {str(a).strip().upper() for a in answer}
-    except TypeError:
+    if not isinstance(answer, (set, list, tuple)) or not all(isinstance(a, str) for a in answer):
         return not_yet("answer with a set of letters, e.g. {'A', 'B'}")
+    given = {a.strip().upper() for a in answer}
     if not given <= set(METADATA_STATEMENTS):
         return not_yet(f"use letters from {', '.join(METADATA_STATEMENTS)}")
     want = kept_in_e2ee(call)

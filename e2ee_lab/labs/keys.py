@@ -179,7 +179,7 @@ def check_grace_losses(answer: int | None) -> Feedback:
 MITM_PAIRS = ((0, 1), (0, 2), (1, 2))
 
 
-def probe_mitm_detector(detector: Callable[[Group, int, int], bool | None]) -> dict:
+def probe_mitm_detector(detector: Callable[[Group, int, int], bool | None], *lab_objects) -> dict:
     """Task 3's probe: the student's detector on every pair of an honest and an attacked group."""
     honest = Group(policy=RekeyPolicy(rekey_interval=None), seed=41)
     attacked, _, _ = mitm_scenario(seed=43)

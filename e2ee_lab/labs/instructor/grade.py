@@ -47,6 +47,7 @@ _TASK = re.compile(r"^#{2,4}\s*Task\s+(\d+)", re.MULTILINE)
 _LAB = re.compile(r"^#\s+Lab\s+(\d{2})\b", re.MULTILINE)
 _CHECK_CALL = re.compile(r"\bcheck_\w+\s*\(")
 MISSING_CHROMIUM = "/nonexistent/e2ee-lab-recorded-browser"
+MISSING_JANUS = "/nonexistent/e2ee-lab-recorded-janus"
 
 
 def _norm(source: str) -> str:
@@ -185,6 +186,8 @@ class Settings:
             env["E2EE_LAB_NO_SNIFF"] = "1"
         if values.get("browser") == "recorded":
             env["E2EE_LAB_CHROMIUM"] = MISSING_CHROMIUM
+        if values.get("janus") == "recorded":
+            env["E2EE_LAB_JANUS"] = MISSING_JANUS
         return env
 
 

@@ -174,7 +174,10 @@ def _probe(task: dict, namespace: dict, func: Any) -> Any:
 
     try:
         check = eval(compile(task["function"], "<check>", "eval"), namespace)  # noqa: S307 - untrusted child
-        return to_plain(check_spec(check)["probe"](func))
+        call = ast.parse(task["call"], mode="eval").body
+        context = [eval(compile(ast.Expression(a), "<arg>", "eval"), namespace) for a in call.args[1:]]  # noqa: S307
+        kwargs = {k.arg: eval(compile(ast.Expression(k.value), "<arg>", "eval"), namespace) for k in call.keywords}  # noqa: S307
+        return to_plain(check_spec(check)["probe"](func, *context, **kwargs))
     except BaseException:  # noqa: BLE001 - the probe itself was broken by the student's code
         return None
 
