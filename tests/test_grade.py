@@ -176,7 +176,7 @@ def test_every_master_has_a_plan_whose_answers_are_its_answer_cells(master):
     master_nb = nbformat.read(master, as_version=4)
     assigned = set()
     for cell in master_nb.cells:
-        if "solution" in cell.metadata.get("tags", []):
+        if cell.cell_type == "code" and "solution" in cell.metadata.get("tags", []):
             for node in ast.walk(ast.parse(grade._python(cell.source))):
                 if isinstance(node, (ast.Name, ast.FunctionDef)) and isinstance(getattr(node, "ctx", ast.Store()), ast.Store):
                     assigned.add(getattr(node, "id", getattr(node, "name", None)))

@@ -104,7 +104,8 @@ def _cell_answers(source: str, lab: str, task: str, home: tuple[str, ...]) -> It
                 yield Answer(lab, task, "master answer cell", value,
                              expr if not isinstance(node.value, ast.Constant) else "", home)
         elif isinstance(node, ast.FunctionDef):
-            for ret in (n for n in ast.walk(node) if isinstance(n, ast.Return) and n.value is not None):
+            for ret in (n for n in ast.walk(node) if isinstance(n, ast.Return) and n.value is not None
+                        and not isinstance(n.value, (ast.Constant, ast.Name))):  # `return True` tells nothing
                 yield Answer(lab, task, "master answer function", None, ast.unparse(ret.value), home)
 
 
