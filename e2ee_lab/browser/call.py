@@ -51,6 +51,7 @@ import pandas as pd
 from e2ee_lab.analysis.sfu_view import reassemble
 from e2ee_lab.call.pipeline import thumbnail
 from e2ee_lab.call.common import CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, run_blocking, wait_for_group_keys
+from e2ee_lab.call.participant import key_seed
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import Curve, IdentityKeyPair
 from e2ee_lab.media.codecs import DecodeError, VP8Decoder, mean_abs_error, picture_matches
@@ -151,7 +152,7 @@ class _OneFrameLoss:
 async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seconds: float = 3.0,
                                  seed: int = 0, size: Size | None = None, *, api: str = "script",
                                  drop_at: float | None = None, transform_in_ontrack: bool = False,
-                                 sniff_lo: bool = False) -> BrowserCallResult:
+                                 sniff_lo: bool = False, reproducible_keys: bool = False) -> BrowserCallResult:
     """Run one browser call in the running event loop, in this network namespace (see
     :func:`run_browser_call`)."""
     if mode not in MODES:
@@ -169,9 +170,10 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     frames = {"video": int(round((seconds + TAIL) * dims.fps)), "audio": int(round((seconds + TAIL) * 1000 / FRAME_MS))}
     truth = _BrowserTruth(BROWSER_NAME, dims)
     people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
-                                key_policy=CALL_KEY_POLICY, truth=truth) for i in range(participants)]
+                                key_policy=CALL_KEY_POLICY, truth=truth, reproducible_keys=reproducible_keys)
+              for i in range(participants)]
     for i, p in enumerate(people):  # WebCrypto's curve: every member of this call uses P-256
-        p.identity = IdentityKeyPair.generate(Curve.P256, seed=f"identity:{seed}:{i}".encode())
+        p.identity = IdentityKeyPair.generate(Curve.P256, seed=key_seed("identity", seed, i, reproducible_keys))
     truth.people = {p.name: p for p in people}
     sfu = WebRTCSFU([p.name for p in people] + [BROWSER_NAME], key_policy=CALL_KEY_POLICY, clock=clock)
     loss = None
@@ -218,6 +220,7 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     result = _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo)
     result.keylog = keylog
     result.summary["srtp_profile"] = keylog[0].profile.value if keylog else "none"
+    result.summary.update(reproducible_keys=reproducible_keys, key_policy="fixed")
     result.summary.update(api=stats.get("api"), init={k: v for k, v in init.items() if k != "identity"},
                           timing={k: round(v, 3) for k, v in timing.items()}, console=console,
                           elapsed_s=round(time.perf_counter() - started, 2))
@@ -403,14 +406,15 @@ def _lo_sniffer() -> _LoSniffer | None:
 def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float = 3.0, seed: int = 0,
                      size: Size | None = None, *, api: str = "script", drop_at: float | None = None,
                      transform_in_ontrack: bool = False, sniff_lo: bool = False,
-                     isolate: str = "auto") -> BrowserCallResult:
+                     isolate: str = "auto", reproducible_keys: bool = False) -> BrowserCallResult:
     """Run a call of ``participants`` aiortc participants and one headless Chromium page.
 
     Args:
         mode: "e2ee" (SFrame), "clear-prefix" or "dtls-srtp".
         participants: Python (aiortc) participants, 1..8.
         seconds: media the Python participants send (real time); the page sends until the end.
-        seed: reproducible pictures and Python keys (the page draws its own keys).
+        seed: reproducible pictures (and, with ``reproducible_keys``, the Python members' keys; the
+            page always draws its own keys).
         size: "ci" or "full" (default :func:`~e2ee_lab.config.lab_size`).
         api: "script" (``RTCRtpScriptTransform``) or "legacy" (``createEncodedStreams``).
         drop_at: seconds after media start at which the SFU drops one video frame toward the page.
@@ -419,6 +423,7 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
             pitfall: with ``api="script"`` the worker then sees no received frame).
         sniff_lo: record every UDP datagram on ``lo`` (needs capture rights).
         isolate: "auto" (a private network namespace when permitted), "netns" or "off".
+        reproducible_keys: derive the Python members' identity keys, sessions and frame keys from ``seed``.
 
     Raises:
         BrowserNotFound: no Chromium.  IsolationFailed: ``isolate="netns"`` and it cannot run.
@@ -427,7 +432,8 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
     from .isolation import resolve_isolation, run_in_netns
 
     kwargs = dict(mode=mode, participants=participants, seconds=seconds, seed=seed, size=size, api=api,
-                  drop_at=drop_at, transform_in_ontrack=transform_in_ontrack, sniff_lo=sniff_lo)
+                  drop_at=drop_at, transform_in_ontrack=transform_in_ontrack, sniff_lo=sniff_lo,
+                  reproducible_keys=reproducible_keys)
     how, note = resolve_isolation(isolate)
     if how == "netns":
         return run_in_netns(kwargs)
@@ -442,13 +448,15 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
 
 def run_for_call(stack: str, browsers: int, mode: str, participants: int, seconds: float, seed: int,
                  size: Size | None, out: str | Path | None, *, capture: str = "off",
-                 **lab_only) -> BrowserCallResult:
+                 reproducible_keys: bool = False, **lab_only) -> BrowserCallResult:
     """``run_call(..., stack="webrtc", browser_participants=browsers)``: :func:`run_browser_call`
     with ``participants`` Python members, its summary in ``run_call``'s shape (the page is one more
     row of ``summary["participants"]``, :mod:`e2ee_lab.browser.tally`); with ``out`` it writes
     ``summary.json`` and ``sfu-keys.json`` there. ``capture``: "off"; "sniff" records the UDP
-    datagrams on ``lo``; "auto" does so where permitted. ``lab_only``: run_call's lab-stack options
-    (srtp_profile, garbage, policy, key_policy, sfu_setup, sender_options), which must be unset.
+    datagrams on ``lo``; "auto" does so where permitted. ``reproducible_keys`` goes to the Python
+    members. ``lab_only``: run_call's lab-stack options (srtp_profile, garbage, policy, key_policy,
+    sfu_setup, sender_options), which must be unset (key_policy: the default or "fixed"; the
+    page implements the fixed members only).
 
     Raises:
         ValueError: a stack other than "webrtc", a browser count other than 1, ``capture="tap"``,
@@ -460,11 +468,12 @@ def run_for_call(stack: str, browsers: int, mode: str, participants: int, second
         raise ValueError(f"a call takes exactly one browser participant, not {browsers}")
     if capture not in ("off", "auto", "sniff"):
         raise ValueError(f"a browser call records only by sniffing lo: capture must be off, auto or sniff, not {capture!r}")
-    defaults = {"srtp_profile": (None, DEFAULT_PROFILE), "key_policy": (None, CALL_KEY_POLICY)}
+    defaults = {"srtp_profile": (None, DEFAULT_PROFILE), "key_policy": (None, CALL_KEY_POLICY, "fixed")}
     given = sorted(k for k, v in lab_only.items() if v not in defaults.get(k, (None, 0, 0.0)))
     if given:
         raise ValueError(f"a browser call does not support {', '.join(given)} (lab stack only)")
-    result = run_browser_call(mode, participants, seconds, seed, size, sniff_lo=capture != "off")
+    result = run_browser_call(mode, participants, seconds, seed, size, sniff_lo=capture != "off",
+                              reproducible_keys=reproducible_keys)
     result.summary["stack"] = "webrtc"
     if out is not None:
         result.out = Path(out)

@@ -9,7 +9,10 @@ holds the call-wide sending knobs of the metadata-leakage lab: Opus at constant 
 (:mod:`e2ee_lab.media.padding`), which receivers strip after it.
 
 Receive (:class:`MediaReceiver`): plaintext RTP (after SRTP) → frame reassembly → frame transform
-(decrypt) → decoder, one :class:`ReceivedFrame` record per frame. "Decoded" means more than "the
+(decrypt) → decoder, one :class:`ReceivedFrame` record per frame. The frame transform is told the
+stream's announced publisher and kind (signalling's word, from the SFU): in ``e2ee`` mode a frame
+whose authenticated KID names another member or kind is dropped (``kid_stream_mismatch``), so a
+frame recorded and shown as a publisher's is one that publisher's key authenticated. "Decoded" means more than "the
 decoder raised nothing": libvpx sometimes turns a damaged frame into a garbage picture without an
 error, so a video frame counts as decoded only when its picture matches the sent one
 (:func:`~e2ee_lab.media.codecs.picture_matches` on every 4th pixel in each direction, against the
@@ -330,8 +333,9 @@ class MediaReceiver:
         info = self._truth(stream.publisher, stream.kind, event.timestamp)
         sent = info[0] if info else None
         try:
-            plain = self.crypto.unprotect(event.to_encoded_frame(), stream.member, now)
+            plain = self.crypto.unprotect(event.to_encoded_frame(), stream.member, now, stream.kind)
         except FRAME_ERRORS as err:
+            self.dropped[err.reason] += 1
             self._record(event, stream, sent, now, None, decrypted=False, mae=np.nan, reason=err.reason)
             return self._request_key_frame(event.ssrc, now) if stream.kind == "video" else []
         if stream.kind == "audio":

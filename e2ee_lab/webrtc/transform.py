@@ -17,8 +17,11 @@ requested (RFC 4585 §6.3.1 PLI), at most once per :data:`PLI_INTERVAL` per stre
 failures cannot become a PLI storm. Each transform keeps one record per frame.
 
 aiortc encodes on executor threads, so a participant's transforms share one lock around its
-frame crypto: the SFrame counter of a sender (RFC 9605 §4.4.3: never reuse a (key, CTR) pair) is
-shared by its audio and video streams and must not be read twice.
+frame crypto: audio and video have their own KIDs and counters, but one member's key state (its
+send counters, RFC 9605 §9.1: never reuse a (base_key, KID, CTR); its replay windows; its key
+retirement) serves both, and must not be read and updated by two threads at once. A receiver is
+told its stream's announced publisher and kind (from the SFU's SDP track id): a frame whose
+authenticated KID names another member or kind is dropped (``kid_stream_mismatch``).
 """
 
 from __future__ import annotations
@@ -136,8 +139,8 @@ class ReceiverTransform:
     Args:
         crypto: the participant's frame crypto (None until the keys are agreed: frames dropped).
         kind: "video" or "audio".
-        sender_member: the publisher's key-agreement member index (what clear-prefix needs;
-            SFrame reads the sender from the KID), or None.
+        sender_member: the announced publisher's key-agreement member index (clear-prefix picks its
+            keys by it; SFrame checks the KID against it), or None.
         lock: the participant's crypto lock; clock: seconds since the call started.
     """
 
@@ -161,7 +164,7 @@ class ReceiverTransform:
             try:
                 if self.crypto is None:
                     raise NoFrameCrypto("the frame keys are not agreed yet")
-                plain = self.crypto.unprotect(frame, self.sender_member, now).data
+                plain = self.crypto.unprotect(frame, self.sender_member, now, self.kind).data
             except (*FRAME_ERRORS, NoFrameCrypto) as err:
                 self.dropped[err.reason] += 1
                 self._record(OpenedFrame(ssrc, timestamp, len(data), now, err.reason))
