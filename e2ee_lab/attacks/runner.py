@@ -47,6 +47,7 @@ WRONG = ("garbage_picture", "unknown_frame")  # ... showing something the publis
 
 #: What caught a frame, by the receiver's drop reason (the names the tasks use).
 CHECKS = {"auth": "SFrame auth tag", "replay": "replay window", "unknown_kid": "unknown KID",
+          "kid_stream_mismatch": "attribution by KID",
           "malformed": "SFrame header", "undecodable": "VP8 decoder", "srtp": "SRTP replay check",
           "safety": "safety numbers", "": "none"}
 
