@@ -30,8 +30,9 @@ from e2ee_lab.analysis.sfu_view import (
     sent_speech,
     view_packets,
 )
-from e2ee_lab.call import CALL_KEY_POLICY, add_call_arguments, cli_call, read_frame_keys, run_call, run_call_async
-from e2ee_lab.call.run import resolve_key_policy
+from e2ee_lab.call import (
+    CALL_KEY_POLICY, add_call_arguments, cli_call, read_frame_keys, resolve_key_policy, run_call, run_call_async,
+)
 from e2ee_lab.call.frame_keys import make_frame_crypto
 from e2ee_lab.call.garbage import SPOOFED_KINDS, STRANGER_KINDS
 from e2ee_lab.call.pipeline import MediaReceiver, MediaSender

@@ -241,7 +241,7 @@ def test_the_results_table_names_every_finding(e2ee, clear, cbr_no_level):
     mitigated = table.loc["after mitigation 'CBR, no level': from levels / from sizes / talkspurt starts marked",
                           "measured"]
     assert mitigated.count("%") == 3
-    assert table.loc["senders named by the SFrame KID", "measured"] == "3 of 3 KIDs"
+    assert table.loc["senders named by the SFrame KID", "measured"] == "6 of 6 KIDs"  # per sender and kind
 
 
 def test_the_task_checks_judge_answers(e2ee):
