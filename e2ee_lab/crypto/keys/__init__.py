@@ -177,6 +177,7 @@ from e2ee_lab.crypto.keys.roster import (
     Roster,
     RosterUpdate,
     Tamper,
+    check_member_set,
 )
 from e2ee_lab.crypto.keys.sender_keys import (
     DEFAULT_SUITE,
@@ -212,7 +213,7 @@ __all__ = [
     "RosterEntry", "GroupCode", "group_code",
     "derive_pairwise_key", "KeyMessage", "seal_key_message", "open_key_message",
     "ratchet", "kid_for", "parse_kid", "kind_code", "frame_origin", "KIDFields",
-    "Tamper", "KeyDirectory", "Change", "RosterUpdate", "KeyChecks", "RekeyPolicy", "Roster",
+    "Tamper", "KeyDirectory", "Change", "RosterUpdate", "KeyChecks", "RekeyPolicy", "Roster", "check_member_set",
     "MemberState", "Trigger", "next_state", "Member",
     "Interceptor", "Group", "MITM",
     "DEFAULT_SCRIPT", "FrameOutcome", "Timeline", "simulate_timeline",

@@ -52,7 +52,7 @@ from e2ee_lab.crypto.keys.group_code import GROUP_CODE_LEN, NO_CODE, GroupCode, 
 from e2ee_lab.crypto.keys.identity import (
     SESSION_LEN, IdentityKeyPair, PublicIdentity, SafetyNumber, _Randomness, check_user, safety_number,
 )
-from e2ee_lab.crypto.keys.roster import Change, RekeyPolicy, RosterUpdate
+from e2ee_lab.crypto.keys.roster import Change, RekeyPolicy, RosterUpdate, check_member_set
 from e2ee_lab.crypto.keys.sender_keys import DEFAULT_SUITE, MEDIA_KINDS, KIDFields, kid_for, parse_kid, ratchet
 from e2ee_lab.crypto.sframe import CipherSuite, SFrameContext, UnknownKeyId, decode_header
 
@@ -178,7 +178,7 @@ class Member:
         if not own_join:
             self._check_epoch_order(update.epoch)
         if self.checks.roster:
-            self._check_member_set(update, own_join)
+            check_member_set(update, self.entry, set(self._peers), own_join=own_join)
         new_peers = self._checked_peers(update, own_join)
         code = self._next_code(update, own_join)
         self._history[update.epoch] = (update.change, update.subject, now)
@@ -360,27 +360,6 @@ class Member:
             raise StaleEpoch(f"roster update for epoch {epoch}, member {self.index} is already in {self.epoch}")
         if epoch > self.epoch + 1:
             raise FutureEpoch(f"roster update for epoch {epoch}, member {self.index} expects {self.epoch + 1}")
-
-    def _check_member_set(self, update: RosterUpdate, own_join: bool) -> None:
-        """The update's members are exactly what its change implies, and list this member as it is."""
-        indices = [e.index for e in update.members]
-        if len(set(indices)) != len(indices):
-            raise UnexpectedRoster(f"the epoch-{update.epoch} roster lists a member index twice")
-        if self.entry not in update.members:
-            raise UnexpectedRoster(f"the epoch-{update.epoch} roster does not list member {self.index} "
-                                   "with the user, identity key and session it joined with")
-        if own_join:
-            return
-        listed, peers, subject = set(indices) - {self.index}, set(self._peers), update.subject
-        expected, subject_ok = {
-            Change.JOIN: (peers | {subject}, subject not in peers),
-            Change.LEAVE: (peers - {subject}, subject in peers),
-            Change.REKEY: (peers, subject is None),
-        }[update.change]
-        if listed != expected or not subject_ok:
-            raise UnexpectedRoster(
-                f"{update.change.value} of member {subject} in epoch {update.epoch} lists {sorted(listed)}; "
-                f"with peers {sorted(peers)} it implies {sorted(expected)}")
 
     def _checked_peers(self, update: RosterUpdate, own_join: bool) -> dict[int, tuple[RosterEntry, bytes]]:
         """Validate the roster against what is pinned; return new peers with their pairwise keys."""

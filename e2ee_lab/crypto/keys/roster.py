@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from e2ee_lab.crypto.keys.errors import UnknownMember
+from e2ee_lab.crypto.keys.errors import UnexpectedRoster, UnknownMember
 from e2ee_lab.crypto.keys.group_code import NO_CODE, RosterEntry, group_code
 from e2ee_lab.crypto.keys.identity import PublicIdentity
 from e2ee_lab.crypto.keys.sender_keys import MAX_MEMBERS
@@ -112,6 +112,34 @@ class RosterUpdate:
     def identities(self) -> dict[int, PublicIdentity]:
         """The roster as a dict: member index → identity key."""
         return {e.index: e.identity for e in self.members}
+
+
+def check_member_set(update: RosterUpdate, me: RosterEntry, peers: set[int], *, own_join: bool) -> None:
+    """The roster check of the fixed members: ``update`` lists ``me`` exactly as it joined, no index
+    twice, and (but for its own JOIN, the initial view) exactly the members its change implies with
+    P = ``peers``: JOIN of s: s not in P, P | {s}; LEAVE of s: s in P, P - {s}; REKEY: P, no subject.
+
+    Raises:
+        UnexpectedRoster: any of that is not so (a ghost, a missing member, a misplaced subject).
+    """
+    indices = [e.index for e in update.members]
+    if len(set(indices)) != len(indices):
+        raise UnexpectedRoster(f"the epoch-{update.epoch} roster lists a member index twice")
+    if me not in update.members:
+        raise UnexpectedRoster(f"the epoch-{update.epoch} roster does not list member {me.index} "
+                               "with the user, identity key and session it joined with")
+    if own_join:
+        return
+    listed, subject = set(indices) - {me.index}, update.subject
+    expected, subject_ok = {
+        Change.JOIN: (peers | {subject}, subject not in peers),
+        Change.LEAVE: (peers - {subject}, subject in peers),
+        Change.REKEY: (peers, subject is None),
+    }[update.change]
+    if listed != expected or not subject_ok:
+        raise UnexpectedRoster(
+            f"{update.change.value} of member {subject} in epoch {update.epoch} lists {sorted(listed)}; "
+            f"with peers {sorted(peers)} it implies {sorted(expected)}")
 
 
 @dataclass(frozen=True)
