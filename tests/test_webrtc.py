@@ -282,6 +282,14 @@ def test_receiver_transform_checks_the_kid_against_the_streams_publisher_and_kin
     assert all(on_bob(7, f, i)[0] is not None for i, f in enumerate(frames))  # windows untouched
 
 
+def test_the_webrtc_stack_takes_the_key_options_and_refuses_a_bad_policy_name():
+    from e2ee_lab.call.stacks import registered
+
+    assert {"key_policy", "reproducible_keys"} <= registered()["webrtc"].accepts
+    with pytest.raises(ValueError, match="naive"):
+        run_call("e2ee", 2, 0.5, size="ci", stack="webrtc", key_policy="lenient")
+
+
 def _video_frame():
     from e2ee_lab.media.frame import EncodedFrame, FrameMetadata
 
