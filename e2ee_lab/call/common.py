@@ -182,15 +182,15 @@ def write_outputs(result, out: str | Path) -> None:
 
 
 def format_summary(summary: dict) -> str:
-    """The short table ``cli_call`` prints: where the keys came from, one line per participant, one
-    for the SFU."""
-    keys = ("keys REPRODUCIBLE from the seed (anyone with it recomputes them)"
-            if summary.get("reproducible_keys") else "keys from the OS")
-    policy = summary.get("key_policy", "fixed")
+    """The short table ``cli_call`` prints: one line per participant, one for the SFU, and in the
+    modes with frame keys where those keys came from and which key checks the members made."""
     lines = [f"mode {summary['mode']}, {summary['participant_count']} participants, "
-             f"{summary['seconds']:g} s, size {summary['size']}, {summary['srtp_profile']}",
-             f"{keys}; key checks: {policy}" if summary["mode"] != "dtls-srtp" else keys,
-             f"{'':10} {'video sent':>10} {'decoded':>12} {'audio sent':>10} {'decoded':>12} {'dropped':>8}"]
+             f"{summary['seconds']:g} s, size {summary['size']}, {summary['srtp_profile']}"]
+    if summary["mode"] != "dtls-srtp":
+        keys = ("keys REPRODUCIBLE from the seed (anyone with it recomputes them)"
+                if summary.get("reproducible_keys") else "keys from the OS")
+        lines.append(f"{keys}; key checks: {summary.get('key_policy', 'fixed')}")
+    lines.append(f"{'':10} {'video sent':>10} {'decoded':>12} {'audio sent':>10} {'decoded':>12} {'dropped':>8}")
     for p in summary["participants"]:
         lines.append(f"{p['name']:10} {p['video_frames_sent']:>10} "
                      f"{p['video_frames_decoded']:>5}/{p['video_frames_expected']:<6} "

@@ -115,7 +115,8 @@ _PREDICT_HINTS = {
 REKEY_CHOICES = {
     "a": "SRTP's replay check rejects the copies.",
     "b": "The copies carry the old epoch's KID: the receiver keeps that key, with its replay window, only "
-         "for the grace period and then deletes it, so they fail as replays or with an unknown KID.",
+         "until it hears the sender on the new epoch or the grace period ends, and then deletes it, so they "
+         "fail as replays or with an unknown KID.",
     "c": "The new key decrypts the old frames into garbage, which the VP8 decoder refuses.",
     "d": "After the rekey the sender's CTR restarted at 0, so the old CTRs look like future frames.",
 }
@@ -164,9 +165,10 @@ def check_rekey_replay(answer: str | None) -> Feedback:
         return not_yet(f"answer with one letter: {', '.join(REKEY_CHOICES)}.")
     if letter != "b":
         return not_yet(_REKEY_HINTS[letter])
-    return correct("keys are per sender and epoch, named by the KID the header carries and authenticates. "
-                   "While the old key is kept its replay window rejects the copies; once it is deleted the KID "
-                   "is unknown. Deleting old keys after a grace period is what makes the rekey final.")
+    return correct("keys are per sender, media kind and epoch, named by the KID the header carries and "
+                   "authenticates. While the old key is kept its replay window rejects the copies; once it is "
+                   "deleted the KID is unknown. Deleting old keys (as soon as the sender is heard on the new "
+                   "epoch, at the latest when the grace period ends) is what makes the rekey final.")
 
 
 def still_works(table: pd.DataFrame, mode: str = "e2ee") -> set[str]:

@@ -13,7 +13,10 @@ Members and roster entries. Each member has an identity key pair (X25519, RFC 77
 or ECDH on P-256, SEC 1: uncompressed 65 bytes), a user identifier it chooses (UTF-8, 1..64 bytes,
 the participant's name) and a 16-byte session id drawn when it joins a call. The signalling server
 assigns the member index (0..255) and serves the roster as entries ``(index, user, identity,
-session)`` (JSON form for the browser: ``[index, user, identityHex, sessionHex]``).
+session)``. JSON form for the browser: an entry is ``[index, user, identityHex, sessionHex]``; a
+roster update is ``{"type": "roster", "epoch": e, "change": "join"|"leave"|"rekey", "subject":
+index or null, "members": [entries], "previousCode": hex of 32 bytes or null}``; a member joins
+with ``(user, identity, session)``.
 
 Roster acceptance (:class:`KeyChecks` ``roster``). With P = the member's current peers and L = the
 update's listed indices minus itself: its own JOIN is the initial view; a JOIN of s needs s ∉ P and
