@@ -942,6 +942,7 @@ class KeyAgreementMachine(RuleBasedStateMachine):
         self.now, self.order = 0.0, itertools.count()
         self.joined, self.left, self.sent, self.flight, self.history = {}, {}, [], [], []
         self.seen: dict[tuple[int, int, str], int] = {}  # (receiver, sender, kind) -> newest epoch read
+        self.poisoned: set[tuple[int, int]] = set()  # (receiver, KID) whose window a forgery moved far ahead
         self.forged = 0
         for _ in range(2):
             self._join()
@@ -997,6 +998,10 @@ class KeyAgreementMachine(RuleBasedStateMachine):
         newest = self.seen.get((receiver, sender, kind), -1)
         if epoch < newest:  # the sender has spoken under a newer epoch: its old key is retired
             with pytest.raises(UnknownKeyId):
+                self.group.receive_frame(receiver, frame, arrival, sender=sender, kind=kind)
+            return
+        if (receiver, decode_header(frame)[0]) in self.poisoned:  # CTR far behind the forged one
+            with pytest.raises(ReplayedFrame):
                 self.group.receive_frame(receiver, frame, arrival, sender=sender, kind=kind)
             return
         got = self.group.receive_frame(receiver, frame, arrival, sender=sender, kind=kind)
@@ -1059,8 +1064,10 @@ class KeyAgreementMachine(RuleBasedStateMachine):
             except UnknownKeyId:
                 return
             # Accepted: it authenticated, so it retires the sender's older keys like a genuine frame
-            # (a forgery under an epoch the sender has not switched to yet drops its frames until it does).
+            # (a forgery under an epoch the sender has not switched to yet drops its frames until it does),
+            # and its CTR moved that KID's replay window past every genuine frame.
             self.seen[receiver, sender, kind] = max(epoch, self.seen.get((receiver, sender, kind), -1))
+            self.poisoned.add((receiver, kid_for(epoch, sender, kind)))
 
     def _number(self, frame):
         return next(i for i, (_, _, f) in enumerate(self.sent) if f == frame)
