@@ -111,7 +111,7 @@ class Participant:
         self.certificate = Certificate.generate(self.name)
         self.reproducible_keys = reproducible_keys
         self.identity = IdentityKeyPair.generate(seed=key_seed("identity", seed, index, reproducible_keys))
-        self.session = new_session(key_seed("session", seed, index, reproducible_keys))
+        self.key_session = new_session(key_seed("session", seed, index, reproducible_keys))  # the call session
         self.key_policy = key_policy
         self.options = options or SenderOptions()
         self.member: Member | None = None
@@ -151,8 +151,8 @@ class Participant:
     def join_keys(self) -> None:
         """Join the group key agreement: the roster assigns a member index; updates follow."""
         assert self._sfu is not None, "connect() first"
-        index = self._sfu.signalling.join(self.name, self.identity.public, self.session, self._clock())
-        self.member = Member(index, self.identity, user=self.name, session=self.session, policy=self.key_policy,
+        index = self._sfu.signalling.join(self.name, self.identity.public, self.key_session, self._clock())
+        self.member = Member(index, self.identity, user=self.name, session=self.key_session, policy=self.key_policy,
                              seed=key_seed("member", self.seed, self.index, self.reproducible_keys))
 
     def keys_ready(self, epoch: int, members: list[int]) -> bool:

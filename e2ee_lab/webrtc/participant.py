@@ -69,7 +69,7 @@ class WebRTCParticipant:
         self.scene = Scene(index, seed=seed, width=size.width, height=size.height, fps=size.fps)
         self.speech = SpeechSource(offset_s=index * SPEECH_STAGGER)
         self.identity = IdentityKeyPair.generate(seed=key_seed("identity", seed, index, reproducible_keys))
-        self.session = new_session(key_seed("session", seed, index, reproducible_keys))
+        self.key_session = new_session(key_seed("session", seed, index, reproducible_keys))  # the call session
         self.member: Member | None = None
         self.pc = RTCPeerConnection(loopback_configuration())
         self.lock = threading.Lock()
@@ -176,8 +176,8 @@ class WebRTCParticipant:
         """Join the group key agreement through the SFU's signalling relay."""
         self._relay = relay
         relay.register(self.name, self.on_signal)
-        index = relay.join(self.name, self.identity.public, self.session, self._clock())
-        self.member = Member(index, self.identity, user=self.name, session=self.session, policy=self.key_policy,
+        index = relay.join(self.name, self.identity.public, self.key_session, self._clock())
+        self.member = Member(index, self.identity, user=self.name, session=self.key_session, policy=self.key_policy,
                              seed=key_seed("member", self.seed, self.index, self.reproducible_keys))
 
     def on_signal(self, message: object) -> None:
