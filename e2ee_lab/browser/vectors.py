@@ -1,8 +1,8 @@
 """RFC 9605 Appendix C vectors run inside the page: the browser's own SFrame code, checked in place.
 
 :func:`run_vectors_in_browser` opens the web client in headless Chromium and calls its
-``lab.vectors()``, which, for every SFrame vector of the suites the page offers (4:
-AES_128_GCM_SHA256_128 and 5: AES_256_GCM_SHA512_128), derives ``sframe_key`` and ``sframe_salt``
+``lab.vectors()``, which, for every SFrame vector of the suites the page offers (all eight: RFC
+9605's 1-5 and draft-barnes-sframe-iana-256's AES-256-CTR + HMAC-SHA512 suites 6-8), derives ``sframe_key`` and ``sframe_salt``
 (§4.4.2) in WebCrypto, encrypts the plaintext with the vector's KID, CTR and metadata (§4.4.3),
 compares the ciphertext byte for byte, decrypts it back and checks that a flipped tag bit is
 refused; and encodes and decodes all header vectors (§4.3). The vectors are the same JSON the

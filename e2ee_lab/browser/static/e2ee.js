@@ -1,5 +1,6 @@
 // e2ee.js: the browser participant's frame crypto and key agreement, in WebCrypto only.
-// Byte-compatible with e2ee_lab/crypto/sframe.py (RFC 9605 suites 4 and 5),
+// Byte-compatible with e2ee_lab/crypto/sframe.py (SFrame suites 1-8: RFC 9605's five and the
+// AES-256-CTR + HMAC-SHA512 suites 6-8 of draft-barnes-sframe-iana-256-06),
 // e2ee_lab/crypto/transforms.py (clear-prefix framing) and e2ee_lab/crypto/keys/ (ECDH P-256,
 // HKDF-SHA256 pairwise keys, AES-128-GCM key messages, the RFC 9605 §5.1 ratchet).
 // Loaded by the page (<script>) and by the crypto worker (importScripts).
@@ -57,11 +58,49 @@ const E2EE = (() => {
   }
 
   // --- SFrame, RFC 9605 ------------------------------------------------------------------------------
-  // §4.5 cipher suites this page offers: the two AES-GCM ones.
+  // §4.5 cipher suites this page offers: all eight (WebCrypto has AES-GCM, AES-CTR and HMAC).
+  // nka > 0: the AES-CTR + HMAC construction of §4.5.1; 6-8 from draft-barnes-sframe-iana-256-06.
   const SUITES = {
-    4: { name: 'AES_128_GCM_SHA256_128', hash: 'SHA-256', nh: 32, nk: 16, nn: 12, nt: 16 },
-    5: { name: 'AES_256_GCM_SHA512_128', hash: 'SHA-512', nh: 64, nk: 32, nn: 12, nt: 16 },
+    1: { name: 'AES_128_CTR_HMAC_SHA256_80', hash: 'SHA-256', nh: 32, nka: 16, nk: 48, nn: 12, nt: 10 },
+    2: { name: 'AES_128_CTR_HMAC_SHA256_64', hash: 'SHA-256', nh: 32, nka: 16, nk: 48, nn: 12, nt: 8 },
+    3: { name: 'AES_128_CTR_HMAC_SHA256_32', hash: 'SHA-256', nh: 32, nka: 16, nk: 48, nn: 12, nt: 4 },
+    4: { name: 'AES_128_GCM_SHA256_128', hash: 'SHA-256', nh: 32, nka: 0, nk: 16, nn: 12, nt: 16 },
+    5: { name: 'AES_256_GCM_SHA512_128', hash: 'SHA-512', nh: 64, nka: 0, nk: 32, nn: 12, nt: 16 },
+    6: { name: 'AES_256_CTR_HMAC_SHA512_80', hash: 'SHA-512', nh: 64, nka: 32, nk: 96, nn: 12, nt: 10 },
+    7: { name: 'AES_256_CTR_HMAC_SHA512_64', hash: 'SHA-512', nh: 64, nka: 32, nk: 96, nn: 12, nt: 8 },
+    8: { name: 'AES_256_CTR_HMAC_SHA512_32', hash: 'SHA-512', nh: 64, nka: 32, nk: 96, nn: 12, nt: 4 },
   };
+
+  // §4.5.1 AES-CTR + HMAC: enc_key = key[0:Nka], auth_key = key[Nka:]; counter block nonce || 0^32;
+  // tag = HMAC(auth_key, len(aad) || len(ct) || Nt || nonce || aad || ct)[0:Nt], lengths 64-bit BE.
+  // Both return an object with seal/open of the same shape as the AES-GCM ones.
+  async function ctrHmacAead(s, raw) {
+    const encKey = await subtle.importKey('raw', raw.subarray(0, s.nka), 'AES-CTR', false, ['encrypt', 'decrypt']);
+    const macKey = await subtle.importKey('raw', raw.subarray(s.nka), { name: 'HMAC', hash: s.hash }, false, ['sign']);
+    const counter = (iv) => ({ name: 'AES-CTR', counter: concat(iv, new Uint8Array(4)), length: 128 });
+    const tag = async (iv, aad, ct) => new Uint8Array(await subtle.sign('HMAC', macKey,
+      concat(be(aad.length, 8), be(ct.length, 8), be(s.nt, 8), iv, aad, ct))).subarray(0, s.nt);
+    return {
+      async seal(iv, data, aad) {
+        const ct = new Uint8Array(await subtle.encrypt(counter(iv), encKey, data));
+        return concat(ct, await tag(iv, aad, ct));
+      },
+      async open(iv, data, aad) {
+        if (data.length < s.nt) throw new CryptoError('auth', 'authentication failed');
+        const ct = data.subarray(0, data.length - s.nt);
+        const got = data.subarray(data.length - s.nt);
+        const want = await tag(iv, aad, ct);
+        let diff = 0;                          // compare every byte: no early exit
+        for (let i = 0; i < s.nt; i++) diff |= got[i] ^ want[i];
+        if (diff !== 0) throw new CryptoError('auth', 'authentication failed');
+        return new Uint8Array(await subtle.decrypt(counter(iv), encKey, ct));
+      },
+    };
+  }
+  async function gcmAead(raw) {
+    const key = await aesKey(raw);
+    return { seal: (iv, data, aad) => seal(key, iv, data, aad), open: (iv, data, aad) => open(key, iv, data, aad) };
+  }
   const KEY_LABEL = enc.encode('SFrame 1.0 Secret key ');
   const SALT_LABEL = enc.encode('SFrame 1.0 Secret salt ');
 
@@ -116,7 +155,7 @@ const E2EE = (() => {
       const k = new SFrameKey();
       const { key, salt } = await deriveKeySalt(suiteId, kid, baseKey);
       k.suite = suiteId; k.kid = BigInt(kid); k.raw = key; k.salt = salt;
-      k.aead = await aesKey(key);
+      k.aead = SUITES[suiteId].nka ? await ctrHmacAead(SUITES[suiteId], key) : await gcmAead(key);
       k.nextCtr = 0n;
       k.highest = -1n; k.seen = new Set();   // replay window of 128 (RFC 3711 §3.3.2 style)
       return k;
@@ -126,7 +165,7 @@ const E2EE = (() => {
       const c = ctr === null ? this.nextCtr : BigInt(ctr);
       this.nextCtr = c + 1n;  // "MUST NOT encrypt twice with the same key and nonce"
       const header = encodeHeader(this.kid, c);
-      const body = await seal(this.aead, nonce(this.salt, c), plaintext, concat(header, metadata));
+      const body = await this.aead.seal(nonce(this.salt, c), plaintext, concat(header, metadata));
       return concat(header, body);
     }
     async unprotect(frame, metadata = new Uint8Array(0)) {
@@ -134,7 +173,7 @@ const E2EE = (() => {
       if (h.kid !== this.kid) throw new CryptoError('unknown_kid', `KID ${h.kid}`);
       if (h.ctr + 128n <= this.highest || this.seen.has(h.ctr)) throw new CryptoError('replay', `CTR ${h.ctr}`);
       const header = frame.subarray(0, h.length);
-      const plain = await open(this.aead, nonce(this.salt, h.ctr), frame.subarray(h.length), concat(header, metadata));
+      const plain = await this.aead.open(nonce(this.salt, h.ctr), frame.subarray(h.length), concat(header, metadata));
       this.seen.add(h.ctr);
       if (h.ctr > this.highest) this.highest = h.ctr;
       if (this.seen.size > 256) for (const v of this.seen) if (v + 128n <= this.highest) this.seen.delete(v);
