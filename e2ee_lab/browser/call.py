@@ -183,7 +183,8 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
         async with Chromium() as chrome:
             page = BrowserParticipant(BROWSER_NAME, chrome, server.channel, clock=clock)
             init = await page.load(server.url, mode=mode, width=dims.width, height=dims.height,
-                                   fps=dims.fps, api=api, transform_in_ontrack=transform_in_ontrack)
+                                   fps=dims.fps, api=api, transform_in_ontrack=transform_in_ontrack,
+                                   policy=CALL_KEY_POLICY)
             timing["page_ready_s"] = clock()
             try:
                 with loopback_ice():
@@ -246,7 +247,7 @@ async def _agree_keys(sfu: WebRTCSFU, people: list[WebRTCParticipant], page: Bro
     for p in people:
         p.join_keys(sfu.signalling)
         await asyncio.sleep(0.01)
-    page.join_keys(sfu.signalling, CALL_KEY_POLICY.switch_delay)
+    page.join_keys(sfu.signalling)
     await wait_for_group_keys(sfu.signalling, people, also=page.keys_ready)
     return dict(sfu.signalling.members)
 

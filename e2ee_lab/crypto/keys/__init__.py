@@ -1,7 +1,8 @@
 """Group key agreement for SFrame sender keys (RFC 9605 §5.1), sans-I/O: messages in, messages and keys out.
 
 This docstring is the normative description of the lab's key management: the browser's
-``static/e2ee.js`` implements the same bytes. Everything that arrives from signalling or the SFU
+``e2ee_lab/browser/static/keys.js`` (key agreement) and ``e2ee.js`` (KIDs, frames) implement the
+same bytes. Everything that arrives from signalling or the SFU
 (rosters, key messages, SSRC-to-member mappings) is treated as adversarial.
 
 Randomness. Live calls draw identity keys, session ids, base keys and key-message nonces from the
