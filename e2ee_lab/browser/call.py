@@ -12,9 +12,13 @@ What is measured (``result.summary``):
 
 - browser → Python: frames the page's worker encrypted and sent, frames each Python participant
   decrypted and decoded with a picture matching the pattern (mean absolute error ≤ 20);
-- Python → browser: frames each Python participant sent, frames the page's worker decrypted,
+- Python → browser: frames each Python participant sent, frames the page's worker authenticated
+  under that participant's KID (credited by KID, RFC 9605 §6.1.1; the worker drops a frame whose
+  KID names another member or kind than its stream as ``kid_stream_mismatch``),
   ``framesDecoded`` from the page's ``getStats()``, frames it rendered (``requestVideoFrameCallback``),
   and canvas pixel samples (every 4th pixel) judged against the picture sent with that RTP timestamp;
+- keys: every member's group code of the final epoch (``group_codes``: they must all agree; the
+  page computes its own in WebCrypto), the page's key-agreement state and its drops;
 - the SFU: the browser's video frames it reassembled from the packets it forwarded and how many
   libvpx decoded into the pattern (0 in the e2ee modes);
 - loss (``drop_at=t``): the SFU drops one video frame of the first Python participant toward the
@@ -320,6 +324,7 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
     from e2ee_lab.call.pipeline import ReceivedFrame
 
     worker = stats.get("worker") or {}
+    credited = stats.get("credited") or {}  # "member:kind" -> frames authenticated under that member's KID
     received = pd.DataFrame([r for p in people for s in p.sinks for r in s.records + s.dropped_records()],
                             columns=list(ReceivedFrame.__dataclass_fields__))
     sent_by_page = worker.get("enc:video:self", {}).get("ok", 0)
@@ -336,10 +341,12 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
         inbound = next((r for r in stats.get("rtp", []) if r["type"] == "inbound-rtp" and r["mid"] == remote.get("mid")), {})
         sent = sum(1 for r in p.senders["video"].records if not r.reason)
         transformed = worker.get(f"dec:video:{p.name}", {})
+        by_kid = credited.get(f"{p.member.index}:video") if p.member is not None else None
         judged = _judge_samples(remote.get("samples", []), p.name, truth)
         pixels += judged
         to_browser[p.name] = {
-            "sent": sent, "transform_frames": transformed.get("frames", 0), "decrypted": transformed.get("ok", 0),
+            "sent": sent, "transform_frames": transformed.get("frames", 0),
+            "decrypted": transformed.get("ok", 0) if by_kid is None else by_kid,
             "decrypt_failures": transformed.get("dropped", {}), "decoded": inbound.get("frames") or 0,
             "key_frames_decoded": inbound.get("keyFrames"), "rendered": remote.get("rendered", 0),
             "presented": remote.get("presented", 0), "plis": inbound.get("pli"),
@@ -361,7 +368,8 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
     summary = {
         "mode": mode, "seconds": seconds, "size": f"{dims.width}x{dims.height}@{dims.fps}",
         "browser": {"name": BROWSER_NAME, "member": page.index, "frames_sent": sent_by_page,
-                    "worker": worker, "errors": stats.get("errors", {}), "dropped": dict(page.dropped),
+                    "worker": worker, "credited": credited, "errors": stats.get("errors", {}),
+                    "dropped": dict(page.dropped), "key_state": stats.get("member"),
                     "signalling": {"to_page": page.channel.sent, "refused": page.channel.refused}},
         "browser_to_python": to_python, "python_to_browser": to_browser,
         "sfu": {"browser_frames": len(sfu_frames), "browser_frames_decoded": int(sfu_frames.decoded.sum()),
@@ -377,9 +385,20 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
     sfu_counts = summary.pop("sfu")
     summary.update(call_rows(summary, sfu, people, received, sfu_frames, BROWSER_NAME))
     summary["sfu"].update(sfu_counts)
+    summary["group_codes"] = _group_codes(people, stats.get("member"))
     summary["wire"] = {"browser_frames": wire_seen, "browser_frames_matching": int(wire.matches.sum()) if len(wire) else 0}
     return BrowserCallResult(summary=summary, stats=stats, screenshot=shot, sdp=sdp, sfu_frames=sfu_frames,
                              pixels=pd.DataFrame(pixels), received=received, lo_datagrams=lo, wire_frames=wire)
+
+
+def _group_codes(people, page: dict | None) -> dict:
+    """Each member's group code of the page's epoch, as members would read them out, and whether
+    they all agree (None in dtls-srtp mode: no key agreement)."""
+    if not page or page.get("groupCode") is None:
+        return {"epoch": None, "codes": {}, "match": None}
+    codes = {p.name: p.member.group_code(page["epoch"]).digits for p in people if p.member is not None}
+    codes[BROWSER_NAME] = page["groupCode"]
+    return {"epoch": page["epoch"], "codes": codes, "match": len(set(codes.values())) == 1}
 
 
 class _LoSniffer:
