@@ -23,8 +23,13 @@ What is measured (``result.summary``):
   libvpx decoded into the pattern (0 in the e2ee modes);
 - loss (``drop_at=t``): the SFU drops one video frame of the first Python participant toward the
   browser ``t`` s after media start; ``loss.recovered_after_s`` is the time from the drop to the
-  first rendered frame after the freeze (None: never). With SFrame Chrome's VP8 depacketizer reads
-  the SFrame header byte as the VP8 frame tag, so after a loss it cannot find a key frame;
+  first rendered frame after the freeze (None: never), ``loss.sframe`` the dropped frame's SFrame
+  KID and CTR and the bit Chrome's VP8 depacketizer reads from it as the key-frame flag (bit 0 of
+  the first byte after the VP8 payload descriptor, RFC 7741 §4.2: the VP8 frame tag's P bit, RFC
+  6386 §9.1, but under SFrame the config byte's, RFC 9605 §4.3). ``video_ctr_jump=n`` makes the
+  Python participants' video counter jump to ``n`` half a second into the media (once the page has
+  decoded the first key frame), as it would stand after ``n`` frames, to reach a longer CTR
+  encoding without minutes of media;
 - loopback: every candidate of every SDP, and (``sniff_lo=True``) every UDP datagram on ``lo``,
   from which ``summary["wire"]`` counts what an eavesdropper could decode of the browser's video;
 - the table of ``e2ee-lab call`` (``participants``, ``sfu``: :mod:`e2ee_lab.browser.tally`), which
@@ -58,9 +63,12 @@ from e2ee_lab.call.common import CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, 
 from e2ee_lab.call.participant import key_seed
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import Curve, IdentityKeyPair
+from e2ee_lab.crypto.sframe import SFrameError, decode_header
 from e2ee_lab.media.codecs import DecodeError, VP8Decoder, mean_abs_error, picture_matches
 from e2ee_lab.media.scene import to_rgb, video_size
 from e2ee_lab.media.speech import FRAME_MS
+from e2ee_lab.rtp import RTPError
+from e2ee_lab.rtp.vp8 import VP8PayloadDescriptor
 from e2ee_lab.transport import write_keylog
 from e2ee_lab.webrtc.call import CONNECT_TIMEOUT, DRAIN, TAIL, SentIndex
 from e2ee_lab.webrtc.errors import ConnectionFailed
@@ -79,6 +87,7 @@ MODES = ("dtls-srtp", "e2ee", "clear-prefix")
 #: the page's test pattern (client.js PATTERN): left half, right half, and a moving 8-pixel bar
 PATTERN_LEFT, PATTERN_RIGHT = (64, 64, 64), (192, 192, 192)
 FREEZE_GAP = 0.3  # seconds without a rendered frame that count as a freeze
+CTR_JUMP_AT = 0.5  # seconds into the media at which ``video_ctr_jump`` applies (after the first key frame)
 STOP_DRAIN = 0.5  # seconds between the page's last frame and reading the counters
 
 
@@ -136,7 +145,9 @@ class _OneFrameLoss:
         self.publisher, self.subscriber, self.at, self._clock = publisher, subscriber, at, clock
         self.timestamp: int | None = None
         self.wall_ms: float | None = None
+        self.time: float | None = None  # the call's clock when the frame was dropped
         self.packets = 0
+        self.first_payload: bytes | None = None  # the dropped frame's first RTP payload
         self._last: int | None = None
 
     def __call__(self, publisher: str, subscriber: str, kind: str, packet) -> bool:
@@ -144,10 +155,31 @@ class _OneFrameLoss:
             return False
         new_frame, self._last = packet.timestamp != self._last, packet.timestamp
         if self.timestamp is None and new_frame and self._clock() >= self.at:
-            self.timestamp, self.wall_ms = packet.timestamp, time.time() * 1000
+            self.timestamp, self.wall_ms, self.time = packet.timestamp, time.time() * 1000, self._clock()
         hit = packet.timestamp == self.timestamp
         self.packets += hit
+        if hit and self.first_payload is None:
+            self.first_payload = bytes(packet.payload)
         return hit
+
+
+def _jump_counters(cryptos: list, ctr: int) -> None:
+    for crypto in cryptos:
+        crypto.min_ctr = {"video": ctr}
+
+
+def depacketizer_reading(payload: bytes | None) -> dict | None:
+    """What Chrome's VP8 depacketizer reads from the first RTP payload of an SFrame-encrypted frame:
+    after the VP8 payload descriptor (RFC 7741 §4.2) comes the SFrame header (RFC 9605 §4.3), whose
+    config byte it takes for the first byte of the VP8 frame tag; bit 0 is the P bit (RFC 6386
+    §9.1, 0 = key frame). None when the payload does not parse as that."""
+    try:
+        _, rest = VP8PayloadDescriptor.parse(payload or b"")
+        kid, ctr, _ = decode_header(rest)
+    except (RTPError, SFrameError):
+        return None
+    return {"kid": kid, "kid_hex": f"{kid:#x}", "ctr": ctr, "config_byte": f"{rest[0]:08b}",
+            "p_bit": rest[0] & 1, "reads_as": "key frame" if rest[0] & 1 == 0 else "delta frame"}
 
 
 # --- the call ----------------------------------------------------------------------------------------
@@ -156,13 +188,11 @@ class _OneFrameLoss:
 async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seconds: float = 3.0,
                                  seed: int = 0, size: Size | None = None, *, api: str = "script",
                                  drop_at: float | None = None, transform_in_ontrack: bool = False,
-                                 sniff_lo: bool = False, reproducible_keys: bool = False) -> BrowserCallResult:
+                                 sniff_lo: bool = False, reproducible_keys: bool = False,
+                                 video_ctr_jump: int = 0) -> BrowserCallResult:
     """Run one browser call in the running event loop, in this network namespace (see
     :func:`run_browser_call`)."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    if not 1 <= participants <= 8 or not seconds > 0:
-        raise ValueError(f"need 1..8 Python participants and seconds > 0, not {participants}, {seconds}")
+    _check_arguments(mode, participants, seconds, video_ctr_jump)
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -199,14 +229,15 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                 timing["connected_s"] = clock()
                 members = await _agree_keys(sfu, people, page, mode)
                 timing["keys_agreed_s"] = clock()
-                for p in people:
-                    p.arm(members)
+                cryptos = [p.arm(members) for p in people]
                 await page.arm(members)
                 if drop_at is not None:
                     loss = sfu.forward_filter = _OneFrameLoss(people[0].name, BROWSER_NAME,
                                                               clock() + START_DELAY + drop_at, clock)
                 start = loop.time() + START_DELAY
                 timing["media_start_s"] = start - t0
+                if video_ctr_jump:
+                    loop.call_at(start + CTR_JUMP_AT, _jump_counters, cryptos, video_ctr_jump)
                 for p in people:
                     p.start.set_result(start)
                 await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
@@ -230,6 +261,15 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                           timing={k: round(v, 3) for k, v in timing.items()}, console=console,
                           elapsed_s=round(time.perf_counter() - started, 2))
     return result
+
+
+def _check_arguments(mode: str, participants: int, seconds: float, video_ctr_jump: int) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if not 1 <= participants <= 8 or not seconds > 0:
+        raise ValueError(f"need 1..8 Python participants and seconds > 0, not {participants}, {seconds}")
+    if video_ctr_jump and (mode != "e2ee" or not 0 < video_ctr_jump < 2**64 - 2**20):
+        raise ValueError(f"video_ctr_jump needs mode 'e2ee' and a CTR in 1..2^64-2^20, not {mode!r}, {video_ctr_jump}")
 
 
 async def _wait_connected(sfu: WebRTCSFU, people: list[WebRTCParticipant], page: BrowserParticipant) -> None:
@@ -355,7 +395,11 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
             "pixel_samples": len(judged), "pixel_matches": sum(j["matches"] for j in judged)}
         if loss is not None and p.name == loss.publisher:
             to_browser[p.name]["loss"] = {**_recovery(remote.get("renderTimes", []), loss.wall_ms),
-                                          "packets_dropped": loss.packets, "drop_wall_ms": loss.wall_ms}
+                                          "packets_dropped": loss.packets, "drop_wall_ms": loss.wall_ms,
+                                          "key_frames_sent_after": sum(
+                                              1 for r in p.senders["video"].records
+                                              if not r.reason and r.frame_type == "key" and r.time > (loss.time or 0)),
+                                          "sframe": depacketizer_reading(loss.first_payload) if mode == "e2ee" else None}
     sfu_frames = sfu_judges_browser(sfu)
     view = sfu.view_packets()
     ssrcs = view[(view.publisher == BROWSER_NAME) & (view.kind == "video")].ssrc
@@ -426,7 +470,8 @@ def _lo_sniffer() -> _LoSniffer | None:
 def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float = 3.0, seed: int = 0,
                      size: Size | None = None, *, api: str = "script", drop_at: float | None = None,
                      transform_in_ontrack: bool = False, sniff_lo: bool = False,
-                     isolate: str = "auto", reproducible_keys: bool = False) -> BrowserCallResult:
+                     isolate: str = "auto", reproducible_keys: bool = False,
+                     video_ctr_jump: int = 0) -> BrowserCallResult:
     """Run a call of ``participants`` aiortc participants and one headless Chromium page.
 
     Args:
@@ -444,16 +489,21 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
         sniff_lo: record every UDP datagram on ``lo`` (needs capture rights).
         isolate: "auto" (a private network namespace when permitted), "netns" or "off".
         reproducible_keys: derive the Python members' identity keys, sessions and frame keys from ``seed``.
+        video_ctr_jump: e2ee only: :data:`CTR_JUMP_AT` s into the media the Python participants'
+            video CTR jumps to this value and counts on from there (no (key, CTR) pair is ever used
+            twice); 0: no jump.
 
     Raises:
+        ValueError: an unknown mode, participants outside 1..8, or ``video_ctr_jump`` outside e2ee.
         BrowserNotFound: no Chromium.  IsolationFailed: ``isolate="netns"`` and it cannot run.
         ConnectionFailed, CallSetupError, NotLoopback, PageError: the call did not happen.
     """
     from .isolation import resolve_isolation, run_in_netns
 
+    _check_arguments(mode, participants, seconds, video_ctr_jump)
     kwargs = dict(mode=mode, participants=participants, seconds=seconds, seed=seed, size=size, api=api,
                   drop_at=drop_at, transform_in_ontrack=transform_in_ontrack, sniff_lo=sniff_lo,
-                  reproducible_keys=reproducible_keys)
+                  reproducible_keys=reproducible_keys, video_ctr_jump=video_ctr_jump)
     how, note = resolve_isolation(isolate)
     if how == "netns":
         return run_in_netns(kwargs)

@@ -109,10 +109,12 @@ class SFrameCrypto:
 
     def __init__(self, member: Member) -> None:
         self.member = member
+        self.min_ctr: dict[str, int] = {}  # kind -> lowest CTR a frame may use (Member.protect)
 
     def protect(self, frame: EncodedFrame, now: float) -> EncodedFrame:
         """SFrame header || ciphertext || tag under the member's current send key of the frame's kind."""
-        return frame.replace(data=self.member.protect(frame.data, now, kind=frame.kind))
+        return frame.replace(data=self.member.protect(frame.data, now, kind=frame.kind,
+                                                      min_ctr=self.min_ctr.get(frame.kind, 0)))
 
     def unprotect(self, frame: EncodedFrame, sender: int | None, now: float,
                   kind: str | None = None) -> EncodedFrame:

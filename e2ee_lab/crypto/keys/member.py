@@ -232,12 +232,17 @@ class Member:
         """Let time pass: switch to a due send key, delete keys whose grace period ended."""
         self._advance(now)
 
-    def protect(self, payload: bytes, now: float, metadata: bytes = b"", *, kind: str = "video") -> bytes:
+    def protect(self, payload: bytes, now: float, metadata: bytes = b"", *, kind: str = "video",
+                min_ctr: int = 0) -> bytes:
         """Encrypt one frame of ``kind`` ("audio" or "video") with the current send key of that kind
-        (SFrameError from the frame layer; ValueError for another kind)."""
+        (SFrameError from the frame layer; ValueError for another kind). ``min_ctr``: the key's
+        counter jumps up to it if it is lower (never back), as if that many frames had been sent
+        under the key already (Lab 10's counter experiments)."""
         self._advance(now)
         next_state(self.state, Trigger.FRAME)
-        return self.context.protect(kid_for(self._send_epoch, self.index, kind), payload, metadata)
+        kid = kid_for(self._send_epoch, self.index, kind)
+        ctr = min_ctr if min_ctr and self.context.next_counter(kid) < min_ctr else None
+        return self.context.protect(kid, payload, metadata, ctr=ctr)
 
     def unprotect(self, frame: bytes, now: float, metadata: bytes = b"", *, sender: int | None = None,
                   kind: str | None = None) -> bytes:
