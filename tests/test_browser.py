@@ -21,7 +21,7 @@ import pytest
 from utils import DATA, load_vectors, other_interfaces
 
 from e2ee_lab.browser import find_chromium, netns_problem, run_browser_call, run_vectors_in_browser
-from e2ee_lab.browser.call import _recovery, pattern, run_for_call
+from e2ee_lab.browser.call import pattern, run_for_call
 from e2ee_lab.browser.tally import three_views
 from e2ee_lab.call.pipeline import thumbnail
 from e2ee_lab.call import add_call_arguments, cli_call, run_call
@@ -443,13 +443,6 @@ def test_call_command_with_a_browser_prints_the_table(tmp_path, capsys):
         assert rows[me]["video_frames_decoded"] >= 0.75 * rows[me]["video_frames_expected"], rows[me]
     assert summary["sfu"]["video_frames_decodable"] == 0 < summary["sfu"]["video_frames_seen"]
     assert (tmp_path / "sfu-keys.json").exists()
-
-
-def test_recovery_measure():
-    assert _recovery([0, 100, 200], None) == {"dropped": False}
-    got = _recovery([0, 100, 200, 1200, 1300], 150)
-    assert got["recovered_after_s"] == 1.05
-    assert _recovery([0, 100, 200], 150)["recovered_after_s"] is None
 
 
 def test_pattern_halves():

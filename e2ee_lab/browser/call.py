@@ -51,24 +51,22 @@ import asyncio
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import reassemble
+from e2ee_lab.call.capture import FRAME_KEYS_FILE, FrameKeys, call_frame_keys, write_frame_keys
 from e2ee_lab.call.pipeline import thumbnail
 from e2ee_lab.call.common import CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, run_blocking, wait_for_group_keys
 from e2ee_lab.call.participant import key_seed
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import Curve, IdentityKeyPair
-from e2ee_lab.crypto.sframe import SFrameError, decode_header
 from e2ee_lab.media.codecs import DecodeError, VP8Decoder, mean_abs_error, picture_matches
 from e2ee_lab.media.scene import to_rgb, video_size
 from e2ee_lab.media.speech import FRAME_MS
-from e2ee_lab.rtp import RTPError
-from e2ee_lab.rtp.vp8 import VP8PayloadDescriptor
 from e2ee_lab.transport import write_keylog
 from e2ee_lab.webrtc.call import CONNECT_TIMEOUT, DRAIN, TAIL, SentIndex
 from e2ee_lab.webrtc.errors import ConnectionFailed
@@ -78,6 +76,7 @@ from e2ee_lab.webrtc.sdp import candidates
 from e2ee_lab.webrtc.sfu import WebRTCSFU
 
 from .chromium import Chromium
+from .loss import CTR_JUMP_AT, OneFrameLoss, depacketizer_reading, jump_counters, recovery
 from .participant import BrowserParticipant
 from .server import StaticServer
 from .tally import call_rows, judge_wire
@@ -86,8 +85,6 @@ BROWSER_NAME = "chromium"
 MODES = ("dtls-srtp", "e2ee", "clear-prefix")
 #: the page's test pattern (client.js PATTERN): left half, right half, and a moving 8-pixel bar
 PATTERN_LEFT, PATTERN_RIGHT = (64, 64, 64), (192, 192, 192)
-FREEZE_GAP = 0.3  # seconds without a rendered frame that count as a freeze
-CTR_JUMP_AT = 0.5  # seconds into the media at which ``video_ctr_jump`` applies (after the first key frame)
 STOP_DRAIN = 0.5  # seconds between the page's last frame and reading the counters
 
 
@@ -106,7 +103,9 @@ class BrowserCallResult:
     judgement of the browser's frames (``sfu_frames``), the judged pixel samples (``pixels``), the
     Python receivers' frame records (``received``), the UDP datagrams seen on ``lo`` (with their
     payloads), an eavesdropper's attempt on the browser's video from them (``wire_frames``), and
-    the SFU's key log. ``capture`` is always None (the call writes no pcap; ``run_call`` reads it)."""
+    the SFU's key log. ``frame_keys``: the SFrame base keys the Python members held (the page's
+among them, as they received them; the page's own memory is never read). ``capture`` is always
+None (the call writes no pcap; ``run_call`` reads it)."""
 
     summary: dict
     stats: dict
@@ -120,6 +119,7 @@ class BrowserCallResult:
     keylog: list = field(default_factory=list)
     capture: None = None
     out: Path | None = None
+    frame_keys: FrameKeys | None = None
 
 
 class _BrowserTruth(SentIndex):
@@ -136,53 +136,6 @@ class _BrowserTruth(SentIndex):
         seen = self._ordinal.setdefault(kind, {})
         index = seen.setdefault(timestamp, len(seen))
         return index, math.nan, self.thumb if kind == "video" else None
-
-
-class _OneFrameLoss:
-    """SFU forward filter: drop every packet of one video frame of ``publisher`` toward ``subscriber``."""
-
-    def __init__(self, publisher: str, subscriber: str, at: float, clock) -> None:
-        self.publisher, self.subscriber, self.at, self._clock = publisher, subscriber, at, clock
-        self.timestamp: int | None = None
-        self.wall_ms: float | None = None
-        self.time: float | None = None  # the call's clock when the frame was dropped
-        self.packets = 0
-        self.first_payload: bytes | None = None  # the dropped frame's first RTP payload
-        self._last: int | None = None
-
-    def __call__(self, publisher: str, subscriber: str, kind: str, packet) -> bool:
-        if (publisher, subscriber, kind) != (self.publisher, self.subscriber, "video"):
-            return False
-        new_frame, self._last = packet.timestamp != self._last, packet.timestamp
-        if self.timestamp is None and new_frame and self._clock() >= self.at:
-            self.timestamp, self.wall_ms, self.time = packet.timestamp, time.time() * 1000, self._clock()
-        hit = packet.timestamp == self.timestamp
-        self.packets += hit
-        if hit and self.first_payload is None:
-            self.first_payload = bytes(packet.payload)
-        return hit
-
-
-def _jump_counters(cryptos: list, ctr: int) -> None:
-    for crypto in cryptos:
-        crypto.min_ctr = {"video": ctr}
-
-
-def depacketizer_reading(payload: bytes | None) -> dict | None:
-    """What Chrome's VP8 depacketizer reads from the first RTP payload of an SFrame-encrypted frame:
-    after the VP8 payload descriptor (RFC 7741 §4.2) comes the SFrame header (RFC 9605 §4.3), whose
-    config byte it takes for the first byte of the VP8 frame tag; bit 0 is the P bit (RFC 6386
-    §9.1, 0 = key frame). None when the payload does not parse as that."""
-    try:
-        _, rest = VP8PayloadDescriptor.parse(payload or b"")
-        kid, ctr, _ = decode_header(rest)
-    except (RTPError, SFrameError):
-        return None
-    return {"kid": kid, "kid_hex": f"{kid:#x}", "ctr": ctr, "config_byte": f"{rest[0]:08b}",
-            "p_bit": rest[0] & 1, "reads_as": "key frame" if rest[0] & 1 == 0 else "delta frame"}
-
-
-# --- the call ----------------------------------------------------------------------------------------
 
 
 async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seconds: float = 3.0,
@@ -232,12 +185,12 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                 cryptos = [p.arm(members) for p in people]
                 await page.arm(members)
                 if drop_at is not None:
-                    loss = sfu.forward_filter = _OneFrameLoss(people[0].name, BROWSER_NAME,
+                    loss = sfu.forward_filter = OneFrameLoss(people[0].name, BROWSER_NAME,
                                                               clock() + START_DELAY + drop_at, clock)
                 start = loop.time() + START_DELAY
                 timing["media_start_s"] = start - t0
                 if video_ctr_jump:
-                    loop.call_at(start + CTR_JUMP_AT, _jump_counters, cryptos, video_ctr_jump)
+                    loop.call_at(start + CTR_JUMP_AT, jump_counters, cryptos, video_ctr_jump)
                 for p in people:
                     p.start.set_result(start)
                 await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
@@ -255,6 +208,7 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     lo = sniffer.stop() if sniffer is not None else pd.DataFrame()
     result = _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo)
     result.keylog = keylog
+    result.frame_keys = _frame_keys(people, page)
     result.summary["srtp_profile"] = keylog[0].profile.value if keylog else "none"
     result.summary.update(reproducible_keys=reproducible_keys, key_policy="fixed")
     result.summary.update(api=stats.get("api"), init={k: v for k, v in init.items() if k != "identity"},
@@ -344,22 +298,6 @@ def judge_video_packets(packets: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["timestamp", "size", "decoded", "matches", "reason"])
 
 
-def _recovery(render_ms: list[float], drop_ms: float | None) -> dict:
-    """Freeze after the dropped frame: the first render after a gap of more than FREEZE_GAP s."""
-    if drop_ms is None:
-        return {"dropped": False}
-    after = [t for t in render_ms if t > drop_ms]
-    previous = max([t for t in render_ms if t <= drop_ms], default=drop_ms)
-    for t in after:
-        if t - previous > FREEZE_GAP * 1000:
-            return {"dropped": True, "recovered_after_s": round((t - drop_ms) / 1000, 3),
-                    "frames_rendered_after_drop": len(after)}
-        previous = t
-    frozen = not after or (render_ms[-1] < drop_ms + FREEZE_GAP * 1000)
-    return {"dropped": True, "recovered_after_s": None if frozen else 0.0,
-            "frames_rendered_after_drop": len(after)}
-
-
 def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo) -> BrowserCallResult:
     from e2ee_lab.call.pipeline import ReceivedFrame
 
@@ -394,7 +332,7 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
             "ratio_rendered": round(remote.get("rendered", 0) / max(1, sent), 4),
             "pixel_samples": len(judged), "pixel_matches": sum(j["matches"] for j in judged)}
         if loss is not None and p.name == loss.publisher:
-            to_browser[p.name]["loss"] = {**_recovery(remote.get("renderTimes", []), loss.wall_ms),
+            to_browser[p.name]["loss"] = {**recovery(remote.get("renderTimes", []), loss.wall_ms),
                                           "packets_dropped": loss.packets, "drop_wall_ms": loss.wall_ms,
                                           "key_frames_sent_after": sum(
                                               1 for r in p.senders["video"].records
@@ -433,6 +371,14 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
     summary["wire"] = {"browser_frames": wire_seen, "browser_frames_matching": int(wire.matches.sum()) if len(wire) else 0}
     return BrowserCallResult(summary=summary, stats=stats, screenshot=shot, sdp=sdp, sfu_frames=sfu_frames,
                              pixels=pd.DataFrame(pixels), received=received, lo_datagrams=lo, wire_frames=wire)
+
+
+def _frame_keys(people, page: BrowserParticipant) -> FrameKeys | None:
+    keys = call_frame_keys(people)
+    if keys is None:
+        return None
+    named = tuple(replace(k, participant=page.name) if k.member == page.index else k for k in keys.keys)
+    return replace(keys, keys=named)
 
 
 def _group_codes(people, page: dict | None) -> dict:
@@ -489,7 +435,7 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
         sniff_lo: record every UDP datagram on ``lo`` (needs capture rights).
         isolate: "auto" (a private network namespace when permitted), "netns" or "off".
         reproducible_keys: derive the Python members' identity keys, sessions and frame keys from ``seed``.
-        video_ctr_jump: e2ee only: :data:`CTR_JUMP_AT` s into the media the Python participants'
+        video_ctr_jump: e2ee only: :data:`~e2ee_lab.browser.loss.CTR_JUMP_AT` s into the media the Python participants'
             video CTR jumps to this value and counts on from there (no (key, CTR) pair is ever used
             twice); 0: no jump.
 
@@ -522,7 +468,7 @@ def run_for_call(stack: str, browsers: int, mode: str, participants: int, second
     """``run_call(..., stack="webrtc", browser_participants=browsers)``: :func:`run_browser_call`
     with ``participants`` Python members, its summary in ``run_call``'s shape (the page is one more
     row of ``summary["participants"]``, :mod:`e2ee_lab.browser.tally`); with ``out`` it writes
-    ``summary.json`` and ``sfu-keys.json`` there. ``capture``: "off"; "sniff" records the UDP
+    ``summary.json``, ``sfu-keys.json`` and (e2ee, clear-prefix) ``frame-keys.json`` there. ``capture``: "off"; "sniff" records the UDP
     datagrams on ``lo``; "auto" does so where permitted. ``reproducible_keys`` goes to the Python
     members. ``lab_only``: run_call's lab-stack options (srtp_profile, garbage, policy, key_policy,
     sfu_setup, sender_options), which must be unset (key_policy: the default or "fixed"; the
@@ -551,4 +497,6 @@ def run_for_call(stack: str, browsers: int, mode: str, participants: int, second
         (result.out / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n",
                                                  encoding="utf-8")
         write_keylog(result.out / "sfu-keys.json", result.keylog)
+        if result.frame_keys is not None:  # e2ee and clear-prefix: the members' secret, apart from the SFU's
+            write_frame_keys(result.out / FRAME_KEYS_FILE, result.frame_keys)
     return result
