@@ -25,7 +25,9 @@ from e2ee_lab.browser.call import pattern, run_for_call
 from e2ee_lab.browser.tally import three_views
 from e2ee_lab.call.pipeline import thumbnail
 from e2ee_lab.call import add_call_arguments, cli_call, run_call
+from e2ee_lab.call.capture import read_frame_keys
 from e2ee_lab.capture import sniff_problem
+from e2ee_lab.crypto.keys import kid_for
 from e2ee_lab.media.codecs import PICTURE_MATCH_MAE, mean_abs_error
 from e2ee_lab.webrtc import check_loopback
 from e2ee_lab.webrtc.sdp import candidates
@@ -443,6 +445,12 @@ def test_call_command_with_a_browser_prints_the_table(tmp_path, capsys):
         assert rows[me]["video_frames_decoded"] >= 0.75 * rows[me]["video_frames_expected"], rows[me]
     assert summary["sfu"]["video_frames_decodable"] == 0 < summary["sfu"]["video_frames_seen"]
     assert (tmp_path / "sfu-keys.json").exists()
+    # the members' secret, apart from the SFU's key log: alice's keys and the page's, as alice got them
+    keys = read_frame_keys(tmp_path / "frame-keys.json")
+    assert not keys.reproducible and "(the members' secret)" in out
+    assert {k.participant for k in keys.keys} == {"alice", "chromium"}
+    page = next(k for k in keys.keys if k.participant == "chromium")
+    assert page.kids == {"audio": kid_for(page.epoch, page.member, "audio"), "video": kid_for(page.epoch, page.member, "video")}
 
 
 def test_pattern_halves():
