@@ -185,8 +185,9 @@ async function onSignal(msg) {
   if (msg.type === 'offer') {
     try { send({ type: 'answer', ...(await answer(msg.sdp)) }); }
     catch (err) { send({ type: 'error', about: 'offer', message: String(err) }); }
-  } else if (msg.type === 'join') join(msg.index);
-  else if (msg.type === 'roster' || msg.type === 'key') keySignal(msg);
+  } else if (msg.type === 'join') {
+    try { join(msg.index); } catch (err) { fail('keys_bad_join'); }  // the server's word: never trusted to be sane
+  } else if (msg.type === 'roster' || msg.type === 'key') keySignal(msg);
   else fail('signal_unknown');
 }
 
@@ -196,8 +197,12 @@ async function listen() {                                // long-poll: GET /sign
     let reply;
     try { reply = await (await fetch(`signal?after=${after}`)).json(); }
     catch (err) { fail('signal_poll_failed'); await sleep(200); continue; }
-    for (const { seq, message } of reply.messages) { after = seq; await onSignal(message); }
-    if (reply.closed) return;
+    for (const item of Array.isArray(reply && reply.messages) ? reply.messages : []) {
+      if (!item || !Number.isInteger(item.seq) || item.seq <= after || !item.message) { fail('signal_malformed'); continue; }
+      after = item.seq;
+      try { await onSignal(item.message); } catch (err) { fail('signal_error'); }   // drop, count, carry on
+    }
+    if (reply && reply.closed) return;
   }
 }
 
@@ -214,6 +219,7 @@ function pushKeys() {                                     // the worker's keys f
 const pushIfChanged = () => lab.member && lab.member.keyVersion !== pushedVersion && pushKeys();
 
 function join(index) {
+  if (lab.member) throw new E2EE.CryptoError('illegal_transition', 'joined twice');
   const { switchDelay, grace, name } = lab.opts;
   lab.member = new E2EE.Member({ index, identity: lab.identity, user: name, session: lab.session,
                                  switchDelay, grace, suite: SUITE });
