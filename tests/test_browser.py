@@ -133,6 +133,7 @@ def test_key_agreement_ran_in_the_page(sframe_call):
     # the page (WebCrypto) and Alice (Python) computed the same group code over the same roster
     codes = summary["group_codes"]
     assert codes["match"] and set(codes["codes"]) == {"alice", "chromium"} and len(codes["codes"]["chromium"]) == 30
+    assert summary["safety_numbers"]["alice"]["match"] and len(summary["safety_numbers"]["alice"]["digits"]) == 60
     assert summary["browser"]["key_state"]["state"] == "active" and summary["browser"]["key_state"]["sendEpoch"] == codes["epoch"]
 
 

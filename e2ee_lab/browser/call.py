@@ -18,7 +18,8 @@ What is measured (``result.summary``):
   ``framesDecoded`` from the page's ``getStats()``, frames it rendered (``requestVideoFrameCallback``),
   and canvas pixel samples (every 4th pixel) judged against the picture sent with that RTP timestamp;
 - keys: every member's group code of the final epoch (``group_codes``: they must all agree; the
-  page computes its own in WebCrypto), the page's key-agreement state and its drops;
+  page computes its own in WebCrypto), each Python member's safety number with the page against the
+  page's (``safety_numbers``), the page's key-agreement state and its drops;
 - the SFU: the browser's video frames it reassembled from the packets it forwarded and how many
   libvpx decoded into the pattern (0 in the e2ee modes);
 - loss (``drop_at=t``): the SFU drops one video frame of the first Python participant toward the
@@ -197,6 +198,8 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                 await page.stop_sending()
                 await asyncio.sleep(STOP_DRAIN)
                 stats = await page.stats()
+                if mode != "dtls-srtp":
+                    stats["safetyNumbers"] = await page.safety_numbers([p.member.index for p in people])
                 shot = await chrome.page.screenshot()
                 keylog = sfu.keylog()
             finally:
@@ -368,6 +371,7 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
     summary.update(call_rows(summary, sfu, people, received, sfu_frames, BROWSER_NAME))
     summary["sfu"].update(sfu_counts)
     summary["group_codes"] = _group_codes(people, stats.get("member"))
+    summary["safety_numbers"] = _safety_numbers(people, page, stats.get("safetyNumbers") or {})
     summary["wire"] = {"browser_frames": wire_seen, "browser_frames_matching": int(wire.matches.sum()) if len(wire) else 0}
     return BrowserCallResult(summary=summary, stats=stats, screenshot=shot, sdp=sdp, sfu_frames=sfu_frames,
                              pixels=pd.DataFrame(pixels), received=received, lo_datagrams=lo, wire_frames=wire)
@@ -379,6 +383,17 @@ def _frame_keys(people, page: BrowserParticipant) -> FrameKeys | None:
         return None
     named = tuple(replace(k, participant=page.name) if k.member == page.index else k for k in keys.keys)
     return replace(keys, keys=named)
+
+
+def _safety_numbers(people, page: BrowserParticipant, computed: dict) -> dict:
+    """Per Python member, whether the safety number it computes with the page (Python) equals the
+    one the page computes with it (WebCrypto): both bind each side's user id and identity key."""
+    out = {}
+    for p in people:
+        theirs = computed.get(p.member.index) if p.member is not None else None
+        if theirs is not None:
+            out[p.name] = {"digits": theirs, "match": p.member.safety_number(page.index).digits == theirs}
+    return out
 
 
 def _group_codes(people, page: dict | None) -> dict:

@@ -147,10 +147,10 @@ class BrowserParticipant:
         """True once the page sends under ``epoch`` and holds every member's key for it."""
         return bool(await self.page.call("(e, m) => lab.keysReady(e, m)", epoch, members))
 
-    async def group_code(self) -> str | None:
-        """The 30 digits of the page's group code of its current epoch (None before it has one)."""
-        code = await self.page.evaluate("lab.groupCode() && lab.groupCode().digits")
-        return code or None
+    async def safety_numbers(self, peers: list[int]) -> dict[int, str]:
+        """The 60-digit safety number the page computes with each of ``peers`` (member indices), from
+        the user id and identity key it pinned for them (WebCrypto, ``keys.js``)."""
+        return {peer: await self.page.call("(p) => lab.safetyNumber(p)", peer) for peer in peers}
 
     async def arm(self, members: dict[str, int]) -> None:
         """Hand the page's keys to its worker (the frame transforms stop dropping frames)."""
