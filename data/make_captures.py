@@ -1,15 +1,17 @@
 """Record the two short calls in ``data/captures/`` that notebook 02 and the tests read without root.
 
 Usage: ``.venv/bin/python data/make_captures.py`` (about 10 s). Runs a ``dtls-srtp`` and an ``e2ee``
-call (ci size, 2 participants, 2 s, seed 0) with ``capture="auto"``: scapy sniffs ``lo`` where it is
-permitted (root or CAP_NET_RAW, libpcap), the socket tap records the lab's own sockets elsewhere;
-``summary.json`` says which. Each ``data/captures/<mode>/`` then holds:
+call (ci size, 2 participants, 2 s, seed 0, ``reproducible_keys=True``) with ``capture="auto"``:
+scapy sniffs ``lo`` where it is permitted (root or CAP_NET_RAW, libpcap), the socket tap records the
+lab's own sockets elsewhere; ``summary.json`` says which. Each ``data/captures/<mode>/`` then holds:
 
 - ``capture.pcap``: every UDP datagram of the call, DTLS handshakes included;
 - ``sfu-keys.json``: the SFU's SRTP key log (what the SFU could hand to anyone);
 - ``summary.json``: the call's own counts (``e2ee-lab call`` writes the same);
 - ``truth.csv``: which frame each (SSRC, RTP timestamp) carried, to judge decoded pictures;
-- ``frame-keys.json`` (e2ee only): the members' SFrame base keys, what only the members hold.
+- ``frame-keys.json`` (e2ee only): the members' SFrame base keys, the receivers' secret in a real
+  call. These calls opt in to reproducible keys (a recording for the course): the keys follow from
+  seed 0, so anyone who knows the seed, the SFU included, recomputes them; the file says so.
 
 DTLS keys are fresh on every run and the SFU picks its outgoing SSRCs at random, so the files
 change each time even with the same seed; the pictures, the participants' SSRCs and the frame keys
@@ -35,7 +37,7 @@ def record(mode: str) -> Path:
     directory = OUT / mode
     shutil.rmtree(directory, ignore_errors=True)
     result = run_call(mode, PARTICIPANTS, SECONDS, seed=SEED, size="ci", out=directory,
-                      capture="auto")
+                      capture="auto", reproducible_keys=True)
     write_recording(result, directory)
     views = analyze_views(CapturedCall.from_result(result))
     check(views, result.summary)

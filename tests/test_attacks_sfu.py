@@ -138,14 +138,22 @@ def test_replay_window_in_window_replay_and_old_frames_rejected_out_of_order_acc
         recv.unprotect(ct[150])
 
 
-def test_a_replay_across_a_rekey_meets_the_old_keys_window_then_an_unknown_kid():
-    table = runner.replay_across_rekey()
-    grace_end = runner.REKEY_POLICY.switch_delay + runner.REKEY_POLICY.grace
-    verdicts = dict(zip(table["seconds after rekey"], table["replayed old frame"]))
-    assert {v for t, v in verdicts.items() if t < grace_end} == {"replay"}
-    assert {v for t, v in verdicts.items() if t >= grace_end} == {"unknown_kid"}
-    assert set(table["fresh frame"]) == {"accepted"}
-    assert table["epoch Alice sends in"].iloc[-1] == table["old frame's epoch"].iloc[0] + 1
+@pytest.mark.parametrize("naive", [False, True], ids=["fixed", "naive"])
+def test_a_replay_across_a_rekey_meets_the_old_keys_window_then_an_unknown_kid(naive):
+    # The old key lives until the grace period ends; the fixed members delete it earlier, as soon
+    # as Bob has authenticated one of Alice's frames under the new epoch (an earlier row's fresh frame).
+    policy = runner.REKEY_POLICY.naive() if naive else runner.REKEY_POLICY
+    rows = runner.replay_across_rekey(policy).to_dict("records")
+    grace_end = policy.switch_delay + policy.grace
+    old_epoch = rows[0]["old frame's epoch"]
+    for i, row in enumerate(rows):
+        spoken = any(r["epoch Alice sends in"] > old_epoch for r in rows[:i])
+        retired = row["seconds after rekey"] >= grace_end or (spoken and not naive)
+        assert row["replayed old frame"] == ("unknown_kid" if retired else "replay"), row
+    verdicts = [row["replayed old frame"] for row in rows]
+    assert verdicts.count("replay") == (3 if naive else 2) and verdicts[-1] == "unknown_kid"
+    assert {row["fresh frame"] for row in rows} == {"accepted"}
+    assert rows[-1]["epoch Alice sends in"] == old_epoch + 1
 
 
 # --- policies in a real SFU core, sans-I/O -----------------------------------------------------------
@@ -405,7 +413,7 @@ def _row(matrix, attack: str, mode: str):
 
 REJECTED_IN_E2EE = ("tamper-header", "tamper-payload", "tamper-tag", "replay", "replay-rekey", "inject",
                     "downgrade-inject")
-SFRAME_REASONS = {"auth", "unknown_kid", "malformed", "replay"}
+SFRAME_REASONS = {"auth", "unknown_kid", "malformed", "replay", "kid_stream_mismatch"}
 
 
 def test_matrix_has_every_attack_in_both_modes(matrix):

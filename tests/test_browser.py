@@ -21,11 +21,13 @@ import pytest
 from utils import DATA, load_vectors, other_interfaces
 
 from e2ee_lab.browser import find_chromium, netns_problem, run_browser_call, run_vectors_in_browser
-from e2ee_lab.browser.call import _recovery, pattern, run_for_call
+from e2ee_lab.browser.call import pattern, run_for_call
 from e2ee_lab.browser.tally import three_views
 from e2ee_lab.call.pipeline import thumbnail
 from e2ee_lab.call import add_call_arguments, cli_call, run_call
+from e2ee_lab.call.capture import read_frame_keys
 from e2ee_lab.capture import sniff_problem
+from e2ee_lab.crypto.keys import kid_for
 from e2ee_lab.media.codecs import PICTURE_MATCH_MAE, mean_abs_error
 from e2ee_lab.webrtc import check_loopback
 from e2ee_lab.webrtc.sdp import candidates
@@ -124,9 +126,32 @@ def test_sfu_decodes_the_browsers_frames_in_dtls_srtp(srtp_call):
 
 def test_key_agreement_ran_in_the_page(sframe_call):
     # the page became a member, and Python decrypted its frames with keys only it sent (sealed to P-256)
-    assert sframe_call.summary["browser"]["member"] is not None
-    assert not sframe_call.summary["browser"]["errors"].get("keys_auth")
-    assert _one(sframe_call.summary["browser_to_python"])["decrypted"] > 20
+    summary = sframe_call.summary
+    assert summary["browser"]["member"] is not None
+    assert not [e for e in summary["browser"]["errors"] if e.startswith("keys_")], summary["browser"]["errors"]
+    assert _one(summary["browser_to_python"])["decrypted"] > 20
+    # the page (WebCrypto) and Alice (Python) computed the same group code over the same roster
+    codes = summary["group_codes"]
+    assert codes["match"] and set(codes["codes"]) == {"alice", "chromium"} and len(codes["codes"]["chromium"]) == 30
+    assert summary["safety_numbers"]["alice"]["match"] and len(summary["safety_numbers"]["alice"]["digits"]) == 60
+    assert summary["browser"]["key_state"]["state"] == "active" and summary["browser"]["key_state"]["sendEpoch"] == codes["epoch"]
+
+
+def test_the_page_credits_frames_by_kid_and_retired_the_old_epoch(sframe_call):
+    summary, stats = sframe_call.summary, sframe_call.stats
+    alice = 0  # alice joined first
+    leg = _one(summary["python_to_browser"])
+    assert summary["browser"]["credited"][f"{alice}:video"] == leg["decrypted"] > 20
+    assert summary["browser"]["credited"][f"{alice}:audio"] == _one_row(summary, "chromium")["audio_frames_decoded"] > 50
+    # alice switched to epoch 1 (the page's join) before media: her epoch-0 keys are gone from the worker
+    installed = stats["frameKeys"]
+    assert installed["floor"] == {f"{alice}:audio": 1, f"{alice}:video": 1}
+    assert sorted(installed["receiveKids"]) == ["1000", "1100"] and installed["send"] == {"audio": "1001", "video": "1101"}
+    assert _one_row(summary, "chromium")["dropped"] == {}
+
+
+def _one_row(summary: dict, name: str) -> dict:
+    return next(r for r in summary["participants"] if r["name"] == name)
 
 
 def test_the_page_signals_over_http_in_order_and_nothing_is_refused(sframe_call):
@@ -317,17 +342,35 @@ def test_clear_prefix_recovers_from_one_lost_frame_within_5_s():
     assert loss["recovered_after_s"] is not None and loss["recovered_after_s"] < 5.0, loss
 
 
-def test_sframe_never_recovers_from_a_loss_past_ctr_255():
-    # Pitfall 2: Chrome's VP8 depacketizer reads the SFrame config byte as the VP8 frame tag. With
-    # the shared counter past 255 every frame looks like a delta frame: no key frame to recover at.
-    result = run_browser_call("e2ee", seconds=6.5, size="ci", drop_at=5.0)
+@pytest.mark.parametrize("jump, ctrs, reads, recovers", [
+    (0, (8, 255), "key frame", True),  # Alice's video counter where 1 s of video puts it
+    (300, (256, 65535), "delta frame", False),  # where 20 s of video would
+    (65530, (65536, 2**24 - 1), "key frame", True),  # where 73 minutes of video would
+], ids=["1-byte-ctr", "2-byte-ctr", "3-byte-ctr"])
+def test_sframe_after_a_loss_chrome_reads_the_ctr_length_as_the_key_frame_bit(jump, ctrs, reads, recovers):
+    # Pitfall 2: Chrome's VP8 depacketizer reads the SFrame config byte's bit 0 (the low bit of the
+    # CTR's length in bytes minus one) as the VP8 P bit. Every frame then looks like a key frame, or
+    # none does: after a loss Chrome plays on at once, or never finds a key frame again.
+    result = run_browser_call("e2ee", seconds=3.5, size="ci", drop_at=1.0, video_ctr_jump=jump)
     leg = _one(result.summary["python_to_browser"])
-    print("SFrame loss toward Chrome:", leg["loss"], "key frames decoded:", leg["key_frames_decoded"])
-    assert leg["loss"]["dropped"] and leg["loss"]["packets_dropped"] >= 1
-    assert leg["decrypted"] >= 0.95 * leg["sent"]  # the worker kept decrypting every frame ...
-    assert leg["loss"]["recovered_after_s"] is None  # ... and Chrome rendered none of them
-    assert leg["loss"]["frames_rendered_after_drop"] <= 2, leg["loss"]  # at most frames already in flight
-    assert leg["rendered"] < 0.85 * leg["sent"]
+    loss = leg["loss"]
+    print("SFrame loss toward Chrome:", loss, "key frames decoded:", leg["key_frames_decoded"])
+    assert loss["dropped"] and loss["packets_dropped"] >= 1
+    assert loss["sframe"]["kid_hex"] == "0x1100" and ctrs[0] <= loss["sframe"]["ctr"] <= ctrs[1]
+    assert loss["sframe"]["reads_as"] == reads
+    assert leg["decrypted"] >= 0.95 * leg["sent"]  # the worker decrypted every frame in all three
+    if recovers:
+        assert loss["recovered_after_s"] is not None and loss["recovered_after_s"] < 1.0, loss
+        assert loss["frames_rendered_after_drop"] >= 20
+    else:  # Alice answered the PLI with a real key frame; it read as a delta frame too
+        assert loss["recovered_after_s"] is None and loss["frames_rendered_after_drop"] <= 2, loss
+        assert leg["plis"] >= 1 and loss["key_frames_sent_after"] >= 1
+        assert leg["rendered"] < 0.5 * leg["sent"]
+
+
+def test_video_ctr_jump_needs_e2ee():
+    with pytest.raises(ValueError, match="video_ctr_jump"):
+        run_browser_call("clear-prefix", seconds=1.0, size="ci", video_ctr_jump=300)
 
 
 def test_receive_transform_set_after_negotiation_sees_no_frame(sframe_call):
@@ -403,13 +446,12 @@ def test_call_command_with_a_browser_prints_the_table(tmp_path, capsys):
         assert rows[me]["video_frames_decoded"] >= 0.75 * rows[me]["video_frames_expected"], rows[me]
     assert summary["sfu"]["video_frames_decodable"] == 0 < summary["sfu"]["video_frames_seen"]
     assert (tmp_path / "sfu-keys.json").exists()
-
-
-def test_recovery_measure():
-    assert _recovery([0, 100, 200], None) == {"dropped": False}
-    got = _recovery([0, 100, 200, 1200, 1300], 150)
-    assert got["recovered_after_s"] == 1.05
-    assert _recovery([0, 100, 200], 150)["recovered_after_s"] is None
+    # the members' secret, apart from the SFU's key log: alice's keys and the page's, as alice got them
+    keys = read_frame_keys(tmp_path / "frame-keys.json")
+    assert not keys.reproducible and "(the members' secret)" in out
+    assert {k.participant for k in keys.keys} == {"alice", "chromium"}
+    page = next(k for k in keys.keys if k.participant == "chromium")
+    assert page.kids == {"audio": kid_for(page.epoch, page.member, "audio"), "video": kid_for(page.epoch, page.member, "video")}
 
 
 def test_pattern_halves():

@@ -30,7 +30,9 @@ from e2ee_lab.analysis.sfu_view import (
     sent_speech,
     view_packets,
 )
-from e2ee_lab.call import add_call_arguments, cli_call, run_call, run_call_async
+from e2ee_lab.call import (
+    CALL_KEY_POLICY, add_call_arguments, cli_call, read_frame_keys, resolve_key_policy, run_call, run_call_async,
+)
 from e2ee_lab.call.frame_keys import make_frame_crypto
 from e2ee_lab.call.garbage import SPOOFED_KINDS, STRANGER_KINDS
 from e2ee_lab.call.pipeline import MediaReceiver, MediaSender
@@ -303,6 +305,53 @@ def test_cli_writes_the_summary_and_the_sfu_key_log(tmp_path, capsys):
     assert [leg["profile"] for leg in keylog["legs"]] == ["AES_CM_128_HMAC_SHA1_80"] * 2
     assert all(len(leg["client_write"]["master_salt"]) == 28 for leg in keylog["legs"])
     assert "alice" in capsys.readouterr().out
+
+
+def _cli_call(tmp_path, name: str, mode: str, *extra: str):
+    parser = argparse.ArgumentParser()
+    add_call_arguments(parser)
+    out = tmp_path / name
+    args = parser.parse_args(["--mode", mode, "--participants", "2", "--seconds", "0.3", "--size", "ci",
+                              "--seed", "7", "--capture", "off", "--out", str(out), *extra])
+    assert args.func(args) == 0
+    return out, read_frame_keys(out / "frame-keys.json"), json.loads((out / "summary.json").read_text())
+
+
+def test_frame_keys_come_from_the_os_unless_the_call_asks_for_reproducible_keys(tmp_path, capsys):
+    # Finding 1: keys followed from the public seed. Two calls with one seed now hold different
+    # keys; with --reproducible-keys they hold the same, and the call says so.
+    runs = {name: _cli_call(tmp_path, name, "e2ee", *extra)
+            for name, extra in (("a", ()), ("b", ()), ("c", ("--reproducible-keys",)),
+                                ("d", ("--reproducible-keys",)))}
+    printed = capsys.readouterr().out
+    base = {name: {(k.epoch, k.member): k.base_key for k in keys.keys} for name, (_, keys, _) in runs.items()}
+    assert set(base["a"]) == set(base["b"]) == {(0, 0), (1, 0), (1, 1)}  # (epoch, member): Bob joins at 1
+    assert set(base["a"].values()).isdisjoint(base["b"].values())
+    assert base["c"] == base["d"] and set(base["c"].values()).isdisjoint(base["a"].values())
+    for name, (out, keys, summary) in runs.items():
+        reproducible = name in "cd"
+        assert summary["reproducible_keys"] is keys.reproducible is reproducible
+        body = json.loads((out / "frame-keys.json").read_text())
+        assert body["note"].startswith("SECRET") is not reproducible and ("seed" in body["note"]) is reproducible
+        assert (out / "frame-keys.json").stat().st_mode & 0o777 == 0o600
+    assert printed.count("keys REPRODUCIBLE from the seed") == 2 and printed.count("keys from the OS") == 2
+    assert printed.count("frame-keys.json (the members' secret)") == 4
+
+
+def test_a_clear_prefix_call_writes_its_frame_keys_and_a_naive_call_says_so(tmp_path):
+    out, keys, summary = _cli_call(tmp_path, "cp", "clear-prefix", "--key-policy", "naive")
+    assert summary["key_policy"] == "naive" and summary["reproducible_keys"] is False
+    assert {k.participant for k in keys.keys} == {"alice", "bob"} and keys.suite.nh == 32
+    assert all(p["audio_frames_decoded"] > 0 for p in summary["participants"])
+
+
+def test_key_policy_names():
+    assert resolve_key_policy("fixed") is CALL_KEY_POLICY
+    assert resolve_key_policy("naive") == CALL_KEY_POLICY.naive()
+    with pytest.raises(ValueError, match="naive"):
+        run_call("e2ee", size="ci", key_policy="paranoid")
+    with pytest.raises(TypeError):
+        resolve_key_policy(3)
 
 
 # --- the pipeline in memory (no sockets) ----------------------------------------------------------

@@ -195,7 +195,8 @@ def test_e2ee_sfu_view_decodes_nothing_and_every_stream_is_flat(views):
     entropy = v.stream_entropy("sfu")
     assert len(entropy) == 4 * PEOPLE and (entropy.entropy >= 7.9).all()
     starts = v.sfu.frames.sframe_kid.dropna().astype(int)
-    assert set(starts) <= {k.kid for k in v.call.frame_keys.keys} and len(starts) == len(v.sfu.frames)
+    kids = {kid for k in v.call.frame_keys.keys for kid in k.kids.values()}
+    assert set(starts) <= kids and len(starts) == len(v.sfu.frames)
     got = v.receiver.frames[v.receiver.frames.kind == "video"]
     assert got.decodable.mean() >= DELIVERY and got.decrypted.all()
     assert v.panel("sfu").picture is None and v.panel("receiver").picture is not None
@@ -275,9 +276,17 @@ def test_frame_key_files_round_trip_and_reject_malformed_ones(results, tmp_path)
     body = json.loads((tmp_path / "frame-keys.json").read_text())
     assert body["format"] == FRAME_KEYS_FORMAT and "SECRET" in body["note"]
     assert read_frame_keys(tmp_path / "frame-keys.json") == keys
+    assert body["reproducible_keys"] is False and keys.reproducible is False
+    first = body["keys"][0]
     bad = [("not json", "{"), ("other format", json.dumps({"format": "x"})),
-           ("kid mismatch", json.dumps({**body, "keys": [{**body["keys"][0], "kid": 7}]})),
-           ("short key", json.dumps({**body, "keys": [{**body["keys"][0], "base_key": "00"}]})),
+           ("version 1", json.dumps({**body, "version": 1})),
+           ("kid mismatch", json.dumps({**body, "keys": [{**first, "kids": {**first["kids"], "video": 7}}]})),
+           ("kind missing", json.dumps({**body, "keys": [{**first, "kids": {"audio": first["kids"]["audio"]}}]})),
+           ("no kids", json.dumps({**body, "keys": [{k: v for k, v in first.items() if k != "kids"}]})),
+           ("member out of range", json.dumps({**body, "keys": [{**first, "member": 256}]})),
+           ("short key", json.dumps({**body, "keys": [{**first, "base_key": "00"}]})),
+           ("reproducible not a bool", json.dumps({**body, "reproducible_keys": "no"})),
+           ("no reproducible flag", json.dumps({k: v for k, v in body.items() if k != "reproducible_keys"})),
            ("no suite", json.dumps({k: v for k, v in body.items() if k != "suite"}))]
     for name, text in bad:
         (tmp_path / "bad.json").write_text(text)

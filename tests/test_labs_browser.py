@@ -13,9 +13,13 @@ def views() -> pd.DataFrame:
     return lab.views_table(None)
 
 
+RIGHT = {"clear-prefix": 2.2, "e2ee, 1-byte CTR": 0.0, "e2ee, 2-byte CTR": "never", "e2ee, 3-byte CTR": 0.0}
+
+
 @pytest.fixture
 def loss() -> lab.LossComparison:
-    return lab.LossComparison(pd.DataFrame(lab.RECORDED["loss"]).set_index("framing"))
+    rows = [{"run": run, "recovered after (s)": seconds} for run, seconds in RIGHT.items()]
+    return lab.LossComparison(lab.loss_table(rows))
 
 
 def _says(feedback, ok: bool, *words: str) -> None:
@@ -24,55 +28,84 @@ def _says(feedback, ok: bool, *words: str) -> None:
         assert w in feedback.message, feedback
 
 
+def _srtp_decoded(views: pd.DataFrame) -> int:
+    """What the recorded dtls-srtp call's SFU decoded of the page's video (data/browser/lab10.json)."""
+    return int(views.loc["SFU (leg keys)", "dtls-srtp"].split("/")[0])
+
+
 def test_sfu_decodable_right(views):
-    _says(lab.check_sfu_decodable({"e2ee": 0, "dtls-srtp": 44}, views), True, "44")
+    n = _srtp_decoded(views)
+    assert n > 10 and views.loc["SFU (leg keys)", "e2ee"].startswith("0/")
+    _says(lab.check_sfu_decodable({"e2ee": 0, "dtls-srtp": n}, views), True, str(n))
 
 
 @pytest.mark.parametrize("answer, hint", [
-    (None, "unanswered"),
-    ({"e2ee": 44, "dtls-srtp": 0}, "swapped"),
-    ({"e2ee": 0, "dtls-srtp": 43}, "SFU (leg keys)"),
-    ([0, 44], "dict"),
+    (lambda n: None, "unanswered"),
+    (lambda n: {"e2ee": n, "dtls-srtp": 0}, "swapped"),
+    (lambda n: {"e2ee": 0, "dtls-srtp": n - 1}, "SFU (leg keys)"),
+    (lambda n: [0, n], "dict"),
 ], ids=["none", "swapped", "receiver-count", "list"])
 def test_sfu_decodable_wrong(views, answer, hint):
-    _says(lab.check_sfu_decodable(answer, views), False, hint)
+    _says(lab.check_sfu_decodable(answer(_srtp_decoded(views)), views), False, hint)
 
 
 def test_key_frame_bit_right():
-    _says(lab.check_key_frame_bit(lambda ctr: lab.sframe_header(1, ctr)[0] & 1 == 0), True, "256")
+    assert lab.ALICE_VIDEO_KID == 0x1100
+    _says(lab.check_key_frame_bit(lambda ctr: lab.sframe_header(lab.ALICE_VIDEO_KID, ctr)[0] & 1 == 0), True, "256")
+    # the KID's bits never reach bit 0: the same function is right with any KID
+    _says(lab.check_key_frame_bit(lambda ctr: lab.sframe_header(1, ctr)[0] & 1 == 0), True, "0x1100")
 
 
 @pytest.mark.parametrize("func, hint", [
     (None, "unanswered"),
     (lambda ctr: ctr % 2 == 0, "ctr=9"),          # reads the counter's own low bit
     (lambda ctr: ctr % 2 == 0 if ctr < 8 else ctr < 256, "ctr=65536"),  # forgets 3-byte counters
+    (lambda ctr: ctr % 2 == 0 if ctr < 8 else ctr < 256 or ctr >= 65536, "ctr=16777216"),  # and 4-byte ones
     (lambda ctr: 1 / 0, "ZeroDivisionError"),
     ("yes", "function"),
-], ids=["none", "ctr-parity", "below-256", "raises", "not-callable"])
+], ids=["none", "ctr-parity", "below-256", "three-lengths", "raises", "not-callable"])
 def test_key_frame_bit_wrong(func, hint):
     _says(lab.check_key_frame_bit(func), False, hint)
 
 
 def test_recovery_right(loss):
-    _says(lab.check_recovery({"clear-prefix": 2.0, "e2ee": "never"}, loss), True, "key frame")
+    _says(lab.check_recovery(dict(RIGHT), loss), True, "key frame")
+    _says(lab.check_recovery({**RIGHT, "clear-prefix": 2.6}, loss), True, "2-byte")  # within 0.5 s
 
 
-@pytest.mark.parametrize("answer, hint", [
+@pytest.mark.parametrize("change, hint", [
     (None, "unanswered"),
-    ({"clear-prefix": 2.1, "e2ee": 2.1}, "never"),
-    ({"clear-prefix": 5.0, "e2ee": "never"}, "2.158"),
-    ({"clear-prefix": "soon", "e2ee": "never"}, "number"),
-    ({"sframe": "never"}, "dict"),
-], ids=["none", "sframe-recovers", "far-off", "not-a-number", "wrong-keys"])
-def test_recovery_wrong(loss, answer, hint):
+    ({"e2ee, 2-byte CTR": 2.1}, "never"),
+    ({"e2ee, 1-byte CTR": "never"}, "rendered again after 0.0 s"),
+    ({"clear-prefix": 5.0}, "2.2"),
+    ({"clear-prefix": "soon"}, "number"),
+    ({"e2ee": "never"}, "one entry per run"),
+], ids=["none", "2-byte-recovers", "1-byte-never", "far-off", "not-a-number", "old-keys"])
+def test_recovery_wrong(loss, change, hint):
+    answer = None if change is None else ({"e2ee": "never", "clear-prefix": 2.2} if "e2ee" in change
+                                          else {**RIGHT, **change})
     _says(lab.check_recovery(answer, loss), False, hint)
 
 
 def test_recovery_follows_the_measurement():
-    # a run in which SFrame did recover must not accept "never"
-    table = pd.DataFrame([{"framing": "clear-prefix", "recovered after (s)": 2.0},
-                          {"framing": "e2ee", "recovered after (s)": 3.0}]).set_index("framing")
-    _says(lab.check_recovery({"clear-prefix": 2.0, "e2ee": "never"}, lab.LossComparison(table)), False, "3.0")
+    # a run in which the 2-byte counter did recover must not accept "never"
+    table = lab.loss_table([{"run": run, "recovered after (s)": 3.0 if seconds == "never" else seconds}
+                            for run, seconds in RIGHT.items()])
+    _says(lab.check_recovery(dict(RIGHT), lab.LossComparison(table)), False, "3.0")
+
+
+def test_the_recorded_loss_runs_read_as_the_header_says():
+    # data/make_browser.py's record: every SFrame run's lost frame, read from its KID and CTR as Chrome does
+    table = lab.loss_table(lab.RECORDED["loss"])
+    assert list(table.index) == list(lab.LOSS)
+    for run, row in table.drop(index="clear-prefix").iterrows():
+        kid = int(row["lost frame's KID"], 16)
+        assert kid == lab.ALICE_VIDEO_KID
+        bit = lab.sframe_header(kid, int(row["lost frame's CTR"]))[0] & 1
+        assert row["Chrome reads it as"] == ("key frame" if bit == 0 else "delta frame"), run
+    ctrs = table["lost frame's CTR"].drop(index="clear-prefix").astype(int)
+    assert 8 <= ctrs["e2ee, 1-byte CTR"] <= 255 and 256 <= ctrs["e2ee, 2-byte CTR"] <= 65535
+    assert 65536 <= ctrs["e2ee, 3-byte CTR"] < 2**24
 
 
 def test_attach_point():
@@ -86,7 +119,9 @@ def test_attach_point():
 def test_vp8_reading_matches_rfc9605_config_byte():
     t = lab.vp8_reading()
     assert t.loc[255, "Chrome reads"] == "key frame" and t.loc[256, "Chrome reads"] == "delta frame"
-    assert t.loc[256, "header"] == "190100"  # X=0 K=1, Y=1 C=1 (two CTR bytes), CTR 0x0100
+    assert t.loc[65536, "Chrome reads"] == "key frame" and t.loc[2**24, "Chrome reads"] == "delta frame"
+    # X=1 KKK=1 (two KID bytes, 0x1100), Y=1 CCC=1 (two CTR bytes), then KID 0x1100, CTR 0x0100
+    assert t.loc[256, "header"] == "9911000100"
 
 
 def test_code_excerpts_come_from_the_package():
@@ -104,7 +139,7 @@ def test_without_chromium_every_helper_returns_the_record(monkeypatch, capsys):
     assert list(lab.views_table(None).columns) == ["e2ee", "dtls-srtp"]
     assert lab.late_transform(None).loc["in ontrack, after negotiation", "frames through the worker"] == 0
     recorded = lab.loss_comparison()
-    assert recorded.table.loc["e2ee", "recovered after (s)"] == lab.NEVER and recorded.timeline == {}
+    assert recorded.table.loc["e2ee, 2-byte CTR", "recovered after (s)"] == lab.NEVER and recorded.timeline == {}
     recorded.figure()
     assert "No screenshot" in lab.screenshot(None).data
 
@@ -117,5 +152,5 @@ def test_at_ci_size_the_loss_runs_are_the_recorded_ones(monkeypatch, capsys):
     monkeypatch.setattr(lab, "lab_size", lambda: "ci")
     monkeypatch.setattr(lab, "_run", no_call)
     loss = lab.loss_comparison()
-    assert loss.table.loc["clear-prefix", "recovered after (s)"] == 2.158
+    assert loss.table.to_dict() == lab.loss_table(lab.RECORDED["loss"]).to_dict() and loss.timeline == {}
     assert "recorded" in capsys.readouterr().out

@@ -259,6 +259,37 @@ def test_receiver_transform_drops_refused_frames_and_throttles_key_frame_request
     assert audio(8, b"\x00\x01garbage", 1) == (None, False) and sum(audio.dropped.values()) == 1
 
 
+@pytest.mark.parametrize("naive", [False, True], ids=["fixed", "naive"])
+def test_receiver_transform_checks_the_kid_against_the_streams_publisher_and_kind(naive):
+    # Finding 5 on the aiortc stack: the SFU forwards Bob's video on Alice's track, or on his own
+    # audio track. The fixed receive transform drops it (kid_stream_mismatch) before decryption.
+    group = Group(policy=CALL_KEY_POLICY.naive() if naive else CALL_KEY_POLICY, seed=1)
+    for _ in range(3):
+        group.join(0.0)
+    group.tick(1.0)
+    bob, carol = group.members[1], group.members[2]
+    clock, lock = _Clock(), threading.Lock()
+    frames = [SFrameCrypto(bob).protect(_video_frame(), clock.now).data for _ in range(3)]
+    on_alice = ReceiverTransform(SFrameCrypto(carol), kind="video", sender_member=0, lock=lock, clock=clock)
+    on_audio = ReceiverTransform(SFrameCrypto(carol), kind="audio", sender_member=1, lock=lock, clock=clock)
+    on_bob = ReceiverTransform(SFrameCrypto(carol), kind="video", sender_member=1, lock=lock, clock=clock)
+    if naive:
+        assert on_alice(9, frames[0], 1)[0] is not None and on_audio(8, frames[1], 1)[0] is not None
+        assert not on_alice.dropped and not on_audio.dropped
+        return
+    assert on_alice(9, frames[0], 1) == (None, True) and on_audio(8, frames[1], 1) == (None, False)
+    assert on_alice.dropped == on_audio.dropped == {"kid_stream_mismatch": 1}
+    assert all(on_bob(7, f, i)[0] is not None for i, f in enumerate(frames))  # windows untouched
+
+
+def test_the_webrtc_stack_takes_the_key_options_and_refuses_a_bad_policy_name():
+    from e2ee_lab.call.stacks import registered
+
+    assert {"key_policy", "reproducible_keys"} <= registered()["webrtc"].accepts
+    with pytest.raises(ValueError, match="naive"):
+        run_call("e2ee", 2, 0.5, size="ci", stack="webrtc", key_policy="lenient")
+
+
 def _video_frame():
     from e2ee_lab.media.frame import EncodedFrame, FrameMetadata
 
@@ -535,12 +566,14 @@ def test_the_cli_runs_a_call_on_the_webrtc_stack(tmp_path, capsys, lab_summary):
     assert (summary["stack"], summary["mode"], summary["participant_count"]) == ("webrtc", "e2ee", 2)
     assert out.startswith("mode e2ee, 2 participants, 1.5 s, size ci, AEAD_AES_256_GCM\n")
     assert format_summary(summary) in out  # the table printed is the summary written
-    assert f"wrote {tmp_path / 'summary.json'} and {tmp_path / 'sfu-keys.json'}" in out
-    for p, line in zip(summary["participants"], out.splitlines()[2:4]):
+    assert out.splitlines()[1] == "keys from the OS; key checks: fixed" and summary["reproducible_keys"] is False
+    assert (f"wrote {tmp_path / 'summary.json'}, {tmp_path / 'sfu-keys.json'}, "
+            f"{tmp_path / 'frame-keys.json'} (the members' secret)") in out
+    for p, line in zip(summary["participants"], out.splitlines()[3:5]):
         assert line.split()[:2] == [p["name"], str(p["video_frames_sent"])]
         assert p["video_frames_expected"] == p["video_frames_sent"] == summary["window"]["video_frames"] == 22
         assert p["video_frames_decoded"] >= DELIVERY * p["video_frames_expected"]
-    assert "video decodable 0/" in out.splitlines()[4]  # the SFU holds ciphertext
+    assert "video decodable 0/" in out.splitlines()[5]  # the SFU holds ciphertext
     assert _missing_or_retyped(lab_summary, summary) == {}  # same mode, same participants
     keylog = read_keylog(tmp_path / "sfu-keys.json")
     assert [e.leg for e in keylog] == ["alice", "bob"]

@@ -14,10 +14,10 @@ view tap recorded (:mod:`e2ee_lab.sfu.view`) and scores it against the call's gr
   (:class:`ThresholdRule`), fitted on one participant and tested on the others, and scored per
   frame (accuracy, precision, recall) against the majority-class baseline (:class:`Score`).
 - **Video frame sizes**: key frames are about ten times a delta frame, encrypted or not.
-- **The SFrame header** (RFC 9605 §4.3): the KID names sender and epoch (with the lab's layout
-  ``kid = epoch << 8 | member``, :func:`~e2ee_lab.crypto.keys.parse_kid`), the CTR counts the
-  frames a sender has protected, so its slope is the sender's frame rate and its value how long
-  the sender has been sending.
+- **The SFrame header** (RFC 9605 §4.3): the KID names sender, media kind and epoch (with the
+  lab's layout ``kid = epoch << 12 | kind << 8 | member``, :func:`~e2ee_lab.crypto.keys.parse_kid`),
+  the CTR counts the frames a sender has protected under that KID, so its slope is the sender's
+  frame rate of that kind and its value how long the sender has been sending it.
 - **Clear-prefix framing** (Jitsi, LiveKit): the 10 clear bytes of a VP8 key frame hold the
   picture's width and height (RFC 6386 §9.1), the one clear audio byte the Opus TOC (RFC 6716 §3.1).
 - **Mitigations and their price** (:func:`mitigation_table`): Opus CBR (RFC 6562 §3), padding
@@ -120,8 +120,9 @@ def _as_float(value) -> float:
 
 def sframe_headers(result: CallResult) -> pd.DataFrame:
     """Every SFrame header the SFU read at the start of a frame: ``time, publisher, kind, ssrc,
-    kid, ctr, epoch, member, header_length`` (empty unless the call used SFrame: other payloads'
-    first bytes would often parse as a header too)."""
+    kid, ctr, epoch, member, kid_kind, header_length`` (``kind``: the stream's, ``kid_kind``: the
+    one the KID names; empty unless the call used SFrame: other payloads' first bytes would often
+    parse as a header too; a KID not of the lab's layout is left out)."""
     rows = []
     view = result.view[result.view.direction == "in"]
     if result.config.mode != "e2ee":
@@ -130,10 +131,14 @@ def sframe_headers(result: CallResult) -> pd.DataFrame:
         header = _header(frame_start(r.kind, r.payload))
         if header is None:
             continue
-        epoch, member = parse_kid(header[0])
-        rows.append((r.time, r.publisher_leg, r.kind, r.ssrc, header[0], header[1], epoch, member, header[2]))
+        try:
+            epoch, member, kid_kind = parse_kid(header[0])
+        except ValueError:
+            continue
+        rows.append((r.time, r.publisher_leg, r.kind, r.ssrc, header[0], header[1], epoch, member, kid_kind,
+                     header[2]))
     return pd.DataFrame(rows, columns=["time", "publisher", "kind", "ssrc", "kid", "ctr", "epoch",
-                                       "member", "header_length"])
+                                       "member", "kid_kind", "header_length"])
 
 
 # --- the classifier ----------------------------------------------------------------------------------
@@ -338,10 +343,10 @@ def key_frame_score(frames: pd.DataFrame) -> Score:
 
 
 def kid_table(result: CallResult) -> pd.DataFrame:
-    """Per SFrame KID, what its headers reveal: the (epoch, member) in the KID, the member's name
-    in the roster, the leg the frames came in on, frames seen, CTR range, the CTR's rate (frames
-    protected per second, all of the sender's streams together) and how long the sender had been
-    sending when the SFU first saw it (first CTR / rate)."""
+    """Per SFrame KID, what its headers reveal: the (epoch, member, kind) in the KID, the member's
+    name in the roster, the leg the frames came in on, frames seen, CTR range, the CTR's rate
+    (frames of that kind protected per second: each KID has its own counter) and how long the
+    sender had been sending it when the SFU first saw it (first CTR / rate)."""
     headers = sframe_headers(result)
     names = {index: name for name, index in result.members.items()}
     rows = []
@@ -349,7 +354,8 @@ def kid_table(result: CallResult) -> pd.DataFrame:
         span = h.time.max() - h.time.min()
         rate = (h.ctr.max() - h.ctr.min()) / span if span > 0 else np.nan
         rows.append({"kid": int(kid), "kid (hex)": f"0x{int(kid):x}", "epoch": int(h.epoch.iloc[0]),
-                     "member": int(h.member.iloc[0]), "roster name": names.get(int(h.member.iloc[0]), "?"),
+                     "member": int(h.member.iloc[0]), "kind": h.kid_kind.iloc[0],
+                     "roster name": names.get(int(h.member.iloc[0]), "?"),
                      "arrived on leg": ", ".join(sorted(h.publisher.unique())),
                      "streams": ", ".join(sorted(h.kind.unique())), "frames seen": len(h),
                      "first CTR": int(h.ctr.min()), "last CTR": int(h.ctr.max()),

@@ -12,8 +12,10 @@ receiver learns that a frame is a key frame:
 
 - ``vp8`` (today's codec packetization): the VP8 depacketizer reads bit 0 of the first payload
   byte, which under SFrame is the SFrame config byte ``X|KKK|Y|CCC`` (RFC 9605 §4.3), not the VP8
-  frame tag (RFC 6386 §9.1). With a KID below 8 and a CTR of 256..65535 that bit is always 1:
-  every frame, real key frames included, reads as a delta frame, and the receiver never recovers.
+  frame tag (RFC 6386 §9.1). From CTR 8 on that bit is the low bit of the CTR's length in bytes
+  minus one, whatever the KID (the KID only fills the high nibble): with a 2-byte CTR (256..65,535)
+  or a 4-byte one (2^24..2^32-1) it is 1, every frame, real key frames included, reads as a delta
+  frame, and the receiver never recovers.
   This is Lab 10's measurement with Chromium as the receiver; here the same reading
   (:meth:`~e2ee_lab.rtp.FrameAssembled.guess_frame_type`) stands in for libwebrtc's.
 - ``per-frame`` / ``per-packet`` (draft-ietf-avtcore-rtp-sframe-02): the payload format's
@@ -21,9 +23,11 @@ receiver learns that a frame is a key frame:
   from the plaintext (§5.2 steps 12-13), so it sees the real frame type and the next key frame ends
   the outage.
 
-The sender's CTR starts at ``start_ctr`` (default 300: past 255, where the lab's call is after
-about four seconds, audio and video sharing one counter). Figures are simulated time, not wall
-time; nothing here touches a socket or a clock.
+The sender protects under :data:`KID`, the lab's KID of member 0's video in epoch 1 (``0x1100``,
+:func:`~e2ee_lab.crypto.keys.kid_for`: each media kind has its own KID and counter). Its CTR
+starts at ``start_ctr`` (default 300: a 2-byte CTR, as Lab 10's stuck Chrome run; a video counter
+of its own passes 255 after 256 video frames, about 17 s at 15 frames/s). Figures are simulated
+time, not wall time; nothing here touches a socket or a clock.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..crypto.keys import kid_for
 from ..crypto.sframe import CipherSuite, SFrameContext, SFrameError
 from ..media.codecs import DecodeError, VP8Decoder, VP8Encoder, picture_matches
 from ..media.frame import EncodedFrame
@@ -50,7 +55,7 @@ from ..rtp import (
 )
 
 PACKETIZATIONS = ("vp8", "per-frame", "per-packet")
-KID = 1  # below 8: the config byte carries it, as in the lab's calls (KID = epoch << 8 | member)
+KID = kid_for(1, 0, "video")  # 0x1100: epoch 1, video, member 0 (epoch << 12 | kind << 8 | member)
 SSRC, PT = 0x5EED, 96
 
 

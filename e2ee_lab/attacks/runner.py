@@ -47,6 +47,7 @@ WRONG = ("garbage_picture", "unknown_frame")  # ... showing something the publis
 
 #: What caught a frame, by the receiver's drop reason (the names the tasks use).
 CHECKS = {"auth": "SFrame auth tag", "replay": "replay window", "unknown_kid": "unknown KID",
+          "kid_stream_mismatch": "attribution by KID",
           "malformed": "SFrame header", "undecodable": "VP8 decoder", "srtp": "SRTP replay check",
           "safety": "safety numbers", "": "none"}
 
@@ -403,7 +404,10 @@ def replay_across_rekey(policy: RekeyPolicy = REKEY_POLICY, after: Sequence[floa
     SFU re-sends Alice's first old frame. Default times: just after the rekey, after the senders'
     switch, just before and after the end of the grace period (``switch_delay + grace``), and later.
     One row per replay: seconds after the rekey, the KID's epoch, Bob's verdict, the epoch Alice
-    sends in then, and whether her fresh frame decrypts.
+    sends in then, and whether her fresh frame decrypts. Each row's fresh frame is sent after the
+    replay; once Bob has authenticated one under the new epoch, he deletes Alice's old key at once
+    (the fixed members' retirement; with ``policy.naive()`` only the grace period ends it), so later
+    replays meet an unknown KID rather than the replay window.
     """
     end = policy.switch_delay + policy.grace
     after = after if after is not None else (0.05, policy.switch_delay + 0.05, end - 0.05, end + 0.05, end + 0.5)
@@ -424,7 +428,7 @@ def replay_across_rekey(policy: RekeyPolicy = REKEY_POLICY, after: Sequence[floa
             verdict = err.reason
         fresh = group.send_frame(alice, b"new frame", now)
         ok = group.receive_frame(bob, fresh, now) == b"new frame"
-        rows.append({"seconds after rekey": round(dt, 3), "old frame's epoch": frame_origin(old[0])[0],
-                     "replayed old frame": verdict, "epoch Alice sends in": frame_origin(fresh)[0],
+        rows.append({"seconds after rekey": round(dt, 3), "old frame's epoch": frame_origin(old[0]).epoch,
+                     "replayed old frame": verdict, "epoch Alice sends in": frame_origin(fresh).epoch,
                      "fresh frame": "accepted" if ok else "?"})
     return pd.DataFrame(rows)

@@ -97,12 +97,14 @@ def mitm_reads(result: CallResult, mitm: MITM, publishers: Iterable[str]) -> int
 
 
 def safety_numbers(result: CallResult) -> pd.DataFrame:
-    """Per pair of members: the safety number each computes from the keys it pinned, and if they match."""
+    """Per pair of members: the safety number each computes from the user id and key it pinned
+    (``result.identities``: each participant's name is its user id), and if they match."""
     ids, rows = result.identities, []
     names = sorted(ids)
     for i, a in enumerate(names):
         for b in (b for b in names[i + 1:] if b in ids[a] and a in ids[b]):
-            first, second = safety_number(ids[a][a], ids[a][b]), safety_number(ids[b][b], ids[b][a])
+            first = safety_number((a, ids[a][a]), (b, ids[a][b]))
+            second = safety_number((b, ids[b][b]), (a, ids[b][a]))
             try:
                 first.verify(second)
                 match = True

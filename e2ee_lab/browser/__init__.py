@@ -6,6 +6,7 @@ agreement, the Encoded Transform worker) and is served on 127.0.0.1; :mod:`.chro
 system Chromium and drives it over the DevTools protocol; :mod:`.participant` is the page as the
 SFU and the signalling relay see it; :mod:`.call` runs a call and measures it; :mod:`.isolation`
 runs it in a network namespace with only ``lo`` (the child process is :mod:`.in_netns`);
+:mod:`.loss` is its loss experiment (one frame dropped, what Chrome's depacketizer reads);
 :mod:`.tally` gives it ``e2ee-lab call``'s table and the three views of the browser's video;
 :mod:`.stack` registers it as a participant of ``run_call`` / ``e2ee-lab call``
 (``browser_participants=1``, ``--browser 1``); :mod:`.vectors` runs RFC 9605 vectors in the page.

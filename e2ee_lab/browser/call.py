@@ -12,15 +12,25 @@ What is measured (``result.summary``):
 
 - browser → Python: frames the page's worker encrypted and sent, frames each Python participant
   decrypted and decoded with a picture matching the pattern (mean absolute error ≤ 20);
-- Python → browser: frames each Python participant sent, frames the page's worker decrypted,
+- Python → browser: frames each Python participant sent, frames the page's worker authenticated
+  under that participant's KID (credited by KID, RFC 9605 §6.1.1; the worker drops a frame whose
+  KID names another member or kind than its stream as ``kid_stream_mismatch``),
   ``framesDecoded`` from the page's ``getStats()``, frames it rendered (``requestVideoFrameCallback``),
   and canvas pixel samples (every 4th pixel) judged against the picture sent with that RTP timestamp;
+- keys: every member's group code of the final epoch (``group_codes``: they must all agree; the
+  page computes its own in WebCrypto), each Python member's safety number with the page against the
+  page's (``safety_numbers``), the page's key-agreement state and its drops;
 - the SFU: the browser's video frames it reassembled from the packets it forwarded and how many
   libvpx decoded into the pattern (0 in the e2ee modes);
 - loss (``drop_at=t``): the SFU drops one video frame of the first Python participant toward the
   browser ``t`` s after media start; ``loss.recovered_after_s`` is the time from the drop to the
-  first rendered frame after the freeze (None: never). With SFrame Chrome's VP8 depacketizer reads
-  the SFrame header byte as the VP8 frame tag, so after a loss it cannot find a key frame;
+  first rendered frame after the freeze (None: never), ``loss.sframe`` the dropped frame's SFrame
+  KID and CTR and the bit Chrome's VP8 depacketizer reads from it as the key-frame flag (bit 0 of
+  the first byte after the VP8 payload descriptor, RFC 7741 §4.2: the VP8 frame tag's P bit, RFC
+  6386 §9.1, but under SFrame the config byte's, RFC 9605 §4.3). ``video_ctr_jump=n`` makes the
+  Python participants' video counter jump to ``n`` half a second into the media (once the page has
+  decoded the first key frame), as it would stand after ``n`` frames, to reach a longer CTR
+  encoding without minutes of media;
 - loopback: every candidate of every SDP, and (``sniff_lo=True``) every UDP datagram on ``lo``,
   from which ``summary["wire"]`` counts what an eavesdropper could decode of the browser's video;
 - the table of ``e2ee-lab call`` (``participants``, ``sfu``: :mod:`e2ee_lab.browser.tally`), which
@@ -42,15 +52,17 @@ import asyncio
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import reassemble
+from e2ee_lab.call.capture import FRAME_KEYS_FILE, FrameKeys, call_frame_keys, write_frame_keys
 from e2ee_lab.call.pipeline import thumbnail
 from e2ee_lab.call.common import CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, run_blocking, wait_for_group_keys
+from e2ee_lab.call.participant import key_seed
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import Curve, IdentityKeyPair
 from e2ee_lab.media.codecs import DecodeError, VP8Decoder, mean_abs_error, picture_matches
@@ -65,6 +77,7 @@ from e2ee_lab.webrtc.sdp import candidates
 from e2ee_lab.webrtc.sfu import WebRTCSFU
 
 from .chromium import Chromium
+from .loss import CTR_JUMP_AT, OneFrameLoss, depacketizer_reading, jump_counters, recovery
 from .participant import BrowserParticipant
 from .server import StaticServer
 from .tally import call_rows, judge_wire
@@ -73,7 +86,6 @@ BROWSER_NAME = "chromium"
 MODES = ("dtls-srtp", "e2ee", "clear-prefix")
 #: the page's test pattern (client.js PATTERN): left half, right half, and a moving 8-pixel bar
 PATTERN_LEFT, PATTERN_RIGHT = (64, 64, 64), (192, 192, 192)
-FREEZE_GAP = 0.3  # seconds without a rendered frame that count as a freeze
 STOP_DRAIN = 0.5  # seconds between the page's last frame and reading the counters
 
 
@@ -92,7 +104,9 @@ class BrowserCallResult:
     judgement of the browser's frames (``sfu_frames``), the judged pixel samples (``pixels``), the
     Python receivers' frame records (``received``), the UDP datagrams seen on ``lo`` (with their
     payloads), an eavesdropper's attempt on the browser's video from them (``wire_frames``), and
-    the SFU's key log. ``capture`` is always None (the call writes no pcap; ``run_call`` reads it)."""
+    the SFU's key log. ``frame_keys``: the SFrame base keys the Python members held (the page's
+among them, as they received them; the page's own memory is never read). ``capture`` is always
+None (the call writes no pcap; ``run_call`` reads it)."""
 
     summary: dict
     stats: dict
@@ -106,6 +120,7 @@ class BrowserCallResult:
     keylog: list = field(default_factory=list)
     capture: None = None
     out: Path | None = None
+    frame_keys: FrameKeys | None = None
 
 
 class _BrowserTruth(SentIndex):
@@ -124,40 +139,14 @@ class _BrowserTruth(SentIndex):
         return index, math.nan, self.thumb if kind == "video" else None
 
 
-class _OneFrameLoss:
-    """SFU forward filter: drop every packet of one video frame of ``publisher`` toward ``subscriber``."""
-
-    def __init__(self, publisher: str, subscriber: str, at: float, clock) -> None:
-        self.publisher, self.subscriber, self.at, self._clock = publisher, subscriber, at, clock
-        self.timestamp: int | None = None
-        self.wall_ms: float | None = None
-        self.packets = 0
-        self._last: int | None = None
-
-    def __call__(self, publisher: str, subscriber: str, kind: str, packet) -> bool:
-        if (publisher, subscriber, kind) != (self.publisher, self.subscriber, "video"):
-            return False
-        new_frame, self._last = packet.timestamp != self._last, packet.timestamp
-        if self.timestamp is None and new_frame and self._clock() >= self.at:
-            self.timestamp, self.wall_ms = packet.timestamp, time.time() * 1000
-        hit = packet.timestamp == self.timestamp
-        self.packets += hit
-        return hit
-
-
-# --- the call ----------------------------------------------------------------------------------------
-
-
 async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seconds: float = 3.0,
                                  seed: int = 0, size: Size | None = None, *, api: str = "script",
                                  drop_at: float | None = None, transform_in_ontrack: bool = False,
-                                 sniff_lo: bool = False) -> BrowserCallResult:
+                                 sniff_lo: bool = False, reproducible_keys: bool = False,
+                                 video_ctr_jump: int = 0) -> BrowserCallResult:
     """Run one browser call in the running event loop, in this network namespace (see
     :func:`run_browser_call`)."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-    if not 1 <= participants <= 8 or not seconds > 0:
-        raise ValueError(f"need 1..8 Python participants and seconds > 0, not {participants}, {seconds}")
+    _check_arguments(mode, participants, seconds, video_ctr_jump)
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -169,9 +158,10 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     frames = {"video": int(round((seconds + TAIL) * dims.fps)), "audio": int(round((seconds + TAIL) * 1000 / FRAME_MS))}
     truth = _BrowserTruth(BROWSER_NAME, dims)
     people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
-                                key_policy=CALL_KEY_POLICY, truth=truth) for i in range(participants)]
+                                key_policy=CALL_KEY_POLICY, truth=truth, reproducible_keys=reproducible_keys)
+              for i in range(participants)]
     for i, p in enumerate(people):  # WebCrypto's curve: every member of this call uses P-256
-        p.identity = IdentityKeyPair.generate(Curve.P256, seed=f"identity:{seed}:{i}".encode())
+        p.identity = IdentityKeyPair.generate(Curve.P256, seed=key_seed("identity", seed, i, reproducible_keys))
     truth.people = {p.name: p for p in people}
     sfu = WebRTCSFU([p.name for p in people] + [BROWSER_NAME], key_policy=CALL_KEY_POLICY, clock=clock)
     loss = None
@@ -181,7 +171,8 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
         async with Chromium() as chrome:
             page = BrowserParticipant(BROWSER_NAME, chrome, server.channel, clock=clock)
             init = await page.load(server.url, mode=mode, width=dims.width, height=dims.height,
-                                   fps=dims.fps, api=api, transform_in_ontrack=transform_in_ontrack)
+                                   fps=dims.fps, api=api, transform_in_ontrack=transform_in_ontrack,
+                                   policy=CALL_KEY_POLICY)
             timing["page_ready_s"] = clock()
             try:
                 with loopback_ice():
@@ -192,20 +183,23 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                 timing["connected_s"] = clock()
                 members = await _agree_keys(sfu, people, page, mode)
                 timing["keys_agreed_s"] = clock()
-                for p in people:
-                    p.arm(members)
+                cryptos = [p.arm(members) for p in people]
                 await page.arm(members)
                 if drop_at is not None:
-                    loss = sfu.forward_filter = _OneFrameLoss(people[0].name, BROWSER_NAME,
+                    loss = sfu.forward_filter = OneFrameLoss(people[0].name, BROWSER_NAME,
                                                               clock() + START_DELAY + drop_at, clock)
                 start = loop.time() + START_DELAY
                 timing["media_start_s"] = start - t0
+                if video_ctr_jump:
+                    loop.call_at(start + CTR_JUMP_AT, jump_counters, cryptos, video_ctr_jump)
                 for p in people:
                     p.start.set_result(start)
                 await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
                 await page.stop_sending()
                 await asyncio.sleep(STOP_DRAIN)
                 stats = await page.stats()
+                if mode != "dtls-srtp":
+                    stats["safetyNumbers"] = await page.safety_numbers([p.member.index for p in people])
                 shot = await chrome.page.screenshot()
                 keylog = sfu.keylog()
             finally:
@@ -217,11 +211,22 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     lo = sniffer.stop() if sniffer is not None else pd.DataFrame()
     result = _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo)
     result.keylog = keylog
+    result.frame_keys = _frame_keys(people, page)
     result.summary["srtp_profile"] = keylog[0].profile.value if keylog else "none"
+    result.summary.update(reproducible_keys=reproducible_keys, key_policy="fixed")
     result.summary.update(api=stats.get("api"), init={k: v for k, v in init.items() if k != "identity"},
                           timing={k: round(v, 3) for k, v in timing.items()}, console=console,
                           elapsed_s=round(time.perf_counter() - started, 2))
     return result
+
+
+def _check_arguments(mode: str, participants: int, seconds: float, video_ctr_jump: int) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if not 1 <= participants <= 8 or not seconds > 0:
+        raise ValueError(f"need 1..8 Python participants and seconds > 0, not {participants}, {seconds}")
+    if video_ctr_jump and (mode != "e2ee" or not 0 < video_ctr_jump < 2**64 - 2**20):
+        raise ValueError(f"video_ctr_jump needs mode 'e2ee' and a CTR in 1..2^64-2^20, not {mode!r}, {video_ctr_jump}")
 
 
 async def _wait_connected(sfu: WebRTCSFU, people: list[WebRTCParticipant], page: BrowserParticipant) -> None:
@@ -243,7 +248,7 @@ async def _agree_keys(sfu: WebRTCSFU, people: list[WebRTCParticipant], page: Bro
     for p in people:
         p.join_keys(sfu.signalling)
         await asyncio.sleep(0.01)
-    page.join_keys(sfu.signalling, CALL_KEY_POLICY.switch_delay)
+    page.join_keys(sfu.signalling)
     await wait_for_group_keys(sfu.signalling, people, also=page.keys_ready)
     return dict(sfu.signalling.members)
 
@@ -296,26 +301,11 @@ def judge_video_packets(packets: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["timestamp", "size", "decoded", "matches", "reason"])
 
 
-def _recovery(render_ms: list[float], drop_ms: float | None) -> dict:
-    """Freeze after the dropped frame: the first render after a gap of more than FREEZE_GAP s."""
-    if drop_ms is None:
-        return {"dropped": False}
-    after = [t for t in render_ms if t > drop_ms]
-    previous = max([t for t in render_ms if t <= drop_ms], default=drop_ms)
-    for t in after:
-        if t - previous > FREEZE_GAP * 1000:
-            return {"dropped": True, "recovered_after_s": round((t - drop_ms) / 1000, 3),
-                    "frames_rendered_after_drop": len(after)}
-        previous = t
-    frozen = not after or (render_ms[-1] < drop_ms + FREEZE_GAP * 1000)
-    return {"dropped": True, "recovered_after_s": None if frozen else 0.0,
-            "frames_rendered_after_drop": len(after)}
-
-
 def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo) -> BrowserCallResult:
     from e2ee_lab.call.pipeline import ReceivedFrame
 
     worker = stats.get("worker") or {}
+    credited = stats.get("credited") or {}  # "member:kind" -> frames authenticated under that member's KID
     received = pd.DataFrame([r for p in people for s in p.sinks for r in s.records + s.dropped_records()],
                             columns=list(ReceivedFrame.__dataclass_fields__))
     sent_by_page = worker.get("enc:video:self", {}).get("ok", 0)
@@ -332,10 +322,12 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
         inbound = next((r for r in stats.get("rtp", []) if r["type"] == "inbound-rtp" and r["mid"] == remote.get("mid")), {})
         sent = sum(1 for r in p.senders["video"].records if not r.reason)
         transformed = worker.get(f"dec:video:{p.name}", {})
+        by_kid = credited.get(f"{p.member.index}:video") if p.member is not None else None
         judged = _judge_samples(remote.get("samples", []), p.name, truth)
         pixels += judged
         to_browser[p.name] = {
-            "sent": sent, "transform_frames": transformed.get("frames", 0), "decrypted": transformed.get("ok", 0),
+            "sent": sent, "transform_frames": transformed.get("frames", 0),
+            "decrypted": transformed.get("ok", 0) if by_kid is None else by_kid,
             "decrypt_failures": transformed.get("dropped", {}), "decoded": inbound.get("frames") or 0,
             "key_frames_decoded": inbound.get("keyFrames"), "rendered": remote.get("rendered", 0),
             "presented": remote.get("presented", 0), "plis": inbound.get("pli"),
@@ -343,8 +335,12 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
             "ratio_rendered": round(remote.get("rendered", 0) / max(1, sent), 4),
             "pixel_samples": len(judged), "pixel_matches": sum(j["matches"] for j in judged)}
         if loss is not None and p.name == loss.publisher:
-            to_browser[p.name]["loss"] = {**_recovery(remote.get("renderTimes", []), loss.wall_ms),
-                                          "packets_dropped": loss.packets, "drop_wall_ms": loss.wall_ms}
+            to_browser[p.name]["loss"] = {**recovery(remote.get("renderTimes", []), loss.wall_ms),
+                                          "packets_dropped": loss.packets, "drop_wall_ms": loss.wall_ms,
+                                          "key_frames_sent_after": sum(
+                                              1 for r in p.senders["video"].records
+                                              if not r.reason and r.frame_type == "key" and r.time > (loss.time or 0)),
+                                          "sframe": depacketizer_reading(loss.first_payload) if mode == "e2ee" else None}
     sfu_frames = sfu_judges_browser(sfu)
     view = sfu.view_packets()
     ssrcs = view[(view.publisher == BROWSER_NAME) & (view.kind == "video")].ssrc
@@ -357,7 +353,8 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
     summary = {
         "mode": mode, "seconds": seconds, "size": f"{dims.width}x{dims.height}@{dims.fps}",
         "browser": {"name": BROWSER_NAME, "member": page.index, "frames_sent": sent_by_page,
-                    "worker": worker, "errors": stats.get("errors", {}), "dropped": dict(page.dropped),
+                    "worker": worker, "credited": credited, "errors": stats.get("errors", {}),
+                    "dropped": dict(page.dropped), "key_state": stats.get("member"),
                     "signalling": {"to_page": page.channel.sent, "refused": page.channel.refused}},
         "browser_to_python": to_python, "python_to_browser": to_browser,
         "sfu": {"browser_frames": len(sfu_frames), "browser_frames_decoded": int(sfu_frames.decoded.sum()),
@@ -373,9 +370,40 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
     sfu_counts = summary.pop("sfu")
     summary.update(call_rows(summary, sfu, people, received, sfu_frames, BROWSER_NAME))
     summary["sfu"].update(sfu_counts)
+    summary["group_codes"] = _group_codes(people, stats.get("member"))
+    summary["safety_numbers"] = _safety_numbers(people, page, stats.get("safetyNumbers") or {})
     summary["wire"] = {"browser_frames": wire_seen, "browser_frames_matching": int(wire.matches.sum()) if len(wire) else 0}
     return BrowserCallResult(summary=summary, stats=stats, screenshot=shot, sdp=sdp, sfu_frames=sfu_frames,
                              pixels=pd.DataFrame(pixels), received=received, lo_datagrams=lo, wire_frames=wire)
+
+
+def _frame_keys(people, page: BrowserParticipant) -> FrameKeys | None:
+    keys = call_frame_keys(people)
+    if keys is None:
+        return None
+    named = tuple(replace(k, participant=page.name) if k.member == page.index else k for k in keys.keys)
+    return replace(keys, keys=named)
+
+
+def _safety_numbers(people, page: BrowserParticipant, computed: dict) -> dict:
+    """Per Python member, whether the safety number it computes with the page (Python) equals the
+    one the page computes with it (WebCrypto): both bind each side's user id and identity key."""
+    out = {}
+    for p in people:
+        theirs = computed.get(p.member.index) if p.member is not None else None
+        if theirs is not None:
+            out[p.name] = {"digits": theirs, "match": p.member.safety_number(page.index).digits == theirs}
+    return out
+
+
+def _group_codes(people, page: dict | None) -> dict:
+    """Each member's group code of the page's epoch, as members would read them out, and whether
+    they all agree (None in dtls-srtp mode: no key agreement)."""
+    if not page or page.get("groupCode") is None:
+        return {"epoch": None, "codes": {}, "match": None}
+    codes = {p.name: p.member.group_code(page["epoch"]).digits for p in people if p.member is not None}
+    codes[BROWSER_NAME] = page["groupCode"]
+    return {"epoch": page["epoch"], "codes": codes, "match": len(set(codes.values())) == 1}
 
 
 class _LoSniffer:
@@ -403,14 +431,16 @@ def _lo_sniffer() -> _LoSniffer | None:
 def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float = 3.0, seed: int = 0,
                      size: Size | None = None, *, api: str = "script", drop_at: float | None = None,
                      transform_in_ontrack: bool = False, sniff_lo: bool = False,
-                     isolate: str = "auto") -> BrowserCallResult:
+                     isolate: str = "auto", reproducible_keys: bool = False,
+                     video_ctr_jump: int = 0) -> BrowserCallResult:
     """Run a call of ``participants`` aiortc participants and one headless Chromium page.
 
     Args:
         mode: "e2ee" (SFrame), "clear-prefix" or "dtls-srtp".
         participants: Python (aiortc) participants, 1..8.
         seconds: media the Python participants send (real time); the page sends until the end.
-        seed: reproducible pictures and Python keys (the page draws its own keys).
+        seed: reproducible pictures (and, with ``reproducible_keys``, the Python members' keys; the
+            page always draws its own keys).
         size: "ci" or "full" (default :func:`~e2ee_lab.config.lab_size`).
         api: "script" (``RTCRtpScriptTransform``) or "legacy" (``createEncodedStreams``).
         drop_at: seconds after media start at which the SFU drops one video frame toward the page.
@@ -419,15 +449,22 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
             pitfall: with ``api="script"`` the worker then sees no received frame).
         sniff_lo: record every UDP datagram on ``lo`` (needs capture rights).
         isolate: "auto" (a private network namespace when permitted), "netns" or "off".
+        reproducible_keys: derive the Python members' identity keys, sessions and frame keys from ``seed``.
+        video_ctr_jump: e2ee only: :data:`~e2ee_lab.browser.loss.CTR_JUMP_AT` s into the media the Python participants'
+            video CTR jumps to this value and counts on from there (no (key, CTR) pair is ever used
+            twice); 0: no jump.
 
     Raises:
+        ValueError: an unknown mode, participants outside 1..8, or ``video_ctr_jump`` outside e2ee.
         BrowserNotFound: no Chromium.  IsolationFailed: ``isolate="netns"`` and it cannot run.
         ConnectionFailed, CallSetupError, NotLoopback, PageError: the call did not happen.
     """
     from .isolation import resolve_isolation, run_in_netns
 
+    _check_arguments(mode, participants, seconds, video_ctr_jump)
     kwargs = dict(mode=mode, participants=participants, seconds=seconds, seed=seed, size=size, api=api,
-                  drop_at=drop_at, transform_in_ontrack=transform_in_ontrack, sniff_lo=sniff_lo)
+                  drop_at=drop_at, transform_in_ontrack=transform_in_ontrack, sniff_lo=sniff_lo,
+                  reproducible_keys=reproducible_keys, video_ctr_jump=video_ctr_jump)
     how, note = resolve_isolation(isolate)
     if how == "netns":
         return run_in_netns(kwargs)
@@ -442,13 +479,15 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
 
 def run_for_call(stack: str, browsers: int, mode: str, participants: int, seconds: float, seed: int,
                  size: Size | None, out: str | Path | None, *, capture: str = "off",
-                 **lab_only) -> BrowserCallResult:
+                 reproducible_keys: bool = False, **lab_only) -> BrowserCallResult:
     """``run_call(..., stack="webrtc", browser_participants=browsers)``: :func:`run_browser_call`
     with ``participants`` Python members, its summary in ``run_call``'s shape (the page is one more
     row of ``summary["participants"]``, :mod:`e2ee_lab.browser.tally`); with ``out`` it writes
-    ``summary.json`` and ``sfu-keys.json`` there. ``capture``: "off"; "sniff" records the UDP
-    datagrams on ``lo``; "auto" does so where permitted. ``lab_only``: run_call's lab-stack options
-    (srtp_profile, garbage, policy, key_policy, sfu_setup, sender_options), which must be unset.
+    ``summary.json``, ``sfu-keys.json`` and (e2ee, clear-prefix) ``frame-keys.json`` there. ``capture``: "off"; "sniff" records the UDP
+    datagrams on ``lo``; "auto" does so where permitted. ``reproducible_keys`` goes to the Python
+    members. ``lab_only``: run_call's lab-stack options (srtp_profile, garbage, policy, key_policy,
+    sfu_setup, sender_options), which must be unset (key_policy: the default or "fixed"; the
+    page implements the fixed members only).
 
     Raises:
         ValueError: a stack other than "webrtc", a browser count other than 1, ``capture="tap"``,
@@ -460,11 +499,12 @@ def run_for_call(stack: str, browsers: int, mode: str, participants: int, second
         raise ValueError(f"a call takes exactly one browser participant, not {browsers}")
     if capture not in ("off", "auto", "sniff"):
         raise ValueError(f"a browser call records only by sniffing lo: capture must be off, auto or sniff, not {capture!r}")
-    defaults = {"srtp_profile": (None, DEFAULT_PROFILE), "key_policy": (None, CALL_KEY_POLICY)}
+    defaults = {"srtp_profile": (None, DEFAULT_PROFILE), "key_policy": (None, CALL_KEY_POLICY, "fixed")}
     given = sorted(k for k, v in lab_only.items() if v not in defaults.get(k, (None, 0, 0.0)))
     if given:
         raise ValueError(f"a browser call does not support {', '.join(given)} (lab stack only)")
-    result = run_browser_call(mode, participants, seconds, seed, size, sniff_lo=capture != "off")
+    result = run_browser_call(mode, participants, seconds, seed, size, sniff_lo=capture != "off",
+                              reproducible_keys=reproducible_keys)
     result.summary["stack"] = "webrtc"
     if out is not None:
         result.out = Path(out)
@@ -472,4 +512,6 @@ def run_for_call(stack: str, browsers: int, mode: str, participants: int, second
         (result.out / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str) + "\n",
                                                  encoding="utf-8")
         write_keylog(result.out / "sfu-keys.json", result.keylog)
+        if result.frame_keys is not None:  # e2ee and clear-prefix: the members' secret, apart from the SFU's
+            write_frame_keys(result.out / FRAME_KEYS_FILE, result.frame_keys)
     return result

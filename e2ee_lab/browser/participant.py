@@ -12,11 +12,15 @@ protocol only drives the harness's side (open the page, start and stop media, re
   on every receiver (set after negotiation, as an offerer's ``ontrack`` would, Chromium 156 ignores
   an ``RTCRtpScriptTransform``); it posts its answer with loopback candidates only (non-trickle).
   The answer is checked by address.
-- :meth:`join_keys`: the page made an ECDH P-256 identity in WebCrypto; its public key joins the
-  relay's roster. The page's member index, roster updates and the key messages others sealed for
-  it go down the channel in order; key messages the page seals come back as POSTs and are relayed
-  as opaque bytes. The harness never sees a frame key: the page derives them (``e2ee.js``) and
-  hands them to its worker.
+- :meth:`join_keys`: the page made an ECDH P-256 identity in WebCrypto and drew a 16-byte session
+  id for this call (``crypto.getRandomValues``; its user id is its participant name); it joins the
+  relay's roster with all three. The page's member index, roster updates (JSON: entries
+  ``[index, user, identityHex, sessionHex]`` and the previous group code, the
+  :mod:`e2ee_lab.crypto.keys` docstring) and the key messages others sealed for it go down the
+  channel in order; key messages the page seals come back as POSTs and are relayed as opaque
+  bytes. The harness never sees a frame key: the page derives them (``keys.js``) and hands them to
+  its worker (``e2ee.js``). The page's keys are always its own random ones, also in a call made
+  with reproducible keys for the Python members.
 - :meth:`stats`: the worker's per-transform counts, requestVideoFrameCallback counts and canvas
   pixel samples of every received video, and the page's ``getStats()`` RTP counters.
 """
@@ -27,7 +31,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 
-from e2ee_lab.crypto.keys import Curve, PublicIdentity, RosterUpdate
+from e2ee_lab.crypto.keys import Curve, PublicIdentity, RekeyPolicy, RosterUpdate
 from e2ee_lab.sfu.server import SignallingRelay
 from e2ee_lab.webrtc.sdp import check_loopback
 
@@ -38,6 +42,13 @@ from .signalling import PageChannel
 Clock = Callable[[], float]
 #: seconds the page may take to answer an offer
 ANSWER_TIMEOUT = 30.0
+
+
+def roster_json(update: RosterUpdate) -> dict:
+    """A roster update as the page receives it (the :mod:`e2ee_lab.crypto.keys` docstring's JSON form)."""
+    return {"type": "roster", "epoch": update.epoch, "change": update.change.value, "subject": update.subject,
+            "members": [[e.index, e.user, bytes(e.identity).hex(), e.session.hex()] for e in update.members],
+            "previousCode": None if update.previous_code is None else bytes(update.previous_code).hex()}
 
 
 class BrowserParticipant:
@@ -54,6 +65,7 @@ class BrowserParticipant:
         self.name, self.browser, self.page, self.channel = name, browser, browser.page, channel
         self.index: int | None = None
         self.public: PublicIdentity | None = None
+        self.session: bytes | None = None  # the page's call session (its own random bytes)
         self.offer: str | None = None
         self.answer_sdp: str | None = None
         self.raw_answer: str | None = None
@@ -67,14 +79,16 @@ class BrowserParticipant:
         return f"BrowserParticipant({self.name!r}, member {self.index})"
 
     async def load(self, url: str, *, mode: str, width: int, height: int, fps: int, api: str = "script",
-                   transform_in_ontrack: bool = False) -> dict:
-        """Open the page and start its media; returns what it reports (API, identity, features)."""
+                   transform_in_ontrack: bool = False, policy: RekeyPolicy = RekeyPolicy()) -> dict:
+        """Open the page and start its media; returns what it reports (API, identity, session,
+        features). ``policy``: the page's switch delay and grace (its checks are always the fixed ones)."""
         self.channel.receive_with(self._on_page_message, asyncio.get_running_loop())
         await self.browser.navigate(url)
         self.init = await self.page.call("(o) => lab.init(o)", {
-            "mode": mode, "width": width, "height": height, "fps": fps, "api": api,
-            "transformInOntrack": transform_in_ontrack})
+            "mode": mode, "width": width, "height": height, "fps": fps, "api": api, "name": self.name,
+            "transformInOntrack": transform_in_ontrack, "switchDelay": policy.switch_delay, "grace": policy.grace})
         self.public = PublicIdentity(Curve.P256, bytes.fromhex(self.init["identity"]))
+        self.session = bytes.fromhex(self.init["session"])
         return self.init
 
     async def answer(self, offer: str) -> str:
@@ -98,19 +112,17 @@ class BrowserParticipant:
 
     # --- keys ------------------------------------------------------------------------------------
 
-    def join_keys(self, relay: SignallingRelay, switch_delay: float) -> None:
-        """Join the key agreement through ``relay`` with the page's P-256 identity."""
+    def join_keys(self, relay: SignallingRelay) -> None:
+        """Join the key agreement through ``relay`` as (name, the page's P-256 identity, its session)."""
         self._relay = relay
         relay.register(self.name, self.on_signal)
-        self.index = relay.join(self.name, self.public, self._clock())
-        self.channel.to_page({"type": "join", "index": self.index, "switchDelay": switch_delay})
+        self.index = relay.join(self.name, self.public, self.session, self._clock())
+        self.channel.to_page({"type": "join", "index": self.index})
 
     def on_signal(self, message: object) -> None:
         """Signalling input (a roster update or key-message bytes), forwarded to the page in order."""
         if isinstance(message, RosterUpdate):
-            self.channel.to_page({
-                "type": "roster", "epoch": message.epoch, "change": message.change.value,
-                "subject": message.subject, "members": [[m, bytes(k).hex()] for m, k in message.members]})
+            self.channel.to_page(roster_json(message))
         elif isinstance(message, (bytes, bytearray)):
             self.channel.to_page({"type": "key", "data": bytes(message).hex()})
         else:
@@ -134,6 +146,11 @@ class BrowserParticipant:
     async def keys_ready(self, epoch: int, members: list[int]) -> bool:
         """True once the page sends under ``epoch`` and holds every member's key for it."""
         return bool(await self.page.call("(e, m) => lab.keysReady(e, m)", epoch, members))
+
+    async def safety_numbers(self, peers: list[int]) -> dict[int, str]:
+        """The 60-digit safety number the page computes with each of ``peers`` (member indices), from
+        the user id and identity key it pinned for them (WebCrypto, ``keys.js``)."""
+        return {peer: await self.page.call("(p) => lab.safetyNumber(p)", peer) for peer in peers}
 
     async def arm(self, members: dict[str, int]) -> None:
         """Hand the page's keys to its worker (the frame transforms stop dropping frames)."""

@@ -1,7 +1,8 @@
 """The static web client and its signalling, served over HTTP on 127.0.0.1 (no build step, no network).
 
-The page (``static/index.html``, ``client.js``), the crypto library (``e2ee.js``, shared by the page
-and the worker) and the Encoded Transform worker (``worker.js``) ship inside the package.
+The page (``static/index.html``, ``client.js``), the frame crypto (``e2ee.js``, shared by the page
+and the worker), the key agreement (``keys.js``, the page's) and the Encoded Transform worker
+(``worker.js``) ship inside the package.
 :class:`StaticServer` serves that directory from a ``ThreadingHTTPServer`` bound to 127.0.0.1 on a
 free port (a Worker needs an http(s) origin, which ``file://`` is not), and the page's signalling
 channel at ``/signal`` (:mod:`e2ee_lab.browser.signalling`).
@@ -23,7 +24,7 @@ STATIC = Path(str(resources.files("e2ee_lab.browser") / "static"))
 
 
 def static_file(name: str) -> str:
-    """The text of one shipped client file (``client.js``, ``worker.js``, ``e2ee.js``, ``index.html``)."""
+    """The text of one shipped client file (``client.js``, ``worker.js``, ``e2ee.js``, ``keys.js``, ``index.html``)."""
     return (STATIC / name).read_text(encoding="utf-8")
 
 

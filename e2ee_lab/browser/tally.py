@@ -19,6 +19,8 @@ without any key. :func:`three_views` puts the wire, the SFU and the receivers si
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import analyze_packets, reassemble, sent_speech, wire_packets
@@ -56,7 +58,6 @@ def call_rows(summary: dict, sfu, people, received: pd.DataFrame, sfu_frames: pd
         row.update(plis_sent=p.plis_sent, plis_received=p.plis_received, dropped=dict(sorted(p.counters().items())))
         rows.append(row)
     legs = summary["python_to_browser"]
-    dropped = {f"{r}": n for k, c in worker.items() if k.startswith("dec:") for r, n in c.get("dropped", {}).items()}
     rows.append({"name": browser,
                  "video_frames_sent": page_sent["video"],
                  "video_frames_expected": sum(s["video"] for s in py_sent.values()),
@@ -64,8 +65,9 @@ def call_rows(summary: dict, sfu, people, received: pd.DataFrame, sfu_frames: pd
                  "video_frames_rendered": sum(leg["rendered"] for leg in legs.values()),
                  "audio_frames_sent": page_sent["audio"],
                  "audio_frames_expected": sum(s["audio"] for s in py_sent.values()),
-                 "audio_frames_decoded": sum(c.get("ok", 0) for k, c in worker.items() if k.startswith("dec:audio:")),
-                 "dropped": {**dropped, **summary["browser"]["dropped"]}})
+                 "audio_frames_decoded": sum(n for tag, n in summary["browser"]["credited"].items()
+                                             if tag.endswith(":audio")),
+                 "dropped": page_drops(summary["browser"])})
     python = _python_sfu_view(sfu, people)
     view = sfu.view_packets()
     page_audio = len(reassemble(view[(view.publisher == browser) & (view.kind == "audio")])[0])
@@ -76,6 +78,20 @@ def call_rows(summary: dict, sfu, people, received: pd.DataFrame, sfu_frames: pd
                    "audio_frames_intelligible": python["audio_frames_intelligible"],
                    "python_publishers": python, "dropped": dict(sorted(sfu.dropped.items()))}
     return {"participant_count": len(people) + 1, "participants": rows, "sfu": sfu_summary}
+
+
+def page_drops(browser: dict) -> dict[str, int]:
+    """Every drop of the page, named as a Python participant's: its receive transforms' reasons
+    (``kid_stream_mismatch``, ``auth``, ``replay``, ...; summed over streams), its send transforms'
+    as ``send_<reason>``, its key agreement's as ``keys_<reason>`` (``keys_roster_mismatch``, ...),
+    and what the harness refused from it. ``browser``: the summary's ``browser`` record."""
+    total: Counter[str] = Counter()
+    for name, c in browser["worker"].items():
+        prefix = "" if name.startswith("dec:") else "send_"
+        total.update({prefix + reason: n for reason, n in c.get("dropped", {}).items()})
+    total.update({k: n for k, n in browser["errors"].items() if k.startswith("keys_")})
+    total.update(browser["dropped"])
+    return dict(sorted(total.items()))
 
 
 def judge_wire(datagrams: list[bytes], ssrc: int | None, judge) -> tuple[int, pd.DataFrame]:

@@ -23,10 +23,12 @@ from e2ee_lab.call.capture import (
 )
 from e2ee_lab.call.common import (
     CALL_KEY_POLICY,
+    KEY_POLICIES,
     CallConfig,
     CallResult,
     CallSetupError,
     format_summary,
+    resolve_key_policy,
     write_outputs,
 )
 from e2ee_lab.call.pipeline import SenderOptions
@@ -42,12 +44,14 @@ __all__ = [
     "read_frame_keys",
     "write_frame_keys",
     "CALL_KEY_POLICY",
+    "KEY_POLICIES",
     "CallConfig",
     "CallResult",
     "CallSetupError",
     "add_call_arguments",
     "cli_call",
     "format_summary",
+    "resolve_key_policy",
     "run_call",
     "run_call_async",
     "SenderOptions",

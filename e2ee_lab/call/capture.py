@@ -12,12 +12,15 @@ only, so a datagram of the call between non-loopback addresses would stay in the
 temporary directory when the call has none).
 
 :class:`FrameKeys` is the other half of what an analysis of the capture needs for the receivers'
-view: the SFrame base keys (RFC 9605 §4.4, §5.1 sender keys, ``kid = epoch << 8 | member``) that
-the members of an ``e2ee`` call held at its end. They are the members' secret: the SFU never held
-them (the call checks it, :attr:`~e2ee_lab.call.common.CallResult.key_holders`). ``e2ee-lab call``
-does not write them; :func:`write_frame_keys` does, for the lab's recorded captures, into a file
-named ``frame-keys.json`` whose first field says what it is. Malformed files raise
-:class:`FrameKeysError`.
+view: the SFrame base keys (RFC 9605 §4.4, §5.1 sender keys; each serves two KIDs, ``kid = epoch
+<< 12 | kind << 8 | member``, :mod:`e2ee_lab.crypto.keys`) that the members of an ``e2ee`` or
+``clear-prefix`` call held at its end. They are the members' secret: no key message carried them
+in the clear and the SFU never held them (the call checks it,
+:attr:`~e2ee_lab.call.common.CallResult.key_holders`), unless the call was made with reproducible
+keys: then they follow from the call's seed, and anyone who knows the seed, the SFU included,
+recomputes them (``reproducible_keys`` in the file says which). ``e2ee-lab call`` writes them with
+:func:`write_frame_keys` into ``OUT/frame-keys.json``, whose first field says what it is, the file
+a lab uses to decrypt as a member. Malformed files raise :class:`FrameKeysError`.
 """
 
 from __future__ import annotations
@@ -32,16 +35,19 @@ from pathlib import Path
 from e2ee_lab.capture import MODES as CAPTURE_MODES
 from e2ee_lab.capture import Capture, CaptureMode, PcapSink, read_pcap
 from e2ee_lab.config import scratch_dir
-from e2ee_lab.crypto.keys import kid_for
+from e2ee_lab.crypto.keys import MEDIA_KINDS, kid_for
 from e2ee_lab.crypto.sframe import CipherSuite, SFrameContext
 from e2ee_lab.transport.errors import KeyLogError
 
 CAPTURE_FILE = "capture.pcap"
 FRAME_KEYS_FILE = "frame-keys.json"
 FRAME_KEYS_FORMAT = "e2ee-lab-frame-keys"
-FRAME_KEYS_VERSION = 1
-FRAME_KEYS_NOTE = ("SECRET of the call's members: the SFrame base keys only the members hold. "
-                   "The SFU never had them; keep them apart from the SFU's key log.")
+FRAME_KEYS_VERSION = 2
+FRAME_KEYS_NOTE = ("SECRET of the call's members: their SFrame base keys, drawn from the OS. No key message "
+                   "carried them in the clear and the SFU never had them; keep them apart from the SFU's key log.")
+FRAME_KEYS_NOTE_REPRODUCIBLE = ("The call's members' SFrame base keys, made with reproducible keys: they follow "
+                                "from the call's seed, so anyone who knows the seed (the SFU included) "
+                                "recomputes them. Fine for recordings and tests, never for a real call.")
 LOOPBACK_IPS = ("127.0.0.1", "::1")
 
 
@@ -56,36 +62,44 @@ class FrameKeysError(KeyLogError):
 
 @dataclass(frozen=True)
 class FrameKey:
-    """One member's SFrame base key for one epoch."""
+    """One member's SFrame base key for one epoch (it serves that member's audio and video KIDs)."""
 
-    kid: int  # the SFrame KID its frames carry (epoch << 8 | member)
     epoch: int  # key-agreement epoch
     member: int  # member index of the sender
     participant: str  # the sender's name
     base_key: bytes  # RFC 9605 §4.4.2 base key (the secret)
 
+    @property
+    def kids(self) -> dict[str, int]:
+        """The SFrame KIDs its frames carry, per media kind."""
+        return {kind: kid_for(self.epoch, self.member, kind) for kind in MEDIA_KINDS}
+
 
 @dataclass(frozen=True)
 class FrameKeys:
-    """Every SFrame base key the members of a call held, and their cipher suite."""
+    """Every SFrame base key the members of a call held, their cipher suite, and whether the keys
+    were reproducible (derived from the call's seed) rather than drawn from the OS."""
 
     suite: CipherSuite
     keys: tuple[FrameKey, ...]
+    reproducible: bool = False
 
     def context(self) -> SFrameContext:
-        """A receive-only SFrame context holding every key (one per receiver: replay windows)."""
+        """A receive-only SFrame context holding every key under both its KIDs (one per receiver:
+        replay windows)."""
         context = SFrameContext(self.suite)
         for key in self.keys:
-            context.add_receive_key(key.kid, key.base_key)
+            for kid in key.kids.values():
+                context.add_receive_key(kid, key.base_key)
         return context
 
     def to_json(self) -> dict:
         """The JSON object of :func:`write_frame_keys` (hex keys)."""
-        return {"format": FRAME_KEYS_FORMAT, "version": FRAME_KEYS_VERSION, "note": FRAME_KEYS_NOTE,
-                "suite": self.suite.name,
-                "keys": [{"kid": k.kid, "epoch": k.epoch, "member": k.member,
-                          "participant": k.participant, "base_key": k.base_key.hex()}
-                         for k in self.keys]}
+        return {"format": FRAME_KEYS_FORMAT, "version": FRAME_KEYS_VERSION,
+                "note": FRAME_KEYS_NOTE_REPRODUCIBLE if self.reproducible else FRAME_KEYS_NOTE,
+                "reproducible_keys": self.reproducible, "suite": self.suite.name,
+                "keys": [{"epoch": k.epoch, "member": k.member, "participant": k.participant,
+                          "kids": k.kids, "base_key": k.base_key.hex()} for k in self.keys]}
 
     @classmethod
     def from_json(cls, body: object) -> FrameKeys:
@@ -97,16 +111,21 @@ class FrameKeys:
                                  f"this reader knows {FRAME_KEYS_VERSION}")
         try:
             suite = CipherSuite[body["suite"]]
-            keys = tuple(FrameKey(int(k["kid"]), int(k["epoch"]), int(k["member"]),
-                                  str(k["participant"]), bytes.fromhex(k["base_key"]))
-                         for k in body["keys"])
-        except (KeyError, TypeError, ValueError) as exc:
+            keys = tuple(FrameKey(int(k["epoch"]), int(k["member"]), str(k["participant"]),
+                                  bytes.fromhex(k["base_key"])) for k in body["keys"])
+            kids = [{str(kind): int(kid) for kind, kid in k["kids"].items()} for k in body["keys"]]
+            reproducible = body["reproducible_keys"]
+            for key in keys:
+                key.kids  # noqa: B018  (ValueError for an epoch or member out of range)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise FrameKeysError(f"bad frame-key file: {type(exc).__name__}: {exc}") from None
-        for key in keys:
-            if key.kid != kid_for(key.epoch, key.member) or len(key.base_key) != suite.nh:
-                raise FrameKeysError(f"KID {key.kid}: not epoch {key.epoch} / member {key.member}, "
-                                     f"or a base key of {len(key.base_key)} bytes ({suite.name})")
-        return cls(suite, keys)
+        if not isinstance(reproducible, bool):
+            raise FrameKeysError(f"reproducible_keys must be true or false, not {reproducible!r}")
+        for key, listed in zip(keys, kids):
+            if listed != key.kids or len(key.base_key) != suite.nh:
+                raise FrameKeysError(f"epoch {key.epoch} / member {key.member}: KIDs {listed} are not "
+                                     f"{key.kids}, or a base key of {len(key.base_key)} bytes ({suite.name})")
+        return cls(suite, keys, reproducible)
 
 
 def call_frame_keys(people: Iterable) -> FrameKeys | None:
@@ -118,9 +137,9 @@ def call_frame_keys(people: Iterable) -> FrameKeys | None:
     held: dict[tuple[int, int], bytes] = {}
     for p in members:
         held.update(p.member.base_keys())
-    keys = tuple(FrameKey(kid_for(epoch, sender), epoch, sender, names.get(sender, "?"), key)
-                 for (sender, epoch), key in sorted(held.items()))
-    return FrameKeys(members[0].member.suite, keys)
+    keys = tuple(FrameKey(epoch, sender, names.get(sender, "?"), key) for (sender, epoch), key in sorted(held.items()))
+    reproducible = any(getattr(p, "reproducible_keys", False) for p in members)
+    return FrameKeys(members[0].member.suite, keys, reproducible)
 
 
 def write_frame_keys(path: str | os.PathLike, keys: FrameKeys) -> None:

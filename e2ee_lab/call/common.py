@@ -4,12 +4,15 @@ Every stack that runs the lab's call (the lab's own, :mod:`e2ee_lab.call.run`; a
 :mod:`e2ee_lab.webrtc`; a browser page, :mod:`e2ee_lab.browser`; the next ones) speaks this
 vocabulary, and it lives below them all: :class:`CallConfig` (what was run), :class:`CallResult`
 (what the lab's call produced; the other stacks' results keep its summary fields and their
-meaning), :func:`write_outputs` (``summary.json`` and the SFU's key log ``sfu-keys.json``),
+meaning), :func:`write_outputs` (``summary.json``, the SFU's key log ``sfu-keys.json`` and the
+members' ``frame-keys.json``),
 :func:`format_summary` (the table ``e2ee-lab call`` prints), :func:`run_blocking` (an entry point
 that works from a script and from a notebook's running loop), :func:`wait_for_group_keys` (until
 every member holds every current key), and the call's rekey policy :data:`CALL_KEY_POLICY`: since
 all members join before media flows, send keys switch 0.1 s after an epoch starts instead of the
-2 s a call with late joiners needs. Nothing here imports a stack.
+2 s a call with late joiners needs; :func:`resolve_key_policy` turns the names "fixed" and "naive"
+(every check of :class:`~e2ee_lab.crypto.keys.KeyChecks` off, the attacks' counter-example) into
+that policy. Nothing here imports a stack.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import SFUView
-from e2ee_lab.call.capture import CaptureInfo, FrameKeys
+from e2ee_lab.call.capture import FRAME_KEYS_FILE, CaptureInfo, FrameKeys, write_frame_keys
 from e2ee_lab.call.pipeline import SenderOptions
 from e2ee_lab.config import Size
 from e2ee_lab.crypto.keys import PublicIdentity, RekeyPolicy
@@ -35,6 +38,7 @@ from e2ee_lab.transport import KeyLogEntry, SRTPProfile, write_keylog
 
 T = TypeVar("T")
 CALL_KEY_POLICY = RekeyPolicy(switch_delay=0.1, grace=10.0, rekey_interval=None)
+KEY_POLICIES = ("fixed", "naive")  # the names a call's key_policy also accepts
 KEY_AGREEMENT_TIMEOUT = 5.0  # seconds until every member holds every current key
 START_DELAY = 0.05  # seconds between "media go" and the first frame
 DEFAULT_PROFILE = SRTPProfile.AEAD_AES_128_GCM.value
@@ -59,6 +63,8 @@ class CallConfig:
     garbage: float  # garbage datagrams per second sent to the SFU (0: none)
     sender_options: SenderOptions = field(default_factory=SenderOptions)  # Opus CBR, audio level, padding
     rtp_sframe: str | None = None  # SFrame RTP payload format offered ("per-frame"/"per-packet"), None: codec's
+    reproducible_keys: bool = False  # keys derived from the seed (recordings, tests), not drawn from the OS
+    key_policy: str = "fixed"  # "fixed", "naive" or "custom" (RekeyPolicy.name)
 
 
 @dataclass
@@ -98,7 +104,7 @@ class CallResult:
     members: dict[str, int] = field(default_factory=dict)
     out: Path | None = None
     capture: CaptureInfo | None = None  # the call's pcap (run with capture=...), else None
-    frame_keys: FrameKeys | None = None  # the members' SFrame keys (e2ee), the receivers' secret
+    frame_keys: FrameKeys | None = None  # the members' SFrame keys (e2ee, clear-prefix), the receivers' secret
     # e2ee modes: participant -> {its own name: its identity key, peer: the key it pinned for that peer}
     identities: dict[str, dict[str, PublicIdentity]] = field(default_factory=dict)
 
@@ -109,6 +115,20 @@ class CallResult:
 
 
 # --- helpers every stack's entry point uses -----------------------------------------------------
+
+
+def resolve_key_policy(key_policy: RekeyPolicy | str) -> RekeyPolicy:
+    """A call's rekey policy: a :class:`RekeyPolicy` as given, "fixed" (:data:`CALL_KEY_POLICY`) or
+    "naive" (the same with every check off). ValueError for another name, TypeError for another type."""
+    if isinstance(key_policy, RekeyPolicy):
+        return key_policy
+    if key_policy == "fixed":
+        return CALL_KEY_POLICY
+    if key_policy == "naive":
+        return CALL_KEY_POLICY.naive()
+    if isinstance(key_policy, str):
+        raise ValueError(f"key_policy must be a RekeyPolicy or one of {', '.join(KEY_POLICIES)}, not {key_policy!r}")
+    raise TypeError(f"key_policy must be a RekeyPolicy or a str, not {type(key_policy).__name__}")
 
 
 def run_blocking(job: Callable[[], T], thread_name: str) -> T:
@@ -146,23 +166,32 @@ async def wait_for_group_keys(signalling, people, also=None) -> None:
 
 
 def write_outputs(result, out: str | Path) -> None:
-    """Write ``summary.json`` and ``sfu-keys.json`` (the SFU's key log) into directory ``out``.
+    """Write ``summary.json``, ``sfu-keys.json`` (the SFU's key log) and, when the call had frame
+    keys (``e2ee``, ``clear-prefix``), ``frame-keys.json`` (the members' secret) into directory ``out``.
 
     ``result``: a :class:`CallResult` or any call result with ``summary``, ``keylog`` and ``out``
-    (the aiortc and browser calls' results).
+    (the aiortc and browser calls' results; ``frame_keys`` if it has them).
     """
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     (path / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
     write_keylog(path / "sfu-keys.json", result.keylog)
+    frame_keys = getattr(result, "frame_keys", None)
+    if frame_keys is not None:
+        write_frame_keys(path / FRAME_KEYS_FILE, frame_keys)
     result.out = path
 
 
 def format_summary(summary: dict) -> str:
-    """The short table ``cli_call`` prints: one line per participant, one for the SFU."""
+    """The short table ``cli_call`` prints: one line per participant, one for the SFU, and in the
+    modes with frame keys where those keys came from and which key checks the members made."""
     lines = [f"mode {summary['mode']}, {summary['participant_count']} participants, "
-             f"{summary['seconds']:g} s, size {summary['size']}, {summary['srtp_profile']}",
-             f"{'':10} {'video sent':>10} {'decoded':>12} {'audio sent':>10} {'decoded':>12} {'dropped':>8}"]
+             f"{summary['seconds']:g} s, size {summary['size']}, {summary['srtp_profile']}"]
+    if summary["mode"] != "dtls-srtp":
+        keys = ("keys REPRODUCIBLE from the seed (anyone with it recomputes them)"
+                if summary.get("reproducible_keys") else "keys from the OS")
+        lines.append(f"{keys}; key checks: {summary.get('key_policy', 'fixed')}")
+    lines.append(f"{'':10} {'video sent':>10} {'decoded':>12} {'audio sent':>10} {'decoded':>12} {'dropped':>8}")
     for p in summary["participants"]:
         lines.append(f"{p['name']:10} {p['video_frames_sent']:>10} "
                      f"{p['video_frames_decoded']:>5}/{p['video_frames_expected']:<6} "

@@ -7,25 +7,34 @@ key-distribution messages that the SFU's signalling relay carried as opaque byte
 
 - ``dtls-srtp``: :class:`NoFrameCrypto`, frames pass unchanged (only SRTP protects each hop).
 - ``e2ee``: :class:`SFrameCrypto`, RFC 9605 over the whole frame with the member's current send KID
-  (``kid = epoch << 8 | member``); the receiver picks the key from the KID in the header.
+  of the frame's kind (``kid = epoch << 12 | kind << 8 | member``, :mod:`e2ee_lab.crypto.keys`); the
+  receiver checks that the KID names the stream's announced publisher and kind (else
+  ``kid_stream_mismatch``) and picks the key from it.
 - ``clear-prefix``: :class:`ClearPrefixCrypto`, the Jitsi/LiveKit framing of
   :class:`~e2ee_lab.crypto.transforms.ClearPrefixSender`. As Jitsi derives its AES key from the
   distributed key material, the AES-128-GCM key of (sender, epoch) is
   ``HKDF-SHA256(salt = "", IKM = base key, info = "e2ee-lab 1.0 clear-prefix key", L = 16)`` (RFC 5869),
-  and the trailer's key index is the epoch modulo 256.
+  and the trailer's key index is the epoch modulo 256. The framing has no KID: a receiver keeps one
+  key ring per (announced publisher, kind), so a frame the SFU moves to another member's stream
+  fails authentication; the rings follow the member's keys, old epochs retired as the SFrame
+  receiver retires them (after the grace period, or at the sender's first authenticated frame
+  under a newer epoch).
 
 All three share one shape, :class:`FrameCrypto`: ``protect(frame, now)`` and
-``unprotect(frame, sender, now)``; receivers catch :data:`FRAME_ERRORS` and count ``err.reason``.
+``unprotect(frame, sender, now, kind=...)`` (``sender``: the stream's announced member, ``kind``:
+its announced media kind, both from the SFU, untrusted); receivers catch :data:`FRAME_ERRORS` and
+count ``err.reason``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from e2ee_lab.crypto.keys import KeyAgreementError, Member
+from e2ee_lab.crypto.keys import KeyAgreementError, KIDStreamMismatch, Member
 from e2ee_lab.crypto.transforms import (
     TRANSFORM_ERRORS,
     ClearPrefixReceiver,
@@ -55,8 +64,10 @@ class FrameCrypto(Protocol):
         """The frame as it leaves the sender's transform."""
         ...
 
-    def unprotect(self, frame: EncodedFrame, sender: int | None, now: float) -> EncodedFrame:
-        """The plaintext frame of member ``sender`` (raises one of :data:`FRAME_ERRORS`)."""
+    def unprotect(self, frame: EncodedFrame, sender: int | None, now: float,
+                  kind: str | None = None) -> EncodedFrame:
+        """The plaintext frame of a stream announced as member ``sender``'s ``kind`` (default
+        ``frame.kind``); raises one of :data:`FRAME_ERRORS`."""
         ...
 
 
@@ -85,30 +96,41 @@ class NoFrameCrypto:
         """``frame`` unchanged."""
         return self._identity.transform(frame)
 
-    def unprotect(self, frame: EncodedFrame, sender: int | None, now: float) -> EncodedFrame:
+    def unprotect(self, frame: EncodedFrame, sender: int | None, now: float,
+                  kind: str | None = None) -> EncodedFrame:
         """``frame`` with its type read from the VP8 frame tag."""
         return _with_plain_type(self._identity.transform(frame))
 
 
 class SFrameCrypto:
-    """``e2ee`` mode: RFC 9605 SFrame with the member's sender keys (KID = epoch << 8 | member)."""
+    """``e2ee`` mode: RFC 9605 SFrame with the member's sender keys, one KID per (epoch, kind, member)."""
 
     mode = "e2ee"
 
     def __init__(self, member: Member) -> None:
         self.member = member
+        self.min_ctr: dict[str, int] = {}  # kind -> lowest CTR a frame may use (Member.protect)
 
     def protect(self, frame: EncodedFrame, now: float) -> EncodedFrame:
-        """SFrame header || ciphertext || tag under the member's current send key."""
-        return frame.replace(data=self.member.protect(frame.data, now))
+        """SFrame header || ciphertext || tag under the member's current send key of the frame's kind."""
+        return frame.replace(data=self.member.protect(frame.data, now, kind=frame.kind,
+                                                      min_ctr=self.min_ctr.get(frame.kind, 0)))
 
-    def unprotect(self, frame: EncodedFrame, sender: int | None, now: float) -> EncodedFrame:
-        """Decrypt with the key the header's KID names (``sender`` is not needed: the KID says it).
+    def unprotect(self, frame: EncodedFrame, sender: int | None, now: float,
+                  kind: str | None = None) -> EncodedFrame:
+        """Decrypt with the key the header's KID names, after checking that the KID names ``sender``
+        and ``kind`` (the stream's announcement; ``kind`` defaults to ``frame.kind``).
 
         Raises:
-            MalformedHeader, UnknownKeyId, ReplayedFrame, AuthenticationFailed (SFrameError).
+            KIDStreamMismatch (also for a stream no member publishes, ``sender`` None, while the
+            member's attribution check is on); MalformedHeader, UnknownKeyId, ReplayedFrame,
+            AuthenticationFailed (SFrameError).
         """
-        return _with_plain_type(frame.replace(data=self.member.unprotect(frame.data, now)))
+        if sender is None and self.member.checks.attribution:
+            raise KIDStreamMismatch("frame on a stream that no member publishes")
+        kind = frame.kind if kind is None else kind
+        plain = self.member.unprotect(frame.data, now, sender=sender, kind=kind)
+        return _with_plain_type(frame.replace(data=plain))
 
 
 class ClearPrefixCrypto:
@@ -120,8 +142,8 @@ class ClearPrefixCrypto:
         self.member = member
         self._sender: ClearPrefixSender | None = None
         self._sender_epoch: int | None = None
-        self._receivers: dict[int, ClearPrefixReceiver] = {}
-        self._installed: set[tuple[int, int]] = set()
+        self._receivers: dict[tuple[int, str], tuple[ClearPrefixReceiver, dict[int, int]]] = {}
+        self._synced: dict[tuple[int, str], int] = {}  # (sender, kind) -> member.key_version synced
 
     def protect(self, frame: EncodedFrame, now: float) -> EncodedFrame:
         """Clear prefix || AES-GCM body || IV trailer under the current epoch's key."""
@@ -130,13 +152,16 @@ class ClearPrefixCrypto:
         if epoch is None:
             raise UnknownKeyIndex(f"member {self.member.index} has no send key yet")
         if epoch != self._sender_epoch:
-            key = clear_prefix_key(self._base_keys()[self.member.index, epoch])
+            key = clear_prefix_key(self.member.base_keys()[self.member.index, epoch])
             self._sender, self._sender_epoch = ClearPrefixSender(key, key_index=epoch % 256), epoch
         assert self._sender is not None
         return self._sender.transform(frame)
 
-    def unprotect(self, frame: EncodedFrame, sender: int | None, now: float) -> EncodedFrame:
-        """Decrypt a frame of member ``sender`` with the key its trailer's index names.
+    def unprotect(self, frame: EncodedFrame, sender: int | None, now: float,
+                  kind: str | None = None) -> EncodedFrame:
+        """Decrypt a frame of the stream announced as member ``sender``'s ``kind`` with the key its
+        trailer's index names among that sender's keys the member holds for that kind; an
+        authenticated frame retires older epochs (:meth:`Member.frame_authenticated`).
 
         Raises:
             UnknownKeyIndex (no such sender or key), MalformedFrame, FrameAuthenticationFailed.
@@ -144,26 +169,28 @@ class ClearPrefixCrypto:
         self.member.tick(now)
         if sender is None:
             raise UnknownKeyIndex("frame from a stream no member publishes")
-        receiver = self._receivers.setdefault(sender, ClearPrefixReceiver())
-        try:
-            return _with_plain_type(receiver.transform(frame))
-        except UnknownKeyIndex:
-            if not self._refresh(sender):
-                raise
-            return _with_plain_type(receiver.transform(frame))
+        if kind is not None and kind != frame.kind:  # the stream's kind sets the clear prefix
+            frame = frame.replace(metadata=dataclasses.replace(frame.metadata, kind=kind))
+        receiver, epochs = self._ring(sender, frame.kind)
+        plain = _with_plain_type(receiver.transform(frame))
+        self.member.frame_authenticated(sender, frame.kind, epochs[frame.data[-1]], now)
+        return plain
 
-    def _base_keys(self) -> dict[tuple[int, int], bytes]:
-        return self.member.base_keys()
-
-    def _refresh(self, sender: int) -> bool:
-        """Install every key of ``sender`` the member holds now; True if one was new."""
-        new = False
-        for (owner, epoch), base_key in self._base_keys().items():
-            if owner == sender and (owner, epoch) not in self._installed:
-                self._receivers[sender].set_key(epoch % 256, clear_prefix_key(base_key))
-                self._installed.add((owner, epoch))
-                new = True
-        return new
+    def _ring(self, sender: int, kind: str) -> tuple[ClearPrefixReceiver, dict[int, int]]:
+        """The key ring of (sender, kind), brought in line with the member's keys when they changed:
+        key index (epoch mod 256) -> key, and key index -> epoch."""
+        receiver, epochs = self._receivers.setdefault((sender, kind), (ClearPrefixReceiver(), {}))
+        if self._synced.get((sender, kind)) != self.member.key_version:
+            held = {e % 256: (e, key) for e, key in sorted(self.member.receive_keys(sender, kind).items())}
+            for index in set(epochs) - set(held):
+                receiver.remove_key(index)
+                del epochs[index]
+            for index, (epoch, key) in held.items():
+                if epochs.get(index) != epoch:
+                    receiver.set_key(index, clear_prefix_key(key))
+                    epochs[index] = epoch
+            self._synced[sender, kind] = self.member.key_version
+        return receiver, epochs
 
 
 def make_frame_crypto(mode: str, member: Member | None) -> FrameCrypto:

@@ -6,7 +6,9 @@ gets the answer (the SFU leg's address and fingerprint) and runs the DTLS handsh
 :func:`~e2ee_lab.transport.udp.connect_leg` (RFC 5764); each side checks the other's certificate
 against the signalled fingerprint. In the e2ee modes :meth:`Participant.join_keys` makes it a
 member of the group key agreement (:mod:`e2ee_lab.crypto.keys`): roster updates and key messages
-arrive through the signalling relay as opaque bytes. :meth:`Participant.run` sends a picture every
+arrive through the signalling relay as opaque bytes. Its identity key, call session and frame
+keys come from the OS; only with ``reproducible_keys`` do they follow from the call's seed
+(:func:`key_seed`), and then anyone who knows the seed recomputes them. :meth:`Participant.run` sends a picture every
 ``1/fps`` seconds and a 20 ms speech chunk every 20 ms (real time, :class:`MediaSender`); packets from
 the SFU go through :class:`MediaReceiver`, whose PLIs go back to the SFU, and a PLI from the SFU
 makes the next picture a key frame.
@@ -36,12 +38,14 @@ from e2ee_lab.call.frame_keys import FrameCrypto, make_frame_crypto
 from e2ee_lab.call.pipeline import MediaReceiver, MediaSender, SenderOptions, Truth
 from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.crypto.keys import (
+    MEDIA_KINDS,
     IdentityKeyPair,
     KeyAgreementError,
     Member,
     RekeyPolicy,
     RosterUpdate,
     kid_for,
+    new_session,
 )
 from e2ee_lab.media.scene import PARTICIPANTS, Scene, VideoSize
 from e2ee_lab.media.speech import FRAME_MS, SpeechSource
@@ -64,6 +68,19 @@ SPEECH_STAGGER = 3.7  # seconds between participants' starting points in the spe
 Clock = Callable[[], float]
 
 
+def key_seed(label: str, seed: int, index: int, reproducible: bool) -> bytes | None:
+    """The seed of participant ``index``'s ``label`` key material ("identity", "member": base keys
+    and nonces, "session") when the call asked for reproducible keys; else None: the OS draws it."""
+    return f"{label}:{seed}:{index}".encode() if reproducible else None
+
+
+def keys_held(member: Member, epoch: int, members: list[int]) -> bool:
+    """True once ``member`` sends under ``epoch`` and holds every other member's keys (both kinds) for it."""
+    kids = member.context.receive_kids
+    return member.send_epoch == epoch and all(kid_for(epoch, m, kind) in kids for m in members
+                                              if m != member.index for kind in MEDIA_KINDS)
+
+
 def participant_name(index: int) -> str:
     """``alice``, ``bob``, ... (the badge names of :data:`~e2ee_lab.media.scene.PARTICIPANTS`)."""
     name = PARTICIPANTS[index % len(PARTICIPANTS)][0].lower()
@@ -77,18 +94,20 @@ class Participant:
         index: position in the call (picks the badge, the secret line and the speech offset).
         mode: "dtls-srtp", "e2ee" or "clear-prefix".
         size: picture size and frame rate.
-        seed: makes SSRCs, frames and frame keys reproducible.
+        seed: makes SSRCs, frames and schedules reproducible (keys too with ``reproducible_keys``).
         profile: the SRTP protection profile to offer.
         clock: seconds since the call started (the ``now`` of every sans-I/O call).
         key_policy: rekey policy of the member (e2ee modes).
         options: the call's :class:`~e2ee_lab.call.pipeline.SenderOptions` (default: a browser's).
         rtp_sframe: offer the SFrame RTP payload format ("per-frame" or "per-packet", e2ee only);
             it is used if the answer accepts it (``packetization`` says what ran).
+        reproducible_keys: derive identity key, session and frame keys from ``seed`` (recordings,
+            tests); default False: the OS draws them.
     """
 
     def __init__(self, index: int, *, mode: str, size: VideoSize, seed: int, profile: SRTPProfile,
                  clock: Clock, key_policy: RekeyPolicy, options: SenderOptions | None = None,
-                 rtp_sframe: str | None = None) -> None:
+                 rtp_sframe: str | None = None, reproducible_keys: bool = False) -> None:
         rng = random.Random(f"participant:{seed}:{index}")
         if rtp_sframe is not None and mode != "e2ee":
             raise ValueError(f"--rtp-sframe needs --mode e2ee, not {mode}")
@@ -100,7 +119,9 @@ class Participant:
         self.scene = Scene(index, seed=seed, width=size.width, height=size.height, fps=size.fps)
         self.speech = SpeechSource(offset_s=index * SPEECH_STAGGER)
         self.certificate = Certificate.generate(self.name)
-        self.identity = IdentityKeyPair.generate(seed=f"identity:{seed}:{index}".encode())
+        self.reproducible_keys = reproducible_keys
+        self.identity = IdentityKeyPair.generate(seed=key_seed("identity", seed, index, reproducible_keys))
+        self.key_session = new_session(key_seed("session", seed, index, reproducible_keys))  # the call session
         self.key_policy = key_policy
         self.options = options or SenderOptions()
         self.member: Member | None = None
@@ -148,18 +169,16 @@ class Participant:
     def join_keys(self) -> None:
         """Join the group key agreement: the roster assigns a member index; updates follow."""
         assert self._sfu is not None, "connect() first"
-        index = self._sfu.signalling.join(self.name, self.identity.public, self._clock())
-        self.member = Member(index, self.identity, policy=self.key_policy,
-                             seed=f"member:{self.seed}:{self.index}".encode())
+        index = self._sfu.signalling.join(self.name, self.identity.public, self.key_session, self._clock())
+        self.member = Member(index, self.identity, user=self.name, session=self.key_session, policy=self.key_policy,
+                             seed=key_seed("member", self.seed, self.index, self.reproducible_keys))
 
     def keys_ready(self, epoch: int, members: list[int]) -> bool:
-        """True once this member sends under ``epoch`` and holds every other member's epoch key."""
+        """True once this member sends under ``epoch`` and holds every other member's epoch keys."""
         if self.member is None:
             return False
         self.member.tick(self._clock())
-        kids = self.member.context.receive_kids
-        others = [m for m in members if m != self.member.index]
-        return self.member.send_epoch == epoch and all(kid_for(epoch, m) in kids for m in others)
+        return keys_held(self.member, epoch, members)
 
     def prepare(self, truth: Truth) -> None:
         """Build the media pipelines (after the keys are agreed)."""

@@ -9,7 +9,10 @@ holds the call-wide sending knobs of the metadata-leakage lab: Opus at constant 
 (:mod:`e2ee_lab.media.padding`), which receivers strip after it.
 
 Receive (:class:`MediaReceiver`): plaintext RTP (after SRTP) → frame reassembly → frame transform
-(decrypt) → decoder, one :class:`ReceivedFrame` record per frame. "Decoded" means more than "the
+(decrypt) → decoder, one :class:`ReceivedFrame` record per frame. The frame transform is told the
+stream's announced publisher and kind (signalling's word, from the SFU): in ``e2ee`` mode a frame
+whose authenticated KID names another member or kind is dropped (``kid_stream_mismatch``), so a
+frame recorded and shown as a publisher's is one that publisher's key authenticated. "Decoded" means more than "the
 decoder raised nothing": libvpx sometimes turns a damaged frame into a garbage picture without an
 error, so a video frame counts as decoded only when its picture matches the sent one
 (:func:`~e2ee_lab.media.codecs.picture_matches` on every 4th pixel in each direction, against the
@@ -311,7 +314,7 @@ class MediaReceiver:
                                         max_wait=REASSEMBLY_WAIT)
         self.sframe_receiver = SFrameReceiver(PAYLOAD_TYPES, self._unprotect_sframe,
                                               extensions_map=make_extensions_map(),
-                                              max_wait=REASSEMBLY_WAIT)
+                                              max_wait=REASSEMBLY_WAIT, errors=FRAME_ERRORS)
         self._sframe_ssrcs: set[int] = set()  # streams announced in the SFrame payload format
         self._now = 0.0
         self.records: list[ReceivedFrame] = []
@@ -358,11 +361,13 @@ class MediaReceiver:
         return total
 
     def _unprotect_sframe(self, ciphertext: bytes, ssrc: int) -> bytes:
-        """The payload format's decryption: the e2ee frame transform on one SFrame ciphertext."""
+        """The payload format's decryption: the e2ee frame transform on one SFrame ciphertext, told
+        the stream's announced publisher and kind as on the codec path (a KID naming another
+        member or kind raises ``kid_stream_mismatch``, counted by the receiver's drop)."""
         stream = self._streams.get(ssrc)
-        member = stream.member if stream else None
+        member, kind = (stream.member, stream.kind) if stream else (None, None)
         frame = EncodedFrame(ciphertext, 0, _SFRAME_METADATA)
-        return self.crypto.unprotect(frame, member, self._now).data
+        return self.crypto.unprotect(frame, member, self._now, kind).data
 
     def _handle(self, events: list, now: float) -> list[bytes]:
         out: list[bytes] = []
@@ -387,11 +392,12 @@ class MediaReceiver:
         info = self._truth(stream.publisher, stream.kind, event.timestamp)
         sent = info[0] if info else None
         try:
-            if event.ssrc in self._sframe_ssrcs:  # decrypted by the payload format's receiver
+            if event.ssrc in self._sframe_ssrcs:  # decrypted (and attributed) by the payload format's receiver
                 plain = event.to_encoded_frame()
             else:
-                plain = self.crypto.unprotect(event.to_encoded_frame(), stream.member, now)
+                plain = self.crypto.unprotect(event.to_encoded_frame(), stream.member, now, stream.kind)
         except FRAME_ERRORS as err:
+            self.dropped[err.reason] += 1
             self._record(event, stream, sent, now, None, decrypted=False, mae=np.nan, reason=err.reason)
             return self._request_key_frame(event.ssrc, now) if stream.kind == "video" else []
         if stream.kind == "audio":

@@ -14,8 +14,18 @@ The result (:class:`~e2ee_lab.call.common.CallResult`) holds the SFU's per-packe
 sender and receiver records, the SFU's own decoding attempt (:mod:`e2ee_lab.analysis.sfu_view`),
 an eavesdropper's attempt on the first SRTP packets of each participant, the SFU's key log, the
 relayed key messages and a JSON-ready ``summary`` (also written to ``out/summary.json``, with the
-key log in ``out/sfu-keys.json``); with ``capture=`` the call is also recorded to
-``out/capture.pcap`` (:mod:`e2ee_lab.call.capture`).
+key log in ``out/sfu-keys.json``, and, in the ``e2ee`` and ``clear-prefix`` modes, the members'
+frame keys, labelled as their secret, in ``out/frame-keys.json``); with ``capture=`` the call is
+also recorded to ``out/capture.pcap`` (:mod:`e2ee_lab.call.capture`).
+
+Keys. Identity keys, sessions and frame keys come from the OS in every call; the seed keeps
+pictures, SSRCs and schedules reproducible. ``reproducible_keys=True`` (``e2ee-lab call
+--reproducible-keys``) derives the keys from the seed too, for recordings and tests: anyone who
+knows the seed, the SFU included, then recomputes them; the summary (``"reproducible_keys"``) and
+the printed table say so. ``key_policy="naive"`` (``--key-policy naive``) runs members with the four
+checks of :class:`~e2ee_lab.crypto.keys.KeyChecks` off (:meth:`~e2ee_lab.crypto.keys.RekeyPolicy.naive`),
+the counter-example the attacks of :mod:`e2ee_lab.attacks` beat; the summary's ``"key_policy"``
+says which ran.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from e2ee_lab.call.common import (
     START_DELAY,
     CallConfig,
     CallResult,
+    resolve_key_policy,
     run_blocking,
     wait_for_group_keys,
     write_outputs,
@@ -68,13 +79,16 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                          seed: int = 0, size: Size | None = None, out: str | Path | None = None, *,
                          srtp_profile: str = DEFAULT_PROFILE, garbage: float = 0.0,
                          capture: str = "off", policy: Policy | None = None,
-                         key_policy: RekeyPolicy = CALL_KEY_POLICY,
+                         key_policy: RekeyPolicy | str = CALL_KEY_POLICY,
                          sfu_setup: Callable[[SFUServer], None] | None = None,
                          sender_options: SenderOptions | None = None,
-                         rtp_sframe: str | None = None) -> CallResult:
+                         rtp_sframe: str | None = None,
+                         reproducible_keys: bool = False) -> CallResult:
     """Run one call in the running event loop (see :func:`run_lab_call` for the arguments)."""
     started = time.perf_counter()
-    config = _config(mode, participants, seconds, seed, size, srtp_profile, garbage)
+    key_policy = resolve_key_policy(key_policy)
+    config = replace(_config(mode, participants, seconds, seed, size, srtp_profile, garbage),
+                     reproducible_keys=bool(reproducible_keys), key_policy=key_policy.name)
     if sender_options is not None:
         config = replace(config, sender_options=sender_options)
     if rtp_sframe is not None:
@@ -97,7 +111,7 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
     dims = video_size(config.size)
     people = [Participant(i, mode=mode, size=dims, seed=seed, profile=profile, clock=clock,
                           key_policy=key_policy, options=config.sender_options,
-                          rtp_sframe=config.rtp_sframe)
+                          rtp_sframe=config.rtp_sframe, reproducible_keys=config.reproducible_keys)
               for i in range(participants)]
     injector = GarbageInjector(sfu, people, seed=seed, rate=garbage) if garbage else None
     await recorder.start()  # before the first leg opens: the handshakes are in the capture
@@ -138,26 +152,30 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                  size: Size | None = None, out: str | Path | None = None, *,
                  srtp_profile: str = DEFAULT_PROFILE, garbage: float = 0.0,
                  capture: str = "off", policy: Policy | None = None,
-                 key_policy: RekeyPolicy = CALL_KEY_POLICY,
+                 key_policy: RekeyPolicy | str = CALL_KEY_POLICY,
                  sfu_setup: Callable[[SFUServer], None] | None = None,
                  sender_options: SenderOptions | None = None,
-                 rtp_sframe: str | None = None) -> CallResult:
+                 rtp_sframe: str | None = None,
+                 reproducible_keys: bool = False) -> CallResult:
     """Run the lab's call and return its :class:`CallResult` (from a script, or from a notebook).
 
     Args:
         mode: "dtls-srtp" (SRTP per hop only), "e2ee" (SFrame) or "clear-prefix".
         participants: how many (2..255).
         seconds: how long media flows (real time).
-        seed: reproducible pictures, SSRCs and frame keys (DTLS keys are always fresh).
+        seed: reproducible pictures, SSRCs and schedules (keys only with ``reproducible_keys``;
+            DTLS keys are always fresh).
         size: "ci" (320x240, 15 fps) or "full" (640x480, 30 fps); default :func:`lab_size`.
-        out: a directory for ``summary.json`` and ``sfu-keys.json``, or None.
+        out: a directory for ``summary.json``, ``sfu-keys.json`` and (e2ee modes) ``frame-keys.json``, or None.
         srtp_profile: "AEAD_AES_128_GCM" (default) or "AES_CM_128_HMAC_SHA1_80".
         garbage: datagrams per second of garbage sent to the SFU's ports during the call.
         capture: "off" (default), "auto", "sniff" or "tap": record the call's datagrams, DTLS
             handshakes included, to ``out/capture.pcap`` (:mod:`e2ee_lab.call.capture`);
             ``result.capture`` says where and how.
         policy: the SFU core's forwarding policy (default honest; :mod:`e2ee_lab.attacks.sfu`).
-        key_policy: rekey policy of the signalling roster and of every member (e2ee modes).
+        key_policy: rekey policy of the signalling roster and of every member (e2ee modes), or
+            "fixed" (:data:`~e2ee_lab.call.common.CALL_KEY_POLICY`) or "naive" (the same with every
+            check of :class:`~e2ee_lab.crypto.keys.KeyChecks` off: the attacks' counter-example).
         sfu_setup: called with the :class:`SFUServer` before anyone connects (a malicious
             operator's changes to its signalling: answers, key directory, relay).
         sender_options: how every participant sends (:class:`~e2ee_lab.call.pipeline.SenderOptions`:
@@ -166,9 +184,11 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
             (draft-ietf-avtcore-rtp-sframe-02, ``e2ee`` mode, lab and webrtc stacks); None (default)
             keeps the codec's packetization. ``summary["participants"][i]["packetization"]``
             says what each participant sent.
+        reproducible_keys: derive identity keys, sessions and frame keys from ``seed`` (recordings,
+            tests; anyone with the seed recomputes them); default False: drawn from the OS.
 
     Raises:
-        ValueError: a bad mode, count, duration, profile, size or capture mode.
+        ValueError: a bad mode, count, duration, profile, size, capture mode or key policy name.
         DTLSError: a handshake failed.  CaptureNotPermitted: ``capture="sniff"`` without rights.
     """
 
@@ -177,7 +197,7 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                                           srtp_profile=srtp_profile, garbage=garbage,
                                           capture=capture, policy=policy, key_policy=key_policy,
                                           sfu_setup=sfu_setup, sender_options=sender_options,
-                                          rtp_sframe=rtp_sframe))
+                                          rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys))
 
     return run_blocking(job, "e2ee-lab-call")
 
@@ -359,6 +379,7 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
         "mode": config.mode, "participant_count": config.participants, "seconds": config.seconds,
         "seed": config.seed, "size": config.size, "srtp_profile": config.srtp_profile,
         "rtp_sframe": config.rtp_sframe,  # the payload format offered; each row says what ran
+        "reproducible_keys": config.reproducible_keys, "key_policy": config.key_policy,
         "participants": rows, "sfu": sfu_summary,
         "wire": {"srtp_packets": sum(len(p.wire) for p in people),
                  **{k: wire[k] for k in ("video_frames_seen", "video_frames_decodable",

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from e2ee_lab.call.common import DEFAULT_PROFILE, format_summary
+from e2ee_lab.call.capture import FRAME_KEYS_FILE
+from e2ee_lab.call.common import DEFAULT_PROFILE, KEY_POLICIES, format_summary
 from e2ee_lab.call.frame_keys import MODES
 from e2ee_lab.capture.pcap import CaptureError
 from e2ee_lab.config import SIZES, Size
@@ -141,12 +142,14 @@ def run_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 5.
         mode: "dtls-srtp" (SRTP per hop only), "e2ee" (SFrame) or "clear-prefix".
         participants: how many (2..255).
         seconds: how long media flows (real time).
-        seed: reproducible pictures, SSRCs and frame keys (DTLS keys are always fresh).
+        seed: reproducible pictures, SSRCs and schedules (keys only with the ``reproducible_keys``
+            option; DTLS keys are always fresh).
         size: "ci" (320x240, 15 fps) or "full" (640x480, 30 fps); default :func:`lab_size`.
         out: a directory for ``summary.json`` and ``sfu-keys.json``, or None.
         stack: the registered stack that runs the call (:func:`registered`).
         options: the chosen stack's keywords. The lab's: ``srtp_profile``, ``garbage``,
-            ``capture``, ``policy``, ``key_policy``, ``sfu_setup``, ``sender_options``
+            ``capture``, ``policy``, ``key_policy`` (a RekeyPolicy, "fixed" or "naive"),
+            ``sfu_setup``, ``sender_options``, ``rtp_sframe``, ``reproducible_keys``
             (:func:`~e2ee_lab.call.run.run_lab_call`); another stack refuses those it cannot honour.
 
     Raises:
@@ -178,7 +181,13 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, default="e2ee", help="frame protection (default e2ee)")
     parser.add_argument("--participants", type=int, default=3, help="how many (default 3)")
     parser.add_argument("--seconds", type=float, default=5.0, help="media duration (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="reproducible pictures and frame keys")
+    parser.add_argument("--seed", type=int, default=0, help="reproducible pictures, SSRCs and schedules")
+    parser.add_argument("--reproducible-keys", action="store_true",
+                        help="derive identity and frame keys from --seed too (recordings, tests: anyone "
+                             "with the seed recomputes them); default: keys from the OS")
+    parser.add_argument("--key-policy", choices=KEY_POLICIES, default="fixed",
+                        help="fixed (default) or naive: members without the roster, session, attribution "
+                             "and retirement checks (the attacks' counter-example)")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for summary.json and sfu-keys.json (default reports/call-MODE)")
     parser.add_argument("--size", choices=SIZES, default=None, help="ci or full (default E2EE_LAB_SIZE)")
@@ -197,6 +206,16 @@ def add_call_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=cli_call)
 
 
+def _key_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--reproducible-keys`` and ``--key-policy`` as run_call keywords, passed only when set."""
+    options: dict[str, Any] = {}
+    if getattr(args, "reproducible_keys", False):
+        options["reproducible_keys"] = True
+    if getattr(args, "key_policy", "fixed") != "fixed":
+        options["key_policy"] = args.key_policy
+    return options
+
+
 def cli_call(args: argparse.Namespace) -> int:
     """Run the call ``args`` describe, print the table and where the JSON went; returns 0.
 
@@ -212,13 +231,14 @@ def cli_call(args: argparse.Namespace) -> int:
         result = run_call(args.mode, args.participants, args.seconds, args.seed, args.size, out,
                           srtp_profile=args.srtp_profile, garbage=args.garbage,
                           capture=getattr(args, "capture", "off"), stack=getattr(args, "stack", "lab"),
-                          **extra)
+                          **_key_options(args), **extra)
     except errors as exc:
         hint = " (--capture auto falls back to the socket tap)" if isinstance(exc, CaptureError) else ""
         print(f"call: {exc}{hint}", file=sys.stderr)
         return 2
     print(format_summary(result.summary))
-    print(f"wrote {out / 'summary.json'} and {out / 'sfu-keys.json'}")
+    keys = f", {out / FRAME_KEYS_FILE} (the members' secret)" if getattr(result, "frame_keys", None) else ""
+    print(f"wrote {out / 'summary.json'}, {out / 'sfu-keys.json'}{keys}")
     if result.capture is not None:
         c = result.capture
         print(f"captured {c.datagrams} datagrams ({c.backend}) to {c.path}; "

@@ -2,7 +2,7 @@
 
 :class:`e2ee_lab.crypto.keys.Member` queues these as it applies roster changes (epochs, RFC 9605
 §5.1 sender-key rotation), installs, switches and retires keys; the in-memory ``Group`` adds
-:class:`KeyMessageRejected` where it catches a bad key-distribution message. No event carries key
+:class:`KeyMessageRejected` and :class:`RosterRejected` where it catches a bad key message or roster update. No event carries key
 bytes: keys are named by their SFrame KID only, so an event log can be shown or stored safely.
 """
 
@@ -29,7 +29,7 @@ class KeyRotated:
     member: int  # index of the member that now holds the key
     sender: int  # index of the member whose frames the key protects (RFC 9605 §5.1: one sender)
     epoch: int  # epoch the key belongs to
-    kid: int  # the SFrame KID that names it
+    kids: tuple[int, ...]  # the SFrame KIDs it serves, audio then video (one base key, two KIDs)
     how: str  # "generated" (own fresh key), "ratcheted" (HKDF ratchet) or "received" (key message)
     time: float  # when it was installed, in seconds
 
@@ -40,18 +40,19 @@ class SendKeySwitched:
 
     member: int  # index of the sender
     epoch: int  # epoch of the key now in use
-    kid: int  # its SFrame KID
+    kids: tuple[int, ...]  # its SFrame KIDs, audio then video
     time: float  # when the switch happened, in seconds
 
 
 @dataclass(frozen=True)
 class KeyRetired:
-    """A member deleted a key whose grace period ended; frames under it no longer decrypt."""
+    """A member deleted a receive key (its grace period ended, or its sender spoke under a newer epoch)
+    or, on leaving, any key; frames under that KID no longer decrypt."""
 
     member: int  # index of the member that deleted the key
     sender: int  # whose key it was
     epoch: int  # epoch the key belonged to
-    kid: int  # its SFrame KID
+    kid: int  # the SFrame KID deleted (one media kind)
     time: float  # when it was deleted, in seconds
 
 
@@ -61,5 +62,17 @@ class KeyMessageRejected:
 
     member: int  # index of the member the relay delivered it to
     reason: str  # the error's ``reason`` (the drop counter), e.g. "auth" or "replay"
+    detail: str  # the error message
+    time: float  # when it was rejected, in seconds
+
+
+@dataclass(frozen=True)
+class RosterRejected:
+    """A roster update was refused by a member (a ghost or missing member, a changed key, a wrong
+    epoch); the member's state is unchanged."""
+
+    member: int  # index of the member the update was for
+    epoch: int  # the epoch the update claimed to start
+    reason: str  # the error's ``reason`` (the drop counter), e.g. "roster_mismatch"
     detail: str  # the error message
     time: float  # when it was rejected, in seconds

@@ -8,10 +8,11 @@ of the W3C API: ``transform(frame: EncodedFrame) -> EncodedFrame``.
 - ``sframe`` (the ``e2ee`` call mode): RFC 9605 over the whole encoded frame (§4.4.3: header ||
   AEAD(key, salt XOR CTR, AAD = header || metadata)), any suite 1-8, default suite 4
   (AES_128_GCM_SHA256_128); errors are :mod:`e2ee_lab.crypto.sframe`'s ``SFrameError`` family.
-- ``clear-prefix``: the pre-RFC framing of the webrtc-samples demo, Jitsi and LiveKit. The first
-  bytes stay clear (VP8 key frame 10 = frame tag + start code + sizes, RFC 6386 §9.1; VP8 delta
-  frame 3 = frame tag; audio 1 = Opus TOC, RFC 6716 §3.1), the rest is AES-GCM with the clear
-  prefix as AAD, and a trailer carries IV (12 bytes) || IV length (12) || key index. The IV is
+- ``clear-prefix``: the pre-RFC framing of Jitsi and LiveKit. The first bytes stay clear (VP8 key
+  frame 10 = frame tag + start code + sizes, RFC 6386 §9.1; VP8 delta frame 3 = frame tag; audio
+  1 = Opus TOC, RFC 6716 §3.1: the offsets of the webrtc-samples demo, which only XORs the rest
+  with its key string), the rest is AES-GCM with the clear prefix as AAD, and a trailer carries
+  IV (12 bytes) || IV length (12) || key index, as in Jitsi and LiveKit. The IV is
   SSRC || RTP timestamp || send counter as in Jitsi, but the counter is 32 bits and never wraps
   (:class:`IVExhausted` instead), so an IV never repeats under one sender. As in Jitsi there is
   no replay check. Errors are the :class:`TransformError` family.

@@ -36,7 +36,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,14 @@ import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech, wire_packets
 from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
-from e2ee_lab.call.common import CALL_KEY_POLICY, START_DELAY, CallConfig, wait_for_group_keys, write_outputs
+from e2ee_lab.call.common import (
+    CALL_KEY_POLICY,
+    START_DELAY,
+    CallConfig,
+    resolve_key_policy,
+    wait_for_group_keys,
+    write_outputs,
+)
 from e2ee_lab.config import Size
 from e2ee_lab.crypto.keys import RekeyPolicy
 from e2ee_lab.media.scene import Scene, video_size
@@ -129,20 +136,24 @@ def janus_problem() -> str | None:
 
 def run_janus_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0, seed: int = 0,
                    size: Size | None = None, out: str | Path | None = None, *,
-                   key_policy: RekeyPolicy = CALL_KEY_POLICY, timeout: float = NETNS_TIMEOUT) -> JanusCallResult:
+                   key_policy: RekeyPolicy | str = CALL_KEY_POLICY, timeout: float = NETNS_TIMEOUT,
+                   reproducible_keys: bool = False) -> JanusCallResult:
     """Run the lab's call through Janus in a private network namespace; returns its result.
 
     Args:
         mode: "dtls-srtp", "e2ee" (SFrame) or "clear-prefix".
         participants: how many (2..16; each publishes and subscribes to every other one).
         seconds: the measured window of media (real time).
-        seed: reproducible pictures, speech offsets and frame keys (DTLS keys are always fresh).
+        seed: reproducible pictures and speech offsets (keys too with ``reproducible_keys``; DTLS
+            keys are always fresh).
         size: "ci" (320x240, 15 fps) or "full" (640x480, 30 fps); default :func:`lab_size`.
         out: a directory for ``summary.json``, ``sfu-keys.json`` and ``janus/`` (recordings, their
             conversions, Janus's configuration and log, ``admin.json``; the folders ``recordings``,
             ``converted`` and ``run`` under ``janus/`` are emptied first), or None.
-        key_policy: rekey policy of the members (e2ee modes).
+        key_policy: rekey policy of the members (e2ee modes), or "fixed" / "naive"
+            (:func:`~e2ee_lab.call.common.resolve_key_policy`).
         timeout: seconds the whole call (start, media, conversion) may take.
+        reproducible_keys: derive identity keys, sessions and frame keys from ``seed``.
 
     Raises:
         ValueError: a bad mode, count, duration or size.
@@ -154,20 +165,22 @@ def run_janus_call(mode: str = "dtls-srtp", participants: int = 3, seconds: floa
     from .errors import JanusUnavailable
 
     size = validate_call(mode, participants, seconds, size)
+    key_policy = resolve_key_policy(key_policy)
     if participants > 16:
         raise ValueError(f"a Janus call takes 2..16 participants, not {participants}")
     problem = janus_problem()
     if problem is not None:
         raise JanusUnavailable(problem)
     kwargs = {"mode": mode, "participants": participants, "seconds": seconds, "seed": seed, "size": size,
-              "out": str(Path(out).resolve()) if out is not None else None, "key_policy": key_policy}
+              "out": str(Path(out).resolve()) if out is not None else None, "key_policy": key_policy,
+              "reproducible_keys": bool(reproducible_keys)}
     return run_module_in_netns("e2ee_lab.janus.isolated", kwargs, timeout)
 
 
 def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed: int, size: Size | None,
                   out: str | Path | None, *, sfu: str = STACK, capture: str = "off", srtp_profile: str | None = None,
                   garbage: float = 0.0, policy=None, sfu_setup=None, sender_options=None,
-                  key_policy: RekeyPolicy = CALL_KEY_POLICY) -> JanusCallResult:
+                  key_policy: RekeyPolicy | str = CALL_KEY_POLICY, reproducible_keys: bool = False) -> JanusCallResult:
     """``run_call(..., sfu="janus")`` and ``e2ee-lab call --sfu janus`` (:mod:`e2ee_lab.janus.stack`):
     :func:`run_janus_call`.
 
@@ -191,7 +204,8 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
     given = [name for name, value in lab_only.items() if value]
     if given:
         raise ValueError(f"the Janus call does not support {', '.join(given)} (lab stack only)")
-    result = run_janus_call(mode, participants, seconds, seed, size, out, key_policy=key_policy)
+    result = run_janus_call(mode, participants, seconds, seed, size, out, key_policy=key_policy,
+                            reproducible_keys=reproducible_keys)
     result.summary["capture"] = {"note": "no capture: Janus runs in its own network namespace"}
     if out is not None:
         write_outputs(result, out)
@@ -200,14 +214,16 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
 
 async def run_janus_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0,
                                seed: int = 0, size: Size | None = None, out: str | Path | None = None, *,
-                               key_policy: RekeyPolicy = CALL_KEY_POLICY) -> JanusCallResult:
+                               key_policy: RekeyPolicy | str = CALL_KEY_POLICY,
+                               reproducible_keys: bool = False) -> JanusCallResult:
     """The call itself, in the running loop of the namespace's child process (see
     :func:`run_janus_call`; Janus refuses to start anywhere else)."""
     size = validate_call(mode, participants, seconds, size)
     check_aiortc()
     with tempfile.TemporaryDirectory(prefix="e2ee-lab-janus-") as tmp:
         base = Path(out) / "janus" if out is not None else Path(tmp)
-        result = await _call(mode, participants, seconds, seed, size, base, key_policy)
+        result = await _call(mode, participants, seconds, seed, size, base, resolve_key_policy(key_policy),
+                             reproducible_keys)
     if out is not None:
         write_outputs(result, out)
         (Path(out) / "janus" / "admin.json").write_text(json.dumps(result.admin, indent=1) + "\n")
@@ -215,7 +231,7 @@ async def run_janus_call_async(mode: str = "dtls-srtp", participants: int = 3, s
 
 
 async def _call(mode: str, count: int, seconds: float, seed: int, size: Size, base: Path,
-                key_policy: RekeyPolicy) -> JanusCallResult:
+                key_policy: RekeyPolicy, reproducible_keys: bool) -> JanusCallResult:
     started = time.perf_counter()
     for sub in ("recordings", "converted", "run"):
         shutil.rmtree(base / sub, ignore_errors=True)
@@ -232,7 +248,8 @@ async def _call(mode: str, count: int, seconds: float, seed: int, size: Size, ba
               "audio": window["audio"] + int(np.ceil(TAIL * 1000 / FRAME_MS))}
     truth = RebasedIndex()
     people = [JanusParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
-                               key_policy=key_policy, truth=truth) for i in range(count)]
+                               key_policy=key_policy, truth=truth, reproducible_keys=reproducible_keys)
+              for i in range(count)]
     truth.people = {p.name: p for p in people}
     relay = SignallingRelay(key_policy)
     run: dict = {"timing": {}}
@@ -248,6 +265,8 @@ async def _call(mode: str, count: int, seconds: float, seed: int, size: Size, ba
     run["timing"]["janus_stopped_s"] = clock()
     feeds = {p.feed: p.name for p in people if p.feed is not None}
     result = _collect(mode, count, seconds, seed, size, people, run, relay)
+    result.config = replace(result.config, reproducible_keys=reproducible_keys,
+                            key_policy=key_policy.name)
     result.recording, view = _recording(base, feeds, result, dims.fps)
     result.sfu = view.view
     run["timing"]["recording_read_s"] = clock()
@@ -381,6 +400,7 @@ def _summary(result: JanusCallResult, people: list[JanusParticipant], view: Reco
     return {
         "stack": STACK, "mode": config.mode, "participant_count": config.participants,
         "seconds": config.seconds, "seed": config.seed, "size": config.size, "srtp_profile": config.srtp_profile,
+        "reproducible_keys": config.reproducible_keys, "key_policy": config.key_policy,
         "window": {**{f"{k}_frames": v for k, v in window.items()},
                    "definition": "frames captured in the first `seconds` of media; media starts after "
                                  "every PeerConnection is up and every member holds every key"},

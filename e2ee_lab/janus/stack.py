@@ -2,8 +2,9 @@
 
 Registers :func:`e2ee_lab.janus.call.run_for_stack` with :mod:`e2ee_lab.call.stacks`, selected by
 the ``sfu`` keyword: the lab's call with aiortc participants through Janus's VideoRoom, in a
-private network namespace (root; Debian ``janus`` and ``janus-tools``). It honours ``key_policy``,
-takes ``capture`` only as "auto" or "off" (nothing is captured) and refuses the lab-only options.
+private network namespace (root; Debian ``janus`` and ``janus-tools``). It honours ``key_policy``
+and ``reproducible_keys``, takes ``capture`` only as "auto" or "off" (nothing is captured) and
+refuses the lab-only options.
 ``e2ee-lab call`` reports a :class:`~e2ee_lab.janus.errors.JanusError` (Janus, janus-pp-rec, a C
 compiler or root missing; Janus refused) in one line and exits 2.
 """

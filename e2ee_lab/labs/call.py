@@ -61,8 +61,8 @@ def view_sample(result: CallResult, kind: str = "video", rows: int = 8) -> pd.Da
 
 
 def sframe_origins(result: CallResult, rows: int = 6) -> pd.DataFrame:
-    """For the first video frames the SFU saw: the SFrame header bytes and the (epoch, sender) its
-    KID names (RFC 9605 §4.3 leaves the header in the clear, so the SFU can read both)."""
+    """For the first video frames the SFU saw: the SFrame header bytes and the (epoch, sender, kind)
+    its KID names (RFC 9605 §4.3 leaves the header in the clear, §7.1: so the SFU can read them)."""
     out = []
     view = result.view[(result.view.direction == "in") & (result.view.kind == "video")]
     for payload in view.payload:
@@ -70,11 +70,11 @@ def sframe_origins(result: CallResult, rows: int = 6) -> pd.DataFrame:
             descriptor, body = VP8PayloadDescriptor.parse(payload)
             if not descriptor.starts_frame:
                 continue
-            epoch, sender = frame_origin(body)
-        except (RTPError, MalformedHeader):
+            epoch, sender, kind = frame_origin(body)
+        except (RTPError, MalformedHeader, ValueError):
             continue
         out.append({"publisher": "", "first bytes after the VP8 descriptor": body[:6].hex(" "),
-                    "epoch": epoch, "sender (member index)": sender})
+                    "epoch": epoch, "sender (member index)": sender, "kind": kind})
         if len(out) == rows:
             break
     table = pd.DataFrame(out)

@@ -164,9 +164,13 @@ def _frame_start(body: bytes) -> list[tuple[str, str, object]]:
         kid, ctr, length = decode_header(body)
     except MalformedHeader:
         return [("frame", "first bytes", body[:8].hex(" "))]
-    epoch, member = parse_kid(kid)
+    try:
+        epoch, member, kind = parse_kid(kid)
+    except ValueError:  # not the lab's KID layout
+        epoch, member, kind = None, None, None
     return [("SFrame header", "bytes", body[:length].hex(" ")), ("SFrame header", "KID", kid),
-            ("SFrame header", "CTR", ctr), ("SFrame header", "epoch (KID >> 8)", epoch),
+            ("SFrame header", "CTR", ctr), ("SFrame header", "epoch (KID >> 12)", epoch),
+            ("SFrame header", "kind (KID >> 8 & 0xf)", kind),
             ("SFrame header", "member (KID & 0xff)", member),
             ("SFrame ciphertext", "bytes (incl. 16-byte tag)", len(body) - length)]
 

@@ -85,8 +85,8 @@ def _header_rows(e2ee: CallResult) -> list[tuple[str, str, str]]:
     return [("video key frames found by size (encrypted)", f"recall {_pct(keys.recall)}",
              f"precision {_pct(keys.precision)} over {keys.frames} frames"),
             ("senders named by the SFrame KID", f"{named} of {len(kids)} KIDs",
-             "kid = epoch << 8 | member, read by anyone who sees the header"),
-            ("frames per second from the CTR", rates, "per sender, audio and video together")]
+             "kid = epoch << 12 | kind << 8 | member, read by anyone who sees the header"),
+            ("frames per second from the CTR", rates, "per sender and media kind (one CTR per KID)")]
 
 
 def _clear_prefix_rows(e2ee: CallResult, clear: CallResult) -> list[tuple[str, str, str]]:
@@ -163,7 +163,7 @@ def check_stream_origin(sender: str | None, fps: float | None, result: CallResul
     true_fps = sent_rate(result, truth, "video")
     if sender != truth:
         return not_yet(f"SSRC {ssrc} is not {sender}'s stream: read the KID of its frames, split it with "
-                       "parse_kid() into (epoch, member), and look the member index up in e2ee.members.")
+                       "parse_kid() into (epoch, member, kind), and look the member index up in e2ee.members.")
     fps = real_number(fps)
     if fps is None:
         return not_yet("the frame rate is one number, in frames per second.")
@@ -172,10 +172,8 @@ def check_stream_origin(sender: str | None, fps: float | None, result: CallResul
         return correct(f"SSRC {ssrc} is {truth}'s camera, which sent {true_fps:.1f} frames per second "
                        f"(nominal {result.scenes[truth].fps}); the SFU read both from the clear SFrame "
                        "header and the arrival times, no key needed.")
-    kid_rate = leakage.kid_table(result).set_index("roster name").loc[truth, "CTR per second"]
-    hint = (f" {fps:g} is close to the rate at which {truth}'s CTR advances ({kid_rate:g}/s), but one KID "
-            "protects the sender's audio and video frames, so its CTR counts both: count only the frames "
-            "of this SSRC." if abs(fps - kid_rate) / kid_rate <= TASK2_FPS_TOLERANCE else "")
+    hint = (" Each KID (one per sender and media kind) has its own counter: the CTR of this stream's video "
+            "KID advances once per video frame.")
     return not_yet(f"the sender is right, but {fps:g} frames per second is off by {_pct(error)}.{hint} "
                    "Divide the number of frame gaps by the time between the first and the last frame.")
 

@@ -121,8 +121,8 @@ REKEY_CHOICES = Choices("05/T2", {
         "the SFU renumbered the copies (fresh sequence slots), so SRTP accepted them; compare the "
         "replay-same-seq row, where it did not."),
     "old-kid": Choice(
-        "The copies name the old epoch's KID, whose key and replay window the receiver keeps only for the "
-        "grace period.",
+        "The copies name the old epoch's KID, whose key and replay window a receiver keeps only until it "
+        "hears the new epoch or the grace ends.",
         "look at the 'replayed old frame' column of the sans-I/O table: what does the receiver hold for the "
         "old epoch, and for how long?"),
     "garbage": Choice(

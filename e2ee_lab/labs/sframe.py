@@ -25,7 +25,7 @@ from e2ee_lab.crypto.sframe import (
 from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
 from e2ee_lab.labs.answers import Sealed
 
-# The RFC 9605 Appendix C.4 example (suite 4 row): KID 0x123, CTR 0x4567, base key 00..0f.
+# The RFC 9605 Appendix C.3 example (suite 4 row): KID 0x123, CTR 0x4567, base key 00..0f.
 DEMO_SUITE = CipherSuite.AES_128_GCM_SHA256_128
 DEMO_KID = 0x123
 DEMO_CTR = 0x4567

@@ -187,8 +187,9 @@ class SFrameReceiver:
     """A receiver of SFrame RTP streams: reassembly, decryption, then frames (-02 §5.2 10-13).
 
     ``payload_types`` maps payload types to codecs as ``a=rtpmap`` does; ``unprotect(ciphertext,
-    ssrc)`` returns the plaintext or raises an :class:`~e2ee_lab.crypto.sframe.SFrameError`
-    (counted under its ``reason``). Emits :class:`FrameAssembled` for each decrypted frame and
+    ssrc)`` returns the plaintext or raises one of ``errors`` (default
+    :class:`~e2ee_lab.crypto.sframe.SFrameError`; a caller whose ``unprotect`` also checks the KID
+    against the stream adds its own family), counted under its ``reason``. Emits :class:`FrameAssembled` for each decrypted frame and
     :class:`PacketDropped` for every refusal. ``depacketizer`` and ``assembler`` (the codec
     reassembly of per-packet content) are exposed for their counters; ``dropped`` sums all.
     """
@@ -200,10 +201,12 @@ class SFrameReceiver:
         *,
         extensions_map: HeaderExtensionsMap | None = None,
         horizon: int = DEFAULT_SFRAME_HORIZON,
+        errors: tuple[type[Exception], ...] = (SFrameError,),
         **assembler_kwargs,
     ) -> None:
         self.payload_types = dict(payload_types)
         self._unprotect = unprotect
+        self._errors = errors
         self.depacketizer = SFrameDepacketizer(extensions_map=extensions_map, horizon=horizon)
         self.assembler = FrameAssembler(
             self.payload_types, extensions_map=extensions_map, **assembler_kwargs
@@ -245,7 +248,7 @@ class SFrameReceiver:
             return self._refuse(err, run)
         try:
             plaintext = self._unprotect(run.ciphertext, run.ssrc)
-        except SFrameError as err:
+        except self._errors as err:
             return self._refuse(err, run)
         self.stats["frames_decrypted"] += 1
         if run.packetized:

@@ -107,6 +107,8 @@ class SignallingRelay:
         self.relayed: list[KeyMessageRelayed] = []
         self.dropped: Counter[str] = Counter()
         self.interceptor: Callable[[int, bytes], bytes] | None = None  # (recipient, bytes) -> bytes delivered
+        # (recipient, update) -> update delivered: a malicious server's rewrite of roster updates
+        self.roster_interceptor: Callable[[int, RosterUpdate], RosterUpdate] | None = None
         self.members: dict[str, int] = {}  # participant name -> member index
         self._handlers: dict[str, Handler] = {}
         self._by_member: dict[int, str] = {}
@@ -115,9 +117,10 @@ class SignallingRelay:
         """Let ``name`` receive signalling messages through ``handler``."""
         self._handlers[name] = handler
 
-    def join(self, name: str, public: PublicIdentity, now: float) -> int:
-        """Admit ``name`` to the key agreement; returns its member index. Updates follow soon."""
-        index, updates = self.roster.join(public, now)
+    def join(self, name: str, public: PublicIdentity, session: bytes, now: float) -> int:
+        """Admit ``name`` (its user id) with its identity key and call session to the key agreement;
+        returns its member index. Updates follow soon."""
+        index, updates = self.roster.join(name, public, session, now)
         self.members[name], self._by_member[index] = index, name
         self._post_updates(updates)
         return index
@@ -146,7 +149,10 @@ class SignallingRelay:
     def _post_updates(self, updates: Mapping[int, RosterUpdate]) -> None:
         loop = asyncio.get_running_loop()
         for index in sorted(updates):
-            loop.call_soon(self._handlers[self._by_member[index]], updates[index])
+            update = updates[index]
+            if self.roster_interceptor is not None:  # a malicious server (e2ee_lab.attacks)
+                update = self.roster_interceptor(index, update)
+            loop.call_soon(self._handlers[self._by_member[index]], update)
 
 
 # --- the server ----------------------------------------------------------------------------------

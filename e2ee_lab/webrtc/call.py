@@ -38,7 +38,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ from e2ee_lab.call.common import (
     DEFAULT_PROFILE,
     START_DELAY,
     CallConfig,
+    resolve_key_policy,
     run_blocking,
     wait_for_group_keys,
     write_outputs,
@@ -195,9 +196,9 @@ def capture_mode(mode: str) -> tuple[str, str | None]:
 
 async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0,
                                 seed: int = 0, size: Size | None = None, out: str | Path | None = None, *,
-                                capture: str = "off", key_policy: RekeyPolicy = CALL_KEY_POLICY,
+                                capture: str = "off", key_policy: RekeyPolicy | str = CALL_KEY_POLICY,
                                 during: During | None = None,
-                                rtp_sframe: str | None = None) -> WebRTCCallResult:
+                                rtp_sframe: str | None = None, reproducible_keys: bool = False) -> WebRTCCallResult:
     """Run one aiortc call in the running event loop (see :func:`run_webrtc_call`).
 
     ``during(sfu, people)``, if given, is a coroutine function started when media is released
@@ -210,6 +211,7 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
         if mode != "e2ee":
             raise ValueError(f"--rtp-sframe needs --mode e2ee, not {mode}")
         rtp_sframe = RTPSFrameMode(rtp_sframe).value
+    key_policy = resolve_key_policy(key_policy)
     how, note = capture_mode(capture)
     check_aiortc()
     recorder = CallCapture(out, how)  # type: ignore[arg-type]
@@ -225,7 +227,8 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
               "audio": window["audio"] + int(np.ceil(TAIL * 1000 / FRAME_MS))}
     truth = SentIndex()
     people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
-                                key_policy=key_policy, truth=truth, rtp_sframe=rtp_sframe)
+                                key_policy=key_policy, truth=truth, rtp_sframe=rtp_sframe,
+                                reproducible_keys=reproducible_keys)
               for i in range(participants)]
     truth.people = {p.name: p for p in people}
     sfu = WebRTCSFU([p.name for p in people], key_policy=key_policy, clock=clock, rtp_sframe=rtp_sframe)
@@ -256,6 +259,8 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
         await sfu.close()
         await recorder.stop()
     result = _collect(mode, participants, seconds, seed, size, sfu, people, keylog, sockets, handshakes)
+    result.config = replace(result.config, rtp_sframe=rtp_sframe, reproducible_keys=bool(reproducible_keys),
+                            key_policy=key_policy.name)
     result.capture = await recorder.finish(sockets)
     result.summary = _summary(result, sfu, people, window, timing)
     result.summary["capture"] = result.capture.summary() if result.capture else {"note": note}
@@ -267,22 +272,25 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
 
 def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0, seed: int = 0,
                     size: Size | None = None, out: str | Path | None = None, *, capture: str = "off",
-                    key_policy: RekeyPolicy = CALL_KEY_POLICY,
-                    rtp_sframe: str | None = None) -> WebRTCCallResult:
+                    key_policy: RekeyPolicy | str = CALL_KEY_POLICY,
+                    rtp_sframe: str | None = None, reproducible_keys: bool = False) -> WebRTCCallResult:
     """Run the lab's call on aiortc and return a :class:`WebRTCCallResult` (script or notebook).
 
     Args:
         mode: "dtls-srtp", "e2ee" (SFrame) or "clear-prefix".
         participants: how many (each subscribes to every other one's audio and video).
         seconds: the measured window of media (real time); :data:`TAIL` s more are sent, not counted.
-        seed: reproducible pictures, speech offsets and frame keys (DTLS keys are always fresh).
+        seed: reproducible pictures and speech offsets (keys too with ``reproducible_keys``; DTLS
+            keys are always fresh).
         size: "ci" (320x240, 15 fps) or "full" (640x480, 30 fps); default :func:`lab_size`.
         out: a directory for ``summary.json``, ``sfu-keys.json`` (and ``capture.pcap``), or None.
         capture: "off" (default), "sniff" (scapy on ``lo``, needs root or CAP_NET_RAW) or "auto"
             (sniff where permitted, else nothing, with a note in ``summary["capture"]``).
-        key_policy: rekey policy of the roster and the members (e2ee modes).
+        key_policy: rekey policy of the roster and the members (e2ee modes), or "fixed" / "naive"
+            (:func:`~e2ee_lab.call.common.resolve_key_policy`).
         rtp_sframe: "per-frame" or "per-packet" (e2ee only): the SFU offers ``a=sframe`` and the
             participants send the SFrame RTP payload format (:mod:`e2ee_lab.webrtc.payload_format`).
+        reproducible_keys: derive identity keys, sessions and frame keys from ``seed``.
 
     Raises:
         ValueError: a bad mode, count, duration or size.  CaptureImpossible: ``capture="tap"``.
@@ -293,7 +301,7 @@ def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: flo
     def job() -> WebRTCCallResult:
         return asyncio.run(run_webrtc_call_async(mode, participants, seconds, seed, size, out,
                                                  capture=capture, key_policy=key_policy,
-                                                 rtp_sframe=rtp_sframe))
+                                                 rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys))
 
     return run_blocking(job, "e2ee-lab-webrtc")
 
@@ -301,8 +309,9 @@ def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: flo
 def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed: int,
                   size: Size | None, out: str | Path | None, *, srtp_profile: str | None = None,
                   garbage: float = 0.0, capture: str = "off", policy=None,
-                  key_policy: RekeyPolicy = CALL_KEY_POLICY, sfu_setup=None,
-                  sender_options=None, rtp_sframe: str | None = None) -> WebRTCCallResult:
+                  key_policy: RekeyPolicy | str = CALL_KEY_POLICY, sfu_setup=None,
+                  sender_options=None, rtp_sframe: str | None = None,
+                  reproducible_keys: bool = False) -> WebRTCCallResult:
     """``run_call(..., stack="webrtc")`` (registered by :mod:`e2ee_lab.webrtc.stack`): runs
     :func:`run_webrtc_call`. The lab-only options must be left at their defaults; the SRTP profile
     is aiortc's choice (AEAD_AES_256_GCM between two aiortc peers, ``summary["srtp_profile"]``).
@@ -319,7 +328,7 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
     if given:
         raise ValueError(f"the {STACK} stack does not support {', '.join(given)} (lab stack only)")
     return run_webrtc_call(mode, participants, seconds, seed, size, out, capture=capture,
-                           key_policy=key_policy, rtp_sframe=rtp_sframe)
+                           key_policy=key_policy, rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys)
 
 
 async def _wait_connected(sfu: WebRTCSFU, people: list[WebRTCParticipant]) -> None:
@@ -468,6 +477,7 @@ def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCPartic
         "seconds": config.seconds, "seed": config.seed, "size": config.size,
         "srtp_profile": config.srtp_profile,
         "rtp_sframe": next((p.rtp_sframe.value for p in people if p.rtp_sframe), None),
+        "reproducible_keys": config.reproducible_keys, "key_policy": config.key_policy,
         "window": {**{f"{k}_frames": v for k, v in window.items()},
                    "definition": "frames captured in the first `seconds` of media; media starts after "
                                  "every leg is connected and every member holds every key"},

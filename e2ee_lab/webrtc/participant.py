@@ -8,7 +8,9 @@ the publisher), and answers (JSEP, RFC 8829 §5.3: ``a=setup:active``, so the pa
 DTLS client of its leg). Frame keys come from the group key agreement exactly as in the lab's own
 call: the participant becomes a :class:`~e2ee_lab.crypto.keys.Member`, and roster updates and
 key-distribution messages reach it through the SFU's signalling relay as opaque bytes
-(:class:`~e2ee_lab.sfu.server.SignallingRelay`). The frame crypto is set only once the keys are
+(:class:`~e2ee_lab.sfu.server.SignallingRelay`). Identity key, session and frame keys come from
+the OS unless the call asked for reproducible keys (then from its seed,
+:func:`~e2ee_lab.call.participant.key_seed`). The frame crypto is set only once the keys are
 agreed; until then the transforms drop frames (fail closed).
 
 Counted here: PLIs the participant's receivers send (any cause) and PLI/FIR its senders receive;
@@ -30,8 +32,8 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, is_rtcp
 
 from e2ee_lab.call.frame_keys import FRAME_ERRORS, FrameCrypto, make_frame_crypto
-from e2ee_lab.call.participant import SPEECH_STAGGER, WIRE_SAMPLE, participant_name
-from e2ee_lab.crypto.keys import IdentityKeyPair, KeyAgreementError, Member, RekeyPolicy, RosterUpdate, kid_for
+from e2ee_lab.call.participant import SPEECH_STAGGER, WIRE_SAMPLE, key_seed, keys_held, participant_name
+from e2ee_lab.crypto.keys import IdentityKeyPair, KeyAgreementError, Member, RekeyPolicy, RosterUpdate, new_session
 from e2ee_lab.media.codecs import OPUS_PAYLOAD_TYPE, VIDEO_CLOCK, VP8_PAYLOAD_TYPE
 from e2ee_lab.media.scene import Scene, VideoSize
 from e2ee_lab.media.speech import FRAME_SAMPLES, SpeechSource
@@ -62,23 +64,27 @@ class WebRTCParticipant:
         index: position in the call (badge, secret line, speech offset, member seed).
         mode: "dtls-srtp", "e2ee" or "clear-prefix".
         size: picture size and frame rate; frames: ``{"video": n, "audio": m}`` to send.
-        seed: reproducible pictures and keys; clock: seconds since the call started.
+        seed: reproducible pictures (and keys with ``reproducible_keys``); clock: seconds since the
+            call started.
         key_policy: rekey policy of the member; truth: what any publisher sent (for judging).
         rtp_sframe: the SFrame RTP payload format mode this participant supports; it is used when
             the SFU's offer carries ``a=sframe`` (the answer then does too), else the codec's.
+        reproducible_keys: derive identity key, session and frame keys from ``seed``.
     """
 
     def __init__(self, index: int, *, mode: str, size: VideoSize, frames: dict[str, int], seed: int,
                  clock: Clock, key_policy: RekeyPolicy, truth: Truth,
-                 rtp_sframe: RTPSFrameMode | None = None) -> None:
+                 rtp_sframe: RTPSFrameMode | None = None, reproducible_keys: bool = False) -> None:
         self.index, self.mode, self.seed, self.key_policy = index, mode, seed, key_policy
         self.rtp_sframe = None if rtp_sframe is None else RTPSFrameMode(rtp_sframe)  # what it supports
         self.rtp_sframe_agreed: RTPSFrameMode | None = None  # the SFU's offer had a=sframe too
         self.depayloaders: list[SFrameDepayloader] = []
+        self.reproducible_keys = reproducible_keys
         self.name = participant_name(index)
         self.scene = Scene(index, seed=seed, width=size.width, height=size.height, fps=size.fps)
         self.speech = SpeechSource(offset_s=index * SPEECH_STAGGER)
-        self.identity = IdentityKeyPair.generate(seed=f"identity:{seed}:{index}".encode())
+        self.identity = IdentityKeyPair.generate(seed=key_seed("identity", seed, index, reproducible_keys))
+        self.key_session = new_session(key_seed("session", seed, index, reproducible_keys))  # the call session
         self.member: Member | None = None
         self.pc = RTCPeerConnection(loopback_configuration())
         self.lock = threading.Lock()
@@ -194,9 +200,9 @@ class WebRTCParticipant:
         """Join the group key agreement through the SFU's signalling relay."""
         self._relay = relay
         relay.register(self.name, self.on_signal)
-        index = relay.join(self.name, self.identity.public, self._clock())
-        self.member = Member(index, self.identity, policy=self.key_policy,
-                             seed=f"member:{self.seed}:{self.index}".encode())
+        index = relay.join(self.name, self.identity.public, self.key_session, self._clock())
+        self.member = Member(index, self.identity, user=self.name, session=self.key_session, policy=self.key_policy,
+                             seed=key_seed("member", self.seed, self.index, self.reproducible_keys))
 
     def on_signal(self, message: object) -> None:
         """Signalling input: a roster update or a key message (opaque bytes)."""
@@ -222,9 +228,7 @@ class WebRTCParticipant:
             return False
         with self.lock:
             self.member.tick(self._clock())
-            kids = self.member.context.receive_kids
-            ready = self.member.send_epoch == epoch
-        return ready and all(kid_for(epoch, m) in kids for m in members if m != self.member.index)
+            return keys_held(self.member, epoch, members)
 
     def arm(self, members: dict[str, int]) -> FrameCrypto:
         """Give every transform the call mode's frame crypto (after the key agreement) and each

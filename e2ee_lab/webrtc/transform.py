@@ -19,12 +19,16 @@ failures cannot become a PLI storm. Each transform keeps one record per frame.
 With the SFrame RTP payload format (``rtp_sframe``, draft-ietf-avtcore-rtp-sframe-02,
 :mod:`e2ee_lab.webrtc.payload_format`) the sender's transform also makes the RTP payloads (per
 frame: the ciphertext cut behind descriptors; per packet: each codec payload encrypted), and a
-receiver of per-packet content finds its frames already decrypted (``upstream_decrypted``) and
+receiver of per-packet content finds its frames already decrypted (``upstream_decrypted``: each
+payload went through :meth:`ReceiverTransform.unprotect_payload`, with the same KID check) and
 passes them through, recorded all the same.
 
 aiortc encodes on executor threads, so a participant's transforms share one lock around its
-frame crypto: the SFrame counter of a sender (RFC 9605 §4.4.3: never reuse a (key, CTR) pair) is
-shared by its audio and video streams and must not be read twice.
+frame crypto: audio and video have their own KIDs and counters, but one member's key state (its
+send counters, RFC 9605 §9.1: never reuse a (base_key, KID, CTR); its replay windows; its key
+retirement) serves both, and must not be read and updated by two threads at once. A receiver is
+told its stream's announced publisher and kind (from the SFU's SDP track id): a frame whose
+authenticated KID names another member or kind is dropped (``kid_stream_mismatch``).
 """
 
 from __future__ import annotations
@@ -168,8 +172,8 @@ class ReceiverTransform:
     Args:
         crypto: the participant's frame crypto (None until the keys are agreed: frames dropped).
         kind: "video" or "audio".
-        sender_member: the publisher's key-agreement member index (what clear-prefix needs;
-            SFrame reads the sender from the KID), or None.
+        sender_member: the announced publisher's key-agreement member index (clear-prefix picks its
+            keys by it; SFrame checks the KID against it), or None.
         lock: the participant's crypto lock; clock: seconds since the call started.
     """
 
@@ -197,7 +201,7 @@ class ReceiverTransform:
                 if self.upstream_decrypted:
                     plain = frame.data
                 else:
-                    plain = self.crypto.unprotect(frame, self.sender_member, now).data
+                    plain = self.crypto.unprotect(frame, self.sender_member, now, self.kind).data
             except (*FRAME_ERRORS, NoFrameCrypto) as err:
                 self.dropped[err.reason] += 1
                 self._record(OpenedFrame(ssrc, timestamp, len(data), now, err.reason))
@@ -213,15 +217,17 @@ class ReceiverTransform:
         self._by_timestamp[opened.timestamp] = opened
 
     def unprotect_payload(self, ciphertext: bytes, ssrc: int) -> bytes:
-        """Decrypt one per-packet SFrame payload (the payload format's depayloader calls this).
+        """Decrypt one per-packet SFrame payload (the payload format's depayloader calls this), with
+        the stream's announced publisher and kind checked against the KID as for a whole frame.
 
-        Raises the frame transform's errors, or :class:`NoFrameCrypto` before the keys are agreed.
+        Raises the frame transform's errors (``kid_stream_mismatch`` among them), or
+        :class:`NoFrameCrypto` before the keys are agreed.
         """
         frame = EncodedFrame(bytes(ciphertext), 0, FrameMetadata(ssrc, 0, self.kind))  # type: ignore[arg-type]
         with self._lock:
             if self.crypto is None:
                 raise NoFrameCrypto("the frame keys are not agreed yet")
-            return self.crypto.unprotect(frame, self.sender_member, self._clock()).data
+            return self.crypto.unprotect(frame, self.sender_member, self._clock(), self.kind).data
 
     def opened(self, timestamp: int) -> OpenedFrame | None:
         """The record of the frame with RTP ``timestamp`` (the latest one), or None."""

@@ -45,12 +45,18 @@ lab.init = async (opts) => {
   lab.api = opts.api === 'script' && typeof RTCRtpScriptTransform !== 'undefined' ? 'script' : 'legacy';
   lab.worker = new Worker('worker.js');
   lab.worker.onmessage = ({ data }) => {
-    if (data.op === 'stats') { lab.workerReplies.get(data.seq)?.(data.stats); lab.workerReplies.delete(data.seq); }
+    if (data.op === 'stats') { lab.workerReplies.get(data.seq)?.(data); lab.workerReplies.delete(data.seq); }
+    else if (data.op === 'retired' && lab.member) lab.member.frameAuthenticated(data.sender, data.kind, data.epoch);
   };
+  lab.worker.postMessage({ op: 'mode', mode: opts.mode });   // before any transform exists
+  // The page's own key material, from this browser's CSPRNG: identity (WebCrypto P-256, not
+  // extractable), and a fresh session id for this call. The user id is the participant's name.
   lab.identity = await E2EE.newIdentity();
+  lab.session = crypto.getRandomValues(new Uint8Array(E2EE.SESSION_LEN));
   listen();
-  return { api: lab.api, identity: E2EE.hex(lab.identity.public), scriptTransform: typeof RTCRtpScriptTransform,
-           createEncodedStreams: typeof RTCRtpSender.prototype.createEncodedStreams, sframeTransform: typeof SFrameTransform };
+  return { api: lab.api, identity: E2EE.hex(lab.identity.public), session: E2EE.hex(lab.session), user: opts.name,
+           scriptTransform: typeof RTCRtpScriptTransform, createEncodedStreams: typeof RTCRtpSender.prototype.createEncodedStreams,
+           sframeTransform: typeof SFrameTransform };
 };
 
 // --- the Encoded Transform on a sender or receiver -----------------------------------------------
@@ -179,8 +185,9 @@ async function onSignal(msg) {
   if (msg.type === 'offer') {
     try { send({ type: 'answer', ...(await answer(msg.sdp)) }); }
     catch (err) { send({ type: 'error', about: 'offer', message: String(err) }); }
-  } else if (msg.type === 'join') join(msg.index, msg.switchDelay);
-  else if (msg.type === 'roster' || msg.type === 'key') keySignal(msg);
+  } else if (msg.type === 'join') {
+    try { join(msg.index); } catch (err) { fail('keys_bad_join'); }  // the server's word: never trusted to be sane
+  } else if (msg.type === 'roster' || msg.type === 'key') keySignal(msg);
   else fail('signal_unknown');
 }
 
@@ -190,32 +197,37 @@ async function listen() {                                // long-poll: GET /sign
     let reply;
     try { reply = await (await fetch(`signal?after=${after}`)).json(); }
     catch (err) { fail('signal_poll_failed'); await sleep(200); continue; }
-    for (const { seq, message } of reply.messages) { after = seq; await onSignal(message); }
-    if (reply.closed) return;
+    for (const item of Array.isArray(reply && reply.messages) ? reply.messages : []) {
+      if (!item || !Number.isInteger(item.seq) || item.seq <= after || !item.message) { fail('signal_malformed'); continue; }
+      after = item.seq;
+      try { await onSignal(item.message); } catch (err) { fail('signal_error'); }   // drop, count, carry on
+    }
+    if (reply && reply.closed) return;
   }
 }
 
 // --- key agreement: roster updates and key messages from the SFU's relay --------------------------
-function pushKeys() {
-  if (!lab.armed || !lab.member) { lab.worker.postMessage({ op: 'keys', mode: lab.opts.mode, suite: 4, index: -1, sendEpoch: null, members: {}, keys: [] }); return; }
+const SUITE = 4;                                          // AES_128_GCM_SHA256_128, the Python members' default
+let pushedVersion = -1;
+function pushKeys() {                                     // the worker's keys follow the Member's
   const m = lab.member;
-  m.tick(now());
-  const keys = [...m.keys.entries()].map(([k, v]) => {
-    const [member, epoch] = k.split(':').map(Number);
-    return { member, epoch, baseKey: E2EE.hex(v) };
-  });
-  lab.worker.postMessage({ op: 'keys', mode: lab.opts.mode, suite: 4, index: m.index, sendEpoch: m.sendEpoch,
-                           members: lab.members, keys });
+  if (!lab.armed || !m) return;
+  pushedVersion = m.keyVersion;
+  lab.worker.postMessage({ op: 'keys', mode: lab.opts.mode, suite: SUITE, index: m.index, sendEpoch: m.sendEpoch,
+                           members: lab.members, keys: m.baseKeys() });
 }
+const pushIfChanged = () => lab.member && lab.member.keyVersion !== pushedVersion && pushKeys();
 
-function join(index, switchDelay) {
-  lab.member = new E2EE.Member(lab.identity, switchDelay);
-  lab.member.index = index;
-  lab.member.onKey = () => setTimeout(pushKeys, 0);
+function join(index) {
+  if (lab.member) throw new E2EE.CryptoError('illegal_transition', 'joined twice');
+  const { switchDelay, grace, name } = lab.opts;
+  lab.member = new E2EE.Member({ index, identity: lab.identity, user: name, session: lab.session,
+                                 switchDelay, grace, suite: SUITE });
   lab.signals = Promise.resolve();
 }
 
 function keySignal(msg) {                                // processed strictly in arrival order
+  if (!lab.member) { fail('keys_not_member'); return; }
   lab.signals = lab.signals.then(async () => {
     try {
       if (msg.type === 'roster') {
@@ -227,6 +239,7 @@ function keySignal(msg) {                                // processed strictly i
     } catch (err) {
       fail(`keys_${err.reason || 'error'}`);
     }
+    pushIfChanged();
   });
 }
 
@@ -234,8 +247,12 @@ lab.keysReady = (epoch, members) => {
   const m = lab.member;
   if (!m) return false;
   m.tick(now());
-  return m.sendEpoch === epoch && m.holds(epoch, members);
+  return m.holds(epoch, members);
 };
+
+// What the page's member would read out: the group code of its current epoch, and a safety number.
+lab.groupCode = (epoch) => (lab.member ? lab.member.groupCode(epoch) : null);
+lab.safetyNumber = (peer) => lab.member.safetyNumber(peer);
 
 lab.arm = (members) => {
   lab.members = members; lab.armed = true;
@@ -281,11 +298,16 @@ lab.stats = async () => {
                  framesReceived: r.framesReceived ?? null, pli: r.pliCount ?? null, nack: r.nackCount ?? null });
   });
   const remote = Object.values(lab.remote).map(({ renderTimes, ...r }) => ({ ...r, renderTimes }));
-  return { worker: await workerStats(), rtp, remote, layout: layout(), errors: lab.errors, api: lab.api,
-           connectionState: lab.pc ? lab.pc.connectionState : 'new', sendEpoch: lab.member ? lab.member.sendEpoch : null };
+  const worker = await workerStats();
+  const m = lab.member;
+  const member = m && { index: m.index, state: m.state, epoch: m.epoch, sendEpoch: m.sendEpoch,
+                        groupCode: m.codes.size ? m.groupCode().digits : null };
+  return { worker: worker && worker.stats, credited: worker && worker.credited, frameKeys: worker && worker.keys,
+           rtp, remote, layout: layout(), errors: lab.errors, api: lab.api,
+           connectionState: lab.pc ? lab.pc.connectionState : 'new', sendEpoch: m ? m.sendEpoch : null, member };
 };
 
-// RFC 9605 Appendix C vectors, run inside the page (suites the page offers: 4 and 5).
+// RFC 9605 Appendix C vectors (and draft-barnes-sframe-iana-256's for suites 6-8), run inside the page.
 lab.vectors = async (vectors) => {
   const results = [];
   for (const v of vectors.sframe.filter((x) => E2EE.SUITES[x.cipher_suite])) {

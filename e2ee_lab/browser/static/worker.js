@@ -1,16 +1,16 @@
 // worker.js: the Encoded Transform worker. Every encoded frame the page sends or receives passes
 // through here (RTCRtpScriptTransform, or createEncodedStreams as a fallback) and is encrypted or
-// decrypted with the keys the page's key agreement produced (E2EE.Member in e2ee.js).
+// decrypted with E2EE.FrameKeys (e2ee.js), which holds the keys the page's key agreement (keys.js)
+// hands over. Each receive transform knows its stream's announced publisher and kind (from the SFU:
+// untrusted); a frame is counted under the member its authenticated KID names.
 'use strict';
 importScripts('e2ee.js');
 
 const state = {
-  mode: 'e2ee', suite: 4, members: {},                 // publisher name -> member index
-  send: null, sendEpoch: null,                          // SFrameKey or ClearPrefixSender
-  recvSFrame: new Map(),                                // KID -> SFrameKey
-  recvClear: new Map(),                                 // member -> Map(key index -> AES key)
-  installed: new Set(),
+  mode: null, members: {},                              // mode from the page; publisher name -> member index (the SFU's word)
+  keys: null,                                           // E2EE.FrameKeys once the page armed
   stats: {},                                            // transform id -> counters
+  credited: {},                                         // "member:kind" -> frames authenticated under that member's KID
 };
 
 function counters(id) {
@@ -18,50 +18,29 @@ function counters(id) {
   return state.stats[id];
 }
 
-async function installKeys(msg) {
-  Object.assign(state, { mode: msg.mode, suite: msg.suite, members: msg.members });
-  for (const k of msg.keys) {
-    const tag = `${k.member}:${k.epoch}`;
-    if (state.installed.has(tag)) continue;
-    state.installed.add(tag);
-    const base = E2EE.unhex(k.baseKey);
-    const mine = k.member === msg.index;
-    if (state.mode === 'e2ee') {
-      const key = await E2EE.SFrameKey.create(state.suite, E2EE.kidFor(k.epoch, k.member), base);
-      if (!mine) state.recvSFrame.set(E2EE.kidFor(k.epoch, k.member), key);
-      else if (k.epoch === msg.sendEpoch) { state.send = key; state.sendEpoch = k.epoch; }
-      else state.installed.delete(tag);
-    } else if (state.mode === 'clear-prefix') {
-      const raw = await E2EE.clearPrefixKey(base);
-      if (!mine) {
-        if (!state.recvClear.has(k.member)) state.recvClear.set(k.member, new Map());
-        state.recvClear.get(k.member).set(k.epoch % 256, await crypto.subtle.importKey('raw', raw, 'AES-GCM', false, ['decrypt']));
-      } else if (k.epoch === msg.sendEpoch) { state.send = await E2EE.ClearPrefixSender.create(raw, k.epoch % 256); state.sendEpoch = k.epoch; }
-      else state.installed.delete(tag);
-    }
-  }
+// Until the page says which mode the call is in, every frame is dropped (fail closed).
+function installKeys(msg) {
+  state.mode = msg.mode; state.members = msg.members || {};
+  if (msg.mode === 'dtls-srtp') return Promise.resolve();
+  state.keys ??= new E2EE.FrameKeys(msg.mode, msg.suite,
+                                    (sender, kind, epoch) => self.postMessage({ op: 'retired', sender, kind, epoch }));
+  return state.keys.install(msg);
 }
 
-async function encrypt(frame, opts, data) {
+function encrypt(frame, opts, data) {
   if (state.mode === 'dtls-srtp') return data;
-  if (!state.send) throw new E2EE.CryptoError('no_key', 'no send key yet');
-  if (state.mode === 'e2ee') return state.send.protect(data);
+  if (!state.keys) throw new E2EE.CryptoError('no_key', 'no send key yet');
   const md = frame.getMetadata();
-  return state.send.protect(data, opts.kind, md.synchronizationSource, md.rtpTimestamp ?? frame.timestamp);
+  return state.keys.encrypt(data, opts.kind, md.synchronizationSource, md.rtpTimestamp ?? frame.timestamp);
 }
 
 async function decrypt(frame, opts, data) {
   if (state.mode === 'dtls-srtp') return data;
-  if (state.mode === 'e2ee') {
-    const { kid } = E2EE.decodeHeader(data);
-    const key = state.recvSFrame.get(Number(kid));
-    if (!key) throw new E2EE.CryptoError('unknown_kid', `no key for KID ${kid}`);
-    return key.unprotect(data);
-  }
-  const member = state.members[opts.publisher];
-  const keys = state.recvClear.get(member);
-  if (!keys) throw new E2EE.CryptoError('unknown_key', `no keys of ${opts.publisher}`);
-  return E2EE.clearPrefixOpen(keys, data, opts.kind);
+  if (!state.keys) throw new E2EE.CryptoError('no_key', 'no receive key yet');
+  const got = await state.keys.decrypt(data, state.members[opts.publisher], opts.kind);
+  const tag = `${got.member}:${got.kind}`;
+  state.credited[tag] = (state.credited[tag] || 0) + 1;
+  return got.data;
 }
 
 function pipe(readable, writable, opts) {
@@ -90,6 +69,12 @@ function pipe(readable, writable, opts) {
 self.onrtctransform = (event) => pipe(event.transformer.readable, event.transformer.writable, event.transformer.options);
 self.onmessage = async ({ data: m }) => {
   if (m.op === 'legacy') pipe(m.readable, m.writable, m.options);
-  else if (m.op === 'keys') { await installKeys(m); self.postMessage({ op: 'keys-installed', sendEpoch: state.sendEpoch }); }
-  else if (m.op === 'stats') self.postMessage({ op: 'stats', stats: state.stats, seq: m.seq });
+  else if (m.op === 'mode') state.mode = m.mode;
+  else if (m.op === 'keys') {
+    await installKeys(m);
+    self.postMessage({ op: 'keys-installed', keys: state.keys ? state.keys.describe() : null });
+  } else if (m.op === 'stats') {
+    self.postMessage({ op: 'stats', seq: m.seq, stats: state.stats, credited: state.credited,
+                       keys: state.keys ? state.keys.describe() : null });
+  }
 };

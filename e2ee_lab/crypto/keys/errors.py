@@ -79,3 +79,28 @@ class SafetyNumberMismatch(KeyAgreementError):
     """The safety numbers two members see differ: their identity keys were substituted."""
 
     reason = "safety_number_mismatch"
+
+
+class UnexpectedRoster(KeyAgreementError):
+    """A roster update whose member set is not exactly what its change implies (a ghost, or a missing
+    member), or that lists this member wrongly; the member applies none of it."""
+
+    reason = "roster_mismatch"
+
+
+class GroupCodeMismatch(KeyAgreementError):
+    """The group codes two members see differ: their views of the roster or its history differ."""
+
+    reason = "group_code_mismatch"
+
+
+class WrongCall(KeyAgreementError):
+    """A key message sealed for another session of its recipient (another call): refused unopened."""
+
+    reason = "wrong_call"
+
+
+class KIDStreamMismatch(KeyAgreementError):
+    """A frame whose KID names another member or another media kind than the stream it arrived on."""
+
+    reason = "kid_stream_mismatch"

@@ -1,16 +1,20 @@
-"""Identity keys and safety numbers of the group key agreement (RFC 7748 X25519, SEC 1 P-256).
+"""Identity keys, call sessions and safety numbers of the group key agreement (RFC 7748 X25519, SEC 1 P-256).
 
-Each member has a long-term identity key pair, X25519 (RFC 7748) or ECDH on P-256 (SEC 1). Public
-keys are raw 32 bytes (X25519) or the 65-byte uncompressed point ``04 || x || y`` (P-256, what
-WebCrypto's ``exportKey("raw")`` gives). A seeded key pair is derived from an HKDF (RFC 5869)
-stream, so labs and figures are reproducible; without a seed the OS draws it.
+Each member has a long-term identity key pair, X25519 (RFC 7748) or ECDH on P-256 (SEC 1), and a
+stable user identifier it chooses (its name, UTF-8, 1..64 bytes). Public keys are raw 32 bytes
+(X25519) or the 65-byte uncompressed point ``04 || x || y`` (P-256, what WebCrypto's
+``exportKey("raw")`` gives). Live calls draw keys and sessions from the OS; a seed derives them from
+an HKDF (RFC 5869) stream instead, only where a caller asks for reproducible keys (tests, recorded
+captures, figures): anyone who knows that seed recomputes every key.
 
-Safety numbers, after Signal's: per identity key, ``d = 0x0000 || key``, then 5200 times
+Safety numbers, after Signal's: per member, ``d = 0x0000 || key || utf8(user)``, then 5200 times
 ``d = SHA-512(d || key)``; the first 30 bytes, as six 5-byte big-endian numbers mod 100000, give 30
 digits. A pair's number is both 30-digit strings sorted and joined: 60 digits, read as 12 groups of
-5, the same on both sides. They let members compare identity keys out of band: a malicious
-:class:`~e2ee_lab.crypto.keys.KeyDirectory` can substitute keys
-(:class:`~e2ee_lab.crypto.keys.MITM`), which succeeds silently unless the numbers are compared.
+5, the same on both sides. They let two members compare each other's identity key and user
+identifier out of band: a malicious :class:`~e2ee_lab.crypto.keys.KeyDirectory` can substitute
+keys (:class:`~e2ee_lab.crypto.keys.MITM`), which succeeds silently unless the numbers are
+compared. A pair's number says nothing about the rest of the roster: a ghost member leaves every
+pair's number unchanged (the group code of :mod:`e2ee_lab.crypto.keys.group_code` covers that).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from e2ee_lab.crypto.keys.errors import InvalidIdentityKey, SafetyNumberMismatch
 
 SAFETY_VERSION = b"\x00\x00"
 SAFETY_ITERATIONS = 5200  # as Signal's fingerprint: slows a search for a matching number
+SESSION_LEN = 16  # a member's random per-call session id
+MAX_USER_LEN = 64  # bytes of UTF-8 in a user identifier
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -55,6 +61,21 @@ class _Randomness:
         if self._prk is None:
             return None
         return HKDFExpand(hashes.SHA256(), 32, b"child " + label.encode()).derive(self._prk)
+
+
+def new_session(seed: int | bytes | None = None) -> bytes:
+    """A member's 16-byte session id for one call: from the OS, or from ``seed`` (reproducible keys)."""
+    return _Randomness(seed).take(SESSION_LEN)
+
+
+def check_user(user: str) -> str:
+    """``user`` if it is a str of 1..64 bytes of UTF-8; TypeError or ValueError otherwise."""
+    if not isinstance(user, str):
+        raise TypeError(f"a user identifier is a str, not {type(user).__name__}")
+    size = len(user.encode("utf-8", "strict"))
+    if not 1 <= size <= MAX_USER_LEN:
+        raise ValueError(f"a user identifier has 1..{MAX_USER_LEN} bytes of UTF-8, got {size}")
+    return user
 
 
 # --- identities -----------------------------------------------------------------------------------
@@ -144,15 +165,20 @@ class IdentityKeyPair:
 # --- safety numbers ---------------------------------------------------------------------------------
 
 
-def _fingerprint(public: PublicIdentity) -> str:
-    """30 digits for one key: SHA-512 iterated over (version || key), six 5-byte chunks mod 100000."""
+def digits(digest: bytes) -> str:
+    """30 decimal digits from the first 30 bytes: six 5-byte big-endian numbers, each mod 100000."""
+    return "".join(f"{int.from_bytes(digest[i:i + 5], 'big') % 100000:05d}" for i in range(0, 30, 5))
+
+
+def fingerprint(user: str, public: PublicIdentity) -> str:
+    """30 digits for one member: SHA-512 iterated over (version || key || utf8(user)), see the module docstring."""
     key = bytes(public)
-    digest = SAFETY_VERSION + key
+    digest = SAFETY_VERSION + key + check_user(user).encode()
     for _ in range(SAFETY_ITERATIONS):
         h = hashes.Hash(hashes.SHA512())
         h.update(digest + key)
         digest = h.finalize()
-    return "".join(f"{int.from_bytes(digest[i:i + 5], 'big') % 100000:05d}" for i in range(0, 30, 5))
+    return digits(digest)
 
 
 @dataclass(frozen=True)
@@ -179,6 +205,7 @@ class SafetyNumber:
             raise SafetyNumberMismatch("safety numbers differ: an identity key was substituted")
 
 
-def safety_number(a: PublicIdentity, b: PublicIdentity) -> SafetyNumber:
-    """The safety number of a pair: both 30-digit fingerprints, sorted, so the order of a and b is irrelevant."""
-    return SafetyNumber("".join(sorted((_fingerprint(a), _fingerprint(b)))))
+def safety_number(a: tuple[str, PublicIdentity], b: tuple[str, PublicIdentity]) -> SafetyNumber:
+    """The safety number of a pair, each given as ``(user, identity key)``: both 30-digit fingerprints,
+    sorted, so the order of a and b is irrelevant."""
+    return SafetyNumber("".join(sorted((fingerprint(*a), fingerprint(*b)))))

@@ -2,9 +2,12 @@
 
 :class:`Group` wires :class:`~e2ee_lab.crypto.keys.Member` objects together through a relay that
 sees only bytes, as an SFU would, and keeps leavers with their keys to show what they can still
-read. :class:`MITM` is a malicious :class:`~e2ee_lab.crypto.keys.KeyDirectory`: it substitutes
-identity keys between victims and re-encrypts their key messages, which succeeds silently unless
-the victims compare safety numbers.
+read. Its ``roster_tamper`` hook lets a malicious signalling server rewrite each roster update
+before it reaches a member (a ghost member, a hidden one). :class:`MITM` is a malicious
+:class:`~e2ee_lab.crypto.keys.KeyDirectory`: it substitutes identity keys between victims and
+re-encrypts their key messages, which succeeds silently unless the victims compare safety numbers
+(or group codes). A Group with a seed derives every key from it (reproducible figures and tests);
+without one the OS draws them.
 """
 
 from __future__ import annotations
@@ -15,14 +18,20 @@ from collections.abc import Callable, Iterable
 from e2ee_lab.crypto import events as ev
 from e2ee_lab.crypto.keys.channel import KeyMessage, derive_pairwise_key, open_key_message, seal_key_message
 from e2ee_lab.crypto.keys.errors import KeyAgreementError, MalformedMessage, MessageTampered
-from e2ee_lab.crypto.keys.identity import Curve, IdentityKeyPair, PublicIdentity, _Randomness
+from e2ee_lab.crypto.keys.identity import Curve, IdentityKeyPair, PublicIdentity, _Randomness, new_session
 from e2ee_lab.crypto.keys.member import Member
 from e2ee_lab.crypto.keys.roster import Change, KeyDirectory, RekeyPolicy, Roster, RosterUpdate
-from e2ee_lab.crypto.keys.sender_keys import DEFAULT_SUITE, parse_kid, ratchet
+from e2ee_lab.crypto.keys.sender_keys import DEFAULT_SUITE, kid_for, parse_kid, ratchet
 from e2ee_lab.crypto.sframe import CipherSuite, SFrameContext, decode_header
 
 
 Interceptor = Callable[[int, bytes], bytes]
+RosterTamper = Callable[[int, RosterUpdate], RosterUpdate]
+
+
+def default_user(index: int) -> str:
+    """The user id of member ``index`` in an in-memory group: "A", "B", ... then "member 26", ..."""
+    return chr(ord("A") + index) if index < 26 else f"member {index}"
 
 
 class Group:
@@ -46,16 +55,21 @@ class Group:
         self.dropped: Counter[str] = Counter()
         self.events: list[object] = []
         self.interceptor: Interceptor | None = None  # a malicious relay's hook (see MITM)
+        self.roster_tamper: RosterTamper | None = None  # (recipient, update) -> update delivered
         self.epochs: list[tuple[int, float, Change, int | None]] = []  # (epoch, start, change, subject)
         self._rand = _Randomness(seed)
 
-    def join(self, now: float) -> int:
-        """A new member joins at ``now``; returns its index."""
+    def join(self, now: float, *, identity: IdentityKeyPair | None = None, user: str | None = None) -> int:
+        """A new member joins at ``now`` (with ``identity`` if given: a long-term key reused across
+        calls; else a new one); returns its index."""
         index = self.roster.next_index
-        identity = IdentityKeyPair.generate(self.curve, seed=self._rand.child(f"identity {index}"))
-        member = Member(index, identity, policy=self.policy, suite=self.suite,
+        if identity is None:
+            identity = IdentityKeyPair.generate(self.curve, seed=self._rand.child(f"identity {index}"))
+        user = default_user(index) if user is None else user
+        session = new_session(self._rand.child(f"session {index}"))
+        member = Member(index, identity, user=user, session=session, policy=self.policy, suite=self.suite,
                         seed=self._rand.child(f"member {index}"))
-        index, updates = self.roster.join(identity.public, now)
+        index, updates = self.roster.join(user, identity.public, session, now)
         self.members[index] = member
         self._apply(updates, now)
         return index
@@ -74,18 +88,20 @@ class Group:
             member.tick(now)
         self._drain()
 
-    def send_frame(self, sender: int, payload: bytes, now: float) -> bytes:
-        """``sender`` encrypts a frame; the SFU records and forwards the ciphertext."""
-        frame = self.members[sender].protect(payload, now)
+    def send_frame(self, sender: int, payload: bytes, now: float, *, kind: str = "video") -> bytes:
+        """``sender`` encrypts a frame of ``kind``; the SFU records and forwards the ciphertext."""
+        frame = self.members[sender].protect(payload, now, kind=kind)
         self.frames.append(frame)
         self._drain()
         return frame
 
-    def receive_frame(self, receiver: int, frame: bytes, now: float) -> bytes:
-        """``receiver`` (current or former member) decrypts a frame; SFrameError if it cannot."""
+    def receive_frame(self, receiver: int, frame: bytes, now: float, *, sender: int | None = None,
+                      kind: str | None = None) -> bytes:
+        """``receiver`` (current or former member) decrypts a frame; SFrameError (or KIDStreamMismatch)
+        if it cannot. ``sender``/``kind``: what the stream claims (None: no claim, the KID attributes)."""
         if receiver in self.members:
             try:
-                return self.members[receiver].unprotect(frame, now)
+                return self.members[receiver].unprotect(frame, now, sender=sender, kind=kind)
             finally:
                 self._drain()
         return self.former[receiver].context.unprotect(frame)
@@ -100,7 +116,12 @@ class Group:
             self.epochs.append((first.epoch, now, first.change, first.subject))
         outgoing: list[tuple[int, bytes]] = []
         for index in sorted(updates):
-            outgoing += self.members[index].handle_roster(updates[index], now)
+            update = updates[index] if self.roster_tamper is None else self.roster_tamper(index, updates[index])
+            try:
+                outgoing += self.members[index].handle_roster(update, now)
+            except KeyAgreementError as err:
+                self.dropped[err.reason] += 1
+                self.events.append(ev.RosterRejected(index, update.epoch, err.reason, str(err), now))
         self._relay(outgoing, now)
 
     def _relay(self, messages: list[tuple[int, bytes]], now: float) -> None:
@@ -166,25 +187,25 @@ class MITM:
         if msg.sender == msg.recipient or not {msg.sender, msg.recipient} <= self.victims:
             return data
         directory = self.group.directory
-        inbound = derive_pairwise_key(self._fake(msg.sender, msg.recipient), directory.genuine(msg.sender))
+        inbound = derive_pairwise_key(self._fake(msg.sender, msg.recipient), directory.genuine(msg.sender).identity)
         try:
             base_key = open_key_message(inbound, msg)
         except MessageTampered:
             return data
         self.learned[msg.sender, msg.epoch] = base_key
-        outbound = derive_pairwise_key(self._fake(msg.recipient, msg.sender), directory.genuine(msg.recipient))
-        return seal_key_message(outbound, sender=msg.sender, recipient=msg.recipient, seq=msg.seq,
-                                epoch=msg.epoch, nonce=msg.nonce, payload=base_key)
+        outbound = derive_pairwise_key(self._fake(msg.recipient, msg.sender), directory.genuine(msg.recipient).identity)
+        return seal_key_message(outbound, sender=msg.sender, recipient=msg.recipient, session=msg.session,
+                                seq=msg.seq, epoch=msg.epoch, nonce=msg.nonce, payload=base_key)
 
     def unprotect(self, frame: bytes) -> bytes:
         """Decrypt a victim's frame with the learned keys (ratcheting forward like a member would)."""
         kid, _, _ = decode_header(frame)
         if kid not in self.context.receive_kids:
-            epoch, sender = parse_kid(kid)
+            epoch, sender, kind = parse_kid(kid)
             known = [e for (s, e) in self.learned if s == sender and e <= epoch]
             if known:
                 key = self.learned[sender, max(known)]
                 for _ in range(epoch - max(known)):
                     key = ratchet(key, self.group.suite)
-                self.context.add_receive_key(kid, key)
+                self.context.add_receive_key(kid_for(epoch, sender, kind), key)
         return self.context.unprotect(frame)

@@ -126,4 +126,4 @@ def _attempt(group: Group, names: dict, presence: dict, number: int, sender: str
         ok, reason = True, ""
     except SFrameError as err:
         ok, reason = False, err.reason
-    return FrameOutcome(number, sender, sent, frame_origin(frame)[0], who, now, member_at_send, ok, reason)
+    return FrameOutcome(number, sender, sent, frame_origin(frame).epoch, who, now, member_at_send, ok, reason)

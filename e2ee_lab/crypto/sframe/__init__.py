@@ -5,11 +5,12 @@ the key schedule §4.4.2 (HKDF-Extract with an empty salt, HKDF-Expand with the 
 "SFrame 1.0 Secret key " / "SFrame 1.0 Secret salt " followed by KID as 8 bytes and the suite as 2
 bytes); encryption and decryption §4.4.3 (nonce = salt XOR CTR, AAD = header || metadata); the
 AES-CTR + HMAC construction §4.5.1 and the GCM suites §4.5; suites 6-8 are the AES-256-CTR +
-HMAC-SHA512 instances of §4.5.1 from draft-barnes-sframe-iana-256-06. Keys are encrypt-only or decrypt-only
-and a (key, CTR) pair is never used twice (§4.4.1). An optional RFC 3711 §3.3.2-style sliding
-window on CTR rejects replays (§7.3 leaves replay handling to the application). Every primitive
-comes from ``cryptography``; this package only arranges them. The core does no I/O: receivers catch
-:class:`SFrameError`, count ``err.reason`` and carry on.
+HMAC-SHA512 instances of §4.5.1 from draft-barnes-sframe-iana-256-06. Keys are encrypt-only or
+decrypt-only (§4.4.1) and a (key, CTR) pair is never used twice (§4.3, §9.1; senders "MUST reject
+requests to encrypt multiple times with the same key and nonce", §7.4). An optional RFC 3711
+§3.3.2-style sliding window on CTR rejects replays (replay handling is the application's: §7.4,
+§9.3). Every primitive comes from ``cryptography``; this package only arranges them. The core
+does no I/O: receivers catch :class:`SFrameError`, count ``err.reason`` and carry on.
 
 Modules, one job each (every public name is re-exported here, so
 ``from e2ee_lab.crypto.sframe import SFrameContext`` works):

@@ -1,11 +1,11 @@
 """The SFrame context (RFC 9605 §4.4): send and receive keys by KID, protect/unprotect, the replay window.
 
 :class:`SFrameContext` holds one participant's keys for one cipher suite, derived once when added
-(§4.4.2, :mod:`e2ee_lab.crypto.sframe.suites`); keys are encrypt-only or decrypt-only and a
-(key, CTR) pair is never used twice (§4.4.1). :meth:`~SFrameContext.protect` writes header ||
+(§4.4.2, :mod:`e2ee_lab.crypto.sframe.suites`); keys are encrypt-only or decrypt-only (§4.4.1)
+and a (key, CTR) pair is never used twice (§4.3, §9.1, §7.4). :meth:`~SFrameContext.protect` writes header ||
 AEAD.Encrypt(key, salt XOR CTR, header || metadata, plaintext) (§4.4.3); :meth:`~SFrameContext.unprotect`
 checks and decrypts. An optional RFC 3711 §3.3.2-style sliding window on CTR
-(:class:`ReplayWindow`) rejects replays (§7.3 leaves replay handling to the application); it moves
+(:class:`ReplayWindow`) rejects replays (replay handling is the application's: §7.4, §9.3); it moves
 only after a frame authenticated. The core does no I/O: receivers catch
 :class:`~e2ee_lab.crypto.sframe.errors.SFrameError`, count ``err.reason`` and carry on.
 """
@@ -215,7 +215,8 @@ class SFrameContext:
             _check_explicit_ctr(ctr, key.next_ctr)
         if ctr > 0xFFFF_FFFF_FFFF_FFFF:
             raise CounterExhausted(f"KID {kid} has used every CTR up to 2^64-1; install a new key")
-        # §4.4.1: "MUST NOT encrypt twice with the same key and nonce": the next CTR is stored
+        # §7.4: senders "MUST reject requests to encrypt multiple times with the same key and
+        # nonce" (and §9.1: store the next CTR before using it): the next CTR is stored
         # before this one is used, so even a failed encryption never frees its CTR again.
         key.next_ctr = ctr + 1
         if ctr < 8:

@@ -1,8 +1,8 @@
 """The SFrame layer's exceptions: one family, each class with a fixed ``reason`` naming its drop counter.
 
-Receivers catch :class:`SFrameError`, count ``err.reason`` and carry on (RFC 9605 leaves what to do
-with a bad frame to the application, §9). :class:`AuthenticationFailed` deliberately says nothing
-about why.
+Receivers catch :class:`SFrameError`, count ``err.reason`` and carry on (RFC 9605 §4.4.4: a frame
+that fails for any reason but a missing key MUST be discarded, one without its key MAY be buffered;
+this lab discards both). :class:`AuthenticationFailed` deliberately says nothing about why.
 """
 
 from __future__ import annotations
@@ -45,6 +45,6 @@ class CounterExhausted(SFrameError):
 
 
 class NonceReuse(SFrameError):
-    """An explicit ``ctr=`` would repeat or go below a CTR already used with this key (§4.4.1)."""
+    """An explicit ``ctr=`` would repeat or go below a CTR already used with this key (§4.3, §9.1)."""
 
     reason = "nonce_reuse"

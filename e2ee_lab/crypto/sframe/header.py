@@ -1,8 +1,9 @@
 """The SFrame header codec (RFC 9605 §4.3): config byte ``X|KKK|Y|CCC``, minimal big-endian KID/CTR extensions.
 
 :func:`encode_header` writes the minimal form; :func:`decode_header` parses strictly (a longer than
-minimal KID or CTR is :class:`~e2ee_lab.crypto.sframe.errors.MalformedHeader`, since accepting two
-spellings of one header would let a middlebox alter authenticated bytes); :class:`SFrameHeader` is
+minimal KID or CTR is :class:`~e2ee_lab.crypto.sframe.errors.MalformedHeader`: one canonical
+encoding, and a cheap early drop; a re-spelled header would fail the tag anyway, since the AAD is
+the header bytes as received); :class:`SFrameHeader` is
 the same as a wire record. :func:`check_u64`, :func:`byte_view` and :func:`header_field` are the
 package's shared checks, used by the key schedule and the context too.
 """
@@ -90,8 +91,10 @@ def decode_header(data: bytes) -> tuple[int, int, int]:
     """Parse the SFrame header at the start of ``data``; bytes after it are ignored.
 
     This parser is strict: a KID or CTR in a longer-than-minimal encoding (an extension for a
-    value below 8, or leading zero bytes) is rejected, since §4.3 requires the minimal form and
-    accepting two spellings of one header would let a middlebox alter the authenticated bytes.
+    value below 8, or leading zero bytes) is rejected, since §4.3 requires the minimal form: one
+    canonical encoding per (KID, CTR), and a cheap drop before any key lookup. (It is not what
+    keeps a middlebox from altering the header: the AAD is the header bytes as received, so a
+    re-spelled header already fails the tag.)
 
     Returns:
         (kid, ctr, header_length).

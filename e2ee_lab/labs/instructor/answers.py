@@ -104,10 +104,11 @@ def _choices() -> dict[str, tuple[Any, str]]:
                                   "SSRCs, the KID, the audio level) lives around it, compressed VP8/Opus scores "
                                   "nearly as high anyway, and only a decoder (or the tag check) says whether "
                                   "bytes are media"),
-        "05/T2": ("old-kid", "keys are per sender and epoch, named by the KID the header carries and "
-                             "authenticates. While the old key is kept its replay window rejects the copies; "
-                             "once it is deleted the KID is unknown. Deleting old keys after a grace period "
-                             "is what makes the rekey final."),
+        "05/T2": ("old-kid", "keys are per sender, media kind and epoch, named by the KID the header carries "
+                             "and authenticates. While the old key is kept its replay window rejects the "
+                             "copies; once it is deleted the KID is unknown. Deleting old keys (as soon as "
+                             "the sender is heard on the new epoch, at the latest when the grace period "
+                             "ends) is what makes the rekey final."),
         "08/T2": ("same-work", "the SFU's work per packet is SRTP and header rewriting, the same in both modes; "
                                "it never touches the SFrame layer, and payload sizes differ only by the SFrame "
                                "header and tag, which AES-GCM on ~1 KB barely notices."),
