@@ -5,6 +5,7 @@ import pytest
 
 from e2ee_lab.call.frame_keys import make_frame_crypto
 from e2ee_lab.call.pipeline import MediaReceiver, MediaSender
+from e2ee_lab.crypto.keys import parse_kid
 from e2ee_lab.crypto.keys.simulation import Group
 from e2ee_lab.media.scene import Scene
 from e2ee_lab.media.speech import SpeechSource
@@ -13,7 +14,8 @@ from e2ee_lab.rtp import RTPSFrameMode, SFramePayloadDescriptor, parse_rtp
 MODES = list(RTPSFrameMode)
 
 
-def _pair(mode, *, announce_format=True):
+def _pair(mode, *, announce_format=True, announced=None):
+    """Alice sends to Bob; ``announced``: SSRC -> (member, kind) the SFU claims (default the truth)."""
     group = Group(seed=3)
     alice, bob = group.join(0.0), group.join(0.0)
     group.tick(10.0)
@@ -24,7 +26,8 @@ def _pair(mode, *, announce_format=True):
     receiver = MediaReceiver("bob", crypto=make_frame_crypto("e2ee", group.members[bob]), rtcp_ssrc=9,
                              truth=lambda pub, kind, ts: sender.sent(kind, ts))
     for ssrc, kind in ((1111, "video"), (2222, "audio")):
-        receiver.announce(ssrc, "alice", alice, kind, mode.value if announce_format else None)
+        member, kind = (announced or {}).get(ssrc, (alice, kind))
+        receiver.announce(ssrc, "alice", member, kind, mode.value if announce_format else None)
     return sender, receiver
 
 
@@ -43,6 +46,27 @@ def test_payload_format_round_trip_decodes_every_frame(mode):
     descriptors = [SFramePayloadDescriptor.parse(parse_rtp(p).payload)[0] for p in packets]
     assert {d.packetized for d in descriptors} == {mode is RTPSFrameMode.PER_PACKET}
     assert sum(receiver.counters().values()) == 0
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+@pytest.mark.parametrize("announced", [{1111: (1, "video"), 2222: (1, "audio")}, {2222: (0, "video")}],
+                         ids=["alice-as-bob", "audio-as-video"])
+def test_the_payload_format_receiver_checks_the_kid_against_the_stream(mode, announced):
+    # The SFU announces Alice's streams as another member's, or her audio as video: as on the codec
+    # path, every ciphertext whose KID names another member or kind is refused before decryption.
+    sender, receiver = _pair(mode, announced=announced)
+    packets = 0
+    for i in range(4):
+        now = 10 + i / 15
+        for packet in sender.video_frame(i, now) + sender.audio_frame(i, now):
+            packets += parse_rtp(packet).ssrc in announced
+            receiver.receive_rtp(packet, now)
+    receiver.flush(11.0)
+    refused = 4 * len(announced) if mode is RTPSFrameMode.PER_FRAME else packets
+    assert receiver.counters()["kid_stream_mismatch"] == refused > 0
+    assert not [r for r in receiver.records if r.ssrc in announced]
+    assert len(receiver.records) == 4 * (2 - len(announced))  # the honestly announced stream plays
+    assert all(r.decoded for r in receiver.records)
 
 
 def test_a_receiver_not_told_of_the_payload_format_drops_it_visibly():
@@ -102,6 +126,8 @@ def test_the_sfu_view_shows_the_descriptor_and_the_sframe_header_only():
     assert len(table) > 0 and not table["T"].any()
     starts = table[table["S"]]
     assert starts["kid"].notna().all() and table[~table["S"]]["kid"].isna().all()
-    assert set(starts["kid"].map(lambda k: int(k) & 0xFF)) == {0, 1}  # KID = epoch << 8 | member
+    fields = starts["kid"].map(lambda k: parse_kid(int(k)))  # KID = epoch << 12 | kind << 8 | member
+    assert {f.member for f in fields} == {0, 1}
+    assert [f.kind for f in fields] == list(starts["kind"])  # each kind under its own KID
     video = table[table["kind"] == "video"]
     assert (video[video["marker"]]["E"]).all()  # the marker rides on the E = 1 fragment

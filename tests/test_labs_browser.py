@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from e2ee_lab.analysis import loss_recovery
 from e2ee_lab.labs import browser as lab
 
 
@@ -154,3 +155,18 @@ def test_at_ci_size_the_loss_runs_are_the_recorded_ones(monkeypatch, capsys):
     loss = lab.loss_comparison()
     assert loss.table.to_dict() == lab.loss_table(lab.RECORDED["loss"]).to_dict() and loss.timeline == {}
     assert "recorded" in capsys.readouterr().out
+
+
+def test_chrome_and_the_lab_model_side_by_side_name_every_run():
+    # Chrome's four loss runs (recorded) beside the model's three packetizations, at the CTR the
+    # model used: the model stays stuck where Chrome did (a 2-byte CTR), the payload format does not.
+    loss = lab.LossComparison(lab.loss_table(lab.RECORDED["loss"]))
+    fix = loss_recovery.loss_comparison(frames=45, drop_frame=15, start_ctr=300)
+    table = lab.loss_side_by_side(loss, fix)
+    assert table.index.is_unique and len(table) == len(lab.LOSS) + len(loss_recovery.PACKETIZATIONS)
+    chrome = table.xs("Chromium 156 (measured)", level="receiver")
+    assert list(chrome.index) == [f"VP8 payload format, {run}" for run in lab.LOSS]
+    model = table.xs("libwebrtc-like model (lab)", level="receiver")["recovered after (s)"]
+    stuck = "VP8 payload format, e2ee, 2-byte CTR"
+    assert model[stuck] == chrome.loc[stuck, "recovered after (s)"] == lab.NEVER
+    assert all(0 < model[f"SFrame payload format, {m}"] < 1 for m in ("per-frame", "per-packet"))

@@ -308,6 +308,29 @@ def test_packetized_run_over_several_packets_is_refused_not_misread():
     assert receiver.dropped["sframe_packetized_fragmented"] == 1
 
 
+class _StreamMismatch(Exception):
+    reason = "kid_stream_mismatch"
+
+
+def test_the_caller_names_the_errors_its_unprotect_may_raise():
+    # A caller whose unprotect also checks the KID against the stream (the call's receivers) adds
+    # its own error family: counted under its reason, like the SFrame errors. Anything else is a bug
+    # in the caller and propagates.
+    send, _ = contexts()
+    packets = SFramePacketizer(Codec.VP8, mode=RTPSFrameMode.PER_FRAME, ssrc=VIDEO_SSRC, payload_type=96,
+                               seed=1, protect=lambda p: send.protect(KID, p)).packetize(video_frame(b"x" * 50, 0))
+
+    def refuse(_ct, _ssrc):
+        raise _StreamMismatch("KID names another stream")
+
+    receiver = SFrameReceiver(PTS, refuse, errors=(SFrameError, _StreamMismatch))
+    drops = feed(receiver, packets)
+    assert [d.reason for d in drops] == ["kid_stream_mismatch"] and not frames_of(drops)
+    assert receiver.dropped == {"kid_stream_mismatch": 1}
+    with pytest.raises(_StreamMismatch):
+        feed(SFrameReceiver(PTS, refuse), packets)
+
+
 # --- per-SSRC keys (-02 §7) -------------------------------------------------------------------
 
 
