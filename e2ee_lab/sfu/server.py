@@ -254,6 +254,14 @@ class SFUServer:
             except (KeyError, TransportError):
                 self.dropped["send_failed"] += 1
 
+    def request_key_frames(self) -> None:
+        """Ask every video publisher for a key frame now (the SFU's own RTCP PLI, RFC 4585 §6.3.1, as
+        when a subscriber joins; throttled per stream like any PLI)."""
+        now = self._now()
+        for info in self.core.streams():
+            if info.kind == "video":
+                self._send(self.core.request_key_frame(info.leg, info.ssrc, now), rtcp=True)
+
     def _drain_events(self) -> None:
         while (event := self.core.next_event()) is not None:
             if isinstance(event, OutgoingStreamCreated):
