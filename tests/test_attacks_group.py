@@ -272,3 +272,29 @@ def test_identity_keys_are_fresh_per_run_and_shared_by_its_calls(matrix):
                  for p in ("fixed", "naive")}
     assert all(len(keys) == 1 for keys in by_policy.values())  # one long-term key per run
     assert by_policy["fixed"] != by_policy["naive"]  # drawn from the OS for each run
+
+
+# --- Lab 04's in-memory scenarios (e2ee_lab.labs.key_attacks) ------------------------------------------------
+
+
+def test_lab04_tables_show_each_check_and_its_limits():
+    from e2ee_lab.labs import key_attacks as scenarios
+
+    rekey = scenarios.ghost_in_rekey()
+    assert rekey.loc["naive"].tolist() == ["ABC", 0, "A, B, C", True]
+    assert rekey.loc["fixed"].tolist() == ["nobody", 3, "none", False]
+    ghosted, got = scenarios.ghost_by_join()
+    assert got.iloc[0].tolist() == [0, "A", True]  # every check passed; the ghost reads A
+    codes = scenarios.group_code_table(ghosted)
+    assert codes["same as A's"].tolist() == [True, False, False]
+    assert codes.loc["B", "group code"] == codes.loc["C", "group code"]
+    replay = scenarios.replay_from_earlier_call()
+    assert replay.loc["naive"].tolist() == ["installed", "refused (replay)", "the earlier call"]
+    assert replay.loc["fixed"].tolist() == ["wrong_call", "installed", "this call"]
+    assert replay.loc["naive, identity keys new per call"].tolist() == ["auth", "installed", "this call"]
+    attribution = scenarios.attribution_table()
+    assert attribution.loc["fixed"].tolist() == ["kid_stream_mismatch", "accepted"]  # a member still forges
+    assert attribution.loc["naive"].tolist() == ["accepted", "accepted"]
+    leaver = scenarios.leaver_forgeries()
+    assert leaver["naive members"].tolist() == ["accepted", "accepted", "accepted", "unknown_kid"]
+    assert leaver["fixed members"].tolist() == ["unknown_kid", "accepted", "accepted", "unknown_kid"]
