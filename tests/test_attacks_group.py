@@ -182,7 +182,7 @@ def test_stream_swap(matrix):
         sources = set(run.result.sent[(run.result.sent.participant == source)].timestamp)
         assert set(shown_as_victim.timestamp) <= sources  # everything on the victim's stream was the source's
         row = _row(matrix, "stream-swap", "e2ee", policy)
-        assert row.frames == row.delivered > 0
+        assert row.frames > 0 and row.delivered > 0
         if policy == "naive":
             assert row.displayed == row.delivered == row.accepted and row.wrong_displayed == row.displayed
         else:
@@ -203,14 +203,16 @@ def test_leaver_forgery(matrix):
         assert len(forged) == row.frames == 2 * len(impersonated)
         for action in forged:  # the review's scenario: the impersonated sender spoke on the new epoch first
             assert int(action.detail.rsplit("KID ", 1)[1], 16) >> 12 == leaver.epoch + 1
+        assert row.delivered > 0  # (a forged frame may be lost on a loaded machine; none is ever partly judged)
         if policy == "naive":
-            assert row.displayed == row.accepted == row.wrong_displayed == row.frames
+            assert row.displayed == row.accepted == row.wrong_displayed == row.delivered and row.rejected == 0
         else:
-            assert row.accepted == row.displayed == 0 and row.rejected == row.delivered == row.frames
-            assert row.rejected_by == f"unknown_kid {row.frames}" and row.caught_by == "retirement at a new-epoch frame"
+            assert row.accepted == row.displayed == 0 and row.rejected == row.delivered
+            assert row.rejected_by == f"unknown_kid {row.delivered}"
+            assert row.caught_by == "retirement at a new-epoch frame"
         assert f"{row.frames} of {row.frames} forgeries" in row.note
     plain = _row(matrix, "leaver-forgery", "dtls-srtp")
-    assert plain.displayed == plain.frames > 0
+    assert plain.displayed == plain.delivered > 0
 
 
 def test_cross_call_replay(matrix):
@@ -230,7 +232,7 @@ def test_cross_call_replay(matrix):
         assert any(r.result.identities[sub][pub] == run.result.identities[sub][pub] for r in earlier)  # reused
         if policy == "naive":
             assert key_drops(run.result, "replay", {sub}) == 1 and key_drops(run.result, "wrong_call") == 0
-            assert row.displayed == row.accepted == row.frames > 0  # forged as pub with the earlier key
+            assert row.displayed == row.accepted == row.delivered > 0  # forged as pub with the earlier key
             genuine_frames = run.result.received[(run.result.received.receiver == sub)
                                                  & (run.result.received.publisher == pub)
                                                  & (run.result.received.kind == "video")]
@@ -241,11 +243,12 @@ def test_cross_call_replay(matrix):
             assert set(genuine_frames.reason) <= {"auth", "replay"} and len(genuine_frames) == row.collateral > 0
         else:
             assert key_drops(run.result, "wrong_call", {sub}) == 1 and key_drops(run.result, "replay") == 0
-            assert row.accepted == 0 and row.rejected_by == f"auth {row.frames}" and row.caught_by == "call binding"
+            assert row.delivered > 0 and row.accepted == 0 and row.rejected_by == f"auth {row.delivered}"
+            assert row.caught_by == "call binding"
             assert row.collateral == 0
     assert len(sessions) == 2  # each call its own session ids
     plain = _row(matrix, "cross-call-replay", "dtls-srtp")
-    assert plain.displayed == plain.frames > 0 and "no key messages" in plain.note
+    assert plain.displayed == plain.delivered > 0 and "no key messages" in plain.note
 
 
 def test_recorded_key_message_finds_the_message_and_the_key_it_leads_to(matrix):

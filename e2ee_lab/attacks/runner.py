@@ -451,7 +451,7 @@ def attack_matrix(names: Iterable[str] = ATTACK_NAMES, modes: Sequence[str] = MO
 
 
 def replay_across_rekey(policy: RekeyPolicy = REKEY_POLICY, after: Sequence[float] | None = None,
-                        seed: int = 0) -> pd.DataFrame:
+                        seed: int = 0, *, naive: bool = False) -> pd.DataFrame:
     """Alice's old frames replayed to Bob at times ``after`` a rekey (sans-I/O :class:`Group`).
 
     Alice and Bob join at t = 0; from t = 0.5 s Alice sends five frames under her epoch-1 key and Bob
@@ -461,9 +461,10 @@ def replay_across_rekey(policy: RekeyPolicy = REKEY_POLICY, after: Sequence[floa
     One row per replay: seconds after the rekey, the KID's epoch, Bob's verdict, the epoch Alice
     sends in then, and whether her fresh frame decrypts. Each row's fresh frame is sent after the
     replay; once Bob has authenticated one under the new epoch, he deletes Alice's old key at once
-    (the fixed members' retirement; with ``policy.naive()`` only the grace period ends it), so later
-    replays meet an unknown KID rather than the replay window.
+    (the fixed members' retirement; with ``naive=True``, members without the checks, only the grace
+    period ends it), so later replays meet an unknown KID rather than the replay window.
     """
+    policy = policy.naive() if naive else policy
     end = policy.switch_delay + policy.grace
     after = after if after is not None else (0.05, policy.switch_delay + 0.05, end - 0.05, end + 0.05, end + 0.5)
     group = Group(policy=dataclasses.replace(policy, rekey_interval=1.0), seed=seed)
