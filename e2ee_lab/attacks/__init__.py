@@ -8,8 +8,9 @@
   that reveal the latter.
 - :mod:`~e2ee_lab.attacks.group`: attacks on the group key agreement: a ghost member in a REKEY, an
   ex-member who keeps its keys and forges, a key message replayed from an earlier call.
-- :mod:`~e2ee_lab.attacks.runner`: every attack in real calls, against the fixed and the naive
-  members; :mod:`~e2ee_lab.attacks.measure`: the matrix of what the receivers did.
+- :mod:`~e2ee_lab.attacks.runner`: every attack of the catalogue (:mod:`~e2ee_lab.attacks.catalog`)
+  in real calls, against the fixed and the naive members; :mod:`~e2ee_lab.attacks.measure`: the
+  matrix of what the receivers did.
 - :mod:`~e2ee_lab.attacks.crypto`: nonce reuse and short-tag forgery (import it from the submodule),
   with the GF(2^128) algebra of :mod:`~e2ee_lab.attacks.gf128`.
 - :mod:`~e2ee_lab.attacks.native`: the same pitfalls in libwebrtc's SFrame through ``wrtc`` (nonce
@@ -25,9 +26,9 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
+    "catalog": ("ATTACK_NAMES", "ATTACKS", "KEY_ATTACKS", "AttackRun", "AttackSpec", "CallPlan"),
     "runner": (
-        "ATTACK_NAMES", "ATTACKS", "EVENT_POLICY", "KEY_ATTACKS", "MODES", "REKEY_POLICY", "AttackRun", "AttackSpec",
-        "CallPlan", "Matrix", "attack_matrix", "attack_seconds", "plan_calls", "replay_across_rekey", "run_attack",
+        "EVENT_POLICY", "MODES", "REKEY_POLICY", "Matrix", "attack_matrix", "attack_seconds", "plan_calls", "replay_across_rekey", "run_attack",
         "run_attacks", "run_matrix", "run_plan",
     ),
     "measure": ("CHECKS", "MATRIX_COLUMNS", "key_drops", "measure", "parse_rejected_by"),

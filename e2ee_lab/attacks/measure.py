@@ -18,16 +18,12 @@ against a ghost shown to some members only.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
-
 import pandas as pd
 
+from e2ee_lab.attacks.catalog import ATTACKS, AttackRun
 from e2ee_lab.attacks.signalling import frames_read, mitm_reads, safety_numbers
 from e2ee_lab.call import CallResult
 from e2ee_lab.crypto.keys import EPOCH_SHIFT
-
-if TYPE_CHECKING:
-    from e2ee_lab.attacks.runner import AttackRun
 
 DISPLAYED = ("", "garbage_picture", "unknown_frame")  # receiver reasons with a picture on screen
 WRONG = ("garbage_picture", "unknown_frame")  # ... showing something the publisher did not send
@@ -58,8 +54,6 @@ def measure(name: str, run: AttackRun) -> dict:
     other frames not shown correctly; ``sfu_read``: the publishers' video frames the SFU (or its
     ghost) could decode.
     """
-    from e2ee_lab.attacks.runner import ATTACKS  # the catalogue imports this module
-
     spec, r = ATTACKS[name], run.result
     pairs = run.plan.pairs[name]
     log = [a for p in run.policies[name] for a in p.log if a.action != "rekey"]
@@ -111,8 +105,6 @@ def _caught_by(name: str, run: AttackRun, reasons: Counter, frames: int, deliver
         return CHECKS["wrong_call"]
     if name == "leaver-forgery" and e2ee and reasons and reasons.most_common(1)[0][0] == "unknown_kid":
         return CHECKS["retired"]  # the old KID was still in its grace period (10 s): only retirement deleted it
-    from e2ee_lab.attacks.runner import ATTACKS
-
     if ATTACKS[name].goal == "disrupt":
         return CHECKS[""]
     # A copy that never arrived: the SFU's own SRTP refused to protect a sequence number twice (the
