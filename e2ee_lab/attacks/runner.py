@@ -50,7 +50,7 @@ from e2ee_lab.crypto.sframe import SFrameError
 from e2ee_lab.media.scene import video_size
 
 __all__ = [
-    "MODES", "REKEY_POLICY", "EVENT_POLICY", "EVENT_AT", "FORGE_AT", "KEY_FRAMES_AT", "RECORDING_SECONDS",
+    "MODES", "REKEY_POLICY", "EVENT_POLICY", "EVENT_AT", "FORGE_AT", "KEY_FRAME_DELAY", "RECORDING_SECONDS",
     "CHECKS", "MATRIX_COLUMNS", "AttackSpec", "ATTACKS", "ATTACK_NAMES", "KEY_ATTACKS", "attack_seconds",
     "CallPlan", "plan_calls", "AttackRun", "run_plan", "run_attacks", "run_attack", "Matrix", "run_matrix",
     "attack_matrix", "measure", "parse_rejected_by", "replay_across_rekey",
@@ -68,7 +68,7 @@ REKEY_POLICY = RekeyPolicy(switch_delay=0.25, grace=0.5, rekey_interval=0.2)
 #: due whenever the ghost's server asks for one.
 EVENT_POLICY = dataclasses.replace(CALL_KEY_POLICY, rekey_interval=0.2)
 EVENT_AT = 0.3  #: media seconds: the ghost's REKEY, the ex-member's leave
-KEY_FRAMES_AT = 0.6  #: the ghost's SFU asks every publisher for a key frame (its keys in use by then)
+KEY_FRAME_DELAY = 0.3  #: seconds after the ghost's REKEY: its SFU asks for key frames (members switched after 0.1 s)
 FORGE_AT = (0.8, 1.1)  #: media seconds of the sealed forgeries (leaver, cross-call replay)
 RECORDING_SECONDS = 0.3  #: media of the earlier call a cross-call replay records, when the run has none
 
@@ -212,9 +212,12 @@ def _install_agents(run: AttackRun, sfu, policy: RekeyPolicy, clock, recording, 
     dims = (video_size(size).width, video_size(size).height)
     if "ghost-member" in plan.pairs:
         ghost = run.agents["ghost-member"] = Ghost(relay)
-        trigger = run.policies["ghost-member"][0]
-        trigger.call_at(EVENT_AT, lambda now: ghost.rekey(clock()))
-        trigger.call_at(KEY_FRAMES_AT, lambda now: sfu.request_key_frames())
+
+        def rekey(now: float) -> None:  # then a key frame under the keys sealed to the ghost (wall clock:
+            ghost.rekey(clock())  # media-time triggers can fire together when packets arrive in a burst)
+            asyncio.get_running_loop().call_later(KEY_FRAME_DELAY, sfu.request_key_frames)
+
+        run.policies["ghost-member"][0].call_at(EVENT_AT, rekey)
     if "leaver-forgery" in plan.pairs:
         leaver = run.agents["leaver-forgery"] = ExMember(relay, after=len(plan.names), policy=policy,
                                                          clock=clock, picture_size=dims)
