@@ -384,6 +384,30 @@ def test_policy_arguments_are_checked():
         Inject("a", "b", forge="sframe", seal=lambda kid, ctr: None)
 
 
+def test_a_sealed_injection_waits_until_ready_and_falls_back_to_a_picture_without_a_sealer_key(frames):
+    kids_seen: list[int | None] = []
+
+    def ready(kid):
+        kids_seen.append(kid)
+        return len(kids_seen) >= 3  # not ready for the first two due frames
+
+    sealed = Inject("alice", "bob", times=(0.2,), forge="sealed", ready=ready,
+                    seal=lambda kid, ctr: b"SEALED" + kid.to_bytes(2, "big"))
+    wire = Wire(sealed, frames)
+    wire.run()
+    (action,) = sealed.log
+    due = next(i for i in range(len(frames)) if i / FPS >= 0.2)  # the first frame at or after 0.2 s
+    assert kids_seen[:3] == [kids_seen[0]] * 3 and kids_seen[0] is not None  # the stream's KID each time
+    assert (action.timestamp + 1) % (1 << 32) == wire.timestamp(due + 2)  # injected two frames late
+    fake = next(f for f in wire.frames_at("bob")[0] if f.timestamp == action.timestamp)
+    assert fake.data == b"SEALED" + kids_seen[0].to_bytes(2, "big")
+    plain = Inject("alice", "bob", times=(0.2,), forge="sealed", seal=lambda kid, ctr: None)
+    wire = Wire(plain, frames)
+    wire.run()
+    fake = next(f for f in wire.frames_at("bob")[0] if f.timestamp == plain.log[0].timestamp)
+    assert fake.data == forged_vp8_frame()  # no key to seal with: the SFU's own picture
+
+
 def test_call_at_fires_each_callback_once_at_its_media_time(frames):
     policy = Honest("alice", "bob")
     calls: list[tuple[str, float]] = []

@@ -186,6 +186,16 @@ class ExMember:
         self.left_at, self.epoch, self.keys = now, self.member.epoch, self.member.base_keys()
         self.relay.leave(self.user, now)
 
+    def ready(self, kid: int | None) -> bool:
+        """True once it has left and ``kid`` (a stream's latest KID, as the SFU saw it) is of a later
+        epoch than its own: the impersonated sender has spoken since the switch (the review's case)."""
+        if self.epoch is None or kid is None:
+            return False
+        try:
+            return parse_kid(kid).epoch > self.epoch
+        except ValueError:
+            return False
+
     def seal(self, kid: int | None, ctr: int | None) -> bytes | None:
         """A forged VP8 picture sealed as the member and kind ``kid`` names, under that member's key of
         the last epoch the ex-member was in (``ctr`` ignored: CTRs from :data:`FORGED_CTR` up); None

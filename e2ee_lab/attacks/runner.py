@@ -69,7 +69,8 @@ REKEY_POLICY = RekeyPolicy(switch_delay=0.25, grace=0.5, rekey_interval=0.2)
 EVENT_POLICY = dataclasses.replace(CALL_KEY_POLICY, rekey_interval=0.2)
 EVENT_AT = 0.3  #: media seconds: the ghost's REKEY, the ex-member's leave
 KEY_FRAME_DELAY = 0.3  #: seconds after the ghost's REKEY: its SFU asks for key frames (members switched after 0.1 s)
-FORGE_AT = (0.8, 1.1)  #: media seconds of the sealed forgeries (leaver, cross-call replay)
+FORGE_AT = (0.8, 1.1)  #: media seconds of the sealed forgeries (the leaver's also wait for the impersonated
+#:                        sender's first frame under the new epoch, the review's scenario)
 RECORDING_SECONDS = 0.3  #: media of the earlier call a cross-call replay records, when the run has none
 
 
@@ -135,7 +136,11 @@ def _policy(name: str, pair: tuple[str, str], mode: str, seed: int, size: Size, 
         def seal(kid, ctr):
             agent = run.agents.get(name)
             return agent.seal(kid, ctr) if agent is not None else None  # type: ignore[attr-defined]
-        return Inject(pub, sub, forge="sealed", seal=seal, times=FORGE_AT, picture_size=dims, seed=seed)
+
+        def ready(kid):  # the leaver waits until the sender it impersonates has spoken on the new epoch
+            agent = run.agents.get(name)
+            return agent is None or not hasattr(agent, "ready") or agent.ready(kid)  # type: ignore[attr-defined]
+        return Inject(pub, sub, forge="sealed", seal=seal, ready=ready, times=FORGE_AT, picture_size=dims, seed=seed)
 
     build = {
         "replay": lambda: Replay(pub, sub, seed=seed),

@@ -308,18 +308,22 @@ class Inject(AttackPolicy):
             picture when ``seal`` returns None, as in dtls-srtp mode).
         picture_size: (width, height) of the forged picture.
         seal: the forger of "sealed" frames.
+        ready: ``ready(kid)`` with the stream's last KID (None before one): a due injection waits
+            until it is True (e.g. until the impersonated sender has spoken under a newer epoch).
     """
 
     name = "inject"
 
     def __init__(self, publisher: LegId, subscriber: LegId, *, times: Iterable[float] = (0.4, 0.7, 1.0),
                  forge: str = "sframe", picture_size: tuple[int, int] = (320, 240),
-                 seal: Callable[[int | None, int | None], bytes | None] | None = None, **kw) -> None:
+                 seal: Callable[[int | None, int | None], bytes | None] | None = None,
+                 ready: Callable[[int | None], bool] | None = None, **kw) -> None:
         if forge not in ("sframe", "picture", "sealed") or (forge == "sealed") != (seal is not None):
             raise ValueError(f"forge must be 'sframe', 'picture' or 'sealed' (with seal), not {forge!r}")
         self.name = {"sframe": "inject", "picture": "downgrade-inject"}.get(forge, "inject")
         super().__init__(publisher, subscriber, **kw)
         self.times, self.forge, self.picture_size, self.seal = sorted(times), forge, picture_size, seal
+        self.ready = ready
         self._header: tuple[int, int] | None = None  # (KID, CTR) of the last frame
         self._size = 0  # bytes of the last complete frame
         self._current = 0
@@ -329,7 +333,8 @@ class Inject(AttackPolicy):
         out: list[Decision] = []
         if new_frame:
             self._size, self._current = self._current or self._size, 0
-            if self.times and self.elapsed >= self.times[0]:
+            kid = self._header[0] if self._header else None
+            if self.times and self.elapsed >= self.times[0] and (self.ready is None or self.ready(kid)):
                 self.times.pop(0)
                 out = self._forged(inbound, dest)
         self._learn(inbound.packet.payload)
