@@ -98,7 +98,7 @@ class Ghost:
         if update.change is not Change.REKEY:
             return update
         if self.index is None:
-            self.index = self.relay.roster.next_index  # an index no member has or will get
+            self.index = self.relay.roster.next_index  # an index no member has (yet)
         self.shown_to.append(recipient)
         entry = RosterEntry(self.index, self.user, self.identity.public, self.session)
         return dataclasses.replace(update, members=update.members + (entry,))
