@@ -3,7 +3,8 @@
 Three layers: the tamper functions and SFrame's checks on real VP8 frames (sans-I/O, 10,000
 tampered frames across the five suites); each policy wired into a real :class:`SFUCore` with real
 packetized SFrame frames and a real receiver (sans-I/O, no sockets); and the attack matrix from real
-calls (both modes, six calls of 1.5 s, run once for the module).
+calls (both modes, fixed and naive members: the session's ``attack_matrix`` of ``conftest.py``). The
+attacks on the group key agreement have their own file, ``test_attacks_group.py``.
 """
 
 from __future__ import annotations
@@ -377,23 +378,67 @@ def test_policy_arguments_are_checked():
         Tamper("a", "b", region="trailer")
     with pytest.raises(ValueError):
         Inject("a", "b", forge="audio")
+    with pytest.raises(ValueError):
+        Inject("a", "b", forge="sealed")  # without a sealer
+    with pytest.raises(ValueError):
+        Inject("a", "b", forge="sframe", seal=lambda kid, ctr: None)
+
+
+def test_a_sealed_injection_waits_until_ready_and_falls_back_to_a_picture_without_a_sealer_key(frames):
+    kids_seen: list[int | None] = []
+
+    def ready(kid):
+        kids_seen.append(kid)
+        return len(kids_seen) >= 3  # not ready for the first two due frames
+
+    sealed = Inject("alice", "bob", times=(0.2,), forge="sealed", ready=ready,
+                    seal=lambda kid, ctr: b"SEALED" + kid.to_bytes(2, "big"))
+    wire = Wire(sealed, frames)
+    wire.run()
+    (action,) = sealed.log
+    due = next(i for i in range(len(frames)) if i / FPS >= 0.2)  # the first frame at or after 0.2 s
+    assert kids_seen[:3] == [kids_seen[0]] * 3 and kids_seen[0] is not None  # the stream's KID each time
+    assert (action.timestamp + 1) % (1 << 32) == wire.timestamp(due + 2)  # injected two frames late
+    fake = next(f for f in wire.frames_at("bob")[0] if f.timestamp == action.timestamp)
+    assert fake.data == b"SEALED" + kids_seen[0].to_bytes(2, "big")
+    plain = Inject("alice", "bob", times=(0.2,), forge="sealed", seal=lambda kid, ctr: None)
+    wire = Wire(plain, frames)
+    wire.run()
+    fake = next(f for f in wire.frames_at("bob")[0] if f.timestamp == plain.log[0].timestamp)
+    assert fake.data == forged_vp8_frame()  # no key to seal with: the SFU's own picture
+
+
+def test_call_at_fires_each_callback_once_at_its_media_time(frames):
+    policy = Honest("alice", "bob")
+    calls: list[tuple[str, float]] = []
+    policy.call_at(0.5, lambda now: calls.append(("late", policy.elapsed)))
+    policy.call_at(0.2, lambda now: calls.append(("early", policy.elapsed)))
+    Wire(policy, frames).run()
+    assert [name for name, _ in calls] == ["early", "late"]
+    assert 0.2 <= calls[0][1] < 0.2 + 1 / FPS and 0.5 <= calls[1][1] < 0.5 + 1 / FPS
 
 
 # --- planning ----------------------------------------------------------------------------------------
 
 
-def test_plan_puts_every_attack_once_on_disjoint_pairs():
-    assert len(runner.plan_calls(runner.ATTACK_NAMES)) == 3  # three participants: six pairs a call
-    plans = runner.plan_calls(runner.ATTACK_NAMES, participants=4)
-    assert len(plans) == 2
+@pytest.mark.parametrize("participants, calls", [(3, 4), (4, 4)])
+def test_plan_puts_every_attack_once_on_disjoint_pairs(participants, calls):
+    # Three participants: six pairs a call, 23 pairs in all, and four kinds of call (no rekey, a
+    # rekey, the ghost's REKEY, the leaver's LEAVE) that no attack with a rekey need may share.
+    plans = runner.plan_calls(runner.ATTACK_NAMES, participants=participants)
+    assert len(plans) == calls
     placed = [name for plan in plans for name in plan.pairs]
     assert sorted(placed) == sorted(runner.ATTACK_NAMES)
+    assert sorted(p.event for p in plans if p.event) == ["ghost", "leave"]
     for plan in plans:
         pairs = [p for ps in plan.pairs.values() for p in ps]
-        assert len(pairs) == len(set(pairs)) <= 12
+        assert len(pairs) == len(set(pairs)) <= participants * (participants - 1)
         for name in plan.pairs:
-            if runner.ATTACKS[name].rekey is not None:
-                assert runner.ATTACKS[name].rekey == plan.rekey
+            spec = runner.ATTACKS[name]
+            if spec.event is not None:
+                assert plan.event == spec.event
+            elif plan.event is not None or spec.rekey is not None:
+                assert spec.rekey is None if plan.event else spec.rekey in (None, plan.rekey)
     with pytest.raises(ValueError):
         runner.plan_calls(["sing"])
 
@@ -402,13 +447,14 @@ def test_plan_puts_every_attack_once_on_disjoint_pairs():
 
 
 @pytest.fixture(scope="module")
-def matrix() -> runner.Matrix:
-    return runner.run_matrix(seed=1)
+def matrix(attack_matrix) -> runner.Matrix:
+    return attack_matrix
 
 
-def _row(matrix, attack: str, mode: str):
+def _row(matrix, attack: str, mode: str, key_policy: str = "fixed"):
     table = matrix.table
-    return table[(table.attack == attack) & (table["mode"] == mode)].iloc[0]
+    return table[(table.attack == attack) & (table["mode"] == mode)
+                 & table.key_policy.isin({key_policy, "-"})].iloc[0]
 
 
 REJECTED_IN_E2EE = ("tamper-header", "tamper-payload", "tamper-tag", "replay", "replay-rekey", "inject",
@@ -416,12 +462,16 @@ REJECTED_IN_E2EE = ("tamper-header", "tamper-payload", "tamper-tag", "replay", "
 SFRAME_REASONS = {"auth", "unknown_kid", "malformed", "replay", "kid_stream_mismatch"}
 
 
-def test_matrix_has_every_attack_in_both_modes(matrix):
-    assert list(matrix.table.columns) == list(runner.MATRIX_COLUMNS)
-    assert len(matrix.table) == 2 * len(runner.ATTACK_NAMES)
+def test_matrix_has_every_attack_in_both_modes_and_the_key_attacks_against_naive_members(matrix):
+    table = matrix.table
+    assert list(table.columns) == list(runner.MATRIX_COLUMNS)
+    assert len(table) == 2 * len(runner.ATTACK_NAMES) + len(runner.KEY_ATTACKS)
+    assert set(table[table["mode"] == "dtls-srtp"].key_policy) == {"-"}  # no key agreement, no policy
+    assert set(table[table.key_policy == "naive"].attack) == set(runner.KEY_ATTACKS)
+    assert len(matrix.runs) == 4 + 4 + 3  # dtls-srtp, e2ee fixed, e2ee naive
     for run in matrix.runs:
         for name, policies in run.policies.items():
-            if name not in ("none", "downgrade-signalling", "key-substitution"):
+            if name not in ("none", "downgrade-signalling", "key-substitution", "ghost-member"):
                 assert any(p.log for p in policies), f"{name} did nothing in {run.mode}"
 
 
@@ -513,7 +563,9 @@ def test_run_attack_runs_one_attack_alone():
 
 def test_results_table_and_figure(matrix):
     table = lab.results_table(matrix.table)
-    assert list(table.index) == list(runner.ATTACK_NAMES) and list(table.columns) == ["the SFU", *runner.MODES]
+    assert list(table.index) == list(runner.ATTACK_NAMES)
+    assert list(table.columns) == ["the SFU", *runner.MODES, "e2ee, naive members"]
+    assert table.loc["tamper-tag", "e2ee, naive members"] == ""  # the naive run has the key attacks only
     assert table.loc["tamper-tag", "e2ee"].startswith("rejected")
     assert table.loc["tamper-tag", "dtls-srtp"].startswith("DISPLAYED")
     caught = lab.what_each_check_caught(matrix.table)

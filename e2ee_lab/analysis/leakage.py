@@ -1,6 +1,6 @@
 """Metadata leakage: what the SFU learns from an end-to-end encrypted call without a single frame key.
 
-SFrame hides the media from the SFU, not the metadata (RFC 9605 §9: no header confidentiality;
+SFrame hides the media from the SFU, not the metadata (RFC 9605 §7.1: no header confidentiality;
 sizes, timing and RTP header extensions stay readable). Everything here reads only what the SFU's
 view tap recorded (:mod:`e2ee_lab.sfu.view`) and scores it against the call's ground truth:
 

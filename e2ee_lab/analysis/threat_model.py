@@ -5,10 +5,12 @@ A WebRTC conference through an SFU has two kinds of keys. **Leg keys** protect o
 master keys (RFC 5764 §4.2, exporter label "EXTRACTOR-dtls_srtp"), so the SFU, the DTLS peer of
 every leg, holds every leg key and reads every frame after SRTP unprotect. **Frame keys** protect
 one sender's encoded frames end to end with SFrame (RFC 9605 §4.4; sender keys, §5.1): they come
-from the members' group key agreement and cross the SFU only sealed to each member, so the SFU
-never holds them. :func:`key_holders` names the holders with the same labels as
-:attr:`e2ee_lab.call.CallResult.key_holders` (which a call finds by searching each party's bytes),
-and :func:`threat_model_figure` draws sender → SFU → receiver for ``dtls-srtp`` and ``e2ee``.
+from the members' group key agreement, drawn at random, and cross the SFU only sealed to each
+member, so the SFU never holds them (a call made with reproducible keys derives them from its seed
+instead, and whoever knows the seed, the SFU included, recomputes them). :func:`key_holders` names
+the holders with the same labels as :attr:`e2ee_lab.call.CallResult.key_holders` (which a call
+finds by searching each party's bytes), and :func:`threat_model_figure` draws sender → SFU →
+receiver for ``dtls-srtp`` and ``e2ee``.
 """
 
 from __future__ import annotations

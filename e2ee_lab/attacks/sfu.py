@@ -13,7 +13,12 @@ sans-I/O tamper and forgery functions the policies call, are :mod:`e2ee_lab.atta
   optionally across a rekey the SFU's signalling triggers.
 - :class:`Drop`, :class:`Delay`, :class:`Reorder`: what no frame-level crypto prevents.
 - :class:`Inject`: forged frames: a plausible SFrame header (a known KID, a future CTR) and random
-  ciphertext, or an unencrypted VP8 frame the SFU encoded itself (downgrade).
+  ciphertext, an unencrypted VP8 frame the SFU encoded itself (downgrade), or a real SFrame frame
+  sealed under a key the attacker obtained (an ex-member's old key, a key of an earlier call).
+- :class:`StreamSwap`: one member's frames on another member's stream (misattribution).
+
+Any policy can also change the key agreement mid-call at a media time (:meth:`AttackPolicy.call_at`:
+a rekey the signalling starts, a member that leaves).
 
 Policies log what they did in
 ``log`` (:class:`AttackAction`); :class:`PairRouter` runs several at once, each on its own pairs.
@@ -83,6 +88,7 @@ class AttackPolicy(Policy):
         self.log: list[AttackAction] = []
         self._ts0: int | None = None  # RTP timestamp of the first frame seen
         self._timestamp: int | None = None  # RTP timestamp of the current frame
+        self._calls: list[tuple[float, Callable[[float], None]]] = []  # (media time, callback)
 
     def claims(self, publisher: LegId, subscriber: LegId) -> bool:
         """True for the attacked pair."""
@@ -95,6 +101,11 @@ class AttackPolicy(Policy):
             return 0.0
         return ((self._timestamp - self._ts0) % TS_MOD) / CLOCK_RATES[self.kind]
 
+    def call_at(self, seconds: float, callback: Callable[[float], None]) -> None:
+        """Call ``callback(now)`` once, at the pair's first frame from ``seconds`` of media time on:
+        how an attack changes the key agreement mid-call (a rekey, a member leaving)."""
+        self._calls = sorted([*self._calls, (seconds, callback)], key=lambda c: c[0])
+
     def in_window(self) -> bool:
         """The current frame is in ``[start, stop)``."""
         return self.start <= self.elapsed < self.stop
@@ -105,6 +116,8 @@ class AttackPolicy(Policy):
         out: list[Decision] = [Forward(d, inbound) for d in dests if d not in mine]
         if mine:
             new_frame = self._track(inbound)
+            while new_frame and self._calls and self.elapsed >= self._calls[0][0]:
+                self._calls.pop(0)[1](inbound.time)
             for dest in mine:
                 out += self.handle(inbound, dest, new_frame)
         return out
@@ -289,20 +302,28 @@ class Inject(AttackPolicy):
     Args:
         times: seconds at which to inject.
         forge: "sframe" (a header with the stream's last KID and a CTR :data:`FUTURE_CTR_STEP`
-            ahead, then random bytes the size of the last frame) or "picture" (:func:`forged_vp8_frame`,
-            unencrypted: a downgrade).
+            ahead, then random bytes the size of the last frame), "picture" (:func:`forged_vp8_frame`,
+            unencrypted: a downgrade) or "sealed" (``seal(kid, ctr)`` with the stream's last KID and
+            CTR: a real SFrame frame under a key the attacker holds, e.g. a leaver's old key; the
+            picture when ``seal`` returns None, as in dtls-srtp mode).
         picture_size: (width, height) of the forged picture.
+        seal: the forger of "sealed" frames.
+        ready: ``ready(kid)`` with the stream's last KID (None before one): a due injection waits
+            until it is True (e.g. until the impersonated sender has spoken under a newer epoch).
     """
 
     name = "inject"
 
     def __init__(self, publisher: LegId, subscriber: LegId, *, times: Iterable[float] = (0.4, 0.7, 1.0),
-                 forge: str = "sframe", picture_size: tuple[int, int] = (320, 240), **kw) -> None:
-        if forge not in ("sframe", "picture"):
-            raise ValueError(f"forge must be 'sframe' or 'picture', not {forge!r}")
-        self.name = "inject" if forge == "sframe" else "downgrade-inject"
+                 forge: str = "sframe", picture_size: tuple[int, int] = (320, 240),
+                 seal: Callable[[int | None, int | None], bytes | None] | None = None,
+                 ready: Callable[[int | None], bool] | None = None, **kw) -> None:
+        if forge not in ("sframe", "picture", "sealed") or (forge == "sealed") != (seal is not None):
+            raise ValueError(f"forge must be 'sframe', 'picture' or 'sealed' (with seal), not {forge!r}")
+        self.name = {"sframe": "inject", "picture": "downgrade-inject"}.get(forge, "inject")
         super().__init__(publisher, subscriber, **kw)
-        self.times, self.forge, self.picture_size = sorted(times), forge, picture_size
+        self.times, self.forge, self.picture_size, self.seal = sorted(times), forge, picture_size, seal
+        self.ready = ready
         self._header: tuple[int, int] | None = None  # (KID, CTR) of the last frame
         self._size = 0  # bytes of the last complete frame
         self._current = 0
@@ -312,7 +333,8 @@ class Inject(AttackPolicy):
         out: list[Decision] = []
         if new_frame:
             self._size, self._current = self._current or self._size, 0
-            if self.times and self.elapsed >= self.times[0]:
+            kid = self._header[0] if self._header else None
+            if self.times and self.elapsed >= self.times[0] and (self.ready is None or self.ready(kid)):
                 self.times.pop(0)
                 out = self._forged(inbound, dest)
         self._learn(inbound.packet.payload)
@@ -332,6 +354,9 @@ class Inject(AttackPolicy):
 
     def forged_frame(self) -> bytes:
         """The frame bytes of the next forgery."""
+        if self.forge == "sealed":
+            sealed = self.seal(*(self._header or (None, None)))  # type: ignore[misc]
+            return sealed if sealed is not None else forged_vp8_frame(*self.picture_size)
         if self.forge == "picture" or self._header is None:
             return forged_vp8_frame(*self.picture_size)
         kid, ctr = self._header
@@ -342,11 +367,59 @@ class Inject(AttackPolicy):
         frame = self.forged_frame()
         payloads = vp8_payloads(frame, picture_id=self.rng.randrange(PICTURE_ID_MOD),
                                 max_payload=FORGED_PAYLOAD)
-        self.record(inbound, dest, "inject", f"{self.forge}, {len(frame)} bytes", timestamp)
+        after = f", after KID {self._header[0]:#x}" if self.forge == "sealed" and self._header else ""
+        self.record(inbound, dest, "inject", f"{self.forge}, {len(frame)} bytes{after}", timestamp)
         return [Forward(dest, inbound, fresh_seq=True, packet=RtpPacket(
             payload_type=inbound.packet.payload_type, marker=int(i == len(payloads) - 1),
             sequence_number=0, timestamp=timestamp, ssrc=inbound.ssrc, payload=p))
             for i, p in enumerate(payloads)]
+
+
+class StreamSwap(AttackPolicy):
+    """Forwards ``source``'s frames to ``subscriber`` on ``publisher``'s stream, from the first frame on.
+
+    The subscriber's SSRC for ``publisher`` (as signalling announced it) carries ``source``'s frames
+    in fresh sequence slots; ``publisher``'s own frames and ``source``'s stream towards the
+    subscriber are not sent, so the subscriber sees ``source`` in ``publisher``'s place. Only a
+    receiver that attributes each frame by its authenticated KID notices (RFC 9605 §6.1.1). The
+    log names ``publisher`` (where the frame was shown) and the source frame's RTP timestamp.
+    """
+
+    name = "stream-swap"
+
+    def __init__(self, publisher: LegId, subscriber: LegId, *, source: LegId, **kw) -> None:
+        super().__init__(publisher, subscriber, **kw)
+        self.source = source
+        self._anchor: InboundRTP | None = None  # a packet of publisher's stream: where source's go
+        self._held: list[InboundRTP] = []  # source's packets that came before the first anchor
+        self._moved_ts: int | None = None
+
+    def claims(self, publisher: LegId, subscriber: LegId) -> bool:
+        """The two pairs: publisher → subscriber and source → subscriber."""
+        return subscriber == self.subscriber and publisher in (self.publisher, self.source)
+
+    def on_rtp(self, inbound: InboundRTP, dests: Sequence[LegId]) -> list[Decision]:
+        """Drop the publisher's packets, move the source's onto the publisher's stream."""
+        mine = [d for d in dests if self.claims(inbound.leg, d)] if inbound.kind == self.kind else []
+        out: list[Decision] = [Forward(d, inbound) for d in dests if d not in mine]
+        if not mine:
+            return out
+        if inbound.leg == self.publisher:
+            self._anchor = inbound
+            held, self._held = self._held, []
+            return out + [self._move(p) for p in held]  # its own packet: neither sent nor counted
+        if self._anchor is None:
+            self._held.append(inbound)
+            return out
+        return out + [self._move(inbound)]
+
+    def _move(self, packet: InboundRTP) -> Forward:
+        if packet.packet.timestamp != self._moved_ts:
+            self._moved_ts = packet.packet.timestamp
+            self.log.append(AttackAction(packet.time, self.name, "swap", self.publisher, self.subscriber,
+                                         packet.packet.timestamp, f"{self.source}'s frame"))
+        assert self._anchor is not None
+        return Forward(self.subscriber, self._anchor, packet=packet.copy_packet(), fresh_seq=True)
 
 
 class PairRouter(Policy):

@@ -78,8 +78,9 @@ def substitute_keys(sfu: SFUServer, victims: Iterable[int], *, seed: int = 0) ->
     return MITM(_RelayAsGroup(sfu.signalling), set(victims), seed=seed)
 
 
-def mitm_reads(result: CallResult, mitm: MITM, publishers: Iterable[str]) -> int:
-    """Video frames of ``publishers`` the key-substituting SFU decrypted and decoded to the sent picture."""
+def frames_read(result: CallResult, unprotect: Callable[[bytes], bytes], publishers: Iterable[str]) -> int:
+    """Video frames of ``publishers`` (as the SFU received them) that ``unprotect`` decrypted and that
+    decoded to the picture the publisher sent: what an attacker holding some frame keys reads."""
     packets = view_packets(result.view)
     packets = packets[(packets.kind == "video") & packets.publisher.isin(set(publishers))]
     sent = result.sent[result.sent.kind == "video"]
@@ -88,12 +89,17 @@ def mitm_reads(result: CallResult, mitm: MITM, publishers: Iterable[str]) -> int
     read = 0
     for publisher, frame in reassemble(packets)[0]:
         try:
-            rgb = to_rgb(decoders.setdefault(publisher, VP8Decoder()).decode(mitm.unprotect(frame.data)))
+            rgb = to_rgb(decoders.setdefault(publisher, VP8Decoder()).decode(unprotect(frame.data)))
         except (SFrameError, DecodeError):
             continue
         i = index.get((publisher, frame.timestamp), -1)
         read += i >= 0 and picture_matches(rgb, result.scenes[publisher].rgb(i))
     return read
+
+
+def mitm_reads(result: CallResult, mitm: MITM, publishers: Iterable[str]) -> int:
+    """Video frames of ``publishers`` the key-substituting SFU decrypted and decoded to the sent picture."""
+    return frames_read(result, mitm.unprotect, publishers)
 
 
 def safety_numbers(result: CallResult) -> pd.DataFrame:

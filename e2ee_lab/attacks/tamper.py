@@ -184,12 +184,13 @@ def tamper_sweep(frames: Sequence[bytes], *, suites: Iterable[int] = range(1, 6)
     return pd.DataFrame(rows)
 
 
-def payload_layout(frame: bytes, *, kid: int = 0x301, max_payload: int = 1100, seed: int = 0) -> pd.DataFrame:
+def payload_layout(frame: bytes, *, kid: int = 0x3101, max_payload: int = 1100, seed: int = 0) -> pd.DataFrame:
     """Where the SFrame header, ciphertext and tag of one encrypted video frame land in its RTP payloads.
 
-    The frame is encrypted with suite 4 under ``kid`` (default 0x301: epoch 3, member 1, as in the
-    calls) and split as the lab's packetizer splits it (RFC 7741 descriptors, equal-sized
-    fragments); one row per packet with the byte range and first bytes of each region.
+    The frame is encrypted with suite 4 under ``kid`` (default 0x3101: epoch 3, video, member 1, in the
+    calls' layout ``epoch << 12 | kind << 8 | member``) and split as the lab's packetizer splits it
+    (RFC 7741 descriptors, equal-sized fragments); one row per packet with the byte range and first
+    bytes of each region.
     """
     pair = make_transform("e2ee", kid=kid, seed=seed)
     protected = pair.sender.transform(EncodedFrame(frame, 0, FrameMetadata(1, 96, "video"), "key")).data

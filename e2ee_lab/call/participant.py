@@ -103,11 +103,15 @@ class Participant:
             it is used if the answer accepts it (``packetization`` says what ran).
         reproducible_keys: derive identity key, session and frame keys from ``seed`` (recordings,
             tests); default False: the OS draws them.
+        identity: a long-term identity key pair to use (reused across calls, as a device's is);
+            default: a new one (from the seed with ``reproducible_keys``). Session and frame keys
+            are drawn per call either way.
     """
 
     def __init__(self, index: int, *, mode: str, size: VideoSize, seed: int, profile: SRTPProfile,
                  clock: Clock, key_policy: RekeyPolicy, options: SenderOptions | None = None,
-                 rtp_sframe: str | None = None, reproducible_keys: bool = False) -> None:
+                 rtp_sframe: str | None = None, reproducible_keys: bool = False,
+                 identity: IdentityKeyPair | None = None) -> None:
         rng = random.Random(f"participant:{seed}:{index}")
         if rtp_sframe is not None and mode != "e2ee":
             raise ValueError(f"--rtp-sframe needs --mode e2ee, not {mode}")
@@ -120,7 +124,7 @@ class Participant:
         self.speech = SpeechSource(offset_s=index * SPEECH_STAGGER)
         self.certificate = Certificate.generate(self.name)
         self.reproducible_keys = reproducible_keys
-        self.identity = IdentityKeyPair.generate(seed=key_seed("identity", seed, index, reproducible_keys))
+        self.identity = identity or IdentityKeyPair.generate(seed=key_seed("identity", seed, index, reproducible_keys))
         self.key_session = new_session(key_seed("session", seed, index, reproducible_keys))  # the call session
         self.key_policy = key_policy
         self.options = options or SenderOptions()

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -55,10 +55,10 @@ from e2ee_lab.call.common import (
 )
 from e2ee_lab.call.frame_keys import MODES
 from e2ee_lab.call.garbage import GarbageInjector
-from e2ee_lab.call.participant import Participant
+from e2ee_lab.call.participant import Participant, participant_name
 from e2ee_lab.call.pipeline import ReceivedFrame, SenderOptions, SentFrame
 from e2ee_lab.config import Size, lab_size
-from e2ee_lab.crypto.keys import KeyAgreementError, PublicIdentity, RekeyPolicy
+from e2ee_lab.crypto.keys import IdentityKeyPair, KeyAgreementError, PublicIdentity, RekeyPolicy
 from e2ee_lab.media.scene import video_size
 from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.sfu.policy import Policy
@@ -83,7 +83,8 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                          sfu_setup: Callable[[SFUServer], None] | None = None,
                          sender_options: SenderOptions | None = None,
                          rtp_sframe: str | None = None,
-                         reproducible_keys: bool = False) -> CallResult:
+                         reproducible_keys: bool = False,
+                         identities: Mapping[str, IdentityKeyPair] | None = None) -> CallResult:
     """Run one call in the running event loop (see :func:`run_lab_call` for the arguments)."""
     started = time.perf_counter()
     key_policy = resolve_key_policy(key_policy)
@@ -111,7 +112,8 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
     dims = video_size(config.size)
     people = [Participant(i, mode=mode, size=dims, seed=seed, profile=profile, clock=clock,
                           key_policy=key_policy, options=config.sender_options,
-                          rtp_sframe=config.rtp_sframe, reproducible_keys=config.reproducible_keys)
+                          rtp_sframe=config.rtp_sframe, reproducible_keys=config.reproducible_keys,
+                          identity=(identities or {}).get(participant_name(i)))
               for i in range(participants)]
     injector = GarbageInjector(sfu, people, seed=seed, rate=garbage) if garbage else None
     await recorder.start()  # before the first leg opens: the handshakes are in the capture
@@ -156,7 +158,8 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                  sfu_setup: Callable[[SFUServer], None] | None = None,
                  sender_options: SenderOptions | None = None,
                  rtp_sframe: str | None = None,
-                 reproducible_keys: bool = False) -> CallResult:
+                 reproducible_keys: bool = False,
+                 identities: Mapping[str, IdentityKeyPair] | None = None) -> CallResult:
     """Run the lab's call and return its :class:`CallResult` (from a script, or from a notebook).
 
     Args:
@@ -186,6 +189,9 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
             says what each participant sent.
         reproducible_keys: derive identity keys, sessions and frame keys from ``seed`` (recordings,
             tests; anyone with the seed recomputes them); default False: drawn from the OS.
+        identities: long-term identity key pairs by participant name ("alice", ...), reused across
+            calls as a device reuses its keys (the cross-call replay of :mod:`e2ee_lab.attacks`
+            needs it); sessions and frame keys are still drawn per call. Default: new ones per call.
 
     Raises:
         ValueError: a bad mode, count, duration, profile, size, capture mode or key policy name.
@@ -197,7 +203,8 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                                           srtp_profile=srtp_profile, garbage=garbage,
                                           capture=capture, policy=policy, key_policy=key_policy,
                                           sfu_setup=sfu_setup, sender_options=sender_options,
-                                          rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys))
+                                          rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys,
+                                          identities=identities))
 
     return run_blocking(job, "e2ee-lab-call")
 

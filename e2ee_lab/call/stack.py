@@ -2,9 +2,9 @@
 
 Registers :func:`e2ee_lab.call.run.run_lab_call` with :mod:`e2ee_lab.call.stacks`. Its options
 (``srtp_profile``, ``garbage``, ``capture``, ``policy``, ``key_policy``, ``sfu_setup``,
-``sender_options``, ``rtp_sframe``) are :func:`~e2ee_lab.call.stacks.run_call`'s documented
-keywords; the command's shared options carry the CLI ones, and this module adds
-``--rtp-sframe`` (the aiortc stack takes it too).
+``sender_options``, ``rtp_sframe``, ``reproducible_keys``, ``identities``) are
+:func:`~e2ee_lab.call.stacks.run_call`'s documented keywords; the command's shared options carry
+the CLI ones, and this module adds ``--rtp-sframe`` (the aiortc stack takes it too).
 """
 
 from __future__ import annotations

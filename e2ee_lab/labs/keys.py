@@ -1,12 +1,18 @@
-"""Notebook 04 (group key agreement): the scripted key timeline, the tables, the MITM scenario, the checks.
+"""Notebook 04 (group key agreement): the scripted key timeline, the tables, the hostile-server scenarios, the checks.
 
 The scripted call is :func:`~e2ee_lab.crypto.keys.timeline.simulate_timeline` (the key simulation:
 :class:`e2ee_lab.crypto.keys.Group` with real X25519/P-256, HKDF, AES-GCM key messages and SFrame
 frames, RFC 9605 §5.1 sender keys, every frame tried at every listener, members or not), so the
 notebook can show who can decrypt which frames across joins and leaves, and what the switch-over
 delay and the grace period of :class:`~e2ee_lab.crypto.keys.RekeyPolicy` cost; this module turns
-its :class:`~e2ee_lab.crypto.keys.timeline.Timeline` into tables. The tasks' checks recompute their
-answers from the same code.
+its :class:`~e2ee_lab.crypto.keys.timeline.Timeline` into tables. The hostile-server scenarios run
+the same in-memory group against the fixed members and the naive ones
+(:meth:`~e2ee_lab.crypto.keys.RekeyPolicy.naive`): key substitution (:func:`mitm_scenario`), a
+ghost in a REKEY (:func:`ghost_in_rekey`), a ghost by a JOIN shown to one member
+(:func:`ghost_by_join`, :func:`group_code_table`), a key message replayed from an earlier call
+(:func:`replay_from_earlier_call`), a frame on another member's stream and a member forging as
+another (:func:`attribution_table`), and a leaver's forgeries after the switch
+(:func:`leaver_forgeries`). The tasks' checks recompute their answers from the same code.
 """
 
 from __future__ import annotations
@@ -22,11 +28,17 @@ from e2ee_lab.crypto.keys.timeline import DEFAULT_SCRIPT, FrameOutcome, Timeline
 from e2ee_lab.crypto.sframe import SFrameError
 from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, unanswered
 from e2ee_lab.labs.answers import call_safely, whole_number
+from e2ee_lab.labs.key_attacks import (
+    attribution_table, ghost_by_join, ghost_in_rekey, group_code_table, leaver_forgeries, replay_from_earlier_call,
+)
 
 __all__ = [  # the timeline's names (the notebook calls lab.simulate_timeline), and this module's own
     "DEFAULT_SCRIPT", "FrameOutcome", "Timeline", "simulate_timeline",
     "timeline_table", "who_reads_what", "undecrypted_by_members", "relay_table", "transition_table",
     "mitm_scenario", "safety_table", "check_leaver_frames", "check_grace_losses", "check_mitm_detector",
+    # the hostile-server scenarios (e2ee_lab.labs.key_attacks)
+    "ghost_in_rekey", "ghost_by_join", "group_code_table", "replay_from_earlier_call", "attribution_table",
+    "leaver_forgeries",
 ]
 # --- tables for the notebook ------------------------------------------------------------------------
 
@@ -54,12 +66,14 @@ def undecrypted_by_members(timeline: Timeline) -> int:
 
 
 def relay_table(group: Group) -> pd.DataFrame:
-    """What the SFU carried for key agreement: header fields in clear, the rest ciphertext."""
+    """What the SFU carried for key agreement: header fields in clear (the recipient's call session
+    among them), the rest ciphertext."""
     rows = []
     for recipient, data in group.relay:
         msg = KeyMessage.parse(data)
-        rows.append({"from": _name(msg.sender), "to": _name(recipient), "seq": msg.seq, "epoch": msg.epoch,
-                     "bytes": len(data), "ciphertext (start)": msg.ciphertext[:12].hex() + "…"})
+        rows.append({"from": _name(msg.sender), "to": _name(recipient), "session (start)": msg.session[:4].hex() + "…",
+                     "seq": msg.seq, "epoch": msg.epoch, "bytes": len(data),
+                     "ciphertext (start)": msg.ciphertext[:12].hex() + "…"})
     return pd.DataFrame(rows)
 
 

@@ -4,7 +4,7 @@ The analysis lives in :mod:`e2ee_lab.analysis.leakage`; this module names the mi
 notebook compares (:data:`MITIGATIONS`, each a :class:`~e2ee_lab.call.SenderOptions`), builds the
 results table a student can quote, and checks the three tasks against the student's own run: a
 packet-size threshold that beats the majority baseline (Wright et al. 2007/2008 and RFC 6562 in
-miniature), the sender and frame rate of a stream read from SFrame KID/CTR alone (RFC 9605 §9),
+miniature), the sender and frame rate of a stream read from SFrame KID/CTR alone (RFC 9605 §7.1),
 and the padding bucket that makes every audio frame one size.
 """
 

@@ -2,11 +2,13 @@
 
 The attacks and their measurement live in :mod:`e2ee_lab.attacks`: the forwarding policies in
 :mod:`~e2ee_lab.attacks.sfu`, the downgrade by SDP rewriting (``a=sframe`` dropped) and the identity-key
-substitution in :mod:`~e2ee_lab.attacks.signalling`, the calls and the matrix (RFC 9605 checks per
-attack and mode) in :mod:`~e2ee_lab.attacks.runner`. This module turns the matrix into what the
-notebook shows (:func:`attack_list`, :func:`matrix_view`, :func:`results_table`,
-:func:`what_each_check_caught`) and checks the four tasks (:func:`check_predictions`,
-:func:`check_rekey_replay`, :func:`check_still_works`, :func:`check_mismatched`).
+substitution in :mod:`~e2ee_lab.attacks.signalling`, the ghost, the forging ex-member and the
+cross-call replay in :mod:`~e2ee_lab.attacks.group`, the calls and the matrix (RFC 9605 checks per
+attack, mode and key policy) in :mod:`~e2ee_lab.attacks.runner`. This module turns the matrix into
+what the notebook shows (:func:`attack_list`, :func:`matrix_view`, :func:`results_table`,
+:func:`what_each_check_caught`, :func:`naive_and_fixed`) and checks the four tasks
+(:func:`check_predictions`, :func:`check_rekey_replay`, :func:`check_still_works`,
+:func:`check_mismatched`).
 
 Re-exported for the notebook's ``lab.<name>`` cells: ``sample_frames``, ``tamper_sweep``,
 ``payload_layout`` (:mod:`e2ee_lab.attacks.tamper`), ``run_matrix``, ``run_attacks``,
@@ -21,7 +23,8 @@ from collections.abc import Iterable, Mapping
 import pandas as pd
 
 from e2ee_lab.attacks.runner import (  # run_matrix, run_attacks, replay_across_rekey: for the notebook
-    ATTACK_NAMES, ATTACKS, CHECKS, parse_rejected_by, plan_calls, replay_across_rekey, run_attacks, run_matrix,
+    ATTACK_NAMES, ATTACKS, CHECKS, KEY_ATTACKS, parse_rejected_by, plan_calls, replay_across_rekey, run_attacks,
+    run_matrix,
 )
 from e2ee_lab.attacks.tamper import payload_layout, sample_frames, tamper_sweep  # for the notebook
 from e2ee_lab.attacks.signalling import safety_numbers
@@ -31,8 +34,9 @@ from e2ee_lab.labs.answers import Choice, Choices, Sealed
 
 __all__ = [
     # this module's views, constants and checks
-    "attack_list", "matrix_view", "results_table", "what_each_check_caught", "PREDICT", "CHECK_NAMES",
-    "REKEY_CHOICES", "DESIGNED", "check_predictions", "check_rekey_replay", "still_works", "check_still_works",
+    "attack_list", "matrix_view", "results_table", "what_each_check_caught", "naive_and_fixed", "PREDICT",
+    "CHECK_NAMES",
+    "REKEY_CHOICES", "check_predictions", "check_rekey_replay", "still_works", "check_still_works",
     "check_mismatched",
     # re-exported for the notebook's lab.<name> cells (module docstring)
     "run_matrix", "run_attacks", "replay_across_rekey", "sample_frames", "tamper_sweep", "payload_layout",
@@ -44,9 +48,11 @@ def attack_list(participants: int = 3) -> pd.DataFrame:
     """The attacks, what the SFU does in each, and the call and pairs :func:`plan_calls` gives them."""
     rows = []
     for number, plan in enumerate(plan_calls(ATTACK_NAMES, participants), start=1):
+        happens = {"ghost": "the ghost's REKEY", "leave": "a member leaves"}.get(plan.event or "",
+                                                                                 "a rekey" if plan.rekey else "")
         for name, pairs in plan.pairs.items():
             rows.append({"attack": name, "the SFU": ATTACKS[name].does, "call": number,
-                         "rekey in the call": plan.rekey, "pairs": ", ".join(f"{p}→{q}" for p, q in pairs)})
+                         "in the call": happens, "pairs": ", ".join(f"{p}→{q}" for p, q in pairs)})
     order = {n: i for i, n in enumerate(ATTACK_NAMES)}
     return pd.DataFrame(sorted(rows, key=lambda r: order[r["attack"]])).set_index("attack")
 
@@ -54,11 +60,18 @@ def attack_list(participants: int = 3) -> pd.DataFrame:
 # --- tables ------------------------------------------------------------------------------------------
 
 
-def matrix_view(table: pd.DataFrame, mode: str | None = None) -> pd.DataFrame:
-    """The matrix columns a reader needs, optionally for one mode."""
-    cols = ["attack", "mode", "frames", "delivered", "displayed", "wrong_displayed", "rejected", "caught_by",
-            "collateral", "sfu_read", "outcome", "note"]
+def _fixed(table: pd.DataFrame, mode: str | None = None) -> pd.DataFrame:
+    """The rows against the fixed members (and dtls-srtp's, which has no key agreement), of ``mode``."""
+    rows = table[table.key_policy != "naive"]
+    return rows if mode is None else rows[rows["mode"] == mode]
+
+
+def matrix_view(table: pd.DataFrame, mode: str | None = None, key_policy: str | None = None) -> pd.DataFrame:
+    """The matrix columns a reader needs, optionally for one mode and one key policy."""
+    cols = ["attack", "mode", "key_policy", "frames", "delivered", "displayed", "wrong_displayed", "rejected",
+            "caught_by", "collateral", "sfu_read", "outcome", "note"]
     rows = table if mode is None else table[table["mode"] == mode]
+    rows = rows if key_policy is None else rows[rows.key_policy == key_policy]
     return rows[cols].reset_index(drop=True)
 
 
@@ -74,21 +87,44 @@ def _verdict(row: pd.Series) -> str:
         return f"rejected {row.rejected} of {row.frames}: {row.caught_by}"
     if row.outcome == "SFU reads":
         return f"SFU reads {row.sfu_read} frames" + (f"; {row.note}" if row.note else "")
+    if row.outcome == "protected" and row.caught_by != "none":
+        return f"protected: {row.caught_by}" + (f"; {row.note}" if row.note else "")
     return f"{row.outcome}" + (f": {row.note}" if row.note else f" ({row.frames} frames)")
 
 
+def _column(mode: str, key_policy: str) -> str:
+    return f"{mode}, naive members" if key_policy == "naive" else mode
+
+
 def results_table(table: pd.DataFrame) -> pd.DataFrame:
-    """One line per attack and a column per mode: what happened, quotable."""
-    verdicts = table.assign(verdict=table.apply(_verdict, axis=1))
-    out = verdicts.pivot(index="attack", columns="mode", values="verdict")
+    """One line per attack and a column per mode (and per mode with naive members): what happened, quotable."""
+    verdicts = table.assign(verdict=table.apply(_verdict, axis=1),
+                            column=[_column(m, k) for m, k in zip(table["mode"], table.key_policy)])
+    columns = list(dict.fromkeys(verdicts.column))
+    out = verdicts.pivot(index="attack", columns="column", values="verdict")[columns].fillna("")
     out = out.reindex([a for a in ATTACK_NAMES if a in out.index])
+    out.columns.name = None
     out.insert(0, "the SFU", [ATTACKS[a].does for a in out.index])
     return out
 
 
+def naive_and_fixed(table: pd.DataFrame, mode: str = "e2ee") -> pd.DataFrame:
+    """The attacks on the key agreement in ``mode``: what happened against the naive members and
+    against the fixed ones, and the check that made the difference."""
+    rows = []
+    for attack in KEY_ATTACKS:
+        got = {r.key_policy: r for r in table[(table.attack == attack) & (table["mode"] == mode)].itertuples()}
+        if {"naive", "fixed"} <= set(got):
+            naive, fixed = got["naive"], got["fixed"]
+            rows.append({"attack": attack, "naive members": _verdict(pd.Series(naive._asdict())),
+                         "fixed members": _verdict(pd.Series(fixed._asdict())), "stopped by": fixed.caught_by})
+    return pd.DataFrame(rows).set_index("attack") if rows else pd.DataFrame()
+
+
 def what_each_check_caught(table: pd.DataFrame, mode: str = "e2ee") -> pd.DataFrame:
-    """For ``mode``: per attack, how many attacked frames each receiver check rejected."""
-    rows = table[(table["mode"] == mode) & (table["rejected"] > 0)]
+    """For ``mode`` with the fixed members: per attack, how many attacked frames each receiver check rejected."""
+    rows = _fixed(table, mode)
+    rows = rows[rows["rejected"] > 0]
     counts = {a: dict(parse_rejected_by(rb)) for a, rb in zip(rows.attack, rows.rejected_by)}
     out = pd.DataFrame.from_dict(counts, orient="index").fillna(0).astype(int)
     return out.rename(columns=lambda r: CHECKS.get(r, r))
@@ -98,7 +134,8 @@ def what_each_check_caught(table: pd.DataFrame, mode: str = "e2ee") -> pd.DataFr
 
 #: Task 1's attacks (e2ee mode), and what a student may name as the check.
 PREDICT = ("tamper-tag", "replay", "replay-same-seq", "replay-rekey", "inject", "downgrade-inject", "drop")
-CHECK_NAMES = ("SFrame auth tag", "replay window", "unknown KID", "SFrame header", "SRTP replay check", "none")
+CHECK_NAMES = ("SFrame auth tag", "replay window", "unknown KID", "attribution by KID", "SFrame header",
+               "SRTP replay check", "none")
 _PREDICT_HINTS = {
     "tamper-tag": "the flipped bit sits in the last 16 bytes of the frame: what does AES-GCM compare them with?",
     "replay": "the SFU gave the copies fresh RTP sequence numbers, so SRTP saw new packets; which SFrame-layer "
@@ -110,7 +147,8 @@ _PREDICT_HINTS = {
     "inject": "the header is plausible (a real KID, a CTR nobody used); what can the forger not compute "
               "without the key?",
     "downgrade-inject": "plain VP8 read as an SFrame header: its first byte becomes the config byte. Decode it "
-                        "(lab 03): which KID does it name, and does any member use that KID?",
+                        "(lab 03): which member and media kind does that KID name, and is that the stream "
+                        "it arrived on?",
     "drop": "nothing arrives: can any receiver check reject a frame it never sees?",
 }
 #: Task 2's explanations, lettered (a, b, ...) in each student's own order.
@@ -152,7 +190,7 @@ def check_predictions(answer: Mapping[str, str] | None, table: pd.DataFrame) -> 
     if not isinstance(answer, Mapping) or set(answer) != set(PREDICT):
         return not_yet(f"the answer is a dict with the keys {', '.join(PREDICT)}; each value one of "
                        f"{', '.join(CHECK_NAMES)}.")
-    e2ee = table[table["mode"] == "e2ee"].set_index("attack")
+    e2ee = _fixed(table, "e2ee").set_index("attack")
     for attack in PREDICT:
         row = e2ee.loc[attack]
         seen = {str(row.caught_by).lower()} | {CHECKS.get(k, k).lower() for k, _ in parse_rejected_by(row.rejected_by)}
@@ -171,8 +209,8 @@ def check_rekey_replay(answer: str | None) -> Feedback:
 
 
 def still_works(table: pd.DataFrame, mode: str = "e2ee") -> set[str]:
-    """Attacks whose ``mode`` row shows an effect the receivers did not prevent."""
-    rows = table[table["mode"] == mode]
+    """Attacks whose ``mode`` row (fixed members) shows an effect the receivers did not prevent."""
+    rows = _fixed(table, mode)
     return set(rows[rows.outcome.isin(["not prevented", "SFU reads", "displayed"])].attack)
 
 
@@ -198,11 +236,13 @@ def check_still_works(answer: Iterable[str] | None, table: pd.DataFrame) -> Feed
 
 
 def _outcome_of(table: pd.DataFrame, name: str) -> str:
-    return str(table[(table["mode"] == "e2ee") & (table.attack == name)].outcome.iloc[0])
+    rows = _fixed(table, "e2ee")
+    return str(rows[rows.attack == name].outcome.iloc[0])
 
 
 def _note_of(table: pd.DataFrame, name: str) -> str:
-    return str(table[(table["mode"] == "e2ee") & (table.attack == name)].note.iloc[0])
+    rows = _fixed(table, "e2ee")
+    return str(rows[rows.attack == name].note.iloc[0])
 
 
 @check

@@ -1,7 +1,7 @@
 """Padding encoded frames to size buckets before the frame transform, and stripping it after.
 
 A variable-bit-rate codec makes the size of every frame depend on what it carries: Opus speech
-frames are about 2.5 times the size of frames in pauses, and SFrame (RFC 9605 §9, "no header
+frames are about 2.5 times the size of frames in pauses, and SFrame (RFC 9605 §7.1, "no header
 confidentiality"; sizes are not hidden either) or SRTP (RFC 6562 §2) keep that size visible. A
 sender can hide most of it by padding each frame *before* it is encrypted, so the padding sits
 inside the ciphertext where the SFU cannot tell it from media, and the receivers strip it after

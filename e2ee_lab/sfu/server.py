@@ -11,7 +11,7 @@ Signalling (:class:`SignallingRelay`) is what the SFU operator's server does bes
 process: offer/answer carry each side's certificate fingerprint as SDP does (``a=fingerprint``,
 RFC 8122 §5) and the participant's SSRCs (``a=ssrc``, RFC 5576), which the core then accepts as the
 only streams of that leg; it announces which SFU-chosen SSRC carries whose stream (as SDP ``msid``
-would); it orders joins into epochs (:class:`~e2ee_lab.crypto.keys.Roster`) and relays the
+would); it orders joins and leaves into epochs (:class:`~e2ee_lab.crypto.keys.Roster`) and relays the
 members' key-distribution messages as opaque bytes, logging every one (``relayed``): the SFU carries
 them but holds no key that opens them. The key log of every leg (:meth:`SFUServer.keylog`) is what
 the SFU could hand to anyone who wants to decrypt a capture (RFC 5764 keys, hex, see
@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from e2ee_lab.crypto.keys import KeyDirectory, PublicIdentity, RekeyPolicy, Roster, RosterUpdate
+from e2ee_lab.crypto.keys import KeyDirectory, PublicIdentity, RekeyPolicy, Roster, RosterUpdate, UnknownMember
 from e2ee_lab.sfu.core import SFUCore
 from e2ee_lab.sfu.events import OutgoingStreamCreated
 from e2ee_lab.transport import (
@@ -136,6 +136,15 @@ class SignallingRelay:
             return
         asyncio.get_running_loop().call_soon(self._handlers[name], bytes(data))
 
+    def leave(self, name: str, now: float) -> None:
+        """``name`` leaves the key agreement: the remaining members rekey and the leaver gets its own
+        LEAVE update (all delivered soon); it is no longer a member. UnknownMember if it was not one."""
+        if name not in self.members:
+            raise UnknownMember(f"{name!r} is not a member of the key agreement")
+        index = self.members[name]
+        self._post_updates(self.roster.leave(index, now))
+        del self.members[name], self._by_member[index]
+
     def poll(self, now: float) -> None:
         """Start a periodic REKEY epoch if the roster's policy says one is due (updates follow soon)."""
         self._post_updates(self.roster.poll(now))
@@ -244,6 +253,14 @@ class SFUServer:
                     leg.send_rtp(data)
             except (KeyError, TransportError):
                 self.dropped["send_failed"] += 1
+
+    def request_key_frames(self) -> None:
+        """Ask every video publisher for a key frame now (the SFU's own RTCP PLI, RFC 4585 §6.3.1, as
+        when a subscriber joins; throttled per stream like any PLI)."""
+        now = self._now()
+        for info in self.core.streams():
+            if info.kind == "video":
+                self._send(self.core.request_key_frame(info.leg, info.ssrc, now), rtcp=True)
 
     def _drain_events(self) -> None:
         while (event := self.core.next_event()) is not None:

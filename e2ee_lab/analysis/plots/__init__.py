@@ -36,9 +36,10 @@ Figures:
     from it with a known frame (notebook 07; :func:`e2ee_lab.labs.pitfalls.video_nonce_reuse`).
     short_tag_attempts: attempts per brute-force forgery against 1- and 2-byte tags vs 2^(8·Nt),
     and the time to one forgery extrapolated per tag length (notebook 07, RFC 9605 §7.5).
-    attack_matrix: attack × mode heat map of what receivers did with a malicious SFU's attacked
-    frames: displayed, rejected (and by which check), not preventable, or read by the SFU (notebook
-    05; data from :func:`e2ee_lab.attacks.runner.attack_matrix`).
+    attack_matrix: attack × mode heat map (a column more for naive members) of what receivers did
+    with a malicious SFU's attacked frames: displayed, rejected (and by which check), not
+    preventable, or read by the SFU (notebook 05; data from
+    :func:`e2ee_lab.attacks.runner.attack_matrix`).
     speaking_timelines: per participant, true speaking vs inferred from the RFC 6464 audio level vs
     inferred from packet sizes, and the SFrame body sizes with the threshold (notebook 06; data
     from :func:`e2ee_lab.analysis.leakage.speaking_timeline`).

@@ -99,7 +99,8 @@ _OUTCOME_COLOURS = {"honest": "#bdbdbd", "displayed": "#c62828", "rejected": "#2
                     "protected": "#2e7d32", "not prevented": "#ef6c00", "SFU reads": "#6a1b9a",
                     "not run": "#ffffff"}
 _OUTCOME_LABELS = {"honest": "honest baseline", "displayed": "attacked frames displayed",
-                   "rejected": "rejected by a receiver check", "not prevented": "not preventable by crypto",
+                   "rejected": "rejected by a receiver check", "protected": "refused by a member's check",
+                   "not prevented": "not preventable by crypto",
                    "SFU reads": "the SFU reads the media"}
 
 
@@ -115,15 +116,21 @@ def _attack_cell(row) -> str:
     return f"{row.displayed}/{row.frames} shown" if row.outcome == "honest" else ""
 
 
+def _matrix_column(row) -> str:
+    """A column of the heat map: the mode, and the members' key policy when it is the naive one."""
+    return f"{row.mode}\nnaive members" if getattr(row, "key_policy", "") == "naive" else row.mode
+
+
 def attack_matrix(table: pd.DataFrame) -> Figure:
-    """Attack × mode: what the receivers did with the attacked frames (colour) and which check caught
-    them or how many were shown (text), from :func:`e2ee_lab.attacks.runner.attack_matrix`'s table."""
+    """Attack × mode (× naive members, when the table has them): what the receivers did with the
+    attacked frames (colour) and which check caught them or how many were shown (text), from
+    :func:`e2ee_lab.attacks.runner.attack_matrix`'s table."""
     from matplotlib.colors import to_rgb
     from matplotlib.patches import Patch
 
     attacks = list(dict.fromkeys(table["attack"]))
-    modes = list(dict.fromkeys(table["mode"]))
-    cells = {(r.attack, r.mode): r for r in table.itertuples(index=False)}
+    modes = list(dict.fromkeys(_matrix_column(r) for r in table.itertuples(index=False)))
+    cells = {(r.attack, _matrix_column(r)): r for r in table.itertuples(index=False)}
     fig, ax = plt.subplots(figsize=(2.4 * len(modes) + 5.6, 0.45 * len(attacks) + 1.4))
     rgb = [[to_rgb(_OUTCOME_COLOURS.get(cells[a, m].outcome, "#ffffff")) if (a, m) in cells else (1, 1, 1)
             for m in modes] for a in attacks]

@@ -94,7 +94,7 @@ def _lab07() -> dict[str, tuple[Any, str]]:
 
 #: The check each Lab 05 Task 1 attack meets by design (a run may show another too).
 DESIGNED = {"tamper-tag": "SFrame auth tag", "replay": "replay window", "replay-same-seq": "SRTP replay check",
-            "replay-rekey": "unknown KID", "inject": "SFrame auth tag", "downgrade-inject": "unknown KID",
+            "replay-rekey": "unknown KID", "inject": "SFrame auth tag", "downgrade-inject": "attribution by KID",
             "drop": "none"}
 
 
