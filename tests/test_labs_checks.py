@@ -62,7 +62,7 @@ def contexts() -> dict[str, object]:
     from e2ee_lab.analysis.views import recording
     from e2ee_lab.attacks.runner import run_matrix
     from e2ee_lab.call import run_call
-    from e2ee_lab.labs import browser, capture, malicious, webrtc
+    from e2ee_lab.labs import browser, capture, malicious, sframe, webrtc
     from e2ee_lab.webrtc import run_webrtc_call
 
     plain, e2ee = run_call("dtls-srtp", 3, 1.0, size="ci"), run_call("e2ee", 3, 1.0, size="ci")
@@ -82,6 +82,7 @@ def contexts() -> dict[str, object]:
         "overview.plain": plain, "overview.calls": {"dtls-srtp": plain, "e2ee": e2ee}, "overview.publisher": None,
         "call.plain": plain, "call.e2ee": e2ee, "call.publisher": None,
         "capture.v": capture.views(recording("dtls-srtp")),
+        "sframe.header": sframe.task1_header(),
         "malicious.table": matrix.table, "malicious.result": matrix.run_of("key-substitution", "e2ee").result,
         "leakage.result": e2ee, "leakage.ssrc": leakage.task2_ssrc(e2ee),
         "overhead.df": None,
@@ -229,7 +230,8 @@ def test_a_rigged_answer_arrives_opaque_and_passes_nothing():
 
     assert plain_copy(Always((1, 2))) == (1, 2) and type(plain_copy(Always((1, 2)))) is tuple
     assert type(plain_copy(Big(3))) is int
-    assert not sframe.check_header_decoding(Always((1, 2))).ok
+    header = sframe.task1_header()
+    assert not sframe.check_header_decoding(Always((1, 2)), header).ok
     assert not sframe.check_overhead(Big(3)).ok
     assert not pitfalls.check_expected_attempts(Big(3)).ok
     assert plain_copy(Hostile()) == Opaque("Hostile") or isinstance(plain_copy(Hostile()), Opaque)
