@@ -162,7 +162,8 @@ def master_shapes() -> dict[str, list]:
 
 #: Shapes of answers that the masters compute from a run (no literal to take the shape from).
 RUN_SHAPES = {
-    "call.check_sfu_decodable": {"dtls-srtp": 1, "e2ee": 0},
+    "call.check_prediction": {"dtls-srtp video": "every frame", "dtls-srtp audio": "speech",
+                              "e2ee video": "no frame", "e2ee audio": "noise"},
     "capture.check_rtp_per_leg": {"leg1": 1, "leg2": 2},
     "webrtc.check_video_delivered": {"lab": 1, "webrtc": 1},
     "browser.check_sfu_decodable": {"e2ee": 0, "dtls-srtp": 1},
