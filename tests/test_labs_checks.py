@@ -81,7 +81,7 @@ def contexts() -> dict[str, object]:
         "janus.call": janus.RecordedCall.load("e2ee"),
         "overview.plain": plain, "overview.calls": {"dtls-srtp": plain, "e2ee": e2ee}, "overview.publisher": None,
         "call.plain": plain, "call.e2ee": e2ee, "call.publisher": None,
-        "capture.v": capture.views(recording("dtls-srtp")),
+        "capture.v": capture.views(recording("dtls-srtp")), "capture.publisher": None, "capture.n": 1,
         "sframe.header": sframe.task1_header(),
         "malicious.table": matrix.table, "malicious.result": matrix.run_of("key-substitution", "e2ee").result,
         "leakage.result": e2ee, "leakage.ssrc": leakage.task2_ssrc(e2ee),
@@ -164,7 +164,6 @@ def master_shapes() -> dict[str, list]:
 RUN_SHAPES = {
     "call.check_prediction": {"dtls-srtp video": "every frame", "dtls-srtp audio": "speech",
                               "e2ee video": "no frame", "e2ee audio": "noise"},
-    "capture.check_rtp_per_leg": {"leg1": 1, "leg2": 2},
     "webrtc.check_video_delivered": {"lab": 1, "webrtc": 1},
     "browser.check_sfu_decodable": {"e2ee": 0, "dtls-srtp": 1},
     "browser.check_recovery": {"clear-prefix": 2.0, "e2ee": "never"},
@@ -210,7 +209,7 @@ def test_the_listed_check_bugs_are_gone():
     assert keys.check_grace_losses(12.0).ok == keys.check_grace_losses(12).ok
     five = keys.check_leaver_frames(5)
     assert not five.ok and not five.error
-    message = str(capture.check_rtp_per_leg({"leg1": 1, "leg2": 2}, contexts()["capture.v"]))
+    message = str(capture.check_badge_packet(1, contexts()["capture.v"]))
     assert message.count("not yet") == 1, message
 
 

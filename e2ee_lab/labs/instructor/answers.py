@@ -21,6 +21,22 @@ from e2ee_lab.crypto.sframe import SFrameError, overhead
 from e2ee_lab.labs import pitfalls, sframe
 from e2ee_lab.labs.answers import number_bucket
 
+# --- Lab 00 ------------------------------------------------------------------------------------------
+
+
+def path_readers(roles: tuple[str, ...], e2ee: bool) -> tuple[int, ...]:
+    """Lab 00 Task 3's truth: the positions on a path that read the frame. Without E2EE every party that
+    terminates DTLS (members and SFUs) unprotects SRTP and holds the frame; a relay forwards datagrams
+    only. With E2EE only the sender and the receiver hold the frame key."""
+    return (0, len(roles) - 1) if e2ee else tuple(i for i, role in enumerate(roles) if role != "relay")
+
+
+def _lab00() -> dict[str, tuple[Any, str]]:
+    from e2ee_lab.labs import overview
+
+    return {f"00/T3/{case}": (path_readers(roles, e2ee), "") for case, roles, e2ee in overview.PATHS}
+
+
 # --- Lab 03 ------------------------------------------------------------------------------------------
 
 
@@ -136,4 +152,4 @@ def _numbers() -> dict[str, tuple[Any, str]]:
 def sealed_answers() -> dict[str, tuple[Any, str]]:
     """Every seal key → (answer, message when right)."""
     designed = {f"05/T1/{attack}": (name.lower(), "") for attack, name in DESIGNED.items()}
-    return {**_lab03(), **_lab07(), **_choices(), **_numbers(), **designed}
+    return {**_lab00(), **_lab03(), **_lab07(), **_choices(), **_numbers(), **designed}
