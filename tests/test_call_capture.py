@@ -414,15 +414,16 @@ def test_the_rtp_reader_build_task_refuses_rtcp_short_datagrams_and_crashes(reco
     e2ee = recorded["e2ee"]
     payloads = lab.udp_payloads(e2ee.call)
     assert len(payloads) == len(e2ee.wire.packets) and all(payloads)
-    assert lab.check_rtp_fields(_rtp_fields, e2ee).ok
+    assert lab.check_rtp_fields(_rtp_fields, e2ee, payloads).ok
+    assert not lab.check_rtp_fields(_rtp_fields, e2ee, payloads[:-1]).ok  # another call's datagrams
     no_rtcp = lab.check_rtp_fields(lambda d: _rtp_fields(d) if d[:1] and d[1] < 192 or len(d) < 12
-                                   else (int.from_bytes(d[8:12], "big"), int.from_bytes(d[2:4], "big")), e2ee)
+                                   else (int.from_bytes(d[8:12], "big"), int.from_bytes(d[2:4], "big")), e2ee, payloads)
     assert not no_rtcp.ok and "RTCP" in no_rtcp.message
-    crashes = lab.check_rtp_fields(lambda d: _rtp_fields(d) if len(d) >= 12 else d[20], e2ee)
+    crashes = lab.check_rtp_fields(lambda d: _rtp_fields(d) if len(d) >= 12 else d[20], e2ee, payloads)
     assert not crashes.ok and "raised IndexError" in crashes.message
-    swapped = lab.check_rtp_fields(lambda d: tuple(reversed(r)) if (r := _rtp_fields(d)) else None, e2ee)
+    swapped = lab.check_rtp_fields(lambda d: tuple(reversed(r)) if (r := _rtp_fields(d)) else None, e2ee, payloads)
     assert not swapped.ok and "bytes 8-11" in swapped.message
-    as_list = lab.check_rtp_fields(lambda d: list(r) if (r := _rtp_fields(d)) else None, e2ee)
+    as_list = lab.check_rtp_fields(lambda d: list(r) if (r := _rtp_fields(d)) else None, e2ee, payloads)
     assert not as_list.ok
 
 

@@ -211,3 +211,30 @@ def test_the_command_reports_an_unreadable_file_and_a_lab_without_master(tmp_pat
                    tmp_path / "42_x.ipynb")
     assert grade.main([str(tmp_path / "42_x.ipynb")]) == 1
     assert "no master for lab '42'" in capsys.readouterr().err
+
+
+def _bound_names(source: str) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(grade._python(source))):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+@pytest.mark.parametrize("master", sorted((ROOT / "notebooks" / "solutions").glob("[0-9]*.ipynb")),
+                         ids=lambda p: p.name[:2])
+def test_no_later_cell_rebinds_an_answer(master):
+    """The judge runs a student's own cells after the lab's, so an answer that a later cell rebinds (a
+    build task's function named like an earlier task's answer) reaches its check as the wrong value."""
+    plan = grade.plan_lab(master)
+    cells = [c for c in nbformat.read(master, as_version=4).cells if c.cell_type == "code"]
+    for task in plan.tasks:
+        for name in task.answers:
+            binders = [c for c in cells if name in _bound_names(c.source)]
+            assert len(binders) == 1 and "solution" in binders[0].metadata.get("tags", []), (task.call, name)

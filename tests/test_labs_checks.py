@@ -82,6 +82,7 @@ def contexts() -> dict[str, object]:
         "overview.plain": plain, "overview.calls": {"dtls-srtp": plain, "e2ee": e2ee}, "overview.publisher": None,
         "call.plain": plain, "call.e2ee": e2ee, "call.publisher": None,
         "capture.v": capture.views(recording("dtls-srtp")), "capture.publisher": None, "capture.n": 1,
+        "capture.payloads": capture.udp_payloads(recording("dtls-srtp")),
         "sframe.header": sframe.task1_header(),
         "malicious.table": matrix.table, "malicious.result": matrix.run_of("key-substitution", "e2ee").result,
         "leakage.result": e2ee, "leakage.ssrc": leakage.task2_ssrc(e2ee),

@@ -334,20 +334,21 @@ def _hostile_datagrams() -> list[tuple[str, bytes, tuple[int, int] | None]]:
     ]
 
 
-def _probe_cases(v: ThreeViews) -> list[tuple[str, bytes, tuple[int, int] | None]]:
+def _probe_cases(v: ThreeViews, payloads: list[bytes]) -> list[tuple[str, bytes, tuple[int, int] | None]]:
     cases = []
-    for row, data in zip(v.wire.packets.itertuples(), udp_payloads(v.call)):
+    for row, data in zip(v.wire.packets.itertuples(), payloads):
         truth = (int(row.ssrc), int(row.seq)) if row.kind == "rtp" else None
         cases.append((f"record {row.no} of the capture ({row.kind.upper()})", data, truth))
     return cases + _hostile_datagrams()
 
 
-def probe_rtp_fields(func, v: ThreeViews) -> list[dict]:
-    """Task 3's probe: the student's ``rtp_fields(datagram)`` on every datagram of the capture and on this
+def probe_rtp_fields(func, v: ThreeViews, payloads: list[bytes]) -> list[dict]:
+    """Task 3's probe: the student's ``rtp_fields(datagram)`` on every datagram of the capture
+    (``payloads``, :func:`udp_payloads`, read by a lab cell: the probe opens no file) and on this
     student's hostile ones (value or exception name)."""
     from e2ee_lab.labs.plain import call_safely
 
-    return [call_safely(func, data) for _, data, _ in _probe_cases(v)]
+    return [call_safely(func, data) for _, data, _ in _probe_cases(v, payloads)]
 
 
 _FIELD_HINTS = (
@@ -366,14 +367,16 @@ _FIELD_HINTS = (
 
 
 @check(probe=probe_rtp_fields)
-def check_rtp_fields(answer, v: ThreeViews) -> Feedback:
+def check_rtp_fields(answer, v: ThreeViews, payloads: list[bytes]) -> Feedback:
     """Task 3 (build): the student's ``rtp_fields(datagram) -> (ssrc, seq) | None`` on every datagram of the
-    capture (the wire view is the truth) and on hostile ones; it must never raise."""
+    capture (``payloads``; the wire view is the truth) and on hostile ones; it must never raise."""
     if answer is None:
         return unanswered("Task 3")
     if not isinstance(answer, Probed):
         return not_yet("define rtp_fields(datagram) as a function and pass the function itself to the check.")
-    cases = _probe_cases(v)
+    cases = _probe_cases(v, list(payloads))
+    if len(payloads) != len(v.wire.packets):
+        return not_yet("pass the capture's own datagrams: lab.udp_payloads() of the same call as the views.")
     if not isinstance(answer.outputs, list) or len(answer.outputs) != len(cases):
         return not_yet("the check could not run rtp_fields() on the capture; pass the function itself.")
     for (what, _, truth), got in zip(cases, answer.outputs):

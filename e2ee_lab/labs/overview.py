@@ -7,7 +7,7 @@ student's answers with those runs and with the threat model of
 :mod:`e2ee_lab.analysis.threat_model` (RFC 5764 §4.2: both ends of a leg's DTLS handshake export
 its SRTP keys; RFC 9605: frame keys stay with the members). Task 1 asks about a leg through a relay
 (drawn per student, ``labs.params("00")``); Task 3 is a build task: the student's ``readers(path,
-relays, e2ee)`` runs on paths through relays, one SFU or two cascaded ones, and its answers are
+relays, e2ee)`` (``who_reads``) runs on paths through relays, one SFU or two cascaded ones, and its answers are
 compared with sealed ones (``00/T3/<case>``), so this module holds no reference solution.
 """
 
@@ -270,7 +270,7 @@ def path_cases() -> list[tuple[str, list[str], set[str], bool]]:
 
 
 def probe_readers(func) -> list[dict]:
-    """Task 3's probe: the student's ``readers(path, relays, e2ee)`` on every case of :func:`path_cases`;
+    """Task 3's probe: the student's ``who_reads(path, relays, e2ee)`` on every case of :func:`path_cases`;
     each answer as the sorted positions on the path of the names it returned (or the exception's name)."""
     from e2ee_lab.labs.plain import call_safely
 
@@ -288,23 +288,23 @@ def probe_readers(func) -> list[dict]:
 
 @check(probe=probe_readers)
 def check_readers(answer) -> Feedback:
-    """Task 3 (build): the student's ``readers`` on every path (sealed per case: ``00/T3/<case>``)."""
+    """Task 3 (build): the student's ``who_reads`` on every path (sealed per case: ``00/T3/<case>``)."""
     if answer is None:
         return unanswered("Task 3")
     if not isinstance(answer, Probed):
-        return not_yet("define readers(path, relays, e2ee) as a function and pass the function itself.")
+        return not_yet("define who_reads(path, relays, e2ee) as a function and pass the function itself.")
     cases = path_cases()
     if not isinstance(answer.outputs, list) or len(answer.outputs) != len(cases):
-        return not_yet("the check could not run readers() on its paths; pass the function itself.")
+        return not_yet("the check could not run who_reads() on its paths; pass the function itself.")
     for (case, path, relays, e2ee), got in zip(cases, answer.outputs):
         where = f"{' → '.join(path)} (relays {sorted(relays) or 'none'}, e2ee={e2ee})"
         if not isinstance(got, dict) or "raised" in got or "positions" not in got:
             what = f"raised {got['raised']}" if isinstance(got, dict) and "raised" in got else "returned no set of names"
-            return not_yet(f"for {where} readers() {what}: return a set of names from the path.")
+            return not_yet(f"for {where} who_reads() {what}: return a set of names from the path.")
         if got["outside"]:
-            return not_yet(f"for {where} readers() named {got['outside']}, who are not on the path.")
+            return not_yet(f"for {where} who_reads() named {got['outside']}, who are not on the path.")
         if Sealed(f"00/T3/{case}").opens(tuple(got["positions"])) is None:
-            return not_yet(f"for {where} readers() named {sorted(path[i] for i in got['positions'])}. " + _PATH_HINT)
+            return not_yet(f"for {where} who_reads() named {sorted(path[i] for i in got['positions'])}. " + _PATH_HINT)
     return correct("every path: without E2EE every DTLS endpoint on the path reads the frame (one SFU, two "
                    "cascaded ones), a relay never does; with E2EE only the sender and the receiver do.")
 
