@@ -150,16 +150,14 @@ def sfu_audio(result: CallResult, publisher: str | None = None):
 VIDEO_OUTCOMES = ("every frame", "some frames", "no frame")
 AUDIO_OUTCOMES = ("speech", "noise", "nothing")
 PREDICTION_KEYS = ("dtls-srtp video", "dtls-srtp audio", "e2ee video", "e2ee audio")
-_PREDICTIONS: list[tuple[dict, tuple[str, ...]]] = []  # (prediction, calls run before it), in order
 
 
 def predict(prediction: Mapping[str, str] | None) -> Mapping[str, str] | None:
-    """Store ``prediction`` (Task 1) and say whether any of this notebook's calls ran before it; returns it.
+    """Take ``prediction`` (Task 1) and say whether any of this notebook's calls ran before it; returns it.
 
     The note is printed, so the saved notebook shows whether the prediction came first; the check
     compares the prediction with the runs whatever the order.
     """
-    _PREDICTIONS.append((dict(prediction) if isinstance(prediction, Mapping) else {}, tuple(_calls_run)))
     if prediction is None:
         print("no prediction stored yet: fill in the dict, then run this cell before the calls.")
     elif _calls_run:
