@@ -376,15 +376,19 @@ def test_the_recordings_are_small_and_only_the_e2ee_one_has_frame_keys():
 
 def test_the_lab_checks_accept_the_right_answers_from_a_recording(recorded):
     plain, e2ee = recorded["dtls-srtp"], recorded["e2ee"]
-    assert lab.check_first_badge_packet(lab.first_badge_packet(plain), plain).ok
-    assert not lab.check_first_badge_packet(1, plain).ok  # a ClientHello
+    assert lab.check_badge_packet(lab.badge_packet(plain), plain).ok
+    assert not lab.check_badge_packet(1, plain).ok  # a ClientHello
     first = lab.first_media_packet(plain)  # starts Alice's key frame, which spans several packets
-    assert first < lab.first_badge_packet(plain) and not lab.check_first_badge_packet(first, plain).ok
-    assert not lab.check_first_badge_packet(None, plain).ok
+    starts = lab.check_badge_packet(first, plain)
+    assert first < lab.badge_packet(plain) and not starts.ok and "starts that frame" in starts.message
+    assert not lab.check_badge_packet(None, plain).ok
+    for n in (2, 7):  # a later frame of bob's: each student gets a publisher and an n of their own
+        right = lab.badge_packet(plain, "bob", n)
+        assert lab.check_badge_packet(right, plain, "bob", n).ok and not lab.check_badge_packet(right, plain, "alice", n).ok
+        for wrong in (right - 1, right + 1):
+            hint = lab.check_badge_packet(wrong, plain, "bob", n).message
+            assert "already" not in hint and "too" not in hint  # no side of the answer
     assert lab.check_entropy_statement("B").ok and not lab.check_entropy_statement("A").ok
-    answer = lab.rtp_per_leg(e2ee)
-    assert set(answer) == {"leg1", "leg2"} and lab.check_rtp_per_leg(answer, e2ee).ok
-    assert not lab.check_rtp_per_leg({"alice": 1, "bob": 1}, e2ee).ok
     headers = lab.media_headers(lab.decrypt(e2ee.call, lab.wire_packet(e2ee.call, lab.first_media_packet(e2ee))))
     assert "SFrame header" in set(headers.layer)
 
@@ -407,3 +411,36 @@ def test_noise_image_lays_bytes_out_in_four_by_three():
     image = noise_image(bytes(range(200)))
     assert image.shape[1] == 16 and image.shape[0] == 13
     assert image[0, 0] == 0 and image[-1, -1] != image[-1, -1]  # NaN padding
+
+
+def _rtp_fields(datagram):
+    if len(datagram) < 12 or not 128 <= datagram[0] <= 191 or 192 <= datagram[1] <= 223:
+        return None
+    return int.from_bytes(datagram[8:12], "big"), int.from_bytes(datagram[2:4], "big")
+
+
+def test_the_rtp_reader_build_task_refuses_rtcp_short_datagrams_and_crashes(recorded):
+    e2ee = recorded["e2ee"]
+    payloads = lab.udp_payloads(e2ee.call)
+    assert len(payloads) == len(e2ee.wire.packets) and all(payloads)
+    assert lab.check_rtp_fields(_rtp_fields, e2ee, payloads).ok
+    assert not lab.check_rtp_fields(_rtp_fields, e2ee, payloads[:-1]).ok  # another call's datagrams
+    no_rtcp = lab.check_rtp_fields(lambda d: _rtp_fields(d) if d[:1] and d[1] < 192 or len(d) < 12
+                                   else (int.from_bytes(d[8:12], "big"), int.from_bytes(d[2:4], "big")), e2ee, payloads)
+    assert not no_rtcp.ok and "RTCP" in no_rtcp.message
+    crashes = lab.check_rtp_fields(lambda d: _rtp_fields(d) if len(d) >= 12 else d[20], e2ee, payloads)
+    assert not crashes.ok and "raised IndexError" in crashes.message
+    swapped = lab.check_rtp_fields(lambda d: tuple(reversed(r)) if (r := _rtp_fields(d)) else None, e2ee, payloads)
+    assert not swapped.ok and "bytes 8-11" in swapped.message
+    as_list = lab.check_rtp_fields(lambda d: list(r) if (r := _rtp_fields(d)) else None, e2ee, payloads)
+    assert not as_list.ok
+
+
+def test_the_hostile_datagrams_are_per_student(monkeypatch):
+    from e2ee_lab.labs import session
+
+    monkeypatch.setattr(session, "_state", {"student": "s1", "record": None})
+    first = lab._hostile_datagrams()
+    assert [_rtp_fields(data) for _, data, _ in first] == [truth for _, _, truth in first]
+    session._state["student"] = "s2"
+    assert lab._hostile_datagrams() != first

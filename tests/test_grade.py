@@ -18,12 +18,14 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_output
 
+from e2ee_lab.crypto.sframe import decode_header
 from e2ee_lab.labs import CORRECT
+from e2ee_lab.labs import sframe
 from e2ee_lab.labs.instructor import grade
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = "03_sframe_by_hand.ipynb"
-TASKS = ("Task 1", "Task 2", "Task 3")
+TASKS = ("Task 1", "Task 2", "Task 3", "Task 4")
 
 pytestmark = pytest.mark.notebook
 
@@ -47,7 +49,7 @@ def _index(nb, text: str) -> int:
 
 
 def _attacks(student: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
-    checks = ("check_header_decoding", "check_tampering", "check_overhead")
+    checks = ("check_header_decoding", "check_tampering", "check_overhead", "check_header_parser")
     out = {}
 
     nb = copy.deepcopy(student)  # the check cells replaced by a printed verdict (and its saved output)
@@ -59,7 +61,7 @@ def _attacks(student: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]
 
     nb = copy.deepcopy(student)  # monkeypatching the checks, the seals and the verdict class early on
     nb.cells.insert(_index(nb, "as lab") + 1, new_code_cell(
-        "for name in ('check_header_decoding', 'check_tampering', 'check_overhead'):\n"
+        "for name in ('check_header_decoding', 'check_tampering', 'check_overhead', 'check_header_parser'):\n"
         "    setattr(lab, name, lambda *a: lab.correct(''))\n"
         "import e2ee_lab.labs as L, e2ee_lab.labs.answers as A\n"
         "A.Sealed.opens = lambda self, answer: 'pwned'\n"
@@ -72,9 +74,12 @@ def _attacks(student: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]
     out["extra correct cell"] = nb
 
     nb = copy.deepcopy(student)  # the check edited to pass the right literal; the answers stay wrong
-    nb.cells[_index(nb, "check_header_decoding")].source = "lab.check_header_decoding((10, 500))"
+    kid, ctr, _ = decode_header(bytes.fromhex(sframe.task1_header()))  # the shipped (no id) header
+    nb.cells[_index(nb, "check_header_decoding")].source = f"lab.check_header_decoding(({kid}, {ctr}), header)"
     nb.cells[_index(nb, "answer_overhead = None")].source = "answer_overhead = 15"
     nb.cells[_index(nb, "check_overhead")].source = "lab.check_overhead(16)"
+    nb.cells[_index(nb, "check_header_parser")].source = (
+        "from e2ee_lab.crypto.sframe import decode_header\nlab.check_header_parser(decode_header)")
     out["edited check"] = nb
 
     nb = copy.deepcopy(student)  # answers of the wrong type, with rigged equality
@@ -85,6 +90,9 @@ def _attacks(student: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]
         "class Any(str):\n    def __eq__(self, other): return True\n    __hash__ = str.__hash__\n"
         "answer_tampering = {k: Any('x') for k in lab.TASK2_DESCRIPTIONS}")
     nb.cells[_index(nb, "answer_overhead = None")].source = "answer_overhead = '16'"
+    nb.cells[_index(nb, "def parse_header")].source = (
+        "class Yes(tuple):\n    def __eq__(self, other): return True\n    __hash__ = tuple.__hash__\n"
+        "def parse_header(data):\n    return Yes((0, 0, 0))")
     out["wrong types"] = nb
 
     nb = copy.deepcopy(student)  # the kernel itself: print, an IPython hook, a thread printing verdicts
@@ -116,15 +124,15 @@ def test_no_attack_scores_and_the_solved_notebook_scores_full_at_its_own_size(ex
     graded = {p.stem.replace("_", " "): sub for p, sub in
               zip(_write(tmp_path, notebooks), grade.grade(_write(tmp_path, notebooks)))}
     for name in attacks:
-        assert [graded[name].status(t) for t in TASKS] == ["not yet"] * 3, (name, graded[name].verdicts)
-    assert [graded["as shipped"].status(t) for t in TASKS] == ["not yet"] * 3
+        assert [graded[name].status(t) for t in TASKS] == ["not yet"] * 4, (name, graded[name].verdicts)
+    assert [graded["as shipped"].status(t) for t in TASKS] == ["not yet"] * 4
     full = graded["solved at full size"]
-    assert [full.status(t) for t in TASKS] == [CORRECT] * 3, full.verdicts
+    assert [full.status(t) for t in TASKS] == [CORRECT] * 4, full.verdicts
     assert full.size == "full" and full.judge["size"] == "full"  # regraded at the size it ran at
     assert graded["as shipped"].judge["size"] == "ci"
     assert "1 added or changed" in "; ".join(graded["monkeypatch"].review)  # shown for review
     # each submission is judged on its own answers, though all of one lab and size share one judge
-    assert [graded["one right"].status(t) for t in TASKS] == ["not yet", "not yet", CORRECT]
+    assert [graded["one right"].status(t) for t in TASKS] == ["not yet", "not yet", CORRECT, "not yet"]
 
 
 def test_a_submission_that_changes_the_package_stops_the_grading_of_the_rest(executed, tmp_path):
@@ -203,3 +211,30 @@ def test_the_command_reports_an_unreadable_file_and_a_lab_without_master(tmp_pat
                    tmp_path / "42_x.ipynb")
     assert grade.main([str(tmp_path / "42_x.ipynb")]) == 1
     assert "no master for lab '42'" in capsys.readouterr().err
+
+
+def _bound_names(source: str) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(grade._python(source))):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+@pytest.mark.parametrize("master", sorted((ROOT / "notebooks" / "solutions").glob("[0-9]*.ipynb")),
+                         ids=lambda p: p.name[:2])
+def test_no_later_cell_rebinds_an_answer(master):
+    """The judge runs a student's own cells after the lab's, so an answer that a later cell rebinds (a
+    build task's function named like an earlier task's answer) reaches its check as the wrong value."""
+    plan = grade.plan_lab(master)
+    cells = [c for c in nbformat.read(master, as_version=4).cells if c.cell_type == "code"]
+    for task in plan.tasks:
+        for name in task.answers:
+            binders = [c for c in cells if name in _bound_names(c.source)]
+            assert len(binders) == 1 and "solution" in binders[0].metadata.get("tags", []), (task.call, name)

@@ -62,7 +62,7 @@ def contexts() -> dict[str, object]:
     from e2ee_lab.analysis.views import recording
     from e2ee_lab.attacks.runner import run_matrix
     from e2ee_lab.call import run_call
-    from e2ee_lab.labs import browser, capture, malicious, webrtc
+    from e2ee_lab.labs import browser, capture, malicious, sframe, webrtc
     from e2ee_lab.webrtc import run_webrtc_call
 
     plain, e2ee = run_call("dtls-srtp", 3, 1.0, size="ci"), run_call("e2ee", 3, 1.0, size="ci")
@@ -81,7 +81,9 @@ def contexts() -> dict[str, object]:
         "janus.call": janus.RecordedCall.load("e2ee"),
         "overview.plain": plain, "overview.calls": {"dtls-srtp": plain, "e2ee": e2ee}, "overview.publisher": None,
         "call.plain": plain, "call.e2ee": e2ee, "call.publisher": None,
-        "capture.v": capture.views(recording("dtls-srtp")),
+        "capture.v": capture.views(recording("dtls-srtp")), "capture.publisher": None, "capture.n": 1,
+        "capture.payloads": capture.udp_payloads(recording("dtls-srtp")),
+        "sframe.header": sframe.task1_header(),
         "malicious.table": matrix.table, "malicious.result": matrix.run_of("key-substitution", "e2ee").result,
         "leakage.result": e2ee, "leakage.ssrc": leakage.task2_ssrc(e2ee),
         "overhead.df": None,
@@ -161,8 +163,8 @@ def master_shapes() -> dict[str, list]:
 
 #: Shapes of answers that the masters compute from a run (no literal to take the shape from).
 RUN_SHAPES = {
-    "call.check_sfu_decodable": {"dtls-srtp": 1, "e2ee": 0},
-    "capture.check_rtp_per_leg": {"leg1": 1, "leg2": 2},
+    "call.check_prediction": {"dtls-srtp video": "every frame", "dtls-srtp audio": "speech",
+                              "e2ee video": "no frame", "e2ee audio": "noise"},
     "webrtc.check_video_delivered": {"lab": 1, "webrtc": 1},
     "browser.check_sfu_decodable": {"e2ee": 0, "dtls-srtp": 1},
     "browser.check_recovery": {"clear-prefix": 2.0, "e2ee": "never"},
@@ -208,7 +210,7 @@ def test_the_listed_check_bugs_are_gone():
     assert keys.check_grace_losses(12.0).ok == keys.check_grace_losses(12).ok
     five = keys.check_leaver_frames(5)
     assert not five.ok and not five.error
-    message = str(capture.check_rtp_per_leg({"leg1": 1, "leg2": 2}, contexts()["capture.v"]))
+    message = str(capture.check_badge_packet(1, contexts()["capture.v"]))
     assert message.count("not yet") == 1, message
 
 
@@ -229,7 +231,8 @@ def test_a_rigged_answer_arrives_opaque_and_passes_nothing():
 
     assert plain_copy(Always((1, 2))) == (1, 2) and type(plain_copy(Always((1, 2)))) is tuple
     assert type(plain_copy(Big(3))) is int
-    assert not sframe.check_header_decoding(Always((1, 2))).ok
+    header = sframe.task1_header()
+    assert not sframe.check_header_decoding(Always((1, 2)), header).ok
     assert not sframe.check_overhead(Big(3)).ok
     assert not pitfalls.check_expected_attempts(Big(3)).ok
     assert plain_copy(Hostile()) == Opaque("Hostile") or isinstance(plain_copy(Hostile()), Opaque)

@@ -109,9 +109,13 @@ def test_leg_key_check(calls):
     no_sfu = overview.check_leg_key({"alice"}, plain)
     assert not no_sfu and "other end" in no_sfu.message
     receiver = overview.check_leg_key({"alice", "bob", "sfu"}, plain)
-    assert not receiver and str(receiver).startswith("not yet: bob never sees K₁")
+    assert not receiver and "its own handshake" in receiver.message and "bob" not in receiver.message
     assert "set of names" in overview.check_leg_key("alice, sfu", plain).message
-    assert "missing ['alice']" in overview.check_leg_key({"sfu"}, plain).message
+    sender = overview.check_leg_key({"sfu"}, plain)
+    assert not sender and "alice" not in sender.message and "missing" not in sender.message
+    relay = overview.check_leg_key({"alice", "sfu", "relay"}, plain)
+    assert not relay and "not one of the handshake's two ends" in relay.message
+    assert overview.check_leg_key({"bob", "sfu"}, plain, "bob").ok  # the student's participant
 
 
 def test_media_readers_check(calls):
@@ -121,7 +125,8 @@ def test_media_readers_check(calls):
     assert not sfu_reads_e2ee and "decoded 0" in sfu_reads_e2ee.message
     sfu_missing = overview.check_media_readers({**good, "dtls-srtp": {"alice", "bob"}}, calls)
     assert not sfu_missing and "holds the leg key" in sfu_missing.message
-    assert "missing ['bob']" in overview.check_media_readers({**good, "e2ee": {"alice"}}, calls).message
+    member = overview.check_media_readers({**good, "e2ee": {"alice"}}, calls)
+    assert not member and "missing" not in member.message and "bob" not in member.message
     assert "keys" in overview.check_media_readers({"e2ee": {"alice"}}, calls).message
     assert not overview.check_media_readers(None, calls)
 
@@ -132,3 +137,47 @@ def test_sfu_view_table_counts_what_the_sfu_decoded(calls):
     assert table.loc["e2ee", "pictures the SFU decoded"] == 0
     relayed = table["key messages relayed (sealed)"]
     assert relayed["e2ee"] > 0 and relayed["dtls-srtp"] == 0
+
+
+def test_task1_setting_is_per_student(monkeypatch):
+    from e2ee_lab.labs import session
+
+    monkeypatch.setattr(session, "_state", {"student": None, "record": None})
+    monkeypatch.delenv(session.STUDENT_ENV, raising=False)
+    assert overview.task1_setting() == ("bob", overview.RELAYS[0])
+    settings = set()
+    for i in range(30):
+        session._state["student"] = f"s{i}"
+        settings.add(overview.task1_setting())
+    assert len(settings) > 6 and {who for who, _ in settings} == set(threat_model.DEFAULT_NAMES)
+
+
+def _rule(path, relays, e2ee):
+    return {path[0], path[-1]} if e2ee else {p for p in path if p not in relays}
+
+
+def test_the_readers_build_task_takes_the_rule_and_refuses_the_usual_mistakes():
+    assert overview.check_readers(_rule).ok
+    only_members = overview.check_readers(lambda path, relays, e2ee: {path[0], path[-1]})
+    assert not only_members and "e2ee=False" in only_members.message
+    relays_read = overview.check_readers(lambda path, relays, e2ee: _rule(path, set(), e2ee))
+    assert not relays_read and "relays [" in relays_read.message
+    first_sfu_only = overview.check_readers(
+        lambda path, relays, e2ee: _rule(path, relays, e2ee) - set(path[2:-1]) if len(path) == 4 and not relays
+        else _rule(path, relays, e2ee))
+    assert not first_sfu_only  # the cascade: both SFUs read
+    assert not overview.check_readers(lambda path, relays, e2ee: set(path) | {"eve"})
+    assert not overview.check_readers(lambda path, relays, e2ee: list(path))  # a list is no set? names count
+    assert not overview.check_readers(lambda *a: 1 / 0) and "raised ZeroDivisionError" in overview.check_readers(
+        lambda *a: 1 / 0).message
+
+
+def test_the_paths_are_per_student_and_the_names_never_repeat_on_a_path(monkeypatch):
+    from e2ee_lab.labs import session
+
+    monkeypatch.setattr(session, "_state", {"student": "s1", "record": None})
+    first = overview.path_cases()
+    assert all(len(set(path)) == len(path) for _, path, _, _ in first)
+    assert [case for case, *_ in first] == [case for case, *_ in overview.PATHS]
+    session._state["student"] = "s2"
+    assert overview.path_cases() != first

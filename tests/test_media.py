@@ -27,7 +27,7 @@ from e2ee_lab.media.codecs import (
     vp8_frame_type,
     vp8_key_frame_size,
 )
-from e2ee_lab.media.scene import PARTICIPANTS, Scene, to_rgb, to_video_frame, video_size
+from e2ee_lab.media.scene import PARTICIPANTS, SECRETS, Scene, secret_line, to_rgb, to_video_frame, video_size
 from e2ee_lab.media.speech import (
     AUDIO_RATE,
     FRAME_SAMPLES,
@@ -75,6 +75,19 @@ def test_participants_differ_and_badges_are_fictional_placeholders():
     band = slice(int(H * 0.40), int(H * 0.65))
     assert not np.array_equal(alice.rgb(0)[band], Scene(1, seed=0, width=W, height=H).rgb(0)[band])
     assert Scene(len(PARTICIPANTS), width=W, height=H).badge == alice.badge  # wraps around
+
+
+def test_the_confidential_line_is_drawn_per_seed_and_seed_0_keeps_the_recordings_line():
+    for participant, (template, blanks) in enumerate(SECRETS):
+        assert secret_line(participant, 0) == template.format(*(choices[0] for choices in blanks))
+        assert Scene(participant, width=W, height=H).secret == "CONFIDENTIAL: " + secret_line(participant, 0)
+        lines = {secret_line(participant, seed) for seed in range(1, 300)}
+        assert len(lines) >= (100 if participant == 0 else 8)  # Lab 01 reads participant 0's line
+        assert secret_line(participant, 5) == secret_line(participant, 5)
+    assert Scene(0, seed=9, width=W, height=H).secret == "CONFIDENTIAL: " + secret_line(0, 9)
+    band = slice(int(H * 0.40), int(H * 0.65))
+    assert not np.array_equal(Scene(0, seed=1, width=W, height=H).rgb(0)[band],
+                              Scene(0, seed=2, width=W, height=H).rgb(0)[band])
 
 
 def test_scene_moves_but_badge_and_text_stay(scene):

@@ -6,7 +6,10 @@ dissection helpers read one pcap record with scapy (Ether / IP / UDP / Raw, RFC 
 then the RTP header (RFC 3550 §5.1, clear in SRTP), and after SRTP unprotect with the SFU's key
 log (RFC 3711) the VP8 payload descriptor (RFC 7741 §4.2) and either the VP8 key-frame header
 (RFC 6386 §9.1) or the SFrame header (RFC 9605 §4.3). The checks recompute their answers from the
-student's own capture.
+student's own capture. Every student reads the same recording when live capture is not permitted,
+so the questions differ instead: whose video and which frame (Task 1) and the hostile datagrams
+the eavesdropper's parser of Task 3 (a build task, RFC 7983 §7, RFC 5761 §4) must refuse are
+drawn per student (``labs.params("02")``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from e2ee_lab.capture.pcap import LegMap
 from e2ee_lab.config import lab_size, scratch_dir
 from e2ee_lab.crypto.keys import parse_kid
 from e2ee_lab.crypto.sframe import MalformedHeader, decode_header
-from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
 from e2ee_lab.labs.answers import Choice, Choices, whole_number
 from e2ee_lab.labs.session import note_source
 from e2ee_lab.media.codecs import vp8_key_frame_size
@@ -197,49 +200,62 @@ def _record(v: ThreeViews, ssrc: int, seq: int) -> int:
     return int(p[(p.kind == "rtp") & (p.ssrc == ssrc) & (p.seq == seq)].no.iloc[0])
 
 
-def first_badge_packet(v: ThreeViews, publisher: str | None = None) -> int | None:
-    """Record number of the packet that completes the first frame of ``publisher``'s video the SFU
-    decodes into the sent picture: from that packet on it can read the badge (None: never)."""
-    publisher = publisher or v.call.names[0]
-    ssrc = v.call.truth.ssrc_of(publisher)
+def task1_frame(v: ThreeViews) -> tuple[str, int]:
+    """(publisher, n) of Task 1 for this student: whose video, and which of the frames the SFU decodes
+    into that publisher's picture (n = 1: the first, when it can first read the badge)."""
+    p = params("02")
+    return p.choice("publisher", v.call.names, v.call.names[0]), p.integer("frame", 1, 12, 1)
+
+
+def _decodable_frames(v: ThreeViews, publisher: str) -> pd.DataFrame:
     f = v.sfu.frames
-    good = f[(f.ssrc == ssrc) & f.decodable.astype(bool)]
-    if not len(good):
+    return f[(f.ssrc == v.call.truth.ssrc_of(publisher)) & f.decodable.astype(bool)]
+
+
+def badge_packet(v: ThreeViews, publisher: str | None = None, n: int = 1) -> int | None:
+    """Record number of the packet that completes the ``n``-th frame of ``publisher``'s video the SFU
+    decodes into the sent picture (n = 1: from that packet on it can read the badge; None: no such frame)."""
+    publisher = publisher or v.call.names[0]
+    good = _decodable_frames(v, publisher)
+    if len(good) < n or n < 1:
         return None
-    return _record(v, ssrc, int(good.last_seq.iloc[0]))
+    return _record(v, v.call.truth.ssrc_of(publisher), int(good.last_seq.iloc[n - 1]))
 
 
 @check
-def check_first_badge_packet(answer: int | None, v: ThreeViews) -> Feedback:
-    """Task 1: the record number from which on the SFU can read the first participant's badge."""
+def check_badge_packet(answer: int | None, v: ThreeViews, publisher: str | None = None, n: int = 1) -> Feedback:
+    """Task 1: the record number of the packet completing the ``n``-th frame of ``publisher``'s video that the
+    SFU decodes (recomputed from the capture)."""
     if answer is None:
         return unanswered("Task 1")
-    expected = first_badge_packet(v)
+    publisher = publisher or v.call.names[0]
+    expected = badge_packet(v, publisher, n)
     if expected is None:
-        return not_yet("in this call the SFU decodes none of the video: use the dtls-srtp views")
-    if not isinstance(answer, int) or isinstance(answer, bool):
-        return not_yet(f"answer with a record number (an int, like tshark's frame.number), not {answer!r}")
+        return not_yet("in this call the SFU decodes too little of that video: use the dtls-srtp views")
+    answer = whole_number(answer)
+    if answer is None:
+        return not_yet("answer with a record number (an int, like tshark's frame.number)")
     if answer == expected:
-        return correct(f"record {expected} completes the first frame the SFU decodes into the badge; "
-                       "before it, the SFU held at most parts of Alice's first key frame")
-    ssrc = v.call.truth.ssrc_of(v.call.names[0])
-    f = v.sfu.frames
-    frame = f[(f.ssrc == ssrc) & f.decodable.astype(bool)].iloc[0]
+        return correct(f"record {expected} completes that frame: only with its last packet can the SFU decode "
+                       "it, and from there on it reads the badge and the confidential line")
+    ssrc = v.call.truth.ssrc_of(publisher)
+    frame = _decodable_frames(v, publisher).iloc[n - 1]
     if answer == _record(v, ssrc, int(frame.first_seq)) and frame.packets > 1:
-        return not_yet(f"record {answer} starts that key frame, but the frame spans {frame.packets} "
-                       "packets and the decoder needs all of them: take its last_seq")
+        return not_yet(f"record {answer} starts that frame, but the frame spans {frame.packets} packets and the "
+                       "decoder needs all of them: take its last_seq")
     p = v.wire.packets
     row = p[p.no == answer]
     if not len(row):
         return not_yet(f"the capture has no record {answer}")
     if row.kind.iloc[0] != "rtp":
         return not_yet(f"record {answer} is {row.kind.iloc[0].upper()} ({row.detail.iloc[0] or 'no media'}): "
-                       "look for the first RTP packet of a frame with decodable == True")
-    if answer > expected:
-        return not_yet(f"by record {answer} the SFU could already read the badge: take the first "
-                       "frame of Alice's video with decodable == True")
-    return not_yet(f"record {answer} is media, but it does not complete a frame the SFU decodes "
-                   "into Alice's badge (check the SSRC and the frame's last_seq)")
+                       "the frame's packets are RTP")
+    if int(row.ssrc.iloc[0]) != ssrc:
+        return not_yet(f"record {answer} belongs to another stream (SSRC {int(row.ssrc.iloc[0])}): filter on "
+                       f"{publisher}'s video SSRC")
+    return not_yet(f"record {answer} is a packet of {publisher}'s video, but not the last packet of the frame the "
+                   "task asks for: count only the frames with decodable == True, from 1, in the order the SFU "
+                   "got them")
 
 
 #: Task 2's statements, lettered in each student's own order.
@@ -276,34 +292,109 @@ def check_entropy_statement(choice: str | None) -> Feedback:
     return ENTROPY_STATEMENTS.verdict(choice, "Task 2")
 
 
-def rtp_per_leg(v: ThreeViews) -> dict[str, int]:
-    """RTP packets per leg as the wire view names legs (``leg1``, ``leg2``: by their ClientHellos)."""
-    p = v.wire.packets
-    return {str(k): int(n) for k, n in p[p.kind == "rtp"].groupby("leg").size().items()}
+# --- Task 3: the eavesdropper's RTP reader (build) ------------------------------------------------------
 
 
-@check
-def check_rtp_per_leg(answer: dict | None, v: ThreeViews) -> Feedback:
-    """Task 3: how many RTP packets the wire shows on each leg (both directions)."""
+def udp_payloads(call: CapturedCall) -> list[bytes]:
+    """The UDP payload of every record of ``call``'s capture, in record order (record n is item n - 1)."""
+    from scapy.layers.inet import UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import RawPcapReader
+
+    out = []
+    reader = RawPcapReader(str(call.pcap))
+    try:
+        for data, _meta in reader:
+            packet = Ether(data)
+            out.append(bytes(packet[UDP].payload) if UDP in packet else b"")
+    finally:
+        reader.close()
+    return out
+
+
+def _rtp(ssrc: int, seq: int, *, first: int = 0x80, second: int = 96, extra: bytes = b"") -> bytes:
+    return bytes([first, second]) + seq.to_bytes(2, "big") + (12345).to_bytes(4, "big") + ssrc.to_bytes(4, "big") + extra
+
+
+def _hostile_datagrams() -> list[tuple[str, bytes, tuple[int, int] | None]]:
+    """Task 3's own datagrams, drawn for this student: (what, bytes, (ssrc, seq) or None for not RTP)."""
+    rng = params("02").rng("task3 datagrams")
+    ssrc, seq = rng.getrandbits(32), rng.getrandbits(16)
+    csrcs = rng.randbytes(8)
+    ext = bytes([0xBE, 0xDE, 0, 1, 0x10, rng.getrandbits(8), 0, 0])
+    return [
+        ("an RTP packet with the marker bit set", _rtp(ssrc, seq, second=0x80 | 111, extra=rng.randbytes(40)),
+         (ssrc, seq)),
+        ("an RTP packet with two CSRCs and a header extension",
+         _rtp(ssrc ^ 0xFFFF, seq ^ 0x0F0F, first=0x80 | 0x10 | 2, extra=csrcs + ext + rng.randbytes(30)),
+         (ssrc ^ 0xFFFF, seq ^ 0x0F0F)),
+        ("an RTCP sender report", bytes([0x80, 200, 0, 6]) + rng.randbytes(24), None),
+        ("an RTCP picture loss indication", bytes([0x81, 206, 0, 2]) + rng.randbytes(8), None),
+        ("a STUN binding request", bytes([0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42]) + rng.randbytes(12), None),
+        ("a DTLS record", bytes([22, 0xFE, 0xFD]) + rng.randbytes(30), None),
+        ("a datagram of version 1", bytes([0x40, 96]) + rng.randbytes(20), None),
+        ("a datagram shorter than an RTP header", bytes([0x80, 96]) + rng.randbytes(rng.randrange(0, 10)), None),
+        ("an empty datagram", b"", None),
+    ]
+
+
+def _probe_cases(v: ThreeViews, payloads: list[bytes]) -> list[tuple[str, bytes, tuple[int, int] | None]]:
+    cases = []
+    for row, data in zip(v.wire.packets.itertuples(), payloads):
+        truth = (int(row.ssrc), int(row.seq)) if row.kind == "rtp" else None
+        cases.append((f"record {row.no} of the capture ({row.kind.upper()})", data, truth))
+    return cases + _hostile_datagrams()
+
+
+def probe_rtp_fields(func, v: ThreeViews, payloads: list[bytes]) -> list[dict]:
+    """Task 3's probe: the student's ``rtp_fields(datagram)`` on every datagram of the capture
+    (``payloads``, :func:`udp_payloads`, read by a lab cell: the probe opens no file) and on this
+    student's hostile ones (value or exception name)."""
+    from e2ee_lab.labs.plain import call_safely
+
+    return [call_safely(func, data) for _, data, _ in _probe_cases(v, payloads)]
+
+
+_FIELD_HINTS = (
+    ("RTCP", "RTCP starts like RTP (version 2); the second byte tells them apart: RTCP packet types are "
+             "192-223, where RTP has its marker bit and payload type (RFC 5761 §4)"),
+    ("DTLS", "a first byte of 20-63 is DTLS (RFC 7983 §7): only 128-191 is RTP or RTCP"),
+    ("STUN", "a first byte of 0-3 is STUN (RFC 7983 §7): only 128-191 is RTP or RTCP"),
+    ("version 1", "RTP is version 2: the first two bits of the first byte"),
+    ("shorter", "an RTP header has at least 12 bytes; anything shorter is not RTP"),
+    ("empty", "an empty datagram is not RTP"),
+    ("marker", "the marker bit is the top bit of the second byte, beside the payload type: it does not change "
+               "what the packet is"),
+    ("CSRCs", "CSRCs and a header extension follow the fixed header: the sequence number (bytes 2-3) and the "
+              "SSRC (bytes 8-11) stay where they are"),
+)
+
+
+@check(probe=probe_rtp_fields)
+def check_rtp_fields(answer, v: ThreeViews, payloads: list[bytes]) -> Feedback:
+    """Task 3 (build): the student's ``rtp_fields(datagram) -> (ssrc, seq) | None`` on every datagram of the
+    capture (``payloads``; the wire view is the truth) and on hostile ones; it must never raise."""
     if answer is None:
         return unanswered("Task 3")
-    expected = rtp_per_leg(v)
-    if not isinstance(answer, dict):
-        return not_yet("answer with a dict such as {'leg1': 123, 'leg2': 456}")
-    if set(answer) != set(expected):
-        return not_yet(f"the wire knows no names, only legs: use the keys {sorted(expected)} "
-                       "(the leg column of the wire view's packets)")
-    counts = {k: whole_number(n) for k, n in answer.items()}
-    if None in counts.values():
-        return not_yet("give each leg a whole number of packets")
-    if counts == expected:
-        return correct(f"{expected}: the wire counts every packet in both directions without any key")
-    p = v.wire.packets
-    one_way = {str(k): int(n) for k, n in
-               p[(p.kind == "rtp") & (p.direction == "to_sfu")].groupby("leg").size().items()}
-    every = {str(k): int(n) for k, n in p.groupby("leg").size().items()}
-    if counts == one_way:
-        return not_yet("that is one direction only: a leg carries packets to and from the SFU")
-    if counts == every:
-        return not_yet("that counts DTLS and RTCP too: keep the rows whose kind is 'rtp'")
-    return not_yet("filter the wire view's packets on kind == 'rtp' and count per leg")
+    if not isinstance(answer, Probed):
+        return not_yet("define rtp_fields(datagram) as a function and pass the function itself to the check.")
+    cases = _probe_cases(v, list(payloads))
+    if len(payloads) != len(v.wire.packets):
+        return not_yet("pass the capture's own datagrams: lab.udp_payloads() of the same call as the views.")
+    if not isinstance(answer.outputs, list) or len(answer.outputs) != len(cases):
+        return not_yet("the check could not run rtp_fields() on the capture; pass the function itself.")
+    for (what, _, truth), got in zip(cases, answer.outputs):
+        if not isinstance(got, dict):
+            return not_yet("the check could not read what rtp_fields() did; pass the function itself.")
+        if "raised" in got:
+            return not_yet(f"rtp_fields() raised {got['raised']} on {what}: a parser on the wire must answer None for "
+                           "whatever it cannot read, never crash.")
+        value = got.get("value")
+        if value != truth or (truth is not None and type(value) is not tuple):
+            hint = next((h for key, h in _FIELD_HINTS if key in what), "the SSRC is bytes 8-11 and the sequence "
+                        "number bytes 2-3 of the RTP header, both big-endian (RFC 3550 §5.1)")
+            shown = "None" if value is None else repr(value)
+            return not_yet(f"on {what} rtp_fields() returned {shown}: {hint}.")
+    return correct(f"your reader found every RTP packet's SSRC and sequence number in {len(cases)} datagrams and "
+                   "refused the rest without a key and without a crash: this is all an eavesdropper needs to "
+                   "tell streams apart, count packets and time them, in either mode.")

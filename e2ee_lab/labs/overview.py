@@ -1,11 +1,14 @@
-"""Notebook 00 (overview): the course map, the "see it" calls, and the checks of its two tasks.
+"""Notebook 00 (overview): the course map, the "see it" calls, and the checks of its tasks.
 
 :func:`labs_map` reads every lab notebook's own header (title, "Time", "Prerequisites", whether it
 mentions live capture) so the map never disagrees with the labs. :func:`sfu_view_table` sums up
 what the SFU made of the notebook's two short calls (one per mode), and the checks compare the
 student's answers with those runs and with the threat model of
 :mod:`e2ee_lab.analysis.threat_model` (RFC 5764 §4.2: both ends of a leg's DTLS handshake export
-its SRTP keys; RFC 9605: frame keys stay with the members).
+its SRTP keys; RFC 9605: frame keys stay with the members). Task 1 asks about a leg through a relay
+(drawn per student, ``labs.params("00")``); Task 3 is a build task: the student's ``readers(path,
+relays, e2ee)`` (``who_reads``) runs on paths through relays, one SFU or two cascaded ones, and its answers are
+compared with sealed ones (``00/T3/<case>``), so this module holds no reference solution.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import pandas as pd
 
 from e2ee_lab.analysis import threat_model
 from e2ee_lab.call import CallResult
-from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
+from e2ee_lab.labs.answers import Sealed
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -162,30 +166,45 @@ def _names(answer: object) -> set[str] | None:
     return {n.strip().lower() for n in names}
 
 
+#: Task 1's relays: what sits between one participant and the SFU, forwarding UDP datagrams only.
+RELAYS = ("a TURN relay run by the hotel's network", "the office's firewall", "a VPN server abroad",
+          "a TURN server of the conferencing service")
+RELAY = "relay"  # the relay's name in answers
+
+
+def task1_setting() -> tuple[str, str]:
+    """(participant, relay) of Task 1 for this student: whose leg, and what relays its datagrams."""
+    p = params("00")
+    return p.choice("participant", threat_model.DEFAULT_NAMES, "bob"), p.choice("relay", RELAYS, RELAYS[0])
+
+
 @check
 def check_leg_key(answer: Iterable[str] | None, plain: CallResult, publisher: str | None = None) -> Feedback:
-    """Task 1: the parties holding the SRTP key of ``publisher``'s leg in the dtls-srtp run."""
+    """Task 1: the parties holding the SRTP key of ``publisher``'s leg in the dtls-srtp run, when that
+    leg's datagrams pass through a relay (named ``"relay"``) that is no DTLS endpoint."""
     if answer is None:
         return unanswered("Task 1")
     publisher = publisher or plain.names[0]
     label = threat_model.srtp_label(publisher)
     given, truth = _names(answer), plain.key_holders[label]
     if given is None:
-        return not_yet(f"write a set of names, e.g. {{'{publisher}'}}, from {sorted(plain.names)} and 'sfu'.")
+        return not_yet(f"write a set of names, e.g. {{'{publisher}'}}, from {sorted(plain.names)}, 'sfu' and "
+                       f"'{RELAY}'.")
     if given == truth:
-        return correct(f"K₁ is held by {publisher} and the SFU only, the two ends of that leg's DTLS handshake "
-                       "(both export the SRTP keys, RFC 5764 §4.2): the SFU unprotects every packet "
-                       f"{publisher} sends.")
+        return correct(f"the key of {publisher}'s leg is held by the two ends of its DTLS handshake, {publisher} and "
+                       "the SFU (both export the SRTP keys, RFC 5764 §4.2). The relay forwards the handshake's "
+                       "datagrams without taking part: it sees SRTP ciphertext and no key.")
+    if RELAY in given:
+        return not_yet("the relay forwards UDP datagrams, the DTLS handshake's among them, but it is not one of "
+                       "the handshake's two ends: the key is derived from a secret it never learns (ECDHE).")
     if threat_model.SFU not in given:
         return not_yet("who runs the other end of that leg's DTLS handshake? Both ends export the leg's "
-                       "SRTP keys, so that party holds K₁ too.")
-    others = sorted(given - truth - {threat_model.SFU})
-    if others:
-        verb = "never sees" if len(others) == 1 else "never see"
-        return not_yet(f"{' and '.join(others)} {verb} K₁: every leg has its own handshake and key. The SFU "
-                       f"unprotects {publisher}'s packets with K₁ and protects them again with each "
-                       "receiver's leg key (K₂ for bob).")
-    return not_yet(f"missing {sorted(truth - given)}: {publisher} protects her packets with K₁ herself.")
+                       "SRTP keys, so that party holds the key too.")
+    if given - truth:
+        return not_yet("every leg has its own handshake and key: a participant who is not an end of this leg "
+                       "never sees its key. The SFU unprotects with it and protects again with each receiver's.")
+    return not_yet("the key protects the packets of the participant whose leg it is: who encrypts them before "
+                   "they leave?")
 
 
 @check
@@ -216,6 +235,80 @@ def _readers_hint(mode: str, given: set[str], truth: set[str], result: CallResul
                 "the figure above. It forwards what it cannot read.")
     if sfu in truth and sfu not in given:
         return f"in the {mode} call the SFU forwarded {counts}: it holds the leg key, so it reads them."
-    missing, extra = sorted(truth - given), sorted(given - truth)
-    return (f"for {mode}: missing {missing or 'nobody'}, should not be there {extra or 'nobody'}. The "
-            "members decode every frame in both modes, and the sender sees her own camera.")
+    return (f"for {mode}: the members decode every frame in both modes, and the sender sees her own camera; "
+            "a party outside the call reads nothing.")
+
+
+# --- Task 3: who reads a frame along a path (build) -----------------------------------------------------
+
+#: Task 3's paths: (case, roles along the path sender → receiver, e2ee). Roles: "member" (sender or
+#: receiver), "sfu" (a DTLS endpoint that forwards: an SFU), "relay" (forwards datagrams, no DTLS).
+PATHS = (
+    ("one SFU", ("member", "sfu", "member"), False),
+    ("one SFU, e2ee", ("member", "sfu", "member"), True),
+    ("a TURN relay before the SFU", ("member", "relay", "sfu", "member"), False),
+    ("two cascaded SFUs", ("member", "sfu", "sfu", "member"), False),
+    ("two cascaded SFUs, e2ee", ("member", "sfu", "sfu", "member"), True),
+    ("peer to peer", ("member", "member"), False),
+    ("relays on both sides", ("member", "relay", "sfu", "relay", "member"), False),
+    ("relays on both sides, e2ee", ("member", "relay", "sfu", "relay", "member"), True),
+)
+_NAMES = {"member": ("ana", "ben", "chloe", "dmitri", "eun", "farah", "gus", "hana"),
+          "sfu": ("sfu-eu", "sfu-us", "media-1", "media-2", "bridge", "edge-7"),
+          "relay": ("turn-1", "isp-router", "hotel-wifi", "vpn-exit", "firewall")}
+
+
+def path_cases() -> list[tuple[str, list[str], set[str], bool]]:
+    """Task 3's inputs for this student: (case, path of names, the relays among them, e2ee)."""
+    rng = params("00").rng("task3 names")
+    out = []
+    for case, roles, e2ee in PATHS:
+        pools = {role: rng.sample(names, len(names)) for role, names in _NAMES.items()}
+        path = [pools[role].pop() for role in roles]
+        out.append((case, path, {n for n, r in zip(path, roles) if r == "relay"}, e2ee))
+    return out
+
+
+def probe_readers(func) -> list[dict]:
+    """Task 3's probe: the student's ``who_reads(path, relays, e2ee)`` on every case of :func:`path_cases`;
+    each answer as the sorted positions on the path of the names it returned (or the exception's name)."""
+    from e2ee_lab.labs.plain import call_safely
+
+    out = []
+    for _, path, relays, e2ee in path_cases():
+        got = call_safely(func, list(path), set(relays), e2ee)
+        names = _names(got.get("value")) if "value" in got else None
+        if names is None:
+            out.append(got if "raised" in got else {"not a set of names": True})
+        else:
+            out.append({"positions": sorted(i for i, n in enumerate(path) if n in names),
+                        "outside": sorted(names - set(path))})
+    return out
+
+
+@check(probe=probe_readers)
+def check_readers(answer) -> Feedback:
+    """Task 3 (build): the student's ``who_reads`` on every path (sealed per case: ``00/T3/<case>``)."""
+    if answer is None:
+        return unanswered("Task 3")
+    if not isinstance(answer, Probed):
+        return not_yet("define who_reads(path, relays, e2ee) as a function and pass the function itself.")
+    cases = path_cases()
+    if not isinstance(answer.outputs, list) or len(answer.outputs) != len(cases):
+        return not_yet("the check could not run who_reads() on its paths; pass the function itself.")
+    for (case, path, relays, e2ee), got in zip(cases, answer.outputs):
+        where = f"{' → '.join(path)} (relays {sorted(relays) or 'none'}, e2ee={e2ee})"
+        if not isinstance(got, dict) or "raised" in got or "positions" not in got:
+            what = f"raised {got['raised']}" if isinstance(got, dict) and "raised" in got else "returned no set of names"
+            return not_yet(f"for {where} who_reads() {what}: return a set of names from the path.")
+        if got["outside"]:
+            return not_yet(f"for {where} who_reads() named {got['outside']}, who are not on the path.")
+        if Sealed(f"00/T3/{case}").opens(tuple(got["positions"])) is None:
+            return not_yet(f"for {where} who_reads() named {sorted(path[i] for i in got['positions'])}. " + _PATH_HINT)
+    return correct("every path: without E2EE every DTLS endpoint on the path reads the frame (one SFU, two "
+                   "cascaded ones), a relay never does; with E2EE only the sender and the receiver do.")
+
+
+_PATH_HINT = ("Ask of each party: does it terminate a DTLS handshake (then it unprotects SRTP and holds the "
+              "frame as the sender's encoder made it), or does it only pass datagrams on? And with e2ee, who "
+              "holds the frame key?")

@@ -3,8 +3,14 @@
 Every table takes one frame through RFC 9605 step by step with the real code of
 :mod:`e2ee_lab.crypto.sframe`: the header's config byte and KID/CTR fields (§4.3), the key schedule
 (§4.4.2), nonce = salt XOR CTR and AAD = header || metadata (§4.4.3), the tag, the overhead per
-frame (Appendix B), and what goes wrong when two senders share a key (§4.4.1). The defaults are the
-RFC's own Appendix C example, so every hex string can be compared with the RFC text.
+frame (Appendix B) on the lab's own Opus and VP8 frames, and what goes wrong when two senders share
+a key (§4.4.1, §7.4). The defaults are the RFC's own example (Appendix C.3), so every hex string can
+be compared with the RFC text. Bits are numbered here as Python shifts them (bit 0 the least
+significant); the RFC's figures number them from the left (its bit 0 is X, ``cfg >> 7``).
+
+The tasks: decode this student's header by hand (``labs.params("03")``), predict the receiver's
+verdict on eight tampered frames, count one frame's overhead, and write a strict header parser
+(a build task: the check runs it on valid, truncated and non-minimal headers).
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from e2ee_lab.crypto.sframe import (
     overhead,
     sframe_nonce,
 )
-from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
-from e2ee_lab.labs.answers import Sealed
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
+from e2ee_lab.labs.answers import Sealed, plain_copy
 
 # The RFC 9605 Appendix C.3 example (suite 4 row): KID 0x123, CTR 0x4567, base key 00..0f.
 DEMO_SUITE = CipherSuite.AES_128_GCM_SHA256_128
@@ -39,18 +45,21 @@ RFC_CIPHERTEXT = "9901234567b7412c2513a1b66dbb48841bbaf17f598751176ad847681a69c6
 
 
 def config_byte_table(header: bytes) -> pd.DataFrame:
-    """The four fields of a header's first byte: bits, value and what they mean."""
+    """The four fields of a header's first byte: bits, value and what they mean. Positions are given
+    both ways: as this lab counts (bit 0 the least significant, ``cfg >> 7`` is X) and as RFC 9605's
+    figure counts (from the left: its bit 0 is X)."""
     cfg = header[0]
     x, k, y, c = cfg >> 7, cfg >> 4 & 7, cfg >> 3 & 1, cfg & 7
     rows = [
-        ("X", "bit 7", f"{x}", "KID is in extra bytes" if x else "KID is the K field itself"),
-        ("K", "bits 6-4", f"{k:03b} = {k}",
+        ("X", "bit 7", "0", f"{x}", "KID is in extra bytes" if x else "KID is the K field itself"),
+        ("K", "bits 6-4", "1-3", f"{k:03b} = {k}",
          f"KID takes {k + 1} byte(s) after this one" if x else f"KID = {k}"),
-        ("Y", "bit 3", f"{y}", "CTR is in extra bytes" if y else "CTR is the C field itself"),
-        ("C", "bits 2-0", f"{c:03b} = {c}",
+        ("Y", "bit 3", "4", f"{y}", "CTR is in extra bytes" if y else "CTR is the C field itself"),
+        ("C", "bits 2-0", "5-7", f"{c:03b} = {c}",
          f"CTR takes {c + 1} byte(s) after the KID" if y else f"CTR = {c}"),
     ]
-    df = pd.DataFrame(rows, columns=["field", "position", "value", "meaning"])
+    df = pd.DataFrame(rows, columns=["field", "position (bit 0 = least significant)", "RFC figure's bits",
+                                     "value", "meaning"])
     df.attrs["config byte"] = f"0x{cfg:02x} = {cfg:08b}"
     return df
 
@@ -135,12 +144,22 @@ def frame_walkthrough(suite: CipherSuite | int = DEMO_SUITE, kid: int = DEMO_KID
 # --- overhead (Appendix B) ------------------------------------------------------------------------------
 
 
+#: Mean frame sizes of the lab's own encoders (aiortc's settings; :mod:`e2ee_lab.media.codecs`), measured on
+#: the shipped inputs (``tests/test_labs_sframe.py`` measures them again): Opus at aiortc's 96 kbit/s VBR target
+#: averages 291 B per 20 ms frame on the 20 s speech sample (116 kbit/s; 345 B while speaking, 149 B in
+#: pauses); VP8 at 640x480 and 30 frames/s starts with a 7.8 KB key frame, then delta frames of 1.5 KB on
+#: average (361 kbit/s for this scene).
+LAB_FRAMES = {"audio: the lab's Opus, 20 ms (291 B)": 291, "video: a VP8 640x480 delta frame (1.5 KB)": 1_500,
+              "video: a VP8 640x480 key frame (7.8 KB)": 7_800}
+
+
 def overhead_table(frames: dict[str, int] | None = None, kid: int = 1, ctr: int = 30_000) -> pd.DataFrame:
-    """Bytes SFrame adds per frame (header + tag) for each suite and frame size, and the share.
+    """Bytes SFrame adds per frame (header + tag) for each suite and frame size, and the share;
+    by default on the lab's own frames (:data:`LAB_FRAMES`).
 
     :func:`e2ee_lab.analysis.plots.overhead_figure` draws it.
     """
-    frames = frames or {"audio: Opus 20 ms (~100 B)": 100, "video: VP8 frame (~10 KB)": 10_000}
+    frames = frames or LAB_FRAMES
     rows = []
     for label, size in frames.items():
         for suite in CipherSuite:
@@ -150,7 +169,7 @@ def overhead_table(frames: dict[str, int] | None = None, kid: int = 1, ctr: int 
                                        "overhead %"])
 
 
-# --- nonce reuse (§4.4.1) ---------------------------------------------------------------------------------
+# --- nonce reuse (§4.4.1, §7.4) ---------------------------------------------------------------------------------
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
@@ -190,39 +209,56 @@ def nonce_reuse_demo(first: bytes = b"meet at the north gate at 9",
 
 # --- Task 1: decode a header by hand ----------------------------------------------------------------------
 
-TASK1_HEADER = "890a01f4"
+
+def task1_header() -> str:
+    """Task 1's header (hex), drawn for this student (``labs.params("03")``): a KID that fits the
+    config byte or takes 1-2 extra bytes, and a CTR of 1-3 extra bytes, minimally encoded."""
+    rng = params("03").rng("task1 header")
+    kid_bytes, ctr_bytes = rng.choice((0, 1, 1, 2)), rng.choice((1, 2, 2, 3))
+    kid = rng.randrange(8) if kid_bytes == 0 else rng.randrange(max(8, 1 << 8 * kid_bytes - 8), 1 << 8 * kid_bytes)
+    ctr = rng.randrange(max(8, 1 << 8 * ctr_bytes - 8), 1 << 8 * ctr_bytes)
+    return encode_header(kid, ctr).hex()
 
 
-def _swap16(value: int) -> int | None:
-    return int.from_bytes(value.to_bytes(2, "little"), "big") if 0 <= value < 2**16 else None
+def _header_fields(header: str) -> tuple[int, int, int, int]:
+    """(kid, ctr, number of KID bytes, number of CTR bytes) of a header in hex."""
+    data = bytes.fromhex(header)
+    kid, ctr, length = decode_header(data)
+    kid_bytes = (data[0] >> 4 & 7) + 1 if data[0] & 0x80 else 0
+    return kid, ctr, kid_bytes, length - 1 - kid_bytes
+
+
+def _little_endian(value: int, size: int) -> int:
+    return int.from_bytes(value.to_bytes(size, "big"), "little") if 0 <= value < 1 << 8 * size else -1
 
 
 @check
-def check_header_decoding(answer: tuple[int, int] | None) -> Feedback:
-    """Task 1: ``answer`` is (kid, ctr) read from :data:`TASK1_HEADER` (sealed: ``03/T1``)."""
+def check_header_decoding(answer: tuple[int, int] | None, header: str) -> Feedback:
+    """Task 1: ``answer`` is (kid, ctr) read from this student's ``header`` (:func:`task1_header`);
+    the truth is recomputed from the header itself."""
     if answer is None:
         return unanswered("Task 1")
     if not (isinstance(answer, tuple) and len(answer) == 2 and all(type(v) is int for v in answer)):
         return not_yet("give the answer as a tuple of two ints: (kid, ctr).")
+    kid, ctr, kid_bytes, ctr_bytes = _header_fields(header)
     got_kid, got_ctr = answer
-    if (message := Sealed("03/T1").opens(answer)) is not None:
-        return correct(message)
-    if Sealed("03/T1").opens((got_ctr, got_kid)) is not None:
+    if (got_kid, got_ctr) == (kid, ctr):
+        return correct(f"{header}: config byte 0x{header[:2]} = {int(header[:2], 16):08b}, "
+                       f"KID {kid} ({'in the K field' if not kid_bytes else f'{kid_bytes} extra byte(s)'}), "
+                       f"CTR {ctr} ({ctr_bytes} extra byte(s), big-endian).")
+    if (got_ctr, got_kid) == (kid, ctr):
         return not_yet("KID and CTR are swapped: the KID bytes come first, then the CTR bytes.")
-    if got_kid in (0, 0x89, 137):
-        return not_yet(f"the KID you decoded is {got_kid}: the first byte 0x89 is the config byte; X=1 means "
-                       "K holds the KID's length minus one, and the KID is in the next byte.")
-    if Sealed("03/T1/kid").opens(got_kid) is None:
-        return not_yet(f"the KID you decoded is {got_kid}: with X=1 and K=000 the KID is the one byte after "
-                       "the config byte.")
-    if (swapped := _swap16(got_ctr)) is not None and Sealed("03/T1/ctr").opens(swapped) is not None:
-        return not_yet(f"the CTR you decoded is {got_ctr} (0x{got_ctr:04x}): remember the header stores it "
-                       "big-endian, most significant byte first.")
-    if got_ctr in (1, 0x0A01):
-        return not_yet(f"the CTR you decoded is {got_ctr}: Y=1 means C=001 is the CTR's length minus one "
-                       "(2 bytes), and the CTR bytes come after the KID byte.")
-    return not_yet(f"the KID is right, but the CTR is not {got_ctr}: read the two bytes after the KID, "
-                   "big-endian.")
+    if got_kid == int(header[:2], 16):
+        return not_yet("the first byte is the config byte, not the KID: its fields X, K, Y and C say where "
+                       "the KID and the CTR are and how long they are.")
+    if got_kid == kid and ctr_bytes > 1 and got_ctr == _little_endian(ctr, ctr_bytes):
+        return not_yet("the CTR's bytes are read in the wrong order: the header stores it big-endian, most "
+                       "significant byte first.")
+    if got_ctr == int(header[:2], 16) & 7 or got_kid == int(header[:2], 16) >> 4 & 7 and kid_bytes:
+        return not_yet("with X (or Y) set to 1, the K (or C) field is not the value but its length in bytes "
+                       "minus one; the value follows the config byte.")
+    return not_yet("split the config byte into X, K, Y and C first (the table in section 2 does it for the "
+                   "RFC's header), then read the KID bytes and the CTR bytes that follow, each big-endian.")
 
 
 # --- Task 2: which tampering does the receiver reject? -----------------------------------------------------
@@ -239,19 +275,24 @@ TASK2_DESCRIPTIONS = {
     "metadata_changed": "frame 2 untouched, but the receiver's metadata differs by one byte",
     "replayed": "frame 1 again (the receiver already accepted it)",
 }
-#: What each reason means, shown when a student gives it for a variant where the receiver does otherwise.
-_MEANINGS = {
-    "accepted": "'accepted' means the header parsed, the KID named a key, the CTR was new and the tag "
-                "verified over the ciphertext and the AAD (header || metadata)",
-    "auth": "'auth' means the tag did not verify: it covers the ciphertext and the AAD (header || "
-            "metadata), and the CTR feeds the nonce",
-    "unknown_kid": "'unknown_kid' means the receiver found no key for the KID, which it looks up before any "
-                   "crypto (RFC 9605 lets it buffer the frame until the key arrives)",
-    "malformed": "'malformed' means the header could not be parsed (too short, or not in the minimal form "
-                 "this parser insists on), before any key is looked up",
-    "replay": "'replay' means the frame authenticated earlier and its CTR was already accepted (the window is "
-              "checked before the tag, and moves only after a frame authenticates)",
-}
+#: Wrong verdicts students commonly give, each with the misconception behind it (never a right one).
+_MISTAKES = (
+    ("ctr_changed", "replay", "a changed CTR is not a replayed one: the receiver has never accepted this CTR, and "
+                              "the CTR feeds the nonce the tag was computed with"),
+    ("metadata_changed", "accepted", "the metadata is never sent, but it is part of the AAD (header || metadata) "
+                                     "the tag covers"),
+    ("kid_changed", "auth", "the receiver looks the KID up before any cryptography: it has no key for KID 2, so "
+                            "there is no tag to check"),
+    ("header_cut", "auth", "a header that announces more bytes than the frame holds cannot even be parsed; "
+                           "nothing is looked up or verified"),
+    ("non_minimal_header", "accepted", "the same KID written in more bytes than needed is a second spelling of "
+                                       "the header; this parser insists on the minimal one (§4.3)"),
+    ("replayed", "accepted", "the receiver already accepted frame 1's CTR: its replay window remembers it"),
+)
+#: The order in which a receiver gives up, for a hint that names no variant.
+_ORDER = ("a receiver gives up at the first failing step: parse the header ('malformed'), look up the KID "
+          "('unknown_kid'), check the CTR against the replay window ('replay'), verify the tag over the "
+          "ciphertext and the AAD = header || metadata ('auth'); only then 'accepted'")
 
 
 def tampering_scenario(
@@ -308,10 +349,10 @@ def check_tampering(answer: dict[str, str | None] | None) -> Feedback:
     given = {name: answer[name] for name in TASK2_DESCRIPTIONS}
     if (message := Sealed("03/T2").opens(given)) is not None:
         return correct(message)
-    wrong = [name for name in TASK2_DESCRIPTIONS if Sealed(f"03/T2/{name}").opens(given[name]) is None]
-    name = wrong[0]
-    return not_yet(f"{len(wrong)} of 8 differ. For '{name}' you said '{given[name]}': "
-                   f"{_MEANINGS[given[name]]}. Does that happen to this variant?")
+    for name, reason, why in _MISTAKES:
+        if given[name] == reason:
+            return not_yet(f"'{name}' as '{reason}': {why}.")
+    return not_yet(f"not every verdict is right yet. Walk each variant through the receiver's steps: {_ORDER}.")
 
 
 # --- Task 3: overhead of one frame --------------------------------------------------------------------------
@@ -345,3 +386,84 @@ def check_overhead(answer: int | None) -> Feedback:
             return not_yet(hint)
     return not_yet(f"{answer} bytes is not it: add the config byte, the KID bytes, the CTR bytes (minimal "
                    "big-endian) and the suite's tag length Nt.")
+
+
+# --- Task 4: a strict header parser (build) -------------------------------------------------------------
+
+
+def _parser_cases() -> list[tuple[str, bytes]]:
+    """Task 4's inputs, drawn for this student: (kind, bytes). Valid headers of every shape, each
+    followed by ciphertext bytes, then the malformed ones a receiver must refuse."""
+    rng = params("03").rng("task4 cases")
+    valid = []
+    for kid_bytes, ctr_bytes in ((0, 0), (0, 1), (1, 0), (1, 2), (2, 3), (3, 1), (0, 5), (8, 8)):
+        kid = rng.randrange(8) if not kid_bytes else rng.randrange(max(8, 1 << 8 * kid_bytes - 8), 1 << 8 * kid_bytes)
+        ctr = rng.randrange(8) if not ctr_bytes else rng.randrange(max(8, 1 << 8 * ctr_bytes - 8), 1 << 8 * ctr_bytes)
+        valid.append(("valid", encode_header(kid, ctr) + rng.randbytes(rng.randrange(0, 24))))
+    kid, ctr = rng.randrange(256, 65536), rng.randrange(256, 65536)
+    full = encode_header(kid, ctr)
+    small_kid, small_ctr = rng.randrange(8), rng.randrange(8, 256)
+    malformed = [
+        ("empty", b""),
+        ("truncated", full[:-1]),
+        ("truncated", full[:2]),
+        ("non-minimal KID", bytes([0x88 | 0, small_kid]) + encode_header(0, small_ctr)[1:]),  # X=1, K=0, KID < 8
+        ("non-minimal CTR", bytes([small_kid << 4 | 0x09, 0, small_ctr])),  # Y=1, C=1: a leading zero byte
+    ]
+    return valid + malformed
+
+
+def probe_header_parser(func) -> list[dict]:
+    """Task 4's probe: the student's parser on every case; its return value, or whether what it raised
+    was a ValueError (the receiver's typed refusal) or anything else (a crash)."""
+    out = []
+    for kind, data in _parser_cases():
+        try:
+            out.append({"kind": kind, "value": plain_copy(func(data))})
+        except ValueError:
+            out.append({"kind": kind, "raised": "ValueError"})
+        except Exception as exc:  # noqa: BLE001 - the student's code may raise anything
+            out.append({"kind": kind, "raised": type(exc).__name__})
+    return out
+
+
+_PARSER_HINTS = {
+    "empty": "an empty frame has no config byte: refuse it with a ValueError, do not let an IndexError escape.",
+    "truncated": "when the config byte announces more KID or CTR bytes than the frame holds, the header is "
+                 "truncated: raise ValueError (slicing past the end silently returns fewer bytes).",
+    "non-minimal KID": "a KID below 8 belongs in the K field: an extension byte for it is a second spelling of "
+                       "the same header, which §4.3 forbids (MUST use the minimum number of bytes). Refuse it.",
+    "non-minimal CTR": "a CTR written with a leading zero byte is a second spelling of the same header (§4.3: "
+                       "the minimum number of bytes); refuse it.",
+}
+
+
+@check(probe=probe_header_parser)
+def check_header_parser(answer) -> Feedback:
+    """Task 4 (build): the student's ``parse_header(data) -> (kid, ctr, header_length)`` on this student's
+    valid headers (compared with :func:`~e2ee_lab.crypto.sframe.decode_header`) and malformed ones
+    (a ValueError expected)."""
+    if answer is None:
+        return unanswered("Task 4")
+    if not isinstance(answer, Probed):
+        return not_yet("define parse_header(data) as a function and pass the function itself to the check.")
+    outputs = answer.outputs
+    cases = _parser_cases()
+    if not isinstance(outputs, list) or len(outputs) != len(cases):
+        return not_yet("the check could not run parse_header on its cases; pass the function itself.")
+    for (kind, data), got in zip(cases, outputs):
+        if not isinstance(got, dict):
+            return not_yet("the check could not read what parse_header did; pass the function itself.")
+        if kind == "valid":
+            want = decode_header(data)
+            if got.get("value") != want:
+                shown = got.get("value", f"raised {got.get('raised')}")
+                return not_yet(f"for the frame starting {data[:12].hex()} your parser gave {shown}: return "
+                               "(kid, ctr, header_length) as ints, reading the extension bytes big-endian and "
+                               "ignoring the ciphertext after the header.")
+        elif got.get("raised") != "ValueError":
+            what = f"returned {got['value']}" if "value" in got else f"raised {got.get('raised')}"
+            return not_yet(f"for {data.hex() or 'an empty frame'} your parser {what}. {_PARSER_HINTS[kind]}")
+    return correct("every valid header parsed to (kid, ctr, length), and every empty, truncated or non-minimal "
+                   "one refused with a ValueError: a receiver counts such a frame as malformed and drops it "
+                   "before any key lookup or decryption.")

@@ -6,8 +6,12 @@ picture (motion, so VP8 has real delta frames to code) and a frame counter. The 
 enough to stay readable after VP8 at the lab's sizes, which is the point: whoever decodes the
 frames (the subscriber always, the SFU only without end-to-end encryption) can read it.
 
-Frames are a pure function of ``(participant, seed, width, height, fps, index)``: the same
-arguments give the same pixels on every run. Text is rasterised by Pillow with the DejaVu fonts
+The confidential line is a template per participant whose blanks the seed fills
+(:func:`secret_line`): seed 0, the seed of the recordings in ``data/`` and of the shipped notebooks,
+fills each blank with its first choice, any other seed draws them, so a lab that gives each student
+their own seed gives each a line of their own to read off the SFU's picture. Frames are a pure function
+of ``(participant, seed, width, height, fps, index)``: the same arguments give the same pixels on
+every run. Text is rasterised by Pillow with the DejaVu fonts
 that matplotlib ships, so no system fonts are needed. Sizes: ``ci`` 320x240 at 15 fps, ``full``
 640x480 at 30 fps (:func:`video_size`).
 """
@@ -37,15 +41,38 @@ PARTICIPANTS: tuple[tuple[str, str], ...] = (
     ("FRANK", "Operations"),
 )
 
-#: The sensitive line each participant's camera shows (fictional companies and figures).
-SECRETS: tuple[str, ...] = (
-    "Example Systems deal closes 14 May",
-    "settlement offer 2.4M, do not forward",
-    "prototype X-17 fails at 80 C",
-    "Q3 sales target cut by 12 percent",
-    "vault door code 4-7-1-9",
-    "plant 3 closes in November",
+#: Blanks of the confidential lines (fictional companies, products and figures).
+_COMPANIES = ("Example Systems", "Sample Works", "Demo Holdings", "Placeholder Labs", "Mock Industries",
+              "Fictive Energy", "Dummy Motors", "Specimen Foods")
+_MONTHS = ("May", "March", "June", "April", "July", "August", "October", "January")
+_DAYS = ("14", "3", "9", "21", "27", "6", "18", "30")
+
+#: The sensitive line each participant's camera shows, as (template, choices per blank); participant
+#: ``i`` uses entry ``i % len``. :func:`secret_line` fills the blanks.
+SECRETS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
+    ("{} deal closes {} {}", (_COMPANIES, _DAYS, _MONTHS)),
+    ("settlement offer {}M, do not forward", (("2.4", "1.7", "3.1", "0.9", "5.6", "4.2", "7.3", "6.8"),)),
+    ("prototype {} fails at {} C", (("X-17", "K-42", "Z-9", "Q-88", "M-31", "R-5", "T-64", "V-20"),
+                                    ("80", "65", "95", "72", "110", "58", "87", "104"))),
+    ("Q{} sales target cut by {} percent", (("3", "1", "2", "4"), ("12", "8", "15", "20", "6", "25", "18", "9"))),
+    ("vault door code {}-{}-{}-{}", tuple((d, *(x for x in "0123456789" if x != d)) for d in "4719")),
+    ("plant {} closes in {}", (("3", "7", "2", "5", "9", "4", "8", "6"),
+                               ("November", "September", "December", "February") + _MONTHS[:4])),
 )
+
+
+def secret_line(participant: int, seed: int = 0) -> str:
+    """The confidential line of ``participant``'s camera for ``seed`` (without "CONFIDENTIAL: ").
+
+    Seed 0 fills every blank of the participant's template with its first choice; any other seed
+    draws each blank at random, the same for the same (participant, seed).
+    """
+    template, blanks = SECRETS[participant % len(SECRETS)]
+    if seed == 0:
+        return template.format(*(choices[0] for choices in blanks))
+    rng = np.random.default_rng([seed, participant, 0x5EC2E7])
+    return template.format(*(choices[int(rng.integers(len(choices)))] for choices in blanks))
+
 
 _FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
@@ -89,7 +116,8 @@ class Scene:
 
     Args:
         participant: index into :data:`PARTICIPANTS` / :data:`SECRETS` (wraps around).
-        seed: varies the background colour and the ball's path; same seed, same frames.
+        seed: varies the background colour, the ball's path and the confidential line's blanks
+            (:func:`secret_line`); same seed, same frames.
         width, height: picture size in pixels (even numbers, as yuv420p needs).
         fps: frame rate; frame ``i`` is captured at ``i / fps`` seconds.
 
@@ -108,7 +136,7 @@ class Scene:
         self.seed = seed
         self.width, self.height, self.fps = width, height, fps
         self.name, self.team = PARTICIPANTS[participant % len(PARTICIPANTS)]
-        self.secret = "CONFIDENTIAL: " + SECRETS[participant % len(SECRETS)]
+        self.secret = "CONFIDENTIAL: " + secret_line(participant, seed)
         rng = np.random.default_rng([seed, participant])
         self._background = tuple(int(c) for c in rng.integers(20, 90, size=3))
         self._ball_colour = tuple(int(c) for c in rng.integers(150, 256, size=3))

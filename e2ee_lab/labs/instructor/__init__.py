@@ -9,4 +9,6 @@ copy of e2ee-lab runs without it. It holds what would give answers away if stude
 - :mod:`.grade`: the grader (``python -m e2ee_lab.labs.instructor.grade``) and its judge process;
 - :mod:`.leaks` and :mod:`.release`: the answers the masters contain, the scan for them, and the
   student release (``make student-release DEST=dir``).
+- :mod:`.census`: the task census and the learning goals, read from the masters' task headings, for
+  INSTRUCTORS.md (``python -m e2ee_lab.labs.instructor.census``).
 """

@@ -17,9 +17,25 @@ from __future__ import annotations
 from typing import Any
 
 from e2ee_lab.attacks.crypto import expected_attempts, shared_key_senders
-from e2ee_lab.crypto.sframe import SFrameError, decode_header, overhead
+from e2ee_lab.crypto.sframe import SFrameError, overhead
 from e2ee_lab.labs import pitfalls, sframe
 from e2ee_lab.labs.answers import number_bucket
+
+# --- Lab 00 ------------------------------------------------------------------------------------------
+
+
+def path_readers(roles: tuple[str, ...], e2ee: bool) -> tuple[int, ...]:
+    """Lab 00 Task 3's truth: the positions on a path that read the frame. Without E2EE every party that
+    terminates DTLS (members and SFUs) unprotects SRTP and holds the frame; a relay forwards datagrams
+    only. With E2EE only the sender and the receiver hold the frame key."""
+    return (0, len(roles) - 1) if e2ee else tuple(i for i, role in enumerate(roles) if role != "relay")
+
+
+def _lab00() -> dict[str, tuple[Any, str]]:
+    from e2ee_lab.labs import overview
+
+    return {f"00/T3/{case}": (path_readers(roles, e2ee), "") for case, roles, e2ee in overview.PATHS}
+
 
 # --- Lab 03 ------------------------------------------------------------------------------------------
 
@@ -39,21 +55,14 @@ def receiver_verdicts() -> dict[str, str]:
 
 
 def _lab03() -> dict[str, tuple[Any, str]]:
-    kid, ctr, _ = decode_header(bytes.fromhex(sframe.TASK1_HEADER))
     verdicts = receiver_verdicts()
     size = overhead(sframe.TASK3_SUITE, sframe.TASK3_KID, sframe.TASK3_CTR)
-    seals: dict[str, tuple[Any, str]] = {
-        "03/T1": ((kid, ctr), f"0x89 = 1000 1001: X=1 with K=000 (KID in 1 byte: 0x0a = {kid}), "
-                              f"Y=1 with C=001 (CTR in 2 bytes: 0x01f4 = {ctr})."),
-        "03/T1/kid": (kid, ""),
-        "03/T1/ctr": (ctr, ""),
+    return {
         "03/T2": (verdicts, "all eight are rejected, and no failure moves the replay window. Only "
                             "'unknown_kid' may be kept for later; every other failure is dropped and counted."),
         "03/T3": (size, "config byte 1 + KID 0x123 in 2 bytes + CTR 70000 (0x011170) in 3 bytes + "
                         f"an 80-bit tag of 10 bytes = {size} bytes."),
     }
-    seals.update({f"03/T2/{name}": (reason, "") for name, reason in verdicts.items()})
-    return seals
 
 
 # --- Lab 07 ------------------------------------------------------------------------------------------
@@ -144,4 +153,4 @@ def _numbers() -> dict[str, tuple[Any, str]]:
 def sealed_answers() -> dict[str, tuple[Any, str]]:
     """Every seal key → (answer, message when right)."""
     designed = {f"05/T1/{attack}": (name.lower(), "") for attack, name in DESIGNED.items()}
-    return {**_lab03(), **_lab07(), **_choices(), **_numbers(), **designed}
+    return {**_lab00(), **_lab03(), **_lab07(), **_choices(), **_numbers(), **designed}

@@ -36,10 +36,8 @@ ALLOWED = {
     "'replay' is called 'replay window', the vocabulary of every answer, not which attack meets it",
 }
 #: Answers known to ship, each with the reason and who closes it (reported by the release test).
-KNOWN_OPEN = {
-    ("01", "Task 3"): "the confidential line is drawn by e2ee_lab/media/scene.py into the camera picture; a "
-                      "per-student line is lab content (issue 14, per-student values)",
-}
+#: Empty since lab 01's confidential line became per student (e2ee_lab/media/scene.py fills a template).
+KNOWN_OPEN: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True, eq=False)
