@@ -1,0 +1,430 @@
+"""The aiortc call with a libwebrtc participant, in a private network namespace with only ``lo``.
+
+:func:`run_native_call` runs the call of :mod:`e2ee_lab.webrtc.call` (aiortc SFU, ``participants``
+aiortc members with the lab's SFrame) with one more member on libwebrtc M152
+(:class:`~e2ee_lab.native.participant.NativeParticipant`, PyPI ``wrtc``) whose frames libwebrtc's
+own SFrame encrypts and decrypts. libwebrtc gathers candidates on every interface and cannot be
+restricted, so the whole call runs only in a child process that ``unshare -n`` created with nothing
+but ``lo`` (:func:`~e2ee_lab.browser.isolation.run_module_in_netns`, entry
+:mod:`e2ee_lab.native.isolated`, as root): a native participant is never created anywhere else.
+Without root, without ``unshare``/``ip`` or without ``wrtc`` it raises
+:class:`~e2ee_lab.native.errors.NativeUnavailable` with the reason in one line.
+
+Inside (:func:`run_native_call_async`): the SFU offers to every member, libwebrtc answers like the
+others (its candidates shared across the bundle so aiortc reads them,
+:mod:`e2ee_lab.native.sdp`); once every leg is connected the members agree keys through the SFU's
+signalling relay, libwebrtc gets its base keys (:mod:`e2ee_lab.native.keys`), media runs for
+``seconds`` (plus :data:`~e2ee_lab.webrtc.call.TAIL` s not counted). Everything is packetized by
+each codec's RTP format: libwebrtc answers without ``a=packetization`` because aiortc did not
+offer it, so it packetizes its SFrame ciphertext as VP8, and receives the aiortc members' SFrame
+ciphertext in VP8 packets, whose first payload byte (the SFrame header's first byte) its
+depacketizer reads as VP8's key-frame bit (:func:`key_frame_flags` says which frames it took for
+key frames).
+
+The summary has every field of the aiortc call's (:func:`~e2ee_lab.webrtc.call.participant_row`
+for the aiortc members; the native participant one more row of ``participants``) plus
+``native``: its KIDs, what libwebrtc's statistics and decryptors counted, and per direction and
+media kind what each receiver decoded (:func:`directions`). Frame counts cover the measured
+window; the native participant's audio counts come from libwebrtc's statistics over the whole call
+(samples decoded and not concealed), its sent counts from the frames the SFU received from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech, wire_packets
+from e2ee_lab.call.capture import CallCapture, CaptureInfo
+from e2ee_lab.call.common import CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, CallConfig, wait_for_group_keys, write_outputs
+from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
+from e2ee_lab.config import Size
+from e2ee_lab.crypto.keys import RekeyPolicy, parse_kid
+from e2ee_lab.media.scene import Scene, video_size
+from e2ee_lab.media.speech import FRAME_MS
+from e2ee_lab.transport import KeyLogEntry
+from e2ee_lab.webrtc.call import (
+    CONNECT_TIMEOUT,
+    DRAIN,
+    LOOPBACK_IPS,
+    TAIL,
+    capture_mode,
+    participant_row,
+    sent_rows,
+    validate_call,
+    wire_summary,
+)
+from e2ee_lab.webrtc.sdp import candidates
+
+from .errors import NativeUnavailable
+from .keys import AUDIO_KID_BIT
+
+STACK = "webrtc"  # the native participant joins the aiortc stack's call
+NETNS_TIMEOUT = 240.0  # seconds a native call in its namespace may take
+MODES = ("dtls-srtp", "e2ee")
+
+
+@dataclass
+class NativeCallResult:
+    """What a native call produced; the fields shared with the aiortc call's result mean the same
+    (``summary``, ``sent``, ``received``, ``sfu``, ``wire``, ``keylog``, ``scenes``, ``speech``,
+    ``names``, ``members``, ``sdp``, ``candidates``, ``capture``). ``sent`` and ``received`` have
+    the native participant's rows too; ``view`` is every publisher packet the SFU received;
+    ``stats`` is libwebrtc's ``getStats()`` digest (:meth:`NativeParticipant.stats`)."""
+
+    config: CallConfig
+    summary: dict
+    sent: pd.DataFrame
+    received: pd.DataFrame
+    sfu: SFUView
+    wire: SFUView
+    view: pd.DataFrame
+    keylog: list[KeyLogEntry]
+    scenes: dict[str, Scene]
+    speech: dict[str, np.ndarray]
+    sdp: dict[str, dict[str, str]]
+    candidates: pd.DataFrame
+    stats: dict[str, dict]
+    names: list[str] = field(default_factory=list)
+    members: dict[str, int] = field(default_factory=dict)
+    out: Path | None = None
+    capture: CaptureInfo | None = None
+    stack: str = STACK
+
+    def delivery(self, kind: str = "video") -> pd.Series:
+        """Per receiver: window frames decoded / window frames the others sent, for ``kind``."""
+        return pd.Series({p["name"]: p[f"{kind}_frames_decoded"] / max(1, p[f"{kind}_frames_expected"])
+                          for p in self.summary["participants"]}, name=f"{kind} delivery")
+
+
+def native_problem() -> str | None:
+    """Why a native call cannot run here (no wrtc, no private network namespace), or None."""
+    from e2ee_lab.browser.isolation import netns_problem
+    from e2ee_lab.interop import wrtc_problem
+
+    problem = wrtc_problem()
+    if problem is not None:
+        return problem
+    problem = netns_problem()
+    return None if problem is None else f"a libwebrtc participant runs only in a private network namespace: {problem}"
+
+
+def run_native_call(mode: str = "e2ee", participants: int = 2, seconds: float = 3.0, seed: int = 0,
+                    size: Size | None = None, out: str | Path | None = None, *, capture: str = "off",
+                    key_policy: RekeyPolicy = CALL_KEY_POLICY, timeout: float = NETNS_TIMEOUT) -> NativeCallResult:
+    """Run the aiortc call with one libwebrtc participant in a private network namespace.
+
+    Args:
+        mode: "e2ee" (SFrame: the lab's for the aiortc members, libwebrtc's own for the native one)
+            or "dtls-srtp" (no frame transform).
+        participants: the aiortc members (1..8); the native participant joins them.
+        seconds: the measured window of media (real time).
+        seed: reproducible pictures, speech offsets and frame keys (DTLS keys are always fresh).
+        size: "ci" or "full" (default :func:`~e2ee_lab.config.lab_size`).
+        out: a directory for ``summary.json``, ``sfu-keys.json`` (and ``capture.pcap``), or None.
+        capture: "off", "sniff" or "auto" (both sniff ``lo`` inside the namespace, as root).
+        key_policy: rekey policy of the members.
+        timeout: seconds the call in its namespace may take.
+
+    Raises:
+        ValueError: a bad mode, count, duration, size or capture.
+        NativeUnavailable: no wrtc, not root, or no network namespace (:func:`native_problem`).
+        IsolationFailed: the call in the namespace failed (the end of its stderr is in the message).
+    """
+    from e2ee_lab.browser.isolation import run_module_in_netns
+
+    if mode not in MODES:
+        raise ValueError(f"a native participant runs in {' or '.join(MODES)}, not {mode!r}")
+    if not 1 <= participants <= 8:
+        raise ValueError(f"a native call takes 1..8 aiortc participants besides it, not {participants}")
+    size = validate_call(mode, participants + 1, seconds, size)
+    if capture not in ("off", "auto", "sniff"):
+        raise ValueError(f"a native call records only by sniffing lo in its namespace: capture must be off, "
+                         f"auto or sniff, not {capture!r}")
+    problem = native_problem()
+    if problem is not None:
+        raise NativeUnavailable(problem)
+    kwargs = {"mode": mode, "participants": participants, "seconds": seconds, "seed": seed, "size": size,
+              "out": str(Path(out).resolve()) if out is not None else None, "capture": capture,
+              "key_policy": key_policy}
+    return run_module_in_netns("e2ee_lab.native.isolated", kwargs, timeout)
+
+
+def run_for_call(stack: str, natives: int, mode: str, participants: int, seconds: float, seed: int,
+                 size: Size | None, out: str | Path | None, *, capture: str = "off",
+                 key_policy: RekeyPolicy = CALL_KEY_POLICY, **lab_only) -> NativeCallResult:
+    """``run_call(..., stack="webrtc", native_participants=1)`` and ``e2ee-lab call --stack webrtc
+    --native 1`` (:mod:`e2ee_lab.native.stack`): :func:`run_native_call`.
+
+    Raises:
+        ValueError: a stack other than "webrtc", a native count other than 1, or a lab-only option
+            (srtp_profile other than the default, garbage, policy, sfu_setup, sender_options, rtp_sframe).
+    """
+    if stack != STACK:
+        raise ValueError(f"a native participant joins the aiortc call: it needs stack='webrtc', not {stack!r}")
+    if natives != 1:
+        raise ValueError(f"a call takes exactly one native participant, not {natives}")
+    defaults = {"srtp_profile": (None, DEFAULT_PROFILE)}
+    given = sorted(k for k, v in lab_only.items() if v not in defaults.get(k, (None, 0, 0.0)))
+    if given:
+        raise ValueError(f"a native call does not support {', '.join(given)}")
+    if capture == "tap":
+        capture_mode(capture)  # raises CaptureImpossible with the reason
+    result = run_native_call(mode, participants, seconds, seed, size, out, capture=capture, key_policy=key_policy)
+    if out is not None:
+        write_outputs(result, out)
+    return result
+
+
+# --- inside the namespace ------------------------------------------------------------------------
+
+
+async def run_native_call_async(mode: str = "e2ee", participants: int = 2, seconds: float = 3.0, seed: int = 0,
+                                size: Size | None = None, out: str | None = None, *, capture: str = "off",
+                                key_policy: RekeyPolicy = CALL_KEY_POLICY) -> NativeCallResult:
+    """The call itself, in the running loop of the namespace's child process (see :func:`run_native_call`)."""
+    from e2ee_lab.webrtc.aiortc_hooks import check_aiortc
+    from e2ee_lab.webrtc.loopback import loopback_ice
+    from e2ee_lab.webrtc.participant import WebRTCParticipant
+    from e2ee_lab.webrtc.sfu import WebRTCSFU
+
+    from .keys import accept_native_audio
+    from .participant import NativeParticipant
+    from .truth import NativeTruth
+
+    started = time.perf_counter()
+    size = validate_call(mode, participants + 1, seconds, size)
+    check_aiortc()
+    how, note = capture_mode("sniff" if capture == "auto" else capture)
+    recorder = CallCapture(out, how)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+
+    def clock() -> float:
+        return loop.time() - t0
+
+    dims = video_size(size)
+    window = {"video": int(round(seconds * dims.fps)), "audio": int(round(seconds * 1000 / FRAME_MS))}
+    frames = {"video": window["video"] + int(np.ceil(TAIL * dims.fps)),
+              "audio": window["audio"] + int(np.ceil(TAIL * 1000 / FRAME_MS))}
+    truth = NativeTruth()
+    people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
+                                key_policy=key_policy, truth=truth) for i in range(participants)]
+    native = NativeParticipant(participants, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
+                               key_policy=key_policy, truth=truth)
+    sfu = WebRTCSFU([p.name for p in people] + [native.name], key_policy=key_policy, clock=clock)
+    truth.people, truth.native, truth.sfu = {p.name: p for p in people}, native, sfu
+    timing: dict[str, float] = {}
+    await recorder.start()
+    try:
+        with loopback_ice():
+            for p in [*people, native]:
+                await sfu.accept(p.name, await p.answer(await sfu.offer(p.name)))
+        await _wait_connected(sfu, people, native)
+        timing["connected_s"] = clock()
+        if mode == "e2ee":
+            for p in [*people, native]:
+                p.join_keys(sfu.signalling)
+                await asyncio.sleep(0.01)
+            await wait_for_group_keys(sfu.signalling, [*people, native])
+            for p in people:
+                accept_native_audio(p.member, sfu.signalling.members[native.name])
+        timing["keys_agreed_s"] = clock()
+        members = dict(sfu.signalling.members)
+        for p in people:
+            p.arm(members)
+        await native.arm(members)
+        start = loop.time() + START_DELAY
+        timing["media_start_s"] = start - t0
+        for p in people:
+            p.start.set_result(start)
+        media = asyncio.ensure_future(native.send_media(start))
+        await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
+        await media
+        keylog, sockets, stats = sfu.keylog(), sfu.sockets(), await native.stats()
+    finally:
+        await native.close()
+        for p in people:
+            await p.close()
+        await sfu.close()
+        await recorder.stop()
+    result = _collect(mode, participants, seconds, seed, size, sfu, people, native, truth, keylog, stats)
+    result.capture = await recorder.finish(sockets)
+    result.summary = _summary(result, sfu, people, native, window, timing)
+    result.summary["capture"] = result.capture.summary() if result.capture else {"note": note or "off"}
+    result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+async def _wait_connected(sfu, people, native) -> None:
+    from e2ee_lab.webrtc.errors import ConnectionFailed
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_TIMEOUT
+    while not (sfu.connected() and all(p.pc.connectionState == "connected" for p in people)
+               and native.pc.connection_state == "connected"):
+        if loop.time() > deadline:
+            states = {**{p.name: p.pc.connectionState for p in people}, native.name: str(native.pc.connection_state)}
+            raise ConnectionFailed(f"not all legs connected within {CONNECT_TIMEOUT} s: {states}")
+        await asyncio.sleep(0.01)
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+def native_sent_rows(view: pd.DataFrame, native, truth) -> list[SentFrame]:
+    """One :class:`SentFrame` per frame the SFU received from the native participant (its RTP
+    timestamp named by :class:`~e2ee_lab.native.truth.NativeTruth`; encoded size unknown: -1)."""
+    rows = []
+    mine = view[view.publisher == native.name]
+    for (kind, ssrc, timestamp), packets in mine.groupby(["kind", "ssrc", "timestamp"], sort=False):
+        index = truth.native_index(kind, int(timestamp))
+        if index is None:
+            continue
+        rows.append(SentFrame(native.name, kind, index, int(ssrc), int(timestamp), None, -1,
+                              int(packets.payload.map(len).sum()), len(packets), native.written[kind][index]))
+    return rows
+
+
+def _collect(mode, participants, seconds, seed, size, sfu, people, native, truth, keylog, stats) -> NativeCallResult:
+    profile = keylog[0].profile.value if keylog else "none"
+    config = CallConfig(mode, participants + 1, float(seconds), seed, size, profile, 0.0)
+    view = sfu.view_packets()
+    sent = pd.DataFrame(sent_rows(people) + native_sent_rows(view, native, truth),
+                        columns=list(SentFrame.__dataclass_fields__))
+    received = pd.DataFrame([r for p in people for s in p.sinks for r in s.records + s.dropped_records()]
+                            + native.received, columns=list(ReceivedFrame.__dataclass_fields__))
+    everyone = [*people, native]
+    scenes = {p.name: p.scene for p in everyone}
+    audio = sent[sent.kind == "audio"].groupby("participant").frame_index.max()
+    speech = {p.name: sent_speech(p.speech, int(audio.get(p.name, -1)) + 1) for p in everyone}
+    sfu_view = analyze_packets(view, sent, scenes=scenes, speech=speech)
+    ssrcs = {t.ssrc: p.name for p in people for t in p.senders.values()}
+    wire = analyze_packets(wire_packets([d for p in people for d in p.wire], ssrcs), sent, scenes=scenes, speech=speech)
+    sdp = {p.name: {"offer": sfu.offers.get(p.name, ""), "answer": p.answer_sdp or ""} for p in everyone}
+    cands = pd.DataFrame([{"leg": name, "sdp": which, **vars(c)} for name, pair in sdp.items()
+                          for which, text in pair.items() for c in candidates(text)])
+    return NativeCallResult(config=config, summary={}, sent=sent, received=received, sfu=sfu_view, wire=wire,
+                            view=view, keylog=keylog, scenes=scenes, speech=speech, sdp=sdp, candidates=cands,
+                            stats=stats, names=[p.name for p in everyone], members=dict(sfu.signalling.members))
+
+
+def key_frame_flags(view: pd.DataFrame, publisher: str) -> dict[str, int]:
+    """How libwebrtc's VP8 depacketizer classifies ``publisher``'s SFrame video frames it receives:
+    the first payload byte after the VP8 payload descriptor is the SFrame header's first byte, whose
+    lowest bit VP8 calls P (0: key frame, RFC 6386 §9.1). Counts of frames it reads as key / delta."""
+    from e2ee_lab.rtp.errors import RTPError
+    from e2ee_lab.rtp.vp8 import VP8PayloadDescriptor
+
+    counts = {"key": 0, "delta": 0, "unparsed": 0}
+    video = view[(view.publisher == publisher) & (view.kind == "video")]
+    for payload in video.payload:
+        try:
+            descriptor, rest = VP8PayloadDescriptor.parse(payload)
+        except RTPError:
+            counts["unparsed"] += 1
+            continue
+        if descriptor.starts_frame:
+            counts["delta" if rest[0] & 1 else "key"] += 1
+    return counts
+
+
+def _native_row(native, sent: pd.DataFrame, received: pd.DataFrame, window: dict[str, int], stats: dict) -> dict:
+    """The native participant's row of ``summary["participants"]``: video over the window like every
+    row; audio over the whole call (window and tail), since libwebrtc counts decoded audio only as a
+    running total of samples (``audio_frames_expected``: every audio frame the others sent)."""
+    from .participant import audio_frames_decoded
+
+    row: dict = {"name": native.name}
+    for kind in ("video", "audio"):
+        counted = sent[sent.kind == kind]
+        counted = counted[counted.frame_index < window[kind]] if kind == "video" else counted
+        row[f"{kind}_frames_sent"] = int(((sent.kind == kind) & (sent.participant == native.name)
+                                          & (sent.frame_index < window[kind])).sum())
+        row[f"{kind}_frames_expected"] = int((counted.participant != native.name).sum())
+    got = received[(received.receiver == native.name) & (received.kind == "video") & received.decoded
+                   & (received.frame_index >= 0) & (received.frame_index < window["video"])]
+    row["video_frames_decoded"] = int(len(got))
+    latency = got.latency.dropna()
+    row["video_latency_ms"] = round(1000 * float(latency.median()), 1) if len(latency) else None
+    row["audio_frames_decoded"] = sum(audio_frames_decoded(s) for k, s in stats.items() if _received(k, "audio"))
+    row["audio_counted"] = "whole call"
+    row.update(plis_sent=sum(s.get("pliCount", 0) for k, s in stats.items() if _received(k, "video")),
+               plis_received=stats.get("sent/video", {}).get("pliCount"), packetization="codec",
+               dropped=dict(sorted(native.counters().items())))
+    return row
+
+
+def _received(key: str, kind: str) -> bool:
+    """A statistics key of :meth:`NativeParticipant.stats` for a received ``kind`` stream."""
+    return key.endswith(f"/{kind}") and not key.startswith("sent/")
+
+
+def directions(sent: pd.DataFrame, received: pd.DataFrame, window: dict[str, int], native: str,
+               stats: dict) -> dict:
+    """Per direction, lab member and media kind: frames sent and frames decoded. Video over the
+    window (pictures matching the sent ones); audio from libwebrtc to the lab over the window
+    (libopus produced PCM), from the lab to libwebrtc over the whole call (libwebrtc's samples
+    decoded and not concealed, :func:`~e2ee_lab.native.participant.audio_frames_decoded`)."""
+    from .participant import audio_frames_decoded
+
+    def sent_by(name: str, kind: str, windowed: bool = True) -> int:
+        mine = (sent.participant == name) & (sent.kind == kind)
+        return int((mine & (sent.frame_index < window[kind])).sum() if windowed else mine.sum())
+
+    def decoded(receiver: str, publisher: str, kind: str) -> int:
+        got = received[(received.receiver == receiver) & (received.publisher == publisher) & (received.kind == kind)
+                       & received.decoded & (received.frame_index >= 0) & (received.frame_index < window[kind])]
+        return int(len(got))
+
+    out: dict = {"native_to_lab": {}, "lab_to_native": {}}
+    for name in sorted(set(sent.participant) - {native}):
+        out["native_to_lab"][name] = {k: {"sent": sent_by(native, k), "decoded": decoded(name, native, k)}
+                                      for k in ("video", "audio")}
+        audio = stats.get(f"{name}/audio", {})
+        out["lab_to_native"][name] = {
+            "video": {"sent": sent_by(name, "video"), "decoded": decoded(native, name, "video")},
+            "audio": {"sent": sent_by(name, "audio", windowed=False), "decoded": audio_frames_decoded(audio),
+                      "counted": "whole call"}}
+    return out
+
+
+def _summary(result: NativeCallResult, sfu, people, native, window: dict[str, int], timing: dict) -> dict:
+    """The JSON-ready summary: the aiortc call's fields (same meaning) plus ``native`` (module docstring)."""
+    from .participant import audio_frames_decoded
+
+    config, stats = result.config, result.stats
+    rows = [participant_row(p, result.sent, result.received, window) for p in people]
+    rows.append(_native_row(native, result.sent, result.received, window, stats))
+    sfu_summary = {"packets_in": sfu.packets_in, "packets_forwarded": sfu.packets_forwarded, **result.sfu.summary(),
+                   "plis_sent": sfu.plis_sent, "plis_forwarded": sfu.plis_forwarded,
+                   "key_messages_relayed": len(sfu.signalling.relayed), "dropped": dict(sorted(sfu.dropped.items()))}
+    summary = {
+        "stack": STACK, "mode": config.mode, "participant_count": config.participants,
+        "seconds": config.seconds, "seed": config.seed, "size": config.size, "srtp_profile": config.srtp_profile,
+        "rtp_sframe": None,
+        "window": {**{f"{k}_frames": v for k, v in window.items()},
+                   "definition": "frames captured in the first `seconds` of media; media starts after every "
+                                 "leg is connected and every member holds every key"},
+        "timing": {k: round(v, 3) for k, v in timing.items()},
+        "participants": rows, "sfu": sfu_summary, "wire": wire_summary(result.wire, people), "garbage_sent": {},
+        "loopback": {"sdp_candidates": len(result.candidates),
+                     "candidates_loopback": bool(result.candidates.address.isin(LOOPBACK_IPS).all()),
+                     "isolation": "network namespace with only lo"},
+    }
+    kids = native.send_kids()
+    summary["native"] = {
+        "name": native.name, "library": "libwebrtc M152 (PyPI wrtc 0.1.0)", "member": result.members.get(native.name),
+        "send_kids": {k: {"kid": v, "epoch_member": list(parse_kid(v & ~AUDIO_KID_BIT))} for k, v in kids.items()},
+        "stats": stats, "decrypt_errors": dict(native.decrypt_errors),
+        "audio_frames_decoded_by_stream": {k: audio_frames_decoded(s) for k, s in stats.items()
+                                           if _received(k, "audio")},
+        "read_as_key_frames": {p.name: key_frame_flags(result.view, p.name) for p in people},
+        "directions": directions(result.sent, result.received, window, native.name, stats),
+    }
+    return summary
