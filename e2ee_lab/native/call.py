@@ -340,6 +340,8 @@ def _native_row(native, sent: pd.DataFrame, received: pd.DataFrame, window: dict
     running total of samples (``audio_frames_expected``: every audio frame the others sent)."""
     from .participant import audio_frames_decoded
 
+    from .participant import audio_frames_played
+
     row: dict = {"name": native.name}
     for kind in ("video", "audio"):
         counted = sent[sent.kind == kind]
@@ -353,6 +355,7 @@ def _native_row(native, sent: pd.DataFrame, received: pd.DataFrame, window: dict
     latency = got.latency.dropna()
     row["video_latency_ms"] = round(1000 * float(latency.median()), 1) if len(latency) else None
     row["audio_frames_decoded"] = sum(audio_frames_decoded(s) for k, s in stats.items() if _received(k, "audio"))
+    row["audio_frames_played"] = sum(audio_frames_played(s) for k, s in stats.items() if _received(k, "audio"))
     row["audio_counted"] = "whole call"
     row.update(plis_sent=sum(s.get("pliCount", 0) for k, s in stats.items() if _received(k, "video")),
                plis_received=stats.get("sent/video", {}).get("pliCount"), packetization="codec",
@@ -369,9 +372,10 @@ def directions(sent: pd.DataFrame, received: pd.DataFrame, window: dict[str, int
                stats: dict) -> dict:
     """Per direction, lab member and media kind: frames sent and frames decoded. Video over the
     window (pictures matching the sent ones); audio from libwebrtc to the lab over the window
-    (libopus produced PCM), from the lab to libwebrtc over the whole call (libwebrtc's samples
-    decoded and not concealed, :func:`~e2ee_lab.native.participant.audio_frames_decoded`)."""
-    from .participant import audio_frames_decoded
+    (libopus produced PCM), from the lab to libwebrtc over the whole call (frames its decryptor
+    passed to its decoder, :func:`~e2ee_lab.native.participant.audio_frames_decoded`; and 20 ms
+    played from packets, :func:`~e2ee_lab.native.participant.audio_frames_played`)."""
+    from .participant import audio_frames_decoded, audio_frames_played
 
     def sent_by(name: str, kind: str, windowed: bool = True) -> int:
         mine = (sent.participant == name) & (sent.kind == kind)
@@ -390,14 +394,12 @@ def directions(sent: pd.DataFrame, received: pd.DataFrame, window: dict[str, int
         out["lab_to_native"][name] = {
             "video": {"sent": sent_by(name, "video"), "decoded": decoded(native, name, "video")},
             "audio": {"sent": sent_by(name, "audio", windowed=False), "decoded": audio_frames_decoded(audio),
-                      "counted": "whole call"}}
+                      "played": audio_frames_played(audio), "counted": "whole call"}}
     return out
 
 
 def _summary(result: NativeCallResult, sfu, people, native, window: dict[str, int], timing: dict) -> dict:
     """The JSON-ready summary: the aiortc call's fields (same meaning) plus ``native`` (module docstring)."""
-    from .participant import audio_frames_decoded
-
     config, stats = result.config, result.stats
     rows = [participant_row(p, result.sent, result.received, window) for p in people]
     rows.append(_native_row(native, result.sent, result.received, window, stats))
@@ -421,9 +423,7 @@ def _summary(result: NativeCallResult, sfu, people, native, window: dict[str, in
     summary["native"] = {
         "name": native.name, "library": "libwebrtc M152 (PyPI wrtc 0.1.0)", "member": result.members.get(native.name),
         "send_kids": {k: {"kid": v, "epoch_member": list(parse_kid(v & ~AUDIO_KID_BIT))} for k, v in kids.items()},
-        "stats": stats, "decrypt_errors": dict(native.decrypt_errors),
-        "audio_frames_decoded_by_stream": {k: audio_frames_decoded(s) for k, s in stats.items()
-                                           if _received(k, "audio")},
+        "stats": stats,
         "read_as_key_frames": {p.name: key_frame_flags(result.view, p.name) for p in people},
         "directions": directions(result.sent, result.received, window, native.name, stats),
     }

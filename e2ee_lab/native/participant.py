@@ -60,7 +60,7 @@ READ_BUFFER = 64  # decoded frames libwebrtc may queue per received track before
 DECRYPT_ERRORS = {"authentication": AuthenticationFailed.reason, "keyID": UnknownKeyId.reason,
                   "syntax": MalformedHeader.reason}
 #: the counters of libwebrtc's inbound-rtp and outbound-rtp statistics the summary keeps
-STATS_FIELDS = ("packetsReceived", "packetsLost", "framesReceived", "framesDecoded", "keyFramesDecoded",
+STATS_FIELDS = ("packetsReceived", "packetsLost", "packetsDiscarded", "framesReceived", "framesDecoded", "keyFramesDecoded",
                 "framesDropped", "totalSamplesReceived", "concealedSamples", "pliCount", "firCount", "nackCount",
                 "packetsSent", "framesEncoded", "framesSent", "keyFramesEncoded", "encoderImplementation",
                 "decoderImplementation")
@@ -127,7 +127,7 @@ class NativeParticipant:
         self.streams: dict[str, Stream] = {}  # MID -> (publisher, kind) of each received stream
         self.written: dict[str, list[float]] = {"video": [], "audio": []}  # clock time of each frame handed over
         self.received: list[ReceivedFrame] = []
-        self.decrypt_errors: Counter[str] = Counter()
+        self.decrypt_errors: dict[Stream, Counter[str]] = {}  # per received stream: drop reason -> frames
         self.dropped: Counter[str] = Counter()
         self.installed = InstalledKeys()
         self.members: dict[str, int] = {}
@@ -196,7 +196,7 @@ class NativeParticipant:
 
     def _on_decrypt_error(self, label: Stream, event) -> None:
         kind = getattr(event.error_type, "value", event.error_type)
-        self.decrypt_errors[f"{label[1]}_{DECRYPT_ERRORS.get(kind, 'sframe_' + str(kind))}"] += 1
+        self.decrypt_errors.setdefault(label, Counter())[DECRYPT_ERRORS.get(kind, f"sframe_{kind}")] += 1
 
     # --- media -------------------------------------------------------------------------------------
 
@@ -344,11 +344,19 @@ class NativeParticipant:
             else:
                 continue
             out[key] = {f: entry[f] for f in STATS_FIELDS if entry.get(f) is not None}
+            if key in self._stream_keys():
+                out[key]["sframeErrors"] = dict(self.decrypt_errors.get(self.streams[mid], {}))
         return out
+
+    def _stream_keys(self) -> set[str]:
+        return {"/".join(label) for label in self.streams.values()}
 
     def counters(self) -> Counter[str]:
         """Every drop: the decryptors' errors by kind and type, the key agreement's refusals."""
-        return self.decrypt_errors + self.dropped
+        total = Counter(self.dropped)
+        for (_, kind), errors in self.decrypt_errors.items():
+            total.update({f"{kind}_{reason}": n for reason, n in errors.items()})
+        return total
 
     async def close(self) -> None:
         """Stop reading, end the tracks and close the peer connection."""
@@ -379,7 +387,15 @@ async def raw_stats(pc) -> list[dict]:
 
 
 def audio_frames_decoded(stream: dict) -> int:
-    """20 ms frames of audio libwebrtc decoded from one received stream: samples received minus
-    samples it concealed (lost, late or undecryptable frames), over its statistics' whole life."""
+    """Audio frames libwebrtc decoded from one received stream, over its statistics' whole life:
+    packets received (one Opus frame each), less those its jitter buffer discarded (late) and those
+    its SFrame decryptor refused (each refusal fires an error event, counted in ``sframeErrors``)."""
+    refused = sum(stream.get("sframeErrors", {}).values())
+    return max(0, stream.get("packetsReceived", 0) - stream.get("packetsDiscarded", 0) - refused)
+
+
+def audio_frames_played(stream: dict) -> int:
+    """20 ms of audio libwebrtc played out from received packets: samples received less those it
+    concealed (a gap: a frame lost, late, refused, or the buffer running dry on jitter)."""
     samples = stream.get("totalSamplesReceived", 0) - stream.get("concealedSamples", 0)
     return max(0, samples // FRAME_SAMPLES)

@@ -38,6 +38,8 @@ class NativeTruth(SentIndex):
         self.native = None
         self.sfu = None
         self._anchors: dict[str, int] = {}
+        self._video: dict[int, int] = {}  # RTP timestamp -> frame index, in the order the SFU saw them
+        self._scanned = 0  # rows of the SFU's view already read for video timestamps
 
     def __call__(self, publisher: str, kind: str, timestamp: int):
         if self.native is None or publisher != self.native.name:
@@ -62,15 +64,29 @@ class NativeTruth(SentIndex):
         origin, written = self.anchor(kind), self.native.written[kind] if self.native else []
         if origin is None or not written:
             return None
-        ticks = (timestamp - origin) % RTP_WRAP
         if kind == "audio":
-            index = ticks // FRAME_SAMPLES
-        else:
-            offsets = [t - written[0] for t in written]
-            at = ticks / VIDEO_CLOCK
+            index = (timestamp - origin) % RTP_WRAP // FRAME_SAMPLES
+            return int(index) if index < len(written) else None
+        if timestamp not in self._video:
+            self._scan_video(origin, written)
+        return self._video.get(timestamp)
+
+    def _scan_video(self, origin: int, written: list[float]) -> None:
+        """Name the native video timestamps the SFU received since the last scan (module docstring)."""
+        rows = self.sfu.view
+        offsets = [t - written[0] for t in written]
+        last = max(self._video.values(), default=-1)
+        for row in rows[self._scanned:]:
+            if row[1] != self.native.name or row[2] != "video" or row[6] in self._video:
+                continue
+            at = (row[6] - origin) % RTP_WRAP / VIDEO_CLOCK
             right = bisect.bisect_left(offsets, at)
-            index = min((i for i in (right - 1, right) if 0 <= i < len(offsets)), key=lambda i: abs(offsets[i] - at))
-        return int(index) if index < len(written) else None
+            nearest = min((i for i in (right - 1, right) if 0 <= i < len(offsets)),
+                          key=lambda i: abs(offsets[i] - at))
+            last = max(nearest, last + 1)
+            if last < len(written):
+                self._video[row[6]] = last
+        self._scanned = len(rows)
 
     def _thumbnail(self, index: int) -> np.ndarray:
         return _scene_thumbnail(self.native.scene, index)
