@@ -189,89 +189,116 @@ async def run_native_call_async(mode: str = "e2ee", participants: int = 2, secon
                                 key_policy: RekeyPolicy = CALL_KEY_POLICY) -> NativeCallResult:
     """The call itself, in the running loop of the namespace's child process (see :func:`run_native_call`)."""
     from e2ee_lab.webrtc.aiortc_hooks import check_aiortc
-    from e2ee_lab.webrtc.loopback import loopback_ice
-    from e2ee_lab.webrtc.participant import WebRTCParticipant
-    from e2ee_lab.webrtc.sfu import WebRTCSFU
-
-    from .keys import accept_native_audio
-    from .participant import NativeParticipant
-    from .truth import NativeTruth
 
     started = time.perf_counter()
     size = validate_call(mode, participants + 1, seconds, size)
     check_aiortc()
     how, note = capture_mode("sniff" if capture == "auto" else capture)
     recorder = CallCapture(out, how)  # type: ignore[arg-type]
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-
-    def clock() -> float:
-        return loop.time() - t0
-
-    dims = video_size(size)
-    window = {"video": int(round(seconds * dims.fps)), "audio": int(round(seconds * 1000 / FRAME_MS))}
-    frames = {"video": window["video"] + int(np.ceil(TAIL * dims.fps)),
-              "audio": window["audio"] + int(np.ceil(TAIL * 1000 / FRAME_MS))}
-    truth = NativeTruth()
-    people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
-                                key_policy=key_policy, truth=truth) for i in range(participants)]
-    native = NativeParticipant(participants, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
-                               key_policy=key_policy, truth=truth)
-    sfu = WebRTCSFU([p.name for p in people] + [native.name], key_policy=key_policy, clock=clock)
-    truth.people, truth.native, truth.sfu = {p.name: p for p in people}, native, sfu
-    timing: dict[str, float] = {}
+    call = _Call(mode, participants, seconds, seed, size, key_policy)
     await recorder.start()
     try:
-        with loopback_ice():
-            for p in [*people, native]:
-                await sfu.accept(p.name, await p.answer(await sfu.offer(p.name)))
-        await _wait_connected(sfu, people, native)
-        timing["connected_s"] = clock()
-        if mode == "e2ee":
-            for p in [*people, native]:
-                p.join_keys(sfu.signalling)
-                await asyncio.sleep(0.01)
-            await wait_for_group_keys(sfu.signalling, [*people, native])
-            for p in people:
-                accept_native_audio(p.member, sfu.signalling.members[native.name])
-        timing["keys_agreed_s"] = clock()
-        members = dict(sfu.signalling.members)
-        for p in people:
-            p.arm(members)
-        await native.arm(members)
-        start = loop.time() + START_DELAY
-        timing["media_start_s"] = start - t0
-        for p in people:
-            p.start.set_result(start)
-        media = asyncio.ensure_future(native.send_media(start))
-        await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
-        await media
-        keylog, sockets, stats = sfu.keylog(), sfu.sockets(), await native.stats()
+        keylog, sockets, stats = await call.run()
     finally:
-        await native.close()
-        for p in people:
-            await p.close()
-        await sfu.close()
+        await call.close()
         await recorder.stop()
-    result = _collect(mode, participants, seconds, seed, size, sfu, people, native, truth, keylog, stats)
+    result = _collect(mode, participants, seconds, seed, size, call.sfu, call.people, call.native, call.truth,
+                      keylog, stats)
     result.capture = await recorder.finish(sockets)
-    result.summary = _summary(result, sfu, people, native, window, timing)
+    result.summary = _summary(result, call.sfu, call.people, call.native, call.window, call.timing)
     result.summary["capture"] = result.capture.summary() if result.capture else {"note": note or "off"}
     result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
     return result
 
 
-async def _wait_connected(sfu, people, native) -> None:
-    from e2ee_lab.webrtc.errors import ConnectionFailed
+class _Call:
+    """The members, the libwebrtc participant and the SFU of one native call, and its steps."""
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + CONNECT_TIMEOUT
-    while not (sfu.connected() and all(p.pc.connectionState == "connected" for p in people)
-               and native.pc.connection_state == "connected"):
-        if loop.time() > deadline:
-            states = {**{p.name: p.pc.connectionState for p in people}, native.name: str(native.pc.connection_state)}
-            raise ConnectionFailed(f"not all legs connected within {CONNECT_TIMEOUT} s: {states}")
-        await asyncio.sleep(0.01)
+    def __init__(self, mode: str, participants: int, seconds: float, seed: int, size: Size,
+                 key_policy: RekeyPolicy) -> None:
+        from e2ee_lab.webrtc.participant import WebRTCParticipant
+        from e2ee_lab.webrtc.sfu import WebRTCSFU
+
+        from .participant import NativeParticipant
+        from .truth import NativeTruth
+
+        self.mode, self.seconds = mode, seconds
+        self.loop = asyncio.get_running_loop()
+        self.t0 = self.loop.time()
+        dims = video_size(size)
+        self.window = {"video": int(round(seconds * dims.fps)), "audio": int(round(seconds * 1000 / FRAME_MS))}
+        frames = {"video": self.window["video"] + int(np.ceil(TAIL * dims.fps)),
+                  "audio": self.window["audio"] + int(np.ceil(TAIL * 1000 / FRAME_MS))}
+        self.truth = NativeTruth()
+        self.people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=self.clock,
+                                         key_policy=key_policy, truth=self.truth) for i in range(participants)]
+        self.native = NativeParticipant(participants, mode=mode, size=dims, frames=frames, seed=seed,
+                                        clock=self.clock, key_policy=key_policy, truth=self.truth)
+        self.sfu = WebRTCSFU([p.name for p in self.people] + [self.native.name], key_policy=key_policy,
+                             clock=self.clock)
+        self.truth.people, self.truth.native, self.truth.sfu = {p.name: p for p in self.people}, self.native, self.sfu
+        self.timing: dict[str, float] = {}
+
+    def clock(self) -> float:
+        """Seconds since the call started."""
+        return self.loop.time() - self.t0
+
+    async def run(self) -> tuple[list[KeyLogEntry], list[dict], dict]:
+        """Connect, agree keys, run the media; returns the SFU's key log and sockets, libwebrtc's stats."""
+        from e2ee_lab.webrtc.loopback import loopback_ice
+
+        with loopback_ice():
+            for p in [*self.people, self.native]:
+                await self.sfu.accept(p.name, await p.answer(await self.sfu.offer(p.name)))
+        await self._connected()
+        self.timing["connected_s"] = self.clock()
+        await self._agree_keys()
+        self.timing["keys_agreed_s"] = self.clock()
+        start = self.loop.time() + START_DELAY
+        self.timing["media_start_s"] = start - self.t0
+        for p in self.people:
+            p.start.set_result(start)
+        media = asyncio.ensure_future(self.native.send_media(start))
+        await asyncio.sleep(START_DELAY + self.seconds + TAIL + DRAIN)
+        await media
+        return self.sfu.keylog(), self.sfu.sockets(), await self.native.stats()
+
+    async def _connected(self) -> None:
+        """Until every peer connection (the SFU's, the members', libwebrtc's) is ``connected``."""
+        from e2ee_lab.webrtc.errors import ConnectionFailed
+
+        deadline = self.loop.time() + CONNECT_TIMEOUT
+        while not (self.sfu.connected() and all(p.pc.connectionState == "connected" for p in self.people)
+                   and self.native.pc.connection_state == "connected"):
+            if self.loop.time() > deadline:
+                states = {**{p.name: p.pc.connectionState for p in self.people},
+                          self.native.name: str(self.native.pc.connection_state)}
+                raise ConnectionFailed(f"not all legs connected within {CONNECT_TIMEOUT} s: {states}")
+            await asyncio.sleep(0.01)
+
+    async def _agree_keys(self) -> None:
+        """The group key agreement through the SFU's relay (e2ee), then every member's frame crypto."""
+        from .keys import accept_native_audio
+
+        everyone = [*self.people, self.native]
+        if self.mode == "e2ee":
+            for p in everyone:
+                p.join_keys(self.sfu.signalling)
+                await asyncio.sleep(0.01)
+            await wait_for_group_keys(self.sfu.signalling, everyone)
+            for p in self.people:
+                accept_native_audio(p.member, self.sfu.signalling.members[self.native.name])
+        members = dict(self.sfu.signalling.members)
+        for p in self.people:
+            p.arm(members)
+        await self.native.arm(members)
+
+    async def close(self) -> None:
+        """Close libwebrtc's peer connection, the members' and the SFU's."""
+        await self.native.close()
+        for p in self.people:
+            await p.close()
+        await self.sfu.close()
 
 
 # --- results -------------------------------------------------------------------------------------

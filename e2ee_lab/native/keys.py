@@ -6,8 +6,9 @@ holds its own base key and every other member's per epoch. libwebrtc only gets b
 (RFC 9605 §4.4.2 derives the key and salt of each KID inside it): :func:`plan_keys` compares what
 the member holds with what was installed and returns the changes, which the participant applies to
 its ``RTCRtpSFrameEncryptor`` (one per sender) and ``RTCRtpSFrameDecryptor`` (one per received
-stream, holding only that stream's publisher's keys, so a frame under another member's KID fails
-there with libwebrtc's key-id error).
+stream, holding only that stream's publisher's keys: the SFU names the streams (``a=msid``, which
+it controls), and a frame it moves into another member's stream fails there with libwebrtc's
+key-id error).
 
 **One KID per media kind.** libwebrtc keeps one CTR per encryptor, and an application that gives
 its audio and video encryptors one base key under one KID reuses every (key, nonce) pair

@@ -47,7 +47,7 @@ from e2ee_lab.sfu.server import SignallingRelay
 from e2ee_lab.webrtc.media import Truth, parse_track_label
 from e2ee_lab.webrtc.sdp import check_loopback
 
-from .errors import NotIsolated
+from .errors import NativeError, NotIsolated
 from .keys import KINDS, InstalledKeys, KeyChanges, Stream, plan_keys, send_kids
 from .sdp import share_bundle_candidates, stream_labels
 
@@ -174,8 +174,6 @@ class NativeParticipant:
         return self.answer_sdp
 
     async def _gathered(self) -> None:
-        from .errors import NativeError
-
         loop = asyncio.get_running_loop()
         deadline = loop.time() + GATHER_TIMEOUT
         while self.pc.ice_gathering_state != "complete":
