@@ -9,8 +9,11 @@ wherever wrtc imports, and never create a libwebrtc peer connection outside a na
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from types import SimpleNamespace
 
 import pandas as pd
@@ -224,6 +227,22 @@ def test_without_root_the_call_says_so_in_one_line_and_exits_2(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert err == f"call: {problem}\n" and err.count("\n") == 1
     assert not (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to run the command as another user")
+def test_a_user_without_root_gets_one_line_and_exit_2():
+    with tempfile.TemporaryDirectory(dir="/tmp") as home:
+        os.chmod(home, 0o777)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "MPLCONFIGDIR": home}
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                               "e2ee_lab.cli", "call", "--stack", "webrtc", "--native", "1", "--size", "ci",
+                               "--out", os.path.join(home, "out")],
+                              capture_output=True, text=True, env=env, cwd=home, timeout=120)
+        assert not os.path.exists(os.path.join(home, "out"))
+    assert done.returncode == 2, done.stderr
+    reason = wrtc_problem() or "a libwebrtc participant runs only in a private network namespace: not root"
+    assert done.stderr.startswith(f"call: {reason}") and done.stderr.count("\n") == 1, done.stderr
 
 
 def test_without_wrtc_the_call_says_so(monkeypatch):
