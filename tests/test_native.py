@@ -311,18 +311,36 @@ def test_the_lab_members_decode_libwebrtcs_frames(native_call):
 
 @needs_native
 def test_libwebrtc_decodes_the_lab_members_frames(native_call):
-    """Audio: every frame its SFrame decryptor passed on (whole call). Video: at least 90 % of the
-    window's pictures, not 95 %: the lab's senders count audio and video under one KID, so a
-    publisher's first video frame (a key frame) carries an odd CTR below 8 half the time, and
-    libwebrtc's VP8 depacketizer reads that SFrame header bit as "delta frame": it drops frames
-    until the key frame its PLI asked for, typically 3 of the window's 45 (issue 13's KID per media
-    kind makes the first video frame CTR 0, read as a key frame)."""
+    """Audio: every frame its SFrame decryptor passed on (whole call). Video: every picture of the
+    window from the first one it decoded on (95 %); before it, only what the SFrame header costs."""
     window = native_call.summary["window"]
     for name, kinds in native_call.summary["native"]["directions"]["lab_to_native"].items():
-        video, audio = kinds["video"], kinds["audio"]
-        assert video["sent"] == window["video_frames"] and video["decoded"] >= 0.90 * video["sent"], (name, video)
-        assert audio["decoded"] >= 0.95 * audio["sent"] and audio["played"] >= 0.9 * audio["sent"], (name, audio)
+        audio = kinds["audio"]
+        assert audio["decoded"] >= 0.95 * audio["sent"] and audio["played"] >= 0.8 * audio["sent"], (name, audio)
+        assert kinds["video"]["sent"] == window["video_frames"]
     assert native_call.summary["native"]["stats"]["alice/video"]["decoderImplementation"] == "libvpx"
+
+
+@needs_native
+def test_libwebrtc_loses_a_members_first_frames_only_when_their_sframe_header_reads_as_delta(native_call):
+    """The lab's senders count audio and video under one KID, so a publisher's first video frame (a
+    key frame) carries some CTR below 8, which is the header byte's lowest bit; libwebrtc's VP8
+    depacketizer reads that bit as VP8's "not a key frame" (RFC 6386 §9.1). With an even CTR it
+    decodes from the first frame; with an odd one it drops frames until the key frame its PLI asked
+    for, which it reads as a key frame (CTR 8..255: the bit is 0)."""
+    sent, received, view = native_call.sent, native_call.received, native_call.view
+    frames = native_call.summary["window"]["video_frames"]
+    for name in ("alice", "bob"):
+        mine = sent[(sent.participant == name) & (sent.kind == "video")].set_index("frame_index")
+        got = set(received[(received.receiver == "libwebrtc") & (received.publisher == name)
+                           & received.decoded & (received.kind == "video")].frame_index)
+        first = min(got)
+        later = [i for i in range(first, frames)]
+        assert sum(i in got for i in later) >= 0.95 * len(later), name
+        first_packet = view[(view.publisher == name) & (view.timestamp == mine.loc[0, "timestamp"])].payload.iloc[0]
+        _, ctr, _ = decode_header(VP8PayloadDescriptor.parse(first_packet)[1])
+        assert (first == 0) == (ctr % 2 == 0), (name, ctr, first)  # an odd CTR: frame 0 read as delta, lost
+        assert ctr < 8 and first <= 15, (name, ctr, first)  # recovered within a second at ci size
 
 
 @needs_native
