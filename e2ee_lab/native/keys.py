@@ -19,7 +19,10 @@ epoch. The native participant sends video under that KID and audio under the sam
 key and salt. The Python members accept that audio KID because :func:`accept_native_audio` installs
 the native member's base keys under it as well (a receive key of their SFrame context, deleted with
 the context, not retired with its epoch: this call has no rekey). The other way, the lab's members
-send both kinds under their one KID and the native participant's decryptors accept it.
+send both kinds under their one KID and the native participant's decryptors accept it. Once the
+roster's KIDs name the media kind (issue 13: ``(epoch << 12) | (kind << 8) | member``),
+:func:`send_kids` and :func:`receive_kid` are that layout's KIDs and :func:`accept_native_audio`
+and :data:`AUDIO_KID_BIT` go.
 """
 
 from __future__ import annotations
