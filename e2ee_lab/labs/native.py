@@ -87,9 +87,11 @@ def replay_table() -> pd.DataFrame:
 def native_call(seconds: float = CALL_SECONDS) -> dict:
     """The summary of an e2ee call of alice, bob (aiortc) and libwebrtc: live where it can run
     (root and wrtc), else the one recorded in ``data/native_call.json`` (after a one-line note)."""
+    from e2ee_lab.labs.session import note_source
     from e2ee_lab.native import native_problem, run_native_call
 
     problem = native_problem()
+    note_source("libwebrtc call", "live" if problem is None else "recorded")
     if problem is None:
         return run_native_call("e2ee", 2, seconds, seed=0, size="ci").summary
     recorded = json.loads(CALL_PATH.read_text(encoding="utf-8"))
