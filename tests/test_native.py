@@ -20,15 +20,16 @@ import pandas as pd
 import pytest
 from utils import other_interfaces
 
+from e2ee_lab.call.capture import FRAME_KEYS_FILE, read_frame_keys
 from e2ee_lab.call.stacks import add_call_arguments, run_call
 from e2ee_lab.capture import sniff_problem
-from e2ee_lab.crypto.keys import Group, RekeyPolicy, kid_for
-from e2ee_lab.crypto.sframe import UnknownKeyId, decode_header
+from e2ee_lab.crypto.keys import Group, KIDStreamMismatch, RekeyPolicy, kid_for, parse_kid
+from e2ee_lab.crypto.sframe import AuthenticationFailed, MalformedHeader, UnknownKeyId, decode_header
 from e2ee_lab.interop import WrtcSFrame, wrtc_problem
 from e2ee_lab.media.scene import Scene
 from e2ee_lab.native import NativeUnavailable, NotIsolated, native_problem, run_native_call
 from e2ee_lab.native.call import key_frame_flags
-from e2ee_lab.native.keys import AUDIO_KID_BIT, InstalledKeys, accept_native_audio, plan_keys, send_kids
+from e2ee_lab.native.keys import InstalledKeys, plan_keys, refusal_reason
 from e2ee_lab.native.sdp import share_bundle_candidates, stream_labels
 from e2ee_lab.native.truth import NativeTruth
 from e2ee_lab.rtp.vp8 import VP8PayloadDescriptor
@@ -102,55 +103,95 @@ STREAMS = [("alice", "audio"), ("alice", "video"), ("bob", "video")]
 NAMES = {"alice": 0, "bob": 1, "libwebrtc": 2}
 
 
-def test_the_native_member_sends_one_kid_per_kind_under_one_base_key(group):
+def test_the_native_member_sends_under_the_rosters_kid_of_each_kind(group):
     native = group.members[2]
     changes = plan_keys(native, STREAMS, NAMES, InstalledKeys())
     epoch = native.send_epoch
     own = native.base_keys()[2, epoch]
-    assert changes.send == {"video": (kid_for(epoch, 2), own), "audio": (kid_for(epoch, 2) | AUDIO_KID_BIT, own)}
-    assert send_kids(epoch, 2)["audio"] != send_kids(epoch, 2)["video"]
+    assert changes.send == {"audio": (kid_for(epoch, 2, "audio"), own), "video": (kid_for(epoch, 2, "video"), own)}
+    assert {k: parse_kid(kid) for k, (kid, _) in changes.send.items()} == {
+        "audio": (epoch, 2, "audio"), "video": (epoch, 2, "video")}
 
 
-def test_each_received_stream_gets_only_its_publishers_keys_and_a_second_plan_is_empty(group):
+def test_each_received_stream_gets_only_its_publishers_keys_of_its_kind_and_a_second_plan_is_empty(group):
     native = group.members[2]
     installed = InstalledKeys()
     changes = plan_keys(native, STREAMS, NAMES, installed)
     keys = native.base_keys()
     for publisher, kind in STREAMS:
         member = NAMES[publisher]
-        assert changes.add[publisher, kind] == {kid_for(e, s): k for (s, e), k in keys.items() if s == member}
+        assert changes.add[publisher, kind] == {kid_for(e, s, kind): k for (s, e), k in keys.items() if s == member}
+        assert {parse_kid(kid)[1:] for kid in changes.add[publisher, kind]} == {(member, kind)}
     installed.apply(changes)
     assert not plan_keys(native, STREAMS, NAMES, installed)
     assert not plan_keys(native, [("mallory", "video")], NAMES, installed).add  # not a member: no key
 
 
-def test_a_rekey_adds_the_new_epoch_then_retires_the_old(group):
+def test_old_keys_stay_in_libwebrtc_for_switch_delay_plus_grace_after_the_rekey(group):
+    """libwebrtc never says which KID authenticated a frame, so the native member never retires at a
+    new-epoch frame: the old epoch's keys leave libwebrtc exactly when the member deletes them."""
     native, installed = group.members[2], InstalledKeys()
     installed.apply(plan_keys(native, STREAMS, NAMES, installed))
     old = set(installed.receive["alice", "video"])
     group.leave(1, 1.0)  # bob leaves: a new epoch, fresh keys from alice and the native member
     group.tick(1.2)
     changes = plan_keys(native, STREAMS, NAMES, installed)
-    assert changes.send["video"][0] == kid_for(native.send_epoch, 2) and ("bob", "video") not in changes.add
-    assert changes.add["alice", "video"] and not set(changes.add["alice", "video"]) & old and not changes.remove
+    epoch = native.send_epoch
+    assert changes.send == {k: (kid_for(epoch, 2, k), native.base_keys()[2, epoch]) for k in ("audio", "video")}
+    assert ("bob", "video") not in changes.add and not changes.remove
+    assert set(changes.add["alice", "video"]) == {kid_for(epoch, 0, "video")}
     installed.apply(changes)
-    group.tick(5.0)  # past switch_delay + grace: the old epoch's keys are deleted
+    retire = 1.0 + group.policy.switch_delay + group.policy.grace
+    group.tick(retire - 0.01)
+    assert not plan_keys(native, STREAMS, NAMES, installed)  # still accepted just before the deletion
+    group.tick(retire)
     later = plan_keys(native, STREAMS, NAMES, installed)
-    assert later.remove["alice", "video"] == old and later.remove["bob", "video"]
+    assert later.remove["alice", "video"] == old and later.remove["bob", "video"] and not later.add
+
+
+def test_keys_a_member_retired_by_a_new_epoch_frame_leave_libwebrtc_for_that_kind_only(group):
+    """plan_keys follows the member's receive keys; only a frame it authenticated itself moves them."""
+    native, installed = group.members[2], InstalledKeys()
+    group.leave(1, 1.0)
+    group.tick(1.2)
+    installed.apply(plan_keys(native, STREAMS, NAMES, installed))
+    assert len(installed.receive["alice", "video"]) == 2 and len(installed.receive["alice", "audio"]) == 2
+    native.frame_authenticated(0, "video", native.epoch, 1.3)
+    changes = plan_keys(native, STREAMS, NAMES, installed)
+    assert set(changes.remove) == {("alice", "video")} and not changes.add
+    assert {parse_kid(kid).epoch for kid in changes.remove["alice", "video"]} == {native.epoch - 1}
+
+
+@pytest.mark.parametrize("error,kid,expected", [
+    ("keyID", kid_for(2, 1, "video"), "kid_stream_mismatch"),  # bob's video in alice's video stream
+    ("keyID", kid_for(2, 0, "audio"), "kid_stream_mismatch"),  # alice's audio in her video stream
+    ("keyID", kid_for(1, 0, "video"), "unknown_kid"),  # alice's video under a key not (or no longer) held
+    ("keyID", 1 << 12 | 2 << 8, "unknown_kid"),  # kind code 2: not a KID of the lab's layout
+    ("authentication", None, AuthenticationFailed.reason), ("syntax", None, MalformedHeader.reason),
+], ids=["other-member", "other-kind", "not-held", "not-layout", "auth", "syntax"])
+def test_libwebrtcs_refusals_count_as_the_lab_receivers_would(error, kid, expected):
+    assert refusal_reason(error, kid, 0, "video") == expected
 
 
 @needs_wrtc
-def test_libwebrtcs_audio_frames_under_the_audio_kid_open_at_a_lab_member(group):
+def test_libwebrtcs_audio_opens_at_a_lab_member_and_the_stream_check_holds_both_ways(group):
     native, alice = group.members[2], group.members[0]
-    kid, key = plan_keys(native, [], NAMES, InstalledKeys()).send["audio"]
+    changes = plan_keys(native, [("alice", "video")], NAMES, InstalledKeys())
+    kid, key = changes.send["audio"]
     sender = WrtcSFrame(native.suite, encrypting=True)
     sender.set_key(kid, key)
     frame = sender.protect(b"an Opus frame")
     assert decode_header(frame)[:2] == (kid, 0)
-    with pytest.raises(UnknownKeyId):
-        alice.unprotect(frame, 0.6)
-    assert accept_native_audio(alice, 2) >= 1 and accept_native_audio(alice, 2) == 0
-    assert alice.unprotect(frame, 0.6) == b"an Opus frame"
+    with pytest.raises(KIDStreamMismatch):  # announced as the native member's video
+        alice.unprotect(frame, 0.6, sender=2, kind="video")
+    assert alice.unprotect(frame, 0.6, sender=2, kind="audio") == b"an Opus frame"  # no extra key needed
+    receiver = WrtcSFrame(native.suite, encrypting=False)  # a decryptor of alice's video stream
+    for kid, key in changes.add["alice", "video"].items():
+        receiver.set_key(kid, key)
+    audio = alice.protect(b"alice's audio", 0.6, kind="audio")
+    with pytest.raises(UnknownKeyId):  # libwebrtc: a key-id error, counted as kid_stream_mismatch
+        receiver.unprotect(audio)
+    assert receiver.unprotect(alice.protect(b"alice's video", 0.6, kind="video")) == b"alice's video"
 
 
 # --- ground truth of libwebrtc's timestamps --------------------------------------------------------
@@ -311,53 +352,81 @@ def test_the_lab_members_decode_libwebrtcs_frames(native_call):
 
 @needs_native
 def test_libwebrtc_decodes_the_lab_members_frames(native_call):
-    """Audio: every frame its SFrame decryptor passed on (whole call). Video: every picture of the
-    window from the first one it decoded on (95 %); before it, only what the SFrame header costs."""
+    """Audio: every frame its SFrame decryptor passed on (whole call). Video: the window's pictures."""
     window = native_call.summary["window"]
     for name, kinds in native_call.summary["native"]["directions"]["lab_to_native"].items():
-        audio = kinds["audio"]
+        audio, video = kinds["audio"], kinds["video"]
         assert audio["decoded"] >= 0.95 * audio["sent"] and audio["played"] >= 0.8 * audio["sent"], (name, audio)
-        assert kinds["video"]["sent"] == window["video_frames"]
+        assert video["sent"] == window["video_frames"] and video["decoded"] >= 0.95 * video["sent"], (name, video)
     assert native_call.summary["native"]["stats"]["alice/video"]["decoderImplementation"] == "libvpx"
 
 
 @needs_native
-def test_libwebrtc_loses_a_members_first_frames_only_when_their_sframe_header_reads_as_delta(native_call):
-    """The lab's senders count audio and video under one KID, so a publisher's first video frame (a
-    key frame) carries some CTR below 8, which is the header byte's lowest bit; libwebrtc's VP8
-    depacketizer reads that bit as VP8's "not a key frame" (RFC 6386 §9.1). With an even CTR it
-    decodes from the first frame; with an odd one it drops frames until the key frame its PLI asked
-    for, which it reads as a key frame (CTR 8..255: the bit is 0)."""
+def test_libwebrtc_decodes_each_members_video_from_frame_0_whose_header_reads_as_a_key_frame(native_call):
+    """A lab member's video KID has its own counter from 0, and libwebrtc's VP8 depacketizer reads the
+    SFrame header's lowest bit as VP8's "not a key frame" (RFC 6386 §9.1): below CTR 8 the bit is the
+    CTR's, so frame 0 (CTR 0) reads as a key frame and the odd CTRs 1, 3, 5, 7 as delta frames; from
+    8 to 255 it is the low bit of the CTR's length minus one (0: key). libwebrtc decodes from frame 0
+    and never asks for a key frame."""
     sent, received, view = native_call.sent, native_call.received, native_call.view
-    frames = native_call.summary["window"]["video_frames"]
+    window = native_call.summary["window"]["video_frames"]
     for name in ("alice", "bob"):
-        mine = sent[(sent.participant == name) & (sent.kind == "video")].set_index("frame_index")
+        mine = sent[(sent.participant == name) & (sent.kind == "video")].sort_values("frame_index")
+        firsts = [view[(view.publisher == name) & (view.timestamp == ts)].payload.iloc[0] for ts in mine.timestamp]
+        ctrs = [decode_header(VP8PayloadDescriptor.parse(p)[1])[1] for p in firsts]
+        assert ctrs == list(range(len(mine))) and len(ctrs) >= window, name  # one CTR per frame, from 0
+        assert key_frame_flags(view, name) == {"key": len(ctrs) - 4, "delta": 4, "unparsed": 0}, name
         got = set(received[(received.receiver == "libwebrtc") & (received.publisher == name)
                            & received.decoded & (received.kind == "video")].frame_index)
-        first = min(got)
-        later = [i for i in range(first, frames)]
-        assert sum(i in got for i in later) >= 0.95 * len(later), name
-        first_packet = view[(view.publisher == name) & (view.timestamp == mine.loc[0, "timestamp"])].payload.iloc[0]
-        _, ctr, _ = decode_header(VP8PayloadDescriptor.parse(first_packet)[1])
-        assert (first == 0) == (ctr % 2 == 0), (name, ctr, first)  # an odd CTR: frame 0 read as delta, lost
-        assert ctr < 8 and first <= 15, (name, ctr, first)  # recovered within a second at ci size
+        assert 0 in got and len(got & set(range(window))) >= 0.95 * window, (name, sorted(got))
+        assert native_call.summary["native"]["stats"][f"{name}/video"]["pliCount"] == 0, name
 
 
 @needs_native
-def test_libwebrtc_encrypts_audio_and_video_under_two_kids_each_counting_from_zero(native_call):
+def test_libwebrtc_encrypts_audio_and_video_under_the_rosters_kids_each_counting_from_zero(native_call):
     view, kids = native_call.view, native_call.summary["native"]["send_kids"]
+    member = native_call.members["libwebrtc"]
     headers = {}
     for kind in ("audio", "video"):
         payloads = view[(view.publisher == "libwebrtc") & (view.kind == kind)].drop_duplicates("timestamp").payload
         if kind == "video":
             payloads = [VP8PayloadDescriptor.parse(p)[1] for p in payloads]
         headers[kind] = [decode_header(p)[:2] for p in payloads]
-    assert {k for k, _ in headers["audio"]} == {kids["audio"]["kid"]}
-    assert {k for k, _ in headers["video"]} == {kids["video"]["kid"]}
-    assert kids["audio"]["epoch_member"] == kids["video"]["epoch_member"]
-    for kind in ("audio", "video"):
+        epoch = kids[kind]["epoch"]
+        assert kids[kind] == {"kid": kid_for(epoch, member, kind), "epoch": epoch, "member": member, "kind": kind}
+        assert {k for k, _ in headers[kind]} == {kids[kind]["kid"]}
         ctrs = [c for _, c in headers[kind]]
         assert ctrs[0] == 0 and ctrs == sorted(set(ctrs)), kind  # one counter per encryptor, no repeat
+    assert kids["audio"]["epoch"] == kids["video"]["epoch"]
+
+
+@needs_native
+def test_the_call_draws_keys_from_the_os_and_writes_every_members_frame_keys(native_call):
+    summary = native_call.summary
+    assert summary["reproducible_keys"] is False and summary["key_policy"] == "fixed"
+    keys = read_frame_keys(native_call.out / FRAME_KEYS_FILE)
+    assert not keys.reproducible
+    native = native_call.members["libwebrtc"]
+    epoch = summary["native"]["send_kids"]["video"]["epoch"]
+    assert {k.member for k in keys.keys if k.epoch == epoch} == set(native_call.members.values())
+    mine = next(k for k in keys.keys if (k.member, k.epoch) == (native, epoch))
+    assert mine.participant == "libwebrtc" and mine.kids["video"] == summary["native"]["send_kids"]["video"]["kid"]
+
+
+@needs_native
+def test_reproducible_keys_repeat_across_calls_and_default_keys_do_not(native_call, tmp_path):
+    """Two calls of seed 3 with reproducible keys hold the same frame keys, libwebrtc's included;
+    the default call of seed 3 (the module's) holds other ones."""
+    runs = [run_call("e2ee", 2, 1.0, seed=3, size="ci", out=tmp_path / name, stack="webrtc", native_participants=1,
+                     reproducible_keys=True) for name in ("a", "b")]
+    held = []
+    for run in runs:
+        assert run.summary["reproducible_keys"] is True and run.frame_keys.reproducible
+        assert read_frame_keys(run.out / FRAME_KEYS_FILE) == run.frame_keys
+        held.append({(k.member, k.epoch): k.base_key for k in run.frame_keys.keys})
+    assert held[0] == held[1] and (runs[0].members["libwebrtc"], 2) in held[0]
+    default = {(k.member, k.epoch): k.base_key for k in native_call.frame_keys.keys}
+    assert set(default) == set(held[0]) and not set(default.values()) & set(held[0].values())
 
 
 @needs_native

@@ -33,15 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech, wire_packets
-from e2ee_lab.call.capture import CallCapture, CaptureInfo
-from e2ee_lab.call.common import CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, CallConfig, wait_for_group_keys, write_outputs
+from e2ee_lab.call.capture import CallCapture, CaptureInfo, FrameKeys, call_frame_keys
+from e2ee_lab.call.common import (
+    CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, CallConfig, resolve_key_policy, wait_for_group_keys, write_outputs,
+)
 from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
 from e2ee_lab.config import Size
 from e2ee_lab.crypto.keys import RekeyPolicy, parse_kid
@@ -62,7 +64,6 @@ from e2ee_lab.webrtc.call import (
 from e2ee_lab.webrtc.sdp import candidates
 
 from .errors import NativeUnavailable
-from .keys import AUDIO_KID_BIT
 
 STACK = "webrtc"  # the native participant joins the aiortc stack's call
 NETNS_TIMEOUT = 240.0  # seconds a native call in its namespace may take
@@ -73,9 +74,10 @@ MODES = ("dtls-srtp", "e2ee")
 class NativeCallResult:
     """What a native call produced; the fields shared with the aiortc call's result mean the same
     (``summary``, ``sent``, ``received``, ``sfu``, ``wire``, ``keylog``, ``scenes``, ``speech``,
-    ``names``, ``members``, ``sdp``, ``candidates``, ``capture``). ``sent`` and ``received`` have
-    the native participant's rows too; ``view`` is every publisher packet the SFU received;
-    ``stats`` is libwebrtc's ``getStats()`` digest (:meth:`NativeParticipant.stats`)."""
+    ``names``, ``members``, ``sdp``, ``candidates``, ``capture``, ``frame_keys``). ``sent`` and
+    ``received`` have the native participant's rows too (``frame_keys``: its keys too); ``view`` is
+    every publisher packet the SFU received; ``stats`` is libwebrtc's ``getStats()`` digest
+    (:meth:`NativeParticipant.stats`)."""
 
     config: CallConfig
     summary: dict
@@ -94,6 +96,7 @@ class NativeCallResult:
     members: dict[str, int] = field(default_factory=dict)
     out: Path | None = None
     capture: CaptureInfo | None = None
+    frame_keys: FrameKeys | None = None  # the members' SFrame keys (e2ee), the receivers' secret
     stack: str = STACK
 
     def delivery(self, kind: str = "video") -> pd.Series:
@@ -116,7 +119,8 @@ def native_problem() -> str | None:
 
 def run_native_call(mode: str = "e2ee", participants: int = 2, seconds: float = 3.0, seed: int = 0,
                     size: Size | None = None, out: str | Path | None = None, *, capture: str = "off",
-                    key_policy: RekeyPolicy = CALL_KEY_POLICY, timeout: float = NETNS_TIMEOUT) -> NativeCallResult:
+                    key_policy: RekeyPolicy | str = CALL_KEY_POLICY, reproducible_keys: bool = False,
+                    timeout: float = NETNS_TIMEOUT) -> NativeCallResult:
     """Run the aiortc call with one libwebrtc participant in a private network namespace.
 
     Args:
@@ -124,11 +128,16 @@ def run_native_call(mode: str = "e2ee", participants: int = 2, seconds: float = 
             or "dtls-srtp" (no frame transform).
         participants: the aiortc members (1..8); the native participant joins them.
         seconds: the measured window of media (real time).
-        seed: reproducible pictures, speech offsets and frame keys (DTLS keys are always fresh).
+        seed: reproducible pictures and speech offsets (keys too with ``reproducible_keys``; DTLS
+            keys are always fresh).
         size: "ci" or "full" (default :func:`~e2ee_lab.config.lab_size`).
-        out: a directory for ``summary.json``, ``sfu-keys.json`` (and ``capture.pcap``), or None.
+        out: a directory for ``summary.json``, ``sfu-keys.json``, ``frame-keys.json`` (e2ee) and
+            ``capture.pcap``, or None.
         capture: "off", "sniff" or "auto" (both sniff ``lo`` inside the namespace, as root).
-        key_policy: rekey policy of the members.
+        key_policy: rekey policy of the members, or "fixed" / "naive"
+            (:func:`~e2ee_lab.call.common.resolve_key_policy`; libwebrtc's decryptors attribute by
+            KID under either, :mod:`e2ee_lab.native.keys`).
+        reproducible_keys: derive identity keys, sessions and frame keys from ``seed``.
         timeout: seconds the call in its namespace may take.
 
     Raises:
@@ -140,6 +149,7 @@ def run_native_call(mode: str = "e2ee", participants: int = 2, seconds: float = 
 
     if mode not in MODES:
         raise ValueError(f"a native participant runs in {' or '.join(MODES)}, not {mode!r}")
+    key_policy = resolve_key_policy(key_policy)
     if not 1 <= participants <= 8:
         raise ValueError(f"a native call takes 1..8 aiortc participants besides it, not {participants}")
     size = validate_call(mode, participants + 1, seconds, size)
@@ -151,13 +161,14 @@ def run_native_call(mode: str = "e2ee", participants: int = 2, seconds: float = 
         raise NativeUnavailable(problem)
     kwargs = {"mode": mode, "participants": participants, "seconds": seconds, "seed": seed, "size": size,
               "out": str(Path(out).resolve()) if out is not None else None, "capture": capture,
-              "key_policy": key_policy}
+              "key_policy": key_policy, "reproducible_keys": bool(reproducible_keys)}
     return run_module_in_netns("e2ee_lab.native.isolated", kwargs, timeout)
 
 
 def run_for_call(stack: str, natives: int, mode: str, participants: int, seconds: float, seed: int,
                  size: Size | None, out: str | Path | None, *, capture: str = "off",
-                 key_policy: RekeyPolicy = CALL_KEY_POLICY, **lab_only) -> NativeCallResult:
+                 key_policy: RekeyPolicy | str = CALL_KEY_POLICY, reproducible_keys: bool = False,
+                 **lab_only) -> NativeCallResult:
     """``run_call(..., stack="webrtc", native_participants=1)`` and ``e2ee-lab call --stack webrtc
     --native 1`` (:mod:`e2ee_lab.native.stack`): :func:`run_native_call`.
 
@@ -175,7 +186,8 @@ def run_for_call(stack: str, natives: int, mode: str, participants: int, seconds
         raise ValueError(f"a native call does not support {', '.join(given)}")
     if capture == "tap":
         capture_mode(capture)  # raises CaptureImpossible with the reason
-    result = run_native_call(mode, participants, seconds, seed, size, out, capture=capture, key_policy=key_policy)
+    result = run_native_call(mode, participants, seconds, seed, size, out, capture=capture, key_policy=key_policy,
+                             reproducible_keys=reproducible_keys)
     if out is not None:
         write_outputs(result, out)
     return result
@@ -186,7 +198,8 @@ def run_for_call(stack: str, natives: int, mode: str, participants: int, seconds
 
 async def run_native_call_async(mode: str = "e2ee", participants: int = 2, seconds: float = 3.0, seed: int = 0,
                                 size: Size | None = None, out: str | None = None, *, capture: str = "off",
-                                key_policy: RekeyPolicy = CALL_KEY_POLICY) -> NativeCallResult:
+                                key_policy: RekeyPolicy = CALL_KEY_POLICY,
+                                reproducible_keys: bool = False) -> NativeCallResult:
     """The call itself, in the running loop of the namespace's child process (see :func:`run_native_call`)."""
     from e2ee_lab.webrtc.aiortc_hooks import check_aiortc
 
@@ -195,7 +208,7 @@ async def run_native_call_async(mode: str = "e2ee", participants: int = 2, secon
     check_aiortc()
     how, note = capture_mode("sniff" if capture == "auto" else capture)
     recorder = CallCapture(out, how)  # type: ignore[arg-type]
-    call = _Call(mode, participants, seconds, seed, size, key_policy)
+    call = _Call(mode, participants, seconds, seed, size, key_policy, reproducible_keys)
     await recorder.start()
     try:
         keylog, sockets, stats = await call.run()
@@ -204,6 +217,7 @@ async def run_native_call_async(mode: str = "e2ee", participants: int = 2, secon
         await recorder.stop()
     result = _collect(mode, participants, seconds, seed, size, call.sfu, call.people, call.native, call.truth,
                       keylog, stats)
+    result.config = replace(result.config, reproducible_keys=reproducible_keys, key_policy=key_policy.name)
     result.capture = await recorder.finish(sockets)
     result.summary = _summary(result, call.sfu, call.people, call.native, call.window, call.timing)
     result.summary["capture"] = result.capture.summary() if result.capture else {"note": note or "off"}
@@ -215,7 +229,7 @@ class _Call:
     """The members, the libwebrtc participant and the SFU of one native call, and its steps."""
 
     def __init__(self, mode: str, participants: int, seconds: float, seed: int, size: Size,
-                 key_policy: RekeyPolicy) -> None:
+                 key_policy: RekeyPolicy, reproducible_keys: bool) -> None:
         from e2ee_lab.webrtc.participant import WebRTCParticipant
         from e2ee_lab.webrtc.sfu import WebRTCSFU
 
@@ -231,9 +245,11 @@ class _Call:
                   "audio": self.window["audio"] + int(np.ceil(TAIL * 1000 / FRAME_MS))}
         self.truth = NativeTruth()
         self.people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=self.clock,
-                                         key_policy=key_policy, truth=self.truth) for i in range(participants)]
+                                         key_policy=key_policy, truth=self.truth, reproducible_keys=reproducible_keys)
+                       for i in range(participants)]
         self.native = NativeParticipant(participants, mode=mode, size=dims, frames=frames, seed=seed,
-                                        clock=self.clock, key_policy=key_policy, truth=self.truth)
+                                        clock=self.clock, key_policy=key_policy, truth=self.truth,
+                                        reproducible_keys=reproducible_keys)
         self.sfu = WebRTCSFU([p.name for p in self.people] + [self.native.name], key_policy=key_policy,
                              clock=self.clock)
         self.truth.people, self.truth.native, self.truth.sfu = {p.name: p for p in self.people}, self.native, self.sfu
@@ -278,16 +294,12 @@ class _Call:
 
     async def _agree_keys(self) -> None:
         """The group key agreement through the SFU's relay (e2ee), then every member's frame crypto."""
-        from .keys import accept_native_audio
-
         everyone = [*self.people, self.native]
         if self.mode == "e2ee":
             for p in everyone:
                 p.join_keys(self.sfu.signalling)
                 await asyncio.sleep(0.01)
             await wait_for_group_keys(self.sfu.signalling, everyone)
-            for p in self.people:
-                accept_native_audio(p.member, self.sfu.signalling.members[self.native.name])
         members = dict(self.sfu.signalling.members)
         for p in self.people:
             p.arm(members)
@@ -338,7 +350,8 @@ def _collect(mode, participants, seconds, seed, size, sfu, people, native, truth
                           for which, text in pair.items() for c in candidates(text)])
     return NativeCallResult(config=config, summary={}, sent=sent, received=received, sfu=sfu_view, wire=wire,
                             view=view, keylog=keylog, scenes=scenes, speech=speech, sdp=sdp, candidates=cands,
-                            stats=stats, names=[p.name for p in everyone], members=dict(sfu.signalling.members))
+                            stats=stats, names=[p.name for p in everyone], members=dict(sfu.signalling.members),
+                            frame_keys=call_frame_keys(everyone))
 
 
 def key_frame_flags(view: pd.DataFrame, publisher: str) -> dict[str, int]:
@@ -365,9 +378,7 @@ def _native_row(native, sent: pd.DataFrame, received: pd.DataFrame, window: dict
     """The native participant's row of ``summary["participants"]``: video over the window like every
     row; audio over the whole call (window and tail), since libwebrtc counts decoded audio only as a
     running total of samples (``audio_frames_expected``: every audio frame the others sent)."""
-    from .participant import audio_frames_decoded
-
-    from .participant import audio_frames_played
+    from .participant import audio_frames_decoded, audio_frames_played
 
     row: dict = {"name": native.name}
     for kind in ("video", "audio"):
@@ -436,7 +447,7 @@ def _summary(result: NativeCallResult, sfu, people, native, window: dict[str, in
     summary = {
         "stack": STACK, "mode": config.mode, "participant_count": config.participants,
         "seconds": config.seconds, "seed": config.seed, "size": config.size, "srtp_profile": config.srtp_profile,
-        "rtp_sframe": None,
+        "rtp_sframe": None, "reproducible_keys": config.reproducible_keys, "key_policy": config.key_policy,
         "window": {**{f"{k}_frames": v for k, v in window.items()},
                    "definition": "frames captured in the first `seconds` of media; media starts after every "
                                  "leg is connected and every member holds every key"},
@@ -449,7 +460,7 @@ def _summary(result: NativeCallResult, sfu, people, native, window: dict[str, in
     kids = native.send_kids()
     summary["native"] = {
         "name": native.name, "library": "libwebrtc M152 (PyPI wrtc 0.1.0)", "member": result.members.get(native.name),
-        "send_kids": {k: {"kid": v, "epoch_member": list(parse_kid(v & ~AUDIO_KID_BIT))} for k, v in kids.items()},
+        "send_kids": {k: {"kid": v, **parse_kid(v)._asdict()} for k, v in sorted(kids.items())},
         "stats": stats,
         "read_as_key_frames": {p.name: key_frame_flags(result.view, p.name) for p in people},
         "directions": directions(result.sent, result.received, window, native.name, stats),

@@ -8,7 +8,10 @@ microphone (:class:`~e2ee_lab.media.speech.SpeechSource` chunks written to a
 encodes them (VP8, Opus), packetizes, protects with SRTP and sends. In the ``e2ee`` mode each
 sender's ``transform`` is libwebrtc's ``RTCRtpSFrameEncryptor`` and each received stream's is an
 ``RTCRtpSFrameDecryptor`` (RFC 9605 per-frame, suite 4), fed with base keys from the lab's group
-key agreement, which this participant runs as a member (:mod:`e2ee_lab.native.keys`).
+key agreement, which this participant runs as a member (:mod:`e2ee_lab.native.keys`: the roster's
+KIDs, one per media kind; attribution and retirement on libwebrtc's side). Its identity key,
+session and frame keys come from the OS unless the call asked for reproducible keys (then from its
+seed, :func:`~e2ee_lab.call.participant.key_seed`).
 
 libwebrtc gathers ICE candidates on every interface and cannot be told not to, so a
 :class:`NativeParticipant` refuses to exist in a network namespace with any interface besides
@@ -36,10 +39,12 @@ from collections.abc import Callable
 import numpy as np
 import webrtc
 
-from e2ee_lab.call.participant import SPEECH_STAGGER
+from e2ee_lab.call.participant import SPEECH_STAGGER, key_seed, keys_held
 from e2ee_lab.call.pipeline import ReceivedFrame, thumbnail
-from e2ee_lab.crypto.keys import DEFAULT_SUITE, IdentityKeyPair, KeyAgreementError, Member, RekeyPolicy, RosterUpdate
-from e2ee_lab.crypto.sframe import AuthenticationFailed, CipherSuite, MalformedHeader, UnknownKeyId
+from e2ee_lab.crypto.keys import (
+    DEFAULT_SUITE, IdentityKeyPair, KeyAgreementError, Member, RekeyPolicy, RosterUpdate, new_session,
+)
+from e2ee_lab.crypto.sframe import CipherSuite
 from e2ee_lab.media.codecs import mean_abs_error, picture_matches
 from e2ee_lab.media.scene import Scene, VideoSize
 from e2ee_lab.media.speech import AUDIO_RATE, FRAME_MS, FRAME_SAMPLES, SpeechSource
@@ -48,7 +53,7 @@ from e2ee_lab.webrtc.media import Truth, parse_track_label
 from e2ee_lab.webrtc.sdp import check_loopback
 
 from .errors import NativeError, NotIsolated
-from .keys import KINDS, InstalledKeys, KeyChanges, Stream, plan_keys, send_kids
+from .keys import KINDS, InstalledKeys, KeyChanges, Stream, plan_keys, refusal_reason
 from .sdp import share_bundle_candidates, stream_labels
 
 Clock = Callable[[], float]
@@ -56,9 +61,6 @@ NAME = "libwebrtc"  # the native participant's name in the call
 GATHER_TIMEOUT = 5.0  # seconds until libwebrtc's ICE gathering must complete
 KEY_SYNC = 0.05  # seconds between two key synchronisations (switch-overs, retirements)
 READ_BUFFER = 64  # decoded frames libwebrtc may queue per received track before dropping the oldest
-#: libwebrtc's decryptor error types -> the lab's drop counters (the same failures' reasons)
-DECRYPT_ERRORS = {"authentication": AuthenticationFailed.reason, "keyID": UnknownKeyId.reason,
-                  "syntax": MalformedHeader.reason}
 #: the counters of libwebrtc's inbound-rtp and outbound-rtp statistics the summary keeps
 STATS_FIELDS = ("packetsReceived", "packetsLost", "packetsDiscarded", "framesReceived", "framesDecoded", "keyFramesDecoded",
                 "framesDropped", "totalSamplesReceived", "concealedSamples", "pliCount", "firCount", "nackCount",
@@ -97,8 +99,10 @@ class NativeParticipant:
         index: position in the call (picture, speech offset, member seed).
         mode: "dtls-srtp" (no frame transform) or "e2ee" (libwebrtc's SFrame).
         size: picture size and frame rate; frames: ``{"video": n, "audio": m}`` to send.
-        seed: reproducible picture and keys; clock: seconds since the call started.
+        seed: reproducible picture (and keys with ``reproducible_keys``); clock: seconds since the
+            call started.
         key_policy: rekey policy of its member; truth: what every publisher sent (for judging).
+        reproducible_keys: derive identity key, session and frame keys from ``seed``.
 
     Raises:
         NotIsolated: not in a private network namespace with only ``lo``.
@@ -107,7 +111,7 @@ class NativeParticipant:
 
     def __init__(self, index: int, *, mode: str, size: VideoSize, frames: dict[str, int], seed: int,
                  clock: Clock, key_policy: RekeyPolicy, truth: Truth,
-                 suite: CipherSuite = DEFAULT_SUITE) -> None:
+                 suite: CipherSuite = DEFAULT_SUITE, reproducible_keys: bool = False) -> None:
         if mode not in ("dtls-srtp", "e2ee"):
             raise ValueError(f"the native participant runs dtls-srtp or e2ee (libwebrtc's SFrame), not {mode!r}")
         allow_loopback()
@@ -115,7 +119,9 @@ class NativeParticipant:
         self.name = NAME
         self.scene = Scene(index, seed=seed, width=size.width, height=size.height, fps=size.fps)
         self.speech = SpeechSource(offset_s=index * SPEECH_STAGGER)
-        self.identity = IdentityKeyPair.generate(seed=f"identity:{seed}:{index}".encode())
+        self.reproducible_keys = reproducible_keys
+        self.identity = IdentityKeyPair.generate(seed=key_seed("identity", seed, index, reproducible_keys))
+        self.key_session = new_session(key_seed("session", seed, index, reproducible_keys))  # the call session
         self.member: Member | None = None
         self.frames, self.fps = frames, size.fps
         self.pc = webrtc.RTCPeerConnection(webrtc.RTCConfiguration(ice_servers=[], bundle_policy="max-bundle"))
@@ -193,8 +199,9 @@ class NativeParticipant:
             self._tasks.append(asyncio.ensure_future(self._read_video(transceiver.receiver.track, label[0])))
 
     def _on_decrypt_error(self, label: Stream, event) -> None:
-        kind = getattr(event.error_type, "value", event.error_type)
-        self.decrypt_errors.setdefault(label, Counter())[DECRYPT_ERRORS.get(kind, f"sframe_{kind}")] += 1
+        error = getattr(event.error_type, "value", event.error_type)
+        reason = refusal_reason(error, event.key_id, self.members.get(label[0]), label[1])
+        self.decrypt_errors.setdefault(label, Counter())[reason] += 1
 
     # --- media -------------------------------------------------------------------------------------
 
@@ -263,9 +270,9 @@ class NativeParticipant:
         """Join the group key agreement through the SFU's signalling relay."""
         self._relay = relay
         relay.register(self.name, self.on_signal)
-        index = relay.join(self.name, self.identity.public, self._clock())
-        self.member = Member(index, self.identity, policy=self.key_policy, suite=self.suite,
-                             seed=f"member:{self.seed}:{self.index}".encode())
+        index = relay.join(self.name, self.identity.public, self.key_session, self._clock())
+        self.member = Member(index, self.identity, user=self.name, session=self.key_session, policy=self.key_policy,
+                             suite=self.suite, seed=key_seed("member", self.seed, self.index, self.reproducible_keys))
 
     def on_signal(self, message: object) -> None:
         """Signalling input: a roster update or a key message (opaque bytes)."""
@@ -290,9 +297,7 @@ class NativeParticipant:
             return False
         with self.lock:
             self.member.tick(self._clock())
-            held = {s for (s, e) in self.member.base_keys() if e == epoch}
-            ready = self.member.send_epoch == epoch
-        return ready and all(m in held for m in members)
+            return keys_held(self.member, epoch, members)
 
     async def arm(self, members: dict[str, int]) -> None:
         """Install the keys in libwebrtc (e2ee) and keep them in step with the member during the call."""
