@@ -3,7 +3,8 @@
 Run from the repository root as root with the interop extra (wrtc) installed:
 ``python data/make_native_call.py``. The call (alice and bob on aiortc, libwebrtc through wrtc, e2ee,
 ci size) runs in a private network namespace with only ``lo``; its summary is recorded whole.
-Frame keys are derived from the seed (see the summary's seed); what is recorded are counts.
+Frame keys are drawn from the OS (the summary says ``"reproducible_keys": false``) and not recorded:
+what is recorded are counts, KIDs and libwebrtc's statistics.
 """
 
 import json
