@@ -2,8 +2,8 @@
 
 One line per item, each ``ok``, ``warn`` (the labs still run: they say so and use the recordings)
 or ``FAIL`` (a lab will not run): Python, the packages and their pins, loopback UDP, live capture
-(root or CAP_NET_RAW, libpcap), Chromium (lab 10), tshark (the interop tests), a private network
-namespace (lab 10's isolation), cores and free memory (container limits included), then every
+(root or CAP_NET_RAW, libpcap), Chromium (lab 10), libwebrtc through ``wrtc`` (labs 07 and 10),
+tshark (the interop tests), a private network namespace (lab 10's isolation), cores and free memory (container limits included), then every
 environment variable the package reads with its current value (:data:`e2ee_lab.config.ENVIRONMENT`).
 The exit status is 1 when an item fails, else 0. Lab 00's first cell calls :func:`report`.
 """
@@ -107,6 +107,16 @@ def _chromium() -> Item:
     return Item("chromium", "ok", f"{version} ({binary})")
 
 
+def _wrtc() -> Item:
+    from e2ee_lab.interop import wrtc_problem
+
+    problem = wrtc_problem()
+    if problem is not None:
+        return Item("wrtc", "warn", f"{problem}: labs 07 and 10 show their recorded libwebrtc results")
+    return Item("wrtc", "ok", f"wrtc {md.version('wrtc')} (libwebrtc's SFrame: lab 07; lab 10's call also "
+                              "needs root, see netns)")
+
+
 def _tshark() -> Item:
     binary = shutil.which("tshark")
     if binary is None:
@@ -119,8 +129,9 @@ def _netns() -> Item:
 
     problem = netns_problem()
     if problem is None:
-        return Item("netns", "ok", "unshare -n works: lab 10's browser runs in a namespace with only lo")
-    return Item("netns", "warn", f"{problem}: lab 10 runs the browser on 127.0.0.1 without that isolation")
+        return Item("netns", "ok", "unshare -n works: lab 10's browser and libwebrtc run in a namespace with only lo")
+    return Item("netns", "warn", f"{problem}: lab 10 runs the browser on 127.0.0.1 without that isolation "
+                                 "and shows the recorded libwebrtc call")
 
 
 def _cgroup(name: str) -> str | None:
@@ -171,8 +182,8 @@ def _memory() -> Item:
     return Item("memory", status, f"{free:,.0f} MiB free (one lab needs {MIN_FREE_MB:,} MiB)")
 
 
-CHECKS: tuple[Callable[[], Item], ...] = (_python, _packages, _loopback, _capture, _chromium, _tshark, _netns,
-                                          _cores, _memory)
+CHECKS: tuple[Callable[[], Item], ...] = (_python, _packages, _loopback, _capture, _chromium, _wrtc, _tshark,
+                                          _netns, _cores, _memory)
 
 
 def items() -> list[Item]:

@@ -29,7 +29,9 @@ from e2ee_lab.crypto.transforms import make_transform
 from e2ee_lab.media.codecs import OpusEncoder, VP8Encoder
 from e2ee_lab.media.scene import Scene
 from e2ee_lab.media.speech import SpeechSource
-from e2ee_lab.rtp import Codec, RTPPacketizer
+from e2ee_lab.analysis.reader import RECOGNITION_PACKETS, recognise_payload_format
+from e2ee_lab.crypto.sframe import SFrameContext, decode_header
+from e2ee_lab.rtp import Codec, RTPPacketizer, RTPSFrameMode, SFramePacketizer
 from e2ee_lab.transport import KeyLogError, open_leg_pair, read_keylog, write_keylog
 from e2ee_lab.transport.srtp import SRTPMasterKey
 
@@ -57,7 +59,25 @@ class Call:
         return self.directory / "sfu-keys.json"
 
 
-async def _run_call(directory: Path, mode: str, capture_mode: str) -> Call:
+class _PayloadFormat:
+    """Frames in the SFrame RTP payload format (``rtp_sframe``): the packetizer encrypts, the
+    frame passes through unchanged first (the transform slot's identity)."""
+
+    def __init__(self, mode: str, codec: Codec, ssrc: int, payload_type: int, kid: int) -> None:
+        self.context = SFrameContext(4)
+        self.context.add_send_key(kid, bytes(range(16)))
+        self.kid = kid
+        self.packetizer = SFramePacketizer(codec, mode=RTPSFrameMode(mode), ssrc=ssrc,
+                                           payload_type=payload_type, seed=1)
+
+    def transform(self, frame):
+        return frame
+
+    def serialize(self, frame) -> list[bytes]:
+        return self.packetizer.serialize(frame, protect=lambda data: self.context.protect(self.kid, data))
+
+
+async def _run_call(directory: Path, mode: str, capture_mode: str, rtp_sframe: str | None = None) -> Call:
     scene, speech = Scene(0, width=320, height=240, fps=15), SpeechSource(offset_s=1.0)
     vp8, opus = VP8Encoder(ssrc=VIDEO_SSRC, fps=15), OpusEncoder(ssrc=AUDIO_SSRC)
     video = make_transform(mode, kid=SFRAME_KID, seed=1).sender
@@ -66,6 +86,10 @@ async def _run_call(directory: Path, mode: str, capture_mode: str) -> Call:
         "video": RTPPacketizer(Codec.VP8, ssrc=VIDEO_SSRC, payload_type=96, seed=1),
         "audio": RTPPacketizer(Codec.OPUS, ssrc=AUDIO_SSRC, payload_type=111, seed=1),
     }
+    if rtp_sframe is not None:  # the payload format: the packetizer is the transform
+        video = _PayloadFormat(rtp_sframe, Codec.VP8, VIDEO_SSRC, 96, SFRAME_KID)
+        audio = _PayloadFormat(rtp_sframe, Codec.OPUS, AUDIO_SSRC, 111, SFRAME_KID + 1)
+        packetizers = {"video": video, "audio": audio}
     capture = Capture(directory / "capture.pcap", mode=capture_mode).start()
     alice, sfu_alice = await open_leg_pair("alice")
     bob, sfu_bob = await open_leg_pair("bob")
@@ -90,9 +114,9 @@ async def _run_call(directory: Path, mode: str, capture_mode: str) -> Call:
     return Call(directory, references, sent, capture.backend)
 
 
-def make_call(tmp_path_factory, mode: str, capture_mode: str = "tap") -> Call:
+def make_call(tmp_path_factory, mode: str, capture_mode: str = "tap", rtp_sframe: str | None = None) -> Call:
     directory = tmp_path_factory.mktemp(f"{mode}-{capture_mode}")
-    return asyncio.run(_run_call(directory, mode, capture_mode))
+    return asyncio.run(_run_call(directory, mode, capture_mode, rtp_sframe))
 
 
 @pytest.fixture(scope="module")
@@ -383,3 +407,76 @@ def test_a_sniffed_call_analyses_like_a_tapped_one(tmp_path_factory):
     assert counts(r) == EXPECTED_FRAMES  # the legs' frames; other processes' UDP has no leg
     assert set(r.dropped) <= {"srtp_no_key"}
     assert r.frames[r.frames.leg.notna() & (r.frames.kind == "video")].decodable.all()
+
+
+# --- the SFrame RTP payload format (draft-ietf-avtcore-rtp-sframe-02) ------------------------------
+
+
+@pytest.fixture(scope="module", params=["per-frame", "per-packet"])
+def sframe_format(tmp_path_factory, request) -> Call:
+    return make_call(tmp_path_factory, "dtls-srtp", rtp_sframe=request.param)
+
+
+def test_the_payload_format_is_recognised_and_reassembled_from_its_descriptors(sframe_format):
+    result = analyze(sframe_format.pcap, sframe_format.keys)
+    frames, rtp = result.frames, result.packets[result.packets.kind == "rtp"]
+    assert set(frames.payload_format) == {"sframe"} and set(rtp.payload_format.dropna()) == {"sframe"}
+    assert not any(k.startswith("frame_") for k in result.dropped), result.dropped
+    per_flow = frames.groupby(["direction", "kind"]).size()
+    if frames.packets.max() > 1:  # per-frame: one run per frame
+        assert per_flow.to_dict() == {("from_sfu", "audio"): AUDIO_FRAMES, ("from_sfu", "video"): VIDEO_FRAMES,
+                                      ("to_sfu", "audio"): AUDIO_FRAMES, ("to_sfu", "video"): VIDEO_FRAMES}
+    else:  # per-packet: one run per packet, every frame's packets, each its own SFrame ciphertext
+        assert per_flow[("to_sfu", "video")] >= VIDEO_FRAMES and per_flow[("to_sfu", "audio")] == AUDIO_FRAMES
+    for data in result.frame_data.values():  # the ciphertext, descriptors gone: it starts with the header
+        assert decode_header(data)[0] in (SFRAME_KID, SFRAME_KID + 1)
+    assert frames.sframe_plausible.all() and frames.frame_type.isna().all()
+    assert not frames.decodable[frames.kind == "video"].any()  # ciphertext: the SFU decodes none
+
+
+def test_the_payload_format_read_as_the_codecs_breaks_every_video_frame(sframe_format):
+    """What ``e2ee-lab analyze`` did before it knew the format: frames lost or garbage, descriptors inside."""
+    codec = analyze(sframe_format.pcap, sframe_format.keys, payload_format="codec")
+    sframe = analyze(sframe_format.pcap, sframe_format.keys, payload_format="sframe")
+    assert set(codec.frames.payload_format) == {"codec"}
+    recognised = analyze(sframe_format.pcap, sframe_format.keys).frames
+    columns = ["direction", "ssrc", "first_seq", "size", "sframe_kid", "sframe_ctr", "decoded"]
+    assert sorted(map(tuple, sframe.frames[columns].values)) == sorted(map(tuple, recognised[columns].values))
+    assert codec.dropped["frame_incomplete"] > 0 and not (codec.frames.kind == "video").any()
+    audio = codec.frames[codec.frames.kind == "audio"]
+    assert all(codec.frame_data[i][0] & 0xE0 for i in audio.index)  # a descriptor byte (S, E) in front
+
+
+def test_the_command_reads_the_format_summary_json_announces(sframe_format, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_analyze_arguments(parser)
+    directory = tmp_path / "call"
+    shutil.copytree(sframe_format.directory, directory)
+    (directory / "summary.json").write_text(json.dumps({"rtp_sframe": None}))
+    assert cli_analyze(parser.parse_args([str(directory)])) == 0
+    announced_codec = capsys.readouterr().out
+    (directory / "summary.json").write_text(json.dumps({"rtp_sframe": "per-frame"}))
+    assert cli_analyze(parser.parse_args([str(directory)])) == 0
+    recognised = capsys.readouterr().out
+    assert "frame_incomplete" in announced_codec.split("dropped:")[1]  # every video frame lost
+    assert recognised.split("dropped:")[1].startswith(" none") and "video" in recognised
+
+
+def test_recognition_of_the_payload_format_stream_by_stream():
+    descriptor = bytes([0xC0])  # S = E = 1, T = 0, reserved bits 0
+    ctx = SFrameContext(4)
+    ctx.add_send_key(7, bytes(16))
+    sframe = [descriptor + ctx.protect(7, b"frame %d" % i) for i in range(RECOGNITION_PACKETS)]
+    assert recognise_payload_format(sframe) == "sframe"
+    assert recognise_payload_format(sframe[:2]) is None
+    assert recognise_payload_format(sframe[:2], final=True) == "sframe"
+    middle = [bytes([0x00]) + b"fragment"] * RECOGNITION_PACKETS  # no S = 1 in sight
+    assert recognise_payload_format(middle) == "codec"
+    vp8 = [bytes([0x90, 0x80, 0x01]) + b"vp8"]  # X and S: a reserved bit of the descriptor
+    assert recognise_payload_format(vp8) == "codec"
+    sframe_over_opus = [ctx.protect(7, b"opus %d" % i) for i in range(RECOGNITION_PACKETS)]
+    assert recognise_payload_format(sframe_over_opus) == "codec"  # KID 7, CTR 1: 0x71 has reserved bits
+    assert recognise_payload_format([descriptor + b"\xff"]) == "codec"  # S = 1 but no SFrame header
+    assert recognise_payload_format([b"\xc0"]) == "codec"  # a descriptor with nothing after it
+    with pytest.raises(ValueError, match="payload_format"):
+        analyze(Path("nothing.pcap"), None, payload_format="guess")

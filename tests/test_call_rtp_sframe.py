@@ -131,3 +131,27 @@ def test_the_sfu_view_shows_the_descriptor_and_the_sframe_header_only():
     assert [f.kind for f in fields] == list(starts["kind"])  # each kind under its own KID
     video = table[table["kind"] == "video"]
     assert (video[video["marker"]]["E"]).all()  # the marker rides on the E = 1 fragment
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_ciphertext_entropy_leaves_out_the_descriptors_and_the_sframe_headers(mode):
+    import pandas as pd
+
+    from e2ee_lab.analysis.sfu_view import byte_entropy, ciphertext_entropy
+    from e2ee_lab.crypto.sframe import decode_header
+
+    sender, _ = _pair(mode)
+    packets = [parse_rtp(p) for i in range(6) for p in sender.video_frame(i, 10 + i / 15)]
+    rows = pd.DataFrame([(float(i), "alice", "video", p.ssrc, p.payload_type, p.sequence_number, p.timestamp,
+                          p.marker, bytes(p.payload), None, None) for i, p in enumerate(packets)],
+                        columns=["time", "publisher", "kind", "ssrc", "payload_type", "seq", "timestamp", "marker",
+                                 "payload", "audio_level", "voice_activity"])
+    ciphertexts, current = [], b""  # each S..E run: its fragments after their descriptor byte
+    for p in packets:
+        descriptor, fragment = SFramePayloadDescriptor.parse(p.payload)
+        current = fragment if descriptor.start else current + fragment
+        if descriptor.end:
+            ciphertexts.append(current)
+    body = b"".join(c[decode_header(c)[2]:] for c in ciphertexts)
+    assert ciphertext_entropy(rows, "e2ee", "video", sframe_publishers=["alice"]) == {"alice": byte_entropy(body)}
+    assert ciphertext_entropy(rows, "e2ee", "video") != {"alice": byte_entropy(body)}  # read as VP8: wrong bytes

@@ -39,6 +39,7 @@ def test_discovery_finds_every_stack_module():
     assert {"lab", "webrtc", "browser", "janus"} <= set(found)
     assert found["lab"].option is None and found["webrtc"].option is None
     assert found["browser"].option == "browser_participants" and found["janus"].option == "sfu"
+    assert found["native"].option == "native_participants"
     assert found["lab"].run.__module__ == "e2ee_lab.call.stack"
 
 
@@ -52,7 +53,6 @@ def test_select_by_name_then_by_a_set_option(registry):
 
 
 def test_two_option_stacks_at_once_are_refused(registry):
-    register(Stack("native", run=Recorder(), help="a native participant", option="native_participants"))
     with pytest.raises(ValueError, match="browser_participants and native_participants cannot be combined"):
         select("webrtc", {"browser_participants": 1, "native_participants": 1})
 
@@ -79,7 +79,9 @@ def test_a_keyword_a_stack_does_not_take_is_refused_before_it_runs(registry):
         run_call("e2ee", 2, 1.0, stack="webrtc", mcu="any")
     with pytest.raises(ValueError, match="the browser stack does not take rtp_sframe"):
         run_call("e2ee", 2, 1.0, stack="webrtc", browser_participants=1, rtp_sframe="per-frame")
-    with pytest.raises(ValueError, match="the lab stack does not take mcu, native_participants"):
+    with pytest.raises(ValueError, match="the lab stack does not take mcu, rpc"):
+        run_call("e2ee", 2, 1.0, mcu="any", rpc=1)
+    with pytest.raises(ValueError, match="the native stack does not take mcu"):
         run_call("e2ee", 2, 1.0, mcu="any", native_participants=1)
     recorder = Recorder()
     registry["lab"] = Stack("lab", run=recorder, help="recording", accepts=registered()["lab"].accepts)

@@ -16,7 +16,7 @@ from e2ee_lab import doctor
 from e2ee_lab.config import ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parents[1]
-ITEMS = ["python", "packages", "loopback", "capture", "chromium", "tshark", "netns", "cores", "memory"]
+ITEMS = ["python", "packages", "loopback", "capture", "chromium", "wrtc", "tshark", "netns", "cores", "memory"]
 
 
 def _report() -> tuple[int, list[str]]:
@@ -49,6 +49,21 @@ def test_without_capture_rights_or_chromium_it_warns_and_still_passes(monkeypatc
     assert found["capture"].status == "warn" and "recordings" in found["capture"].detail
     assert found["chromium"].status == "warn" and "recorded" in found["chromium"].detail
     assert "'1'" in "\n".join(doctor.environment())
+
+
+def test_wrtc_is_named_with_its_version_or_warned_about(monkeypatch):
+    import importlib.metadata as md
+
+    found = {item.name: item for item in doctor.items()}
+    try:
+        version = md.version("wrtc")
+    except md.PackageNotFoundError:
+        version = None
+    if version is not None:
+        assert found["wrtc"].status == "ok" and found["wrtc"].detail.startswith(f"wrtc {version} ")
+    monkeypatch.setitem(sys.modules, "wrtc", None)  # import wrtc now fails
+    item = {item.name: item for item in doctor.items()}["wrtc"]
+    assert item.status == "warn" and item.detail.startswith("wrtc is not installed") and "recorded" in item.detail
 
 
 def test_a_failing_item_makes_the_exit_status_1(monkeypatch):

@@ -25,3 +25,18 @@ def test_recorded_results_have_the_live_verdicts(monkeypatch, capsys):
 @pytest.mark.skipif(wrtc_problem() is not None, reason=str(wrtc_problem()))
 def test_live_results_with_wrtc():
     _check_tables(native.nonce_reuse_table(), native.replay_table())
+
+
+def test_lab_10_shows_the_recorded_native_call_where_it_cannot_run(monkeypatch, capsys):
+    import e2ee_lab.native as package
+
+    monkeypatch.setattr(package, "native_problem", lambda: "not root (test)")
+    summary = native.native_call()
+    assert capsys.readouterr().out == "not root (test): showing the call data/make_native_call.py recorded\n"
+    assert [p["name"] for p in summary["participants"]] == ["alice", "bob", "libwebrtc"]
+    table = native.native_directions(summary)
+    assert len(table) == 8 and set(table.index.get_level_values("kind")) == {"video", "audio"}
+    assert (table.decoded >= 0.95 * table.sent).all()  # the recording meets the 95 % both ways
+    assert table.loc[("alice → libwebrtc", "audio"), "counted over"] == "whole call"
+    flags = native.native_key_frames(summary)
+    assert list(flags.index) == ["alice", "bob"] and (flags["read as key frames"] > 0).all()

@@ -46,7 +46,7 @@ PACKAGE_LAYERS = (  # lowest first, as README.md's Layout table; "" is the packa
     ("analysis", "attacks", "bench"),
     ("webrtc",),
     ("browser",),
-    ("janus",),  # the call through Janus; its namespace child process reuses browser.isolation
+    ("janus", "native"),  # Janus as the SFU; a libwebrtc member: namespace children reusing browser.isolation
     ("labs", "reports", "cli", "doctor", ""),
 )
 FOUNDATION = ("config", "media", "crypto", "rtp", "sfu", "transport", "capture", "interop", "call",

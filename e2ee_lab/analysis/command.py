@@ -10,6 +10,7 @@ above the figures, which sit above the decoding and the views: nothing below imp
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,7 +59,22 @@ def add_analyze_arguments(parser) -> None:
     parser.add_argument("--no-keys", action="store_true",
                         help="the wire view: analyse without the SFU's keys")
     parser.add_argument("--out", type=Path, help="where to write the CSVs (default DIR)")
+    parser.add_argument("--payload-format", choices=("auto", "sframe", "codec"), default=None,
+                        help="how RTP payloads are packed: recognised per stream (auto), or every stream in "
+                             "the SFrame RTP payload format or the codec's (default: DIR/summary.json's "
+                             "rtp_sframe announces it, else auto)")
     parser.set_defaults(func=cli_analyze)
+
+
+def announced_payload_format(directory: Path) -> str:
+    """What a call's ``summary.json`` announces: ``"codec"`` when it offered no SFrame payload format
+    (``rtp_sframe`` null), else ``"auto"`` (offered: each stream is recognised, since a member may
+    have fallen back to the codec's); ``"auto"`` without a readable summary."""
+    try:
+        summary = json.loads((directory / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "auto"
+    return "codec" if isinstance(summary, dict) and summary.get("rtp_sframe", "") is None else "auto"
 
 
 def cli_analyze(args) -> int:
@@ -66,12 +82,14 @@ def cli_analyze(args) -> int:
 
     Errors in the input (no capture, not a pcap, a directory or unreadable file, no or malformed key
     log) print one line to stderr and return 2. ``--no-keys`` writes the wire view's files
-    (``wire-view.csv``, ``wire-frames.csv``, ``wire-view.png``) next to the SFU view's.
+    (``wire-view.csv``, ``wire-frames.csv``, ``wire-view.png``) next to the SFU view's. Payloads
+    are read as ``--payload-format`` says, by default as :func:`announced_payload_format`.
     """
     pcap = args.pcap or args.dir / "capture.pcap"
     keys = None if args.no_keys else (args.keys or args.dir / "sfu-keys.json")
+    payload_format = getattr(args, "payload_format", None) or announced_payload_format(args.dir)
     try:
-        result = analyze(pcap, keys, keep_media="last")
+        result = analyze(pcap, keys, keep_media="last", payload_format=payload_format)
     except (OSError, CaptureError, KeyLogError) as exc:  # OSError: missing, a directory, unreadable
         print(f"analyze: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,8 @@ SRTP/SRTCP apart by their first byte (RFC 7983 §7, RFC 5761 §4), finds each da
 direction in the SFU's key log (RFC 5764 §4.2 keys, one entry per leg), unprotects SRTP/SRTCP with
 pylibsrtp as the SFU did (RFC 3711 §3.3, §3.4; RFC 7714), reads the RTP header and extensions
 (RFC 3550 §5.1, RFC 8285, the RFC 6464 audio level) and reassembles frames per SSRC
-(:class:`~e2ee_lab.rtp.FrameAssembler`, RFC 7741 / RFC 7587); this module hands the frames to the
+(:class:`~e2ee_lab.rtp.FrameAssembler`, RFC 7741 / RFC 7587; a stream in the SFrame RTP payload
+format, announced or recognised, from its descriptors' S..E runs: ``payload_format``); this module hands the frames to the
 VP8 and Opus decoders and judges them. Where a frame begins, the bytes after the VP8 payload
 descriptor (or the Opus payload) are read as an SFrame header (RFC 9605 §4.3): KID and CTR are
 clear in E2EE mode, and a stream whose headers keep one KID with rising CTRs is marked
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 from aiortc.rtp import HeaderExtensionsMap
 
-from e2ee_lab.analysis.reader import PACKET_COLUMNS, CaptureReader, Flow, entropy, sframe_header
+from e2ee_lab.analysis.reader import PACKET_COLUMNS, PAYLOAD_FORMATS, CaptureReader, Flow, entropy, sframe_header
 from e2ee_lab.capture.pcap import Datagram, PcapSink, load_keys, read_pcap
 from e2ee_lab.media.codecs import (
     OPUS_PAYLOAD_TYPE,
@@ -57,7 +58,7 @@ OPUS_DELAY_SLACK = 96  # samples searched either side of OPUS_DELAY (2 ms)
 FRAME_COLUMNS = (
     "leg", "direction", "src", "dst", "ssrc", "payload_type", "kind", "timestamp", "first_seq",
     "last_seq", "packets", "size", "frame_type", "width", "height", "decoded", "matches",
-    "decodable", "reason", "entropy", "sframe_kid", "sframe_ctr", "sframe_plausible", "time",
+    "decodable", "reason", "entropy", "payload_format", "sframe_kid", "sframe_ctr", "sframe_plausible", "time",
 )
 LOOPBACK_IPS = ("127.0.0.1", "::1")
 Reference = Mapping[tuple[int, int], np.ndarray] | Callable[[int, int], np.ndarray | None] | None
@@ -158,13 +159,14 @@ class OfflineAnalysis:
     rtcp, unknown), UDP payload size, detail (DTLS handshake messages and offered use_srtp
     profiles; RTCP packet types), whether SRTP/SRTCP was unprotected and why not, the RTP header
     fields and extensions (audio level, voice activity, MID), payload size and entropy (bits/byte
-    of what the reader saw: plaintext with keys, ciphertext without), and, on the first packet of
-    a frame, the SFrame KID/CTR its bytes would carry, with ``sframe_plausible`` for the stream.
+    of what the reader saw: plaintext with keys, ciphertext without), the stream's payload format
+    (``"codec"`` or ``"sframe"``, with keys), and, on the first packet of a frame, the SFrame
+    KID/CTR its bytes would carry, with ``sframe_plausible`` for the stream.
 
     ``frames``: one row per reassembled frame (:data:`FRAME_COLUMNS`): flow, SSRC, kind, RTP
     timestamp, sequence numbers, packets, size, ``frame_type`` (the VP8 P bit as an SFU reads it: a
-    coin toss on ciphertext), picture size, ``decoded``/``matches``/``decodable`` (module
-    docstring), the decoder's refusal, entropy and SFrame header fields. ``media`` maps a frame's
+    coin toss on ciphertext; None in the SFrame payload format, which has none), picture size, ``decoded``/``matches``/``decodable`` (module
+    docstring), the decoder's refusal, entropy, payload format and SFrame header fields. ``media`` maps a frame's
     row index to its decoded RGB picture or int16 PCM. ``dropped`` counts failures by reason;
     ``skipped`` the pcap records that were not UDP datagrams.
     """
@@ -275,14 +277,16 @@ def _frame_rows(reader: CaptureReader, references: Reference, keep_media: str):
     for index, (flow, leg, direction, frame) in enumerate(reader.frames):
         verdict, decoded = decoders.verdict(flow, frame)
         kid, ctr = sframe_header(frame.data) if reader.keyed else (None, None)
+        packaging = reader.formats.get((flow, frame.ssrc)) if reader.keyed else None
         row = dict.fromkeys(FRAME_COLUMNS)
         row.update(
             leg=leg, direction=direction, src=f"{flow[0][0]}:{flow[0][1]}",
             dst=f"{flow[1][0]}:{flow[1][1]}", ssrc=frame.ssrc, payload_type=frame.payload_type,
             kind=frame.kind, timestamp=frame.timestamp, first_seq=frame.first_sequence_number,
             last_seq=frame.last_sequence_number, packets=frame.packet_count, size=len(frame.data),
-            frame_type=vp8_frame_type(frame.data) if frame.codec is Codec.VP8 else None,
-            entropy=entropy(frame.data), sframe_kid=kid, sframe_ctr=ctr, time=frame.arrival,
+            frame_type=vp8_frame_type(frame.data) if frame.codec is Codec.VP8 and packaging != "sframe" else None,
+            entropy=entropy(frame.data), payload_format=packaging, sframe_kid=kid, sframe_ctr=ctr,
+            time=frame.arrival,
             **verdict,
         )
         rows.append(row)
@@ -303,6 +307,7 @@ def analyze(
     payload_types: Mapping[int, Codec] | None = None,
     extensions_map: HeaderExtensionsMap | None = None,
     keep_media: str = "last",
+    payload_format: str = "auto",
 ) -> OfflineAnalysis:
     """Analyse a capture as the SFU could (with its key log) or as the wire shows it (no keys).
 
@@ -315,17 +320,23 @@ def analyze(
         extensions_map: the senders' header-extension ids (default audio level 1, MID 4).
         keep_media: ``"all"`` decoded pictures and PCM, ``"last"`` (all PCM, the last picture
             of each stream) or ``"none"``.
+        payload_format: how the SFU view reads RTP payloads: ``"auto"`` recognises per stream
+            whether it is in the SFrame RTP payload format or the codec's
+            (:func:`~e2ee_lab.analysis.reader.recognise_payload_format`); ``"sframe"`` or
+            ``"codec"`` take every stream as announced. The wire view cannot tell (encrypted).
 
     Raises:
         PcapFormatError: not a capture. KeyLogMissing: no key log at ``keys``.
-        KeyLogError: a malformed key log. ValueError: unknown ``keep_media``.
+        KeyLogError: a malformed key log. ValueError: unknown ``keep_media`` or ``payload_format``.
     """
     if keep_media not in ("all", "last", "none"):
         raise ValueError(f"keep_media must be 'all', 'last' or 'none', not {keep_media!r}")
+    if payload_format not in PAYLOAD_FORMATS:
+        raise ValueError(f"payload_format must be one of {', '.join(PAYLOAD_FORMATS)}, not {payload_format!r}")
     entries = load_keys(keys)
     contents = read_pcap(path)
     reader = CaptureReader(entries, payload_types or PAYLOAD_TYPES,
-                     extensions_map or make_extensions_map(mid_id=MID_ID))
+                           extensions_map or make_extensions_map(mid_id=MID_ID), payload_format)
     for datagram in contents.datagrams:
         reader.feed(datagram)
     reader.finish()

@@ -7,16 +7,21 @@ finds each datagram's leg and direction in the SFU's key log (RFC 5764 §4.2 key
 leg), unprotects SRTP/SRTCP with pylibsrtp as the SFU did (RFC 3711 §3.3, §3.4; RFC 7714), reads
 the RTP header and extensions (RFC 3550 §5.1, RFC 8285, the RFC 6464 audio level), reads the bytes
 where a frame begins as an SFrame header (RFC 9605 §4.3), and reassembles frames per SSRC
-(:class:`~e2ee_lab.rtp.FrameAssembler`, RFC 7741 / RFC 7587). Without keys (the wire) it groups
-the packets of each SSRC by RTP timestamp, as an eavesdropper can (:class:`WireFramer`). Packets
-that fail count in ``dropped`` by reason; nothing raises.
+(:class:`~e2ee_lab.rtp.FrameAssembler`, RFC 7741 / RFC 7587). A stream in the SFrame RTP payload
+format (draft-ietf-avtcore-rtp-sframe-02, the lab's ``--rtp-sframe``) is reassembled from its
+descriptors' S..E runs instead (:class:`~e2ee_lab.rtp.SFrameDepacketizer`, -02 §5.2; a frame is
+then the SFrame ciphertext, all an SFU has): announced (``payload_format="sframe"``) or, by
+default, recognised per stream from its first packets (:func:`recognise_payload_format`). Without
+keys (the wire) it groups the packets of each SSRC by RTP timestamp, as an eavesdropper can
+(:class:`WireFramer`; the descriptors are encrypted there). Packets that fail count in
+``dropped`` by reason; nothing raises.
 """
 
 from __future__ import annotations
 
 import struct
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -24,7 +29,17 @@ from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtpPacket
 
 from e2ee_lab.capture.pcap import Address, CaptureError, Datagram, LegMap
 from e2ee_lab.crypto.sframe import MalformedHeader, decode_header
-from e2ee_lab.rtp import Codec, FrameAssembled, FrameAssembler, RTPError, VP8PayloadDescriptor, parse_rtp
+from e2ee_lab.rtp import (
+    Codec,
+    FrameAssembled,
+    FrameAssembler,
+    RTPError,
+    SFrameAssembled,
+    SFrameDepacketizer,
+    VP8PayloadDescriptor,
+    parse_rtp,
+)
+from e2ee_lab.rtp.sframe_format import RESERVED_MASK, S_BIT
 from e2ee_lab.transport import KeyLogEntry, PacketKind, SRTPError, classify
 from e2ee_lab.transport.errors import MalformedRecord
 from e2ee_lab.transport.records import ClientHello, ContentType, parse_records
@@ -32,9 +47,11 @@ from e2ee_lab.transport.records import ClientHello, ContentType, parse_records
 PACKET_COLUMNS = (
     "no", "time", "src_ip", "src_port", "dst_ip", "dst_port", "leg", "direction", "kind", "size",
     "detail", "decrypted", "drop_reason", "ssrc", "payload_type", "seq", "timestamp", "marker",
-    "audio_level", "voice_activity", "mid", "payload_size", "payload_entropy", "sframe_kid",
-    "sframe_ctr", "sframe_plausible",
+    "audio_level", "voice_activity", "mid", "payload_size", "payload_entropy", "payload_format",
+    "sframe_kid", "sframe_ctr", "sframe_plausible",
 )
+PAYLOAD_FORMATS = ("auto", "sframe", "codec")  # recognise per stream, or every stream announced as one
+RECOGNITION_PACKETS = 6  # a stream's packets read before it is taken for the SFrame payload format
 _HANDSHAKE_NAMES = {
     1: "ClientHello", 2: "ServerHello", 3: "HelloVerifyRequest", 11: "Certificate",
     12: "ServerKeyExchange", 13: "CertificateRequest", 14: "ServerHelloDone",
@@ -99,6 +116,27 @@ def sframe_header(data: bytes) -> tuple[int | None, int | None]:
     return kid, ctr
 
 
+def recognise_payload_format(payloads: Sequence[bytes], *, final: bool = False) -> str | None:
+    """Is a stream in the SFrame RTP payload format? ``"sframe"``, ``"codec"``, or None (read more).
+
+    ``payloads`` are the stream's first RTP payloads in plaintext (after SRTP). A stream is taken
+    for the payload format when every payload is a descriptor (one byte whose five reserved bits
+    are 0, as every sender the lab knows sends them; -02 §4) followed by fragment bytes, and every
+    S=1 fragment starts with a well-formed SFrame header (RFC 9605 §4.3), with at least one S=1
+    among :data:`RECOGNITION_PACKETS` packets (or all there are, when ``final``). One payload that
+    breaks this makes it ``"codec"``: a VP8 frame's first byte (X and S, ``0x90``) has a reserved bit
+    set, an Opus TOC byte or an SFrame header byte under codec packetization soon does too.
+    """
+    for payload in payloads:
+        if len(payload) < 2 or payload[0] & RESERVED_MASK:
+            return "codec"
+        if payload[0] & S_BIT and sframe_header(payload[1:]) == (None, None):
+            return "codec"
+    if len(payloads) < RECOGNITION_PACKETS and not final:
+        return None
+    return "sframe" if any(p[0] & S_BIT for p in payloads) else "codec"
+
+
 class WireFramer:
     """Groups SRTP packets into frames by (SSRC, RTP timestamp), as an eavesdropper can."""
 
@@ -144,8 +182,11 @@ class CaptureReader:
 
     def __init__(
         self, entries: list[KeyLogEntry] | None, payload_types: Mapping[int, Codec],
-        extensions_map: HeaderExtensionsMap,
+        extensions_map: HeaderExtensionsMap, payload_format: str = "auto",
     ) -> None:
+        if payload_format not in PAYLOAD_FORMATS:
+            raise ValueError(f"payload_format must be one of {', '.join(PAYLOAD_FORMATS)}, not {payload_format!r}")
+        self.payload_format = payload_format
         self.keyed = entries is not None
         self.legs = LegMap(entries)
         self.payload_types = dict(payload_types)
@@ -154,8 +195,11 @@ class CaptureReader:
         self.rows: list[dict] = []
         self.frames: list[tuple[Flow, str | None, str | None, FrameAssembled]] = []
         self.decrypted: list[Datagram] = []
-        # flow -> (its assembler, (leg, direction))
+        # flow -> (its assembler, (leg, direction)); with keys also its SFrame payload format depacketizer
         self._assemblers: dict[Flow, tuple[FrameAssembler | WireFramer, tuple]] = {}
+        self._depacketizers: dict[Flow, SFrameDepacketizer] = {}
+        self.formats: dict[tuple[Flow, int], str] = {}  # (flow, SSRC) -> "sframe" or "codec"
+        self._held: dict[tuple[Flow, int], list[tuple[RtpPacket, float, dict]]] = {}  # not yet recognised
         self._t0: float | None = None
 
     def feed(self, d: Datagram) -> None:
@@ -210,11 +254,44 @@ class CaptureReader:
                    audio_level=None if level is None else level[1],
                    voice_activity=None if level is None else bool(level[0]),
                    payload_size=len(rtp.payload), payload_entropy=entropy(rtp.payload))
-        if plain is not None:
-            row["sframe_kid"], row["sframe_ctr"] = self._frame_start_header(rtp)
-        self._assemble(d, rtp, where)
+        if plain is None:
+            self._assemble((d.src, d.dst), rtp, d.time - self._t0, where)
+        else:
+            self._route((d.src, d.dst), rtp, d.time - self._t0, row, where)
 
-    def _frame_start_header(self, rtp: RtpPacket) -> tuple[int | None, int | None]:
+    def _route(self, flow: Flow, rtp: RtpPacket, now: float, row: dict, where: tuple) -> None:
+        """Hold a stream's packets until its payload format is known, then pass them on in order."""
+        key = (flow, rtp.ssrc)
+        if key in self.formats:
+            self._deliver(flow, rtp, now, row, where)
+            return
+        held = self._held.setdefault(key, [])
+        held.append((rtp, now, row))
+        found = self.payload_format if self.payload_format != "auto" else \
+            recognise_payload_format([p.payload for p, _, _ in held])
+        if found is not None:
+            self._decide(key, found, where)
+
+    def _decide(self, key: tuple[Flow, int], found: str, where: tuple) -> None:
+        self.formats[key] = found
+        for rtp, now, row in self._held.pop(key, []):
+            self._deliver(key[0], rtp, now, row, where)
+
+    def _deliver(self, flow: Flow, rtp: RtpPacket, now: float, row: dict, where: tuple) -> None:
+        sframe = self.formats[flow, rtp.ssrc] == "sframe"
+        row["payload_format"] = self.formats[flow, rtp.ssrc]
+        row["sframe_kid"], row["sframe_ctr"] = self._frame_start_header(rtp, sframe)
+        if not sframe:
+            self._assemble(flow, rtp, now, where)
+            return
+        self._assemblers.setdefault(flow, (FrameAssembler(self.payload_types, extensions_map=self.extensions_map), where))
+        depacketizer = self._depacketizers.setdefault(flow, SFrameDepacketizer(extensions_map=self.extensions_map))
+        self._collect(flow, depacketizer.receive(rtp, now))
+
+    def _frame_start_header(self, rtp: RtpPacket, sframe: bool = False) -> tuple[int | None, int | None]:
+        if sframe:  # the payload format: an S=1 descriptor, then the SFrame header
+            payload = rtp.payload
+            return sframe_header(payload[1:]) if payload and payload[0] & S_BIT else (None, None)
         codec = self.payload_types.get(rtp.payload_type)
         if codec is Codec.OPUS:
             return sframe_header(rtp.payload)
@@ -227,20 +304,35 @@ class CaptureReader:
                 return sframe_header(data)
         return None, None
 
-    def _assemble(self, d: Datagram, rtp: RtpPacket, where: tuple) -> None:
-        flow = (d.src, d.dst)
+    def _assemble(self, flow: Flow, rtp: RtpPacket, now: float, where: tuple) -> None:
         if flow not in self._assemblers:
             self._assemblers[flow] = (
                 FrameAssembler(self.payload_types, extensions_map=self.extensions_map)
                 if self.keyed else WireFramer(self.payload_types), where)
-        self._collect(flow, self._assemblers[flow][0].receive(rtp, d.time - self._t0))
+        self._collect(flow, self._assemblers[flow][0].receive(rtp, now))
 
     def _collect(self, flow: Flow, events: list) -> None:
         leg, direction = self._assemblers[flow][1]
-        self.frames += [(flow, leg, direction, e) for e in events if isinstance(e, FrameAssembled)]
+        for event in events:
+            if isinstance(event, SFrameAssembled):
+                codec = self.payload_types.get(event.payload_type)
+                if codec is None:
+                    self.dropped["sframe_unknown_payload_type"] += 1
+                    continue
+                event = event.as_frame(codec)
+            if isinstance(event, FrameAssembled):
+                self.frames.append((flow, leg, direction, event))
 
     def finish(self) -> None:
-        """Flush every assembler; add the assemblers' drop counters (duplicate, late, ...)."""
+        """Decide the streams still held (on what they showed), flush every assembler; add the
+        assemblers' drop counters (duplicate, late, ...; the payload format's prefixed ``sframe_``)."""
+        for key, held in list(self._held.items()):
+            where = self.legs.lookup(*key[0])[1:]
+            found = self.payload_format if self.payload_format != "auto" else \
+                recognise_payload_format([p.payload for p, _, _ in held], final=True)
+            self._decide(key, found or "codec", where)
+        for depacketizer in self._depacketizers.values():
+            self.dropped.update({f"sframe_{k}": v for k, v in depacketizer.dropped.items()})
         for flow, (assembler, _) in self._assemblers.items():
             self._collect(flow, assembler.flush())
             if isinstance(assembler, FrameAssembler):

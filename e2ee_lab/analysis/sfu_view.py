@@ -18,8 +18,9 @@ decoders, and judge the result against what the publisher really sent:
 
 :func:`wire_packets` turns SRTP datagrams into the same records, for an eavesdropper without keys
 (headers are clear in SRTP, the payload is not). :func:`ciphertext_entropy` measures the Shannon
-entropy of a stream's payload bytes beyond the VP8 descriptor and the clear prefix (the SFrame
-header, RFC 9605 §4.3, or the clear-prefix bytes).
+entropy of a stream's payload bytes beyond the payload descriptors (VP8's, RFC 7741 §4.2, or the
+SFrame payload format's one byte per packet) and the clear prefix (the SFrame header, RFC 9605
+§4.3, or the clear-prefix bytes).
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def reassemble(packets: pd.DataFrame, sframe_publishers: Iterable[str] = ()
     events = []
     for row in packets.itertuples(index=False):
         if row.publisher in sframe:
-            events += [_as_frame(e) for e in depacketizer.receive(_rtp(row), float(row.time))
+            events += [e.as_frame(PAYLOAD_TYPES[e.payload_type])
+                       for e in depacketizer.receive(_rtp(row), float(row.time))
                        if isinstance(e, SFrameAssembled) and e.payload_type in PAYLOAD_TYPES]
         else:
             events += assembler.receive(_rtp(row), float(row.time))
@@ -152,14 +154,6 @@ def reassemble(packets: pd.DataFrame, sframe_publishers: Iterable[str] = ()
     dropped = Counter(assembler.dropped)
     dropped.update({f"sframe_{k}": v for k, v in depacketizer.dropped.items()})
     return frames, dropped
-
-
-def _as_frame(run: SFrameAssembled) -> FrameAssembled:
-    """An S..E run as the frame record the decoders take (its data: the SFrame ciphertext)."""
-    return FrameAssembled(run.ssrc, run.payload_type, PAYLOAD_TYPES[run.payload_type], run.timestamp,
-                          run.first_sequence_number, run.last_sequence_number, run.packet_count,
-                          run.ciphertext, run.marker, run.payload_sizes, run.audio_level, run.mid,
-                          arrival=run.arrival)
 
 
 # --- decoding and verdicts -----------------------------------------------------------------------
@@ -324,10 +318,12 @@ def clear_bytes(mode: str, kind: str, data: bytes) -> int:
     return clear_prefix_length(kind, ftype)  # type: ignore[arg-type]
 
 
-def ciphertext_entropy(packets: pd.DataFrame, mode: str, kind: str = "video") -> dict[str, float]:
-    """Per publisher: entropy (bits/byte) of all payload bytes of its ``kind`` stream beyond the VP8
-    descriptor and the clear part (:func:`clear_bytes`), taken together; empty streams are left out."""
-    frames, _ = reassemble(packets)
+def ciphertext_entropy(packets: pd.DataFrame, mode: str, kind: str = "video",
+                       sframe_publishers: Iterable[str] = ()) -> dict[str, float]:
+    """Per publisher: entropy (bits/byte) of all payload bytes of its ``kind`` stream beyond the
+    payload descriptors (VP8's, or the SFrame payload format's for ``sframe_publishers``) and the
+    clear part (:func:`clear_bytes`), taken together; empty streams are left out."""
+    frames, _ = reassemble(packets, sframe_publishers)
     body: dict[str, list[bytes]] = {}
     for publisher, frame in frames:
         if frame.kind == kind:

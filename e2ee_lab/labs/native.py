@@ -1,10 +1,18 @@
-"""Notebook 07's section on a real library: libwebrtc's SFrame (through PyPI ``wrtc``) and its pitfalls.
+"""libwebrtc's own SFrame (PyPI ``wrtc``) in the labs: notebook 07's pitfalls, notebook 10's native participant.
 
-:func:`nonce_reuse_table` runs :func:`e2ee_lab.attacks.native.native_nonce_reuse` twice (one KID
-for audio and video, the pitfall; one KID per media kind, the fix) and :func:`replay_table` runs
-:func:`e2ee_lab.attacks.native.replay_against_native` (the lab's receiver with its replay window
-beside libwebrtc's without one). Where wrtc is not installed, each prints one line saying so and
-returns the results recorded by ``data/make_native_sframe.py`` (``data/native_sframe.json``).
+Notebook 07: :func:`nonce_reuse_table` runs :func:`e2ee_lab.attacks.native.native_nonce_reuse`
+twice (one KID for audio and video, the pitfall; one KID per media kind, the fix) and
+:func:`replay_table` runs :func:`e2ee_lab.attacks.native.replay_against_native` (the lab's receiver
+with its replay window beside libwebrtc's without one). Where wrtc is not installed, each prints
+one line saying so and returns the results recorded by ``data/make_native_sframe.py``
+(``data/native_sframe.json``).
+
+Notebook 10: :func:`native_call` runs the aiortc call with a libwebrtc participant
+(:func:`e2ee_lab.native.run_native_call`, in a private network namespace: root and wrtc); where
+it cannot run, it prints one line saying why and returns the summary ``data/make_native_call.py``
+recorded (``data/native_call.json``). :func:`native_directions` and :func:`native_key_frames` shape
+it: what each side decoded of the other, per media kind, and how libwebrtc's VP8 depacketizer read
+the lab's SFrame headers.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import pandas as pd
 from e2ee_lab.interop import wrtc_problem
 
 RECORDED_PATH = Path(__file__).resolve().parents[2] / "data" / "native_sframe.json"
+CALL_PATH = RECORDED_PATH.with_name("native_call.json")
+CALL_SECONDS = 2.0  # the notebook's call (aiortc members alice and bob, and libwebrtc), ci size
 AUDIO_FRAME = bytes(160)  # a silent audio frame: known to anyone (the attacker's crib)
 VIDEO_FRAME = b"CONFIDENTIAL: the merger closes on Friday. " * 4  # the secret video bytes
 
@@ -69,3 +79,43 @@ def replay_table() -> pd.DataFrame:
     """20 frames, then 5 of them replayed: what the lab's receiver and libwebrtc's accept."""
     rows = replay_rows() if _note() else _recorded()["replay"]
     return pd.DataFrame(rows).set_index("receiver")
+
+
+# --- notebook 10: a libwebrtc participant in the call ------------------------------------------------
+
+
+def native_call(seconds: float = CALL_SECONDS) -> dict:
+    """The summary of an e2ee call of alice, bob (aiortc) and libwebrtc: live where it can run
+    (root and wrtc), else the one recorded in ``data/native_call.json`` (after a one-line note)."""
+    from e2ee_lab.labs.session import note_source
+    from e2ee_lab.native import native_problem, run_native_call
+
+    problem = native_problem()
+    note_source("libwebrtc call", "live" if problem is None else "recorded")
+    if problem is None:
+        return run_native_call("e2ee", 2, seconds, seed=0, size="ci").summary
+    recorded = json.loads(CALL_PATH.read_text(encoding="utf-8"))
+    print(f"{problem}: showing the call {recorded['_meta']['made_by']} recorded")
+    return recorded["summary"]
+
+
+def native_directions(summary: dict) -> pd.DataFrame:
+    """One row per direction, lab member and media kind: frames sent, decoded, and the share."""
+    rows = []
+    for direction, label in (("native_to_lab", "libwebrtc → {}"), ("lab_to_native", "{} → libwebrtc")):
+        for member, kinds in summary["native"]["directions"][direction].items():
+            for kind, counts in kinds.items():
+                share = counts["decoded"] / counts["sent"] if counts["sent"] else float("nan")
+                rows.append({"direction": label.format(member), "kind": kind, "sent": counts["sent"],
+                             "decoded": counts["decoded"], "share": f"{share:.0%}",
+                             "counted over": counts.get("counted", "the window")})
+    return pd.DataFrame(rows).set_index(["direction", "kind"])
+
+
+def native_key_frames(summary: dict) -> pd.DataFrame:
+    """Per lab member: its video frames libwebrtc's VP8 depacketizer took for key and for delta
+    frames (the SFrame header's first bit), and the PLIs libwebrtc sent it."""
+    stats = summary["native"]["stats"]
+    return pd.DataFrame([{"publisher": name, "read as key frames": flags["key"], "read as delta frames": flags["delta"],
+                          "PLIs from libwebrtc": stats.get(f"{name}/video", {}).get("pliCount")}
+                         for name, flags in summary["native"]["read_as_key_frames"].items()]).set_index("publisher")

@@ -125,5 +125,12 @@ class SFrameAssembled:
     mid: str | None = None  # BUNDLE MID extension of the first packet, if present
     arrival: float | None = None  # ``now`` passed with the packet that completed the run
 
+    def as_frame(self, codec: Codec) -> FrameAssembled:
+        """The run as the frame record decoders take: ``data`` is the SFrame ciphertext (all an
+        SFU has of it), ``codec`` the media format of its payload type."""
+        return FrameAssembled(self.ssrc, self.payload_type, codec, self.timestamp, self.first_sequence_number,
+                              self.last_sequence_number, self.packet_count, self.ciphertext, self.marker,
+                              self.payload_sizes, self.audio_level, self.mid, arrival=self.arrival)
+
 
 RTPEvent = FrameAssembled | FrameLost | PacketsMissing | PacketDropped | SFrameAssembled
