@@ -367,3 +367,31 @@ def test_the_checker_reports_analysis_flowing_upward(violating):
 def test_the_checker_reports_a_computed_import(violating):
     got = violating["dynamic imports only where allowed"]
     assert [(d.module, d.line) for d in got] == [("analysis.reader", 3)]
+
+
+# --- module size: a long module says why ---------------------------------------------------------------
+
+LONG = 500  # lines (issue 18): a module beyond it carries "Over 500 lines: <reason>" in its docstring
+
+
+def long_modules_without_a_reason(root: Path, package: str) -> list[str]:
+    """The modules of ``package`` over :data:`LONG` lines whose docstring gives no reason for it."""
+    found = []
+    for path in sorted((root / package).rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > LONG and "Over 500 lines: " not in (ast.get_docstring(ast.parse(text)) or ""):
+            found.append(str(path.relative_to(root)))
+    return found
+
+
+def test_every_module_over_500_lines_says_why():
+    assert long_modules_without_a_reason(ROOT, PACKAGE) == []
+
+
+def test_the_size_check_reports_a_long_module_without_a_reason(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    body = "x = 1\n" * (LONG + 1)
+    (tmp_path / "pkg" / "short.py").write_text('"""Short."""\n' + "x = 1\n" * 10)
+    (tmp_path / "pkg" / "long.py").write_text('"""Long."""\n' + body)
+    (tmp_path / "pkg" / "explained.py").write_text('"""Long.\n\nOver 500 lines: one table.\n"""\n' + body)
+    assert long_modules_without_a_reason(tmp_path, "pkg") == ["pkg/long.py"]

@@ -44,6 +44,9 @@ With ``isolate="auto"`` (the default) the whole call runs in a private network n
 only ``lo`` when this process may create one (root: ``unshare -n``;
 :mod:`e2ee_lab.browser.isolation`), because Chrome gathers candidates on every interface; otherwise
 it runs here, and the page strips non-loopback candidates before answering.
+
+Over 500 lines: the page's process, its isolation and what is measured of it belong to one run;
+splitting them would scatter one lifecycle over modules.
 """
 
 from __future__ import annotations

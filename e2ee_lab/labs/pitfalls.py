@@ -7,6 +7,9 @@ no key; it sees ``C_A XOR C_B = P_A XOR P_B``, reads Bob's picture once it knows
 recovers the GHASH key and forges a frame a real receiver accepts. The short-tag demo brute-forces
 1- and 2-byte tags (a lab-only weakening) and extrapolates to suites 3, 2 and 1 (§7.5). Sizes come
 from ``E2EE_LAB_SIZE`` (:func:`e2ee_lab.config.lab_size`).
+
+Over 500 lines: one module per notebook, as every lab has; the three demonstrations and the four
+checks share their frames and parameters.
 """
 
 from __future__ import annotations

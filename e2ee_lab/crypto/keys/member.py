@@ -26,6 +26,9 @@ member can forge frames as any other (RFC 9605 §6.1.1, §7.2; per-sender signat
 A member's state is an Enum driven by :data:`TRANSITIONS`; an illegal step raises
 :class:`~e2ee_lab.crypto.keys.IllegalTransition`. Bad roster updates and key messages raise one
 :class:`~e2ee_lab.crypto.keys.KeyAgreementError` subclass each and leave the member unchanged.
+
+Over 500 lines: one state machine, whose checks (roster, call binding, retirement, attribution)
+only make sense read together.
 """
 
 from __future__ import annotations
