@@ -40,9 +40,12 @@ class OutStream:
     ``base + (ext - first) - drops_before(ext) + inserts_before(ext)`` modulo 2^16. Drops and
     inserts only count when they happen at the head (beyond every slot already handed out), so a
     number once given never moves; both lists therefore stay sorted and only grow by appending.
+    Packets inserted before the first original (a replay towards a new subscriber) take the first
+    slots and push the originals back: they do not anchor the numbering, since the packet they copy
+    can be far older than the stream's head.
     """
 
-    __slots__ = ("ssrc", "base", "first", "highest", "drops", "inserts")
+    __slots__ = ("ssrc", "base", "first", "highest", "drops", "inserts", "early_inserts")
 
     def __init__(self, ssrc: int, base: int) -> None:
         self.ssrc = ssrc
@@ -51,6 +54,7 @@ class OutStream:
         self.highest = 0
         self.drops: list[int] = []
         self.inserts: list[int] = []
+        self.early_inserts = 0
 
     def seq_for(self, ext: int) -> int:
         """The slot of original packet ``ext`` (stable: a duplicate gets the same number)."""
@@ -66,7 +70,9 @@ class OutStream:
 
     def fresh(self, ext: int) -> int:
         """A new slot after everything handed out so far (replayed or injected packet)."""
-        self._anchor(ext)
+        if self.first is None:
+            self.early_inserts += 1
+            return (self.base + self.early_inserts - 1) % SEQ_MOD
         seq = self._slot(self.highest + 1)
         self.inserts.append(self.highest)
         return seq
@@ -82,6 +88,7 @@ class OutStream:
         if self.first is None:
             self.first = ext
             self.highest = ext - 1
+            self.inserts = [ext - 1] * self.early_inserts
 
     def _slot(self, ext: int) -> int:
         assert self.first is not None
