@@ -287,13 +287,20 @@ def test_frame_key_files_round_trip_and_reject_malformed_ones(results, tmp_path)
            ("short key", json.dumps({**body, "keys": [{**first, "base_key": "00"}]})),
            ("reproducible not a bool", json.dumps({**body, "reproducible_keys": "no"})),
            ("no reproducible flag", json.dumps({k: v for k, v in body.items() if k != "reproducible_keys"})),
-           ("no suite", json.dumps({k: v for k, v in body.items() if k != "suite"}))]
+           ("no suite", json.dumps({k: v for k, v in body.items() if k != "suite"})),
+           ("keys_from_os not members", json.dumps({**body, "keys_from_os": ["page"]}))]
     for name, text in bad:
         (tmp_path / "bad.json").write_text(text)
         with pytest.raises(FrameKeysError):
             read_frame_keys(tmp_path / "bad.json")
     with pytest.raises(FileNotFoundError):
         read_frame_keys(tmp_path / "absent.json")
+    # a reproducible call with a browser page: the file says whose keys the seed does not give
+    mixed = dataclasses.replace(keys, reproducible=True, from_os=(2,))
+    write_frame_keys(tmp_path / "mixed.json", mixed)
+    body = json.loads((tmp_path / "mixed.json").read_text())
+    assert body["keys_from_os"] == [2] and "Except member(s) 2" in body["note"] and "SECRET" not in body["note"]
+    assert read_frame_keys(tmp_path / "mixed.json") == mixed
 
 
 def test_loading_an_incomplete_call_is_a_clear_error(results, tmp_path):

@@ -385,7 +385,7 @@ def _frame_keys(people, page: BrowserParticipant) -> FrameKeys | None:
     if keys is None:
         return None
     named = tuple(replace(k, participant=page.name) if k.member == page.index else k for k in keys.keys)
-    return replace(keys, keys=named)
+    return replace(keys, keys=named, from_os=(page.index,) if keys.reproducible else ())
 
 
 def _safety_numbers(people, page: BrowserParticipant, computed: dict) -> dict:

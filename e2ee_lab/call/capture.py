@@ -78,11 +78,15 @@ class FrameKey:
 @dataclass(frozen=True)
 class FrameKeys:
     """Every SFrame base key the members of a call held, their cipher suite, and whether the keys
-    were reproducible (derived from the call's seed) rather than drawn from the OS."""
+    were reproducible (derived from the call's seed) rather than drawn from the OS.
+
+    ``from_os`` names the members whose keys came from a random source even in a reproducible call
+    (a browser page draws its keys with WebCrypto whatever the Python members do)."""
 
     suite: CipherSuite
     keys: tuple[FrameKey, ...]
     reproducible: bool = False
+    from_os: tuple[int, ...] = ()
 
     def context(self) -> SFrameContext:
         """A receive-only SFrame context holding every key under both its KIDs (one per receiver:
@@ -95,9 +99,13 @@ class FrameKeys:
 
     def to_json(self) -> dict:
         """The JSON object of :func:`write_frame_keys` (hex keys)."""
-        return {"format": FRAME_KEYS_FORMAT, "version": FRAME_KEYS_VERSION,
-                "note": FRAME_KEYS_NOTE_REPRODUCIBLE if self.reproducible else FRAME_KEYS_NOTE,
-                "reproducible_keys": self.reproducible, "suite": self.suite.name,
+        note = FRAME_KEYS_NOTE_REPRODUCIBLE if self.reproducible else FRAME_KEYS_NOTE
+        if self.reproducible and self.from_os:
+            note += (f" Except member(s) {', '.join(map(str, self.from_os))}: their keys came from a random source "
+                     "(WebCrypto), not from the seed.")
+        return {"format": FRAME_KEYS_FORMAT, "version": FRAME_KEYS_VERSION, "note": note,
+                "reproducible_keys": self.reproducible, "keys_from_os": list(self.from_os),
+                "suite": self.suite.name,
                 "keys": [{"epoch": k.epoch, "member": k.member, "participant": k.participant,
                           "kids": k.kids, "base_key": k.base_key.hex()} for k in self.keys]}
 
@@ -115,6 +123,7 @@ class FrameKeys:
                                   bytes.fromhex(k["base_key"])) for k in body["keys"])
             kids = [{str(kind): int(kid) for kind, kid in k["kids"].items()} for k in body["keys"]]
             reproducible = body["reproducible_keys"]
+            from_os = tuple(int(m) for m in body.get("keys_from_os", ()))
             for key in keys:
                 key.kids  # noqa: B018  (ValueError for an epoch or member out of range)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -125,7 +134,7 @@ class FrameKeys:
             if listed != key.kids or len(key.base_key) != suite.nh:
                 raise FrameKeysError(f"epoch {key.epoch} / member {key.member}: KIDs {listed} are not "
                                      f"{key.kids}, or a base key of {len(key.base_key)} bytes ({suite.name})")
-        return cls(suite, keys, reproducible)
+        return cls(suite, keys, reproducible, from_os)
 
 
 def call_frame_keys(people: Iterable) -> FrameKeys | None:
