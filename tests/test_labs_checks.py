@@ -84,7 +84,7 @@ def contexts() -> dict[str, object]:
         "capture.v": capture.views(recording("dtls-srtp")), "capture.publisher": None, "capture.n": 1,
         "capture.payloads": capture.udp_payloads(recording("dtls-srtp")),
         "sframe.header": sframe.task1_header(),
-        "malicious.table": matrix.table, "malicious.result": matrix.run_of("key-substitution", "e2ee").result,
+        "malicious.table": matrix.table, "malicious.headers": malicious.replayed_headers(matrix),
         "leakage.result": e2ee, "leakage.ssrc": leakage.task2_ssrc(e2ee),
         "overhead.df": None,
         "webrtc.result": rtc, "webrtc.summaries": {"lab": e2ee.summary, "webrtc": rtc.summary},

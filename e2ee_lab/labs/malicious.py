@@ -6,9 +6,11 @@ substitution in :mod:`~e2ee_lab.attacks.signalling`, the ghost, the forging ex-m
 cross-call replay in :mod:`~e2ee_lab.attacks.group`, the calls and the matrix (RFC 9605 checks per
 attack, mode and key policy) in :mod:`~e2ee_lab.attacks.runner`. This module turns the matrix into
 what the notebook shows (:func:`attack_list`, :func:`matrix_view`, :func:`results_table`,
-:func:`what_each_check_caught`, :func:`naive_and_fixed`) and checks the four tasks
-(:func:`check_predictions`, :func:`check_rekey_replay`, :func:`check_still_works`,
-:func:`check_mismatched`).
+:func:`what_each_check_caught`, :func:`naive_and_fixed`, :func:`replayed_headers`), stores Task 1's
+prediction before the calls (:func:`predict`) and checks the tasks (:func:`check_predictions`,
+:func:`check_rekey_replay`, :func:`check_still_works`, and the replay window the student builds,
+:func:`check_replay_window`, run on the replay attack's frames of the notebook's own matrix and on
+sequences drawn per student, against the receivers' :class:`~e2ee_lab.crypto.sframe.context.ReplayWindow`).
 
 Re-exported for the notebook's ``lab.<name>`` cells: ``sample_frames``, ``tamper_sweep``,
 ``payload_layout`` (:mod:`e2ee_lab.attacks.tamper`), ``run_matrix``, ``run_attacks``,
@@ -18,30 +20,64 @@ Re-exported for the notebook's ``lab.<name>`` cells: ``sample_frames``, ``tamper
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 
 import pandas as pd
 
-from e2ee_lab.attacks.runner import (  # run_matrix, run_attacks, replay_across_rekey: for the notebook
-    ATTACK_NAMES, ATTACKS, CHECKS, KEY_ATTACKS, parse_rejected_by, plan_calls, replay_across_rekey, run_attacks,
-    run_matrix,
+from e2ee_lab.attacks import runner as _runner
+from e2ee_lab.attacks.runner import (  # run_attacks, replay_across_rekey: for the notebook
+    ATTACK_NAMES, ATTACKS, CHECKS, KEY_ATTACKS, Matrix, parse_rejected_by, plan_calls, replay_across_rekey,
+    run_attacks,
 )
+from e2ee_lab.crypto.sframe import MalformedHeader, decode_header
+from e2ee_lab.crypto.sframe.context import ReplayWindow
+from e2ee_lab.crypto.sframe.errors import ReplayedFrame
+from e2ee_lab.rtp.errors import RTPError
+from e2ee_lab.rtp.vp8 import VP8PayloadDescriptor
 from e2ee_lab.attacks.tamper import payload_layout, sample_frames, tamper_sweep  # for the notebook
 from e2ee_lab.attacks.signalling import safety_numbers
-from e2ee_lab.call import CallResult
-from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
-from e2ee_lab.labs.answers import Choice, Choices, Sealed
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
+from e2ee_lab.labs.answers import Choice, Choices, Sealed, call_safely
 
 __all__ = [
     # this module's views, constants and checks
     "attack_list", "matrix_view", "results_table", "what_each_check_caught", "naive_and_fixed", "PREDICT",
-    "CHECK_NAMES",
+    "CHECK_NAMES", "predict", "replayed_headers", "replay_window_size",
     "REKEY_CHOICES", "check_predictions", "check_rekey_replay", "still_works", "check_still_works",
-    "check_mismatched",
+    "check_replay_window",
     # re-exported for the notebook's lab.<name> cells (module docstring)
     "run_matrix", "run_attacks", "replay_across_rekey", "sample_frames", "tamper_sweep", "payload_layout",
     "safety_numbers",
 ]
+
+
+_calls_run: list[str] = []  # the matrices this kernel ran (Task 1's prediction comes before them)
+
+
+@functools.wraps(_runner.run_matrix)
+def run_matrix(*args, **kwargs) -> Matrix:
+    # the same function, noting the run for predict()
+    _calls_run.append("run_matrix")
+    return _runner.run_matrix(*args, **kwargs)
+
+
+def _empty(prediction: object) -> bool:
+    """No prediction yet: None, or the shipped dict with every value still empty."""
+    return prediction is None or (isinstance(prediction, Mapping) and all(v in (None, "") for v in prediction.values()))
+
+
+def predict(prediction: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """Take Task 1's prediction and say whether this kernel ran the attack matrix before it; returns it.
+    The note is printed, so the saved notebook shows whether the prediction came first."""
+    if _empty(prediction):
+        print("no prediction stored yet: fill in the dict, then run this cell before the calls.")
+    elif _calls_run:
+        print("prediction stored AFTER the attack matrix ran in this kernel: for a real prediction, restart "
+              "the kernel and run the notebook down to this cell.")
+    else:
+        print("prediction stored before the attack matrix ran.")
+    return prediction
 
 
 def attack_list(participants: int = 3) -> pd.DataFrame:
@@ -133,23 +169,29 @@ def what_each_check_caught(table: pd.DataFrame, mode: str = "e2ee") -> pd.DataFr
 # --- checks ------------------------------------------------------------------------------------------
 
 #: Task 1's attacks (e2ee mode), and what a student may name as the check.
-PREDICT = ("tamper-tag", "replay", "replay-same-seq", "replay-rekey", "inject", "downgrade-inject", "drop")
+PREDICT = ("tamper-tag", "replay", "replay-same-seq", "replay-rekey", "inject", "downgrade-inject", "drop",
+           "stream-swap", "leaver-forgery")
 CHECK_NAMES = ("SFrame auth tag", "replay window", "unknown KID", "attribution by KID", "SFrame header",
                "SRTP replay check", "none")
 _PREDICT_HINTS = {
-    "tamper-tag": "the flipped bit sits in the last 16 bytes of the frame: what does AES-GCM compare them with?",
-    "replay": "the SFU gave the copies fresh RTP sequence numbers, so SRTP saw new packets; which SFrame-layer "
-              "state remembers the CTRs it has accepted?",
-    "replay-same-seq": "the copies kept their old RTP sequence numbers: which layer numbers packets, and what "
-                       "does it do with a number it has already protected?",
-    "replay-rekey": "the copies arrived after the receiver had deleted the old epoch's key: what happens to a "
-                    "frame whose header names a key the receiver does not hold?",
-    "inject": "the header is plausible (a real KID, a CTR nobody used); what can the forger not compute "
-              "without the key?",
+    "tamper-tag": "the flipped bit sits in the last bytes of the frame (section 1's layout): which check covers "
+                  "those bytes, and what does it compare them with?",
+    "replay": "the SFU gave the copies fresh RTP sequence numbers, so SRTP saw new packets. What in a copy did "
+              "the SFU leave as it was, and which receiver state would remember it?",
+    "replay-same-seq": "the copies are the old packets byte for byte, RTP sequence numbers included: which layer "
+                       "of the receiver's leg looks at them first, and what has it seen before?",
+    "replay-rekey": "the copies arrive after the rekey: what does the receiver still hold of the old epoch by "
+                    "then (section 3: old keys are deleted 0.5 s after the switch, or earlier)?",
+    "inject": "the header is plausible (a real KID, a CTR nobody used), so the frame passes every check that "
+              "reads only the header. What is left?",
     "downgrade-inject": "plain VP8 read as an SFrame header: its first byte becomes the config byte. Decode it "
-                        "(lab 03): which member and media kind does that KID name, and is that the stream "
-                        "it arrived on?",
+                        "(Lab 03) and ask what the receiver compares the KID's fields with before it tries a key.",
     "drop": "nothing arrives: can any receiver check reject a frame it never sees?",
+    "stream-swap": "every swapped frame is a genuine frame of another member under that member's key: which of "
+                   "Lab 04's checks compares a frame with the stream it arrived on?",
+    "leaver-forgery": "the forgeries are sealed under keys of the last epoch, which the leaver held. Each forged "
+                      "sender had already spoken on the new epoch: what did the receivers do with its old key "
+                      "then (Lab 04, section 6)?",
 }
 #: Task 2's explanations, lettered (a, b, ...) in each student's own order.
 REKEY_CHOICES = Choices("05/T2", {
@@ -185,20 +227,24 @@ def check_predictions(answer: Mapping[str, str] | None, table: pd.DataFrame) -> 
     """Task 1: for each attack of :data:`PREDICT`, the check that caught it in e2ee mode: the one the
     run measured, or the one it meets by design (sealed: ``05/T1/<attack>``; a late old key may make a
     run show another check too, and both are accepted)."""
-    if answer is None:
+    if _empty(answer):
         return unanswered("Task 1")
     if not isinstance(answer, Mapping) or set(answer) != set(PREDICT):
         return not_yet(f"the answer is a dict with the keys {', '.join(PREDICT)}; each value one of "
                        f"{', '.join(CHECK_NAMES)}.")
-    e2ee = _fixed(table, "e2ee").set_index("attack")
+    e2ee = _fixed(table, "e2ee").drop_duplicates("attack").set_index("attack")
+    missing = [a for a in PREDICT if a not in e2ee.index]
+    if missing:
+        return not_yet(f"the matrix has no e2ee row for {', '.join(missing)}: pass the table of lab.run_matrix().")
     for attack in PREDICT:
         row = e2ee.loc[attack]
         seen = {str(row.caught_by).lower()} | {CHECKS.get(k, k).lower() for k, _ in parse_rejected_by(row.rejected_by)}
         given = _name(answer[attack])
         if given is None or (given not in seen and Sealed(f"05/T1/{attack}").opens(given) is None):
             return not_yet(f"{attack}: not {answer[attack]!r}. {_PREDICT_HINTS[attack]}")
-    return correct("every forged, tampered or replayed frame met a check before the decoder: the AEAD tag, "
-                   "the CTR window, the key lookup, and (for old sequence numbers) SRTP. A drop meets none.")
+    return correct("every forged, tampered, replayed or misplaced frame met a check before the decoder: the AEAD "
+                   "tag, the CTR window, the key lookup, attribution by KID, and (for old sequence numbers) SRTP. "
+                   "A drop meets none.")
 
 
 @check
@@ -225,14 +271,26 @@ def check_still_works(answer: Iterable[str] | None, table: pd.DataFrame) -> Feed
     unknown = given - set(ATTACK_NAMES)
     if unknown:
         return not_yet(f"{sorted(unknown)} are not attack names; the names are in the 'attack' column.")
-    for name in sorted(truth - given):
-        return not_yet(f"{name} is missing: look at its e2ee row (outcome {_outcome_of(table, name)!r}, "
-                       f"note {_note_of(table, name)!r}). Did any receiver check stop it?")
-    for name in sorted(given - truth):
-        return not_yet(f"{name} did not work in e2ee mode: its e2ee row says {_outcome_of(table, name)!r}.")
+    missed = truth - given
+    if missed & _SIGNALLING:
+        return not_yet("your set misses an attack that never touches a frame's bytes: the SFU can also lie in "
+                       "signalling. Did any frame check have a chance to stop such an attack?")
+    if missed & _DELIVERY:
+        return not_yet("your set misses an attack that changes no frame at all: integrity is not delivery. What "
+                       "can an SFU do to a frame's arrival that no receiver check rejects?")
+    if missed:
+        return not_yet("your set misses an attack whose e2ee row (fixed members) shows an effect no receiver "
+                       "prevented: read the outcome column of every e2ee row, not only the displayed ones.")
+    if given - truth:
+        return not_yet("your set holds an attack that the e2ee receivers (fixed members) stopped: every attacked "
+                       "frame rejected, or the key agreement's checks protected the call. Read its e2ee row again.")
     return correct(f"{', '.join(sorted(truth))}: E2EE protects each frame's confidentiality and integrity, "
                    "not its delivery, timing or order, and not the signalling that says who holds which key "
                    "and whether frames are encrypted at all.")
+
+
+_SIGNALLING = {"downgrade-signalling", "key-substitution"}
+_DELIVERY = {"drop", "delay", "reorder"}
 
 
 def _outcome_of(table: pd.DataFrame, name: str) -> str:
@@ -245,21 +303,126 @@ def _note_of(table: pd.DataFrame, name: str) -> str:
     return str(rows[rows.attack == name].note.iloc[0])
 
 
-@check
-def check_mismatched(answer: Iterable[str] | None, result: CallResult) -> Feedback:
-    """Task 4: the two members whose safety numbers differ after the key substitution."""
+# --- Task 4: a replay window (build) ---------------------------------------------------------------
+
+
+def replayed_headers(matrix: Matrix, attack: str = "replay") -> pd.DataFrame:
+    """The SFrame headers the SFU sent on the attacked pair's video stream in ``attack``'s e2ee call, in
+    the order it sent them (the copies included): ``time``, ``kid``, ``ctr``. Read from the SFU's view
+    tap of the notebook's own matrix; no new call."""
+    run = matrix.run_of(attack, "e2ee")
+    publisher, receiver = run.plan.pairs[attack][0]
+    view = run.result.view
+    rows = view[(view.direction == "out") & (view.leg == receiver) & (view.publisher_leg == publisher)
+                & (view.kind == "video")]
+    out = []
+    for time, payload in zip(rows.time, rows.payload):
+        try:
+            descriptor, body = VP8PayloadDescriptor.parse(payload)
+            if descriptor.starts_frame:
+                kid, ctr, _ = decode_header(body)
+                out.append({"time": round(float(time), 3), "kid": hex(kid), "ctr": ctr})
+        except (RTPError, MalformedHeader, ValueError):
+            continue
+    return pd.DataFrame(out, columns=["time", "kid", "ctr"])
+
+
+def replay_window_size() -> int:
+    """Task 4's window size, drawn per student (the lab's receivers use 128 frames)."""
+    return params("05").integer("task4 window", 4, 12, 8)
+
+
+def _window_cases(headers: pd.DataFrame | None) -> list[tuple[str, list[int], int]]:
+    """Task 4's inputs: (kind, CTRs in arrival order, window size). The replay attack's stream of the
+    notebook's own matrix (one case per KID), then sequences drawn for this student."""
+    size = replay_window_size()
+    cases = []
+    if isinstance(headers, pd.DataFrame) and {"kid", "ctr"} <= set(headers.columns):
+        for _, rows in headers.groupby("kid", sort=False):
+            cases.append(("the replay attack", [int(c) for c in rows.ctr], size))
+    rng = params("05").rng("task4 cases")
+    base = rng.randrange(0, 1000)
+    top = base + 2 * rng.randrange(size, 2 * size)
+    seen = list(range(base, top + 1, 2))  # every other frame so far, the highest last
+    late = [c for c in range(top - size + 1, top) if c not in seen]
+    before = [c for c in range(base, top + 1) if c not in (top - size, top - size + 1)]
+    cases += [
+        ("in order", list(range(base, base + size + rng.randrange(3, 9))), size),
+        ("reordered", [base, base + 2, base + 1, base + 4, base + 3, base + 5], size),
+        ("a copy", [base, base + 1, base + 1, base + 2, base], size),
+        ("late, inside the window", [*seen, late[0], late[-1]], size),
+        ("just outside the window", [*before, top - size, top - size + 1], size),
+        ("a jump", [base, base + 1, base + 1 + 3 * size, base + 2, base + 3 * size], size),
+        ("a copy, much later", [*range(base, base + 3 * size), base + size], size),
+    ]
+    return cases
+
+
+def _window_truth(ctrs: list[int], size: int) -> list[bool]:
+    """What the lab's receivers' :class:`ReplayWindow` does with ``ctrs`` (every frame authentic)."""
+    window, out = ReplayWindow(size), []
+    for ctr in ctrs:
+        try:
+            window.check(ctr)
+        except ReplayedFrame:
+            out.append(False)
+            continue
+        window.update(ctr)
+        out.append(True)
+    return out
+
+
+def probe_replay_window(func: Callable[[list[int], int], list[bool]], headers=None, *lab_objects) -> list[dict]:
+    """Task 4's probe: the student's ``replay_ok(ctrs, size)`` on every case of :func:`_window_cases`."""
+    return [call_safely(func, list(ctrs), size) for _, ctrs, size in _window_cases(headers)]
+
+
+def _window_hint(ctrs: list[int], size: int, got: list, want: list[bool]) -> str:
+    top, accepted = -1, set()
+    for ctr, g, w in zip(ctrs, got, want):
+        if g != w:
+            if ctr > top:
+                return (f"it refused CTR {ctr}, above the highest accepted so far ({top}): a new frame is always "
+                        "accepted.")
+            if ctr in accepted:
+                return f"it accepted CTR {ctr} twice: a copy got through. Remember every CTR you accepted."
+            if top - ctr >= size:
+                return (f"it accepted CTR {ctr}, {top - ctr} behind the highest ({top}) with a window of {size}: "
+                        "a CTR that old cannot be told from a copy any more; refuse it.")
+            return (f"it refused CTR {ctr}, {top - ctr} behind the highest ({top}) and never seen: a frame "
+                    f"that arrives late but inside the window of {size} is genuine; accept it.")
+        if w:
+            top, accepted = max(top, ctr), accepted | {ctr}
+    return "compare your list with the arrivals one by one."
+
+
+@check(probe=probe_replay_window)
+def check_replay_window(answer, headers: pd.DataFrame | None = None) -> Feedback:
+    """Task 4 (build): ``replay_ok(ctrs, size)`` returns, for CTRs in arrival order, True for each frame
+    the receiver accepts: never seen and fewer than ``size`` below the highest accepted so far."""
     if answer is None:
         return unanswered("Task 4")
-    if isinstance(answer, str):
-        answer = {answer}
-    if not isinstance(answer, (set, list, tuple)) or not all(isinstance(a, str) for a in answer):
-        return not_yet("the answer is a set of two names, e.g. {'alice', 'bob'}.")
-    numbers = safety_numbers(result)
-    bad = numbers[~numbers.match]
-    truth = {str(bad["first"].iloc[0]), str(bad["second"].iloc[0])} if len(bad) else set()
-    given = {a.strip().lower() for a in answer}
-    if given != truth:
-        return not_yet(f"not {sorted(given)}: in the safety-number table, find the pair whose two numbers "
-                       "differ (match is False); every other pair reads the same 60 digits on both sides.")
-    return correct(f"{' and '.join(sorted(truth))} pinned the SFU's keys for each other. Their call worked and "
-                   "nothing in the media path noticed; reading the numbers aloud (or scanning a QR code) would.")
+    if not isinstance(answer, Probed):
+        return not_yet("define replay_ok(ctrs, size) and pass the function itself.")
+    cases, outputs = _window_cases(headers), answer.outputs
+    if not isinstance(outputs, list) or len(outputs) != len(cases):
+        return not_yet("the check could not run replay_ok on its sequences; pass the function itself.")
+    for (kind, ctrs, size), got in zip(cases, outputs):
+        if not isinstance(got, dict):
+            return not_yet("the check could not read what replay_ok did; pass the function itself.")
+        if "raised" in got:
+            return not_yet(f"replay_ok raised {got['raised']} on the CTRs {ctrs} (window {size}).")
+        value = got.get("value")
+        if value is None:
+            return unanswered("Task 4")
+        if not isinstance(value, (list, tuple)) or len(value) != len(ctrs) or \
+                not all(isinstance(v, bool) for v in value):
+            return not_yet(f"return a list of {len(ctrs)} booleans for {len(ctrs)} CTRs: one True (accept) or "
+                           "False (refuse) per frame, in arrival order.")
+        want = _window_truth(ctrs, size)
+        if list(value) != want:
+            return not_yet(f"{kind}, CTRs {ctrs}, window {size}: {_window_hint(ctrs, size, list(value), want)}")
+    return correct("every copy refused and every genuine frame accepted, late ones inside the window included. "
+                   "The window needs only the highest CTR and one bit per slot (RFC 3711 §3.3.2 keeps the same "
+                   "for SRTP), and a receiver updates it only after the frame authenticated, so a forgery cannot "
+                   "move it.")

@@ -104,7 +104,7 @@ def _lab07() -> dict[str, tuple[Any, str]]:
 #: The check each Lab 05 Task 1 attack meets by design (a run may show another too).
 DESIGNED = {"tamper-tag": "SFrame auth tag", "replay": "replay window", "replay-same-seq": "SRTP replay check",
             "replay-rekey": "unknown KID", "inject": "SFrame auth tag", "downgrade-inject": "attribution by KID",
-            "drop": "none"}
+            "drop": "none", "stream-swap": "attribution by KID", "leaver-forgery": "unknown KID"}
 
 
 def _choices() -> dict[str, tuple[Any, str]]:
