@@ -163,7 +163,23 @@ def _numbers() -> dict[str, tuple[Any, str]]:
     }
 
 
+def _lab09() -> dict[str, tuple[Any, str]]:
+    from e2ee_lab.labs import webrtc
+
+    seals = {}
+    for n in webrtc.TASK4_PEOPLE:
+        for fps in webrtc.TASK4_FPS:
+            keyframes = n * (n - 1) * fps
+            seals[f"09/T4/n={n},fps={fps}"] = (
+                keyframes, f"the SFU has {n} video receivers, one per publisher; each fails on every frame and "
+                           f"sends a PLI, so each publisher sends {fps} key frames/s, and the SFU forwards each "
+                           f"to {n - 1} subscribers: {n} x {n - 1} x {fps} = {keyframes} key frames/s, every one "
+                           "several times a delta frame's size (Lab 03's VP8 at 640x480: 7.8 KB against 1.5 KB). Stealing the "
+                           "frames from the decoder is what keeps this at zero.")
+    return seals
+
+
 def sealed_answers() -> dict[str, tuple[Any, str]]:
     """Every seal key → (answer, message when right)."""
     designed = {f"05/T1/{attack}": (name.lower(), "") for attack, name in DESIGNED.items()}
-    return {**_lab00(), **_lab03(), **_lab07(), **_choices(), **_numbers(), **designed}
+    return {**_lab00(), **_lab03(), **_lab07(), **_lab09(), **_choices(), **_numbers(), **designed}
