@@ -45,7 +45,7 @@ from e2ee_lab.attacks.crypto import (
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.sframe import CipherSuite, SFrameContext, SFrameError, derive_key_salt, sframe_nonce
 from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
-from e2ee_lab.labs.answers import Choice, Choices, Sealed, call_safely, real_number
+from e2ee_lab.labs.answers import Choice, Choices, Sealed, call_safely, real_number, whole_number
 
 DEMO_SUITE = CipherSuite.AES_128_GCM_SHA256_128
 DEMO_BASE_KEY = bytes(range(0x40, 0x50))  # "the group key" both senders were given
@@ -501,10 +501,10 @@ def check_expected_attempts(answer: int | None) -> Feedback:
     (sealed per length: ``07/T2/nt=<n>``)."""
     if answer is None:
         return unanswered("Task 2")
-    x = real_number(answer)
-    if x is None or not x.is_integer() or x <= 0:
+    n = whole_number(answer)
+    if n is None or n <= 0:
         return not_yet("give a whole, positive number of attempts (an int).")
-    n, nt = int(x), task2_tag_bytes()
+    nt = task2_tag_bytes()
     seal = Sealed(f"07/T2/nt={nt}")
     if (message := seal.opens(n)) is not None:
         return correct(message)
