@@ -87,7 +87,7 @@ def contexts() -> dict[str, object]:
         "malicious.table": matrix.table, "malicious.headers": malicious.replayed_headers(matrix),
         "leakage.result": e2ee, "leakage.ssrc": leakage.task2_ssrc(e2ee),
         "overhead.df": None,
-        "webrtc.result": rtc, "webrtc.summaries": {"lab": e2ee.summary, "webrtc": rtc.summary},
+        "webrtc.result": rtc,
         "browser.views": views, "browser.loss": loss,
     }
 
@@ -165,7 +165,6 @@ def master_shapes() -> dict[str, list]:
 RUN_SHAPES = {
     "call.check_prediction": {"dtls-srtp video": "every frame", "dtls-srtp audio": "speech",
                               "e2ee video": "no frame", "e2ee audio": "noise"},
-    "webrtc.check_video_delivered": {"lab": 1, "webrtc": 1},
     "browser.check_sfu_decodable": {"e2ee": 0, "dtls-srtp": 1},
     "browser.check_recovery": {"clear-prefix": 2.0, "e2ee": "never"},
     "janus.check_e2ee_recording": {"recorded": 1, "decodable": 0},

@@ -1,8 +1,8 @@
 """Tests of e2ee_lab.labs.webrtc: notebook 09's tables and the checks of its tasks.
 
-One real aiortc call (e2ee, 3 participants, ci size, 1.5 s, not captured) is shared by the module.
-The lab-stack side of Task 3 is the recorded lab-stack call in ``data/captures/e2ee`` (its
-summary.json), so no second call is run. Each check is asked the right answer (it must say
+One real aiortc call (e2ee, 3 participants, ci size, 1.5 s, not captured) is shared by the module;
+the lab-stack side of the tables is the recorded lab-stack call in ``data/captures/e2ee`` (its
+summary.json), so no second call is run. Task 2's SDP pairs are drawn from that call's SDP. Each check is asked the right answer (it must say
 "correct") and the typical wrong ones (they must say "not yet" with the matching hint).
 """
 
@@ -21,11 +21,6 @@ PEOPLE = 3
 @pytest.fixture(scope="module")
 def call():
     return run_webrtc_call("e2ee", PEOPLE, 1.5, seed=1, size="ci", capture="off")
-
-
-@pytest.fixture(scope="module")
-def summaries(call):
-    return {"lab": recording("e2ee").summary, "webrtc": call.summary}
 
 
 def _verdict(feedback) -> str:
@@ -91,32 +86,86 @@ def test_pli_and_comparison_tables_cover_both_stacks(call):
 # --- Task 1 ------------------------------------------------------------------------------------------
 
 
-def test_sfu_role_right_answer_is_correct(call):
+def test_the_role_statement_right_answer_is_correct_and_each_wrong_one_gets_its_hint(call):
     assert lab.sfu_role(call) == "server"
-    feedback = lab.check_sfu_role("server", lab.ROLE_STATEMENTS.letter_of("endpoint"), call)
-    assert feedback.ok and _verdict(feedback).startswith("correct")
+    assert lab.check_role_statement(lab.ROLE_STATEMENTS.letter_of("endpoint")).ok
+    hints = {"server-sends-keys": "no key travels", "server-cert-only": "answer carries fingerprints",
+             "client-blind": "derives exactly the same keys"}
+    for option, hint in hints.items():
+        feedback = lab.check_role_statement(lab.ROLE_STATEMENTS.letter_of(option))
+        assert not feedback.ok and hint in feedback.message
+    assert "unanswered" in lab.check_role_statement(None).message
+    assert "one letter" in lab.check_role_statement("Z").message
 
 
-@pytest.mark.parametrize("role, statement, hint", [
-    (None, None, "unanswered"),
-    ("client", "endpoint", "a=setup:active"),
-    ("active", "endpoint", "a=setup value"),
-    ("actpass", "endpoint", "a=setup value"),
-    ("DTLS", "endpoint", "'client' or 'server'"),
-    ("server", "server-sends-keys", "no key travels"),
-    ("server", "server-cert-only", "answer carries fingerprints"),
-    ("server", "client-blind", "derives exactly the same keys"),
-    ("server", "Z", "one letter"),
-], ids=["unanswered", "client", "active", "actpass", "nonsense", "sends-keys", "cert-only", "client-blind", "Z"])
-def test_sfu_role_wrong_answers_say_not_yet_with_a_hint(call, role, statement, hint):
-    """Statements are named by option id and given by this student's letter for it."""
-    if statement in lab.ROLE_STATEMENTS.options:
-        statement = lab.ROLE_STATEMENTS.letter_of(statement)
-    feedback = lab.check_sfu_role(role, statement, call)
-    assert not feedback.ok and _verdict(feedback).startswith("not yet") and hint in feedback.message
+# --- Task 2 (build) ----------------------------------------------------------------------------------
 
 
-# --- Task 2 ------------------------------------------------------------------------------------------
+def offerer_role(offer, answer):
+    def setup(sdp):
+        values = {line.split(":", 1)[1].strip() for line in sdp.splitlines() if line.startswith("a=setup:")}
+        if len(values) != 1:
+            raise ValueError(values)
+        return values.pop()
+
+    mine, theirs = setup(offer), setup(answer)
+    if theirs == "active" and mine in ("actpass", "passive"):
+        return "server"
+    if theirs == "passive" and mine in ("actpass", "active"):
+        return "client"
+    raise ValueError((mine, theirs))
+
+
+def _never_refuses(offer, answer):
+    try:
+        return offerer_role(offer, answer)
+    except ValueError:
+        return "client"
+
+
+def test_each_student_gets_sdp_pairs_of_every_valid_kind_and_two_to_refuse(call, monkeypatch):
+    from e2ee_lab.labs import session
+
+    monkeypatch.setattr(session, "_state", {"student": None, "record": None})
+    orders = set()
+    for student in ("", "s1", "s2", "s3"):
+        monkeypatch.setenv(session.STUDENT_ENV, student)
+        cases = lab._setup_cases(call)
+        assert [c[:2] for c in cases] == [c[:2] for c in lab._setup_cases(call)]  # stable per student
+        pairs = [c[:2] for c in cases]
+        assert set(lab._VALID_SETUPS) <= set(pairs)
+        assert sum(lab._offerer_role(*p) is None for p in pairs) == 2
+        for setup_offer, setup_answer, offer, answer in cases:
+            assert {f"a=setup:{setup_offer}"} == {ln for ln in offer.splitlines() if ln.startswith("a=setup:")}
+            assert {f"a=setup:{setup_answer}"} == {ln for ln in answer.splitlines() if ln.startswith("a=setup:")}
+            assert "a=fingerprint:" in offer and "a=fingerprint:" in answer
+        orders.add(tuple(pairs))
+        assert lab.check_offerer_role(offerer_role, call).ok
+    assert len(orders) == 4
+
+
+@pytest.mark.parametrize("func, hint", [
+    (lambda o, a: _never_refuses(o, a), "Raise ValueError"),
+    (lambda o, a: [ln.split(":", 1)[1] for ln in a.split("\n") if ln.startswith("a=setup:")][0], "CRLF"),
+    (lambda o, a: [ln.split(":", 1)[1] for ln in a.splitlines() if ln.startswith("a=setup:")][0], "a=setup value"),
+    (lambda o, a: "server" if "a=setup:actpass" in o else "client", "the answer decides"),
+    (lambda o, a: None, "returned None"),
+    (lambda o, a: 1 / 0, "raised ZeroDivisionError"),
+], ids=["never-refuses", "lf-split", "setup-value", "offer-only", "none", "crash"])
+def test_the_role_builder_wrong_functions_say_not_yet_with_a_hint(call, func, hint, monkeypatch):
+    from e2ee_lab.labs import session
+
+    monkeypatch.setattr(session, "_state", {"student": None, "record": None})
+    for student in ("s1", "s2", "s5", "s6"):
+        monkeypatch.setenv(session.STUDENT_ENV, student)
+        feedback = lab.check_offerer_role(func, call)
+        assert not feedback.ok and not feedback.error
+        if hint in feedback.message:
+            return
+    raise AssertionError(f"no student's pairs gave the hint {hint!r}: {feedback.message}")
+
+
+# --- Task 3 ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("answer", ["AEAD_AES_256_GCM", "SRTP_AEAD_AES_256_GCM", "aead-aes-256-gcm"])
@@ -139,29 +188,26 @@ def test_srtp_profile_wrong_answers_say_not_yet_with_a_hint(call, profile, named
     assert not feedback.ok and hint in feedback.message
 
 
-# --- Task 3 ------------------------------------------------------------------------------------------
+# --- Task 4 ------------------------------------------------------------------------------------------
 
 
-def _sum(summary: dict, field: str) -> int:
-    return sum(p[field] for p in summary["participants"])
+def test_the_storm_is_per_student_and_the_usual_slips_get_their_hints(monkeypatch):
+    from e2ee_lab.labs import session
 
-
-def test_video_delivered_right_answer_is_correct(summaries):
-    answer = {k: _sum(s, "video_frames_decoded") for k, s in summaries.items()}
-    assert answer == lab.video_delivered(summaries)
-    assert answer["lab"] != answer["webrtc"]  # the recording has 2 participants, the call 3
-    feedback = lab.check_video_delivered(answer, summaries)
-    assert feedback.ok and "of" in feedback.message
-
-
-def test_video_delivered_typical_mistakes_get_their_hints(summaries):
-    right = lab.video_delivered(summaries)
-    swapped = {"lab": right["webrtc"], "webrtc": right["lab"]}
-    sent = {k: _sum(s, "video_frames_sent") for k, s in summaries.items()}
-    seen = {k: s["sfu"]["video_frames_seen"] for k, s in summaries.items()}
-    cases = [(None, "unanswered"), (42, "dict"), ({"lab": 1}, "dict"), ({"lab": "x", "webrtc": 1}, "whole numbers"),
-             (swapped, "swapped"), (sent, "frames sent"), (seen, "the SFU saw"),
-             ({"lab": 1, "webrtc": 1}, "add up video_frames_decoded")]
-    for answer, hint in cases:
-        feedback = lab.check_video_delivered(answer, summaries)
-        assert not feedback.ok and hint in feedback.message, (answer, feedback)
+    monkeypatch.setattr(session, "_state", {"student": None, "record": None})
+    calls = set()
+    for student in ("", "s1", "s2", "s3", "s4", "s5", "s6", "s7"):
+        monkeypatch.setenv(session.STUDENT_ENV, student)
+        storm = lab.task4_call()
+        n, fps = storm["participants"], storm["fps"]
+        calls.add((n, fps))
+        assert lab.check_storm(n * (n - 1) * fps).ok
+        slips = {n * fps: "publishers send", (n - 1) * fps: "one publisher's share", n * n * fps: "its own stream",
+                 fps: "one stream's frame rate"}
+        for value, hint in slips.items():
+            feedback = lab.check_storm(value)
+            assert not feedback.ok and hint in feedback.message, (value, feedback.message)
+        assert "follow one frame" in lab.check_storm(n * (n - 1) * fps + 1).message
+    monkeypatch.setenv(session.STUDENT_ENV, "")
+    assert lab.task4_call() == {"participants": 3, "fps": 30}
+    assert len(calls) >= 4

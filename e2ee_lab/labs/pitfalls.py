@@ -8,12 +8,18 @@ recovers the GHASH key and forges a frame a real receiver accepts. The short-tag
 1- and 2-byte tags (a lab-only weakening) and extrapolates to suites 3, 2 and 1 (§7.5). Sizes come
 from ``E2EE_LAB_SIZE`` (:func:`e2ee_lab.config.lab_size`).
 
+The tasks: write the keystream-reuse recovery (a build task: the check runs it on frame pairs drawn
+per student, with every keystream suite's tag and headers of several lengths), the mean attempts
+against this student's tag length, the days a rate-limited forger needs for this student's chance
+and frame duration (``labs.params("07")``), and which RFC 9605 rule prevents which pitfall.
+
 Over 500 lines: one module per notebook, as every lab has; the three demonstrations and the four
 checks share their frames and parameters.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import statistics
@@ -41,8 +47,8 @@ from e2ee_lab.attacks.crypto import (
 )
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.sframe import CipherSuite, SFrameContext, SFrameError, derive_key_salt, sframe_nonce
-from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
-from e2ee_lab.labs.answers import Choice, Choices, Sealed, real_number
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
+from e2ee_lab.labs.answers import Choice, Choices, Sealed, call_safely, real_number, whole_number
 
 DEMO_SUITE = CipherSuite.AES_128_GCM_SHA256_128
 DEMO_BASE_KEY = bytes(range(0x40, 0x50))  # "the group key" both senders were given
@@ -353,7 +359,7 @@ def results_table(video: VideoReuse, forgery: Forgery, runs: dict[int, BruteForc
     return pd.DataFrame(rows, columns=["pitfall", "measurement", "value"])
 
 
-# --- Task 1: read Bob's caption -------------------------------------------------------------------------
+# --- Task 1: the keystream-reuse recovery (build) -------------------------------------------------------
 
 TASK1_KID = 5
 TASK1_KNOWN = b"caption 14:02 ALICE: the budget is final, thanks all"
@@ -365,6 +371,12 @@ TASK1_FRAMES = (
     "50fdc672fd1b0645f9078e8cd48de0662375845ac14dd40e71c75baecfd068c0eb137c26de082e37251757213e2e823f0daa6e281463"
     "bb582567b26ff4899bbf8c6e60",
 )
+#: The keystream suites of the probe's pairs: AES-GCM and the three AES-CTR + HMAC tag lengths.
+_TASK1_SUITES = (CipherSuite.AES_128_GCM_SHA256_128, CipherSuite.AES_128_CTR_HMAC_SHA256_80,
+                 CipherSuite.AES_128_CTR_HMAC_SHA256_64, CipherSuite.AES_128_CTR_HMAC_SHA256_32)
+_WORDS = ("the", "board", "moved", "launch", "to", "May", "keep", "this", "quiet", "budget", "cut", "by", "ten",
+          "percent", "call", "me", "after", "review", "is", "off", "vote", "on", "Friday", "new", "CEO", "named")
+_NAMES = ("ALICE", "BOB", "CAROL", "DAVE", "ERIN", "FRANK")
 
 
 def task1_frames() -> tuple[str, str, bytes]:
@@ -372,101 +384,190 @@ def task1_frames() -> tuple[str, str, bytes]:
     return TASK1_FRAMES[0], TASK1_FRAMES[1], TASK1_KNOWN
 
 
-@check
-def check_recovered_plaintext(answer: bytes | str | None) -> Feedback:
-    """Task 1: ``answer`` is Bob's plaintext recovered from the two frames and Alice's plaintext
-    (sealed: ``07/T1``)."""
+@dataclass(frozen=True)
+class ReuseCase:
+    """One probe input of Task 1: two frames under one (key, KID, CTR), frame 1's plaintext, Nt."""
+
+    frame_1: bytes
+    frame_2: bytes
+    known_1: bytes
+    nt: int
+    header_length: int
+    secret: bytes  # frame 2's plaintext: the check compares, the student's function never sees it
+
+
+def _caption(rng: random.Random, words: int) -> bytes:
+    minute = f"{rng.randrange(8, 18):02d}:{rng.randrange(60):02d}"
+    return f"caption {minute} {rng.choice(_NAMES)}: {' '.join(rng.choice(_WORDS) for _ in range(words))}".encode()
+
+
+def _reuse_cases() -> list[ReuseCase]:
+    """Task 1's pairs, drawn for this student: every keystream suite, headers of 1 to 4 bytes, and
+    known plaintexts longer than, as long as and shorter than frame 2's."""
+    rng = params("07").rng("task1 cases")
+    shapes = ((0, 6, 6), (1, 4, 9), (2, 9, 4), (3, 7, 7), (0, 3, 10), (1, 10, 3))  # (suite index, words 1, words 2)
+    cases = []
+    for suite_index, words_1, words_2 in shapes:
+        suite = _TASK1_SUITES[suite_index]
+        kid = rng.choice((rng.randrange(8), rng.randrange(8, 256), rng.randrange(256, 65536)))
+        ctr = rng.choice((rng.randrange(8), rng.randrange(8, 256), rng.randrange(256, 1 << 20)))
+        known, secret = _caption(rng, words_1), _caption(rng, words_2)
+        alice, bob = shared_key_senders(suite, kid, rng.randbytes(16))
+        frame_1, frame_2 = alice.protect(kid, known, ctr=ctr), bob.protect(kid, secret, ctr=ctr)
+        hlen = len(frame_1) - len(known) - suite.nt
+        cases.append(ReuseCase(frame_1, frame_2, known, suite.nt, hlen, secret))
+    return cases
+
+
+def probe_recovery(func) -> list[dict]:
+    """Task 1's probe: the student's ``recover(frame_1, frame_2, known_1, nt)`` on this student's pairs."""
+    return [call_safely(func, case.frame_1, case.frame_2, case.known_1, case.nt) for case in _reuse_cases()]
+
+
+def _recovery_hint(case: ReuseCase, got: bytes) -> str:
+    """Why ``got`` is not what ``case`` hides: a known mistake, by its shape; never the plaintext."""
+    f1, f2, known, nt, h = case.frame_1, case.frame_2, case.known_1, case.nt, case.header_length
+    c1, c2 = f1[h:-nt], f2[h:-nt]
+    where = f"for a pair with a {h}-byte header and a {nt}-byte tag"
+    if got == xor_bytes(c1, c2):
+        return (f"{where} your function returned C1 ⊕ C2, which is P1 ⊕ P2: XOR it with frame 1's known "
+                "plaintext once more to cancel it.")
+    if got and got == known[: len(got)]:
+        return f"{where} your function returned the known plaintext itself: the other frame's is what to recover."
+    shapes = {"the whole frames (header and tag included)": (f1, f2), "a 1-byte header": (f1[1:-nt], f2[1:-nt]),
+              "a 16-byte tag": (f1[h:-16], f2[h:-16]), "the tag left on": (f1[h:], f2[h:])}
+    for mistake, (a, b) in shapes.items():
+        if (a, b) != (c1, c2) and got == xor_bytes(xor_bytes(a, b), known):
+            return (f"{where} your function XORed {mistake}. Strip exactly the header (its length is in the "
+                    "config byte: decode_header, or your Lab 03 parser) and the last nt bytes (the tag).")
+    want = min(len(c1), len(c2))
+    if len(got) != want:
+        longer = "frame 2's ciphertext" if len(c2) < len(c1) else "the known plaintext"
+        return (f"{where} your function returned {len(got)} bytes: a keystream byte is known only where the "
+                f"known plaintext covers it, and frame 2 has no more bytes than its ciphertext; here {longer} is "
+                "the shorter one, so that is how much can be recovered.")
+    return (f"{where} your function returned the right number of bytes but not frame 2's plaintext: take the two "
+            "ciphertexts (header and tag stripped), XOR them, then XOR with the known plaintext.")
+
+
+@check(probe=probe_recovery)
+def check_recovery(answer) -> Feedback:
+    """Task 1 (build): the student's ``recover(frame_1, frame_2, known_1, nt) -> bytes`` on this student's
+    pairs (:func:`_reuse_cases`): frame 2's plaintext as far as the known plaintext covers it."""
     if answer is None:
         return unanswered("Task 1")
-    if isinstance(answer, str):
-        answer = answer.encode()
-    if not isinstance(answer, bytes):
-        return not_yet("give the plaintext as bytes (or a str).")
-    seal = Sealed("07/T1")
-    if (message := seal.opens(answer)) is not None:
-        return correct(message)
-    c1, c2 = (bytes.fromhex(f) for f in TASK1_FRAMES)
-    if answer and seal.opens(xor_bytes(answer, TASK1_KNOWN)) is not None:
-        return not_yet("that is C1 ⊕ C2 = P1 ⊕ P2: XOR it with P1 once more to cancel Alice's plaintext.")
-    if answer in (xor_bytes(xor_bytes(c1, c2), TASK1_KNOWN), xor_bytes(xor_bytes(c1[1:], c2[1:]), TASK1_KNOWN)):
-        return not_yet("strip the SFrame parts first: the 1-byte header (KID 5 and CTR 0 fit in the config "
-                       "byte) and the 16-byte GCM tag at the end; XOR only the ciphertexts.")
-    if 0 < len(answer) < len(c2) - 17:
-        return not_yet(f"your answer has {len(answer)} bytes; Bob's caption is as long as his ciphertext, "
-                       "frame[1:-16]: did you cut too much?")
-    return not_yet("not Bob's caption: take the ciphertexts (frame[1:-16]), XOR them, then XOR with P1.")
+    if not isinstance(answer, Probed):
+        return not_yet("define recover(frame_1, frame_2, known_1, nt) as a function and pass the function itself.")
+    cases, outputs = _reuse_cases(), answer.outputs
+    if not isinstance(outputs, list) or len(outputs) != len(cases) or not all(isinstance(o, dict) for o in outputs):
+        return not_yet("the check could not run recover on its pairs; pass the function itself.")
+    for case, got in zip(cases, outputs):
+        if "value" not in got:
+            return not_yet(f"on a pair with a {case.header_length}-byte header and a {case.nt}-byte tag your function "
+                           f"raised {got.get('raised')}; it gets the frames as bytes and nt as an int.")
+        value = got["value"]
+        if not isinstance(value, bytes):
+            return not_yet(f"return bytes (your function returned a {type(value).__name__}).")
+        if value != case.secret[: min(len(case.known_1), len(case.secret))]:
+            return not_yet(_recovery_hint(case, value))
+    return correct("every pair gave up frame 2's plaintext, with any header and tag length: C1 ⊕ C2 ⊕ P1 = P2, no "
+                   "key needed, and each byte of the known frame unlocks one byte of the other.")
 
 
 # --- Tasks 2 and 3: how long does a brute-force forgery take? ----------------------------------------
 
-TASK2_TAG_BYTES = 3
-TASK3_TAG_BYTES, TASK3_RATE = 4, MEDIA_RATE
+#: Task 2's tag lengths (bytes): none is a registered suite's, nor one the lab measured or tabulated.
+TASK2_TAG_BYTES = (3, 5, 6, 7)
+TASK3_TAG_BYTES = 4  # suite 3, AES_128_CTR_HMAC_SHA256_32
+#: Task 3's frame durations (ms): the rate check lets one forged frame through per frame duration.
+TASK3_PTIMES = (10, 20, 40, 60)
+#: Task 3's chances (percent) of at least one accepted forgery.
+TASK3_CHANCES = (10, 50, 90)
 TASK3_TOLERANCE = 0.01  #: answers within 1 % pass (up to 2 %: the seal holds 1 %-wide buckets)
+
+
+def task2_tag_bytes() -> int:
+    """This student's tag length for Task 2 (``labs.params("07")``)."""
+    return params("07").choice("task2 tag bytes", TASK2_TAG_BYTES, 3)
+
+
+def task3_setting() -> dict[str, int]:
+    """This student's Task 3: the frame duration in ms and the chance in percent (``labs.params("07")``)."""
+    p = params("07")
+    return {"ptime_ms": p.choice("task3 ptime", TASK3_PTIMES, 20), "chance_pct": p.choice("task3 chance",
+                                                                                          TASK3_CHANCES, 50)}
 
 
 @check
 def check_expected_attempts(answer: int | None) -> Feedback:
-    """Task 2: mean random forgeries until a receiver with a 3-byte tag accepts one (sealed: ``07/T2``)."""
+    """Task 2: mean random forgeries until a receiver with this student's tag length accepts one
+    (sealed per length: ``07/T2/nt=<n>``)."""
     if answer is None:
         return unanswered("Task 2")
-    x = real_number(answer)
-    if x is None or not x.is_integer():
-        return not_yet("give a whole number of attempts.")
-    n = int(x)
-    seal = Sealed("07/T2")
+    n = whole_number(answer)
+    if n is None or n <= 0:
+        return not_yet("give a whole, positive number of attempts (an int).")
+    nt = task2_tag_bytes()
+    seal = Sealed(f"07/T2/nt={nt}")
     if (message := seal.opens(n)) is not None:
         return correct(message)
-    if n == 2**TASK2_TAG_BYTES:
-        return not_yet("2^3 counts tag values for 3 bits; the tag has 3 bytes = 24 bits.")
-    if n in (8 * TASK2_TAG_BYTES, 2**TASK2_TAG_BYTES * 8):
-        return not_yet("bits, not a power: the number of tag values is 2^(8·Nt).")
+    if n == 2**nt:
+        return not_yet(f"2^{nt} counts the values of a {nt}-bit tag; this tag has {nt} bytes.")
+    if n in (8 * nt, 2**nt * 8):
+        return not_yet("bits, not a power: count the values a tag of that many bits can take.")
     if seal.opens(2 * n) is not None:
         return not_yet("that is the mean of a search that never repeats a guess for one fixed frame; here "
                        "every forgery is a fresh random frame with a fresh right tag, so the mean is 1/p.")
     return not_yet(f"{n:,} is not it: a random tag of Nt bytes is right with probability 2^-(8·Nt); the mean "
-                   "attempts are the inverse.")
+                   "number of attempts of a geometric distribution is 1/p.")
 
 
 @check
 def check_forgery_days(answer: float | None) -> Feedback:
-    """Task 3: days to one forgery against suite 3 when the receiver only lets 50 frames/s through
-    (sealed by 1 % bucket: ``07/T3``)."""
+    """Task 3: days until a forger's chance of at least one accepted frame reaches this student's chance,
+    against suite 3 behind a rate check of one frame per frame duration (sealed per setting, by 1 %
+    bucket: ``07/T3/ptime=<ms>,chance=<pct>``)."""
     if answer is None:
         return unanswered("Task 3")
     x = real_number(answer)
     if x is None or x <= 0:
         return not_yet("give a positive number of days.")
-    seal = Sealed("07/T3")
+    setting = task3_setting()
+    ptime, chance = setting["ptime_ms"], setting["chance_pct"]
+    seal = Sealed(f"07/T3/ptime={ptime},chance={chance}")
     if (message := seal.opens_number(x, TASK3_TOLERANCE)) is not None:
         return correct(message)
-    if seal.opens_number(x / 86400, TASK3_TOLERANCE) is not None:
-        return not_yet("that is the time in seconds; divide by 86,400 for days.")
-    flood_days = expected_attempts(TASK3_TAG_BYTES) / RFC_PPS / 86400
-    if math.isclose(x, flood_days, rel_tol=0.05):
-        return not_yet("that is the RFC's flood at 2^20 frames/s; the rate check lets only 50 frames/s through.")
-    if seal.opens_number(2 * x, TASK3_TOLERANCE) is not None:
-        return not_yet("the mean of random forgeries is 2^32 attempts, not half of it.")
-    return not_yet(f"{x:g} days is not it: expected attempts 2^(8·4), divided by 50 per second, "
-                   "divided by 86,400 seconds per day.")
+    for factor, unit in ((1 / 86400, "seconds"), (1 / 24, "hours"), (365.25, "years")):
+        if seal.opens_number(x * factor, TASK3_TOLERANCE) is not None:
+            return not_yet(f"that is the time in {unit}; the task asks for days.")
+    close = functools.partial(math.isclose, x, rel_tol=0.03)
+    mean_days = expected_attempts(TASK3_TAG_BYTES) * ptime / 1000 / 86400
+    if close(expected_attempts(TASK3_TAG_BYTES) / RFC_PPS / 86400 * chance / 100) or close(
+            expected_attempts(TASK3_TAG_BYTES) / RFC_PPS / 86400):
+        return not_yet("that is the RFC's flood at 2^20 frames/s; the rate check lets one frame through per "
+                       f"{ptime} ms.")
+    if close(mean_days):
+        return not_yet(f"that is the mean time to the first success (2^32 attempts); the task asks when the chance "
+                       f"of at least one success reaches {chance} %, which is another number of attempts.")
+    if close(mean_days * chance / 100):
+        return not_yet("n·p counts the expected number of successes, not the chance of at least one success; the "
+                       "two differ once n·p is no longer small.")
+    if ptime != 20 and any(close(mean_days * 20 / ptime * k) for k in (1, chance / 100)):
+        return not_yet(f"that assumes 50 frames/s (20 ms frames); your stream sends one frame every {ptime} ms.")
+    return not_yet(f"{x:g} days is not it: each forgery is an independent try that succeeds with p = 2^-32. "
+                   "What is the chance that n tries all fail, and for which n does the chance of at least one "
+                   f"success reach {chance} %? Then turn n tries into days at one try per {ptime} ms.")
 
 
 # --- Task 4: which rule prevents which pitfall ---------------------------------------------------------
 
-#: Task 4's rules, lettered in each student's own order; a hint says what the picked rule is about.
+#: Task 4's rules, lettered in each student's own order.
 RULES = Choices("07/T4", {
-    "one-sender": Choice("each base key encrypts for exactly one sender (RFC 9605 §4.1, §9.2)",
-                         "that rule is about two senders under one key: their frame n share a nonce"),
-    "persist-ctr": Choice("store the next CTR before encrypting with the current one (§9.1)",
-                          "that rule is about a restored client: a backup holding the last used CTR makes "
-                          "it repeat the next one"),
-    "refuse-repeat": Choice("the sender refuses to encrypt twice with one key and nonce (§7.4)",
-                            "that rule is about the caller: SFrameContext raises NonceReuse for a ctr below "
-                            "its next one, whatever the caller asks"),
-    "long-tags": Choice("full-length tags, or short ones only behind HBH channels with rate checks (§7.5)",
-                        "that rule is about guessing tags: 2^32 guesses take about an hour at 2^20/s"),
-    "replay-window": Choice("the receiver keeps a replay window on CTR (§9.3)",
-                            "that rule is about genuine frames sent again: only the CTR already seen gives "
-                            "them away"),
+    "one-sender": Choice("each base key encrypts for exactly one sender (RFC 9605 §4.1, §9.2)", ""),
+    "persist-ctr": Choice("store the next CTR before encrypting with the current one (§9.1)", ""),
+    "refuse-repeat": Choice("the sender refuses to encrypt twice with one key and nonce (§7.4)", ""),
+    "long-tags": Choice("full-length tags, or short ones only behind HBH channels with rate checks (§7.5)", ""),
+    "replay-window": Choice("the receiver keeps a replay window on CTR (§9.3)", ""),
 })
 PITFALLS = {
     "shared_group_key": "Alice and Bob were both given the group key as their send key under KID 1",
@@ -475,6 +576,19 @@ PITFALLS = {
     "flood_short_tag": "someone on the path sends 2^20 random frames/s at receivers using 4-byte tags",
     "old_frame_again": "the SFU sends a genuine 2-second-old frame a second time",
 }
+#: Pairings students commonly give, each with the misconception behind it (never a right one).
+_RULE_MISTAKES = (
+    ("crash_restore", "refuse-repeat", "a restarted client has lost the memory of what it used: it cannot refuse a "
+                                       "CTR it no longer knows it used, so the fix has to come before the crash"),
+    ("app_passes_ctr", "persist-ctr", "nothing crashed here: the process remembers every CTR it used, and the "
+                                      "question is what it does when the caller asks for one again"),
+    ("old_frame_again", "long-tags", "a genuine frame carries a genuine tag, whatever its length; what gives it "
+                                     "away is a CTR the receiver has seen"),
+    ("flood_short_tag", "replay-window", "every random forgery can carry a fresh CTR, so nothing has been seen "
+                                         "before; the forger is guessing tags"),
+    ("shared_group_key", "refuse-repeat", "each sender's context is correct on its own and never repeats its own "
+                                          "nonce; no single context can see the other one"),
+)
 
 
 def rules_table() -> pd.DataFrame:
@@ -490,7 +604,8 @@ def pitfalls_table() -> pd.DataFrame:
 @check
 def check_design_rules(answer: dict[str, str | None] | None) -> Feedback:
     """Task 4: ``answer`` maps each pitfall of :data:`PITFALLS` to the letter of the rule in :data:`RULES`
-    (sealed: ``07/T4`` and ``07/T4/<pitfall>``)."""
+    (sealed: ``07/T4``). A wrong answer gets a hint only for a known confusion; it never says which
+    or how many pairings are right."""
     if not isinstance(answer, dict) or all(v is None for v in answer.values()):
         return unanswered("Task 4")
     missing = [name for name in PITFALLS if answer.get(name) is None]
@@ -500,10 +615,13 @@ def check_design_rules(answer: dict[str, str | None] | None) -> Feedback:
     bad = {name: answer[name] for name, rule in picked.items() if rule is None}
     if bad:
         return not_yet(f"use the letters {', '.join(RULES)}; got {bad}.")
+    if len(set(picked.values())) < len(PITFALLS):
+        return not_yet("each rule prevents exactly one of the pitfalls: use every letter once.")
     if (message := Sealed("07/T4").opens(picked)) is not None:
         return correct(message)
-    wrong = [name for name in PITFALLS if Sealed(f"07/T4/{name}").opens(picked[name]) is None]
-    name = wrong[0]
-    return not_yet(f"{len(wrong)} of {len(PITFALLS)} differ. '{name}' ({PITFALLS[name]}): you chose "
-                   f"{RULES.letter_of(picked[name])}, and {RULES.options[picked[name]].hint}. Which rule stops "
-                   "this one?")
+    for name, rule, why in _RULE_MISTAKES:
+        if picked[name] == rule:
+            return not_yet(f"'{name}' with {RULES.letter_of(rule)}: {why}.")
+    return not_yet("not every pairing is right yet. For each pitfall ask who makes the mistake (key management, "
+                   "the sender's storage, the sending code, an attacker guessing, the SFU resending) and which "
+                   "rule acts at that point.")

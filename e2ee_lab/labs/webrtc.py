@@ -9,6 +9,12 @@ profile the legs negotiated (RFC 5764 §4.1), the SFU's key log (RFC 5764 §4.2)
 (RFC 4585 §6.3.1 PLI), the three views of a captured call, the private aiortc attributes the
 hooks rely on, and a side-by-side table of the two stacks. The checks recompute their answers
 from the student's own calls.
+
+The tasks: which statement says why the SFU holds every leg's keys, a function that reads the
+offerer's DTLS role out of the SDP (a build task: the check runs it on this student's SDP pairs, the
+call's real SDP with the a=setup lines rewritten, including pairs that must be refused), the SRTP
+profile and whether the SDP names it, and what a key-frame storm would cost in this student's call
+(``labs.params("09")``).
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ import pandas as pd
 
 from e2ee_lab.analysis.views import CapturedCall, ThreeViews, analyze_views
 from e2ee_lab.config import lab_size, scratch_dir
-from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
-from e2ee_lab.labs.answers import Choice, Choices, whole_number
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
+from e2ee_lab.labs.answers import Choice, Choices, Sealed, plain_copy, whole_number
 from e2ee_lab.labs.session import note_source
 from e2ee_lab.webrtc import (
     PRIVATE_ATTRIBUTES,
@@ -217,7 +223,7 @@ def _stack_column(stack: str, s: dict) -> dict:
     latency = sorted(p["video_latency_ms"] for p in people if p.get("video_latency_ms"))
     real = stack == "webrtc"
     return {
-        "ICE": "aioice, host 127.0.0.1" if real else "none (fixed loopback ports)",
+        "ICE": "aioice, host 127.0.0.1" if real else "none (loopback ports the OS picks)",
         "DTLS-SRTP": "aiortc (pyOpenSSL, pylibsrtp)" if real else "e2ee_lab.transport (pyOpenSSL, pylibsrtp)",
         "SRTP profile": s["srtp_profile"],
         "video frames decoded by receivers": _delivery(s, "video"),
@@ -241,7 +247,7 @@ def compare_stacks(lab: Mapping, webrtc: Mapping) -> pd.DataFrame:
     return table
 
 
-# --- Task 1: the SFU's DTLS role ---------------------------------------------------------------------
+# --- Task 1: why the SFU holds every leg's keys ------------------------------------------------------
 
 #: Task 1's statements, lettered in each student's own order.
 ROLE_STATEMENTS = Choices("09/T1", {
@@ -281,29 +287,112 @@ def sfu_role(result: WebRTCCallResult) -> str:
     return roles.pop()
 
 
-@check(answers=2)
-def check_sfu_role(role: str | None, statement: str | None, result: WebRTCCallResult) -> Feedback:
-    """Task 1: the DTLS role the SFU takes on every leg, and the statement saying why it matters
-    (sealed: ``09/T1``)."""
-    if role is None or statement is None:
-        return unanswered("Task 1")
-    expected = sfu_role(result)
-    given = role.strip().lower() if isinstance(role, str) else repr(role)
-    if given in ("actpass", "active", "passive"):
-        return not_yet(f"{given!r} is an a=setup value, not a DTLS role: the SFU's offer says actpass "
-                       "(either), the answer says active (= DTLS client); so which role is left for the SFU?")
-    if given not in ("client", "server"):
-        return not_yet(f"answer with 'client' or 'server', not {role!r}")
-    if given != expected:
-        return not_yet("the participant's answer says a=setup:active: the active side is the DTLS "
-                       "client and sends the ClientHello; check the dtls_role column of the handshakes")
-    verdict = ROLE_STATEMENTS.verdict(statement, "Task 1")
-    if not verdict.ok:
-        return not_yet(f"the role is right; the statement is not: {verdict.message}")
-    return correct(f"the SFU is the DTLS {expected} of all {len(result.keylog)} legs; {verdict.message}")
+@check
+def check_role_statement(statement: str | None) -> Feedback:
+    """Task 1: the statement that says why the SFU holds every leg's SRTP keys (sealed: ``09/T1``)."""
+    return ROLE_STATEMENTS.verdict(statement, "Task 1")
 
 
-# --- Task 2: the SRTP profile ------------------------------------------------------------------------
+# --- Task 2: the DTLS roles from the SDP (build) -----------------------------------------------------
+
+#: (offer's a=setup, answer's a=setup) of Task 2's valid cases. The active side sends the ClientHello: it
+#: is the DTLS client (RFC 5763 §5: the answerer MUST use active or passive; an offer says actpass, or,
+#: since RFC 8842 updated RFC 5763, may name a role itself).
+_VALID_SETUPS = (("actpass", "active"), ("actpass", "passive"), ("active", "passive"), ("passive", "active"))
+#: Pairs a receiver must refuse (ValueError): an answer may not leave the choice open, and the two
+#: sides may not both take one role.
+_INVALID_SETUPS = (("actpass", "actpass"), ("active", "active"), ("passive", "passive"))
+
+
+def _with_setup(sdp: str, value: str) -> str:
+    """``sdp`` with every ``a=setup`` line set to ``value`` (line endings kept)."""
+    lines = sdp.splitlines(keepends=True)
+    return "".join(f"a=setup:{value}" + line[len(line.rstrip("\r\n")):] if line.startswith("a=setup:") else line
+                   for line in lines)
+
+
+def _setup_cases(result: WebRTCCallResult) -> list[tuple[str, str, str, str]]:
+    """Task 2's inputs, drawn for this student: (offer's a=setup, answer's a=setup, offer, answer), the
+    call's real SDP of a leg with the a=setup lines rewritten; some with LF line endings instead of CRLF."""
+    rng = params("09").rng("task2 cases")
+    legs = sorted(result.sdp)
+    pairs = list(_VALID_SETUPS) + [rng.choice(_VALID_SETUPS[:2])] + rng.sample(_INVALID_SETUPS, 2)
+    rng.shuffle(pairs)
+    cases = []
+    for setup_offer, setup_answer in pairs:
+        sdp = result.sdp[rng.choice(legs)]
+        offer, answer = _with_setup(sdp["offer"], setup_offer), _with_setup(sdp["answer"], setup_answer)
+        if rng.random() < 0.3:
+            offer, answer = offer.replace("\r\n", "\n"), answer.replace("\r\n", "\n")
+        cases.append((setup_offer, setup_answer, offer, answer))
+    return cases
+
+
+def _offerer_role(setup_offer: str, setup_answer: str) -> str | None:
+    """The offerer's DTLS role, or None for a pair that must be refused."""
+    if (setup_offer, setup_answer) not in _VALID_SETUPS:
+        return None
+    return "server" if setup_answer == "active" else "client"
+
+
+def probe_offerer_role(func, result: WebRTCCallResult) -> list[dict]:
+    """Task 2's probe: the student's ``offerer_role(offer, answer)`` on this student's SDP pairs; its
+    return value, or whether what it raised was a ValueError or anything else."""
+    out = []
+    for _, _, offer, answer in _setup_cases(result):
+        try:
+            out.append({"value": plain_copy(func(offer, answer))})
+        except ValueError:
+            out.append({"raised": "ValueError"})
+        except Exception as exc:  # noqa: BLE001 - the student's code may raise anything
+            out.append({"raised": type(exc).__name__})
+    return out
+
+
+def _role_hint(setup_offer: str, setup_answer: str, got: dict) -> str:
+    """Why the student's output for one (offer, answer) pair is wrong, by the pair's a=setup values."""
+    pair = f"for an offer with a=setup:{setup_offer} and an answer with a=setup:{setup_answer}"
+    what = f"returned {got['value']!r}" if "value" in got else f"raised {got.get('raised')}"
+    want = _offerer_role(setup_offer, setup_answer)
+    if want is None:
+        if setup_answer == "actpass":
+            why = "an answer must decide (RFC 5763 §5: active or passive); actpass there leaves no DTLS client"
+        else:
+            why = f"both sides say {setup_answer}: two DTLS {'clients' if setup_answer == 'active' else 'servers'}, no handshake"
+        return f"{pair} your function {what}; {why}. Raise ValueError."
+    value = got.get("value")
+    if isinstance(value, str) and value.endswith("\r"):
+        return f"{pair} your function {what}: SDP lines end in CRLF; split with splitlines() or strip the CR."
+    if isinstance(value, str) and value.strip().lower() in ("active", "passive", "actpass"):
+        return f"{pair} your function {what}: that is an a=setup value; return the DTLS role, 'client' or 'server'."
+    if setup_offer == "actpass":
+        return (f"{pair} your function {what}. actpass says only 'either role': the answer decides. The active "
+                "side opens the connection and sends the ClientHello, so it is the DTLS client.")
+    return f"{pair} your function {what}. The active side sends the ClientHello: it is the DTLS client."
+
+
+@check(probe=probe_offerer_role)
+def check_offerer_role(answer, result: WebRTCCallResult) -> Feedback:
+    """Task 2 (build): the student's ``offerer_role(offer, answer) -> "client" | "server"`` on this
+    student's SDP pairs (:func:`_setup_cases`): the offerer's DTLS role, or ValueError for a pair that
+    gives no handshake."""
+    if answer is None:
+        return unanswered("Task 2")
+    if not isinstance(answer, Probed):
+        return not_yet("define offerer_role(offer, answer) as a function and pass the function itself.")
+    cases, outputs = _setup_cases(result), answer.outputs
+    if not isinstance(outputs, list) or len(outputs) != len(cases) or not all(isinstance(o, dict) for o in outputs):
+        return not_yet("the check could not run offerer_role on its SDP pairs; pass the function itself.")
+    for (setup_offer, setup_answer, _, _), got in zip(cases, outputs):
+        want = _offerer_role(setup_offer, setup_answer)
+        ok = got.get("raised") == "ValueError" if want is None else got.get("value") == want
+        if not ok:
+            return not_yet(_role_hint(setup_offer, setup_answer, got))
+    return correct(f"every pair read right, the invalid ones refused; in this call the SFU offers actpass and "
+                   f"each participant answers active, so the SFU is the DTLS {sfu_role(result)} of every leg.")
+
+
+# --- Task 3: the SRTP profile ------------------------------------------------------------------------
 
 
 def _profile_name(text: str) -> str:
@@ -313,9 +402,9 @@ def _profile_name(text: str) -> str:
 
 @check(answers=2)
 def check_srtp_profile(profile: str | None, named_in_sdp: bool | None, result: WebRTCCallResult) -> Feedback:
-    """Task 2: the SRTP protection profile the legs negotiated, and whether any SDP line names it."""
+    """Task 3: the SRTP protection profile the legs negotiated, and whether any SDP line names it."""
     if profile is None or named_in_sdp is None:
-        return unanswered("Task 2")
+        return unanswered("Task 3")
     expected = result.config.srtp_profile
     given = _profile_name(profile)
     if given.startswith("SHA"):
@@ -339,50 +428,47 @@ def check_srtp_profile(profile: str | None, named_in_sdp: bool | None, result: W
                    "list inside the handshake; the SDP only pins the certificates by fingerprint")
 
 
-# --- Task 3: delivered frames on both stacks ---------------------------------------------------------
+# --- Task 4: what a key-frame storm would cost (reasoning) -------------------------------------------
+
+#: Task 4's calls: participants (each publishes one video stream) and frames per second.
+TASK4_PEOPLE = (3, 4, 5, 6, 8)
+TASK4_FPS = (15, 24, 30)
 
 
-def _total(summary: dict, field: str) -> int:
-    return int(sum(p[field] for p in summary["participants"]))
-
-
-def video_delivered(summaries: Mapping[str, dict]) -> dict[str, int]:
-    """Per stack: video frames of the measured window that all receivers together decoded."""
-    return {stack: _total(s, "video_frames_decoded") for stack, s in summaries.items()}
+def task4_call() -> dict[str, int]:
+    """This student's Task 4 call: ``participants`` and ``fps`` (``labs.params("09")``)."""
+    p = params("09")
+    return {"participants": p.choice("task4 people", TASK4_PEOPLE, 3), "fps": p.choice("task4 fps", TASK4_FPS, 30)}
 
 
 @check
-def check_video_delivered(answer: Mapping | None, summaries: Mapping[str, dict]) -> Feedback:
-    """Task 3: video frames decoded by all receivers together, per stack, in the same call.
-
-    ``summaries`` maps "lab" and "webrtc" to the two calls' summaries.
-    """
+def check_storm(answer: int | None) -> Feedback:
+    """Task 4: key frames per second all subscribers together would receive if the SFU's decoders got
+    the e2ee call's ciphertext (sealed per call: ``09/T4/n=<participants>,fps=<fps>``). A hint undoes a
+    known mistake on the answer and opens the seal; it never compares with the answer itself."""
     if answer is None:
-        return unanswered("Task 3")
-    expected = video_delivered(summaries)
-    if not isinstance(answer, Mapping) or set(answer) != set(expected):
-        return not_yet(f"answer with a dict with the keys {sorted(expected)}, e.g. {{'lab': 10, 'webrtc': 12}}")
-    given = {k: whole_number(v) for k, v in answer.items()}
-    if None in given.values():
-        return not_yet("give whole numbers of frames, not shares or strings")
-    if given == expected:
-        want = {k: _total(s, "video_frames_expected") for k, s in summaries.items()}
-        return correct(", ".join(f"{k}: {expected[k]} of {want[k]}" for k in expected) +
-                       ". SFrame is the same on both stacks and sits above the transport: any "
-                       "difference comes from the transport and the machine's load, not from E2EE")
-    swapped = dict(zip(expected, reversed(list(expected.values()))))
-    guesses = {
-        "frames sent (each publisher counts its own)":
-            {k: _total(s, "video_frames_sent") for k, s in summaries.items()},
-        "frames expected, not decoded": {k: _total(s, "video_frames_expected") for k, s in summaries.items()},
-        "frames the SFU saw (it counts the whole call, not the window)":
-            {k: int(s["sfu"]["video_frames_seen"]) for k, s in summaries.items()},
-    }
-    if given == swapped:
-        return not_yet("the two numbers are swapped: the lab column comes from lab_results")
-    for what, values in guesses.items():
-        if given == values:
-            return not_yet(f"that counts {what}: add up video_frames_decoded over the participants")
-    name = summaries.get("webrtc", {}).get("participants", [{}])[0].get("name", "alice")
-    return not_yet(f"add up video_frames_decoded over all participants of the e2ee call, per stack "
-                   f"(one receiver, {name}, is not enough)")
+        return unanswered("Task 4")
+    x = whole_number(answer)
+    if x is None or x <= 0:
+        return not_yet("give a whole, positive number of key frames per second.")
+    call = task4_call()
+    n, fps = call["participants"], call["fps"]
+    seal = Sealed(f"09/T4/n={n},fps={fps}")
+    if (message := seal.opens(x)) is not None:
+        return correct(message)
+    mistakes = (
+        (x * (n - 1), "that counts the key frames the publishers send; the SFU forwards each one to every "
+                      "other participant."),
+        (x * n, "that is one publisher's share: every participant publishes video, and the SFU has a "
+                "receiver for each stream."),
+        (x * (n - 1) // n if x * (n - 1) % n == 0 else -1,
+         "a publisher is not sent its own stream back: count each stream's subscribers only."),
+    )
+    for undone, hint in mistakes:
+        if seal.opens(undone) is not None:
+            return not_yet(hint)
+    if x == fps:
+        return not_yet(f"{fps} per second is one stream's frame rate; how many streams would turn into key frames, "
+                       "and how many copies of each does the SFU forward?")
+    return not_yet("follow one frame: which SFU receiver fails on it, whom does its PLI reach, what does that "
+                   "publisher send next, and to how many subscribers does the SFU forward it?")
