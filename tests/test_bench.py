@@ -544,6 +544,52 @@ def test_notebook_08_checks(check, answer, ok, phrase):
     assert feedback.ok is ok and phrase in feedback.message
 
 
+def test_notebook_08_prediction_compared_with_the_run(capsys, monkeypatch):
+    monkeypatch.setattr(overhead_lab, "_sfu_runs", [])
+    right = overhead_lab.TASK2_OPTIONS.letter_of("same-work")
+    assert overhead_lab.predict(right) == right and "before the SFU was measured" in capsys.readouterr().out
+    overhead_lab._sfu_runs.append("ci")
+    overhead_lab.predict(right)
+    assert "AFTER" in capsys.readouterr().out
+    calm = pd.DataFrame({"ratio_e2ee": [0.97, 1.04]})
+    noisy = pd.DataFrame({"ratio_e2ee": [0.6, 1.5]})
+    assert overhead_lab.check_sfu_cost(right, calm).ok and "same within noise" in overhead_lab.check_sfu_cost(right, calm).message
+    assert "quieter machine" in overhead_lab.check_sfu_cost(right, noisy).message
+    wrong = overhead_lab.check_sfu_cost(overhead_lab.TASK2_OPTIONS.letter_of("no-srtp"), calm)
+    assert not wrong.ok and "0.97 to 1.04" in wrong.message
+
+
+def _overhead_formula(suite, kid, ctr):
+    def extension(value):
+        return 0 if value < 8 else (value.bit_length() + 7) // 8
+    return 1 + extension(kid) + extension(ctr) + {1: 10, 2: 8, 3: 4, 4: 16, 5: 16}[suite]
+
+
+@pytest.mark.parametrize(("func", "ok", "phrase"), [
+    (_overhead_formula, True, "matches the encoder"),
+    (lambda s, k, c: _overhead_formula(s, k, c) - 1, False, "config byte"),
+    (lambda s, k, c: _overhead_formula(s, k, c) + (k < 8) + (c < 8), False, "3-bit field"),
+    (lambda s, k, c: _overhead_formula(4, k, c), False, "depends on the suite"),
+    (lambda s, k, c: 1 + k.bit_length() // 8 + c.bit_length() // 8 + 16 + (s < 4) * (_overhead_formula(s, 0, 0) - 17),
+     False, "fewest bytes"),
+    (lambda s, k, c: float(_overhead_formula(s, k, c)), False, "as an int"),
+    (lambda s, k, c: 1 / 0, False, "ZeroDivisionError"),
+    (None, False, "unanswered"),
+], ids=["right", "no-config", "small-values", "one-tag", "boundaries", "float", "raises", "none"])
+def test_notebook_08_overhead_function_against_the_encoder(func, ok, phrase):
+    feedback = overhead_lab.check_overhead_function(func)
+    assert feedback.ok is ok and phrase in feedback.message, feedback.message
+
+
+def test_notebook_08_overhead_cases_are_per_student_and_cover_every_suite(monkeypatch):
+    shipped = overhead_lab.overhead_cases()
+    assert {suite for suite, _, _ in shipped} == {1, 2, 3, 4, 5}
+    assert any(kid < 8 and ctr < 8 for _, kid, ctr in shipped)
+    assert all(overhead_lab.encoder_overhead(*case) == overhead(*case) for case in shipped)
+    monkeypatch.setenv("E2EE_LAB_STUDENT", "s0000001")
+    assert overhead_lab.overhead_cases() != shipped
+
+
 # --- bench sframe --peer wrtc ---------------------------------------------------------------------
 
 

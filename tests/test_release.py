@@ -86,7 +86,7 @@ def test_the_scan_finds_the_leaks_issue_14_named(tmp_path):
     hits = {(f.path, f.answer.lab, f.answer.task) for f in found}
     assert ("e2ee_lab/labs/sframe.py", "03", "Task 1") in hits  # KID ... CTR ...
     assert ("e2ee_lab/labs/sframe.py", "03", "Task 3") in hits  # = 16
-    assert ("e2ee_lab/labs/overhead.py", "08", "Task 3") in hits  # 0.084 and the arithmetic
+    assert ("e2ee_lab/labs/overhead.py", "08", "Task 4") in hits  # 0.084 and the arithmetic
     assert ("e2ee_lab/labs/malicious.py", "05", "Task 1") in hits  # DESIGNED
     assert ("e2ee_lab/labs/pitfalls.py", "07", "Task 1") in hits  # the secret caption
     assert ("e2ee_lab/labs/pitfalls.py", "07", "Task 4") in hits  # the rule of each pitfall

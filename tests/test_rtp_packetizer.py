@@ -115,13 +115,14 @@ def test_headers_do_not_depend_on_frame_content(a, b):
     ]
 
 
-def test_opus_one_packet_per_frame_with_level_and_talkspurt_marker():
+def test_opus_one_packet_per_frame_with_level_and_no_marker():
     packetizer = opus_packetizer()
     vads = [False, True, True, False, True]
     packets = [packetizer.packetize(audio(timestamp=960 * i, level=10 + i, vad=v))
                for i, v in enumerate(vads)]
     assert all(len(p) == 1 for p in packets)
-    assert [p[0].marker for p in packets] == [1, 1, 0, 0, 1]
+    # every frame is sent (no silence suppression): RFC 3551 §4.1 says M MUST be 0, whatever the VAD
+    assert [p[0].marker for p in packets] == [0, 0, 0, 0, 0]
     assert [p[0].extensions.audio_level for p in packets] == [
         (v, 10 + i) for i, v in enumerate(vads)
     ]

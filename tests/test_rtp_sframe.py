@@ -140,10 +140,10 @@ def test_per_packet_encrypts_each_codec_payload_and_sets_s_e_t():
         assert len(serialize_rtp(p, packetizer.extensions_map)) <= 300 - 16
 
 
-def test_per_frame_audio_keeps_talkspurt_marker_and_audio_level():
+def test_per_frame_audio_keeps_the_zero_marker_and_audio_level():
     packetizer, receiver = pair(RTPSFrameMode.PER_FRAME, Codec.OPUS)
     packets = [packetizer.packetize(audio_frame(os.urandom(80), i))[0] for i in range(3)]
-    assert [p.marker for p in packets] == [1, 0, 0]
+    assert [p.marker for p in packets] == [0, 0, 0]  # no silence suppression: RFC 3551 §4.1
     assert packets[0].extensions.audio_level == (True, 30)
     frames = frames_of(feed(receiver, [serialize_rtp(p, packetizer.extensions_map)
                                        for p in packets]))

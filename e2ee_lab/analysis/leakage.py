@@ -22,7 +22,12 @@ view tap recorded (:mod:`e2ee_lab.sfu.view`) and scores it against the call's gr
   picture's width and height (RFC 6386 §9.1), the one clear audio byte the Opus TOC (RFC 6716 §3.1).
 - **Mitigations and their price** (:func:`mitigation_table`): Opus CBR (RFC 6562 §3), padding
   inside the encryption to size buckets (:mod:`e2ee_lab.media.padding`), dropping the audio level;
-  each run is a call with :class:`~e2ee_lab.call.SenderOptions`.
+  each run is a call with :class:`~e2ee_lab.call.SenderOptions`. Discontinuous transmission (DTX,
+  RFC 6562 §4 on voice activity detection) is simulated on a recorded call (:class:`SimulatedDTX`):
+  the packets a sender with silence suppression would not have sent are taken out, and the RTP
+  marker bit is set on the first packet after each gap (RFC 3551 §4.1). The lab's own senders send
+  every 20 ms frame, so their marker bit is always 0 (RFC 3551 §4.1: "Applications without silence
+  suppression MUST set the marker bit to zero").
 """
 
 from __future__ import annotations
@@ -304,8 +309,9 @@ def speaking_timeline(result: CallResult, *, split: str = "participant") -> pd.D
 def talkspurt_starts(result: CallResult | pd.DataFrame) -> Score:
     """How well the RTP marker bit finds where speech starts (positive class: a frame inside a
     spoken phrase whose predecessor from the same publisher was not), scored per frame like the
-    rules above. Each publisher's first packet is left out: RFC 3551 §4.1 marks it whatever it
-    holds. ``result`` is a call or its :func:`audio_packets`; frames without ground truth are left out.
+    rules above. Each publisher's first frame is left out (it has no predecessor). ``result`` is a
+    call, its :func:`audio_packets` or :func:`dtx_packets`; frames without ground truth are left
+    out. A sender without silence suppression never sets the bit (recall 0).
     """
     frames = audio_packets(result) if isinstance(result, CallResult) else result
     frames = frames[frames.speaking.notna()]
@@ -419,6 +425,42 @@ def resolutions(result: CallResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# --- discontinuous transmission (simulated on a recorded call) --------------------------------------
+
+
+@dataclass(frozen=True)
+class SimulatedDTX:
+    """A recorded call as a sender with discontinuous transmission would have sent it: no packet
+    in the 20 ms slots where the sender's own voice-activity flag (the RFC 6464 V bit it put on the
+    packet) says silence, and the RTP marker bit on the first packet after each gap (RFC 3551 §4.1:
+    "the first packet of a talkspurt ... SHOULD be distinguished by setting the marker bit").
+    Nothing is re-encoded: the packets that remain are the call's own. The call must carry the
+    audio level (the V bit); :func:`dtx_packets` raises ValueError otherwise."""
+
+    call: CallResult
+
+
+def dtx_packets(result: CallResult | SimulatedDTX) -> pd.DataFrame:
+    """One row per 20 ms audio slot of the call, as the SFU sees it under :class:`SimulatedDTX`.
+
+    The columns of :func:`audio_packets`, plus ``sent`` (a packet arrived in this slot). A slot
+    without a packet reads as the SFU would read it: ``size``, ``payload_size`` and ``body_size``
+    0, ``audio_level`` 127 (silence) and ``marker`` 0; ``marker`` is 1 on the first packet after a
+    gap. Raises ValueError when the packets carry no voice-activity flag.
+    """
+    call = result.call if isinstance(result, SimulatedDTX) else result
+    frames = audio_packets(call)
+    if frames.voice_activity.isna().all():
+        raise ValueError("DTX is simulated from the senders' voice-activity flag: this call sent no audio level")
+    sent = frames.voice_activity.fillna(0).astype(bool)
+    before = sent.groupby(frames.publisher).shift(1, fill_value=False).astype(bool)
+    out = frames.assign(sent=sent.to_numpy(), marker=(sent & ~before).astype(int).to_numpy())
+    gap = ~out.sent
+    out.loc[gap, ["size", "payload_size", "body_size"]] = 0
+    out.loc[gap, "audio_level"] = 127.0
+    return out
+
+
 # --- mitigations and their price -------------------------------------------------------------------
 
 
@@ -432,38 +474,65 @@ def audio_bandwidth(result: CallResult) -> dict[str, float]:
     return {"rtp_bytes": per_packet, "payload_bytes": payload, "kbit_s": kbit_s}
 
 
-def describe_options(result: CallResult) -> str:
-    """The call's sending options in words (``"Opus VBR, audio level, no padding"``)."""
-    o = result.config.sender_options
+def describe_options(result: CallResult | SimulatedDTX) -> str:
+    """The call's sending options in words (``"Opus VBR, audio level, no padding"``; a
+    :class:`SimulatedDTX` adds ``", DTX (simulated)"``)."""
+    dtx = ", DTX (simulated)" if isinstance(result, SimulatedDTX) else ""
+    o = (result.call if dtx else result).config.sender_options
     pad = f"padded to {o.audio_padding}-byte buckets" if o.audio_padding else "no padding"
     level = "audio level" if o.audio_level else "no audio level"
-    return f"Opus {'CBR' if o.opus_cbr else 'VBR'}, {level}, {pad}"
+    return f"Opus {'CBR' if o.opus_cbr else 'VBR'}, {level}, {pad}{dtx}"
 
 
-def mitigation_table(results: Mapping[str, CallResult], reference: str | None = None, *,
+def mitigation_table(results: Mapping[str, CallResult | SimulatedDTX], reference: str | None = None, *,
                      split: str = "participant") -> pd.DataFrame:
-    """One row per call: its sending options, the majority baseline, the test accuracy of the
-    audio-level and packet-size rules (a rule on a missing feature guesses the training majority),
-    how many of the true talkspurt starts the RTP marker bit flags and how many of its flags are
-    one (:func:`talkspurt_starts`; the lab's packetizer sets it from the sender's voice-activity
-    flag even without the audio level, RFC 3551 §4.1), audio bytes per packet, kbit/s and the
-    bandwidth cost against ``reference`` (default: the first call) in percent."""
+    """One row per call (or :class:`SimulatedDTX` of a call): its sending options, the majority
+    baseline, the test accuracy of the audio-level and packet-size rules (a rule on a missing
+    feature guesses the training majority; under DTX a slot without a packet reads as size 0 and
+    level 127), of the gap rule (speaking when a packet arrived in the slot), how many of the true
+    talkspurt starts the RTP marker bit flags and how many of its flags are one
+    (:func:`talkspurt_starts`: never, without silence suppression), audio bytes per packet, kbit/s
+    over the call's duration and the bandwidth cost against ``reference`` (default: the first row)
+    in percent."""
     reference = reference or next(iter(results))
-    base = audio_bandwidth(results[reference])["kbit_s"]
+    base = _kbit_s(_rows_of(results[reference]))
     rows = {label: _mitigation_row(result, base, split) for label, result in results.items()}
     table = pd.DataFrame.from_dict(rows, orient="index")
     return table.round({column: 3 for column in ("baseline", "accuracy from levels", "accuracy from sizes",
-                                                 "starts marked (M bit recall)", "marks at a start (precision)")})
+                                                 "accuracy from gaps", "starts marked (M bit recall)",
+                                                 "marks at a start (precision)")})
 
 
-def _mitigation_row(result: CallResult, base_kbit_s: float, split: str) -> dict:
-    frames = audio_packets(result)
+def _rows_of(result: CallResult | SimulatedDTX) -> pd.DataFrame:
+    if isinstance(result, SimulatedDTX):
+        return dtx_packets(result)
+    return audio_packets(result).assign(sent=True)
+
+
+def _kbit_s(frames: pd.DataFrame) -> float:
+    """RTP kbit/s per publisher over the slots (a slot without a packet counts 0 bytes)."""
+    return float(frames["size"].mean()) * 8 / FRAME_SECONDS / 1000 if len(frames) else np.nan
+
+
+def _mitigation_row(result: CallResult | SimulatedDTX, base_kbit_s: float, split: str) -> dict:
+    frames = _rows_of(result)
     level, size = (infer_speaking(frames, f, split=split) for f in ("level", "size"))
+    gaps = _gap_score(frames, split)
     marks = talkspurt_starts(frames)
-    bw = audio_bandwidth(result)
+    kbit_s = _kbit_s(frames)
+    sent = frames[frames.sent]
     return {"options": describe_options(result), "baseline": size.test.baseline,
             "audio level in packets": level.available, "accuracy from levels": level.test.accuracy,
-            "accuracy from sizes": size.test.accuracy, "starts marked (M bit recall)": marks.recall,
-            "marks at a start (precision)": marks.precision,
-            "audio RTP bytes/packet": round(bw["rtp_bytes"], 1), "audio kbit/s": round(bw["kbit_s"], 1),
-            "bandwidth cost %": round(100 * (bw["kbit_s"] / base_kbit_s - 1), 1)}
+            "accuracy from sizes": size.test.accuracy, "accuracy from gaps": gaps.accuracy,
+            "starts marked (M bit recall)": marks.recall, "marks at a start (precision)": marks.precision,
+            "audio RTP bytes/packet": round(float(sent["size"].mean()), 1) if len(sent) else np.nan,
+            "audio kbit/s": round(kbit_s, 1), "bandwidth cost %": round(100 * (kbit_s / base_kbit_s - 1), 1)}
+
+
+def _gap_score(frames: pd.DataFrame, split: str) -> Score:
+    """Test-set score of "speaking when a packet arrived in the slot"."""
+    frames = frames[frames.speaking.notna()].reset_index(drop=True)
+    train = training_mask(frames, split)
+    truth = frames.speaking.to_numpy(dtype=bool)
+    majority = bool(truth[train].mean() >= 0.5) if train.any() else None
+    return score(frames.sent.to_numpy(dtype=bool)[~train], truth[~train], majority=majority)

@@ -1,11 +1,13 @@
 """Notebook 06 (metadata leakage): the calls it runs, its closing table, and the checks of its tasks.
 
 The analysis lives in :mod:`e2ee_lab.analysis.leakage`; this module names the mitigations the
-notebook compares (:data:`MITIGATIONS`, each a :class:`~e2ee_lab.call.SenderOptions`), builds the
-results table a student can quote, and checks the three tasks against the student's own run: a
-packet-size threshold that beats the majority baseline (Wright et al. 2007/2008 and RFC 6562 in
-miniature), the sender and frame rate of a stream read from SFrame KID/CTR alone (RFC 9605 §7.1),
-and the padding bucket that makes every audio frame one size.
+notebook compares (:data:`MITIGATIONS`, each a :class:`~e2ee_lab.call.SenderOptions`, and the
+simulated discontinuous transmission of :func:`simulated_dtx`), builds the results table a
+student can quote, and checks the tasks against the student's own run: a packet-size threshold
+that beats the majority baseline (Wright et al. 2007/2008 and RFC 6562 in miniature), a function
+that names a stream's sender and frame rate from SFrame KID/CTR alone (RFC 9605 §7.1), run on the
+call's streams and on streams drawn for the student (``labs.params("06")``), and the padding
+bucket, a multiple of the student's bucket step, that makes every audio frame one size.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import pandas as pd
 from e2ee_lab.analysis import leakage
 from e2ee_lab.call import CallResult, SenderOptions
 from e2ee_lab.config import lab_size
-from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
+from e2ee_lab.crypto.keys import kid_for, parse_kid
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
 from e2ee_lab.labs.answers import real_number
+from e2ee_lab.labs.plain import call_safely
 from e2ee_lab.media.padding import PAD_COUNT_LENGTH, padded_length
 
 REFERENCE = "as browsers send"  #: label of the unmitigated call in the mitigation table
@@ -31,8 +35,9 @@ MITIGATIONS: dict[str, SenderOptions] = {
     "padded to 512 bytes": SenderOptions(audio_padding=512),
 }
 TASK1_MARGIN = 0.05  #: a threshold must beat the baseline by this much accuracy (5 points)
-TASK2_FPS_TOLERANCE = 0.10  #: relative error allowed on the stream's frame rate
-TASK3_STEP = 64  #: buckets in Task 3 are multiples of this many bytes
+TASK2_FPS_TOLERANCE = 0.10  #: relative error allowed on a stream's frame rate
+TASK2_RATES = (10.0, 12.5, 15.0, 24.0, 25.0, 30.0, 50.0)  #: frame rates of the drawn streams
+BUCKET_STEPS = (32, 48, 64, 80, 96, 128)  #: Task 3's bucket steps; one per student, 64 shipped
 
 
 def call_seconds() -> float:
@@ -40,13 +45,28 @@ def call_seconds() -> float:
     return 2.0 if lab_size() == "ci" else 8.0
 
 
+def bucket_step() -> int:
+    """This student's bucket step for Task 3 (``labs.params("06")``; 64 bytes in the shipped notebook)."""
+    return params("06").choice("bucket step", BUCKET_STEPS, 64)
+
+
+def simulated_dtx(e2ee: CallResult, mitigations: Mapping[str, CallResult]) -> dict[str, leakage.SimulatedDTX]:
+    """The two DTX rows of the mitigation table, simulated on calls the notebook already ran: the
+    unmitigated call and the Opus CBR call (both carry the senders' voice-activity flag)."""
+    out = {"DTX (simulated)": leakage.SimulatedDTX(e2ee)}
+    if "Opus CBR" in mitigations:
+        out["Opus CBR + DTX (simulated)"] = leakage.SimulatedDTX(mitigations["Opus CBR"])
+    return out
+
+
 # --- tables ------------------------------------------------------------------------------------------
 
 
-def results_table(e2ee: CallResult, clear: CallResult, mitigations: Mapping[str, CallResult]) -> pd.DataFrame:
+def results_table(e2ee: CallResult, clear: CallResult,
+                  mitigations: Mapping[str, CallResult | leakage.SimulatedDTX]) -> pd.DataFrame:
     """The lab's findings in one table (``measured`` and what it means), from the notebook's runs.
 
-    ``mitigations`` maps labels to calls, the unmitigated e2ee call among them or not.
+    ``mitigations`` maps labels to calls (or simulated DTX), the unmitigated e2ee call among them or not.
     """
     rows = _speech_rows(e2ee) + _mitigation_rows(e2ee, mitigations) + _header_rows(e2ee)
     rows += _clear_prefix_rows(e2ee, clear)
@@ -63,15 +83,16 @@ def _speech_rows(e2ee: CallResult) -> list[tuple[str, str, str]]:
             ("who speaks when, from packet sizes alone (SFrame, Opus VBR)", _pct(size.test.accuracy),
              f"rule {size.rule}; precision {_pct(size.test.precision)}, recall {_pct(size.test.recall)}"),
             ("talkspurt starts flagged by the RTP marker bit", f"recall {_pct(marks.recall)}",
-             f"precision {_pct(marks.precision)}; set from the sender's voice activity, under every mitigation")]
+             "every 20 ms frame is sent, so M is always 0 (RFC 3551 §4.1); with DTX it marks each "
+             "talkspurt, and the gaps say the rest")]
 
 
 def _mitigation_rows(e2ee: CallResult, mitigations: Mapping[str, CallResult]) -> list[tuple[str, str, str]]:
     others = {label: r for label, r in mitigations.items() if r is not e2ee}
     table = leakage.mitigation_table({REFERENCE: e2ee, **others})
-    return [(f"after mitigation '{label}': from levels / from sizes / talkspurt starts marked",
+    return [(f"after mitigation '{label}': from levels / from sizes / from gaps / talkspurt starts marked",
              f"{_pct(row['accuracy from levels'])} / {_pct(row['accuracy from sizes'])} / "
-             f"{_pct(row['starts marked (M bit recall)'])}",
+             f"{_pct(row['accuracy from gaps'])} / {_pct(row['starts marked (M bit recall)'])}",
              f"baseline {_pct(row['baseline'])}; audio {row['audio kbit/s']:g} kbit/s, "
              f"{row['bandwidth cost %']:+g} % bandwidth")
             for label, row in table.iloc[1:].iterrows()]
@@ -150,55 +171,150 @@ def check_size_threshold(threshold: float | None, result: CallResult) -> Feedbac
                    "remember that speech has short quiet gaps too.")
 
 
-@check(answers=2)
-def check_stream_origin(sender: str | None, fps: float | None, result: CallResult, ssrc: int) -> Feedback:
-    """Task 2: who publishes SSRC ``ssrc`` (roster name) and its frame rate, from KID/CTR alone."""
-    if sender is None or fps is None:
+# --- Task 2: name a stream's sender and frame rate from its SFrame headers (build) ----------------------
+
+
+def _real_cases(result: CallResult) -> list[dict]:
+    """Every stream the SFU received, with its truth from the senders' records."""
+    headers = leakage.sframe_headers(result)
+    cases = []
+    for ssrc, h in headers.groupby("ssrc", sort=True):
+        publisher, kind = h.publisher.iloc[0], h.kind.iloc[0]
+        cases.append({"headers": h[["time", "kid", "ctr"]].reset_index(drop=True),
+                      "members": dict(result.members), "name": publisher,
+                      "fps": sent_rate(result, publisher, kind), "lossy": False})
+    return cases
+
+
+def _drawn_cases() -> list[dict]:
+    """Streams drawn for this student: a roster whose member indexes are not positions, a sender who
+    joined earlier (the first CTR is not 0), and a quarter to two fifths of the frames lost before
+    the SFU, so that counting headers is not counting frames."""
+    rng = params("06").rng("task2 streams")
+    cases = []
+    for _ in range(4):
+        names = rng.sample(["ana", "ben", "chen", "dara", "eli", "femi", "gus", "hana"], rng.randint(3, 5))
+        indexes = rng.sample(range(1, 200), len(names))
+        members = dict(zip(names, indexes))
+        name = rng.choice(names)
+        kind, rate = rng.choice(["audio", "video"]), rng.choice(TASK2_RATES)
+        kid = kid_for(rng.randrange(0, 6), members[name], kind)
+        first, frames = rng.randrange(100, 5000), int(rate * rng.uniform(2.5, 4.0))
+        kept = sorted(rng.sample(range(frames), int(frames * rng.uniform(0.6, 0.75))))
+        start = rng.uniform(0, 30)
+        rows = [{"time": round(start + k / rate + rng.uniform(0, 0.002), 6), "kid": kid, "ctr": first + k}
+                for k in kept]
+        cases.append({"headers": pd.DataFrame(rows), "members": members, "name": name, "fps": rate,
+                      "lossy": True})
+    return cases
+
+
+def _origin_cases(result: CallResult) -> list[dict]:
+    return _real_cases(result) + _drawn_cases()
+
+
+def probe_stream_origin(func, result: CallResult) -> list[dict]:
+    """Task 2's probe: the student's ``stream_origin(headers, members)`` on every case, on copies."""
+    try:
+        cases = _origin_cases(result)
+    except Exception:  # noqa: BLE001 - no call to probe with: the check says so
+        return []
+    return [call_safely(func, c["headers"].copy(), dict(c["members"])) for c in cases]
+
+
+def _as_origin(value) -> tuple[str, float] | None:
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not isinstance(value[0], str):
+        return None
+    fps = real_number(value[1])
+    return None if fps is None else (value[0], fps)
+
+
+@check(probe=probe_stream_origin)
+def check_stream_origin(answer, result: CallResult) -> Feedback:
+    """Task 2 (build): ``stream_origin(headers, members) -> (name, frames_per_second)`` on every stream
+    of the student's call and on streams drawn for the student; names exact, rates within 10 %."""
+    if answer is None:
         return unanswered("Task 2")
-    view = result.view
-    rows = view[(view.direction == "in") & (view.ssrc == ssrc)]
-    if rows.empty:
-        return not_yet(f"no packets with SSRC {ssrc} reached the SFU; use lab.task2_ssrc(e2ee).")
-    truth = rows.publisher_leg.iloc[0]
-    true_fps = sent_rate(result, truth, "video")
-    if sender != truth:
-        return not_yet(f"SSRC {ssrc} is not {sender}'s stream: read the KID of its frames, split it with "
-                       "parse_kid() into (epoch, member, kind), and look the member index up in e2ee.members.")
-    fps = real_number(fps)
-    if fps is None:
-        return not_yet("the frame rate is one number, in frames per second.")
-    error = abs(fps - true_fps) / true_fps
-    if error <= TASK2_FPS_TOLERANCE:
-        return correct(f"SSRC {ssrc} is {truth}'s camera, which sent {true_fps:.1f} frames per second "
-                       f"(nominal {result.scenes[truth].fps}); the SFU read both from the clear SFrame "
-                       "header and the arrival times, no key needed.")
-    hint = (" Each KID (one per sender and media kind) has its own counter: the CTR of this stream's video "
-            "KID advances once per video frame.")
-    return not_yet(f"the sender is right, but {fps:g} frames per second is off by {_pct(error)}.{hint} "
-                   "Divide the number of frame gaps by the time between the first and the last frame.")
+    if not isinstance(answer, Probed):
+        return not_yet("define stream_origin(headers, members) as a function and pass the function itself.")
+    cases, outputs = _origin_cases(result), answer.outputs
+    if not isinstance(outputs, list) or len(outputs) != len(cases):
+        return not_yet("the check could not run stream_origin on its streams; pass the function itself.")
+    for case, got in zip(cases, outputs):
+        if not isinstance(got, dict) or "value" not in got:
+            raised = got.get("raised") if isinstance(got, dict) else None
+            return not_yet(f"stream_origin raised {raised} on one of the streams; it gets a DataFrame with "
+                           "columns time, kid and ctr (one row per frame header) and the roster dict.")
+        origin = _as_origin(got["value"])
+        if origin is None:
+            return not_yet("return a pair (name, frames_per_second): a roster name (str) and one number.")
+        name, fps = origin
+        if name != case["name"]:
+            return not_yet(_name_hint(name, case))
+        error = abs(fps - case["fps"]) / case["fps"]
+        if error > TASK2_FPS_TOLERANCE:
+            return not_yet(_rate_hint(fps, case))
+    return correct(f"every stream named and timed: the {len(_real_cases(result))} streams of your call and "
+                   f"{len(cases) - len(_real_cases(result))} drawn ones with late joiners and lost frames. The "
+                   "SFU needs no key for this: the KID names the sender, the CTR counts the frames.")
+
+
+def _name_hint(name: str, case: dict) -> str:
+    members = case["members"]
+    member = parse_kid(int(case["headers"].kid.iloc[0])).member
+    names = list(members)
+    if 0 <= member < len(names) and names[member] == name:
+        return ("that is the name at position <member> of the roster, but a member index is the value the "
+                "roster maps a name to, not a position in it: find the name whose value is the KID's member.")
+    return ("the name does not match the stream's KID: split the KID with parse_kid() into (epoch, member, "
+            "kind) and find the roster name whose member index is that member.")
+
+
+def _rate_hint(fps: float, case: dict) -> str:
+    h = case["headers"]
+    span = float(h.time.max() - h.time.min())
+    counted = (len(h) - 1) / span if span > 0 else float("nan")
+    if case["lossy"] and abs(fps - counted) <= 0.02 * counted:
+        return ("on a stream where some frames never reached the SFU, counting headers undercounts the "
+                "frames the sender sent. Which header field counts every frame the sender protected?")
+    return ("a rate is off by more than 10 %: frames per second is the number of frames the sender "
+            "protected between the first and the last header, divided by the time between them.")
+
+
+# --- Task 3: the smallest bucket (arithmetic) -----------------------------------------------------------
 
 
 @check
 def check_bucket(bucket: int | None, result: CallResult) -> Feedback:
-    """Task 3: the smallest multiple of 64 bytes that pads every audio frame of the call to one size."""
+    """Task 3: the smallest multiple of this student's bucket step that pads every audio frame of the
+    call to one size."""
     if bucket is None:
         return unanswered("Task 3")
     if isinstance(bucket, bool) or not isinstance(bucket, (int, np.integer)) or bucket <= 0:
         return not_yet("the answer is a positive whole number of bytes.")
-    if bucket % TASK3_STEP:
-        return not_yet(f"{bucket} is not a multiple of {TASK3_STEP}.")
+    bucket, step = int(bucket), bucket_step()
+    if bucket % step:
+        return not_yet(f"{bucket} is not a multiple of your bucket step, {step} bytes.")
     sizes = result.sent[result.sent.kind == "audio"].encoded_size
-    largest = int(sizes.max())
-    need = padded_length(largest, TASK3_STEP)
-    if bucket < need:
-        spill = int((sizes + PAD_COUNT_LENGTH > bucket).sum())
-        return not_yet(f"with {bucket}-byte buckets {spill} frames still land in a larger bucket: the "
-                       f"largest Opus frame is {largest} bytes, and the padding adds at least "
-                       f"{PAD_COUNT_LENGTH} count bytes.")
-    if bucket > need:
-        return not_yet(f"{bucket} bytes hides every size, but {need} would too, for "
-                       f"{bucket - need} bytes less per frame.")
-    cost = bucket / float(sizes.mean()) - 1
-    return correct(f"{bucket}-byte frames hide every size (largest Opus frame {largest} bytes + "
-                   f"{PAD_COUNT_LENGTH} count bytes), at {_pct(cost)} more audio payload than the "
-                   f"mean of {sizes.mean():.0f} bytes.")
+    need = padded_length(int(sizes.max()), step)
+    if bucket == need:
+        cost = bucket / float(sizes.mean()) - 1
+        return correct(f"{bucket}-byte frames hide every size (the largest Opus frame and the "
+                       f"{PAD_COUNT_LENGTH} count bytes fit), at {_pct(cost)} more audio payload than the "
+                       f"mean of {sizes.mean():.0f} bytes.")
+    return not_yet(_bucket_hint(bucket, step, sizes))
+
+
+def _bucket_hint(bucket: int, step: int, sizes: pd.Series) -> str:
+    """Name a known mistake by redoing it (never by comparing with the answer)."""
+    if bucket == -(-int(sizes.max()) // step) * step:
+        return ("padding does not only round up: every padded frame also carries the padding's count "
+                "bytes, whatever its size.")
+    if bucket in {padded_length(int(x), step) for x in (sizes.mean(), sizes.median())}:
+        return ("a bucket fitted to a typical frame leaves every larger frame in a larger bucket, and the "
+                "SFU sees those sizes: it has to fit the call's largest frame.")
+    if bucket in {padded_length(int(sizes.max()) + extra, step) for extra in (16, 17, 18, 19, 20)}:
+        return ("the padding goes on the Opus frame before SFrame encrypts it (encoded_size), not on the "
+                "SFrame ciphertext with its header and tag.")
+    return (f"{bucket} bytes is not it: every audio frame of the call, padded with its count bytes, must fit "
+            f"one bucket, and no smaller multiple of {step} may do that.")

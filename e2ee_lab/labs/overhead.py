@@ -6,8 +6,13 @@ frame against frame size next to the bare AES-GCM call, and how many SRTP packet
 core of the lab's SFU forwards in ``dtls-srtp`` and ``e2ee`` calls (RFC 3711 SRTP per leg, RFC 7667
 §3.7 selective forwarding). The runs are :mod:`e2ee_lab.bench`'s, sized by ``E2EE_LAB_SIZE``
 (:func:`~e2ee_lab.config.lab_size`): ``ci`` keeps the whole notebook under half a minute, ``full`` is
-the classroom run (a few minutes at most). The three task checks are exact computations, not
-measurements, so they give the same verdict on every machine.
+the classroom run (a few minutes at most).
+
+The tasks: a prediction of the SFU's cost in ``e2ee`` stored before the SFU is measured
+(:func:`predict`) and compared with the run after it, Appendix B's overhead of one video stream,
+the student's own overhead function for any suite, KID and CTR (run against the real encoder on
+cases drawn per student, ``labs.params("08")``), and a receiver's share of a core. The arithmetic
+checks are exact computations, not measurements, so they give the same verdict on every machine.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ import math
 
 import pandas as pd
 
+from e2ee_lab.crypto.sframe import SFrameContext
+
 from e2ee_lab.bench import bench_sfu, bench_transforms
 from e2ee_lab.bench.frames import MEDIA
 from e2ee_lab.config import Size, lab_size
-from e2ee_lab.labs import Feedback, check, correct, not_yet, unanswered
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
 from e2ee_lab.labs.answers import Choice, Choices, Sealed, real_number
+from e2ee_lab.labs.plain import call_safely
 
 # Benchmark settings per lab size: ci is for the test suite, full for the classroom.
 TRANSFORM_SETTINGS: dict[str, dict[str, object]] = {
@@ -38,9 +46,27 @@ def run_transforms(size: Size | None = None) -> pd.DataFrame:
     return bench_transforms(**TRANSFORM_SETTINGS[size or lab_size()], progress=False)
 
 
+_sfu_runs: list[str] = []  # the SFU measurements run in this kernel (for predict's note)
+
+
 def run_sfu(size: Size | None = None) -> pd.DataFrame:
     """:func:`~e2ee_lab.bench.bench_sfu` at the lab size's settings (no progress bar)."""
+    _sfu_runs.append(size or lab_size())
     return bench_sfu(**SFU_SETTINGS[size or lab_size()], progress=False)
+
+
+def predict(prediction: str | None) -> str | None:
+    """Take Task 1's prediction (one letter of :data:`TASK2_OPTIONS`) and say whether the SFU was
+    already measured in this kernel; returns it. The note is printed, so the saved notebook shows
+    whether the prediction came first; the check compares it with the run whatever the order."""
+    if prediction is None:
+        print("no prediction stored yet: set one letter, then run this cell before section 3.")
+    elif _sfu_runs:
+        print(f"prediction stored AFTER the SFU was measured ({len(_sfu_runs)} run(s) in this kernel): for a real "
+              "prediction, restart the kernel and run this cell before section 3.")
+    else:
+        print("prediction stored before the SFU was measured.")
+    return prediction
 
 
 def overhead_summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -82,7 +108,7 @@ def sfu_summary(df: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-# --- Task 1: SFrame overhead in kbit/s (RFC 9605 Appendix B) ------------------------------------------
+# --- Task 2: SFrame overhead in kbit/s (RFC 9605 Appendix B; sealed as 08/T1) --------------------------
 
 TASK1_FPS, TASK1_BITRATE_KBPS = 30, 400  # a 360p video stream, one SFrame ciphertext per frame
 TASK1_HEADER, TASK1_TAG = 1 + 2 + 3, 16  # config byte, 2-byte KID, 3-byte CTR (Appendix B); suite 4 tag
@@ -103,10 +129,10 @@ def _sealed_mistake(seal: Sealed, undos: list[tuple[float, str]], tol: float) ->
 
 @check
 def check_overhead_kbps(answer: float | None) -> Feedback:
-    """Task 1: SFrame overhead of a 30 fps, 400 kbit/s video stream in kbit/s (Appendix B; sealed:
-    ``08/T1``, and ``08/T1/si`` for 1 kbit = 1000 bits)."""
+    """Task 2: SFrame overhead of a 30 fps, 400 kbit/s video stream in kbit/s (Appendix B; sealed:
+    ``08/T1``, and ``08/T1/si`` for 1 kbit = 1000 bits: the keys keep the task's first number)."""
     if answer is None:
-        return unanswered("Task 1")
+        return unanswered("Task 2")
     x = real_number(answer)
     if x is None or x <= 0:
         return not_yet("give the overhead as a positive number of kbit/s, e.g. 1.5.")
@@ -129,9 +155,9 @@ def check_overhead_kbps(answer: float | None) -> Feedback:
                            "second / 1024. The bit rate (400 kbit/s) does not change the overhead, only its share.")
 
 
-# --- Task 2: does e2ee change the SFU's cost per packet? ------------------------------------------------
+# --- Task 1 (predict): does e2ee change the SFU's cost per packet? (sealed as 08/T2) ----------------------
 
-#: Task 2's statements, lettered (a, b, ...) in each student's own order.
+#: Task 1's statements, lettered (a, b, ...) in each student's own order.
 TASK2_OPTIONS = Choices("08/T2", {
     "sframe-reencrypt": Choice(
         "Yes, much more: in e2ee the SFU has to decrypt and re-encrypt the SFrame layer of every frame it "
@@ -155,19 +181,101 @@ TASK2_OPTIONS = Choices("08/T2", {
 }, lower=True)
 
 
+#: the measured e2ee / dtls-srtp ratios a run may show and still read as "the same within noise"
+SAME_WITHIN_NOISE = (0.8, 1.25)
+
+
 @check
 def check_sfu_cost(answer: str | None, df: pd.DataFrame | None = None) -> Feedback:
-    """Task 2: which of :data:`TASK2_OPTIONS` is right (sealed: ``08/T2``; ``df``: a bench_sfu result
-    to quote)."""
-    verdict = TASK2_OPTIONS.verdict(answer, "Task 2")
-    if verdict.ok and isinstance(df, pd.DataFrame) and "ratio_e2ee" in df and df["ratio_e2ee"].notna().any():
-        ratios = df["ratio_e2ee"].dropna()
-        return correct(f"{verdict.message} Your run: e2ee / dtls-srtp = {ratios.min():.2f} to "
-                       f"{ratios.max():.2f} across room sizes.")
-    return verdict
+    """Task 1 (predict): the stored prediction, one of :data:`TASK2_OPTIONS` (sealed: ``08/T2``),
+    compared with the measured ``e2ee / dtls-srtp`` ratios of ``df`` (a bench_sfu result)."""
+    verdict = TASK2_OPTIONS.verdict(answer, "Task 1")
+    if not (isinstance(df, pd.DataFrame) and "ratio_e2ee" in df and df["ratio_e2ee"].notna().any()):
+        return verdict
+    ratios = df["ratio_e2ee"].dropna()
+    low, high = SAME_WITHIN_NOISE
+    run = (f"Your run: e2ee / dtls-srtp = {ratios.min():.2f} to {ratios.max():.2f} across room sizes"
+           + (", the same within noise." if low <= ratios.min() and ratios.max() <= high else
+              "; a spread that wide is the machine's noise (other work on its cores), not SFrame: rerun "
+              "section 3 on a quieter machine."))
+    if verdict.ok:
+        return correct(f"{verdict.message} {run}")
+    return not_yet(f"{verdict.message} {run} Keep the prediction as it was stored; this check only compares it "
+                   "with the run.")
 
 
-# --- Task 3: share of a core that SFrame takes ----------------------------------------------------------
+# --- Task 3 (build): SFrame's bytes per frame for any suite, KID and CTR --------------------------------
+
+#: the RFC 9605 suites (§4.5) the student's function must handle
+_SUITES = (1, 2, 3, 4, 5)
+_BASE_KEY = bytes(range(64))  # any key will do: only the ciphertext's length is measured
+_EDGES = (0, 7, 8, 255, 256, 65535, 65536, 2**24 - 1, 2**24, 2**32, 2**56 - 1, 2**56, 2**64 - 1)
+
+
+def overhead_cases() -> list[tuple[int, int, int]]:
+    """Task 3's inputs, drawn for this student: ``(suite, kid, ctr)``, every suite, small values that
+    fit the config byte, values on the byte boundaries and random ones of 1 to 8 bytes."""
+    rng = params("08").rng("task3 cases")
+    cases = [(suite, rng.choice(_EDGES), rng.choice(_EDGES)) for suite in _SUITES]
+    cases += [(rng.choice(_SUITES), rng.randrange(8), rng.randrange(8)) for _ in range(2)]
+    for _ in range(5):
+        kid_bytes, ctr_bytes = rng.randint(1, 8), rng.randint(1, 8)
+        cases.append((rng.choice(_SUITES), rng.randrange(1 << 8 * kid_bytes - 8 | 8, 1 << 8 * kid_bytes),
+                      rng.randrange(1 << 8 * ctr_bytes - 8 | 8, 1 << 8 * ctr_bytes)))
+    rng.shuffle(cases)
+    return cases
+
+
+def encoder_overhead(suite: int, kid: int, ctr: int, frame: bytes = b"\x00" * 40) -> int:
+    """What the real SFrame encoder adds to ``frame`` with this suite, KID and CTR (header + tag)."""
+    context = SFrameContext(suite)
+    context.add_send_key(kid, _BASE_KEY)
+    return len(context.protect(kid, frame, ctr=ctr)) - len(frame)
+
+
+def probe_overhead(func) -> list[dict]:
+    """Task 3's probe: the student's ``sframe_overhead(suite, kid, ctr)`` on every case."""
+    return [call_safely(func, suite, kid, ctr) for suite, kid, ctr in overhead_cases()]
+
+
+@check(probe=probe_overhead)
+def check_overhead_function(answer) -> Feedback:
+    """Task 3 (build): ``sframe_overhead(suite, kid, ctr) -> int`` against the real encoder on this
+    student's cases."""
+    if answer is None:
+        return unanswered("Task 3")
+    if not isinstance(answer, Probed):
+        return not_yet("define sframe_overhead(suite, kid, ctr) as a function and pass the function itself.")
+    cases, outputs = overhead_cases(), answer.outputs
+    if not isinstance(outputs, list) or len(outputs) != len(cases):
+        return not_yet("the check could not run sframe_overhead on its cases; pass the function itself.")
+    for (suite, kid, ctr), got in zip(cases, outputs):
+        value = got.get("value") if isinstance(got, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int):
+            what = f"raised {got.get('raised')}" if isinstance(got, dict) and "raised" in got else "returned no int"
+            return not_yet(f"sframe_overhead({suite}, {kid}, {ctr}) {what}: return the number of bytes as an int.")
+        want = encoder_overhead(suite, kid, ctr)
+        if value != want:
+            return not_yet(f"sframe_overhead({suite}, {kid}, {ctr}) returned {value}, which is not what the "
+                           f"encoder adds. {_overhead_hint(value - want, suite, kid, ctr)}")
+    return correct(f"your formula matches the encoder on all {len(cases)} cases: one config byte, the KID and "
+                   "CTR in the fewest big-endian bytes (none below 8), and the suite's tag.")
+
+
+def _overhead_hint(diff: int, suite: int, kid: int, ctr: int) -> str:
+    """Which part of the header or tag a known mistake got wrong, found by redoing the mistake."""
+    tags = {s: encoder_overhead(s, 0, 0) - 1 for s in _SUITES}
+    if diff == -1:
+        return "Every SFrame header starts with the config byte, whatever the KID and CTR."
+    if (kid < 8 or ctr < 8) and diff in {1, 2}:
+        return "A KID or CTR below 8 fits the config byte's 3-bit field and takes no byte of its own."
+    if any(diff == tags[other] - tags[suite] for other in _SUITES if other != suite):
+        return "The tag depends on the suite: 16 bytes for the GCM suites 4 and 5; 10, 8 or 4 for suites 1-3."
+    return ("An extension takes the fewest bytes that hold the value, big-endian: 255 fits one byte, 256 "
+            "needs two, and a value of 8 bytes is the most a header carries.")
+
+
+# --- Task 4: share of a core that SFrame takes (sealed as 08/T3) -----------------------------------------
 
 TASK3_STREAMS = {"video": (3, 30, 6.0), "audio": (3, 50, 2.0)}  # kind: (streams, frames/s, µs per unprotect)
 TASK3_TOLERANCE = 0.01
@@ -180,10 +288,10 @@ def core_share_pct(streams: dict[str, tuple[int, int, float]] = TASK3_STREAMS) -
 
 @check
 def check_core_share(answer: float | None) -> Feedback:
-    """Task 3: % of one core a receiver spends on SFrame unprotect for :data:`TASK3_STREAMS` (sealed:
+    """Task 4: % of one core a receiver spends on SFrame unprotect for :data:`TASK3_STREAMS` (sealed:
     ``08/T3``)."""
     if answer is None:
-        return unanswered("Task 3")
+        return unanswered("Task 4")
     x = real_number(answer)
     if x is None or x <= 0:
         return not_yet("give the share as a positive number in %, e.g. 1.5 for 1.5 %.")

@@ -29,7 +29,7 @@ class FrameAssembled:
     last_sequence_number: int  # sequence number of the last packet (16-bit)
     packet_count: int  # packets that carried the frame
     data: bytes  # the frame bytes, descriptors removed (opaque: may be ciphertext)
-    marker: bool  # marker bit of the last packet (VP8: always set; Opus: talkspurt start)
+    marker: bool  # marker bit of the last packet (VP8: always set; Opus: 0, no silence suppression)
     payload_sizes: tuple[int, ...]  # RTP payload sizes in sequence order, as the SFU sees them
     audio_level: AudioLevel | None = None  # RFC 6464 element of the first packet, if present
     mid: str | None = None  # BUNDLE MID extension of the first packet, if present

@@ -5,9 +5,9 @@ from the call's seed, so runs repeat) and increases by one per packet modulo 2^1
 the frame's (90 kHz video, RFC 7741 §4.1; 48 kHz Opus, RFC 7587 §4.1) plus an optional offset.
 VP8 (RFC 7741 §4.1, §4.5): a frame becomes one or more packets of equal size, each with a
 Chrome-style descriptor (S=1 and PID=0 on the first, 15-bit PictureID on all), and the marker bit
-on the last. Opus (RFC 7587 §4.2): one frame per packet; the marker bit on the first packet of a
-talkspurt (RFC 3551 §4.1), i.e. the stream's first packet and the first voiced frame after an
-unvoiced one; the RFC 6464 audio level on every packet. The packetizer never reads the frame bytes,
+on the last. Opus (RFC 7587 §4.2): one frame per packet, every 20 ms frame sent (no DTX), so the
+marker bit is always 0 (RFC 3551 §4.1: "Applications without silence suppression MUST set the
+marker bit to zero"); the RFC 6464 audio level on every packet. The packetizer never reads the frame bytes,
 so SFrame ciphertext packetizes exactly like plaintext VP8 or Opus. Sizes: every serialized packet
 is at most ``mtu - srtp_overhead`` bytes (see :mod:`e2ee_lab.rtp.formats`). Sans-I/O: it returns
 aiortc ``RtpPacket`` objects (or their bytes) and never sends.
@@ -39,7 +39,7 @@ def stream_rng(seed: int | None, ssrc: int) -> random.Random:
 class RTPPacketizer:
     """Packetizes the frames of one RTP stream (one SSRC, one payload type, one codec).
 
-    State: the next sequence number, the next VP8 PictureID, the talkspurt flag and counters
+    State: the next sequence number, the next VP8 PictureID and counters
     (``packets_sent``, ``frames_sent``, ``payload_bytes_sent``). ``extensions_map`` is the map the
     receiving side must parse with (:attr:`extensions_map`).
     """
@@ -89,7 +89,6 @@ class RTPPacketizer:
         self.packets_sent = 0
         self.frames_sent = 0
         self.payload_bytes_sent = 0
-        self._voiced = False
         self.max_payload_size = self.max_packet_size - self._header_size()
         if self.max_payload_size < (CHROME_DESCRIPTOR_LEN + 1 if codec is Codec.VP8 else 1):
             raise ValueError(f"{self.max_payload_size} bytes left for the payload: MTU too small")
@@ -172,10 +171,8 @@ class RTPPacketizer:
                 "payload budget (one frame per packet)"
             )
         level = self._audio_level(frame)
-        talkspurt_start = self.packets_sent == 0 or (level.voice_activity and not self._voiced)
-        self._voiced = level.voice_activity
-        packet = self._new_packet(
-            marker=int(talkspurt_start), timestamp=timestamp, payload=bytes(frame.data)
-        )
+        # RFC 3551 §4.1: "Applications without silence suppression MUST set the marker bit to
+        # zero." Every frame is sent, so no packet starts a talkspurt after a gap.
+        packet = self._new_packet(marker=0, timestamp=timestamp, payload=bytes(frame.data))
         packet.extensions.audio_level = level.as_aiortc()
         return packet

@@ -181,7 +181,7 @@ class SFramePacketizer(RTPPacketizer):
     SFrame ciphertext. ``sframe_overhead`` bounds what it adds (header + tag; default the worst
     case of suites 1-8, 33 bytes); per-packet mode takes it and the descriptor byte off the
     codec packetizer's budget so each payload fits one packet (-02 §5.1.2). The RTP header,
-    sequence numbers, talkspurt marker and audio level come from :class:`RTPPacketizer`.
+    sequence numbers, marker bit and audio level come from :class:`RTPPacketizer`.
     Counter: ``sframe_bytes_sent`` (ciphertext bytes, descriptors excluded).
     """
 
@@ -231,7 +231,7 @@ class SFramePacketizer(RTPPacketizer):
         return [serialize_rtp(p, self.extensions_map) for p in packets]
 
     _STATE = ("sequence_number", "picture_id", "frames_sent", "packets_sent",
-              "payload_bytes_sent", "_voiced")
+              "payload_bytes_sent")
 
     def _per_packet(self, frame: EncodedFrame, non_reference: bool, protect) -> list[RtpPacket]:
         saved = [getattr(self, name) for name in self._STATE]
@@ -251,9 +251,8 @@ class SFramePacketizer(RTPPacketizer):
     def _per_frame(self, frame: EncodedFrame, protect) -> list[RtpPacket]:
         if frame.metadata.kind != self.codec.kind:
             raise InvalidFrame(f"{frame.metadata.kind} frame on a {self.codec.value} stream")
-        template, voiced = self._template(frame)
+        template = self._template(frame)
         ciphertext = protect(bytes(frame.data))
-        self._voiced = voiced
         payloads = sframe_payloads(ciphertext, self.max_payload_size)
         packets = []
         for i, payload in enumerate(payloads):
@@ -268,17 +267,15 @@ class SFramePacketizer(RTPPacketizer):
         self.sframe_bytes_sent += len(ciphertext)
         return packets
 
-    def _template(self, frame: EncodedFrame) -> tuple[RtpPacket, bool]:
-        """The header fields the codec packetizer would give the frame's last packet (§5.1.1),
-        and the talkspurt state to keep once the frame is sent. Changes no state."""
+    def _template(self, frame: EncodedFrame) -> RtpPacket:
+        """The header fields the codec packetizer would give the frame's last packet (§5.1.1).
+        Changes no state."""
         if not frame.data:
             raise EmptyFrame(f"{self.codec.value} frame at timestamp {frame.timestamp} is 0 bytes")
         timestamp = (frame.timestamp + self.timestamp_offset) % TS_MOD
         packet = RtpPacket(payload_type=self.payload_type, timestamp=timestamp, marker=1)
         if self.codec is not Codec.OPUS:
-            return packet, self._voiced
-        level = self._audio_level(frame)
-        talkspurt_start = self.packets_sent == 0 or (level.voice_activity and not self._voiced)
-        packet.marker = int(talkspurt_start)
-        packet.extensions.audio_level = level.as_aiortc()
-        return packet, level.voice_activity
+            return packet
+        packet.marker = 0  # no silence suppression: RFC 3551 §4.1, as in RTPPacketizer
+        packet.extensions.audio_level = self._audio_level(frame).as_aiortc()
+        return packet
