@@ -28,6 +28,9 @@ view tap recorded (:mod:`e2ee_lab.sfu.view`) and scores it against the call's gr
   marker bit is set on the first packet after each gap (RFC 3551 §4.1). The lab's own senders send
   every 20 ms frame, so their marker bit is always 0 (RFC 3551 §4.1: "Applications without silence
   suppression MUST set the marker bit to zero").
+
+Over 500 lines: the five leaks and the mitigation table are scored on the same per-frame features
+and ground truth, and Lab 06 reads them side by side.
 """
 
 from __future__ import annotations
