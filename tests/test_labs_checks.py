@@ -166,8 +166,8 @@ RUN_SHAPES = {
     "call.check_prediction": {"dtls-srtp video": "every frame", "dtls-srtp audio": "speech",
                               "e2ee video": "no frame", "e2ee audio": "noise"},
     "webrtc.check_video_delivered": {"lab": 1, "webrtc": 1},
-    "browser.check_sfu_decodable": {"e2ee": 0, "dtls-srtp": 1},
-    "browser.check_recovery": {"clear-prefix": 2.0, "e2ee": "never"},
+    "browser.check_prediction": {"SFU, e2ee": "nothing", "SFU, dtls-srtp": "the picture",
+                                 "Alice, e2ee": "the picture", "Alice, dtls-srtp": "the picture"},
     "janus.check_e2ee_recording": {"recorded": 1, "decodable": 0},
 }
 

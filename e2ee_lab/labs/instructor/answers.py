@@ -99,7 +99,7 @@ def _lab07() -> dict[str, tuple[Any, str]]:
     return seals
 
 
-# --- multiple choice and other static answers (labs 02, 05, 08, 09, 10) ------------------------------
+# --- multiple choice and other static answers (labs 02, 05, 08, 09) ------------------------------
 
 #: The check each Lab 05 Task 1 attack meets by design (a run may show another too).
 DESIGNED = {"tamper-tag": "SFrame auth tag", "replay": "replay window", "replay-same-seq": "SRTP replay check",
@@ -125,9 +125,6 @@ def _choices() -> dict[str, tuple[Any, str]]:
                               "capture); as the server it also picks the SRTP profile from the participant's "
                               "use_srtp list and sends with the server_write key. Only SFrame keeps the media "
                               "from it"),
-        "10/T4": ("before the answer", "attach it right after addTransceiver()/setRemoteDescription, before the "
-                                       "answer, and check that the worker counted frames: a silent bypass looks "
-                                       "like a decoder failure (or, with no encryption, like success)."),
     }
 
 
