@@ -147,7 +147,19 @@ def _numbers() -> dict[str, tuple[Any, str]]:
     }
 
 
+# --- Lab 11 ------------------------------------------------------------------------------------------
+
+#: Lab 11 Task 3's statements that follow from how the call is built: Janus holds every leg's SRTP
+#: keys (the DTLS peer of each leg) and records each SFrame header in the clear; the frame keys
+#: crossed the application's signalling relay, never Janus.
+JANUS_HOLDS = {"kid": True, "srtp-keys": True, "frame-keys": False}
+
+
+def _lab11() -> dict[str, tuple[Any, str]]:
+    return {f"11/T3/{sid}": ("held" if held else "not held", "") for sid, held in JANUS_HOLDS.items()}
+
+
 def sealed_answers() -> dict[str, tuple[Any, str]]:
     """Every seal key → (answer, message when right)."""
     designed = {f"05/T1/{attack}": (name.lower(), "") for attack, name in DESIGNED.items()}
-    return {**_lab00(), **_lab03(), **_lab07(), **_choices(), **_numbers(), **designed}
+    return {**_lab00(), **_lab03(), **_lab07(), **_choices(), **_numbers(), **_lab11(), **designed}
