@@ -79,6 +79,7 @@ def contexts() -> dict[str, object]:
 
     return {
         "janus.call": janus.RecordedCall.load("e2ee"),
+        "janus.calls": {mode: janus.RecordedCall.load(mode) for mode in janus.MODES},
         "overview.plain": plain, "overview.calls": {"dtls-srtp": plain, "e2ee": e2ee}, "overview.publisher": None,
         "call.plain": plain, "call.e2ee": e2ee, "call.publisher": None,
         "capture.v": capture.views(recording("dtls-srtp")), "capture.publisher": None, "capture.n": 1,
@@ -168,7 +169,10 @@ RUN_SHAPES = {
     "webrtc.check_video_delivered": {"lab": 1, "webrtc": 1},
     "browser.check_prediction": {"SFU, e2ee": "nothing", "SFU, dtls-srtp": "the picture",
                                  "Alice, e2ee": "the picture", "Alice, dtls-srtp": "the picture"},
-    "janus.check_e2ee_recording": {"recorded": 1, "decodable": 0},
+    "janus.check_recording_prediction": {"e2ee: janus-pp-rec writes the video file": "yes",
+                                         "e2ee: the video file shows the picture": "no",
+                                         "e2ee: the audio file plays": "noise",
+                                         "dtls-srtp: the video file shows the picture": "yes"},
 }
 
 

@@ -88,14 +88,33 @@ def test_pair_parser_check_names_what_is_wrong(calls, func, hint):
 # --- Tasks 2 and 3 --------------------------------------------------------------------------------------
 
 
-def test_e2ee_recording_check(calls):
-    call = calls["e2ee"]
-    s = call.summary["sfu"]
-    assert lab.check_e2ee_recording({"recorded": s["video_frames_seen"], "decodable": 0}, call).ok
-    packets = int(call.recording[call.recording.kind == "video"].packets_recorded.sum())
-    assert "packets" in lab.check_e2ee_recording({"recorded": packets, "decodable": 0}, call).message
-    assert "decode" in lab.check_e2ee_recording({"recorded": s["video_frames_seen"], "decodable": 5}, call).message
-    assert not lab.check_e2ee_recording({"frames": 1}, call).ok and not lab.check_e2ee_recording(None, call).ok
+RIGHT = {"e2ee: janus-pp-rec writes the video file": "yes", "e2ee: the video file shows the picture": "no",
+         "e2ee: the audio file plays": "noise", "dtls-srtp: the video file shows the picture": "yes"}
+
+
+def test_recording_prediction_is_compared_with_the_calls(calls, capsys, monkeypatch):
+    monkeypatch.setattr(lab, "_calls_run", [])
+    assert lab.predict(dict(RIGHT)) == RIGHT and "before the Janus calls" in capsys.readouterr().out
+    assert {k: lab.recording_outcome(calls, k) for k in RIGHT} == RIGHT
+    assert lab.check_recording_prediction(dict(RIGHT), calls).ok
+    monkeypatch.setattr(lab, "_calls_run", ["janus_calls"])
+    lab.predict(dict(RIGHT))
+    assert "AFTER" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, hint", [
+    ({"e2ee: janus-pp-rec writes the video file": "no"}, "does not decode"),
+    ({"e2ee: the video file shows the picture": "yes"}, "no frame key"),
+    ({"e2ee: the audio file plays": "nothing"}, "integrity"),
+    ({"dtls-srtp: the video file shows the picture": "no"}, "as the encoder made it"),
+    ({"e2ee: the audio file plays": "music"}, "one of"),
+], ids=["converter-refuses", "picture", "audio-nothing", "plain-no-picture", "not-an-option"])
+def test_recording_prediction_hints(calls, change, hint):
+    feedback = lab.check_recording_prediction({**RIGHT, **change}, calls)
+    assert not feedback.ok and hint in feedback.message
+    assert not lab.check_recording_prediction(None, calls).ok
+    assert not lab.check_recording_prediction({k: None for k in RIGHT}, calls).ok
+    assert "keys" in lab.check_recording_prediction({"frames": 1}, calls).message
 
 
 def _letters(*ids: str) -> set[str]:

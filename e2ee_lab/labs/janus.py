@@ -31,7 +31,7 @@ from e2ee_lab.janus.config import JanusConfig, find_lib_dir, render_config
 from e2ee_lab.janus.shim import SOURCE as SHIM_SOURCE
 from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
 from e2ee_lab.labs.answers import Sealed
-from e2ee_lab.labs.plain import call_safely, whole_number
+from e2ee_lab.labs.plain import call_safely
 from e2ee_lab.labs.session import note_source
 from e2ee_lab.media.scene import Scene, video_size
 from e2ee_lab.webrtc.errors import WebRTCError
@@ -41,6 +41,10 @@ SEED = 0
 MODES = ("dtls-srtp", "e2ee")
 PUBLISHER = "alice"
 RECORDED = Path(__file__).resolve().parents[2] / "data" / "janus"
+
+
+#: the helpers that ran (or loaded) the calls in this kernel (Task 1's prediction says whether it came first)
+_calls_run: list[str] = []
 
 
 def call_seconds() -> float:
@@ -100,6 +104,7 @@ def janus_calls(seed: int = SEED) -> dict:
 
     Prints one line per call: its time, or why the recorded one is shown.
     """
+    _calls_run.append("janus_calls")
     if janus_problem() is not None:
         print("no Janus call here: showing the recorded dtls-srtp and e2ee calls")
         return {mode: RecordedCall.load(mode) for mode in MODES}
@@ -252,7 +257,7 @@ def metadata_in_both_modes(calls: Mapping) -> pd.DataFrame:
 
 
 def _both_loopback(pair: str) -> bool:
-    """The reference parser of Task 1 (Janus's "ADDR:PORT [type,proto] <-> ADDR:PORT [type,proto]")."""
+    """The reference parser of Task 2 (Janus's "ADDR:PORT [type,proto] <-> ADDR:PORT [type,proto]")."""
     sides = str(pair).split(" <-> ")
     if len(sides) != 2:
         return False
@@ -290,7 +295,7 @@ def capacity_figure(table: pd.DataFrame):
     return plots.sfu_cpu(table)
 
 
-# --- Task 1: is a selected pair loopback? --------------------------------------------------------------
+# --- Task 2 (build): is a selected pair loopback? --------------------------------------------------------------
 
 PAIR_CASES: tuple[tuple[str, bool, str], ...] = (
     ("127.0.0.1:40000 [host,udp] <-> 10.0.0.7:51000 [host,udp]", False, "a pair to another machine's address"),
@@ -305,7 +310,7 @@ PAIR_CASES: tuple[tuple[str, bool, str], ...] = (
 
 
 def drawn_pair_cases() -> list[tuple[str, bool, str]]:
-    """Task 1's cases drawn for this student (``labs.params("11")``), so no table of answers to the
+    """Task 2's cases drawn for this student (``labs.params("11")``), so no table of answers to the
     fixed cases passes: a pair of other 127/8 addresses, a pair with a private address on one side, a
     host name that starts like a loopback address, and ``localhost``, each with ports of its own."""
     rng = params("11").rng("task1 pairs")
@@ -336,18 +341,18 @@ def _pair_cases(call) -> list[tuple[str, bool, str]]:
 
 
 def probe_pair_parser(func: Callable[[str], bool], call) -> dict:
-    """Task 1's probe: the student's parser on the call's own selected pairs, on :data:`PAIR_CASES`
+    """Task 2's probe: the student's parser on the call's own selected pairs, on :data:`PAIR_CASES`
     and on this student's :func:`drawn_pair_cases`."""
     return {text: call_safely(func, text) for text, _, _ in _pair_cases(call)}
 
 
 @check(probe=probe_pair_parser)
 def check_pair_parser(func: Callable[[str], bool] | None, call) -> Feedback:
-    """Task 1: the student's ``is_loopback_pair(pair)`` on the call's own selected pairs and on
+    """Task 2 (build): the student's ``is_loopback_pair(pair)`` on the call's own selected pairs and on
     strings an untrusted SFU could answer (:data:`PAIR_CASES`); a build task: the check sees what
     :func:`probe_pair_parser` recorded."""
     if func is None:
-        return unanswered("Task 1")
+        return unanswered("Task 2")
     if not isinstance(func, Probed) or not isinstance(func.outputs, dict):
         return not_yet("is_loopback_pair must be a function taking one string")
     pairs = [str(p) for p in call.streams.selected_pair.dropna().unique()]
@@ -369,35 +374,76 @@ def check_pair_parser(func: Callable[[str], bool] | None, call) -> Feedback:
                    "call stayed on loopback: by address, since traffic to the machine's own address also travels on lo")
 
 
-# --- Task 2: the e2ee recording ----------------------------------------------------------------------
+# --- Task 1 (predict): what Janus's recording gives back ------------------------------------------------
+
+#: Task 1's keys and the answers each allows.
+RECORDING_PREDICTION = {
+    "e2ee: janus-pp-rec writes the video file": ("yes", "no"),
+    "e2ee: the video file shows the picture": ("yes", "no"),
+    "e2ee: the audio file plays": ("speech", "noise", "nothing"),
+    "dtls-srtp: the video file shows the picture": ("yes", "no"),
+}
+
+
+def predict(prediction: dict | None) -> dict | None:
+    """Take Task 1's ``prediction`` and say whether the Janus calls ran before it; returns it (the
+    note is printed, so the saved notebook shows whether the prediction came first)."""
+    if prediction is None or isinstance(prediction, dict) and all(v is None for v in prediction.values()):
+        print("no prediction stored yet: fill in the dict, then run this cell before section 2.")
+    elif _calls_run:
+        print("prediction stored AFTER the Janus calls ran: for a real prediction, restart the kernel and run "
+              "this cell before section 2.")
+    else:
+        print("prediction stored before the Janus calls ran.")
+    return prediction
+
+
+def recording_outcome(calls: Mapping, key: str) -> str:
+    """What Janus's converted recording gave back for ``key`` of :data:`RECORDING_PREDICTION`, from
+    the call's own counts (``summary["sfu"]``)."""
+    mode, what = key.split(": ", 1)
+    s = calls[mode].summary["sfu"]
+    if what == "janus-pp-rec writes the video file":
+        return "yes" if s["video_frames_converted"] > 0 else "no"
+    if what == "the video file shows the picture":
+        return "yes" if s["video_frames_decodable"] > 0 else "no"
+    seen = max(int(s["audio_frames_seen"]), 1)
+    if s["audio_frames_intelligible"] / seen > 0.5:
+        return "speech"
+    return "noise" if s["audio_frames_decoded"] / seen > 0.5 else "nothing"
+
+
+_RECORDING_HINTS = {
+    "e2ee: janus-pp-rec writes the video file": "janus-pp-rec repackages the recorded RTP payloads into a container; "
+                                                "it does not decode them, so ciphertext does not stop it (it only "
+                                                "complains)",
+    "e2ee: the video file shows the picture": "Janus holds every leg's SRTP keys but no frame key: what it recorded "
+                                              "after SRTP is SFrame ciphertext, which libvpx refuses",
+    "e2ee: the audio file plays": "Opus has no integrity check: its decoder makes sound out of almost any bytes, "
+                                  "which is not the speech that was said (Lab 01)",
+    "dtls-srtp: the video file shows the picture": "without frame encryption Janus records each frame as the "
+                                                   "encoder made it, after removing SRTP",
+}
 
 
 @check
-def check_e2ee_recording(answer: Mapping | None, call) -> Feedback:
-    """Task 2: video frames Janus recorded in the e2ee call, and how many its recording gives back
-    as the picture that was sent."""
-    if answer is None:
-        return unanswered("Task 2")
-    if not isinstance(answer, Mapping) or set(answer) != {"recorded", "decodable"}:
-        return not_yet("answer with a dict {'recorded': ..., 'decodable': ...}")
-    s = call.summary["sfu"]
-    want = {"recorded": int(s["video_frames_seen"]), "decodable": int(s["video_frames_decodable"])}
-    given = {k: whole_number(v) for k, v in answer.items()}
-    if None in given.values():
-        return not_yet("give whole numbers of frames")
-    if given == want:
-        return correct(f"Janus recorded {want['recorded']} video frames of the e2ee call and its recording gives "
-                       f"back {want['decodable']}: it stored every frame it forwarded, as SFrame ciphertext")
-    rec = call.recording
-    video = rec[rec.kind == "video"]
-    if given["recorded"] == int(video.packets_recorded.sum()):
-        return not_yet("that counts packets: a video frame spans several packets (frames_recorded)")
-    if given["recorded"] == int(call.summary["window"]["video_frames"]) * PARTICIPANTS:
-        return not_yet("that is the measured window; Janus recorded every frame it got, the tail too")
-    if given["decodable"] != want["decodable"]:
-        return not_yet("janus-pp-rec wrote a .webm, but does any frame of it decode into the sent picture? "
-                       "see what_the_recording_gives")
-    return not_yet("read video_frames_seen and video_frames_decodable from the e2ee call's summary['sfu']")
+def check_recording_prediction(answer, calls) -> Feedback:
+    """Task 1 (predict): what Janus's recording gives back (:data:`RECORDING_PREDICTION`), compared
+    with the two calls (:func:`recording_outcome`)."""
+    if answer is None or isinstance(answer, dict) and all(v is None for v in answer.values()):
+        return unanswered("Task 1")
+    if not isinstance(answer, dict) or set(answer) != set(RECORDING_PREDICTION):
+        return not_yet("the prediction is a dict with the keys "
+                       f"{', '.join(map(repr, RECORDING_PREDICTION))}.")
+    for key, allowed in RECORDING_PREDICTION.items():
+        if answer[key] not in allowed:
+            return not_yet(f"{key!r} is one of {', '.join(map(repr, allowed))}.")
+    for key in RECORDING_PREDICTION:
+        if answer[key] != recording_outcome(calls, key):
+            return not_yet(f"the calls differ from your prediction for {key!r}: {_RECORDING_HINTS[key]}. Keep your "
+                           "prediction as it was stored; this check only compares it with the calls.")
+    return correct("you predicted all four: the operator's own tool turns the e2ee recording into a file of the "
+                   "right length that shows no picture and plays noise, while the dtls-srtp recording is the call.")
 
 
 # --- Task 3: what Janus's operator knows about the e2ee call --------------------------------------
