@@ -7,7 +7,8 @@ browser calls the notebook discusses (:func:`browser_calls`: one e2ee and one dt
 the ``e2ee-lab call`` table, the page's screenshot, the three views of the browser's video (wire
 without keys, SFU with leg keys, receivers with frame keys), and which bit of RFC 9605's header
 Chrome's VP8 depacketizer (RFC 7741 §4.2-4.3) takes for the key-frame flag after a loss: bit 0 of
-the SFrame config byte (RFC 9605 §4.3), read as the VP8 frame tag's P bit (RFC 6386 §9.1); and the
+the SFrame config byte (RFC 9605 §4.3; bit 0 is the least significant here, where the RFCs' figures
+number bits from the left and draw it last), read as the VP8 frame tag's P bit (RFC 6386 §9.1); and the
 fix measured beside it: the SFrame RTP payload format (:func:`payload_format_loss`). Where Chromium
 is not installed every helper prints one line saying so and returns the figures recorded by
 ``data/make_browser.py`` (:data:`RECORDED`, from ``data/browser/lab10.json``), so the notebook
