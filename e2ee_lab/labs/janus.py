@@ -10,6 +10,12 @@ what its admin API keeps about every stream; and Janus's CPU per forwarded packe
 SFU's on the same room (:mod:`e2ee_lab.janus.capacity`). Where a Janus call cannot run (no root, no
 Janus) :func:`status` says so in one line and every helper uses the results ``data/make_janus.py``
 recorded (:data:`RECORDED`), so the notebook still runs top to bottom and every check still works.
+
+The tasks: Task 1 compares a prediction stored before the calls (:func:`predict`) with what the
+converted recordings gave back; Task 2 runs the student's ``is_loopback_pair`` on the call's pairs
+and on hostile ones, some drawn per student (:func:`drawn_pair_cases`); Task 3 letters its
+statements per student (:func:`statement_letters`) and recomputes what the call shows, the rest
+sealed. Task 4 is written and graded by hand.
 """
 
 from __future__ import annotations
@@ -530,8 +536,8 @@ def check_metadata(answer, call) -> Feedback:
     chosen = {letters[g] for g in given}
     wrong = {sid for sid in METADATA_STATEMENTS if (sid in chosen) != _held(sid, call)}
     if not wrong:
-        return correct("E2EE hid the pictures, the words and the frame keys, and nothing else. SFrame encrypts "
-                       "frames; its own header stays readable (RFC 9605 §7.1), Janus is the DTLS peer of every "
+        return correct("Janus held everything but the pictures, the words and the frame keys. SFrame encrypts "
+                       "frames and its keys never pass through the SFU; its own header stays readable (RFC 9605 §7.1), Janus is the DTLS peer of every "
                        "leg, and the addresses, the counters and the audio level in the RTP header extension were "
                        "never SFrame's to hide")
     for sid in ("pictures", "words", "talking", "frame-keys", "kid", "srtp-keys"):
