@@ -27,7 +27,7 @@ def _check(views, late, loss) -> None:
     decoded = {mode: [int(x) for x in str(sfu[mode]).split("/")] for mode in ("e2ee", "dtls-srtp")}
     if decoded["e2ee"][0] != 0 or decoded["dtls-srtp"][0] < 0.95 * decoded["dtls-srtp"][1]:
         raise SystemExit(f"make_browser: the SFU's view is not the lab's point: {decoded}")
-    if late.loc[lab.ATTACH_CHOICES[1], "frames through the worker"] != 0:
+    if late.loc[lab.ATTACH_POINTS[1], "frames through the worker"] != 0:
         raise SystemExit(f"make_browser: the late receive transform saw frames:\n{late}")
     if loss.table["frames sent"].min() < 30 or set(loss.table.index) != set(lab.LOSS):
         raise SystemExit(f"make_browser: a loss run is missing or short:\n{loss.table}")

@@ -79,6 +79,7 @@ def contexts() -> dict[str, object]:
 
     return {
         "janus.call": janus.RecordedCall.load("e2ee"),
+        "janus.calls": {mode: janus.RecordedCall.load(mode) for mode in janus.MODES},
         "overview.plain": plain, "overview.calls": {"dtls-srtp": plain, "e2ee": e2ee}, "overview.publisher": None,
         "call.plain": plain, "call.e2ee": e2ee, "call.publisher": None,
         "capture.v": capture.views(recording("dtls-srtp")), "capture.publisher": None, "capture.n": 1,
@@ -165,9 +166,12 @@ def master_shapes() -> dict[str, list]:
 RUN_SHAPES = {
     "call.check_prediction": {"dtls-srtp video": "every frame", "dtls-srtp audio": "speech",
                               "e2ee video": "no frame", "e2ee audio": "noise"},
-    "browser.check_sfu_decodable": {"e2ee": 0, "dtls-srtp": 1},
-    "browser.check_recovery": {"clear-prefix": 2.0, "e2ee": "never"},
-    "janus.check_e2ee_recording": {"recorded": 1, "decodable": 0},
+    "browser.check_prediction": {"SFU, e2ee": "nothing", "SFU, dtls-srtp": "the picture",
+                                 "Alice, e2ee": "the picture", "Alice, dtls-srtp": "the picture"},
+    "janus.check_recording_prediction": {"e2ee: janus-pp-rec writes the video file": "yes",
+                                         "e2ee: the video file shows the picture": "no",
+                                         "e2ee: the audio file plays": "noise",
+                                         "dtls-srtp: the video file shows the picture": "yes"},
 }
 
 

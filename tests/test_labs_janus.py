@@ -88,21 +88,87 @@ def test_pair_parser_check_names_what_is_wrong(calls, func, hint):
 # --- Tasks 2 and 3 --------------------------------------------------------------------------------------
 
 
-def test_e2ee_recording_check(calls):
-    call = calls["e2ee"]
-    s = call.summary["sfu"]
-    assert lab.check_e2ee_recording({"recorded": s["video_frames_seen"], "decodable": 0}, call).ok
-    packets = int(call.recording[call.recording.kind == "video"].packets_recorded.sum())
-    assert "packets" in lab.check_e2ee_recording({"recorded": packets, "decodable": 0}, call).message
-    assert "decode" in lab.check_e2ee_recording({"recorded": s["video_frames_seen"], "decodable": 5}, call).message
-    assert not lab.check_e2ee_recording({"frames": 1}, call).ok and not lab.check_e2ee_recording(None, call).ok
+RIGHT = {"e2ee: janus-pp-rec writes the video file": "yes", "e2ee: the video file shows the picture": "no",
+         "e2ee: the audio file plays": "noise", "dtls-srtp: the video file shows the picture": "yes"}
+
+
+def test_recording_prediction_is_compared_with_the_calls(calls, capsys, monkeypatch):
+    monkeypatch.setattr(lab, "_calls_run", [])
+    assert lab.predict(dict(RIGHT)) == RIGHT and "before the Janus calls" in capsys.readouterr().out
+    assert {k: lab.recording_outcome(calls, k) for k in RIGHT} == RIGHT
+    assert lab.check_recording_prediction(dict(RIGHT), calls).ok
+    monkeypatch.setattr(lab, "_calls_run", ["janus_calls"])
+    lab.predict(dict(RIGHT))
+    assert "AFTER" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, hint", [
+    ({"e2ee: janus-pp-rec writes the video file": "no"}, "does not decode"),
+    ({"e2ee: the video file shows the picture": "yes"}, "no frame key"),
+    ({"e2ee: the audio file plays": "nothing"}, "integrity"),
+    ({"dtls-srtp: the video file shows the picture": "no"}, "as the encoder made it"),
+    ({"e2ee: the audio file plays": "music"}, "one of"),
+], ids=["converter-refuses", "picture", "audio-nothing", "plain-no-picture", "not-an-option"])
+def test_recording_prediction_hints(calls, change, hint):
+    feedback = lab.check_recording_prediction({**RIGHT, **change}, calls)
+    assert not feedback.ok and hint in feedback.message
+    assert not lab.check_recording_prediction(None, calls).ok
+    assert not lab.check_recording_prediction({k: None for k in RIGHT}, calls).ok
+    assert "keys" in lab.check_recording_prediction({"frames": 1}, calls).message
+
+
+def _letters(*ids: str) -> set[str]:
+    by_id = {sid: letter for letter, sid in lab.statement_letters().items()}
+    return {by_id[sid] for sid in ids}
+
+
+HELD = ("addresses", "counters", "talking", "srtp-profile", "kid", "srtp-keys")
 
 
 def test_metadata_check_is_recomputed_from_the_call(calls):
     call = calls["e2ee"]
-    assert lab.kept_in_e2ee(call) == {"A", "B", "C", "E"}
-    assert lab.check_metadata({"a", "b", "c", "e"}, call).ok
-    assert "no picture" in lab.check_metadata({"A", "B", "C", "D", "E"}, call).message
-    assert "RFC 6464" in lab.check_metadata({"A", "B", "E"}, call).message
+    assert lab.kept_in_e2ee(call) == {"addresses", "counters", "talking", "srtp-profile"}
+    assert lab.kept_in_e2ee(calls["dtls-srtp"]) == set(lab.FROM_THE_CALL)
+    right = _letters(*HELD)
+    assert lab.check_metadata(right, call).ok
+    assert lab.check_metadata({x.lower() for x in right}, call).ok
+    assert "no picture" in lab.check_metadata(right | _letters("pictures"), call).message
+    assert "RFC 6464" in lab.check_metadata(right - _letters("talking"), call).message
+    assert "key messages" in lab.check_metadata(right | _letters("frame-keys"), call).message
+    assert "in the clear" in lab.check_metadata(right - _letters("kid"), call).message
+    assert "DTLS peer" in lab.check_metadata(right - _letters("srtp-keys"), call).message
     assert not lab.check_metadata({"Z"}, call).ok and not lab.check_metadata(7, call).ok
-    assert lab.kept_in_e2ee(calls["dtls-srtp"]) == {"A", "B", "C", "D", "E", "F"}
+    # the dtls-srtp call's own data shows the pictures and the words: the check follows the run
+    assert lab.check_metadata(right | _letters("pictures", "words"), calls["dtls-srtp"]).ok
+
+
+def test_metadata_letters_are_per_student(monkeypatch, calls):
+    from e2ee_lab.labs import session
+
+    monkeypatch.setattr(session, "_state", {"student": None, "record": None})
+    orders = set()
+    for student in ("", "s1", "s2", "s3"):
+        monkeypatch.setenv(session.STUDENT_ENV, student)
+        letters = lab.statement_letters()
+        assert sorted(letters.values()) == sorted(lab.METADATA_STATEMENTS)
+        assert lab.check_metadata(_letters(*HELD), calls["e2ee"]).ok
+        orders.add(tuple(letters.values()))
+    assert len(orders) == 4
+
+
+def test_pair_cases_are_drawn_per_student(monkeypatch, calls):
+    from e2ee_lab.labs import session
+
+    monkeypatch.setattr(session, "_state", {"student": None, "record": None})
+    drawn = {}
+    for student in ("", "s1", "s2"):
+        monkeypatch.setenv(session.STUDENT_ENV, student)
+        cases = lab.drawn_pair_cases()
+        assert all(lab._both_loopback(text) is want for text, want, _ in cases)
+        drawn[student] = cases
+        assert lab.check_pair_parser(lab._both_loopback, calls["e2ee"]).ok
+    assert len({tuple(c) for c in drawn.values()}) == 3
+    table = {text: want for text, want, _ in lab._pair_cases(calls["e2ee"])}  # s2's answers, learnt by heart
+    assert lab.check_pair_parser(lambda pair: table[pair], calls["e2ee"]).ok
+    monkeypatch.setenv(session.STUDENT_ENV, "s1")
+    assert not lab.check_pair_parser(lambda pair: table[pair], calls["e2ee"]).ok

@@ -113,3 +113,10 @@ def test_make_student_release_writes_a_release_and_refuses_a_full_folder(tmp_pat
     assert release.main([str(tmp_path / "r")]) == 0
     assert release.main([str(tmp_path / "r")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_a_dict_answer_is_found_by_its_key_not_by_a_word_ending_in_it():
+    answer = leaks.Answer("10", "Task 3", "master answer", {"e": "never"})
+    (needle,) = [n for n in leaks.needles(answer, set()) if "pairs" in n.how]
+    assert needle.pattern.search('recovery = {"e": "never"}') and needle.pattern.search("e -> never")
+    assert not needle.pattern.search("recovered_after_s: float | None  # None: never")

@@ -7,11 +7,21 @@ browser calls the notebook discusses (:func:`browser_calls`: one e2ee and one dt
 the ``e2ee-lab call`` table, the page's screenshot, the three views of the browser's video (wire
 without keys, SFU with leg keys, receivers with frame keys), and which bit of RFC 9605's header
 Chrome's VP8 depacketizer (RFC 7741 §4.2-4.3) takes for the key-frame flag after a loss: bit 0 of
-the SFrame config byte (RFC 9605 §4.3), read as the VP8 frame tag's P bit (RFC 6386 §9.1); and the
+the SFrame config byte (RFC 9605 §4.3; bit 0 is the least significant here, where the RFCs' figures
+number bits from the left and draw it last), read as the VP8 frame tag's P bit (RFC 6386 §9.1); and the
 fix measured beside it: the SFrame RTP payload format (:func:`payload_format_loss`). Where Chromium
 is not installed every helper prints one line saying so and returns the figures recorded by
 ``data/make_browser.py`` (:data:`RECORDED`, from ``data/browser/lab10.json``), so the notebook
 still runs top to bottom.
+
+The tasks: Task 1 compares a prediction stored before the calls (:func:`predict`) with the views
+table; Task 2 runs the student's ``looks_like_key_frame(ctr)`` on counters of every length drawn
+per student (:func:`key_frame_ctrs`); Task 3 asks what the receiver does after a lost frame in six
+scenarios drawn per student (:func:`loss_scenarios`), recomputed with :func:`recovery_after_loss`.
+Task 4 is written and graded by hand.
+
+Over 500 lines: one module per notebook, as every lab has; its four calls, their recorded stand-ins
+and the four tasks share one set of results.
 """
 
 from __future__ import annotations
@@ -31,8 +41,8 @@ from e2ee_lab.call.common import format_summary
 from e2ee_lab.config import lab_size
 from e2ee_lab.crypto.keys import kid_for
 from e2ee_lab.crypto.sframe import encode_header
-from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, unanswered
-from e2ee_lab.labs.answers import Sealed, call_safely
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
+from e2ee_lab.labs.answers import call_safely
 from e2ee_lab.labs.session import note_source
 from e2ee_lab.webrtc.errors import WebRTCError
 
@@ -50,12 +60,18 @@ LOSS = {
     "e2ee, 3-byte CTR": ("e2ee", 3.5, 1.0, 65_530),
 }
 NEVER = "never"
-ATTACH_CHOICES = ("before the answer", "in ontrack, after negotiation", "either")
+#: the two rows of the pitfall-1 table: where the receive transform was attached
+ATTACH_POINTS = ("before the answer", "in ontrack, after negotiation")
 #: Alice's video KID in the lab's browser call: epoch 1 (the page's join), video, member 0 = 0x1100
 ALICE_VIDEO_KID = kid_for(1, 0, "video")
 RECORDING = Path(__file__).resolve().parents[2] / "data" / "browser" / "lab10.json"
 #: what the calls measured when data/make_browser.py last ran (shown where Chromium is absent)
 RECORDED = json.loads(RECORDING.read_text(encoding="utf-8"))
+
+
+#: the helpers that ran a call (or showed a recorded one) in this kernel, in order (Task 1's
+#: prediction says whether it came before them)
+_calls_run: list[str] = []
 
 
 def available() -> bool:
@@ -107,7 +123,8 @@ def _code(text: str, language: str) -> str:
 
 
 def seed_snippet():
-    """The sender side of the classic Insertable Streams sample, as the course's seed quotes it."""
+    """The sender side of the classic Insertable Streams sample (the WebRTC samples' end-to-end
+    encryption demo), shortened."""
     return _markdown(_code(SEED_SNIPPET, "javascript"))
 
 
@@ -153,6 +170,7 @@ def _run(mode: str, seconds: float, **kwargs):
 def browser_calls(seconds: float = CALL_SECONDS) -> dict | None:
     """One e2ee and one dtls-srtp call with Alice and the page (``lo`` sniffed where permitted);
     None where Chromium is not installed (one line printed)."""
+    _calls_run.append("browser_calls")
     if not available():
         print("no Chromium: no browser call; the tables below are the recorded ones")
         return None
@@ -194,7 +212,7 @@ def late_transform(calls: dict | None) -> pd.DataFrame:
     if late is None:
         return pd.DataFrame(RECORDED["late"]).set_index("receive transform attached")
     rows = []
-    for where, result in zip(ATTACH_CHOICES, (calls["e2ee"], late)):
+    for where, result in zip(ATTACH_POINTS, (calls["e2ee"], late)):
         leg = next(iter(result.summary["python_to_browser"].values()))
         rows.append({"receive transform attached": where, "frames through the worker": leg["transform_frames"],
                      "frames Chrome decoded": leg["decoded"], "PLIs sent": leg["plis"]})
@@ -324,108 +342,227 @@ def vp8_reading(kid: int = ALICE_VIDEO_KID,
     for ctr in ctrs:
         first = sframe_header(kid, ctr)[0]
         rows.append({"CTR": ctr, "header": sframe_header(kid, ctr).hex(), "first byte": f"{first:08b}",
-                     "bit 0 (VP8 P bit)": first & 1, "Chrome reads": "key frame" if first & 1 == 0 else "delta frame"})
+                     "bit 0, the least significant (VP8 P bit)": first & 1, "Chrome reads": "key frame" if first & 1 == 0 else "delta frame"})
     return pd.DataFrame(rows).set_index("CTR")
 
 
-# --- checks ----------------------------------------------------------------------------------------
+# --- Task 1 (predict): who decodes the browser's video -------------------------------------------------
+
+#: Task 1's keys: (who, mode); the view rows of :func:`views_table` they are compared with.
+PREDICTION_KEYS = ("SFU, e2ee", "SFU, dtls-srtp", "Alice, e2ee", "Alice, dtls-srtp")
+OUTCOMES = ("the picture", "nothing")
 
 
-def _decoded(views: pd.DataFrame, mode: str) -> int:
-    return int(str(views.loc["SFU (leg keys)", mode]).split("/")[0])
+def predict(prediction: dict | None) -> dict | None:
+    """Take Task 1's ``prediction`` and say whether the browser calls ran before it; returns it.
+
+    The note is printed, so the saved notebook shows whether the prediction came first; the check
+    compares the prediction with the calls whatever the order."""
+    if prediction is None or isinstance(prediction, dict) and all(v is None for v in prediction.values()):
+        print("no prediction stored yet: fill in the dict, then run this cell before section 2.")
+    elif _calls_run:
+        print("prediction stored AFTER the browser calls ran: for a real prediction, restart the kernel and "
+              "run this cell before section 2.")
+    else:
+        print("prediction stored before the browser calls ran.")
+    return prediction
+
+
+def _view_row(views: pd.DataFrame, who: str) -> str:
+    if who == "SFU":
+        return "SFU (leg keys)"
+    receivers = [r for r in views.index if str(r).startswith("receiver ")]
+    return next((r for r in receivers if "alice" in str(r)), receivers[0])
+
+
+def view_outcome(views: pd.DataFrame, key: str) -> str:
+    """What ``key``'s view (``"SFU, e2ee"``) made of the browser's video: :data:`OUTCOMES`, from
+    the "decoded into the picture / frames seen" cell of :func:`views_table`."""
+    who, mode = key.split(", ")
+    decoded = int(str(views.loc[_view_row(views, who), mode]).split("/")[0])
+    return OUTCOMES[1] if decoded == 0 else OUTCOMES[0]
+
+
+_PREDICT_HINTS = {
+    "SFU, e2ee": "in e2ee mode the SFU still removes SRTP on every leg, but the page's Worker encrypted each frame "
+                 "with a frame key the SFU never received: its VP8 decoder gets SFrame ciphertext",
+    "SFU, dtls-srtp": "the SFU is the DTLS peer of the page's leg (Lab 09): after SRTP unprotect it holds each frame "
+                      "as Chrome's encoder made it",
+    "Alice, e2ee": "the page ran the key agreement with Alice in WebCrypto: she holds its frame key, and the "
+                   "Worker's SFrame is the same RFC 9605 as the Python code's",
+    "Alice, dtls-srtp": "without frame encryption a member decodes what the SFU forwarded to her, as any receiver does",
+}
 
 
 @check
-def check_sfu_decodable(answer, views: pd.DataFrame) -> Feedback:
-    """Task 1: ``{"e2ee": n, "dtls-srtp": m}``, the browser's frames the SFU decoded into the picture."""
-    if answer is None:
+def check_prediction(answer, views: pd.DataFrame) -> Feedback:
+    """Task 1 (predict): for the SFU and Alice in each mode, whether they decode the browser's video
+    into the picture (:data:`PREDICTION_KEYS`), compared with :func:`views_table` of the calls."""
+    if answer is None or isinstance(answer, dict) and all(v is None for v in answer.values()):
         return unanswered("Task 1")
-    if not isinstance(answer, dict) or set(answer) != {"e2ee", "dtls-srtp"}:
-        return not_yet('answer with a dict {"e2ee": ..., "dtls-srtp": ...} of frame counts')
-    want = {m: _decoded(views, m) for m in ("e2ee", "dtls-srtp")}
-    if answer == {"e2ee": want["dtls-srtp"], "dtls-srtp": want["e2ee"]}:
-        return not_yet("the two counts are swapped: in e2ee mode the SFU holds no frame key")
-    for mode in want:
-        if answer[mode] != want[mode]:
-            seen = str(views.loc["SFU (leg keys)", mode]).split("/")[-1]
-            return not_yet(f"{mode}: {answer[mode]} is not what the SFU decoded; read the 'SFU (leg keys)' "
-                           f"row (decoded/seen), not the receiver's. It saw {seen} frames")
-    return correct(f"the SFU decoded {want['dtls-srtp']} of the browser's frames in dtls-srtp mode and "
-                   f"{want['e2ee']} in e2ee mode: the page's worker encrypted them before the packetizer.")
+    if not isinstance(answer, dict) or set(answer) != set(PREDICTION_KEYS):
+        return not_yet(f"the prediction is a dict with the keys {', '.join(map(repr, PREDICTION_KEYS))}.")
+    for key in PREDICTION_KEYS:
+        if answer[key] not in OUTCOMES:
+            return not_yet(f"{key!r} is one of {', '.join(map(repr, OUTCOMES))}.")
+    for key in PREDICTION_KEYS:
+        if answer[key] != view_outcome(views, key):
+            return not_yet(f"the calls differ from your prediction for {key!r}: {_PREDICT_HINTS[key]}. Keep your "
+                           "prediction as it was stored; this check only compares it with the calls.")
+    return correct("you predicted all four: a browser sender changes nothing. The SFU decodes the page's video when "
+                   "only SRTP protects the legs and none of it with SFrame, while Alice, who holds the page's frame "
+                   "key, decodes it in both modes.")
 
 
-KEY_FRAME_CTRS = (0, 1, 2, 3, 7, 8, 9, 100, 255, 256, 257, 1000, 65535, 65536, 2**24 - 1, 2**24, 2**32, 2**40)
+# --- Task 2 (build): what Chrome's VP8 depacketizer reads in the SFrame header ------------------------
+
+#: the counters every student's function is tried on: both sides of every change of the C field
+KEY_FRAME_EDGES = (0, 1, 2, 3, 6, 7, 8, 255, 256, 65535, 65536, 2**24 - 1, 2**24, 2**32 - 1, 2**32, 2**64 - 1)
+
+
+def key_frame_ctrs() -> tuple[int, ...]:
+    """Task 2's counters for this student: :data:`KEY_FRAME_EDGES` and two drawn counters of every
+    length from 1 to 8 bytes (``labs.params("10")``), so no table of outputs passes."""
+    rng = params("10").rng("task2 counters")
+    drawn = {rng.randrange(max(9, 1 << 8 * (n - 1)), 1 << 8 * n) for n in range(1, 9) for _ in range(2)}
+    return tuple(sorted(set(KEY_FRAME_EDGES) | drawn))
 
 
 def probe_key_frame_bit(func, *lab_objects) -> dict:
-    """Task 2's probe: the student's function on every counter of :data:`KEY_FRAME_CTRS`, as plain data."""
-    return {ctr: call_safely(func, ctr) for ctr in KEY_FRAME_CTRS}
+    """Task 2's probe: the student's function on every counter of :func:`key_frame_ctrs`, as plain data."""
+    return {ctr: call_safely(func, ctr) for ctr in key_frame_ctrs()}
+
+
+def reads_as_key_frame(ctr: int, kid: int = ALICE_VIDEO_KID) -> bool:
+    """True when bit 0 (the least significant) of the (KID, CTR) header's first byte is 0: what a VP8
+    depacketizer takes for the P bit of a key frame (RFC 6386 §9.1)."""
+    return sframe_header(kid, ctr)[0] & 1 == 0
 
 
 @check(probe=probe_key_frame_bit)
 def check_key_frame_bit(func) -> Feedback:
-    """Task 2: ``func(ctr) -> bool``, True when Chrome would read the SFrame header of Alice's video
-    (KID :data:`ALICE_VIDEO_KID`) as the first byte of a VP8 key frame (a build task: the check sees
-    what :func:`probe_key_frame_bit` recorded)."""
+    """Task 2 (build): ``func(ctr) -> bool``, True when Chrome would read the SFrame header of Alice's
+    video (KID :data:`ALICE_VIDEO_KID`) as the first byte of a VP8 key frame; run on this student's
+    counters (:func:`key_frame_ctrs`; the check sees what :func:`probe_key_frame_bit` recorded)."""
     if func is None:
         return unanswered("Task 2")
     if not isinstance(func, Probed) or not isinstance(func.outputs, dict):
         return not_yet("write a function of one argument, ctr, returning True or False")
-    for ctr in KEY_FRAME_CTRS:
-        want = sframe_header(ALICE_VIDEO_KID, ctr)[0] & 1 == 0
+    values = [out.get("value") for out in func.outputs.values() if isinstance(out, dict)]
+    if len(values) == len(key_frame_ctrs()) and all(v is False for v in values):
+        return not_yet("your function never says key frame. Which bit did you read? Bit 0 here is the least "
+                       "significant (byte & 1); RFC 9605's figure numbers bits from the left, and its bit 0 is X")
+    for ctr in key_frame_ctrs():
         out = func.outputs.get(ctr)
         if not isinstance(out, dict) or ("value" not in out and "raised" not in out):
             return not_yet(f"no result for ctr={ctr}: write a function of one argument, ctr")
         if "raised" in out:
-            return not_yet(f"your function raised {out['raised']} for ctr={ctr}")
-        if bool(out["value"]) != want:
-            hint = ("below 8 the counter sits in the low 3 bits of the config byte"
-                    if ctr < 8 else "from 8 on the low 3 bits hold the counter's length in bytes minus one")
-            return not_yet(f"for ctr={ctr} the first byte is {sframe_header(ALICE_VIDEO_KID, ctr)[0]:08b}, so Chrome "
-                           f"reads a {'key' if want else 'delta'} frame; {hint}")
+            return not_yet(f"your function raised {out['raised']} for ctr={ctr}: every counter from 0 to 2**64 - 1 "
+                           "is a valid SFrame CTR")
+        if not isinstance(out["value"], bool):
+            return not_yet(f"for ctr={ctr} your function returned {out['value']!r}: return True or False")
+        if out["value"] != reads_as_key_frame(ctr):
+            hint = ("below 8 the counter is the C field itself" if ctr < 8 else
+                    "from 8 on the C field no longer holds the counter: it holds the length of the counter's "
+                    "bytes minus one (§4.3); count how many bytes this counter needs")
+            return not_yet(f"your function is wrong for ctr={ctr}: {hint}")
     return correct("bit 0 of the config byte is the low bit of C: from CTR 8 on, the counter's length in bytes "
-                   "minus one. A 1-byte counter (8-255) always looks like a key frame, a 2-byte one (256-65535) "
-                   "never does, real key frames included; 3 bytes look like key frames again, 4 bytes never. "
-                   "The KID (0x1100, two bytes) only sets the high nibble.")
+                   "minus one. A 1-byte counter always looks like a key frame, a 2-byte one never does, real key "
+                   "frames included; 3 bytes look like key frames again, 4 bytes never, and so on. The KID only "
+                   "sets the high nibble.")
+
+
+# --- Task 3 (reasoning): after one lost frame -------------------------------------------------------------
+
+#: what Chrome does after a lost frame: takes the very next frame as a key frame and plays on; waits
+#: for the next real key frame (periodic, or the answer to its PLI); never renders again (no frame
+#: it receives, real key frames included, reads as a key frame).
+RECOVERY = ("at once", "next key frame", "never")
+#: Task 3's scenarios: id -> (framing, packetization, counter range of the lost frame or None).
+SCENARIOS = {
+    "clear-prefix": ("clear-prefix (VP8 frame tag in the clear)", "VP8 payload format", None),
+    "sframe-1": ("SFrame", "VP8 payload format", (8, 200)),
+    "sframe-2": ("SFrame", "VP8 payload format", (256, 60_000)),
+    "sframe-3": ("SFrame", "VP8 payload format", (65_536, 16_000_000)),
+    "sframe-4": ("SFrame", "VP8 payload format", (2**24, 2**32 - 2**20)),
+    "payload-format": ("SFrame", "SFrame RTP payload format (draft-02)", (256, 60_000)),
+}
+
+
+def _scenario_cases() -> dict[str, tuple[str, int | None]]:
+    """This student's Task 3: letter -> (scenario id, lost frame's CTR or None), order and counters
+    drawn with ``labs.params("10")``."""
+    p = params("10")
+    rng = p.rng("task3 counters")
+    ctrs = {sid: rng.randrange(*span) if span else None for sid, (_, _, span) in SCENARIOS.items()}
+    order = p.shuffled("task3 order", list(SCENARIOS))
+    return {chr(ord("a") + i): (sid, ctrs[sid]) for i, sid in enumerate(order)}
+
+
+def loss_scenarios() -> pd.DataFrame:
+    """Task 3's scenarios for this student, one row per letter (the answer's keys)."""
+    rows = []
+    for letter, (sid, ctr) in _scenario_cases().items():
+        framing, packetization, _ = SCENARIOS[sid]
+        receiver = "libwebrtc-like model (section 5)" if sid == "payload-format" else "Chromium 156"
+        rows.append({"scenario": letter, "frame encryption": framing, "packetization": packetization,
+                     "receiver": receiver,
+                     "lost frame's KID": "none (no KID)" if ctr is None else f"0x{ALICE_VIDEO_KID:04x}",
+                     "lost frame's CTR": "none (IV trailer)" if ctr is None else ctr})
+    return pd.DataFrame(rows).set_index("scenario")
+
+
+def recovery_after_loss(sid: str, ctr: int | None) -> str:
+    """What the receiver does after losing the frame (:data:`RECOVERY`): with the VP8 frame tag in
+    the clear, or SFrame in its own payload format (decrypted before the frame type is read), it
+    waits for a real key frame; with SFrame inside the VP8 payload format it reads bit 0 of the
+    next frame's config byte (the counter one higher, the same length for every drawn counter)."""
+    if ctr is None or SCENARIOS[sid][1].startswith("SFrame RTP"):
+        return RECOVERY[1]
+    return RECOVERY[0] if reads_as_key_frame(ctr + 1) else RECOVERY[2]
+
+
+def _parity_guess(sid: str, ctr: int | None) -> str:
+    """The known mistake: the counter's own low bit taken as bit 0 of the config byte."""
+    if ctr is None or SCENARIOS[sid][1].startswith("SFrame RTP"):
+        return RECOVERY[1]
+    return RECOVERY[0] if (ctr + 1) % 2 == 0 else RECOVERY[2]
 
 
 @check
-def check_recovery(answer, loss: LossComparison) -> Feedback:
-    """Task 3: ``{run: seconds or "never"}`` for every :data:`LOSS` run, as the loss table measured."""
-    if answer is None:
+def check_loss_reasoning(answer) -> Feedback:
+    """Task 3 (reasoning): ``{letter: one of RECOVERY}`` for this student's :func:`loss_scenarios`,
+    against :func:`recovery_after_loss` (recomputed from the student's counters)."""
+    if answer is None or isinstance(answer, dict) and all(v is None for v in answer.values()):
         return unanswered("Task 3")
-    if not isinstance(answer, dict) or set(answer) != set(LOSS):
-        return not_yet(f"answer with a dict with one entry per run: {', '.join(repr(r) for r in LOSS)}")
-    want = loss.table["recovered after (s)"].to_dict()
-    for run, seconds in want.items():
-        if seconds == NEVER:
-            if answer[run] != NEVER:
-                return not_yet(f"{run}: the table says Chrome never rendered again after the loss "
-                               '(answer the string "never")')
-            continue
-        if answer[run] == NEVER:
-            return not_yet(f"{run}: this run rendered again after {seconds} s; answer that number")
-        try:
-            close = abs(float(answer[run]) - float(seconds)) <= 0.5
-        except (TypeError, ValueError):
-            return not_yet(f"{run}: answer a number of seconds or \"never\"")
-        if not close:
-            return not_yet(f"{run}: the table says {seconds} s (read 'recovered after (s)')")
-    return correct("clear-prefix leaves the VP8 header readable, so Chrome waits for the next real key frame. "
-                   "With SFrame it reads the config byte: where the lost frame's successors read as key frames "
-                   "(1- and 3-byte counters) it takes the very next frame and plays on; where they read as delta "
-                   "frames (2-byte counters) it waits for a key frame it can never recognise.")
-
-
-@check
-def check_attach_point(answer) -> Feedback:
-    """Task 4: where a receive RTCRtpScriptTransform must be set in Chromium 156 (sealed: ``10/T4``)."""
-    if answer is None:
-        return unanswered("Task 4")
-    if not isinstance(answer, str) or answer not in ATTACH_CHOICES:
-        return not_yet(f"choose one of {', '.join(repr(c) for c in ATTACH_CHOICES)}")
-    if (message := Sealed("10/T4").opens(answer)) is not None:
-        return correct(message)
-    return not_yet("look at the pitfall table again: how many frames went through the worker, and how many "
-                   "PLIs did Chrome send, in each row?")
-
+    cases = _scenario_cases()
+    if not isinstance(answer, dict) or set(answer) != set(cases):
+        return not_yet(f"answer with a dict with one entry per scenario: {', '.join(map(repr, cases))}")
+    if not all(v in RECOVERY for v in answer.values()):
+        return not_yet(f"each value is one of {', '.join(map(repr, RECOVERY))}")
+    truth = {letter: recovery_after_loss(sid, ctr) for letter, (sid, ctr) in cases.items()}
+    if answer == truth:
+        return correct("clear-prefix leaves the VP8 frame tag readable and the SFrame payload format decrypts before "
+                       "reading the frame type: both wait for the next real key frame. Inside the VP8 payload "
+                       "format Chrome reads the low bit of C, the counter's length minus one: odd lengths (1, 3 "
+                       "bytes) make every frame claim to be a key frame, so it plays on at once; even lengths (2, 4) "
+                       "make every frame a delta frame, real key frames included, so it never recovers.")
+    vp8 = [letter for letter, (sid, ctr) in cases.items() if ctr is not None and sid != "payload-format"]
+    wrong = {letter for letter in cases if answer[letter] != truth[letter]}
+    guess = {letter: _parity_guess(sid, ctr) for letter, (sid, ctr) in cases.items()}
+    if all(answer[letter] == guess[letter] for letter in vp8) and wrong & set(vp8):
+        return not_yet("that follows the counter's own low bit. From CTR 8 on the counter is not in the config "
+                       "byte at all: C holds the length of its bytes minus one (§4.3).")
+    if all(answer[letter] == RECOVERY[2] for letter in vp8):
+        return not_yet("not every SFrame counter leaves Chrome stuck: what does bit 0 of the config byte say for a "
+                       "counter of each length, and what does Chrome do with a frame that claims to be a key frame?")
+    for letter, (sid, _) in cases.items():
+        if letter in wrong and sid == "clear-prefix":
+            return not_yet("with clear-prefix framing the VP8 frame tag travels in the clear: Chrome reads every "
+                           "frame's real type, as it would without encryption.")
+        if letter in wrong and sid == "payload-format":
+            return not_yet("with the SFrame payload format the receiver decrypts the frame before it makes the "
+                           "media frame, so it reads the real VP8 frame tag (section 5, the fix).")
+    return not_yet("for each SFrame scenario inside the VP8 payload format, write the config byte of the frame "
+                   "after the loss (its counter is one higher) and read bit 0 as Chrome does; then ask whether "
+                   "any frame Alice sends afterwards, a real key frame included, could read as a key frame.")

@@ -10,6 +10,15 @@ what its admin API keeps about every stream; and Janus's CPU per forwarded packe
 SFU's on the same room (:mod:`e2ee_lab.janus.capacity`). Where a Janus call cannot run (no root, no
 Janus) :func:`status` says so in one line and every helper uses the results ``data/make_janus.py``
 recorded (:data:`RECORDED`), so the notebook still runs top to bottom and every check still works.
+
+The tasks: Task 1 compares a prediction stored before the calls (:func:`predict`) with what the
+converted recordings gave back; Task 2 runs the student's ``is_loopback_pair`` on the call's pairs
+and on hostile ones, some drawn per student (:func:`drawn_pair_cases`); Task 3 letters its
+statements per student (:func:`statement_letters`) and recomputes what the call shows, the rest
+sealed. Task 4 is written and graded by hand.
+
+Over 500 lines: one module per notebook, as every lab has; the Janus calls, their recorded
+stand-ins and the tasks share one set of results.
 """
 
 from __future__ import annotations
@@ -29,8 +38,9 @@ from e2ee_lab.janus import JanusError, janus_problem, run_janus_call
 from e2ee_lab.janus.admin import STREAM_COLUMNS
 from e2ee_lab.janus.config import JanusConfig, find_lib_dir, render_config
 from e2ee_lab.janus.shim import SOURCE as SHIM_SOURCE
-from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, unanswered
-from e2ee_lab.labs.plain import call_safely, whole_number
+from e2ee_lab.labs import Feedback, Probed, check, correct, not_yet, params, unanswered
+from e2ee_lab.labs.answers import Sealed
+from e2ee_lab.labs.plain import call_safely
 from e2ee_lab.labs.session import note_source
 from e2ee_lab.media.scene import Scene, video_size
 from e2ee_lab.webrtc.errors import WebRTCError
@@ -40,6 +50,10 @@ SEED = 0
 MODES = ("dtls-srtp", "e2ee")
 PUBLISHER = "alice"
 RECORDED = Path(__file__).resolve().parents[2] / "data" / "janus"
+
+
+#: the helpers that ran (or loaded) the calls in this kernel (Task 1's prediction says whether it came first)
+_calls_run: list[str] = []
 
 
 def call_seconds() -> float:
@@ -99,6 +113,7 @@ def janus_calls(seed: int = SEED) -> dict:
 
     Prints one line per call: its time, or why the recorded one is shown.
     """
+    _calls_run.append("janus_calls")
     if janus_problem() is not None:
         print("no Janus call here: showing the recorded dtls-srtp and e2ee calls")
         return {mode: RecordedCall.load(mode) for mode in MODES}
@@ -251,7 +266,7 @@ def metadata_in_both_modes(calls: Mapping) -> pd.DataFrame:
 
 
 def _both_loopback(pair: str) -> bool:
-    """The reference parser of Task 1 (Janus's "ADDR:PORT [type,proto] <-> ADDR:PORT [type,proto]")."""
+    """The reference parser of Task 2 (Janus's "ADDR:PORT [type,proto] <-> ADDR:PORT [type,proto]")."""
     sides = str(pair).split(" <-> ")
     if len(sides) != 2:
         return False
@@ -289,7 +304,7 @@ def capacity_figure(table: pd.DataFrame):
     return plots.sfu_cpu(table)
 
 
-# --- Task 1: is a selected pair loopback? --------------------------------------------------------------
+# --- Task 2 (build): is a selected pair loopback? --------------------------------------------------------------
 
 PAIR_CASES: tuple[tuple[str, bool, str], ...] = (
     ("127.0.0.1:40000 [host,udp] <-> 10.0.0.7:51000 [host,udp]", False, "a pair to another machine's address"),
@@ -303,23 +318,54 @@ PAIR_CASES: tuple[tuple[str, bool, str], ...] = (
 )
 
 
-def probe_pair_parser(func: Callable[[str], bool], call) -> dict:
-    """Task 1's probe: the student's parser on the call's own selected pairs and on :data:`PAIR_CASES`."""
+def drawn_pair_cases() -> list[tuple[str, bool, str]]:
+    """Task 2's cases drawn for this student (``labs.params("11")``), so no table of answers to the
+    fixed cases passes: a pair of other 127/8 addresses, a pair with a private address on one side, a
+    host name that starts like a loopback address, and ``localhost``, each with ports of its own."""
+    rng = params("11").rng("task1 pairs")
+
+    def port() -> int:
+        return rng.randrange(1024, 65536)
+
+    def side(address: str) -> str:
+        return f"{address}:{port()} [host,udp]"
+
+    loop = [f"127.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}" for _ in range(2)]
+    private = rng.choice([f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                          f"192.168.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                          f"172.{rng.randrange(16, 32)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"])
+    name = f"127.0.0.{rng.randrange(1, 255)}.{rng.choice(['cdn', 'edge', 'relay', 'turn'])}{rng.randrange(100)}.example.net"
+    pairs = [(f"{side(loop[0])} <-> {side(loop[1])}", True, "another pair of 127/8 addresses (all of 127/8 is loopback)"),
+             (f"{side(loop[0])} <-> {side(private)}", False, "a private address of another machine on one side"),
+             (f"{side(name)} <-> {side(loop[1])}", False, "a host name that starts like a loopback address"),
+             (f"{side('localhost')} <-> {side(loop[0])}", False,
+              "the name localhost (a name is resolved by whoever reads it: only an address is proof)")]
+    rng.shuffle(pairs)
+    return pairs
+
+
+def _pair_cases(call) -> list[tuple[str, bool, str]]:
     pairs = [str(p) for p in call.streams.selected_pair.dropna().unique()]
-    return {text: call_safely(func, text) for text in [*pairs, *(t for t, _, _ in PAIR_CASES)]}
+    return [(p, True, "a pair of this call") for p in pairs] + list(PAIR_CASES) + drawn_pair_cases()
+
+
+def probe_pair_parser(func: Callable[[str], bool], call) -> dict:
+    """Task 2's probe: the student's parser on the call's own selected pairs, on :data:`PAIR_CASES`
+    and on this student's :func:`drawn_pair_cases`."""
+    return {text: call_safely(func, text) for text, _, _ in _pair_cases(call)}
 
 
 @check(probe=probe_pair_parser)
 def check_pair_parser(func: Callable[[str], bool] | None, call) -> Feedback:
-    """Task 1: the student's ``is_loopback_pair(pair)`` on the call's own selected pairs and on
+    """Task 2 (build): the student's ``is_loopback_pair(pair)`` on the call's own selected pairs and on
     strings an untrusted SFU could answer (:data:`PAIR_CASES`); a build task: the check sees what
     :func:`probe_pair_parser` recorded."""
     if func is None:
-        return unanswered("Task 1")
+        return unanswered("Task 2")
     if not isinstance(func, Probed) or not isinstance(func.outputs, dict):
         return not_yet("is_loopback_pair must be a function taking one string")
     pairs = [str(p) for p in call.streams.selected_pair.dropna().unique()]
-    cases = [(p, True, "a pair of this call") for p in pairs] + list(PAIR_CASES)
+    cases = _pair_cases(call)
     for text, want, what in cases:
         out = func.outputs.get(text)
         if not isinstance(out, dict) or ("value" not in out and "raised" not in out):
@@ -331,97 +377,174 @@ def check_pair_parser(func: Callable[[str], bool] | None, call) -> Feedback:
         if got is not want:
             hint = " (return True or False, not a truthy value)" if isinstance(got, (int, str)) and bool(got) is want else ""
             return not_yet(f"is_loopback_pair({text!r}) gave {got!r}, expected {want}: {what}{hint}")
+    refused = sum(1 for _, want, _ in cases if not want)
     return correct(f"all {len(pairs)} pairs of this call are 127.0.0.1 <-> 127.0.0.1, and your parser refuses "
-                   f"the {len(PAIR_CASES) - 1} crafted answers that are not loopback. That is how the tests prove a "
+                   f"the {refused} crafted answers that are not loopback. That is how the tests prove a "
                    "call stayed on loopback: by address, since traffic to the machine's own address also travels on lo")
 
 
-# --- Task 2: the e2ee recording ----------------------------------------------------------------------
+# --- Task 1 (predict): what Janus's recording gives back ------------------------------------------------
 
-
-@check
-def check_e2ee_recording(answer: Mapping | None, call) -> Feedback:
-    """Task 2: video frames Janus recorded in the e2ee call, and how many its recording gives back
-    as the picture that was sent."""
-    if answer is None:
-        return unanswered("Task 2")
-    if not isinstance(answer, Mapping) or set(answer) != {"recorded", "decodable"}:
-        return not_yet("answer with a dict {'recorded': ..., 'decodable': ...}")
-    s = call.summary["sfu"]
-    want = {"recorded": int(s["video_frames_seen"]), "decodable": int(s["video_frames_decodable"])}
-    given = {k: whole_number(v) for k, v in answer.items()}
-    if None in given.values():
-        return not_yet("give whole numbers of frames")
-    if given == want:
-        return correct(f"Janus recorded {want['recorded']} video frames of the e2ee call and its recording gives "
-                       f"back {want['decodable']}: it stored every frame it forwarded, as SFrame ciphertext")
-    rec = call.recording
-    video = rec[rec.kind == "video"]
-    if given["recorded"] == int(video.packets_recorded.sum()):
-        return not_yet("that counts packets: a video frame spans several packets (frames_recorded)")
-    if given["recorded"] == int(call.summary["window"]["video_frames"]) * PARTICIPANTS:
-        return not_yet("that is the measured window; Janus recorded every frame it got, the tail too")
-    if given["decodable"] != want["decodable"]:
-        return not_yet("janus-pp-rec wrote a .webm, but does any frame of it decode into the sent picture? "
-                       "see what_the_recording_gives")
-    return not_yet("read video_frames_seen and video_frames_decodable from the e2ee call's summary['sfu']")
-
-
-# --- Task 3: the metadata Janus keeps -----------------------------------------------------------------
-
-METADATA_STATEMENTS = {
-    "A": "which participants are connected, and from which address and port",
-    "B": "how many packets and bytes each stream carried",
-    "C": "who is talking, announced to the room",
-    "D": "the pictures each participant sends",
-    "E": "the SRTP profile protecting each leg",
-    "F": "the words each participant says",
+#: Task 1's keys and the answers each allows.
+RECORDING_PREDICTION = {
+    "e2ee: janus-pp-rec writes the video file": ("yes", "no"),
+    "e2ee: the video file shows the picture": ("yes", "no"),
+    "e2ee: the audio file plays": ("speech", "noise", "nothing"),
+    "dtls-srtp: the video file shows the picture": ("yes", "no"),
 }
 
 
+def predict(prediction: dict | None) -> dict | None:
+    """Take Task 1's ``prediction`` and say whether the Janus calls ran before it; returns it (the
+    note is printed, so the saved notebook shows whether the prediction came first)."""
+    if prediction is None or isinstance(prediction, dict) and all(v is None for v in prediction.values()):
+        print("no prediction stored yet: fill in the dict, then run this cell before section 2.")
+    elif _calls_run:
+        print("prediction stored AFTER the Janus calls ran: for a real prediction, restart the kernel and run "
+              "this cell before section 2.")
+    else:
+        print("prediction stored before the Janus calls ran.")
+    return prediction
+
+
+def recording_outcome(calls: Mapping, key: str) -> str:
+    """What Janus's converted recording gave back for ``key`` of :data:`RECORDING_PREDICTION`, from
+    the call's own counts (``summary["sfu"]``)."""
+    mode, what = key.split(": ", 1)
+    s = calls[mode].summary["sfu"]
+    if what == "janus-pp-rec writes the video file":
+        return "yes" if s["video_frames_converted"] > 0 else "no"
+    if what == "the video file shows the picture":
+        return "yes" if s["video_frames_decodable"] > 0 else "no"
+    seen = max(int(s["audio_frames_seen"]), 1)
+    if s["audio_frames_intelligible"] / seen > 0.5:
+        return "speech"
+    return "noise" if s["audio_frames_decoded"] / seen > 0.5 else "nothing"
+
+
+_RECORDING_HINTS = {
+    "e2ee: janus-pp-rec writes the video file": "janus-pp-rec repackages the recorded RTP payloads into a container; "
+                                                "it does not decode them, so ciphertext does not stop it (it only "
+                                                "complains)",
+    "e2ee: the video file shows the picture": "Janus holds every leg's SRTP keys but no frame key: what it recorded "
+                                              "after SRTP is SFrame ciphertext, which libvpx refuses",
+    "e2ee: the audio file plays": "Opus has no integrity check: its decoder makes sound out of almost any bytes, "
+                                  "which is not the speech that was said (Lab 01)",
+    "dtls-srtp: the video file shows the picture": "without frame encryption Janus records each frame as the "
+                                                   "encoder made it, after removing SRTP",
+}
+
+
+@check
+def check_recording_prediction(answer, calls) -> Feedback:
+    """Task 1 (predict): what Janus's recording gives back (:data:`RECORDING_PREDICTION`), compared
+    with the two calls (:func:`recording_outcome`)."""
+    if answer is None or isinstance(answer, dict) and all(v is None for v in answer.values()):
+        return unanswered("Task 1")
+    if not isinstance(answer, dict) or set(answer) != set(RECORDING_PREDICTION):
+        return not_yet("the prediction is a dict with the keys "
+                       f"{', '.join(map(repr, RECORDING_PREDICTION))}.")
+    for key, allowed in RECORDING_PREDICTION.items():
+        if answer[key] not in allowed:
+            return not_yet(f"{key!r} is one of {', '.join(map(repr, allowed))}.")
+    for key in RECORDING_PREDICTION:
+        if answer[key] != recording_outcome(calls, key):
+            return not_yet(f"the calls differ from your prediction for {key!r}: {_RECORDING_HINTS[key]}. Keep your "
+                           "prediction as it was stored; this check only compares it with the calls.")
+    return correct("you predicted all four: the operator's own tool turns the e2ee recording into a file of the "
+                   "right length that shows no picture and plays noise, while the dtls-srtp recording is the call.")
+
+
+# --- Task 3: what Janus's operator knows about the e2ee call --------------------------------------
+
+#: Task 3's statements by id. The first six are recomputed from the student's own e2ee call
+#: (:func:`kept_in_e2ee`); the last three follow from how the call is built and are sealed (``11/T3/<id>``).
+METADATA_STATEMENTS = {
+    "addresses": "which participants are connected, and from which address and port",
+    "counters": "how many packets and bytes each stream carried",
+    "talking": "who is talking, announced to the room",
+    "pictures": "the pictures each participant sends",
+    "srtp-profile": "the SRTP profile protecting each leg",
+    "words": "the words each participant says",
+    "kid": "whose frame key encrypted each recorded frame, and its counter",
+    "srtp-keys": "the SRTP keys of every leg, to decrypt what it captures",
+    "frame-keys": "the frame keys the members agreed for the call",
+}
+#: the statements whose truth the e2ee call's own data shows (the others are sealed)
+FROM_THE_CALL = ("addresses", "counters", "talking", "pictures", "srtp-profile", "words")
+HELD = "held"
+
+
+def statement_letters() -> dict[str, str]:
+    """``{letter: statement id}`` in this student's order (``labs.params("11")``)."""
+    order = params("11").shuffled("task3 order", list(METADATA_STATEMENTS))
+    return {chr(ord("A") + i): sid for i, sid in enumerate(order)}
+
+
 def metadata_statements() -> str:
-    """The statements of Task 3, one per line (``print`` it)."""
-    return "\n".join(f"{k}: {v}" for k, v in METADATA_STATEMENTS.items())
+    """The statements of Task 3 in this student's order, one per line (``print`` it)."""
+    return "\n".join(f"{letter}: {METADATA_STATEMENTS[sid]}" for letter, sid in statement_letters().items())
 
 
 def kept_in_e2ee(call) -> set[str]:
-    """The statements of :data:`METADATA_STATEMENTS` the e2ee call's own data shows Janus holding."""
+    """The statement ids of :data:`FROM_THE_CALL` that the e2ee call's own data shows Janus holding."""
     st, s = call.streams, call.summary
     kept = set()
     if st.selected_pair.notna().any():
-        kept.add("A")
+        kept.add("addresses")
     if (st.packets_in.fillna(0) > 0).any() and (st.bytes_in.fillna(0) > 0).any():
-        kept.add("B")
+        kept.add("counters")
     if any(v.get("talking", 0) for v in s["janus"].get("talking_events", {}).values()):
-        kept.add("C")
+        kept.add("talking")
     if s["sfu"]["video_frames_decodable"] > 0:
-        kept.add("D")
+        kept.add("pictures")
     if st.srtp_profile.notna().any():
-        kept.add("E")
+        kept.add("srtp-profile")
     if s["sfu"]["audio_frames_intelligible"] > 0:
-        kept.add("F")
+        kept.add("words")
     return kept
+
+
+def _held(sid: str, call) -> bool:
+    if sid in FROM_THE_CALL:
+        return sid in kept_in_e2ee(call)
+    return Sealed(f"11/T3/{sid}").opens(HELD) is not None
+
+
+_METADATA_HINTS = {
+    "pictures": "the e2ee recording gives back no picture and no speech: see what_the_recording_gives",
+    "words": "the e2ee recording gives back no picture and no speech: see what_the_recording_gives",
+    "talking": "look at the 'talking' announcements: VideoRoom reads the RFC 6464 audio level, which SFrame "
+               "leaves in the clear RTP header extension",
+    "frame-keys": "which path did the key messages take in this call (section 2), and could Janus have read them?",
+    "kid": "Janus recorded every frame as it forwarded it: which part of an SFrame frame travels in the clear "
+           "(Lab 03), and what does it name in the lab's KID layout?",
+    "srtp-keys": "who is the DTLS peer of every leg, and what does DTLS-SRTP give both ends of a leg?",
+}
 
 
 @check
 def check_metadata(answer, call) -> Feedback:
-    """Task 3: the letters of everything Janus held about the e2ee call (recomputed from it)."""
+    """Task 3: the letters of everything Janus's operator held about the e2ee call, in this student's
+    lettering (:func:`statement_letters`); recomputed from the call where its data shows it, sealed
+    where it follows from how the call is built."""
     if answer is None:
         return unanswered("Task 3")
-    if not isinstance(answer, (set, list, tuple)) or not all(isinstance(a, str) for a in answer):
+    if not isinstance(answer, (set, list, tuple, frozenset)) or not all(isinstance(a, str) for a in answer):
         return not_yet("answer with a set of letters, e.g. {'A', 'B'}")
+    letters = statement_letters()
     given = {a.strip().upper() for a in answer}
-    if not given <= set(METADATA_STATEMENTS):
-        return not_yet(f"use letters from {', '.join(METADATA_STATEMENTS)}")
-    want = kept_in_e2ee(call)
-    if given == want:
-        return correct(f"{', '.join(sorted(want))}: E2EE hid the pictures and the words, and nothing else. SFrame "
-                       "encrypts frames; even its own header stays readable (RFC 9605 §7.1), and the addresses, "
-                       "the counters and the audio level in the RTP header extension were never its to hide")
-    extra, missing = given - want, want - given
-    if extra & {"D", "F"}:
-        return not_yet("the e2ee recording gives back no picture and no speech: see what_the_recording_gives")
-    if "C" in missing:
-        return not_yet("look at 'talking' announcements: VideoRoom reads the RFC 6464 audio level, which SFrame "
-                       "leaves in the clear RTP header extension")
-    return not_yet(f"check {', '.join(sorted(missing | extra))} against the admin table of the e2ee call")
+    if not given <= set(letters):
+        return not_yet(f"use letters from {', '.join(letters)}")
+    chosen = {letters[g] for g in given}
+    wrong = {sid for sid in METADATA_STATEMENTS if (sid in chosen) != _held(sid, call)}
+    if not wrong:
+        return correct("Janus held everything but the pictures, the words and the frame keys. SFrame encrypts "
+                       "frames and its keys never pass through the SFU; its own header stays readable (RFC 9605 §7.1), Janus is the DTLS peer of every "
+                       "leg, and the addresses, the counters and the audio level in the RTP header extension were "
+                       "never SFrame's to hide")
+    for sid in ("pictures", "words", "talking", "frame-keys", "kid", "srtp-keys"):
+        if sid in wrong:
+            return not_yet(_METADATA_HINTS[sid])
+    return not_yet("check each statement against the admin table of the e2ee call (section 5) and Janus's "
+                   "recording (section 3)")

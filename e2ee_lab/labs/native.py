@@ -114,7 +114,8 @@ def native_directions(summary: dict) -> pd.DataFrame:
 
 def native_key_frames(summary: dict) -> pd.DataFrame:
     """Per lab member: its video frames libwebrtc's VP8 depacketizer took for key and for delta
-    frames (the SFrame header's first bit), and the PLIs libwebrtc sent it."""
+    frames (bit 0, the least significant, of the SFrame header's first byte), and the PLIs libwebrtc
+    sent it."""
     stats = summary["native"]["stats"]
     return pd.DataFrame([{"publisher": name, "read as key frames": flags["key"], "read as delta frames": flags["delta"],
                           "PLIs from libwebrtc": stats.get(f"{name}/video", {}).get("pliCount")}

@@ -112,7 +112,7 @@ def _lab07() -> dict[str, tuple[Any, str]]:
     return seals
 
 
-# --- multiple choice and other static answers (labs 02, 05, 08, 09, 10) ------------------------------
+# --- multiple choice and other static answers (labs 02, 05, 08, 09) ------------------------------
 
 #: The check each Lab 05 Task 1 attack meets by design (a run may show another too).
 DESIGNED = {"tamper-tag": "SFrame auth tag", "replay": "replay window", "replay-same-seq": "SRTP replay check",
@@ -138,9 +138,6 @@ def _choices() -> dict[str, tuple[Any, str]]:
                               "capture); as the server it also picks the SRTP profile from the participant's "
                               "use_srtp list and sends with the server_write key. Only SFrame keeps the media "
                               "from it"),
-        "10/T4": ("before the answer", "attach it right after addTransceiver()/setRemoteDescription, before the "
-                                       "answer, and check that the worker counted frames: a silent bypass looks "
-                                       "like a decoder failure (or, with no encryption, like success)."),
     }
 
 
@@ -179,7 +176,19 @@ def _lab09() -> dict[str, tuple[Any, str]]:
     return seals
 
 
+# --- Lab 11 ------------------------------------------------------------------------------------------
+
+#: Lab 11 Task 3's statements that follow from how the call is built: Janus holds every leg's SRTP
+#: keys (the DTLS peer of each leg) and records each SFrame header in the clear; the frame keys
+#: crossed the application's signalling relay, never Janus.
+JANUS_HOLDS = {"kid": True, "srtp-keys": True, "frame-keys": False}
+
+
+def _lab11() -> dict[str, tuple[Any, str]]:
+    return {f"11/T3/{sid}": ("held" if held else "not held", "") for sid, held in JANUS_HOLDS.items()}
+
+
 def sealed_answers() -> dict[str, tuple[Any, str]]:
     """Every seal key → (answer, message when right)."""
     designed = {f"05/T1/{attack}": (name.lower(), "") for attack, name in DESIGNED.items()}
-    return {**_lab00(), **_lab03(), **_lab07(), **_lab09(), **_choices(), **_numbers(), **designed}
+    return {**_lab00(), **_lab03(), **_lab07(), **_lab09(), **_choices(), **_numbers(), **_lab11(), **designed}

@@ -259,7 +259,7 @@ def needles(answer: Answer, options: set[str]) -> list[_Needle]:
     if isinstance(value, dict):
         for k, v in value.items():
             if isinstance(k, str) and isinstance(v, (str, int, float)) and not isinstance(v, bool):
-                pattern = rf"{re.escape(k)}[\"']?\s*(?::|=|->|→)\s*[\"']?{re.escape(str(v))}(?![\w])"
+                pattern = rf"(?<![\w]){re.escape(k)}[\"']?\s*(?::|=|->|→)\s*[\"']?{re.escape(str(v))}(?![\w])"
                 out.append(_Needle(answer, re.compile(pattern, re.I), f"pairs {k!r} with {v!r}"))
     return out
 
