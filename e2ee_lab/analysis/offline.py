@@ -198,7 +198,7 @@ class OfflineAnalysis:
 
     def summary(self) -> dict:
         """Counts for a report: packets by kind, decrypted, frames, decoded, decodable, drops,
-        and ``all_loopback`` (every datagram between loopback addresses, as DESIGN §4 asks)."""
+        and ``all_loopback`` (every datagram between loopback addresses: the lab never leaves the machine)."""
         p, f = self.packets, self.frames
         loopback = p.src_ip.isin(LOOPBACK_IPS) & p.dst_ip.isin(LOOPBACK_IPS)
         out = {"keys": self.keyed, "datagrams": len(p), "all_loopback": bool(loopback.all()),

@@ -17,7 +17,6 @@ checks are exact computations, not measurements, so they give the same verdict o
 
 from __future__ import annotations
 
-import math
 
 import pandas as pd
 
@@ -111,12 +110,6 @@ def sfu_summary(df: pd.DataFrame) -> pd.DataFrame:
 # --- Task 2: SFrame overhead in kbit/s (RFC 9605 Appendix B; sealed as 08/T1) --------------------------
 
 TASK1_FPS, TASK1_BITRATE_KBPS = 30, 400  # a 360p video stream, one SFrame ciphertext per frame
-TASK1_HEADER, TASK1_TAG = 1 + 2 + 3, 16  # config byte, 2-byte KID, 3-byte CTR (Appendix B); suite 4 tag
-
-
-def appendix_b_kbps(header_bytes: int, tag_bytes: int, per_second: float) -> float:
-    """RFC 9605 Appendix B: ``(header + tag) * 8 * ciphertexts per second / 1024`` kbit/s."""
-    return (header_bytes + tag_bytes) * 8 * per_second / 1024
 
 
 TASK1_TOLERANCE = 0.01  #: answers within 1 % pass (up to 2 %: the seal holds 1 %-wide buckets)
@@ -130,7 +123,9 @@ def _sealed_mistake(seal: Sealed, undos: list[tuple[float, str]], tol: float) ->
 @check
 def check_overhead_kbps(answer: float | None) -> Feedback:
     """Task 2: SFrame overhead of a 30 fps, 400 kbit/s video stream in kbit/s (Appendix B; sealed:
-    ``08/T1``, and ``08/T1/si`` for 1 kbit = 1000 bits: the keys keep the task's first number)."""
+    ``08/T1``, and ``08/T1/si`` for 1 kbit = 1000 bits: the keys keep the task's first number; the tag
+    alone and the header alone are sealed too, as ``08/T1/tag-only`` and ``08/T1/header-only``, whose
+    messages are hints)."""
     if answer is None:
         return unanswered("Task 2")
     x = real_number(answer)
@@ -147,10 +142,9 @@ def check_overhead_kbps(answer: float | None) -> Feedback:
         (x * TASK1_BITRATE_KBPS / 100, "that is the share of the bit rate in %: the task asks for kbit/s."),
         (x * TASK1_FPS / 50, "50 per second is the audio frame rate; this video stream has 30 frames per second."),
     ], TASK1_TOLERANCE)
-    if hint is None and math.isclose(x, appendix_b_kbps(0, TASK1_TAG, TASK1_FPS), rel_tol=0.01):
-        hint = "that is the tag alone: the header (config byte, KID, CTR) travels with every frame too."
-    if hint is None and math.isclose(x, appendix_b_kbps(TASK1_HEADER, 0, TASK1_FPS), rel_tol=0.01):
-        hint = "that is the header alone: add the 16-byte tag."
+    for key in ("08/T1/tag-only", "08/T1/header-only"):
+        if hint is None:
+            hint = Sealed(key).opens_number(x, TASK1_TOLERANCE)
     return not_yet(hint or f"{answer} kbit/s is not it: (header + tag) bytes per frame x 8 bits x frames per "
                            "second / 1024. The bit rate (400 kbit/s) does not change the overhead, only its share.")
 
@@ -281,7 +275,7 @@ TASK3_STREAMS = {"video": (3, 30, 6.0), "audio": (3, 50, 2.0)}  # kind: (streams
 TASK3_TOLERANCE = 0.01
 
 
-def core_share_pct(streams: dict[str, tuple[int, int, float]] = TASK3_STREAMS) -> float:
+def core_share_pct(streams: dict[str, tuple[int, int, float]]) -> float:
     """% of one core for ``streams`` (kind: count, frames per second, µs per frame)."""
     return sum(count * fps * us for count, fps, us in streams.values()) / 1e6 * 100
 

@@ -235,8 +235,8 @@ def _readers_hint(mode: str, given: set[str], truth: set[str], result: CallResul
                 "the figure above. It forwards what it cannot read.")
     if sfu in truth and sfu not in given:
         return f"in the {mode} call the SFU forwarded {counts}: it holds the leg key, so it reads them."
-    return (f"for {mode}: the members decode every frame in both modes, and the sender sees her own camera; "
-            "a party outside the call reads nothing.")
+    return (f"for {mode}: the SFU's part is right, but not everyone else's. Compare each participant's panel "
+            "in the figure with the sent picture, and ask who holds a key for this publisher's frames.")
 
 
 # --- Task 3: who reads a frame along a path (build) -----------------------------------------------------

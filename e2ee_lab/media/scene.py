@@ -85,7 +85,7 @@ class VideoSize(NamedTuple):
     fps: int
 
 
-#: Lab sizes (DESIGN.md §5): ``ci`` for tests, ``full`` for the classroom.
+#: Lab sizes: ``ci`` for tests, ``full`` for the classroom.
 VIDEO_SIZES: dict[Size, VideoSize] = {
     "ci": VideoSize(320, 240, 15),
     "full": VideoSize(640, 480, 30),

@@ -2,7 +2,7 @@
 
 :func:`open_udp` is the one place in the lab that creates a UDP socket: it binds 127.0.0.1 on an
 ephemeral port and refuses any non-loopback address with ``ValueError`` (the lab never leaves the
-machine; DESIGN §4). :class:`LegProtocol` is the thin loop around the sans-I/O
+machine). :class:`LegProtocol` is the thin loop around the sans-I/O
 :class:`~e2ee_lab.transport.leg.LegConnection` (aioquic ``asyncio/protocol.py`` style): it feeds
 each datagram in with ``loop.time()``, sends what the connection queued, hands events on, and
 keeps one timer armed for DTLS retransmission (RFC 6347 §4.2.4). :class:`UDPLeg` is what callers

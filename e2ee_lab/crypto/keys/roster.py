@@ -16,7 +16,7 @@ epoch-e key ``switch_delay`` seconds after the epoch started (§4.4.1: "after a 
 receivers delete epoch e-1 keys ``grace`` seconds after that switch, or, for one sender's audio or
 video, as soon as they have authenticated a frame of that sender and kind under a newer epoch.
 Defaults (:class:`RekeyPolicy`):
-``switch_delay = 2 s`` (Zoom waits ~2 s, DAVE executes a new epoch within ~2 s, Signal waits 5 s): long
+``switch_delay = 2 s`` (Zoom waits ~2 s, DAVE executes a new epoch within ~2 s, Signal's RingRTC waits 3 s): long
 enough for a key message to cross the signalling relay; it is also the leaver's exposure window and
 a newcomer's wait for its first decryptable frame, so shorter is better; ``grace = 10 s`` (DAVE keeps old keys ≤10 s, Signal ≤300 frames, i.e.
 10 s at 30 fps): covers jitter buffers and retransmissions. Grace costs nothing in confidentiality

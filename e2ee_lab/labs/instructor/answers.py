@@ -144,9 +144,13 @@ def _choices() -> dict[str, tuple[Any, str]]:
 def _numbers() -> dict[str, tuple[Any, str]]:
     from e2ee_lab.labs import overhead as lab08
 
-    kbps = lab08.appendix_b_kbps(lab08.TASK1_HEADER, lab08.TASK1_TAG, lab08.TASK1_FPS)
+    def appendix_b_kbps(header: int, tag: int) -> float:  # RFC 9605 Appendix B: (header + tag) x 8 x fps / 1024
+        return (header + tag) * 8 * lab08.TASK1_FPS / 1024
+
+    header, tag = 1 + 2 + 3, 16  # config byte, 2-byte KID, 3-byte CTR; suite 4's tag
+    kbps = appendix_b_kbps(header, tag)
     share = 100 * kbps / lab08.TASK1_BITRATE_KBPS
-    pct = lab08.core_share_pct()
+    pct = lab08.core_share_pct(lab08.TASK3_STREAMS)
     return {
         "08/T1": (("~", number_bucket(kbps, lab08.TASK1_TOLERANCE)),
                   f"22 bytes per frame x 8 x 30 frames/s / 1024 = {kbps:.2f} kbit/s, {share:.2f} % of 400 kbit/s: "
@@ -154,6 +158,10 @@ def _numbers() -> dict[str, tuple[Any, str]]:
         "08/T1/si": (("~", number_bucket(kbps * 1024 / 1000, lab08.TASK1_TOLERANCE)),
                      f"{kbps * 1024 / 1000:.2f} kbit/s with 1 kbit = 1000 bits; RFC 9605 divides by 1024 "
                      f"({kbps:.2f} kbit/s). Either way about {share:.1f} % of the bit rate."),
+        "08/T1/tag-only": (("~", number_bucket(appendix_b_kbps(0, tag), lab08.TASK1_TOLERANCE)),
+                           "that is the tag alone: the header (config byte, KID, CTR) travels with every frame too."),
+        "08/T1/header-only": (("~", number_bucket(appendix_b_kbps(header, 0), lab08.TASK1_TOLERANCE)),
+                              "that is the header alone: add the tag."),
         "08/T3": (("~", number_bucket(pct, lab08.TASK3_TOLERANCE)),
                   f"3 x 30 x 6 µs + 3 x 50 x 2 µs = 840 µs of CPU per second = {pct:.3f} % of one core: SFrame "
                   "itself is not what limits a call."),
