@@ -238,3 +238,38 @@ def test_no_later_cell_rebinds_an_answer(master):
         for name in task.answers:
             binders = [c for c in cells if name in _bound_names(c.source)]
             assert len(binders) == 1 and "solution" in binders[0].metadata.get("tags", []), (task.call, name)
+
+
+def _bound_names(source: str) -> set[str]:
+    """Names a cell binds at its top level (def, class, assignment, import)."""
+    import ast
+
+    tree = ast.parse(grade._python(source))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+@pytest.mark.parametrize("master", sorted((ROOT / "notebooks" / "solutions").glob("[0-9][0-9]_*.ipynb")),
+                         ids=lambda p: p.name[:2])
+def test_no_lab_cell_needs_a_name_only_the_students_cells_define(master):
+    # The judge runs the master's lab cells without the student's: a lab cell that calls the student's
+    # function (a demo after a build task) raises there and flags every submission for review. Such a
+    # cell belongs to the student (tagged solution, its text in metadata.student), as check cells do.
+    import ast
+
+    plan = grade.plan_lab(master)
+    nb = nbformat.read(master, as_version=4)
+    students = set().union(*[_bound_names(c.source) for c in nb.cells
+                             if c.cell_type == "code" and grade.is_solution_cell(c)] or [set()])
+    labs = set().union(*[_bound_names(s) for s in plan.lab_cells] or [set()])
+    for source in plan.lab_cells:
+        used = {n.id for n in ast.walk(ast.parse(grade._python(source))) if isinstance(n, ast.Name)}
+        assert not used & (students - labs), (master.name, source[:80])
