@@ -239,17 +239,25 @@ class Participant:
     async def _video_loop(self, start: float, seconds: float, pool: Executor | None) -> None:
         sender, loop, fps = self.sender, asyncio.get_running_loop(), self.scene.fps
         assert sender is not None, "prepare() first"
+        origin = self._call_time(start)
         for i in range(int(round(seconds * fps))):
             await _sleep_until(start + i / fps)
             force = sender.take_key_frame_request()
             encoded, picture = await loop.run_in_executor(pool, sender.encode_video, i, force)
-            self._send_all(sender.send_video(i, encoded, picture, self._clock(), was_forced=force))
+            self._send_all(sender.send_video(i, encoded, picture, self._clock(), was_forced=force,
+                                             captured_at=origin + i / fps))
 
     async def _audio_loop(self, start: float, seconds: float) -> None:
         interval = FRAME_MS / 1000
+        origin = self._call_time(start)
         for i in range(int(round(seconds / interval))):
             await _sleep_until(start + i * interval)
-            self._send_all(self.sender.audio_frame(i, self._clock()))  # type: ignore[union-attr]
+            self._send_all(self.sender.audio_frame(i, self._clock(),  # type: ignore[union-attr]
+                                                   captured_at=origin + i * interval))
+
+    def _call_time(self, loop_time: float) -> float:
+        """Loop time ``loop_time`` on the call's clock (the capture schedule's origin)."""
+        return loop_time - asyncio.get_running_loop().time() + self._clock()
 
     def _send_all(self, packets: list[bytes]) -> None:
         for packet in packets:

@@ -25,6 +25,10 @@ per-frame or per-packet: the frame transform then runs inside the packetizer), a
 takes each stream announced with it through :class:`~e2ee_lab.rtp.SFrameReceiver`, which decrypts
 before it makes the media frame; other streams keep the codec path.
 
+Real time: every sent frame records ``captured_at``, its slot on the camera's or microphone's
+schedule, and its playout deadline is that plus :data:`PLAYOUT_BUDGET`; a receiver records each
+frame's ``delay`` (arrival - capture) and whether it was ``late`` (past its deadline).
+
 Neither class touches sockets or clocks: every call takes ``now`` (seconds since the call started).
 """
 
@@ -76,6 +80,12 @@ _SFRAME_METADATA = FrameMetadata(0, 0, "video")  # the SFrame transform reads on
 THUMBNAIL_STRIDE = 4  # pictures are compared on every 4th pixel each way (MAE within ~0.1 of full)
 PLI_INTERVAL = 0.5  # seconds between key-frame requests for one stream
 REASSEMBLY_WAIT = 0.25  # seconds an incomplete frame may wait for its missing packets
+# The playout deadline of a frame: its capture time (when the camera or microphone produced it on
+# the sender's schedule, before encoding) plus this budget. A frame that arrives after it is *late*:
+# a real client's jitter buffer would already have played (or concealed) that slot. 0.2 s is
+# generous for an interactive call (ITU-T G.114: up to 150 ms one way suits most conversation,
+# 400 ms is the limit); on loopback, with no network, it is all encoding, queueing and scheduling.
+PLAYOUT_BUDGET = 0.2
 
 
 def thumbnail(rgb: np.ndarray) -> np.ndarray:
@@ -132,6 +142,8 @@ class SentFrame:
     packets: int  # RTP packets of the frame
     sent_at: float  # seconds since the call started
     speaking: bool | None = None  # audio: ground truth, the chunk lies in a phrase of the sample
+    captured_at: float = float("nan")  # seconds since the call started: the frame's slot on the
+    # sender's schedule (camera/microphone time); its playout deadline is this + PLAYOUT_BUDGET
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,8 @@ class ReceivedFrame:
     decoded: bool  # video: a picture matching the sent one; audio: libopus produced PCM
     mae: float  # video: mean absolute error against the sent picture (NaN otherwise)
     reason: str  # "" when decoded, else why not (the drop counter)
+    delay: float = float("nan")  # arrival - the sender's captured_at (NaN if unknown)
+    late: bool = False  # arrived after its playout deadline (captured_at + the playout budget)
 
 
 class MediaSender:
@@ -212,31 +226,39 @@ class MediaSender:
         return self._vp8.encode(rgb, force_keyframe=force_keyframe), thumbnail(rgb)
 
     def send_video(self, index: int, encoded: EncodedFrame | None, picture: np.ndarray, now: float, *,
-                   was_forced: bool = False) -> list[bytes]:
-        """Transform and packetize an encoded picture; returns the RTP packets to send."""
+                   was_forced: bool = False, captured_at: float | None = None) -> list[bytes]:
+        """Transform and packetize an encoded picture; returns the RTP packets to send.
+
+        ``captured_at``: the picture's slot on the camera's schedule (default ``now``); its
+        playout deadline follows from it (:data:`PLAYOUT_BUDGET`).
+        """
         if encoded is None:
             self.dropped["encoder_skipped"] += 1
             self._force_key = self._force_key or was_forced  # the request is still open
             return []
-        return self._send("video", index, encoded, now, picture)
+        return self._send("video", index, encoded, now, picture, captured_at=captured_at)
 
-    def video_frame(self, index: int, now: float) -> list[bytes]:
+    def video_frame(self, index: int, now: float, captured_at: float | None = None) -> list[bytes]:
         """:meth:`encode_video` and :meth:`send_video` in one call (picture ``index``)."""
         force = self.take_key_frame_request()
         encoded, picture = self.encode_video(index, force)
-        return self.send_video(index, encoded, picture, now, was_forced=force)
+        return self.send_video(index, encoded, picture, now, was_forced=force, captured_at=captured_at)
 
-    def audio_frame(self, index: int, now: float) -> list[bytes]:
-        """Encode, transform and packetize speech chunk ``index``; returns the RTP packets."""
+    def audio_frame(self, index: int, now: float, captured_at: float | None = None) -> list[bytes]:
+        """Encode, transform and packetize speech chunk ``index``; returns the RTP packets.
+
+        ``captured_at``: the chunk's slot on the microphone's schedule (default ``now``).
+        """
         chunk = self.speech.chunk(index)
         encoded = self._opus.encode(chunk)
         if encoded is None:
             self.dropped["encoder_skipped"] += 1
             return []
-        return self._send("audio", index, encoded, now, None, speaking=chunk.speaking)
+        return self._send("audio", index, encoded, now, None, speaking=chunk.speaking, captured_at=captured_at)
 
     def _send(self, kind: str, index: int, frame: EncodedFrame, now: float,
-              picture: np.ndarray | None, *, speaking: bool | None = None) -> list[bytes]:
+              picture: np.ndarray | None, *, speaking: bool | None = None,
+              captured_at: float | None = None) -> list[bytes]:
         bucket = self.options.audio_padding if kind == "audio" else None
         plain = frame if bucket is None else frame.replace(data=pad_frame(frame.data, bucket))
         try:
@@ -245,7 +267,8 @@ class MediaSender:
             self.dropped[err.reason] += 1
             return []
         record = SentFrame(self.name, kind, index, self.ssrcs[kind], frame.timestamp, frame.type,
-                           len(frame.data), protected_size, len(packets), now, speaking)
+                           len(frame.data), protected_size, len(packets), now, speaking,
+                           now if captured_at is None else captured_at)
         self.records.append(record)
         self._truth[kind, frame.timestamp] = (record, picture)
         return packets
@@ -304,11 +327,14 @@ class MediaReceiver:
         rtcp_ssrc: sender SSRC of this participant's RTCP.
         options: the call's :class:`SenderOptions`; with ``audio_padding`` the receiver strips
             the padding from each decrypted audio frame (:class:`BadPadding` is counted).
+        playout_budget: seconds after its capture time a frame may arrive and still be on time
+            (default :data:`PLAYOUT_BUDGET`); each record says ``delay`` and ``late``.
     """
 
     def __init__(self, name: str, *, crypto: FrameCrypto, truth: Truth, rtcp_ssrc: int,
-                 options: SenderOptions | None = None) -> None:
+                 options: SenderOptions | None = None, playout_budget: float = PLAYOUT_BUDGET) -> None:
         self.name, self.crypto, self._truth, self.rtcp_ssrc = name, crypto, truth, rtcp_ssrc
+        self.playout_budget = playout_budget
         self.audio_padding = (options or SenderOptions()).audio_padding
         self.assembler = FrameAssembler(PAYLOAD_TYPES, extensions_map=make_extensions_map(),
                                         max_wait=REASSEMBLY_WAIT)
@@ -440,12 +466,14 @@ class MediaReceiver:
 
     def _record(self, event: FrameAssembled, stream: _Incoming, sent: SentFrame | None, now: float,
                 frame_type: str | None, *, decrypted: bool, mae: float, reason: str) -> None:
+        delay = now - sent.captured_at if sent else np.nan
         self.records.append(ReceivedFrame(
             receiver=self.name, publisher=stream.publisher, kind=stream.kind, ssrc=event.ssrc,
             timestamp=event.timestamp, frame_index=sent.frame_index if sent else -1,
             frame_type=frame_type, packets=event.packet_count, size=len(event.data), arrival=now,
             latency=now - sent.sent_at if sent else np.nan, decrypted=decrypted,
             decoded=decrypted and not reason, mae=mae, reason=reason,
+            delay=delay, late=bool(delay > self.playout_budget),
         ))
 
     def _request_key_frame(self, ssrc: int, now: float) -> list[bytes]:

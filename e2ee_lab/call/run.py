@@ -18,6 +18,14 @@ key log in ``out/sfu-keys.json``, and, in the ``e2ee`` and ``clear-prefix`` mode
 frame keys, labelled as their secret, in ``out/frame-keys.json``); with ``capture=`` the call is
 also recorded to ``out/capture.pcap`` (:mod:`e2ee_lab.call.capture`).
 
+Real time. Every participant lives in this one process, so on a busy or small machine the call
+can fall behind: the summary says whether it kept real time (``"real_time"``,
+``"real_time_reason"``: every receiver got >= 95 % of each kind decrypted by its playout
+deadline, capture time + ``"playout_budget_s"``; see
+:func:`~e2ee_lab.call.common.real_time_verdict`), counts each receiver's ``*_frames_late`` and
+``*_frames_on_time``, and gives the process's CPU seconds over the call (``"cpu"``); the printed
+table ends with that verdict.
+
 Keys. Identity keys, sessions and frame keys come from the OS in every call; the seed keeps
 pictures, SSRCs and schedules reproducible. ``reproducible_keys=True`` (``e2ee-lab call
 --reproducible-keys``) derives the keys from the seed too, for recordings and tests: anyone who
@@ -48,6 +56,9 @@ from e2ee_lab.call.common import (
     START_DELAY,
     CallConfig,
     CallResult,
+    CPUMeter,
+    cpu_summary,
+    real_time_verdict,
     resolve_key_policy,
     run_blocking,
     wait_for_group_keys,
@@ -56,7 +67,7 @@ from e2ee_lab.call.common import (
 from e2ee_lab.call.frame_keys import MODES
 from e2ee_lab.call.garbage import GarbageInjector
 from e2ee_lab.call.participant import Participant, participant_name
-from e2ee_lab.call.pipeline import ReceivedFrame, SenderOptions, SentFrame
+from e2ee_lab.call.pipeline import PLAYOUT_BUDGET, ReceivedFrame, SenderOptions, SentFrame
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import IdentityKeyPair, KeyAgreementError, PublicIdentity, RekeyPolicy
 from e2ee_lab.media.scene import video_size
@@ -87,6 +98,7 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                          identities: Mapping[str, IdentityKeyPair] | None = None) -> CallResult:
     """Run one call in the running event loop (see :func:`run_lab_call` for the arguments)."""
     started = time.perf_counter()
+    meter = CPUMeter("call: the SFU and every participant")
     key_policy = resolve_key_policy(key_policy)
     config = replace(_config(mode, participants, seconds, seed, size, srtp_profile, garbage),
                      reproducible_keys=bool(reproducible_keys), key_policy=key_policy.name)
@@ -145,6 +157,7 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
     if result.capture is not None:
         result.summary["capture"] = result.capture.summary()
     result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
+    result.summary["cpu"] = cpu_summary([meter.stop()], config.participants, config.seconds)
     if out is not None:
         write_outputs(result, out)
     return result
@@ -368,12 +381,16 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
     rows = []
     for p in people:
         mine, others = sent[sent.participant == p.name], sent[sent.participant != p.name]
-        got = received[(received.receiver == p.name) & received.decoded]
+        arrived = received[received.receiver == p.name]
+        got = arrived[arrived.decoded]
+        on_time = arrived[arrived.decrypted & ~arrived.late]
         row = {"name": p.name}
         for kind in ("video", "audio"):
             row[f"{kind}_frames_sent"] = int((mine.kind == kind).sum())
             row[f"{kind}_frames_expected"] = int((others.kind == kind).sum())
             row[f"{kind}_frames_decoded"] = int((got.kind == kind).sum())
+            row[f"{kind}_frames_late"] = int((arrived.late & (arrived.kind == kind)).sum())
+            row[f"{kind}_frames_on_time"] = int((on_time.kind == kind).sum())
         row.update(plis_sent=p.receiver.plis_sent, plis_received=p.sender.plis_received,
                    packetization=p.packetization, dropped=dict(sorted(p.counters().items())))
         rows.append(row)
@@ -392,4 +409,6 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
                  **{k: wire[k] for k in ("video_frames_seen", "video_frames_decodable",
                                          "audio_frames_seen", "audio_frames_intelligible")}},
         "garbage_sent": dict(sorted(Counter(injector.sent).items())) if injector else {},
+        "playout_budget_s": PLAYOUT_BUDGET,
+        **real_time_verdict(rows),
     }
