@@ -131,6 +131,16 @@ def test_the_summary_says_whether_the_call_kept_real_time(calls, mode):
     assert format_summary(summary).splitlines()[-1].startswith("real time: ")
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_a_three_person_room_has_every_camera_on_and_every_microphone_forwarded(calls, mode):
+    summary = calls[mode].summary
+    assert summary["publishers"] == PEOPLE and summary["loudest"]["active"] is False
+    assert summary["loudest"]["audio_withheld"] == 0
+    sent = calls[mode].sent
+    for p in summary["participants"]:
+        assert p["audio_frames_expected"] == int(((sent.kind == "audio") & (sent.participant != p["name"])).sum())
+
+
 def test_dtls_srtp_sfu_decodes_the_pictures_and_they_match(calls):
     result = calls["dtls-srtp"]
     sfu = result.summary["sfu"]

@@ -36,6 +36,7 @@ from e2ee_lab.call.pipeline import SenderOptions
 from e2ee_lab.config import Size
 from e2ee_lab.crypto.keys import PublicIdentity, RekeyPolicy
 from e2ee_lab.media.scene import Scene
+from e2ee_lab.sfu.loudest import DEFAULT_LOUDEST
 from e2ee_lab.transport import KeyLogEntry, SRTPProfile, write_keylog
 
 T = TypeVar("T")
@@ -124,6 +125,8 @@ class CallConfig:
     rtp_sframe: str | None = None  # SFrame RTP payload format offered ("per-frame"/"per-packet"), None: codec's
     reproducible_keys: bool = False  # keys derived from the seed (recordings, tests), not drawn from the OS
     key_policy: str = "fixed"  # "fixed", "naive" or "custom" (RekeyPolicy.name)
+    publishers: int | None = None  # the first K participants send video (None: all); all send audio
+    loudest: int = DEFAULT_LOUDEST  # audio of the N loudest forwarded in rooms > LOUDEST_ROOM_SIZE
 
 
 @dataclass

@@ -106,17 +106,20 @@ class Participant:
         identity: a long-term identity key pair to use (reused across calls, as a device's is);
             default: a new one (from the seed with ``reproducible_keys``). Session and frame keys
             are drawn per call either way.
+        publishes_video: False for a listener with its camera off: it offers and sends audio
+            only (it still receives every publisher's video).
     """
 
     def __init__(self, index: int, *, mode: str, size: VideoSize, seed: int, profile: SRTPProfile,
                  clock: Clock, key_policy: RekeyPolicy, options: SenderOptions | None = None,
                  rtp_sframe: str | None = None, reproducible_keys: bool = False,
-                 identity: IdentityKeyPair | None = None) -> None:
+                 identity: IdentityKeyPair | None = None, publishes_video: bool = True) -> None:
         rng = random.Random(f"participant:{seed}:{index}")
         if rtp_sframe is not None and mode != "e2ee":
             raise ValueError(f"--rtp-sframe needs --mode e2ee, not {mode}")
         self.rtp_sframe = None if rtp_sframe is None else RTPSFrameMode(rtp_sframe).value
         self.index, self.mode, self.seed, self.profile = index, mode, seed, profile
+        self.publishes_video = publishes_video
         self.name = participant_name(index)
         self.ssrcs = {"video": rng.randrange(1, 1 << 32), "audio": rng.randrange(1, 1 << 32)}
         self.rtcp_ssrc = rng.randrange(1, 1 << 32)
@@ -159,7 +162,7 @@ class Participant:
         """
         self._sfu = sfu
         sfu.signalling.register(self.name, self.on_signal)
-        offer = Offer(self.name, str(self.certificate.fingerprint()), dict(self.ssrcs), self.rtp_sframe)
+        offer = Offer(self.name, str(self.certificate.fingerprint()), self.offered_ssrcs(), self.rtp_sframe)
         answer = await sfu.accept(offer)
         self.sframe_agreed = answer.sframe
         accepted = answer.rtp_sframe if answer.rtp_sframe == self.rtp_sframe else None
@@ -169,6 +172,10 @@ class Participant:
             remote_fingerprint=Fingerprint.parse(answer.fingerprint), profiles=(self.profile,),
             on_media=self._on_media,
         )
+
+    def offered_ssrcs(self) -> dict[str, int]:
+        """The streams this participant publishes (SDP ``a=ssrc``): audio, and video unless camera off."""
+        return {k: v for k, v in self.ssrcs.items() if k == "audio" or self.publishes_video}
 
     def join_keys(self) -> None:
         """Join the group key agreement: the roster assigns a member index; updates follow."""
@@ -234,7 +241,10 @@ class Participant:
         Rendering and VP8 encoding run on ``pool`` (PyAV releases the GIL there), so a second core
         can help; everything else stays on the loop.
         """
-        await asyncio.gather(self._video_loop(start, seconds, pool), self._audio_loop(start, seconds))
+        loops = [self._audio_loop(start, seconds)]
+        if self.publishes_video:
+            loops.append(self._video_loop(start, seconds, pool))
+        await asyncio.gather(*loops)
 
     async def _video_loop(self, start: float, seconds: float, pool: Executor | None) -> None:
         sender, loop, fps = self.sender, asyncio.get_running_loop(), self.scene.fps

@@ -68,10 +68,12 @@ from e2ee_lab.call.frame_keys import MODES
 from e2ee_lab.call.garbage import GarbageInjector
 from e2ee_lab.call.participant import Participant, participant_name
 from e2ee_lab.call.pipeline import PLAYOUT_BUDGET, ReceivedFrame, SenderOptions, SentFrame
-from e2ee_lab.config import Size, lab_size
+from e2ee_lab.config import LOUDEST_ROOM_SIZE, Size, lab_size
 from e2ee_lab.crypto.keys import IdentityKeyPair, KeyAgreementError, PublicIdentity, RekeyPolicy
 from e2ee_lab.media.scene import video_size
 from e2ee_lab.rtp import RTPSFrameMode
+from e2ee_lab.sfu.core import SFUCore
+from e2ee_lab.sfu.loudest import DEFAULT_LOUDEST
 from e2ee_lab.sfu.policy import Policy
 from e2ee_lab.sfu.server import SFUServer
 from e2ee_lab.transport import SRTPProfile
@@ -95,13 +97,16 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                          sender_options: SenderOptions | None = None,
                          rtp_sframe: str | None = None,
                          reproducible_keys: bool = False,
-                         identities: Mapping[str, IdentityKeyPair] | None = None) -> CallResult:
+                         identities: Mapping[str, IdentityKeyPair] | None = None,
+                         publishers: int | None = None,
+                         loudest: int = DEFAULT_LOUDEST) -> CallResult:
     """Run one call in the running event loop (see :func:`run_lab_call` for the arguments)."""
     started = time.perf_counter()
     meter = CPUMeter("call: the SFU and every participant")
     key_policy = resolve_key_policy(key_policy)
     config = replace(_config(mode, participants, seconds, seed, size, srtp_profile, garbage),
                      reproducible_keys=bool(reproducible_keys), key_policy=key_policy.name)
+    config = replace(config, **_room(participants, publishers, loudest))
     if sender_options is not None:
         config = replace(config, sender_options=sender_options)
     if rtp_sframe is not None:
@@ -116,7 +121,9 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
         return loop.time() - t0
 
     profile = SRTPProfile(config.srtp_profile)
-    sfu = SFUServer(profiles=(profile,), key_policy=key_policy)
+    core = SFUCore(learn_ssrcs=False, packet_events=False, loudest=config.loudest,
+                   loudest_above=LOUDEST_ROOM_SIZE)
+    sfu = SFUServer(core=core, profiles=(profile,), key_policy=key_policy)
     if policy is not None:
         sfu.core.policy = policy
     if sfu_setup is not None:
@@ -125,7 +132,8 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
     people = [Participant(i, mode=mode, size=dims, seed=seed, profile=profile, clock=clock,
                           key_policy=key_policy, options=config.sender_options,
                           rtp_sframe=config.rtp_sframe, reproducible_keys=config.reproducible_keys,
-                          identity=(identities or {}).get(participant_name(i)))
+                          identity=(identities or {}).get(participant_name(i)),
+                          publishes_video=config.publishers is None or i < config.publishers)
               for i in range(participants)]
     injector = GarbageInjector(sfu, people, seed=seed, rate=garbage) if garbage else None
     await recorder.start()  # before the first leg opens: the handshakes are in the capture
@@ -172,7 +180,9 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                  sender_options: SenderOptions | None = None,
                  rtp_sframe: str | None = None,
                  reproducible_keys: bool = False,
-                 identities: Mapping[str, IdentityKeyPair] | None = None) -> CallResult:
+                 identities: Mapping[str, IdentityKeyPair] | None = None,
+                 publishers: int | None = None,
+                 loudest: int = DEFAULT_LOUDEST) -> CallResult:
     """Run the lab's call and return its :class:`CallResult` (from a script, or from a notebook).
 
     Args:
@@ -205,6 +215,13 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
         identities: long-term identity key pairs by participant name ("alice", ...), reused across
             calls as a device reuses its keys (the cross-call replay of :mod:`e2ee_lab.attacks`
             needs it); sessions and frame keys are still drawn per call. Default: new ones per call.
+        publishers: the first ``publishers`` participants send video, the others are listeners with
+            their camera off (everyone sends audio, everyone receives every publisher's video);
+            None (default): everyone publishes.
+        loudest: in rooms of more than :data:`~e2ee_lab.config.LOUDEST_ROOM_SIZE` participants the
+            SFU forwards the audio of the ``loudest`` loudest speakers only, chosen from the RFC 6464
+            levels (:mod:`e2ee_lab.sfu.loudest`); each receiver's ``audio_frames_expected`` then
+            counts the audio the SFU forwarded to it. Default 3.
 
     Raises:
         ValueError: a bad mode, count, duration, profile, size, capture mode or key policy name.
@@ -217,7 +234,7 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                                           capture=capture, policy=policy, key_policy=key_policy,
                                           sfu_setup=sfu_setup, sender_options=sender_options,
                                           rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys,
-                                          identities=identities))
+                                          identities=identities, publishers=publishers, loudest=loudest))
 
     return run_blocking(job, "e2ee-lab-call")
 
@@ -233,6 +250,15 @@ def _config(mode, participants, seconds, seed, size, srtp_profile, garbage) -> C
         raise ValueError(f"garbage rate must be >= 0, not {garbage}")
     profile = SRTPProfile(srtp_profile).value  # ValueError for an unknown name
     return CallConfig(mode, participants, float(seconds), seed, size or lab_size(), profile, float(garbage))
+
+
+def _room(participants: int, publishers: int | None, loudest: int) -> dict:
+    """The room's shape as :class:`CallConfig` fields; ValueError for a bad count."""
+    if publishers is not None and not 1 <= publishers <= participants:
+        raise ValueError(f"publishers must be 1..{participants} (the participants), not {publishers}")
+    if loudest < 1:
+        raise ValueError(f"loudest must be >= 1, not {loudest}")
+    return {"publishers": publishers, "loudest": int(loudest)}
 
 
 async def _connect(sfu: SFUServer, people: list[Participant]) -> None:
@@ -388,6 +414,8 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
         for kind in ("video", "audio"):
             row[f"{kind}_frames_sent"] = int((mine.kind == kind).sum())
             row[f"{kind}_frames_expected"] = int((others.kind == kind).sum())
+            if kind == "audio" and sfu.core.selecting_speakers:  # what the SFU chose to forward to it
+                row["audio_frames_expected"] = sfu.core.audio_forwarded[p.name]
             row[f"{kind}_frames_decoded"] = int((got.kind == kind).sum())
             row[f"{kind}_frames_late"] = int((arrived.late & (arrived.kind == kind)).sum())
             row[f"{kind}_frames_on_time"] = int((on_time.kind == kind).sum())
@@ -411,4 +439,9 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
         "garbage_sent": dict(sorted(Counter(injector.sent).items())) if injector else {},
         "playout_budget_s": PLAYOUT_BUDGET,
         **real_time_verdict(rows),
+        "publishers": sum(p.publishes_video for p in people),
+        "loudest": {"n": config.loudest, "room_above": sfu.core.loudest_above,
+                    "active": sfu.core.selecting_speakers,
+                    "selection_changes": sfu.core.speakers.selection_changes if sfu.core.speakers else 0,
+                    "audio_withheld": sfu.core.audio_withheld},
     }

@@ -4,14 +4,17 @@ Registers :func:`e2ee_lab.call.run.run_lab_call` with :mod:`e2ee_lab.call.stacks
 (``srtp_profile``, ``garbage``, ``capture``, ``policy``, ``key_policy``, ``sfu_setup``,
 ``sender_options``, ``rtp_sframe``, ``reproducible_keys``, ``identities``) are
 :func:`~e2ee_lab.call.stacks.run_call`'s documented keywords; the command's shared options carry
-the CLI ones, and this module adds ``--rtp-sframe`` (the aiortc stack takes it too).
+the CLI ones, and this module adds ``--rtp-sframe`` (the aiortc stack takes it too), ``--publishers``
+and ``--loudest`` (a room with mostly listeners).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from e2ee_lab.config import LOUDEST_ROOM_SIZE
 from e2ee_lab.rtp import RTPSFrameMode
+from e2ee_lab.sfu.loudest import DEFAULT_LOUDEST
 
 from e2ee_lab.call.run import run_lab_call
 from e2ee_lab.call.stacks import Stack, keyword_options, register
@@ -22,12 +25,20 @@ def _run(stack: str, mode: str, participants: int, seconds: float, seed: int, si
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--rtp-sframe {per-frame,per-packet}``: the SFrame RTP payload format (lab and webrtc stacks)."""
+    """``--rtp-sframe {per-frame,per-packet}``: the SFrame RTP payload format (lab and webrtc stacks);
+    ``--publishers K`` and ``--loudest N`` (lab stack)."""
     parser.add_argument("--rtp-sframe", choices=[m.value for m in RTPSFrameMode], default=None,
                         help="e2ee only: send SFrame in its RTP payload format "
                              "(draft-ietf-avtcore-rtp-sframe-02) instead of the codec's (default)")
+    parser.add_argument("--publishers", type=int, default=None, metavar="K",
+                        help="lab stack: the first K participants send video, the others only audio "
+                             "(default: everyone)")
+    parser.add_argument("--loudest", type=int, default=None, metavar="N",
+                        help=f"lab stack: in rooms of more than {LOUDEST_ROOM_SIZE} the SFU forwards the "
+                             f"audio of the N loudest speakers only, by RFC 6464 level (default {DEFAULT_LOUDEST})")
 
 
 STACK = register(Stack("lab", run=_run, accepts=keyword_options(run_lab_call),
-                       add_arguments=add_arguments, arguments={"rtp_sframe": "rtp_sframe"},
+                       add_arguments=add_arguments,
+                       arguments={"rtp_sframe": "rtp_sframe", "publishers": "publishers", "loudest": "loudest"},
                        help="the lab's SFU and participants on its own DTLS-SRTP legs (default)"))

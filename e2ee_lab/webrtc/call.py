@@ -522,4 +522,7 @@ def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCPartic
                      "sockets_loopback": all(a[0] in LOOPBACK_IPS for a in addresses)},
         "playout_budget_s": PLAYOUT_BUDGET,
         **real_time_verdict(rows),
+        "publishers": config.participants,  # every aiortc participant sends video
+        "loudest": {"n": None, "room_above": None, "active": False,  # the aiortc SFU forwards every microphone
+                    "selection_changes": 0, "audio_withheld": 0},
     }
