@@ -135,7 +135,9 @@ def test_the_summary_says_whether_the_call_kept_real_time(calls, mode):
 def test_a_three_person_room_has_every_camera_on_and_every_microphone_forwarded(calls, mode):
     summary = calls[mode].summary
     assert summary["publishers"] == PEOPLE and summary["loudest"]["active"] is False
-    assert summary["loudest"]["audio_withheld"] == 0
+    assert summary["loudest"]["audio_withheld"] == 0 and summary["encode"] == "live" and summary["views"] is None
+    received = calls[mode].received
+    assert (received.decoded <= received.verified).all() and (received.verified <= received.decrypted).all()
     sent = calls[mode].sent
     for p in summary["participants"]:
         assert p["audio_frames_expected"] == int(((sent.kind == "audio") & (sent.participant != p["name"])).sum())

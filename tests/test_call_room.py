@@ -1,7 +1,10 @@
-"""Rooms with mostly listeners: ``publishers`` (cameras off) and the SFU's loudest-speaker audio.
+"""Rooms with mostly listeners and endpoints that scale: ``publishers`` (cameras off), the SFU's
+loudest-speaker audio, pre-encoded clips (``encode="clip"``) and receivers that verify every frame
+but decode only their views (``views``).
 
-One short lab call (ci size, 4 participants, 1.5 s) with the room threshold lowered to 2 so that
-the selection runs without a big room; the selection itself is tested in tests/test_sfu_loudest.py.
+One short lab call (ci size, 4 participants of whom 2 publish, 1.5 s) with the room threshold
+lowered to 2 so that the selection runs without a big room; the selection itself is tested in
+tests/test_sfu_loudest.py, the clip and the verification in tests/test_call_clip.py.
 """
 
 from __future__ import annotations
@@ -21,19 +24,38 @@ PEOPLE, SECONDS = 4, 1.5
 def room():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(call_run, "LOUDEST_ROOM_SIZE", 2)
-        return run_call("e2ee", PEOPLE, SECONDS, seed=5, size="ci", publishers=1, loudest=1)
+        return run_call("e2ee", PEOPLE, SECONDS, seed=5, size="ci", publishers=2, loudest=1,
+                        encode="clip", views=1)
 
 
 def test_only_the_publishers_send_video_and_everyone_receives_it(room):
     rows = {p["name"]: p for p in room.summary["participants"]}
     sent = room.sent
-    assert room.summary["publishers"] == 1 and set(sent[sent.kind == "video"].participant) == {"alice"}
-    alice_video = rows["alice"]["video_frames_sent"]
-    assert alice_video > 0 and all(p["audio_frames_sent"] > 0 for p in rows.values())
+    assert room.summary["publishers"] == 2 and set(sent[sent.kind == "video"].participant) == {"alice", "bob"}
+    video = {name: p["video_frames_sent"] for name, p in rows.items()}
+    assert video["alice"] > 0 and video["bob"] > 0 and video["carol"] == video["dave"] == 0
+    assert all(p["audio_frames_sent"] > 0 for p in rows.values())
     for name, p in rows.items():
-        assert p["video_frames_sent"] == (alice_video if name == "alice" else 0)
-        assert p["video_frames_expected"] == (0 if name == "alice" else alice_video)
-    assert set(room.received[room.received.kind == "video"].publisher) == {"alice"}
+        assert p["video_frames_expected"] == sum(n for who, n in video.items() if who != name)
+    assert set(room.received[room.received.kind == "video"].publisher) == {"alice", "bob"}
+
+
+def test_each_receiver_decodes_one_view_and_verifies_every_frame(room):
+    received = room.received
+    video = received[received.kind == "video"]
+    assert room.summary["encode"] == "clip" and room.summary["views"] == 1
+    for name, mine in video.groupby("receiver"):
+        decoded = set(mine[mine.decoded].publisher)
+        assert len(decoded) <= 1 and set(mine[mine.reason == "not_decoded"].publisher).isdisjoint(decoded)
+    carol, dave = (set(video[(video.receiver == n) & video.decoded].publisher) for n in ("carol", "dave"))
+    assert carol and dave and carol != dave  # the listeners' views spread over the two publishers
+    assert (received.decoded <= received.verified).all()  # nothing is decoded that was not verified
+    assert (video[video.reason == "not_decoded"].verified).all()
+    for p in room.summary["participants"]:
+        mine = received[received.receiver == p["name"]]
+        assert p["video_frames_verified"] == int((mine.verified & (mine.kind == "video")).sum())
+        assert p["video_frames_verified"] >= p["video_frames_decoded"]
+        assert "verify_mismatch" not in p["dropped"]
 
 
 def test_the_sfu_forwards_the_loudest_audio_and_receivers_expect_what_it_forwarded(room):
@@ -57,14 +79,19 @@ def test_bad_room_shapes_are_refused():
         run_call("e2ee", 3, 1.0, size="ci", publishers=0)
     with pytest.raises(ValueError, match="loudest"):
         run_call("e2ee", 3, 1.0, size="ci", loudest=0)
+    with pytest.raises(ValueError, match="encode"):
+        run_call("e2ee", 3, 1.0, size="ci", encode="cached")
+    with pytest.raises(ValueError, match="views"):
+        run_call("e2ee", 3, 1.0, size="ci", views=-1)
     with pytest.raises(ValueError, match="does not take"):
         run_call("e2ee", 3, 1.0, size="ci", stack="webrtc", publishers=1)
 
 
-def test_the_command_passes_publishers_and_loudest_to_the_lab_stack():
+def test_the_command_passes_the_room_options_to_the_lab_stack():
     parser = argparse.ArgumentParser()
     add_call_arguments(parser)
-    args = parser.parse_args(["--participants", "12", "--publishers", "4", "--loudest", "2"])
+    args = parser.parse_args(["--participants", "12", "--publishers", "4", "--loudest", "2",
+                              "--encode", "clip", "--views", "1"])
     lab = registered()["lab"]
     assert {keyword: getattr(args, dest) for dest, keyword in lab.arguments.items()
-            if getattr(args, dest, None)} == {"publishers": 4, "loudest": 2}
+            if getattr(args, dest, None)} == {"publishers": 4, "loudest": 2, "encode": "clip", "views": 1}

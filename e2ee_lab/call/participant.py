@@ -31,11 +31,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Executor
 
 from e2ee_lab.call.frame_keys import FrameCrypto, make_frame_crypto
-from e2ee_lab.call.pipeline import MediaReceiver, MediaSender, SenderOptions, Truth
+from e2ee_lab.call.clip import EncodedClip
+from e2ee_lab.call.pipeline import MediaReceiver, MediaSender, SenderOptions, SentData, Truth
 from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.crypto.keys import (
     MEDIA_KINDS,
@@ -191,16 +192,22 @@ class Participant:
         self.member.tick(self._clock())
         return keys_held(self.member, epoch, members)
 
-    def prepare(self, truth: Truth) -> None:
-        """Build the media pipelines (after the keys are agreed)."""
+    def prepare(self, truth: Truth, *, sent_data: SentData | None = None,
+                decode_video: Collection[str] | None = None, clip: EncodedClip | None = None) -> None:
+        """Build the media pipelines (after the keys are agreed).
+
+        ``sent_data``: what publishers sent, to verify every frame (:class:`MediaReceiver`);
+        ``decode_video``: the publishers whose video is decoded (None: all); ``clip``: this
+        participant's pre-encoded camera (:mod:`e2ee_lab.call.clip`), None: a live encoder.
+        """
         crypto: FrameCrypto = make_frame_crypto(self.mode, self.member)
         overhead = self.profile.rtp_overhead
         send_crypto = crypto if self.sframe_agreed else make_frame_crypto("dtls-srtp", None)
         self.sender = MediaSender(self.name, scene=self.scene, speech=self.speech, crypto=send_crypto,
                                   ssrcs=self.ssrcs, seed=self.seed, srtp_overhead=overhead,
-                                  options=self.options, rtp_sframe=self.rtp_sframe_agreed)
+                                  options=self.options, rtp_sframe=self.rtp_sframe_agreed, clip=clip)
         self.receiver = MediaReceiver(self.name, crypto=crypto, truth=truth, rtcp_ssrc=self.rtcp_ssrc,
-                                      options=self.options)
+                                      options=self.options, sent_data=sent_data, decode_video=decode_video)
         for message in self._announced:
             self.receiver.announce(message.ssrc, message.publisher, message.member, message.kind,
                                    message.rtp_sframe)
@@ -253,7 +260,10 @@ class Participant:
         for i in range(int(round(seconds * fps))):
             await _sleep_until(start + i / fps)
             force = sender.take_key_frame_request()
-            encoded, picture = await loop.run_in_executor(pool, sender.encode_video, i, force)
+            if sender.clip is not None:  # pre-encoded: no encoder work to move off the loop
+                encoded, picture = sender.encode_video(i, force)
+            else:
+                encoded, picture = await loop.run_in_executor(pool, sender.encode_video, i, force)
             self._send_all(sender.send_video(i, encoded, picture, self._clock(), was_forced=force,
                                              captured_at=origin + i / fps))
 

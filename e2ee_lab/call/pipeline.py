@@ -34,19 +34,22 @@ Neither class touches sockets or clocks: every call takes ``now`` (seconds since
 
 from __future__ import annotations
 
+import hmac
 import random
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import av
 import numpy as np
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket
 
+from e2ee_lab.call.clip import EncodedClip
 from e2ee_lab.call.frame_keys import FRAME_ERRORS, FrameCrypto
-from e2ee_lab.media.codecs import (
+from e2ee_lab.media.codecs import (  # thumbnail, THUMBNAIL_STRIDE: imported from here too
     OPUS_PAYLOAD_TYPE,
+    THUMBNAIL_STRIDE,
     VP8_PAYLOAD_TYPE,
     DecodeError,
     OpusDecoder,
@@ -55,6 +58,7 @@ from e2ee_lab.media.codecs import (
     VP8Encoder,
     mean_abs_error,
     picture_matches,
+    thumbnail,
 )
 from e2ee_lab.media.frame import EncodedFrame, FrameMetadata
 from e2ee_lab.media.padding import BadPadding, check_bucket, pad_frame, unpad_frame
@@ -77,7 +81,6 @@ from e2ee_lab.rtp import (
 
 PAYLOAD_TYPES = {VP8_PAYLOAD_TYPE: Codec.VP8, OPUS_PAYLOAD_TYPE: Codec.OPUS}
 _SFRAME_METADATA = FrameMetadata(0, 0, "video")  # the SFrame transform reads only the data
-THUMBNAIL_STRIDE = 4  # pictures are compared on every 4th pixel each way (MAE within ~0.1 of full)
 PLI_INTERVAL = 0.5  # seconds between key-frame requests for one stream
 REASSEMBLY_WAIT = 0.25  # seconds an incomplete frame may wait for its missing packets
 # The playout deadline of a frame: its capture time (when the camera or microphone produced it on
@@ -86,11 +89,6 @@ REASSEMBLY_WAIT = 0.25  # seconds an incomplete frame may wait for its missing p
 # generous for an interactive call (ITU-T G.114: up to 150 ms one way suits most conversation,
 # 400 ms is the limit); on loopback, with no network, it is all encoding, queueing and scheduling.
 PLAYOUT_BUDGET = 0.2
-
-
-def thumbnail(rgb: np.ndarray) -> np.ndarray:
-    """Every :data:`THUMBNAIL_STRIDE`-th pixel of an RGB picture (what receivers compare)."""
-    return np.ascontiguousarray(rgb[::THUMBNAIL_STRIDE, ::THUMBNAIL_STRIDE])
 
 
 def decoded_thumbnail(frame: av.VideoFrame) -> np.ndarray:
@@ -167,6 +165,7 @@ class ReceivedFrame:
     reason: str  # "" when decoded, else why not (the drop counter)
     delay: float = float("nan")  # arrival - the sender's captured_at (NaN if unknown)
     late: bool = False  # arrived after its playout deadline (captured_at + the playout budget)
+    verified: bool = False  # decrypted to exactly the bytes the sender put into its frame transform
 
 
 class MediaSender:
@@ -180,12 +179,16 @@ class MediaSender:
         seed: fixes sequence numbers, PictureIDs and timestamp offsets.
         srtp_overhead: bytes SRTP adds to a packet (the packetizer leaves room for them).
         options: Opus CBR, audio level on or off, audio padding (default: a browser's choices).
+        clip: the scene's pictures pre-encoded (:func:`~e2ee_lab.call.clip.encoded_clip`): video
+            frames come from it instead of a live encoder (a PLI then waits for its next key frame).
     """
 
     def __init__(self, name: str, *, scene: Scene, speech: SpeechSource, crypto: FrameCrypto,
                  ssrcs: dict[str, int], seed: int, srtp_overhead: int,
-                 options: SenderOptions | None = None, rtp_sframe: RTPSFrameMode | None = None) -> None:
+                 options: SenderOptions | None = None, rtp_sframe: RTPSFrameMode | None = None,
+                 clip: EncodedClip | None = None) -> None:
         rng = random.Random(f"sender:{seed}:{name}")
+        self.clip = clip
         if rtp_sframe is not None and crypto.mode != "e2ee":
             raise ValueError(f"the SFrame payload format needs e2ee frames, not {crypto.mode}")
         self.rtp_sframe = None if rtp_sframe is None else RTPSFrameMode(rtp_sframe)
@@ -210,6 +213,7 @@ class MediaSender:
         self.plis_received = 0
         self._force_key = False
         self._truth: dict[tuple[str, int], tuple[SentFrame, np.ndarray | None]] = {}
+        self._plain: dict[tuple[str, int], bytes] = {}  # the frames as sent, before the transform
 
     def take_key_frame_request(self) -> bool:
         """True (once) if a PLI asked for a key frame since the last call."""
@@ -222,8 +226,20 @@ class MediaSender:
         Touches only the scene and the VP8 encoder (so calls for one sender must not overlap).
         Returns the encoded frame (None if libvpx emitted nothing) and the picture's thumbnail.
         """
+        if self.clip is not None:
+            return self._clip_frame(index, force_keyframe)
         rgb = self.scene.rgb(index)
         return self._vp8.encode(rgb, force_keyframe=force_keyframe), thumbnail(rgb)
+
+    def _clip_frame(self, index: int, force_keyframe: bool) -> tuple[EncodedFrame | None, np.ndarray]:
+        """Picture ``index`` from the pre-encoded clip; a key-frame request waits for the clip's next key frame."""
+        clip = self.clip
+        assert clip is not None
+        frame = clip.frame(index, ssrc=self.ssrcs["video"], payload_type=VP8_PAYLOAD_TYPE,
+                           timestamp_offset=self._vp8.timestamp_offset)
+        if force_keyframe and (frame is None or frame.type != "key"):
+            self._force_key = True  # still open: answered by the clip's next periodic key frame
+        return frame, clip.frames[index].thumbnail
 
     def send_video(self, index: int, encoded: EncodedFrame | None, picture: np.ndarray, now: float, *,
                    was_forced: bool = False, captured_at: float | None = None) -> list[bytes]:
@@ -271,6 +287,7 @@ class MediaSender:
                            now if captured_at is None else captured_at)
         self.records.append(record)
         self._truth[kind, frame.timestamp] = (record, picture)
+        self._plain[kind, frame.timestamp] = plain.data
         return packets
 
     def _packetize(self, kind: str, plain: EncodedFrame, now: float) -> tuple[list[bytes], int]:
@@ -303,8 +320,13 @@ class MediaSender:
         """Ground truth for receivers: the record (and picture thumbnail) of a frame we sent."""
         return self._truth.get((kind, timestamp))
 
+    def sent_data(self, kind: str, timestamp: int) -> bytes | None:
+        """Ground truth for verification: the frame's bytes as they went into the frame transform."""
+        return self._plain.get((kind, timestamp))
+
 
 Truth = Callable[[str, str, int], "tuple[SentFrame, np.ndarray | None] | None"]
+SentData = Callable[[str, str, int], "bytes | None"]  # (publisher, kind, RTP timestamp) -> frame bytes
 
 
 @dataclass
@@ -329,12 +351,21 @@ class MediaReceiver:
             the padding from each decrypted audio frame (:class:`BadPadding` is counted).
         playout_budget: seconds after its capture time a frame may arrive and still be on time
             (default :data:`PLAYOUT_BUDGET`); each record says ``delay`` and ``late``.
+        sent_data: ``sent_data(publisher, kind, timestamp)``: the frame's bytes as the publisher put
+            them into its frame transform, or None. Given, every decrypted frame is *verified*
+            against them (bit-exact; a mismatch is dropped as ``verify_mismatch``).
+        decode_video: the publishers whose video this receiver decodes (the views it shows);
+            frames of the others are verified only (reason ``not_decoded``, not a drop).
+            None (default): every publisher's.
     """
 
     def __init__(self, name: str, *, crypto: FrameCrypto, truth: Truth, rtcp_ssrc: int,
-                 options: SenderOptions | None = None, playout_budget: float = PLAYOUT_BUDGET) -> None:
+                 options: SenderOptions | None = None, playout_budget: float = PLAYOUT_BUDGET,
+                 sent_data: SentData | None = None, decode_video: Collection[str] | None = None) -> None:
         self.name, self.crypto, self._truth, self.rtcp_ssrc = name, crypto, truth, rtcp_ssrc
         self.playout_budget = playout_budget
+        self._sent_data = sent_data
+        self.decode_video = None if decode_video is None else frozenset(decode_video)
         self.audio_padding = (options or SenderOptions()).audio_padding
         self.assembler = FrameAssembler(PAYLOAD_TYPES, extensions_map=make_extensions_map(),
                                         max_wait=REASSEMBLY_WAIT)
@@ -426,13 +457,34 @@ class MediaReceiver:
             self.dropped[err.reason] += 1
             self._record(event, stream, sent, now, None, decrypted=False, mae=np.nan, reason=err.reason)
             return self._request_key_frame(event.ssrc, now) if stream.kind == "video" else []
+        verified = self._verify(stream, event.timestamp, plain.data)
+        if verified is False:
+            self._record(event, stream, sent, now, plain.type, decrypted=True, mae=np.nan,
+                         reason=self._count("verify_mismatch"))
+            return self._request_key_frame(event.ssrc, now) if stream.kind == "video" else []
         if stream.kind == "audio":
             reason = self._decode_audio(stream, plain.data)
-            self._record(event, stream, sent, now, None, decrypted=True, mae=np.nan, reason=reason)
+            self._record(event, stream, sent, now, None, decrypted=True, mae=np.nan, reason=reason,
+                         verified=bool(verified))
+            return []
+        if self.decode_video is not None and stream.publisher not in self.decode_video:
+            self._record(event, stream, sent, now, plain.type, decrypted=True, mae=np.nan,
+                         reason="not_decoded", verified=bool(verified))
             return []
         reason, mae = self._decode_video(stream, plain.data, info)
-        self._record(event, stream, sent, now, plain.type, decrypted=True, mae=mae, reason=reason)
+        self._record(event, stream, sent, now, plain.type, decrypted=True, mae=mae, reason=reason,
+                     verified=bool(verified))
         return self._request_key_frame(event.ssrc, now) if reason else []
+
+    def _verify(self, stream: _Incoming, timestamp: int, data: bytes) -> bool | None:
+        """True/False: the decrypted frame is/is not what the publisher sent; None: cannot tell
+        (no ``sent_data``, or the publisher has no record of that frame)."""
+        if self._sent_data is None:
+            return None
+        expected = self._sent_data(stream.publisher, stream.kind, timestamp)
+        if expected is None:
+            return None
+        return hmac.compare_digest(expected, data)
 
     def _decode_audio(self, stream: _Incoming, data: bytes) -> str:
         try:
@@ -465,7 +517,8 @@ class MediaReceiver:
         return reason
 
     def _record(self, event: FrameAssembled, stream: _Incoming, sent: SentFrame | None, now: float,
-                frame_type: str | None, *, decrypted: bool, mae: float, reason: str) -> None:
+                frame_type: str | None, *, decrypted: bool, mae: float, reason: str,
+                verified: bool = False) -> None:
         delay = now - sent.captured_at if sent else np.nan
         self.records.append(ReceivedFrame(
             receiver=self.name, publisher=stream.publisher, kind=stream.kind, ssrc=event.ssrc,
@@ -473,7 +526,7 @@ class MediaReceiver:
             frame_type=frame_type, packets=event.packet_count, size=len(event.data), arrival=now,
             latency=now - sent.sent_at if sent else np.nan, decrypted=decrypted,
             decoded=decrypted and not reason, mae=mae, reason=reason,
-            delay=delay, late=bool(delay > self.playout_budget),
+            delay=delay, late=bool(delay > self.playout_budget), verified=verified,
         ))
 
     def _request_key_frame(self, ssrc: int, now: float) -> list[bytes]:

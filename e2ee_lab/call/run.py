@@ -50,6 +50,7 @@ import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import analyze_packets, sent_speech, view_packets, wire_packets
 from e2ee_lab.call.capture import CallCapture, call_frame_keys
+from e2ee_lab.call.clip import ENCODINGS, encoded_clip
 from e2ee_lab.call.common import (
     CALL_KEY_POLICY,
     DEFAULT_PROFILE,
@@ -99,14 +100,15 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                          reproducible_keys: bool = False,
                          identities: Mapping[str, IdentityKeyPair] | None = None,
                          publishers: int | None = None,
-                         loudest: int = DEFAULT_LOUDEST) -> CallResult:
+                         loudest: int = DEFAULT_LOUDEST,
+                         encode: str = "live", views: int | None = None) -> CallResult:
     """Run one call in the running event loop (see :func:`run_lab_call` for the arguments)."""
     started = time.perf_counter()
     meter = CPUMeter("call: the SFU and every participant")
     key_policy = resolve_key_policy(key_policy)
     config = replace(_config(mode, participants, seconds, seed, size, srtp_profile, garbage),
                      reproducible_keys=bool(reproducible_keys), key_policy=key_policy.name)
-    config = replace(config, **_room(participants, publishers, loudest))
+    config = replace(config, **_room(participants, publishers, loudest, encode, views))
     if sender_options is not None:
         config = replace(config, sender_options=sender_options)
     if rtp_sframe is not None:
@@ -136,12 +138,15 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                           publishes_video=config.publishers is None or i < config.publishers)
               for i in range(participants)]
     injector = GarbageInjector(sfu, people, seed=seed, rate=garbage) if garbage else None
+    frames = int(round(config.seconds * dims.fps))
+    clips = {p.name: encoded_clip(p.scene, frames) for p in people
+             if config.encode == "clip" and p.publishes_video}  # before the call: not real time
     await recorder.start()  # before the first leg opens: the handshakes are in the capture
     try:
         await _connect(sfu, people)
-        truth = _truth(people)
+        truth, sent_data, decode = _truth(people), _sent_data(people), _views(people, config.views)
         for p in people:
-            p.prepare(truth)
+            p.prepare(truth, sent_data=sent_data, decode_video=decode[p.name], clip=clips.get(p.name))
         if injector is not None:
             await injector.open()
         start = loop.time() + START_DELAY
@@ -182,7 +187,8 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                  reproducible_keys: bool = False,
                  identities: Mapping[str, IdentityKeyPair] | None = None,
                  publishers: int | None = None,
-                 loudest: int = DEFAULT_LOUDEST) -> CallResult:
+                 loudest: int = DEFAULT_LOUDEST,
+                 encode: str = "live", views: int | None = None) -> CallResult:
     """Run the lab's call and return its :class:`CallResult` (from a script, or from a notebook).
 
     Args:
@@ -222,6 +228,12 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
             SFU forwards the audio of the ``loudest`` loudest speakers only, chosen from the RFC 6464
             levels (:mod:`e2ee_lab.sfu.loudest`); each receiver's ``audio_frames_expected`` then
             counts the audio the SFU forwarded to it. Default 3.
+        encode: "live" (default): every sender renders and VP8-encodes its camera during the call;
+            "clip": each scene is encoded once before the call and shared
+            (:mod:`e2ee_lab.call.clip`; every sender still encrypts and packetizes with its keys).
+        views: how many publishers' video each receiver decodes (its views, spread over the
+            publishers); it verifies every frame either way (``*_frames_verified``: decrypted to
+            exactly what was sent). None (default): it decodes every publisher's video.
 
     Raises:
         ValueError: a bad mode, count, duration, profile, size, capture mode or key policy name.
@@ -234,7 +246,8 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                                           capture=capture, policy=policy, key_policy=key_policy,
                                           sfu_setup=sfu_setup, sender_options=sender_options,
                                           rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys,
-                                          identities=identities, publishers=publishers, loudest=loudest))
+                                          identities=identities, publishers=publishers, loudest=loudest,
+                                          encode=encode, views=views))
 
     return run_blocking(job, "e2ee-lab-call")
 
@@ -252,13 +265,30 @@ def _config(mode, participants, seconds, seed, size, srtp_profile, garbage) -> C
     return CallConfig(mode, participants, float(seconds), seed, size or lab_size(), profile, float(garbage))
 
 
-def _room(participants: int, publishers: int | None, loudest: int) -> dict:
-    """The room's shape as :class:`CallConfig` fields; ValueError for a bad count."""
+def _room(participants: int, publishers: int | None, loudest: int, encode: str, views: int | None) -> dict:
+    """The room's shape as :class:`CallConfig` fields; ValueError for a bad count or name."""
     if publishers is not None and not 1 <= publishers <= participants:
         raise ValueError(f"publishers must be 1..{participants} (the participants), not {publishers}")
     if loudest < 1:
         raise ValueError(f"loudest must be >= 1, not {loudest}")
-    return {"publishers": publishers, "loudest": int(loudest)}
+    if encode not in ENCODINGS:
+        raise ValueError(f"encode must be one of {', '.join(ENCODINGS)}, not {encode!r}")
+    if views is not None and views < 0:
+        raise ValueError(f"views must be >= 0, not {views}")
+    return {"publishers": publishers, "loudest": int(loudest), "encode": encode, "views": views}
+
+
+def _views(people: list[Participant], views: int | None) -> dict[str, list[str] | None]:
+    """Per receiver: the publishers whose video it decodes, ``views`` of them, rotated by its
+    position so the decoding spreads over the publishers (None everywhere: all of them)."""
+    if views is None:
+        return {p.name: None for p in people}
+    out: dict[str, list[str] | None] = {}
+    for i, p in enumerate(people):
+        others = [q.name for q in people if q.publishes_video and q is not p]
+        start = i % len(others) if others else 0
+        out[p.name] = [others[(start + k) % len(others)] for k in range(min(views, len(others)))]
+    return out
 
 
 async def _connect(sfu: SFUServer, people: list[Participant]) -> None:
@@ -285,6 +315,16 @@ async def _drain(people: list[Participant]) -> None:
             return
         seen = now_seen
         await asyncio.sleep(DRAIN)
+
+
+def _sent_data(people: list[Participant]):
+    by_name = {p.name: p for p in people}
+
+    def sent_data(publisher: str, kind: str, timestamp: int) -> bytes | None:
+        p = by_name.get(publisher)
+        return None if p is None or p.sender is None else p.sender.sent_data(kind, timestamp)
+
+    return sent_data
 
 
 def _truth(people: list[Participant]):
@@ -417,6 +457,7 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
             if kind == "audio" and sfu.core.selecting_speakers:  # what the SFU chose to forward to it
                 row["audio_frames_expected"] = sfu.core.audio_forwarded[p.name]
             row[f"{kind}_frames_decoded"] = int((got.kind == kind).sum())
+            row[f"{kind}_frames_verified"] = int((arrived.verified & (arrived.kind == kind)).sum())
             row[f"{kind}_frames_late"] = int((arrived.late & (arrived.kind == kind)).sum())
             row[f"{kind}_frames_on_time"] = int((on_time.kind == kind).sum())
         row.update(plis_sent=p.receiver.plis_sent, plis_received=p.sender.plis_received,
@@ -440,6 +481,7 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
         "playout_budget_s": PLAYOUT_BUDGET,
         **real_time_verdict(rows),
         "publishers": sum(p.publishes_video for p in people),
+        "encode": config.encode, "views": config.views,
         "loudest": {"n": config.loudest, "room_above": sfu.core.loudest_above,
                     "active": sfu.core.selecting_speakers,
                     "selection_changes": sfu.core.speakers.selection_changes if sfu.core.speakers else 0,

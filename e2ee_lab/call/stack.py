@@ -5,13 +5,14 @@ Registers :func:`e2ee_lab.call.run.run_lab_call` with :mod:`e2ee_lab.call.stacks
 ``sender_options``, ``rtp_sframe``, ``reproducible_keys``, ``identities``) are
 :func:`~e2ee_lab.call.stacks.run_call`'s documented keywords; the command's shared options carry
 the CLI ones, and this module adds ``--rtp-sframe`` (the aiortc stack takes it too), ``--publishers``
-and ``--loudest`` (a room with mostly listeners).
+and ``--loudest`` (a room with mostly listeners), ``--encode`` and ``--views`` (endpoints that scale).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from e2ee_lab.call.clip import ENCODINGS
 from e2ee_lab.config import LOUDEST_ROOM_SIZE
 from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.sfu.loudest import DEFAULT_LOUDEST
@@ -26,7 +27,7 @@ def _run(stack: str, mode: str, participants: int, seconds: float, seed: int, si
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--rtp-sframe {per-frame,per-packet}``: the SFrame RTP payload format (lab and webrtc stacks);
-    ``--publishers K`` and ``--loudest N`` (lab stack)."""
+    ``--publishers K``, ``--loudest N``, ``--encode live|clip`` and ``--views N`` (lab stack)."""
     parser.add_argument("--rtp-sframe", choices=[m.value for m in RTPSFrameMode], default=None,
                         help="e2ee only: send SFrame in its RTP payload format "
                              "(draft-ietf-avtcore-rtp-sframe-02) instead of the codec's (default)")
@@ -36,9 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loudest", type=int, default=None, metavar="N",
                         help=f"lab stack: in rooms of more than {LOUDEST_ROOM_SIZE} the SFU forwards the "
                              f"audio of the N loudest speakers only, by RFC 6464 level (default {DEFAULT_LOUDEST})")
+    parser.add_argument("--encode", choices=ENCODINGS, default=None,
+                        help="lab stack: live (default): each sender encodes its camera during the call; "
+                             "clip: each scene encoded once before the call and shared")
+    parser.add_argument("--views", type=int, default=None, metavar="N",
+                        help="lab stack: each receiver decodes N publishers' video and verifies every "
+                             "frame (default: decodes all)")
 
 
 STACK = register(Stack("lab", run=_run, accepts=keyword_options(run_lab_call),
                        add_arguments=add_arguments,
-                       arguments={"rtp_sframe": "rtp_sframe", "publishers": "publishers", "loudest": "loudest"},
+                       arguments={"rtp_sframe": "rtp_sframe", "publishers": "publishers", "loudest": "loudest",
+                                  "encode": "encode", "views": "views"},
                        help="the lab's SFU and participants on its own DTLS-SRTP legs (default)"))

@@ -150,7 +150,7 @@ def run_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 5.
         options: the chosen stack's keywords. The lab's: ``srtp_profile``, ``garbage``,
             ``capture``, ``policy``, ``key_policy`` (a RekeyPolicy, "fixed" or "naive"),
             ``sfu_setup``, ``sender_options``, ``rtp_sframe``, ``reproducible_keys``,
-            ``identities``, ``publishers``, ``loudest``
+            ``identities``, ``publishers``, ``loudest``, ``encode``, ``views``
             (:func:`~e2ee_lab.call.run.run_lab_call`); another stack refuses those it cannot honour.
 
     Raises:

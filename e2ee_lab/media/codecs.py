@@ -98,6 +98,14 @@ def mean_abs_error(picture: np.ndarray | av.VideoFrame, sent: np.ndarray | av.Vi
     return float(np.mean(np.abs(a.astype(np.int16) - b.astype(np.int16))))
 
 
+THUMBNAIL_STRIDE = 4  # pictures are compared on every 4th pixel each way (MAE within ~0.1 of full)
+
+
+def thumbnail(rgb: np.ndarray) -> np.ndarray:
+    """Every :data:`THUMBNAIL_STRIDE`-th pixel of an RGB picture (what receivers compare)."""
+    return np.ascontiguousarray(rgb[::THUMBNAIL_STRIDE, ::THUMBNAIL_STRIDE])
+
+
 def picture_matches(picture: np.ndarray | av.VideoFrame, sent: np.ndarray | av.VideoFrame) -> bool:
     """True if a decoded picture shows the sent one (:func:`mean_abs_error` ≤ :data:`PICTURE_MATCH_MAE`).
 

@@ -454,6 +454,7 @@ def participant_row(p: WebRTCParticipant, sent: pd.DataFrame, received: pd.DataF
         row[f"{kind}_frames_decoded"] = int(len(got))
         arrived = received[(received.receiver == p.name) & (received.kind == kind)
                            & (received.frame_index >= 0) & (received.frame_index < window[kind])]
+        row[f"{kind}_frames_verified"] = None  # not measured: aiortc's receivers decode every frame
         row[f"{kind}_frames_late"] = int(arrived.late.sum())
         row[f"{kind}_frames_on_time"] = int((arrived.decrypted & ~arrived.late).sum())
         if kind == "video":
@@ -523,6 +524,7 @@ def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCPartic
         "playout_budget_s": PLAYOUT_BUDGET,
         **real_time_verdict(rows),
         "publishers": config.participants,  # every aiortc participant sends video
+        "encode": "live", "views": None,  # aiortc encodes live and decodes every stream
         "loudest": {"n": None, "room_above": None, "active": False,  # the aiortc SFU forwards every microphone
                     "selection_changes": 0, "audio_withheld": 0},
     }
