@@ -94,6 +94,8 @@ def test_the_cpu_meter_counts_this_process_and_the_summary_divides_per_participa
     cpu = cpu_summary([row, {**row, "cpu_s": 1.0}], participants=4, seconds=2.0)
     assert cpu["cpu_s"] == pytest.approx(row["cpu_s"] + 1.0, abs=1e-3)
     assert cpu["cpu_s_per_participant_s"] == pytest.approx(cpu["cpu_s"] / 8, abs=1e-4)
+    media = cpu_summary([{**row, "cpu_s": 5.0, "media_cpu_s": 0.8}, {**row, "cpu_s": 1.0}], participants=4, seconds=2.0)
+    assert media["cpu_s"] == 6.0 and media["cpu_s_per_participant_s"] == pytest.approx(1.8 / 8)  # media phase only
 
 
 def test_the_printed_table_ends_with_the_verdict():

@@ -98,10 +98,13 @@ class CPUMeter:
 
 def cpu_summary(processes: list[dict], participants: int, seconds: float) -> dict:
     """The ``"cpu"`` entry of a summary: each process's :meth:`CPUMeter.stop` row, their total, and
-    CPU-seconds per participant-second of media (``cpu_s / (participants * seconds)``)."""
+    CPU-seconds per participant-second of media: the processes' ``media_cpu_s`` (the CPU spent
+    while media flowed and drained, set by the caller) where given, else their whole ``cpu_s``
+    (setup, handshakes and pre-encoding included), divided by ``participants * seconds``."""
     total = sum(p["cpu_s"] for p in processes)
+    media = sum(p.get("media_cpu_s", p["cpu_s"]) for p in processes)
     return {"processes": processes, "cpu_s": round(total, 3),
-            "cpu_s_per_participant_s": round(total / (participants * seconds), 4) if participants and seconds else None}
+            "cpu_s_per_participant_s": round(media / (participants * seconds), 4) if participants and seconds else None}
 
 
 class CallSetupError(RuntimeError):

@@ -150,12 +150,14 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
         if injector is not None:
             await injector.open()
         start = loop.time() + START_DELAY
+        media_meter = CPUMeter("media")
         with ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="e2ee-lab-encode") as pool:
             jobs = [p.run(start, config.seconds, pool) for p in people]
             if injector is not None:
                 jobs.append(injector.run(config.seconds))
             await asyncio.gather(*jobs)
         await _drain(people)
+        media_load = media_meter.stop()
         for p in people:
             p.finish()
         result = _collect(config, sfu, people, injector, t0)
@@ -170,7 +172,8 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
     if result.capture is not None:
         result.summary["capture"] = result.capture.summary()
     result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
-    result.summary["cpu"] = cpu_summary([meter.stop()], config.participants, config.seconds)
+    load = {**meter.stop(), "media_cpu_s": media_load["cpu_s"], "media_wall_s": media_load["wall_s"]}
+    result.summary["cpu"] = cpu_summary([load], config.participants, config.seconds)
     if out is not None:
         write_outputs(result, out)
     return result

@@ -252,9 +252,11 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
         for p in people:
             p.start.set_result(start)
         experiment = asyncio.ensure_future(during(sfu, people)) if during is not None else None
+        media_meter = CPUMeter("media")
         await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
         if experiment is not None:
             await experiment
+        media_load = media_meter.stop()
         keylog, sockets = sfu.keylog(), sfu.sockets()
         handshakes = _handshakes(sfu, people)
     finally:
@@ -270,7 +272,8 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
     result.summary = _summary(result, sfu, people, window, timing)
     result.summary["capture"] = result.capture.summary() if result.capture else {"note": note}
     result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
-    result.summary["cpu"] = cpu_summary([meter.stop()], participants, seconds)
+    load = {**meter.stop(), "media_cpu_s": media_load["cpu_s"], "media_wall_s": media_load["wall_s"]}
+    result.summary["cpu"] = cpu_summary([load], participants, seconds)
     if out is not None:
         write_outputs(result, out)
     return result
