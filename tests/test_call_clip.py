@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
-from e2ee_lab.call.clip import EncodedClip, encoded_clip
+from e2ee_lab.call.clip import EncodedClip, encoded_clip, speech_clip
 from e2ee_lab.call.frame_keys import make_frame_crypto
-from e2ee_lab.call.pipeline import MediaReceiver, MediaSender
+from e2ee_lab.call.pipeline import MediaReceiver, MediaSender, SenderOptions
 from e2ee_lab.media.codecs import VP8Decoder, picture_matches
 from e2ee_lab.media.scene import Scene
 from e2ee_lab.media.speech import SpeechSource
@@ -96,3 +96,19 @@ def test_a_pli_with_a_clip_is_answered_by_the_clips_next_key_frame():
     types = [r.frame_type for r in sender.records]
     assert types[0] == types[FPS] == "key" and set(types[1:FPS]) == {"delta"}
     assert not sender.take_key_frame_request()  # the key frame at FPS closed the request
+
+
+@pytest.mark.parametrize("cbr", [False, True], ids=["vbr", "cbr"])
+def test_a_speech_clip_holds_exactly_what_a_live_encoder_emits(cbr):
+    live = MediaSender("alice", scene=_scene(), speech=SpeechSource(offset_s=1.0),
+                       crypto=make_frame_crypto("dtls-srtp", None), ssrcs={"video": 11, "audio": 22}, seed=0,
+                       srtp_overhead=16, options=SenderOptions(opus_cbr=cbr))
+    clipped = MediaSender("alice", scene=_scene(), speech=SpeechSource(offset_s=1.0),
+                          crypto=make_frame_crypto("dtls-srtp", None), ssrcs={"video": 11, "audio": 22}, seed=0,
+                          srtp_overhead=16, options=SenderOptions(opus_cbr=cbr),
+                          speech_clip=speech_clip(SpeechSource(offset_s=1.0), 20, cbr=cbr))
+    for i in range(20):
+        assert live.audio_frame(i, i * 0.02) == clipped.audio_frame(i, i * 0.02)  # the same RTP packets
+    assert [(r.timestamp, r.speaking, r.encoded_size) for r in live.records] == \
+        [(r.timestamp, r.speaking, r.encoded_size) for r in clipped.records]
+    assert speech_clip(SpeechSource(offset_s=1.0), 10, cbr=cbr) is speech_clip(SpeechSource(offset_s=1.0), 20, cbr=cbr)

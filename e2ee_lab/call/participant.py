@@ -35,7 +35,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import Executor
 
 from e2ee_lab.call.frame_keys import FrameCrypto, make_frame_crypto
-from e2ee_lab.call.clip import EncodedClip
+from e2ee_lab.call.clip import EncodedClip, SpeechClip
 from e2ee_lab.call.pipeline import MediaReceiver, MediaSender, SenderOptions, SentData, Truth
 from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.crypto.keys import (
@@ -193,19 +193,22 @@ class Participant:
         return keys_held(self.member, epoch, members)
 
     def prepare(self, truth: Truth, *, sent_data: SentData | None = None,
-                decode_video: Collection[str] | None = None, clip: EncodedClip | None = None) -> None:
+                decode_video: Collection[str] | None = None, clip: EncodedClip | None = None,
+                speech_clip: SpeechClip | None = None) -> None:
         """Build the media pipelines (after the keys are agreed).
 
         ``sent_data``: what publishers sent, to verify every frame (:class:`MediaReceiver`);
-        ``decode_video``: the publishers whose video is decoded (None: all); ``clip``: this
-        participant's pre-encoded camera (:mod:`e2ee_lab.call.clip`), None: a live encoder.
+        ``decode_video``: the publishers whose video is decoded (None: all); ``clip`` /
+        ``speech_clip``: this participant's pre-encoded camera and microphone
+        (:mod:`e2ee_lab.call.clip`), None: live encoders.
         """
         crypto: FrameCrypto = make_frame_crypto(self.mode, self.member)
         overhead = self.profile.rtp_overhead
         send_crypto = crypto if self.sframe_agreed else make_frame_crypto("dtls-srtp", None)
         self.sender = MediaSender(self.name, scene=self.scene, speech=self.speech, crypto=send_crypto,
                                   ssrcs=self.ssrcs, seed=self.seed, srtp_overhead=overhead,
-                                  options=self.options, rtp_sframe=self.rtp_sframe_agreed, clip=clip)
+                                  options=self.options, rtp_sframe=self.rtp_sframe_agreed, clip=clip,
+                                  speech_clip=speech_clip)
         self.receiver = MediaReceiver(self.name, crypto=crypto, truth=truth, rtcp_ssrc=self.rtcp_ssrc,
                                       options=self.options, sent_data=sent_data, decode_video=decode_video)
         for message in self._announced:

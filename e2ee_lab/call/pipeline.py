@@ -45,7 +45,7 @@ import av
 import numpy as np
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket
 
-from e2ee_lab.call.clip import EncodedClip
+from e2ee_lab.call.clip import EncodedClip, SpeechClip
 from e2ee_lab.call.frame_keys import FRAME_ERRORS, FrameCrypto
 from e2ee_lab.media.codecs import (  # thumbnail, THUMBNAIL_STRIDE: imported from here too
     OPUS_PAYLOAD_TYPE,
@@ -181,14 +181,16 @@ class MediaSender:
         options: Opus CBR, audio level on or off, audio padding (default: a browser's choices).
         clip: the scene's pictures pre-encoded (:func:`~e2ee_lab.call.clip.encoded_clip`): video
             frames come from it instead of a live encoder (a PLI then waits for its next key frame).
+        speech_clip: the microphone's chunks pre-encoded (:func:`~e2ee_lab.call.clip.speech_clip`,
+            same bit-rate mode as ``options``): audio frames come from it.
     """
 
     def __init__(self, name: str, *, scene: Scene, speech: SpeechSource, crypto: FrameCrypto,
                  ssrcs: dict[str, int], seed: int, srtp_overhead: int,
                  options: SenderOptions | None = None, rtp_sframe: RTPSFrameMode | None = None,
-                 clip: EncodedClip | None = None) -> None:
+                 clip: EncodedClip | None = None, speech_clip: SpeechClip | None = None) -> None:
         rng = random.Random(f"sender:{seed}:{name}")
-        self.clip = clip
+        self.clip, self.speech_clip = clip, speech_clip
         if rtp_sframe is not None and crypto.mode != "e2ee":
             raise ValueError(f"the SFrame payload format needs e2ee frames, not {crypto.mode}")
         self.rtp_sframe = None if rtp_sframe is None else RTPSFrameMode(rtp_sframe)
@@ -265,12 +267,17 @@ class MediaSender:
 
         ``captured_at``: the chunk's slot on the microphone's schedule (default ``now``).
         """
-        chunk = self.speech.chunk(index)
-        encoded = self._opus.encode(chunk)
+        if self.speech_clip is not None:
+            encoded = self.speech_clip.frame(index, ssrc=self.ssrcs["audio"], payload_type=OPUS_PAYLOAD_TYPE,
+                                             timestamp_offset=self._opus.timestamp_offset)
+            speaking = self.speech_clip.frames[index].speaking
+        else:
+            chunk = self.speech.chunk(index)
+            encoded, speaking = self._opus.encode(chunk), chunk.speaking
         if encoded is None:
             self.dropped["encoder_skipped"] += 1
             return []
-        return self._send("audio", index, encoded, now, None, speaking=chunk.speaking, captured_at=captured_at)
+        return self._send("audio", index, encoded, now, None, speaking=speaking, captured_at=captured_at)
 
     def _send(self, kind: str, index: int, frame: EncodedFrame, now: float,
               picture: np.ndarray | None, *, speaking: bool | None = None,

@@ -50,7 +50,7 @@ import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import analyze_packets, sent_speech, view_packets, wire_packets
 from e2ee_lab.call.capture import CallCapture, call_frame_keys
-from e2ee_lab.call.clip import ENCODINGS, encoded_clip
+from e2ee_lab.call.clip import ENCODINGS, encoded_clip, speech_clip
 from e2ee_lab.call.common import (
     CALL_KEY_POLICY,
     DEFAULT_PROFILE,
@@ -72,6 +72,7 @@ from e2ee_lab.call.pipeline import PLAYOUT_BUDGET, ReceivedFrame, SenderOptions,
 from e2ee_lab.config import LOUDEST_ROOM_SIZE, Size, lab_size
 from e2ee_lab.crypto.keys import IdentityKeyPair, KeyAgreementError, PublicIdentity, RekeyPolicy
 from e2ee_lab.media.scene import video_size
+from e2ee_lab.media.speech import FRAME_MS
 from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.sfu.core import SFUCore
 from e2ee_lab.sfu.loudest import DEFAULT_LOUDEST
@@ -141,12 +142,16 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
     frames = int(round(config.seconds * dims.fps))
     clips = {p.name: encoded_clip(p.scene, frames) for p in people
              if config.encode == "clip" and p.publishes_video}  # before the call: not real time
+    chunks = int(round(config.seconds * 1000 / FRAME_MS))
+    speech = {p.name: speech_clip(p.speech, chunks, cbr=config.sender_options.opus_cbr) for p in people
+              if config.encode == "clip"}
     await recorder.start()  # before the first leg opens: the handshakes are in the capture
     try:
         await _connect(sfu, people)
         truth, sent_data, decode = _truth(people), _sent_data(people), _views(people, config.views)
         for p in people:
-            p.prepare(truth, sent_data=sent_data, decode_video=decode[p.name], clip=clips.get(p.name))
+            p.prepare(truth, sent_data=sent_data, decode_video=decode[p.name], clip=clips.get(p.name),
+                      speech_clip=speech.get(p.name))
         if injector is not None:
             await injector.open()
         start = loop.time() + START_DELAY
@@ -231,8 +236,8 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
             SFU forwards the audio of the ``loudest`` loudest speakers only, chosen from the RFC 6464
             levels (:mod:`e2ee_lab.sfu.loudest`); each receiver's ``audio_frames_expected`` then
             counts the audio the SFU forwarded to it. Default 3.
-        encode: "live" (default): every sender renders and VP8-encodes its camera during the call;
-            "clip": each scene is encoded once before the call and shared
+        encode: "live" (default): every sender renders and encodes its camera and microphone
+            during the call; "clip": each scene and speech track is encoded once before the call and shared
             (:mod:`e2ee_lab.call.clip`; every sender still encrypts and packetizes with its keys).
         views: how many publishers' video each receiver decodes (its views, spread over the
             publishers); it verifies every frame either way (``*_frames_verified``: decrypted to
