@@ -118,3 +118,24 @@ def test_a_withheld_packet_leaves_no_gap_in_the_subscribers_sequence():
     assert core.speakers.selection_changes >= 2  # p0 lost the floor to p1 and took it back
     assert len(seqs) < 100 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     assert RESELECT_INTERVAL < 0.4  # p0's pause (0.8 s) is long enough to be noticed
+
+
+def test_open_streams_announces_every_stream_to_every_other_leg_before_its_first_packet():
+    core = SFUCore(seed=2)
+    for leg in range(3):
+        core.add_leg(f"p{leg}")
+        core.add_stream(f"p{leg}", 0x100 + leg, "audio")
+    while core.next_event() is not None:
+        pass
+    core.open_streams(1.0)
+    created = []
+    while (event := core.next_event()) is not None:
+        created.append((event.source_ssrc, event.dest_leg, event.ssrc))
+    assert sorted((s, d) for s, d, _ in created) == [(0x100, "p1"), (0x100, "p2"), (0x101, "p0"), (0x101, "p2"),
+                                                     (0x102, "p0"), (0x102, "p1")]
+    core.open_streams(2.0)
+    assert core.next_event() is None  # nothing left to create
+    out = core.receive_rtp("p0", rtp(0x100, 7, pt=AUDIO, level=(True, 10)), 3.0)
+    mapped = {(s, d): o for s, d, o in created}
+    assert sorted((d, RtpPacket.parse(data, EXTMAP).ssrc) for d, data in out) == \
+        [("p1", mapped[0x100, "p1"]), ("p2", mapped[0x100, "p2"])]

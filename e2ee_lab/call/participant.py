@@ -143,6 +143,7 @@ class Participant:
         self._clock = clock
         self._sfu: SFUServer | None = None
         self._announced: list[StreamAnnounced] = []
+        self._adopted_counters: Counter[str] | None = None  # a worker's counts (adopt())
         self._early_rtcp: list[bytes] = []
 
     def __repr__(self) -> str:
@@ -327,8 +328,28 @@ class Participant:
 
     # --- results ---------------------------------------------------------------------------------
 
+    def media_result(self) -> dict:
+        """What this participant's media phase produced, picklable: in a worker process
+        (:mod:`e2ee_lab.call.workers`), sent back to the call's process for :meth:`adopt`."""
+        assert self.sender is not None and self.receiver is not None, "prepare() first"
+        return {"name": self.name, "sent": list(self.sender.records), "received": list(self.receiver.records),
+                "counters": dict(self.counters()), "wire": list(self.wire), "plis_sent": self.receiver.plis_sent,
+                "plis_received": self.sender.plis_received, "pictures": self.receiver.pictures}
+
+    def adopt(self, result: dict) -> None:
+        """Take over the media phase a worker process ran for this participant (:meth:`media_result`)."""
+        assert self.sender is not None and self.receiver is not None, "prepare() first"
+        self.sender.records = result["sent"]
+        self.receiver.records = result["received"]
+        self.sender.plis_received, self.receiver.plis_sent = result["plis_received"], result["plis_sent"]
+        self.receiver.adopted_pictures = result["pictures"]
+        self.wire = result["wire"]
+        self._adopted_counters = Counter(result["counters"])
+
     def counters(self) -> Counter[str]:
         """Every drop this participant counted: transport, reassembly, frame transform, decoder, send."""
+        if self._adopted_counters is not None:
+            return Counter(self._adopted_counters)
         total: Counter[str] = Counter(self.dropped)
         if self.leg is not None:
             total.update(self.leg.dropped)

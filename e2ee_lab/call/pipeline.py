@@ -63,7 +63,7 @@ from e2ee_lab.media.codecs import (  # thumbnail, THUMBNAIL_STRIDE: imported fro
 from e2ee_lab.media.frame import EncodedFrame, FrameMetadata
 from e2ee_lab.media.padding import BadPadding, check_bucket, pad_frame, unpad_frame
 from e2ee_lab.media.scene import Scene, to_rgb
-from e2ee_lab.media.speech import SpeechSource
+from e2ee_lab.media.speech import FRAME_MS, SpeechSource
 from e2ee_lab.rtp import (
     Codec,
     FrameAssembled,
@@ -327,6 +327,38 @@ class MediaSender:
         """Ground truth for receivers: the record (and picture thumbnail) of a frame we sent."""
         return self._truth.get((kind, timestamp))
 
+    def plan(self, origin: float, video_frames: int, audio_frames: int) -> None:
+        """Record, ahead of time, the ground truth of every frame this sender will send from clips
+        (``clip`` and ``speech_clip`` set): what a receiver in another process judges against.
+
+        ``origin``: the call time of frame 0's capture. The planned records have ``sent_at`` NaN
+        and no sizes (the frames are not sent yet); :meth:`_send` replaces each with the real one.
+
+        Raises:
+            ValueError: the sender has no clips (a live encoder's output is not known in advance).
+        """
+        if self.speech_clip is None or (self.clip is None and video_frames):
+            raise ValueError("only a sender with pre-encoded clips knows its frames in advance")
+        nan = float("nan")
+        for i in range(video_frames):
+            frame = self.clip.frame(i, ssrc=self.ssrcs["video"], payload_type=VP8_PAYLOAD_TYPE,  # type: ignore[union-attr]
+                                    timestamp_offset=self._vp8.timestamp_offset)
+            if frame is not None:
+                record = SentFrame(self.name, "video", i, self.ssrcs["video"], frame.timestamp, frame.type,
+                                   len(frame.data), -1, -1, nan, None, origin + i / self.scene.fps)
+                self._truth["video", frame.timestamp] = (record, self.clip.frames[i].thumbnail)  # type: ignore[union-attr]
+                self._plain["video", frame.timestamp] = frame.data
+        bucket = self.options.audio_padding
+        for i in range(audio_frames):
+            frame = self.speech_clip.frame(i, ssrc=self.ssrcs["audio"], payload_type=OPUS_PAYLOAD_TYPE,
+                                           timestamp_offset=self._opus.timestamp_offset)
+            if frame is not None:
+                speaking = self.speech_clip.frames[i].speaking
+                record = SentFrame(self.name, "audio", i, self.ssrcs["audio"], frame.timestamp, None,
+                                   len(frame.data), -1, -1, nan, speaking, origin + i * FRAME_MS / 1000)
+                self._truth["audio", frame.timestamp] = (record, None)
+                self._plain["audio", frame.timestamp] = frame.data if bucket is None else pad_frame(frame.data, bucket)
+
     def sent_data(self, kind: str, timestamp: int) -> bytes | None:
         """Ground truth for verification: the frame's bytes as they went into the frame transform."""
         return self._plain.get((kind, timestamp))
@@ -385,6 +417,7 @@ class MediaReceiver:
         self.dropped: Counter[str] = Counter()
         self.plis_sent = 0
         self._latest: dict[str, tuple[int, av.VideoFrame]] = {}  # publisher -> latest matching picture
+        self.adopted_pictures: dict[str, tuple[int, np.ndarray]] | None = None  # set when a worker received
         self._streams: dict[int, _Incoming] = {}
 
     def announce(self, ssrc: int, publisher: str, member: int | None, kind: str,
@@ -517,6 +550,8 @@ class MediaReceiver:
     @property
     def pictures(self) -> dict[str, tuple[int, np.ndarray]]:
         """Per publisher: the latest picture that matched what was sent, ``(frame index, RGB)``."""
+        if self.adopted_pictures is not None:
+            return dict(self.adopted_pictures)
         return {p: (i, to_rgb(frame)) for p, (i, frame) in self._latest.items()}
 
     def _count(self, reason: str) -> str:

@@ -51,6 +51,7 @@ import pandas as pd
 from e2ee_lab.analysis.sfu_view import analyze_packets, sent_speech, view_packets, wire_packets
 from e2ee_lab.call.capture import CallCapture, call_frame_keys
 from e2ee_lab.call.clip import ENCODINGS, encoded_clip, speech_clip
+from e2ee_lab.call.workers import check_workers, run_media_in_workers
 from e2ee_lab.call.common import (
     CALL_KEY_POLICY,
     DEFAULT_PROFILE,
@@ -85,6 +86,7 @@ MAX_DRAIN = 5.0  # seconds the call waits at most for packets in flight after th
 # Worker threads for rendering and VP8 encoding. One: the scenes share Pillow's FreeType fonts,
 # which must not be used from two threads at once, and one core is left for the event loop.
 ENCODER_THREADS = 1
+WORKER_START_DELAY = 0.5  # seconds between "media go" and the first frame when workers must fork first
 
 
 # --- the call -------------------------------------------------------------------------------------
@@ -102,7 +104,8 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                          identities: Mapping[str, IdentityKeyPair] | None = None,
                          publishers: int | None = None,
                          loudest: int = DEFAULT_LOUDEST,
-                         encode: str = "live", views: int | None = None) -> CallResult:
+                         encode: str = "live", views: int | None = None,
+                         workers: int = 0) -> CallResult:
     """Run one call in the running event loop (see :func:`run_lab_call` for the arguments)."""
     started = time.perf_counter()
     meter = CPUMeter("call: the SFU and every participant")
@@ -110,6 +113,10 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
     config = replace(_config(mode, participants, seconds, seed, size, srtp_profile, garbage),
                      reproducible_keys=bool(reproducible_keys), key_policy=key_policy.name)
     config = replace(config, **_room(participants, publishers, loudest, encode, views))
+    check_workers(workers)
+    if workers and (encode != "clip" or capture != "off" or garbage):
+        raise ValueError("workers need encode='clip' (receivers judge other processes' frames by the clips), "
+                         "capture='off' and no garbage")
     if sender_options is not None:
         config = replace(config, sender_options=sender_options)
     if rtp_sframe is not None:
@@ -117,6 +124,7 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
             raise ValueError(f"--rtp-sframe needs --mode e2ee, not {mode}")
         config = replace(config, rtp_sframe=RTPSFrameMode(rtp_sframe).value)
     recorder = CallCapture(out, capture)  # type: ignore[arg-type]  # ValueError for a bad mode
+    worker_reports: list[dict] = []
     loop = asyncio.get_running_loop()
     t0 = loop.time()
 
@@ -154,17 +162,24 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                       speech_clip=speech.get(p.name))
         if injector is not None:
             await injector.open()
-        start = loop.time() + START_DELAY
         media_meter = CPUMeter("media")
-        with ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="e2ee-lab-encode") as pool:
-            jobs = [p.run(start, config.seconds, pool) for p in people]
-            if injector is not None:
-                jobs.append(injector.run(config.seconds))
-            await asyncio.gather(*jobs)
-        await _drain(people)
+        if workers:
+            sfu.announce_streams()  # the workers' receivers must know every SSRC before they leave
+            start = loop.time() + WORKER_START_DELAY
+            for p in people:  # what receivers in other processes judge frames by
+                p.sender.plan(clock() + (start - loop.time()), frames if p.publishes_video else 0, chunks)
+            worker_reports = await run_media_in_workers(people, start, config.seconds, workers, _drain)
+        else:
+            start = loop.time() + START_DELAY
+            with ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="e2ee-lab-encode") as pool:
+                jobs = [p.run(start, config.seconds, pool) for p in people]
+                if injector is not None:
+                    jobs.append(injector.run(config.seconds))
+                await asyncio.gather(*jobs)
+            await _drain(people)
+            for p in people:
+                p.finish()
         media_load = media_meter.stop()
-        for p in people:
-            p.finish()
         result = _collect(config, sfu, people, injector, t0)
         result.frame_keys = call_frame_keys(people)
     finally:
@@ -178,7 +193,15 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
         result.summary["capture"] = result.capture.summary()
     result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
     load = {**meter.stop(), "media_cpu_s": media_load["cpu_s"], "media_wall_s": media_load["wall_s"]}
-    result.summary["cpu"] = cpu_summary([load], config.participants, config.seconds)
+    if workers:
+        load["role"] = "call: the SFU (and the setup)"
+    workers_cpu = [r["cpu"] for r in worker_reports if r["cpu"] is not None]
+    result.summary["cpu"] = cpu_summary([load, *workers_cpu], config.participants, config.seconds)
+    if workers:
+        result.summary["workers"] = [{k: v for k, v in r.items() if k != "cpu"} for r in worker_reports]
+        died = [r["reason"] for r in worker_reports if r["died"]]
+        if died:
+            result.summary.update(real_time=False, real_time_reason="; ".join(died))
     if out is not None:
         write_outputs(result, out)
     return result
@@ -196,7 +219,8 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                  identities: Mapping[str, IdentityKeyPair] | None = None,
                  publishers: int | None = None,
                  loudest: int = DEFAULT_LOUDEST,
-                 encode: str = "live", views: int | None = None) -> CallResult:
+                 encode: str = "live", views: int | None = None,
+                 workers: int = 0) -> CallResult:
     """Run the lab's call and return its :class:`CallResult` (from a script, or from a notebook).
 
     Args:
@@ -242,6 +266,9 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
         views: how many publishers' video each receiver decodes (its views, spread over the
             publishers); it verifies every frame either way (``*_frames_verified``: decrypted to
             exactly what was sent). None (default): it decodes every publisher's video.
+        workers: run the participants' media in this many forked worker processes
+            (:mod:`e2ee_lab.call.workers`; the SFU stays in this process); needs ``encode="clip"``,
+            ``capture="off"``, no garbage, and a script's main thread. 0 (default): one process.
 
     Raises:
         ValueError: a bad mode, count, duration, profile, size, capture mode or key policy name.
@@ -255,7 +282,7 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                                           sfu_setup=sfu_setup, sender_options=sender_options,
                                           rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys,
                                           identities=identities, publishers=publishers, loudest=loudest,
-                                          encode=encode, views=views))
+                                          encode=encode, views=views, workers=workers))
 
     return run_blocking(job, "e2ee-lab-call")
 
@@ -456,8 +483,8 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
     for p in people:
         mine, others = sent[sent.participant == p.name], sent[sent.participant != p.name]
         arrived = received[received.receiver == p.name]
-        got = arrived[arrived.decoded]
-        on_time = arrived[arrived.decrypted & ~arrived.late]
+        got = arrived[arrived.decoded.astype(bool)]  # astype: an empty object column would select columns
+        on_time = arrived[(arrived.decrypted & ~arrived.late).astype(bool)]
         row = {"name": p.name}
         for kind in ("video", "audio"):
             row[f"{kind}_frames_sent"] = int((mine.kind == kind).sum())

@@ -27,7 +27,7 @@ def _run(stack: str, mode: str, participants: int, seconds: float, seed: int, si
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--rtp-sframe {per-frame,per-packet}``: the SFrame RTP payload format (lab and webrtc stacks);
-    ``--publishers K``, ``--loudest N``, ``--encode live|clip`` and ``--views N`` (lab stack)."""
+    ``--publishers K``, ``--loudest N``, ``--encode live|clip``, ``--views N`` and ``--workers K`` (lab stack)."""
     parser.add_argument("--rtp-sframe", choices=[m.value for m in RTPSFrameMode], default=None,
                         help="e2ee only: send SFrame in its RTP payload format "
                              "(draft-ietf-avtcore-rtp-sframe-02) instead of the codec's (default)")
@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encode", choices=ENCODINGS, default=None,
                         help="lab stack: live (default): each sender encodes its camera during the call; "
                              "clip: each scene encoded once before the call and shared")
+    parser.add_argument("--workers", type=int, default=None, metavar="K",
+                        help="lab stack: run the participants' media in K forked worker processes (the SFU "
+                             "stays in the call's process); needs --encode clip and --capture off")
     parser.add_argument("--views", type=int, default=None, metavar="N",
                         help="lab stack: each receiver decodes N publishers' video and verifies every "
                              "frame (default: decodes all)")
@@ -48,5 +51,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 STACK = register(Stack("lab", run=_run, accepts=keyword_options(run_lab_call),
                        add_arguments=add_arguments,
                        arguments={"rtp_sframe": "rtp_sframe", "publishers": "publishers", "loudest": "loudest",
-                                  "encode": "encode", "views": "views"},
+                                  "encode": "encode", "views": "views", "workers": "workers"},
                        help="the lab's SFU and participants on its own DTLS-SRTP legs (default)"))

@@ -243,6 +243,15 @@ class SFUCore(RTCPFeedback):
             raise ValueError(f"need a 32-bit ssrc and audio/video, got {ssrc}, {kind!r}")
         self._register(leg_id, ssrc, kind, 0, now)
 
+    def open_streams(self, now: float = 0.0) -> None:
+        """Create now every outgoing stream still missing (each known publisher stream to each other
+        leg), as if each had forwarded a packet: their :class:`OutgoingStreamCreated` events let the
+        edge announce every SSRC before media flows (the lab's worker processes need that)."""
+        for stream in list(self._streams.values()):
+            for dest in self._dests[stream.info.leg]:
+                if dest not in stream.outs:
+                    self._new_out_stream(stream, dest, now)
+
     def _update_dests(self) -> None:
         self._dests = {leg: tuple(d for d in self._legs if d != leg) for leg in self._legs}
 
