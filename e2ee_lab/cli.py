@@ -81,7 +81,10 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seconds", type=float, help="call only: media per call (default 5)")
     parser.add_argument("--size", choices=("ci", "full"), help="call only: picture size (default full)")
     parser.add_argument("--encode", choices=("live", "clip"), help="call only: default clip (each scene encoded once)")
-    parser.add_argument("--views", type=int, help="call only: publishers each receiver decodes (default 1; all verified)")
+    parser.add_argument("--views", type=lambda t: t if t == "sample" else int(t),
+                        help="call only: publishers each receiver decodes, or sample (each publisher's video "
+                             "decoded by one receiver); every frame is verified (default 1)")
+    parser.add_argument("--workers", type=int, help="call only: worker processes for the participants (default 0)")
     parser.add_argument("--loudest", type=int, help="call only: speakers whose audio big rooms forward (default 3)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run_bench)
@@ -99,7 +102,7 @@ def _bench_kwargs(args: argparse.Namespace, run: Callable[..., object]) -> dict[
                 "rooms": getattr(args, "rooms", None), "loop": getattr(args, "loop", None),
                 "peer": getattr(args, "peer", None)}
     optional.update({k: getattr(args, k, None) for k in ("participants", "publishers", "stack", "mode", "seconds",
-                                                         "size", "encode", "views", "loudest")})
+                                                         "size", "encode", "views", "loudest", "workers")})
     kwargs.update({k: v for k, v in optional.items() if v is not None})
     accepted = inspect.signature(run).parameters
     return {k: v for k, v in kwargs.items() if k in accepted}

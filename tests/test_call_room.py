@@ -81,8 +81,9 @@ def test_bad_room_shapes_are_refused():
         run_call("e2ee", 3, 1.0, size="ci", loudest=0)
     with pytest.raises(ValueError, match="encode"):
         run_call("e2ee", 3, 1.0, size="ci", encode="cached")
-    with pytest.raises(ValueError, match="views"):
-        run_call("e2ee", 3, 1.0, size="ci", views=-1)
+    for views in (-1, "all"):
+        with pytest.raises(ValueError, match="views"):
+            run_call("e2ee", 3, 1.0, size="ci", views=views)
     with pytest.raises(ValueError, match="does not take"):
         run_call("e2ee", 3, 1.0, size="ci", stack="webrtc", publishers=1)
 
@@ -91,7 +92,22 @@ def test_the_command_passes_the_room_options_to_the_lab_stack():
     parser = argparse.ArgumentParser()
     add_call_arguments(parser)
     args = parser.parse_args(["--participants", "12", "--publishers", "4", "--loudest", "2",
-                              "--encode", "clip", "--views", "1"])
+                              "--encode", "clip", "--views", "sample"])
     lab = registered()["lab"]
     assert {keyword: getattr(args, dest) for dest, keyword in lab.arguments.items()
-            if getattr(args, dest, None)} == {"publishers": 4, "loudest": 2, "encode": "clip", "views": 1}
+            if getattr(args, dest, None)} == {"publishers": 4, "loudest": 2, "encode": "clip", "views": "sample"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--views", "0"])  # 0 would read as unset: the command takes >= 1 or sample
+
+
+def test_a_sample_view_has_each_publishers_video_decoded_by_one_receiver():
+    from e2ee_lab.call.run import _views
+
+    class P:
+        def __init__(self, name, publishes):
+            self.name, self.publishes_video = name, publishes
+
+    people = [P("alice", True), P("bob", True), P("carol", False), P("dave", False)]
+    assert _views(people, "sample") == {"alice": [], "bob": ["alice"], "carol": ["bob"], "dave": []}
+    assert _views(people, 1) == {"alice": ["bob"], "bob": ["alice"], "carol": ["alice"], "dave": ["bob"]}
+    assert _views(people, None) == dict.fromkeys(["alice", "bob", "carol", "dave"])

@@ -16,7 +16,8 @@ time) and reads its ``summary.json`` fields and frame records. Per room, one row
   participant-second; ``real_time`` and its reason as the call's summary says.
 
 Defaults are the scaling choices of issue 15: ``encode="clip"`` (each scene encoded once before
-the call) and ``views=1`` (each receiver decodes one publisher's video, verifies all). A call
+the call) and ``views=1`` (each receiver decodes one publisher's video, verifies all);
+``workers=K`` spreads the participants over K processes (:mod:`e2ee_lab.call.workers`). A call
 that did not keep real time says so in its row; nothing here is a unit test's timing assertion.
 """
 
@@ -49,8 +50,8 @@ def parse_participants(text: str) -> tuple[int, ...]:
 
 def bench_call(participants: Sequence[int] | str = DEFAULT_PARTICIPANTS, *, publishers: int | None = None,
                stack: str = "lab", mode: str = "e2ee", seconds: float = 5.0, size: str = "full",
-               encode: str = "clip", views: int | None = 1, loudest: int | None = None, seed: int = 0,
-               progress: bool = True) -> pd.DataFrame:
+               encode: str = "clip", views: int | str | None = 1, loudest: int | None = None,
+               workers: int = 0, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """One call per room size; one row each (module docstring). ``publishers`` larger than a room
     is capped to the room. Raises ValueError for a bad size list or call option."""
     sizes = parse_participants(participants) if isinstance(participants, str) else tuple(participants)
@@ -58,25 +59,26 @@ def bench_call(participants: Sequence[int] | str = DEFAULT_PARTICIPANTS, *, publ
     for n in sizes:
         if progress:
             print(f"bench call: {n} participants ({stack}, {mode}, {seconds:g} s, {size})...", flush=True)
-        rows.append(_room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, seed))
+        rows.append(_room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, workers, seed))
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.attrs["machine"] = machine_info()
-    df.attrs["options"] = {"encode": encode if stack == "lab" else "live", "views": views if stack == "lab" else None}
+    df.attrs["options"] = {"encode": encode if stack == "lab" else "live", "views": views if stack == "lab" else None,
+                           "workers": workers if stack == "lab" else 0}
     return df
 
 
-def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, seed) -> dict:
+def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, workers, seed) -> dict:
     from e2ee_lab.call import run_call  # the call stack is heavy; import it when a call runs
 
     options: dict = {}
     if stack == "lab":
-        options = {"encode": encode, "views": views}
+        options = {"encode": encode, "views": views, "workers": workers}
         if publishers is not None:
             options["publishers"] = min(publishers, n)
         if loudest is not None:
             options["loudest"] = loudest
-    elif publishers is not None:
-        raise ValueError(f"--publishers is a lab-stack option, not {stack}'s")
+    elif publishers is not None or workers:
+        raise ValueError(f"--publishers and --workers are lab-stack options, not {stack}'s")
     began = time.perf_counter()
     result = run_call(mode, n, seconds, seed, size, None, stack=stack, capture="off", **options)
     summary = result.summary
@@ -121,7 +123,8 @@ def latency(received: pd.DataFrame) -> dict:
 def format_call(df: pd.DataFrame) -> str:
     """The envelope as a table: one line per room size, then each room's real-time verdict."""
     options = df.attrs.get("options", {})
-    lines = [f"whole calls, one per room size (encode {options.get('encode')}, views {options.get('views')}); "
+    lines = [f"whole calls, one per room size (encode {options.get('encode')}, views {options.get('views')}, "
+             f"workers {options.get('workers', 0)}); "
              "shares are of the frames sent to each receiver",
              f"{'stack':6} {'mode':10} {'people':>6} {'pubs':>4} {'video ver min':>13} {'audio ver min':>13} "
              f"{'video dec':>9} {'late':>6} {'p50 ms':>7} {'p95 ms':>7} {'cpu/pp-s':>8} {'real time':>9}"]

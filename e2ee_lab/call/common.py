@@ -131,7 +131,7 @@ class CallConfig:
     publishers: int | None = None  # the first K participants send video (None: all); all send audio
     loudest: int = DEFAULT_LOUDEST  # audio of the N loudest forwarded in rooms > LOUDEST_ROOM_SIZE
     encode: str = "live"  # "live": an encoder per sender; "clip": each scene pre-encoded once, shared
-    views: int | None = None  # publishers whose video each receiver decodes (None: all); all are verified
+    views: int | str | None = None  # publishers whose video each receiver decodes (None: all, "sample": one receiver per publisher); all verified
 
 
 @dataclass

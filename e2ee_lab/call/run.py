@@ -86,6 +86,7 @@ MAX_DRAIN = 5.0  # seconds the call waits at most for packets in flight after th
 # Worker threads for rendering and VP8 encoding. One: the scenes share Pillow's FreeType fonts,
 # which must not be used from two threads at once, and one core is left for the event loop.
 ENCODER_THREADS = 1
+VIEW_SAMPLE = "sample"  # views=: each publisher's video decoded by one receiver, the rest verified only
 WORKER_START_DELAY = 0.5  # seconds between "media go" and the first frame when workers must fork first
 
 
@@ -104,7 +105,7 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                          identities: Mapping[str, IdentityKeyPair] | None = None,
                          publishers: int | None = None,
                          loudest: int = DEFAULT_LOUDEST,
-                         encode: str = "live", views: int | None = None,
+                         encode: str = "live", views: int | str | None = None,
                          workers: int = 0) -> CallResult:
     """Run one call in the running event loop (see :func:`run_lab_call` for the arguments)."""
     started = time.perf_counter()
@@ -219,7 +220,7 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                  identities: Mapping[str, IdentityKeyPair] | None = None,
                  publishers: int | None = None,
                  loudest: int = DEFAULT_LOUDEST,
-                 encode: str = "live", views: int | None = None,
+                 encode: str = "live", views: int | str | None = None,
                  workers: int = 0) -> CallResult:
     """Run the lab's call and return its :class:`CallResult` (from a script, or from a notebook).
 
@@ -265,7 +266,8 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
             (:mod:`e2ee_lab.call.clip`; every sender still encrypts and packetizes with its keys).
         views: how many publishers' video each receiver decodes (its views, spread over the
             publishers); it verifies every frame either way (``*_frames_verified``: decrypted to
-            exactly what was sent). None (default): it decodes every publisher's video.
+            exactly what was sent). None (default): it decodes every publisher's video;
+            ``"sample"``: each publisher's video is decoded by one receiver (the next participant).
         workers: run the participants' media in this many forked worker processes
             (:mod:`e2ee_lab.call.workers`; the SFU stays in this process); needs ``encode="clip"``,
             ``capture="off"``, no garbage, and a script's main thread. 0 (default): one process.
@@ -308,16 +310,23 @@ def _room(participants: int, publishers: int | None, loudest: int, encode: str, 
         raise ValueError(f"loudest must be >= 1, not {loudest}")
     if encode not in ENCODINGS:
         raise ValueError(f"encode must be one of {', '.join(ENCODINGS)}, not {encode!r}")
-    if views is not None and views < 0:
-        raise ValueError(f"views must be >= 0, not {views}")
+    if views is not None and views != VIEW_SAMPLE and (not isinstance(views, int) or views < 0):
+        raise ValueError(f"views must be None, an int >= 0 or {VIEW_SAMPLE!r}, not {views!r}")
     return {"publishers": publishers, "loudest": int(loudest), "encode": encode, "views": views}
 
 
-def _views(people: list[Participant], views: int | None) -> dict[str, list[str] | None]:
+def _views(people: list[Participant], views: int | str | None) -> dict[str, list[str] | None]:
     """Per receiver: the publishers whose video it decodes, ``views`` of them, rotated by its
-    position so the decoding spreads over the publishers (None everywhere: all of them)."""
+    position so the decoding spreads over the publishers (None everywhere: all of them). With
+    :data:`VIEW_SAMPLE` each publisher's video is decoded by one receiver, the next participant."""
     if views is None:
         return {p.name: None for p in people}
+    if views == VIEW_SAMPLE:
+        sample: dict[str, list[str] | None] = {p.name: [] for p in people}
+        for i, q in enumerate(people):
+            if q.publishes_video:
+                sample[people[(i + 1) % len(people)].name].append(q.name)  # type: ignore[union-attr]
+        return sample
     out: dict[str, list[str] | None] = {}
     for i, p in enumerate(people):
         others = [q.name for q in people if q.publishes_video and q is not p]

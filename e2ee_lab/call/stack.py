@@ -25,6 +25,15 @@ def _run(stack: str, mode: str, participants: int, seconds: float, seed: int, si
     return run_lab_call(mode, participants, seconds, seed, size, out, **options)
 
 
+def _views(text: str) -> int | str:
+    """``--views``: a count >= 1 or "sample"."""
+    if text == "sample":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"--views takes a count >= 1 or 'sample', not {text!r}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--rtp-sframe {per-frame,per-packet}``: the SFrame RTP payload format (lab and webrtc stacks);
     ``--publishers K``, ``--loudest N``, ``--encode live|clip``, ``--views N`` and ``--workers K`` (lab stack)."""
@@ -43,9 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, metavar="K",
                         help="lab stack: run the participants' media in K forked worker processes (the SFU "
                              "stays in the call's process); needs --encode clip and --capture off")
-    parser.add_argument("--views", type=int, default=None, metavar="N",
-                        help="lab stack: each receiver decodes N publishers' video and verifies every "
-                             "frame (default: decodes all)")
+    parser.add_argument("--views", type=_views, default=None, metavar="N|sample",
+                        help="lab stack: each receiver decodes N >= 1 publishers' video, or (sample) each "
+                             "publisher's video is decoded by one receiver; every frame is verified "
+                             "(default: every receiver decodes all)")
 
 
 STACK = register(Stack("lab", run=_run, accepts=keyword_options(run_lab_call),
