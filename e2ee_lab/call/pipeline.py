@@ -528,7 +528,7 @@ class MediaReceiver:
 
     def _decode_audio(self, stream: _Incoming, data: bytes) -> str:
         try:
-            stream.decoder.decode(data if self.audio_padding is None else unpad_frame(data))
+            stream.decoder.decode_count(data if self.audio_padding is None else unpad_frame(data))  # PCM unused
         except (DecodeError, BadPadding) as err:
             return self._count(err.reason)
         return ""
