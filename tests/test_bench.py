@@ -600,5 +600,6 @@ def test_cli_bench_call_runs_a_room_and_prints_its_verdict(tmp_path, capsys):
     assert row["participants"] == 2 and row["publishers"] == 2 and row["stack"] == "lab"
     assert 0 <= row["video_verified_min"] <= 1 and 0 <= row["late_share"] <= 1
     assert row["cpu_s_per_participant_s"] > 0 and row["latency_p50_ms"] <= row["latency_p95_ms"]
+    assert 0 < row["sfu_process_cpu_s_per_s"]
     assert main(["bench", "call", "--participants", "2", "--stack", "webrtc", "--publishers", "1",
                  "--no-progress", "--out", str(tmp_path / "x.csv")]) == 2

@@ -13,7 +13,9 @@ time) and reads its ``summary.json`` fields and frame records. Per room, one row
   all frames expected;
 - ``latency_p50_ms`` / ``latency_p95_ms``: capture to arrival of the frames received;
 - ``cpu_s_per_participant_s``: CPU seconds of the call's processes while media flowed, per
-  participant-second; ``real_time`` and its reason as the call's summary says.
+  participant-second; ``sfu_process_cpu_s_per_s``: the call's own process per second of media
+  (with ``workers`` that is the SFU alone: E2EE must not change it); ``real_time`` and its reason
+  as the call's summary says.
 
 Defaults are the scaling choices of issue 15: ``encode="clip"`` (each scene encoded once before
 the call) and ``views=1`` (each receiver decodes one publisher's video, verifies all);
@@ -34,7 +36,7 @@ from e2ee_lab.bench.common import machine_info
 DEFAULT_PARTICIPANTS = (2, 4, 8, 12)
 COLUMNS = ["stack", "mode", "participants", "publishers", "seconds", "size", "video_verified_min",
            "audio_verified_min", "video_decoded_share", "late_share", "latency_p50_ms", "latency_p95_ms",
-           "cpu_s_per_participant_s", "real_time", "real_time_reason", "elapsed_s"]
+           "cpu_s_per_participant_s", "sfu_process_cpu_s_per_s", "real_time", "real_time_reason", "elapsed_s"]
 
 
 def parse_participants(text: str) -> tuple[int, ...]:
@@ -85,8 +87,17 @@ def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest,
     return {"stack": stack, "mode": mode, "participants": n, "publishers": summary.get("publishers", n),
             "seconds": seconds, "size": size, **shares(summary), **latency(result.received),
             "cpu_s_per_participant_s": summary["cpu"]["cpu_s_per_participant_s"],
+            "sfu_process_cpu_s_per_s": _call_process_load(summary, seconds),
             "real_time": summary["real_time"], "real_time_reason": summary["real_time_reason"],
             "elapsed_s": round(time.perf_counter() - began, 1)}
+
+
+def _call_process_load(summary: dict, seconds: float) -> float | None:
+    """CPU-seconds per second of media of the call's own process: the SFU alone when the
+    participants ran in workers, the SFU and every participant otherwise."""
+    first = summary["cpu"]["processes"][0]
+    media = first.get("media_cpu_s")
+    return None if media is None else round(media / seconds, 3)
 
 
 def shares(summary: dict) -> dict:
@@ -127,7 +138,7 @@ def format_call(df: pd.DataFrame) -> str:
              f"workers {options.get('workers', 0)}); "
              "shares are of the frames sent to each receiver",
              f"{'stack':6} {'mode':10} {'people':>6} {'pubs':>4} {'video ver min':>13} {'audio ver min':>13} "
-             f"{'video dec':>9} {'late':>6} {'p50 ms':>7} {'p95 ms':>7} {'cpu/pp-s':>8} {'real time':>9}"]
+             f"{'video dec':>9} {'late':>6} {'p50 ms':>7} {'p95 ms':>7} {'cpu/pp-s':>8} {'call proc':>9} {'real time':>9}"]
 
     def pct(x) -> str:
         return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.1f}%"
@@ -140,6 +151,6 @@ def format_call(df: pd.DataFrame) -> str:
                      f"{pct(r['video_verified_min']):>13} {pct(r['audio_verified_min']):>13} "
                      f"{pct(r['video_decoded_share']):>9} {pct(r['late_share']):>6} {num(r['latency_p50_ms']):>7} "
                      f"{num(r['latency_p95_ms']):>7} {num(r['cpu_s_per_participant_s']):>8} "
-                     f"{'yes' if r['real_time'] else 'NO':>9}")
+                     f"{num(r['sfu_process_cpu_s_per_s']):>9} {'yes' if r['real_time'] else 'NO':>9}")
     lines += [f"  {r['participants']} participants: {r['real_time_reason']}" for r in df.to_dict("records")]
     return "\n".join(lines)
