@@ -55,7 +55,6 @@ def test_each_receiver_decodes_one_view_and_verifies_every_frame(room):
         mine = received[received.receiver == p["name"]]
         assert p["video_frames_verified"] == int((mine.verified & (mine.kind == "video")).sum())
         assert p["video_frames_verified"] >= p["video_frames_decoded"]
-        assert "verify_mismatch" not in p["dropped"]
 
 
 def test_the_sfu_forwards_the_loudest_audio_and_receivers_expect_what_it_forwarded(room):
