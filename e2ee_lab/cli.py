@@ -66,7 +66,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
                         help="encode/decode in the loop (pipeline)")
     parser.add_argument("--rooms", type=int, nargs="+", help="participants per room (sfu; default 2 4 8 16)")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"),
-                        help="the SFU process's event loop (sfu; default asyncio; uvloop: pip install 'e2ee-lab[fast]')")
+                        help="the SFU process's event loop (sfu), the calls' and their workers' (call); "
+                             "default asyncio; uvloop: pip install 'e2ee-lab[fast]'")
     parser.add_argument("--profile", nargs="?", const="e2ee", choices=("dtls-srtp", "e2ee", "bare"), metavar="MODE",
                         help="sfu only: cProfile the SFU's process in one room (--rooms N, default 4) in MODE "
                         "(default e2ee) and print the share of its busy time per category and the top functions")

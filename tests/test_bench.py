@@ -594,7 +594,8 @@ def test_cli_bench_call_runs_a_room_and_prints_its_verdict(tmp_path, capsys):
             "--out", str(tmp_path / "call.csv")]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "whole calls, one per room size (encode clip, views 1, workers 0)" in printed and "2 participants: " in printed
+    assert "whole calls, one per room size (encode clip, views 1, workers 0, loop asyncio)" in printed
+    assert "2 participants: " in printed
     df = pd.read_csv(tmp_path / "call.csv")
     (row,) = df.to_dict("records")
     assert row["participants"] == 2 and row["publishers"] == 2 and row["stack"] == "lab"

@@ -4,6 +4,7 @@ the checks are on what each process did and on what is left running."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -123,3 +124,16 @@ def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path):
         time.sleep(0.1)
     assert not [pid for pid in workers if _alive(pid)]
     assert call.returncode == 130 and b"call: interrupted" in call.stderr.read()
+
+
+def test_a_call_and_its_workers_run_on_uvloop():
+    pytest.importorskip("uvloop")
+    import uvloop
+
+    assert call_workers._runner("uvloop") is uvloop.run and call_workers._runner("asyncio") is asyncio.run
+    for workers in (2, 0):  # in workers, or the whole call in this process
+        result = run_call("e2ee", 2, 0.5, seed=4, workers=workers, loop="uvloop", **ROOM)
+        assert all(not r["died"] for r in result.summary.get("workers", []))
+        assert len(result.received) > 0 and result.received.verified.any()
+    with pytest.raises(ValueError, match="loop"):
+        run_call("e2ee", 2, 0.5, loop="trio", **ROOM)

@@ -53,7 +53,7 @@ def parse_participants(text: str) -> tuple[int, ...]:
 def bench_call(participants: Sequence[int] | str = DEFAULT_PARTICIPANTS, *, publishers: int | None = None,
                stack: str = "lab", mode: str = "e2ee", seconds: float = 5.0, size: str = "full",
                encode: str = "clip", views: int | str | None = 1, loudest: int | None = None,
-               workers: int = 0, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+               workers: int = 0, loop: str | None = None, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """One call per room size; one row each (module docstring). ``publishers`` larger than a room
     is capped to the room. Raises ValueError for a bad size list or call option."""
     sizes = parse_participants(participants) if isinstance(participants, str) else tuple(participants)
@@ -61,26 +61,28 @@ def bench_call(participants: Sequence[int] | str = DEFAULT_PARTICIPANTS, *, publ
     for n in sizes:
         if progress:
             print(f"bench call: {n} participants ({stack}, {mode}, {seconds:g} s, {size})...", flush=True)
-        rows.append(_room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, workers, seed))
+        rows.append(_room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, workers, loop, seed))
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.attrs["machine"] = machine_info()
     df.attrs["options"] = {"encode": encode if stack == "lab" else "live", "views": views if stack == "lab" else None,
-                           "workers": workers if stack == "lab" else 0}
+                           "workers": workers if stack == "lab" else 0, "loop": loop or "asyncio"}
     return df
 
 
-def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, workers, seed) -> dict:
+def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, workers, loop, seed) -> dict:
     from e2ee_lab.call import run_call  # the call stack is heavy; import it when a call runs
 
     options: dict = {}
     if stack == "lab":
         options = {"encode": encode, "views": views, "workers": workers}
+        if loop is not None:
+            options["loop"] = loop
         if publishers is not None:
             options["publishers"] = min(publishers, n)
         if loudest is not None:
             options["loudest"] = loudest
-    elif publishers is not None or workers:
-        raise ValueError(f"--publishers and --workers are lab-stack options, not {stack}'s")
+    elif publishers is not None or workers or loop is not None:
+        raise ValueError(f"--publishers, --workers and --loop are lab-stack options, not {stack}'s")
     began = time.perf_counter()
     result = run_call(mode, n, seconds, seed, size, None, stack=stack, capture="off", **options)
     summary = result.summary
@@ -135,7 +137,7 @@ def format_call(df: pd.DataFrame) -> str:
     """The envelope as a table: one line per room size, then each room's real-time verdict."""
     options = df.attrs.get("options", {})
     lines = [f"whole calls, one per room size (encode {options.get('encode')}, views {options.get('views')}, "
-             f"workers {options.get('workers', 0)}); "
+             f"workers {options.get('workers', 0)}, loop {options.get('loop', 'asyncio')}); "
              "shares are of the frames sent to each receiver",
              f"{'stack':6} {'mode':10} {'people':>6} {'pubs':>4} {'video ver min':>13} {'audio ver min':>13} "
              f"{'video dec':>9} {'late':>6} {'p50 ms':>7} {'p95 ms':>7} {'cpu/pp-s':>8} {'call proc':>9} {'real time':>9}"]

@@ -86,6 +86,7 @@ MAX_DRAIN = 5.0  # seconds the call waits at most for packets in flight after th
 # Worker threads for rendering and VP8 encoding. One: the scenes share Pillow's FreeType fonts,
 # which must not be used from two threads at once, and one core is left for the event loop.
 ENCODER_THREADS = 1
+LOOPS = ("asyncio", "uvloop")  # run_lab_call(loop=...)
 VIEW_SAMPLE = "sample"  # views=: each publisher's video decoded by one receiver, the rest verified only
 WORKER_START_DELAY = 0.5  # seconds between "media go" and the first frame when workers must fork first
 
@@ -106,8 +107,9 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                          publishers: int | None = None,
                          loudest: int = DEFAULT_LOUDEST,
                          encode: str = "live", views: int | str | None = None,
-                         workers: int = 0) -> CallResult:
-    """Run one call in the running event loop (see :func:`run_lab_call` for the arguments)."""
+                         workers: int = 0, worker_loop: str = "asyncio") -> CallResult:
+    """Run one call in the running event loop (see :func:`run_lab_call` for the arguments;
+    ``worker_loop`` is its ``loop`` for the workers)."""
     started = time.perf_counter()
     meter = CPUMeter("call: the SFU and every participant")
     key_policy = resolve_key_policy(key_policy)
@@ -169,7 +171,8 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
             start = loop.time() + WORKER_START_DELAY
             for p in people:  # what receivers in other processes judge frames by
                 p.sender.plan(clock() + (start - loop.time()), frames if p.publishes_video else 0, chunks)
-            worker_reports = await run_media_in_workers(people, start, config.seconds, workers, _drain)
+            worker_reports = await run_media_in_workers(people, start, config.seconds, workers, _drain,
+                                                        loop=worker_loop)
         else:
             start = loop.time() + START_DELAY
             with ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="e2ee-lab-encode") as pool:
@@ -221,7 +224,7 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                  publishers: int | None = None,
                  loudest: int = DEFAULT_LOUDEST,
                  encode: str = "live", views: int | str | None = None,
-                 workers: int = 0) -> CallResult:
+                 workers: int = 0, loop: str = "asyncio") -> CallResult:
     """Run the lab's call and return its :class:`CallResult` (from a script, or from a notebook).
 
     Args:
@@ -271,20 +274,32 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
         workers: run the participants' media in this many forked worker processes
             (:mod:`e2ee_lab.call.workers`; the SFU stays in this process); needs ``encode="clip"``,
             ``capture="off"``, no garbage, and a script's main thread. 0 (default): one process.
+        loop: "asyncio" (default) or "uvloop" (``pip install 'e2ee-lab[fast]'``): the event loop
+            the participants run on: the call's one process, or with ``workers`` each worker's (the
+            SFU's process then stays on asyncio). uvloop's transports cannot be tapped: use it with
+            ``capture="off"`` or ``"sniff"``.
 
     Raises:
-        ValueError: a bad mode, count, duration, profile, size, capture mode or key policy name.
+        ValueError: a bad mode, count, duration, profile, size, capture mode, key policy or loop name.
         DTLSError: a handshake failed.  CaptureNotPermitted: ``capture="sniff"`` without rights.
+        ImportError: ``loop="uvloop"`` without uvloop.
     """
 
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {', '.join(LOOPS)}, not {loop!r}")
+    if loop == "uvloop":
+        import uvloop  # ImportError without it: pip install 'e2ee-lab[fast]'
+
     def job() -> CallResult:
-        return asyncio.run(run_call_async(mode, participants, seconds, seed, size, out,
+        runner = uvloop.run if loop == "uvloop" and not workers else asyncio.run
+        return runner(run_call_async(mode, participants, seconds, seed, size, out,
                                           srtp_profile=srtp_profile, garbage=garbage,
                                           capture=capture, policy=policy, key_policy=key_policy,
                                           sfu_setup=sfu_setup, sender_options=sender_options,
                                           rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys,
                                           identities=identities, publishers=publishers, loudest=loudest,
-                                          encode=encode, views=views, workers=workers))
+                                          encode=encode, views=views, workers=workers,
+                                          worker_loop=loop))
 
     return run_blocking(job, "e2ee-lab-call")
 

@@ -36,7 +36,7 @@ def _views(text: str) -> int | str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--rtp-sframe {per-frame,per-packet}``: the SFrame RTP payload format (lab and webrtc stacks);
-    ``--publishers K``, ``--loudest N``, ``--encode live|clip``, ``--views N`` and ``--workers K`` (lab stack)."""
+    ``--publishers K``, ``--loudest N``, ``--encode live|clip``, ``--views N``, ``--workers K`` and ``--loop`` (lab stack)."""
     parser.add_argument("--rtp-sframe", choices=[m.value for m in RTPSFrameMode], default=None,
                         help="e2ee only: send SFrame in its RTP payload format "
                              "(draft-ietf-avtcore-rtp-sframe-02) instead of the codec's (default)")
@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, metavar="K",
                         help="lab stack: run the participants' media in K forked worker processes (the SFU "
                              "stays in the call's process); needs --encode clip and --capture off")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default=None,
+                        help="lab stack: the event loop of the call and its workers (default asyncio; "
+                             "uvloop: pip install 'e2ee-lab[fast]', with --capture off)")
     parser.add_argument("--views", type=_views, default=None, metavar="N|sample",
                         help="lab stack: each receiver decodes N >= 1 publishers' video, or (sample) each "
                              "publisher's video is decoded by one receiver; every frame is verified "
@@ -61,5 +64,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 STACK = register(Stack("lab", run=_run, accepts=keyword_options(run_lab_call),
                        add_arguments=add_arguments,
                        arguments={"rtp_sframe": "rtp_sframe", "publishers": "publishers", "loudest": "loudest",
-                                  "encode": "encode", "views": "views", "workers": "workers"},
+                                  "encode": "encode", "views": "views", "workers": "workers", "loop": "loop"},
                        help="the lab's SFU and participants on its own DTLS-SRTP legs (default)"))

@@ -150,7 +150,7 @@ def run_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 5.
         options: the chosen stack's keywords. The lab's: ``srtp_profile``, ``garbage``,
             ``capture``, ``policy``, ``key_policy`` (a RekeyPolicy, "fixed" or "naive"),
             ``sfu_setup``, ``sender_options``, ``rtp_sframe``, ``reproducible_keys``,
-            ``identities``, ``publishers``, ``loudest``, ``encode``, ``views``, ``workers``
+            ``identities``, ``publishers``, ``loudest``, ``encode``, ``views``, ``workers``, ``loop``
             (:func:`~e2ee_lab.call.run.run_lab_call`); another stack refuses those it cannot honour.
 
     Raises:
@@ -226,7 +226,8 @@ def cli_call(args: argparse.Namespace) -> int:
     stacks = registered().values()
     extra = {keyword: getattr(args, dest) for s in stacks for dest, keyword in s.arguments.items()
              if getattr(args, dest, None)}
-    errors = (CaptureError, TransportError, KeyAgreementError, ValueError, *(e for s in stacks for e in s.errors))
+    errors = (CaptureError, TransportError, KeyAgreementError, ValueError, ImportError,
+              *(e for s in stacks for e in s.errors))
     out = args.out if args.out is not None else Path("reports") / f"call-{args.mode}"
     try:
         result = run_call(args.mode, args.participants, args.seconds, args.seed, args.size, out,

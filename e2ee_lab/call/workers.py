@@ -6,7 +6,8 @@ always in its own process (offer/answer, a DTLS handshake per leg, the group key
 pipelines), and then hands each participant's media phase to one of K worker processes, forked
 (``os.fork``) so that each inherits its participants exactly as they are: leg sockets, SRTP
 sessions, frame keys, pre-encoded clips. A worker gives each of its legs' sockets to a new event
-loop of its own and runs its participants' media in real time; the call's process keeps the SFU
+loop of its own (asyncio's, or uvloop's with ``loop="uvloop"``) and runs its participants' media
+in real time; the call's process keeps the SFU
 (and only reads the SFU's sockets from then on). Every datagram still crosses loopback UDP through
 the SFU, SRTP-protected per leg.
 
@@ -61,11 +62,14 @@ def check_workers(workers: int) -> None:
 
 
 async def run_media_in_workers(people: Sequence, start: float, seconds: float, workers: int,
-                               drain: Callable[[list], Awaitable[None]]) -> list[dict]:
+                               drain: Callable[[list], Awaitable[None]], loop: str = "asyncio") -> list[dict]:
     """Run every participant's media phase (from loop time ``start`` for ``seconds``) in ``workers``
-    forked processes, then :meth:`adopt` what each sent back; returns one report per worker
-    (``pid``, ``participants``, ``exit_code``, ``died``, ``reason``, ``cpu``)."""
+    forked processes, each on a ``loop`` ("asyncio" or "uvloop") of its own, then :meth:`adopt`
+    what each sent back; returns one report per worker (``pid``, ``participants``, ``exit_code``,
+    ``died``, ``reason``, ``cpu``). The call's own loop must be asyncio's (it stops reading the
+    participants' sockets with ``pause_reading``, which uvloop's UDP transports lack)."""
     groups = [list(people[k::workers]) for k in range(workers) if people[k::workers]]
+    runner = _runner(loop)
     for p in people:  # from now on the workers read the participants' sockets
         p.leg.transport.pause_reading()
     children: list[tuple[int, list, Connection]] = []
@@ -75,7 +79,7 @@ async def run_media_in_workers(people: Sequence, start: float, seconds: float, w
             pid = os.fork()
             if pid == 0:  # the worker: never returns
                 receiving.close()
-                _child(group, start, seconds, sending, drain)
+                _child(group, start, seconds, sending, drain, runner)
             sending.close()
             children.append((pid, group, receiving))
         deadline = start + seconds + 5.0 + DEADLINE_MARGIN
@@ -139,7 +143,7 @@ def _reap(pid: int, *, kill: bool, wait: bool = False) -> int | None:
 
 
 def _child(group: list, start: float, seconds: float, conn: Connection,
-           drain: Callable[[list], Awaitable[None]]) -> None:
+           drain: Callable[[list], Awaitable[None]], runner: Callable) -> None:
     """The worker's whole life, in the forked process: never returns."""
     code = 1
     try:
@@ -150,7 +154,7 @@ def _child(group: list, start: float, seconds: float, conn: Connection,
 
         def main() -> None:  # a thread of its own: the inherited loop still counts as running here
             try:
-                box["value"] = asyncio.run(_child_main(group, start, seconds, drain))
+                box["value"] = runner(_child_main(group, start, seconds, drain))
             except BaseException as exc:  # reported below, the worker exits non-zero
                 box["error"] = exc
 
@@ -185,6 +189,15 @@ async def _child_main(group: list, start: float, seconds: float,
         p.finish()
     load = media.stop()
     return [p.media_result() for p in group], load
+
+
+def _runner(loop: str) -> Callable:
+    """``asyncio.run`` for "asyncio", ``uvloop.run`` for "uvloop" (ImportError without it)."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run
+    return asyncio.run
 
 
 async def _take_socket(leg) -> None:
