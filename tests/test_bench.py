@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 import e2ee_lab.bench.pipeline as pipeline_module
-from e2ee_lab.analysis.plots import pipeline_stages, sfu_capacity, transform_cpu, transform_overhead
+from e2ee_lab.analysis.plots import call_envelope, pipeline_stages, sfu_capacity, transform_cpu, transform_overhead
 from e2ee_lab.bench import (BENCHMARKS, MODES, SCHEMES, SFU_MODES, STAGES, aesgcm_bulk_rate, bench_pipeline,
                             bench_sfu, bench_sframe, bench_transforms, format_pipeline, format_sfu, format_sframe,
                             format_transforms, machine_info, measured_overhead, media_set, predicted_overhead,
@@ -601,6 +601,10 @@ def test_cli_bench_call_runs_a_room_and_prints_its_verdict(tmp_path, capsys):
     assert row["participants"] == 2 and row["publishers"] == 2 and row["stack"] == "lab"
     assert 0 <= row["video_verified_min"] <= 1 and 0 <= row["late_share"] <= 1
     assert row["cpu_s_per_participant_s"] > 0 and row["latency_p50_ms"] <= row["latency_p95_ms"]
-    assert 0 < row["sfu_process_cpu_s_per_s"]
+    assert 0 < row["sfu_process_cpu_s_per_s"] and row["workers"] == 0
+    fig = call_envelope(pd.concat([df, df.assign(workers=2, real_time=False)]))
+    left, right = fig.axes
+    assert len(left.get_legend().get_texts()) == 3  # one process, 2 workers, the 95 % mark
+    assert right.get_ylabel() == "CPU-seconds per participant-second"
     assert main(["bench", "call", "--participants", "2", "--stack", "webrtc", "--publishers", "1",
                  "--no-progress", "--out", str(tmp_path / "x.csv")]) == 2

@@ -34,7 +34,7 @@ import pandas as pd
 from e2ee_lab.bench.common import machine_info
 
 DEFAULT_PARTICIPANTS = (2, 4, 8, 12)
-COLUMNS = ["stack", "mode", "participants", "publishers", "seconds", "size", "video_verified_min",
+COLUMNS = ["stack", "mode", "workers", "participants", "publishers", "seconds", "size", "video_verified_min",
            "audio_verified_min", "video_decoded_share", "late_share", "latency_p50_ms", "latency_p95_ms",
            "cpu_s_per_participant_s", "sfu_process_cpu_s_per_s", "real_time", "real_time_reason", "elapsed_s"]
 
@@ -86,7 +86,8 @@ def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest,
     began = time.perf_counter()
     result = run_call(mode, n, seconds, seed, size, None, stack=stack, capture="off", **options)
     summary = result.summary
-    return {"stack": stack, "mode": mode, "participants": n, "publishers": summary.get("publishers", n),
+    return {"stack": stack, "mode": mode, "workers": workers if stack == "lab" else 0, "participants": n,
+            "publishers": summary.get("publishers", n),
             "seconds": seconds, "size": size, **shares(summary), **latency(result.received),
             "cpu_s_per_participant_s": summary["cpu"]["cpu_s_per_participant_s"],
             "sfu_process_cpu_s_per_s": _call_process_load(summary, seconds),
