@@ -30,6 +30,10 @@ schedule, and its playout deadline is that plus :data:`PLAYOUT_BUDGET`; a receiv
 frame's ``delay`` (arrival - capture) and whether it was ``late`` (past its deadline).
 
 Neither class touches sockets or clocks: every call takes ``now`` (seconds since the call started).
+
+Over 500 lines: the sender and the receiver share the frame records, the ground truth they are
+judged by (sent bytes, thumbnails, capture times) and the picture maths, and the in-memory tests
+wire one to the other; the receiver is the part that could move to a module of its own.
 """
 
 from __future__ import annotations

@@ -34,6 +34,10 @@ the printed table say so. ``key_policy="naive"`` (``--key-policy naive``) runs m
 checks of :class:`~e2ee_lab.crypto.keys.KeyChecks` off (:meth:`~e2ee_lab.crypto.keys.RekeyPolicy.naive`),
 the counter-example the attacks of :mod:`e2ee_lab.attacks` beat; the summary's ``"key_policy"``
 says which ran.
+
+Over 500 lines: the call's orchestration (setup, media in one process or in workers, drain) and
+the assembly of its result (summary, key holders, handshakes, sockets) both read the participants'
+and the SFU's internals; the result assembly is the part that could move out.
 """
 
 from __future__ import annotations

@@ -40,6 +40,10 @@ would not, each delivery is the packet with SSRC and sequence number written int
 header, with no parse or serialize. An :class:`HonestPolicy` core skips the policy objects altogether; any other
 policy gets parsed :class:`InboundRTP` packets as before, and a replacement packet is serialized
 with aiortc. The view tap stores raw bytes and parses them when read.
+
+Over 500 lines: the hot path, the policy path and the leg and stream bookkeeping share every
+stream's state (sequence rewriting, outgoing streams, the speaker selection's closed gaps); the
+RTCP half already lives in :mod:`e2ee_lab.sfu.feedback`, the speaker choice in :mod:`e2ee_lab.sfu.loudest`.
 """
 
 from __future__ import annotations

@@ -29,6 +29,10 @@ DTLS roles; the SFU's key log in the lab's format, and with ``capture="sniff"``
 (or ``"auto"`` where sniffing is permitted) the call's pcap, which :mod:`e2ee_lab.analysis`
 reads unchanged. The socket tap cannot see aiortc's sockets: ``capture="tap"`` raises, and
 ``"auto"`` without capture rights records nothing and says so.
+
+Over 500 lines: the aiortc call's run and its summary (the lab's fields filled from aiortc's
+records, late frames dated from the tracks' schedule) read the same participants and SFU; the
+summary is the part that could move out.
 """
 
 from __future__ import annotations
