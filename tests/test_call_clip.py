@@ -112,3 +112,21 @@ def test_a_speech_clip_holds_exactly_what_a_live_encoder_emits(cbr):
     assert [(r.timestamp, r.speaking, r.encoded_size) for r in live.records] == \
         [(r.timestamp, r.speaking, r.encoded_size) for r in clipped.records]
     assert speech_clip(SpeechSource(offset_s=1.0), 10, cbr=cbr) is speech_clip(SpeechSource(offset_s=1.0), 20, cbr=cbr)
+
+
+def test_a_sender_with_clips_plans_its_ground_truth_and_sending_replaces_it():
+    clipped, _ = _pair(clip=EncodedClip(_scene(), 4))
+    clipped.speech_clip = speech_clip(SpeechSource(), 5)
+    clipped.plan(origin=10.0, video_frames=4, audio_frames=5)
+    live, _ = _pair()
+    timestamp = (clipped._vp8.timestamp_offset + 2 * 90000 // FPS) % (1 << 32)  # picture 2's RTP timestamp
+    planned, thumb = clipped.sent("video", timestamp)
+    assert planned.frame_index == 2 and planned.captured_at == pytest.approx(10.0 + 2 / FPS)
+    assert planned.sent_at != planned.sent_at and thumb is clipped.clip.frames[2].thumbnail  # NaN: not sent yet
+    assert clipped.sent_data("video", timestamp) == clipped.clip.frames[2].data
+    audio = [clipped.sent("audio", ts) for (kind, ts) in list(clipped._truth) if kind == "audio"]
+    assert sorted(r.frame_index for r, _ in audio) == [0, 1, 2, 3, 4]
+    clipped.video_frame(2, 11.0, captured_at=10.5)
+    assert clipped.sent("video", timestamp)[0].sent_at == 11.0  # the real record replaced the plan
+    with pytest.raises(ValueError, match="clips"):
+        live.plan(origin=0.0, video_frames=1, audio_frames=1)
