@@ -66,7 +66,8 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
                         help="encode/decode in the loop (pipeline)")
     parser.add_argument("--rooms", type=int, nargs="+", help="participants per room (sfu; default 2 4 8 16)")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"),
-                        help="the SFU process's event loop (sfu; default asyncio; uvloop: pip install 'e2ee-lab[fast]')")
+                        help="the SFU process's event loop (sfu), the calls' and their workers' (call); "
+                             "default asyncio; uvloop: pip install 'e2ee-lab[fast]'")
     parser.add_argument("--profile", nargs="?", const="e2ee", choices=("dtls-srtp", "e2ee", "bare"), metavar="MODE",
                         help="sfu only: cProfile the SFU's process in one room (--rooms N, default 4) in MODE "
                         "(default e2ee) and print the share of its busy time per category and the top functions")
@@ -74,6 +75,18 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lab-sizes", nargs="+", choices=("ci", "full"), default=["ci", "full"],
                         help="labs only: the sizes to run each notebook at (default: ci full)")
     parser.add_argument("--notebooks", type=Path, help="labs only: the folder of notebooks (default: notebooks/)")
+    parser.add_argument("--participants", help="call only: room sizes, comma-separated (default 2,4,8,12)")
+    parser.add_argument("--publishers", type=int, help="call only: the first K participants send video (lab stack)")
+    parser.add_argument("--stack", choices=("lab", "webrtc"), help="call only: which stack runs the calls (default lab)")
+    parser.add_argument("--mode", choices=("dtls-srtp", "e2ee", "clear-prefix"), help="call only: default e2ee")
+    parser.add_argument("--seconds", type=float, help="call only: media per call (default 5)")
+    parser.add_argument("--size", choices=("ci", "full"), help="call only: picture size (default full)")
+    parser.add_argument("--encode", choices=("live", "clip"), help="call only: default clip (each scene encoded once)")
+    parser.add_argument("--views", type=lambda t: t if t == "sample" else int(t),
+                        help="call only: publishers each receiver decodes, or sample (each publisher's video "
+                             "decoded by one receiver); every frame is verified (default 1)")
+    parser.add_argument("--workers", type=int, help="call only: worker processes for the participants (default 0)")
+    parser.add_argument("--loudest", type=int, help="call only: speakers whose audio big rooms forward (default 3)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run_bench)
 
@@ -89,6 +102,8 @@ def _bench_kwargs(args: argparse.Namespace, run: Callable[..., object]) -> dict[
                 "ceiling": False if args.no_ceiling else None, "codec": _CODEC[args.codec],
                 "rooms": getattr(args, "rooms", None), "loop": getattr(args, "loop", None),
                 "peer": getattr(args, "peer", None)}
+    optional.update({k: getattr(args, k, None) for k in ("participants", "publishers", "stack", "mode", "seconds",
+                                                         "size", "encode", "views", "loudest", "workers")})
     kwargs.update({k: v for k, v in optional.items() if v is not None})
     accepted = inspect.signature(run).parameters
     return {k: v for k, v in kwargs.items() if k in accepted}

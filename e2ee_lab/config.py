@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import Literal
 
 Size = Literal["ci", "full"]
+
+#: Rooms with more participants than this forward only the loudest speakers' audio (the SFU's
+#: selection from RFC 6464 levels, :mod:`e2ee_lab.sfu.loudest`); smaller rooms forward every
+#: microphone, as the labs' 3-participant calls always did.
+LOUDEST_ROOM_SIZE = 8
 SIZES: tuple[Size, ...] = ("ci", "full")
 
 #: Every environment variable the package reads, and what it does (``e2ee-lab doctor`` prints

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 import e2ee_lab.bench.pipeline as pipeline_module
-from e2ee_lab.analysis.plots import pipeline_stages, sfu_capacity, transform_cpu, transform_overhead
+from e2ee_lab.analysis.plots import call_envelope, pipeline_stages, sfu_capacity, transform_cpu, transform_overhead
 from e2ee_lab.bench import (BENCHMARKS, MODES, SCHEMES, SFU_MODES, STAGES, aesgcm_bulk_rate, bench_pipeline,
                             bench_sfu, bench_sframe, bench_transforms, format_pipeline, format_sfu, format_sframe,
                             format_transforms, machine_info, measured_overhead, media_set, predicted_overhead,
@@ -608,3 +608,49 @@ def test_bench_sframe_puts_wrtc_beside_the_lab_and_bare_gcm():
         assert (df[column] > 0).all(), column
     table = format_sframe(df)
     assert "wrtc protect µs" in table and "gcm enc µs" in table and "lab/wrtc" in table
+
+
+# --- call: the envelope (one tiny real call) -----------------------------------------------------------
+
+
+def test_call_room_sizes_parse_and_bad_ones_are_refused():
+    from e2ee_lab.bench.call import parse_participants
+
+    assert parse_participants("2,4, 8,12") == (2, 4, 8, 12)
+    for bad in ("", "2,x", "1,4"):
+        with pytest.raises(ValueError, match="participants"):
+            parse_participants(bad)
+
+
+def test_call_shares_fall_back_to_decoded_where_a_stack_does_not_verify():
+    from e2ee_lab.bench.call import shares
+
+    rows = [{"video_frames_expected": 100, "video_frames_verified": 90, "video_frames_decoded": 10,
+             "video_frames_late": 5, "audio_frames_expected": 200, "audio_frames_verified": None,
+             "audio_frames_decoded": 150, "audio_frames_late": 0},
+            {"video_frames_expected": 100, "video_frames_verified": 99, "video_frames_decoded": 30,
+             "video_frames_late": 0, "audio_frames_expected": 0, "audio_frames_verified": 0,
+             "audio_frames_decoded": 0, "audio_frames_late": 0}]
+    assert shares({"participants": rows}) == {"video_verified_min": 0.9, "audio_verified_min": 0.75,
+                                              "video_decoded_share": 0.2, "late_share": 0.0125}
+
+
+def test_cli_bench_call_runs_a_room_and_prints_its_verdict(tmp_path, capsys):
+    argv = ["bench", "call", "--participants", "2", "--seconds", "0.5", "--size", "ci", "--no-progress",
+            "--out", str(tmp_path / "call.csv")]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "whole calls, one per room size (encode clip, views 1, workers 0, loop asyncio)" in printed
+    assert "2 participants: " in printed
+    df = pd.read_csv(tmp_path / "call.csv")
+    (row,) = df.to_dict("records")
+    assert row["participants"] == 2 and row["publishers"] == 2 and row["stack"] == "lab"
+    assert 0 <= row["video_verified_min"] <= 1 and 0 <= row["late_share"] <= 1
+    assert row["cpu_s_per_participant_s"] > 0 and row["latency_p50_ms"] <= row["latency_p95_ms"]
+    assert 0 < row["sfu_process_cpu_s_per_s"] and row["workers"] == 0
+    fig = call_envelope(pd.concat([df, df.assign(workers=2, real_time=False)]))
+    left, right = fig.axes
+    assert len(left.get_legend().get_texts()) == 3  # one process, 2 workers, the 95 % mark
+    assert right.get_ylabel() == "CPU-seconds per participant-second"
+    assert main(["bench", "call", "--participants", "2", "--stack", "webrtc", "--publishers", "1",
+                 "--no-progress", "--out", str(tmp_path / "x.csv")]) == 2

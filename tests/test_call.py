@@ -33,9 +33,10 @@ from e2ee_lab.analysis.sfu_view import (
 from e2ee_lab.call import (
     CALL_KEY_POLICY, add_call_arguments, cli_call, read_frame_keys, resolve_key_policy, run_call, run_call_async,
 )
+from e2ee_lab.call.common import format_summary, real_time_verdict
 from e2ee_lab.call.frame_keys import make_frame_crypto
 from e2ee_lab.call.garbage import SPOOFED_KINDS, STRANGER_KINDS
-from e2ee_lab.call.pipeline import MediaReceiver, MediaSender
+from e2ee_lab.call.pipeline import PLAYOUT_BUDGET, MediaReceiver, MediaSender
 from e2ee_lab.crypto.keys import KeyMessage
 from e2ee_lab.media.scene import Scene
 from e2ee_lab.media.speech import FRAME_SAMPLES, SpeechSource
@@ -110,6 +111,36 @@ def test_every_receiver_decodes_95_percent_of_what_the_others_sent(calls, mode):
         assert p["audio_frames_decoded"] >= DELIVERY * p["audio_frames_expected"], p
     decoded = result.received[result.received.decoded & (result.received.kind == "video")]
     assert (decoded.mae < 10).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_summary_says_whether_the_call_kept_real_time(calls, mode):
+    summary, received = calls[mode].summary, calls[mode].received
+    assert summary["playout_budget_s"] == PLAYOUT_BUDGET
+    for p in summary["participants"]:
+        mine = received[received.receiver == p["name"]]
+        for kind in ("video", "audio"):
+            of_kind = mine[mine.kind == kind]
+            assert p[f"{kind}_frames_late"] == int(of_kind.late.sum())
+            assert p[f"{kind}_frames_on_time"] == int((of_kind.decrypted & ~of_kind.late).sum())
+            assert (of_kind.late == (of_kind.delay > PLAYOUT_BUDGET)).all()
+    assert summary["real_time"] == real_time_verdict(summary["participants"])["real_time"]
+    assert isinstance(summary["real_time_reason"], str) and summary["real_time_reason"]
+    (process,) = summary["cpu"]["processes"]
+    assert process["pid"] == os.getpid() and 0 < process["cpu_s"] and 0 < process["wall_s"]
+    assert format_summary(summary).splitlines()[-1].startswith("real time: ")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_three_person_room_has_every_camera_on_and_every_microphone_forwarded(calls, mode):
+    summary = calls[mode].summary
+    assert summary["publishers"] == PEOPLE and summary["loudest"]["active"] is False
+    assert summary["loudest"]["audio_withheld"] == 0 and summary["encode"] == "live" and summary["views"] is None
+    received = calls[mode].received
+    assert (received.decoded <= received.verified).all() and (received.verified <= received.decrypted).all()
+    sent = calls[mode].sent
+    for p in summary["participants"]:
+        assert p["audio_frames_expected"] == int(((sent.kind == "audio") & (sent.participant != p["name"])).sum())
 
 
 def test_dtls_srtp_sfu_decodes_the_pictures_and_they_match(calls):

@@ -311,6 +311,16 @@ def test_opus_round_trip(opus_frames):
     assert np.corrcoef(sent[: len(sent) - delay], out[delay:])[0, 1] > 0.8
 
 
+def test_opus_decode_count_decodes_like_decode_without_the_samples(opus_frames):
+    _, frames = opus_frames
+    full, counting = OpusDecoder(), OpusDecoder()
+    for f in frames:
+        assert counting.decode_count(f.data) == len(full.decode(f.data)) == 960
+    for bad in (b"", b"\xff" * 3):
+        with pytest.raises(DecodeError):
+            OpusDecoder().decode_count(bad)
+
+
 def test_opus_rejects_wrong_chunk_size(speech):
     chunk = SpeechSource(speech).chunk(0)
     bad = type(chunk)(0, chunk.pcm[:480], AUDIO_RATE, 0.0, False, 127, False)

@@ -771,6 +771,23 @@ def test_check_loopback_refuses_everything_else(address):
         check_loopback(address)
 
 
+def test_every_socket_asks_for_a_receive_buffer_that_holds_a_burst():
+    from pathlib import Path
+    import socket
+
+    from e2ee_lab.transport.udp import RECEIVE_BUFFER
+
+    async def scenario():
+        transport, _ = await open_udp(asyncio.DatagramProtocol)
+        try:
+            return transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        finally:
+            transport.close()
+
+    ceiling = int(Path("/proc/sys/net/core/rmem_max").read_text())  # Linux reports twice what it grants
+    assert run_async(scenario) >= min(RECEIVE_BUFFER, ceiling)
+
+
 def test_sockets_and_legs_refuse_non_loopback_addresses(certs):
     async def scenario():
         with pytest.raises(ValueError):

@@ -31,6 +31,7 @@ import threading
 
 import aioice.ice
 import numpy as np
+import pandas as pd
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.codecs.opus import OpusEncoder
@@ -68,6 +69,7 @@ from e2ee_lab.webrtc import (
 from e2ee_lab.webrtc import aiortc_hooks
 from e2ee_lab.webrtc.aiortc_hooks import TransformingEncoder
 from e2ee_lab.transport import read_keylog, receive_session
+from e2ee_lab.webrtc.call import mark_late
 from e2ee_lab.webrtc.media import SceneTrack, parse_track_label, prefer
 from e2ee_lab.webrtc.transform import ReceiverTransform, SenderTransform, attach_receiver, attach_sender
 
@@ -519,6 +521,26 @@ def test_the_summary_has_every_field_of_the_lab_calls_summary(call):
     assert wire["audio_frames_seen"] > 0
     assert wire["video_frames_decodable"] == wire["audio_frames_intelligible"] == 0
     assert call.wire.summary()["video_frames_decodable"] == 0 and call.summary["garbage_sent"] == {}
+
+
+def test_frames_are_late_against_the_tracks_capture_schedule():
+    rows = pd.DataFrame({"kind": ["video", "video", "audio", "audio", "video"],
+                         "frame_index": [0, 30, 0, 50, -1],
+                         "arrival": [1.1, 2.0 + 0.25, 1.19, 2.0 + 0.1, 5.0]})
+    mark_late(rows, media_start=1.0, fps=30)  # video frame 30 and audio chunk 50 are captured at 2.0 s
+    assert np.allclose(rows.delay[:4], [0.1, 0.25, 0.19, 0.1]) and math.isnan(rows.delay[4])
+    assert list(rows.late) == [False, True, False, False, False]
+
+
+def test_the_summary_counts_late_frames_in_the_window(call):
+    received = call.received
+    for p in call.summary["participants"]:
+        mine = received[(received.receiver == p["name"]) & (received.frame_index >= 0)]
+        for kind in ("video", "audio"):
+            window = mine[(mine.kind == kind) & (mine.frame_index < call.summary["window"][f"{kind}_frames"])]
+            assert p[f"{kind}_frames_late"] == int(window.late.sum())
+            assert p[f"{kind}_frames_on_time"] == int((window.decrypted & ~window.late).sum())
+    assert isinstance(call.summary["real_time"], bool) and call.summary["cpu"]["cpu_s"] > 0
 
 
 # --- entry points ----------------------------------------------------------------------------------

@@ -9,6 +9,8 @@
   → SFU → SRTP → reassembly → transform → decode, per stage, in dtls-srtp vs e2ee.
 - ``sfu`` (:mod:`.sfu`, load processes in :mod:`.sfu_load`): forwarded SRTP packets per second per
   core of the lab's SFU over loopback, rooms of 2-16, dtls-srtp vs e2ee, next to a bare forwarder.
+- ``call`` (:mod:`.call`): the envelope: one whole real-time call per room size, the share of
+  frames each receiver verified and decoded, late frames, latency, CPU per participant-second.
 
 Each benchmark returns a pandas DataFrame (machine description in ``df.attrs["machine"]``);
 :data:`BENCHMARKS` is the registry the ``e2ee-lab bench`` command reads, so a new benchmark is one
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from e2ee_lab.bench.call import bench_call, format_call
 from e2ee_lab.bench.common import aesgcm_bulk_rate, machine_info
 from e2ee_lab.bench.frames import MEDIA, MediaSet, media_set
 from e2ee_lab.bench.pipeline import MODES, STAGES, bench_pipeline, format_pipeline, goal_verdicts
@@ -31,7 +34,7 @@ from e2ee_lab.bench.transforms import (SCHEMES, bench_transforms, format_transfo
                                        predicted_overhead)
 
 __all__ = [
-    "BENCHMARKS", "Benchmark", "DEFAULT_SIZES", "MEDIA", "MODES", "MediaSet", "ROOM_SIZES", "SCHEMES",
+    "BENCHMARKS", "Benchmark", "bench_call", "format_call", "DEFAULT_SIZES", "MEDIA", "MODES", "MediaSet", "ROOM_SIZES", "SCHEMES",
     "SFRAME_GOALS", "SFU_MODES", "STAGES", "aesgcm_bulk_rate", "bench_pipeline", "bench_sfu", "bench_sframe",
     "bench_transforms", "format_pipeline", "format_sfu", "format_sframe", "format_transforms", "goal_verdicts",
     "machine_info", "measured_overhead", "media_set", "predicted_overhead", "room_traffic", "sfu_goal_verdicts",
@@ -56,4 +59,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                           "one publisher's frames through RTP, SRTP and the SFU core: µs per stage per mode"),
     "sfu": Benchmark(bench_sfu, format_sfu,
                      "forwarded SRTP packets/s per core, rooms of 2-16, dtls-srtp vs e2ee vs a bare forwarder"),
+    "call": Benchmark(bench_call, format_call,
+                      "whole real-time calls per room size (--participants 2,4,8,12): verified, decoded, "
+                      "late, latency, CPU per participant-second"),
 }

@@ -8,7 +8,10 @@ group-key wait). The lab's own stack is :mod:`e2ee_lab.call.run` (registered by
 :mod:`e2ee_lab.call.stack`); the participant's asyncio edge is :mod:`e2ee_lab.call.participant`,
 its sans-I/O media pipeline :mod:`e2ee_lab.call.pipeline`, its frame keys
 :mod:`e2ee_lab.call.frame_keys`, its capture :mod:`e2ee_lab.call.capture`, and
-:mod:`e2ee_lab.call.garbage` attacks the SFU's ports during a call. Nothing here imports a stack
+:mod:`e2ee_lab.call.garbage` attacks the SFU's ports during a call. For rooms of a real size,
+:mod:`e2ee_lab.call.clip` encodes each camera and microphone once before the call and
+:mod:`e2ee_lab.call.workers` runs the participants' media in forked worker processes; every call
+says whether it kept real time (:func:`~e2ee_lab.call.common.real_time_verdict`). Nothing here imports a stack
 built on it (:mod:`e2ee_lab.webrtc`, :mod:`e2ee_lab.browser`, ...).
 """
 

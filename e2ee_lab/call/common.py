@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from e2ee_lab.call.pipeline import SenderOptions
 from e2ee_lab.config import Size
 from e2ee_lab.crypto.keys import PublicIdentity, RekeyPolicy
 from e2ee_lab.media.scene import Scene
+from e2ee_lab.sfu.loudest import DEFAULT_LOUDEST
 from e2ee_lab.transport import KeyLogEntry, SRTPProfile, write_keylog
 
 T = TypeVar("T")
@@ -42,6 +45,66 @@ KEY_POLICIES = ("fixed", "naive")  # the names a call's key_policy also accepts
 KEY_AGREEMENT_TIMEOUT = 5.0  # seconds until every member holds every current key
 START_DELAY = 0.05  # seconds between "media go" and the first frame
 DEFAULT_PROFILE = SRTPProfile.AEAD_AES_128_GCM.value
+
+
+REAL_TIME_SHARE = 0.95  # a call keeps real time when every receiver gets this share of each kind on time
+
+
+def real_time_verdict(rows: list[dict], share: float = REAL_TIME_SHARE) -> dict:
+    """Did the call keep real time? ``{"real_time": bool, "real_time_reason": str}`` from the
+    summary's participant rows.
+
+    A call keeps real time when every receiver got, of each kind, at least ``share`` of the frames
+    sent to it (``*_frames_expected``) decrypted and by their playout deadline
+    (``*_frames_on_time``: capture time + the playout budget,
+    :data:`~e2ee_lab.call.pipeline.PLAYOUT_BUDGET`). Frames that came late and frames that never
+    came both count against it: on an overloaded machine the simulated endpoints fall behind, their
+    sockets overflow, and lower counts are that, not the call's result. The reason names the
+    receiver and kind furthest from the mark (or says how close the worst one came when it held).
+    """
+    worst: tuple[float, str] | None = None
+    for row in rows:
+        for kind in ("video", "audio"):
+            expected = row.get(f"{kind}_frames_expected", 0)
+            if not expected or f"{kind}_frames_on_time" not in row:
+                continue
+            on_time, late = row[f"{kind}_frames_on_time"], row.get(f"{kind}_frames_late", 0)
+            ratio = on_time / expected
+            text = (f"{row['name']} got {on_time} of {expected} {kind} frames in time "
+                    f"({ratio:.0%}; {late} late, {max(0, expected - on_time - late)} missing or undecryptable)")
+            if worst is None or ratio < worst[0]:
+                worst = (ratio, text)
+    if worst is None:
+        return {"real_time": False, "real_time_reason": "no frames were expected by any receiver"}
+    if worst[0] >= share:
+        return {"real_time": True, "real_time_reason": f"every receiver >= {share:.0%} in time; worst: {worst[1]}"}
+    return {"real_time": False, "real_time_reason": f"below {share:.0%} in time: {worst[1]}"}
+
+
+class CPUMeter:
+    """CPU seconds one process spends from construction to :meth:`stop` (``time.process_time``:
+    every thread of the process, user and system), next to the wall-clock seconds."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self._cpu, self._wall = time.process_time(), time.perf_counter()
+
+    def stop(self) -> dict:
+        """``{"role", "pid", "cpu_s", "wall_s", "cpu_per_wall"}`` for this process so far."""
+        cpu, wall = time.process_time() - self._cpu, time.perf_counter() - self._wall
+        return {"role": self.role, "pid": os.getpid(), "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+                "cpu_per_wall": round(cpu / wall, 3) if wall > 0 else None}
+
+
+def cpu_summary(processes: list[dict], participants: int, seconds: float) -> dict:
+    """The ``"cpu"`` entry of a summary: each process's :meth:`CPUMeter.stop` row, their total, and
+    CPU-seconds per participant-second of media: the processes' ``media_cpu_s`` (the CPU spent
+    while media flowed and drained, set by the caller) where given, else their whole ``cpu_s``
+    (setup, handshakes and pre-encoding included), divided by ``participants * seconds``."""
+    total = sum(p["cpu_s"] for p in processes)
+    media = sum(p.get("media_cpu_s", p["cpu_s"]) for p in processes)
+    return {"processes": processes, "cpu_s": round(total, 3),
+            "cpu_s_per_participant_s": round(media / (participants * seconds), 4) if participants and seconds else None}
 
 
 class CallSetupError(RuntimeError):
@@ -65,6 +128,10 @@ class CallConfig:
     rtp_sframe: str | None = None  # SFrame RTP payload format offered ("per-frame"/"per-packet"), None: codec's
     reproducible_keys: bool = False  # keys derived from the seed (recordings, tests), not drawn from the OS
     key_policy: str = "fixed"  # "fixed", "naive" or "custom" (RekeyPolicy.name)
+    publishers: int | None = None  # the first K participants send video (None: all); all send audio
+    loudest: int = DEFAULT_LOUDEST  # audio of the N loudest forwarded in rooms > LOUDEST_ROOM_SIZE
+    encode: str = "live"  # "live": an encoder per sender; "clip": each scene pre-encoded once, shared
+    views: int | str | None = None  # publishers whose video each receiver decodes (None: all, "sample": one receiver per publisher); all verified
 
 
 @dataclass
@@ -201,4 +268,18 @@ def format_summary(summary: dict) -> str:
     lines.append(f"{'SFU':10} packets in {s['packets_in']}, forwarded {s['packets_forwarded']}; video "
                  f"decodable {s['video_frames_decodable']}/{s['video_frames_seen']}, audio intelligible "
                  f"{s['audio_frames_intelligible']}/{s['audio_frames_seen']}; dropped {sum(s['dropped'].values())}")
+    if "real_time" in summary:
+        lines.append(real_time_line(summary))
     return "\n".join(lines)
+
+
+def real_time_line(summary: dict) -> str:
+    """One line: did the call keep real time (and why not), and the CPU its processes used."""
+    verdict = "real time: yes" if summary["real_time"] else "real time: NO (the counts above are not the call's result)"
+    line = f"{verdict}; {summary.get('real_time_reason', '')}"
+    cpu = summary.get("cpu")
+    if cpu:
+        n = len(cpu["processes"])
+        line += (f"; CPU {cpu['cpu_s']:.1f} s in {n} process{'es' if n != 1 else ''}, "
+                 f"{cpu['cpu_s_per_participant_s']} s per participant-second")
+    return line

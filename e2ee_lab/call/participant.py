@@ -31,11 +31,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Executor
 
 from e2ee_lab.call.frame_keys import FrameCrypto, make_frame_crypto
-from e2ee_lab.call.pipeline import MediaReceiver, MediaSender, SenderOptions, Truth
+from e2ee_lab.call.clip import EncodedClip, SpeechClip
+from e2ee_lab.call.pipeline import MediaReceiver, MediaSender, SenderOptions, SentData, Truth
 from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.crypto.keys import (
     MEDIA_KINDS,
@@ -106,17 +107,20 @@ class Participant:
         identity: a long-term identity key pair to use (reused across calls, as a device's is);
             default: a new one (from the seed with ``reproducible_keys``). Session and frame keys
             are drawn per call either way.
+        publishes_video: False for a listener with its camera off: it offers and sends audio
+            only (it still receives every publisher's video).
     """
 
     def __init__(self, index: int, *, mode: str, size: VideoSize, seed: int, profile: SRTPProfile,
                  clock: Clock, key_policy: RekeyPolicy, options: SenderOptions | None = None,
                  rtp_sframe: str | None = None, reproducible_keys: bool = False,
-                 identity: IdentityKeyPair | None = None) -> None:
+                 identity: IdentityKeyPair | None = None, publishes_video: bool = True) -> None:
         rng = random.Random(f"participant:{seed}:{index}")
         if rtp_sframe is not None and mode != "e2ee":
             raise ValueError(f"--rtp-sframe needs --mode e2ee, not {mode}")
         self.rtp_sframe = None if rtp_sframe is None else RTPSFrameMode(rtp_sframe).value
         self.index, self.mode, self.seed, self.profile = index, mode, seed, profile
+        self.publishes_video = publishes_video
         self.name = participant_name(index)
         self.ssrcs = {"video": rng.randrange(1, 1 << 32), "audio": rng.randrange(1, 1 << 32)}
         self.rtcp_ssrc = rng.randrange(1, 1 << 32)
@@ -139,6 +143,7 @@ class Participant:
         self._clock = clock
         self._sfu: SFUServer | None = None
         self._announced: list[StreamAnnounced] = []
+        self._adopted_counters: Counter[str] | None = None  # a worker's counts (adopt())
         self._early_rtcp: list[bytes] = []
 
     def __repr__(self) -> str:
@@ -159,7 +164,7 @@ class Participant:
         """
         self._sfu = sfu
         sfu.signalling.register(self.name, self.on_signal)
-        offer = Offer(self.name, str(self.certificate.fingerprint()), dict(self.ssrcs), self.rtp_sframe)
+        offer = Offer(self.name, str(self.certificate.fingerprint()), self.offered_ssrcs(), self.rtp_sframe)
         answer = await sfu.accept(offer)
         self.sframe_agreed = answer.sframe
         accepted = answer.rtp_sframe if answer.rtp_sframe == self.rtp_sframe else None
@@ -169,6 +174,10 @@ class Participant:
             remote_fingerprint=Fingerprint.parse(answer.fingerprint), profiles=(self.profile,),
             on_media=self._on_media,
         )
+
+    def offered_ssrcs(self) -> dict[str, int]:
+        """The streams this participant publishes (SDP ``a=ssrc``): audio, and video unless camera off."""
+        return {k: v for k, v in self.ssrcs.items() if k == "audio" or self.publishes_video}
 
     def join_keys(self) -> None:
         """Join the group key agreement: the roster assigns a member index; updates follow."""
@@ -184,16 +193,25 @@ class Participant:
         self.member.tick(self._clock())
         return keys_held(self.member, epoch, members)
 
-    def prepare(self, truth: Truth) -> None:
-        """Build the media pipelines (after the keys are agreed)."""
+    def prepare(self, truth: Truth, *, sent_data: SentData | None = None,
+                decode_video: Collection[str] | None = None, clip: EncodedClip | None = None,
+                speech_clip: SpeechClip | None = None) -> None:
+        """Build the media pipelines (after the keys are agreed).
+
+        ``sent_data``: what publishers sent, to verify every frame (:class:`MediaReceiver`);
+        ``decode_video``: the publishers whose video is decoded (None: all); ``clip`` /
+        ``speech_clip``: this participant's pre-encoded camera and microphone
+        (:mod:`e2ee_lab.call.clip`), None: live encoders.
+        """
         crypto: FrameCrypto = make_frame_crypto(self.mode, self.member)
         overhead = self.profile.rtp_overhead
         send_crypto = crypto if self.sframe_agreed else make_frame_crypto("dtls-srtp", None)
         self.sender = MediaSender(self.name, scene=self.scene, speech=self.speech, crypto=send_crypto,
                                   ssrcs=self.ssrcs, seed=self.seed, srtp_overhead=overhead,
-                                  options=self.options, rtp_sframe=self.rtp_sframe_agreed)
+                                  options=self.options, rtp_sframe=self.rtp_sframe_agreed, clip=clip,
+                                  speech_clip=speech_clip)
         self.receiver = MediaReceiver(self.name, crypto=crypto, truth=truth, rtcp_ssrc=self.rtcp_ssrc,
-                                      options=self.options)
+                                      options=self.options, sent_data=sent_data, decode_video=decode_video)
         for message in self._announced:
             self.receiver.announce(message.ssrc, message.publisher, message.member, message.kind,
                                    message.rtp_sframe)
@@ -234,22 +252,36 @@ class Participant:
         Rendering and VP8 encoding run on ``pool`` (PyAV releases the GIL there), so a second core
         can help; everything else stays on the loop.
         """
-        await asyncio.gather(self._video_loop(start, seconds, pool), self._audio_loop(start, seconds))
+        loops = [self._audio_loop(start, seconds)]
+        if self.publishes_video:
+            loops.append(self._video_loop(start, seconds, pool))
+        await asyncio.gather(*loops)
 
     async def _video_loop(self, start: float, seconds: float, pool: Executor | None) -> None:
         sender, loop, fps = self.sender, asyncio.get_running_loop(), self.scene.fps
         assert sender is not None, "prepare() first"
+        origin = self._call_time(start)
         for i in range(int(round(seconds * fps))):
             await _sleep_until(start + i / fps)
             force = sender.take_key_frame_request()
-            encoded, picture = await loop.run_in_executor(pool, sender.encode_video, i, force)
-            self._send_all(sender.send_video(i, encoded, picture, self._clock(), was_forced=force))
+            if sender.clip is not None:  # pre-encoded: no encoder work to move off the loop
+                encoded, picture = sender.encode_video(i, force)
+            else:
+                encoded, picture = await loop.run_in_executor(pool, sender.encode_video, i, force)
+            self._send_all(sender.send_video(i, encoded, picture, self._clock(), was_forced=force,
+                                             captured_at=origin + i / fps))
 
     async def _audio_loop(self, start: float, seconds: float) -> None:
         interval = FRAME_MS / 1000
+        origin = self._call_time(start)
         for i in range(int(round(seconds / interval))):
             await _sleep_until(start + i * interval)
-            self._send_all(self.sender.audio_frame(i, self._clock()))  # type: ignore[union-attr]
+            self._send_all(self.sender.audio_frame(i, self._clock(),  # type: ignore[union-attr]
+                                                   captured_at=origin + i * interval))
+
+    def _call_time(self, loop_time: float) -> float:
+        """Loop time ``loop_time`` on the call's clock (the capture schedule's origin)."""
+        return loop_time - asyncio.get_running_loop().time() + self._clock()
 
     def _send_all(self, packets: list[bytes]) -> None:
         for packet in packets:
@@ -296,8 +328,28 @@ class Participant:
 
     # --- results ---------------------------------------------------------------------------------
 
+    def media_result(self) -> dict:
+        """What this participant's media phase produced, picklable: in a worker process
+        (:mod:`e2ee_lab.call.workers`), sent back to the call's process for :meth:`adopt`."""
+        assert self.sender is not None and self.receiver is not None, "prepare() first"
+        return {"name": self.name, "sent": list(self.sender.records), "received": list(self.receiver.records),
+                "counters": dict(self.counters()), "wire": list(self.wire), "plis_sent": self.receiver.plis_sent,
+                "plis_received": self.sender.plis_received, "pictures": self.receiver.pictures}
+
+    def adopt(self, result: dict) -> None:
+        """Take over the media phase a worker process ran for this participant (:meth:`media_result`)."""
+        assert self.sender is not None and self.receiver is not None, "prepare() first"
+        self.sender.records = result["sent"]
+        self.receiver.records = result["received"]
+        self.sender.plis_received, self.receiver.plis_sent = result["plis_received"], result["plis_sent"]
+        self.receiver.adopted_pictures = result["pictures"]
+        self.wire = result["wire"]
+        self._adopted_counters = Counter(result["counters"])
+
     def counters(self) -> Counter[str]:
         """Every drop this participant counted: transport, reassembly, frame transform, decoder, send."""
+        if self._adopted_counters is not None:
+            return Counter(self._adopted_counters)
         total: Counter[str] = Counter(self.dropped)
         if self.leg is not None:
             total.update(self.leg.dropped)

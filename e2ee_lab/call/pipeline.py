@@ -25,24 +25,35 @@ per-frame or per-packet: the frame transform then runs inside the packetizer), a
 takes each stream announced with it through :class:`~e2ee_lab.rtp.SFrameReceiver`, which decrypts
 before it makes the media frame; other streams keep the codec path.
 
+Real time: every sent frame records ``captured_at``, its slot on the camera's or microphone's
+schedule, and its playout deadline is that plus :data:`PLAYOUT_BUDGET`; a receiver records each
+frame's ``delay`` (arrival - capture) and whether it was ``late`` (past its deadline).
+
 Neither class touches sockets or clocks: every call takes ``now`` (seconds since the call started).
+
+Over 500 lines: the sender and the receiver share the frame records, the ground truth they are
+judged by (sent bytes, thumbnails, capture times) and the picture maths, and the in-memory tests
+wire one to the other; the receiver is the part that could move to a module of its own.
 """
 
 from __future__ import annotations
 
+import hmac
 import random
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import av
 import numpy as np
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket
 
+from e2ee_lab.call.clip import EncodedClip, SpeechClip
 from e2ee_lab.call.frame_keys import FRAME_ERRORS, FrameCrypto
-from e2ee_lab.media.codecs import (
+from e2ee_lab.media.codecs import (  # thumbnail, THUMBNAIL_STRIDE: imported from here too
     OPUS_PAYLOAD_TYPE,
+    THUMBNAIL_STRIDE,
     VP8_PAYLOAD_TYPE,
     DecodeError,
     OpusDecoder,
@@ -51,11 +62,12 @@ from e2ee_lab.media.codecs import (
     VP8Encoder,
     mean_abs_error,
     picture_matches,
+    thumbnail,
 )
 from e2ee_lab.media.frame import EncodedFrame, FrameMetadata
 from e2ee_lab.media.padding import BadPadding, check_bucket, pad_frame, unpad_frame
 from e2ee_lab.media.scene import Scene, to_rgb
-from e2ee_lab.media.speech import SpeechSource
+from e2ee_lab.media.speech import FRAME_MS, SpeechSource
 from e2ee_lab.rtp import (
     Codec,
     FrameAssembled,
@@ -73,14 +85,14 @@ from e2ee_lab.rtp import (
 
 PAYLOAD_TYPES = {VP8_PAYLOAD_TYPE: Codec.VP8, OPUS_PAYLOAD_TYPE: Codec.OPUS}
 _SFRAME_METADATA = FrameMetadata(0, 0, "video")  # the SFrame transform reads only the data
-THUMBNAIL_STRIDE = 4  # pictures are compared on every 4th pixel each way (MAE within ~0.1 of full)
 PLI_INTERVAL = 0.5  # seconds between key-frame requests for one stream
 REASSEMBLY_WAIT = 0.25  # seconds an incomplete frame may wait for its missing packets
-
-
-def thumbnail(rgb: np.ndarray) -> np.ndarray:
-    """Every :data:`THUMBNAIL_STRIDE`-th pixel of an RGB picture (what receivers compare)."""
-    return np.ascontiguousarray(rgb[::THUMBNAIL_STRIDE, ::THUMBNAIL_STRIDE])
+# The playout deadline of a frame: its capture time (when the camera or microphone produced it on
+# the sender's schedule, before encoding) plus this budget. A frame that arrives after it is *late*:
+# a real client's jitter buffer would already have played (or concealed) that slot. 0.2 s is
+# generous for an interactive call (ITU-T G.114: up to 150 ms one way suits most conversation,
+# 400 ms is the limit); on loopback, with no network, it is all encoding, queueing and scheduling.
+PLAYOUT_BUDGET = 0.2
 
 
 def decoded_thumbnail(frame: av.VideoFrame) -> np.ndarray:
@@ -132,6 +144,8 @@ class SentFrame:
     packets: int  # RTP packets of the frame
     sent_at: float  # seconds since the call started
     speaking: bool | None = None  # audio: ground truth, the chunk lies in a phrase of the sample
+    captured_at: float = float("nan")  # seconds since the call started: the frame's slot on the
+    # sender's schedule (camera/microphone time); its playout deadline is this + PLAYOUT_BUDGET
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,9 @@ class ReceivedFrame:
     decoded: bool  # video: a picture matching the sent one; audio: libopus produced PCM
     mae: float  # video: mean absolute error against the sent picture (NaN otherwise)
     reason: str  # "" when decoded, else why not (the drop counter)
+    delay: float = float("nan")  # arrival - the sender's captured_at (NaN if unknown)
+    late: bool = False  # arrived after its playout deadline (captured_at + the playout budget)
+    verified: bool = False  # decrypted to exactly the bytes the sender put into its frame transform
 
 
 class MediaSender:
@@ -166,12 +183,18 @@ class MediaSender:
         seed: fixes sequence numbers, PictureIDs and timestamp offsets.
         srtp_overhead: bytes SRTP adds to a packet (the packetizer leaves room for them).
         options: Opus CBR, audio level on or off, audio padding (default: a browser's choices).
+        clip: the scene's pictures pre-encoded (:func:`~e2ee_lab.call.clip.encoded_clip`): video
+            frames come from it instead of a live encoder (a PLI then waits for its next key frame).
+        speech_clip: the microphone's chunks pre-encoded (:func:`~e2ee_lab.call.clip.speech_clip`,
+            same bit-rate mode as ``options``): audio frames come from it.
     """
 
     def __init__(self, name: str, *, scene: Scene, speech: SpeechSource, crypto: FrameCrypto,
                  ssrcs: dict[str, int], seed: int, srtp_overhead: int,
-                 options: SenderOptions | None = None, rtp_sframe: RTPSFrameMode | None = None) -> None:
+                 options: SenderOptions | None = None, rtp_sframe: RTPSFrameMode | None = None,
+                 clip: EncodedClip | None = None, speech_clip: SpeechClip | None = None) -> None:
         rng = random.Random(f"sender:{seed}:{name}")
+        self.clip, self.speech_clip = clip, speech_clip
         if rtp_sframe is not None and crypto.mode != "e2ee":
             raise ValueError(f"the SFrame payload format needs e2ee frames, not {crypto.mode}")
         self.rtp_sframe = None if rtp_sframe is None else RTPSFrameMode(rtp_sframe)
@@ -196,6 +219,7 @@ class MediaSender:
         self.plis_received = 0
         self._force_key = False
         self._truth: dict[tuple[str, int], tuple[SentFrame, np.ndarray | None]] = {}
+        self._plain: dict[tuple[str, int], bytes] = {}  # the frames as sent, before the transform
 
     def take_key_frame_request(self) -> bool:
         """True (once) if a PLI asked for a key frame since the last call."""
@@ -208,35 +232,60 @@ class MediaSender:
         Touches only the scene and the VP8 encoder (so calls for one sender must not overlap).
         Returns the encoded frame (None if libvpx emitted nothing) and the picture's thumbnail.
         """
+        if self.clip is not None:
+            return self._clip_frame(index, force_keyframe)
         rgb = self.scene.rgb(index)
         return self._vp8.encode(rgb, force_keyframe=force_keyframe), thumbnail(rgb)
 
+    def _clip_frame(self, index: int, force_keyframe: bool) -> tuple[EncodedFrame | None, np.ndarray]:
+        """Picture ``index`` from the pre-encoded clip; a key-frame request waits for the clip's next key frame."""
+        clip = self.clip
+        assert clip is not None
+        frame = clip.frame(index, ssrc=self.ssrcs["video"], payload_type=VP8_PAYLOAD_TYPE,
+                           timestamp_offset=self._vp8.timestamp_offset)
+        if force_keyframe and (frame is None or frame.type != "key"):
+            self._force_key = True  # still open: answered by the clip's next periodic key frame
+        return frame, clip.frames[index].thumbnail
+
     def send_video(self, index: int, encoded: EncodedFrame | None, picture: np.ndarray, now: float, *,
-                   was_forced: bool = False) -> list[bytes]:
-        """Transform and packetize an encoded picture; returns the RTP packets to send."""
+                   was_forced: bool = False, captured_at: float | None = None) -> list[bytes]:
+        """Transform and packetize an encoded picture; returns the RTP packets to send.
+
+        ``captured_at``: the picture's slot on the camera's schedule (default ``now``); its
+        playout deadline follows from it (:data:`PLAYOUT_BUDGET`).
+        """
         if encoded is None:
             self.dropped["encoder_skipped"] += 1
             self._force_key = self._force_key or was_forced  # the request is still open
             return []
-        return self._send("video", index, encoded, now, picture)
+        return self._send("video", index, encoded, now, picture, captured_at=captured_at)
 
-    def video_frame(self, index: int, now: float) -> list[bytes]:
+    def video_frame(self, index: int, now: float, captured_at: float | None = None) -> list[bytes]:
         """:meth:`encode_video` and :meth:`send_video` in one call (picture ``index``)."""
         force = self.take_key_frame_request()
         encoded, picture = self.encode_video(index, force)
-        return self.send_video(index, encoded, picture, now, was_forced=force)
+        return self.send_video(index, encoded, picture, now, was_forced=force, captured_at=captured_at)
 
-    def audio_frame(self, index: int, now: float) -> list[bytes]:
-        """Encode, transform and packetize speech chunk ``index``; returns the RTP packets."""
-        chunk = self.speech.chunk(index)
-        encoded = self._opus.encode(chunk)
+    def audio_frame(self, index: int, now: float, captured_at: float | None = None) -> list[bytes]:
+        """Encode, transform and packetize speech chunk ``index``; returns the RTP packets.
+
+        ``captured_at``: the chunk's slot on the microphone's schedule (default ``now``).
+        """
+        if self.speech_clip is not None:
+            encoded = self.speech_clip.frame(index, ssrc=self.ssrcs["audio"], payload_type=OPUS_PAYLOAD_TYPE,
+                                             timestamp_offset=self._opus.timestamp_offset)
+            speaking = self.speech_clip.frames[index].speaking
+        else:
+            chunk = self.speech.chunk(index)
+            encoded, speaking = self._opus.encode(chunk), chunk.speaking
         if encoded is None:
             self.dropped["encoder_skipped"] += 1
             return []
-        return self._send("audio", index, encoded, now, None, speaking=chunk.speaking)
+        return self._send("audio", index, encoded, now, None, speaking=speaking, captured_at=captured_at)
 
     def _send(self, kind: str, index: int, frame: EncodedFrame, now: float,
-              picture: np.ndarray | None, *, speaking: bool | None = None) -> list[bytes]:
+              picture: np.ndarray | None, *, speaking: bool | None = None,
+              captured_at: float | None = None) -> list[bytes]:
         bucket = self.options.audio_padding if kind == "audio" else None
         plain = frame if bucket is None else frame.replace(data=pad_frame(frame.data, bucket))
         try:
@@ -245,9 +294,11 @@ class MediaSender:
             self.dropped[err.reason] += 1
             return []
         record = SentFrame(self.name, kind, index, self.ssrcs[kind], frame.timestamp, frame.type,
-                           len(frame.data), protected_size, len(packets), now, speaking)
+                           len(frame.data), protected_size, len(packets), now, speaking,
+                           now if captured_at is None else captured_at)
         self.records.append(record)
         self._truth[kind, frame.timestamp] = (record, picture)
+        self._plain[kind, frame.timestamp] = plain.data
         return packets
 
     def _packetize(self, kind: str, plain: EncodedFrame, now: float) -> tuple[list[bytes], int]:
@@ -280,8 +331,45 @@ class MediaSender:
         """Ground truth for receivers: the record (and picture thumbnail) of a frame we sent."""
         return self._truth.get((kind, timestamp))
 
+    def plan(self, origin: float, video_frames: int, audio_frames: int) -> None:
+        """Record, ahead of time, the ground truth of every frame this sender will send from clips
+        (``clip`` and ``speech_clip`` set): what a receiver in another process judges against.
+
+        ``origin``: the call time of frame 0's capture. The planned records have ``sent_at`` NaN
+        and no sizes (the frames are not sent yet); :meth:`_send` replaces each with the real one.
+
+        Raises:
+            ValueError: the sender has no clips (a live encoder's output is not known in advance).
+        """
+        if self.speech_clip is None or (self.clip is None and video_frames):
+            raise ValueError("only a sender with pre-encoded clips knows its frames in advance")
+        nan = float("nan")
+        for i in range(video_frames):
+            frame = self.clip.frame(i, ssrc=self.ssrcs["video"], payload_type=VP8_PAYLOAD_TYPE,  # type: ignore[union-attr]
+                                    timestamp_offset=self._vp8.timestamp_offset)
+            if frame is not None:
+                record = SentFrame(self.name, "video", i, self.ssrcs["video"], frame.timestamp, frame.type,
+                                   len(frame.data), -1, -1, nan, None, origin + i / self.scene.fps)
+                self._truth["video", frame.timestamp] = (record, self.clip.frames[i].thumbnail)  # type: ignore[union-attr]
+                self._plain["video", frame.timestamp] = frame.data
+        bucket = self.options.audio_padding
+        for i in range(audio_frames):
+            frame = self.speech_clip.frame(i, ssrc=self.ssrcs["audio"], payload_type=OPUS_PAYLOAD_TYPE,
+                                           timestamp_offset=self._opus.timestamp_offset)
+            if frame is not None:
+                speaking = self.speech_clip.frames[i].speaking
+                record = SentFrame(self.name, "audio", i, self.ssrcs["audio"], frame.timestamp, None,
+                                   len(frame.data), -1, -1, nan, speaking, origin + i * FRAME_MS / 1000)
+                self._truth["audio", frame.timestamp] = (record, None)
+                self._plain["audio", frame.timestamp] = frame.data if bucket is None else pad_frame(frame.data, bucket)
+
+    def sent_data(self, kind: str, timestamp: int) -> bytes | None:
+        """Ground truth for verification: the frame's bytes as they went into the frame transform."""
+        return self._plain.get((kind, timestamp))
+
 
 Truth = Callable[[str, str, int], "tuple[SentFrame, np.ndarray | None] | None"]
+SentData = Callable[[str, str, int], "bytes | None"]  # (publisher, kind, RTP timestamp) -> frame bytes
 
 
 @dataclass
@@ -304,11 +392,27 @@ class MediaReceiver:
         rtcp_ssrc: sender SSRC of this participant's RTCP.
         options: the call's :class:`SenderOptions`; with ``audio_padding`` the receiver strips
             the padding from each decrypted audio frame (:class:`BadPadding` is counted).
+        playout_budget: seconds after its capture time a frame may arrive and still be on time
+            (default :data:`PLAYOUT_BUDGET`); each record says ``delay`` and ``late``.
+        sent_data: ``sent_data(publisher, kind, timestamp)``: the frame's bytes as the publisher put
+            them into its frame transform, or None. Given, every decrypted frame is *verified*
+            against them (bit-exact; the record's ``verified``; ``mismatched`` counts the others).
+            This is the lab's ground truth measuring delivery, not a check a real receiver could
+            make: a frame that differs goes on to the decoder as before (a dtls-srtp receiver
+            shows what a tampering SFU sent).
+        decode_video: the publishers whose video this receiver decodes (the views it shows);
+            frames of the others are verified only (reason ``not_decoded``, not a drop).
+            None (default): every publisher's.
     """
 
     def __init__(self, name: str, *, crypto: FrameCrypto, truth: Truth, rtcp_ssrc: int,
-                 options: SenderOptions | None = None) -> None:
+                 options: SenderOptions | None = None, playout_budget: float = PLAYOUT_BUDGET,
+                 sent_data: SentData | None = None, decode_video: Collection[str] | None = None) -> None:
         self.name, self.crypto, self._truth, self.rtcp_ssrc = name, crypto, truth, rtcp_ssrc
+        self.playout_budget = playout_budget
+        self._sent_data = sent_data
+        self.mismatched = 0  # decrypted frames that differ from what their publisher sent (not a drop)
+        self.decode_video = None if decode_video is None else frozenset(decode_video)
         self.audio_padding = (options or SenderOptions()).audio_padding
         self.assembler = FrameAssembler(PAYLOAD_TYPES, extensions_map=make_extensions_map(),
                                         max_wait=REASSEMBLY_WAIT)
@@ -321,6 +425,7 @@ class MediaReceiver:
         self.dropped: Counter[str] = Counter()
         self.plis_sent = 0
         self._latest: dict[str, tuple[int, av.VideoFrame]] = {}  # publisher -> latest matching picture
+        self.adopted_pictures: dict[str, tuple[int, np.ndarray]] | None = None  # set when a worker received
         self._streams: dict[int, _Incoming] = {}
 
     def announce(self, ssrc: int, publisher: str, member: int | None, kind: str,
@@ -400,17 +505,36 @@ class MediaReceiver:
             self.dropped[err.reason] += 1
             self._record(event, stream, sent, now, None, decrypted=False, mae=np.nan, reason=err.reason)
             return self._request_key_frame(event.ssrc, now) if stream.kind == "video" else []
+        verified = self._verify(stream, event.timestamp, plain.data)
+        if verified is False:  # the harness's measurement, not a check a real receiver could make
+            self.mismatched += 1
         if stream.kind == "audio":
             reason = self._decode_audio(stream, plain.data)
-            self._record(event, stream, sent, now, None, decrypted=True, mae=np.nan, reason=reason)
+            self._record(event, stream, sent, now, None, decrypted=True, mae=np.nan, reason=reason,
+                         verified=bool(verified))
+            return []
+        if self.decode_video is not None and stream.publisher not in self.decode_video:
+            self._record(event, stream, sent, now, plain.type, decrypted=True, mae=np.nan,
+                         reason="not_decoded", verified=bool(verified))
             return []
         reason, mae = self._decode_video(stream, plain.data, info)
-        self._record(event, stream, sent, now, plain.type, decrypted=True, mae=mae, reason=reason)
+        self._record(event, stream, sent, now, plain.type, decrypted=True, mae=mae, reason=reason,
+                     verified=bool(verified))
         return self._request_key_frame(event.ssrc, now) if reason else []
+
+    def _verify(self, stream: _Incoming, timestamp: int, data: bytes) -> bool | None:
+        """True/False: the decrypted frame is/is not what the publisher sent; None: cannot tell
+        (no ``sent_data``, or the publisher has no record of that frame)."""
+        if self._sent_data is None:
+            return None
+        expected = self._sent_data(stream.publisher, stream.kind, timestamp)
+        if expected is None:
+            return None
+        return hmac.compare_digest(expected, data)
 
     def _decode_audio(self, stream: _Incoming, data: bytes) -> str:
         try:
-            stream.decoder.decode(data if self.audio_padding is None else unpad_frame(data))
+            stream.decoder.decode_count(data if self.audio_padding is None else unpad_frame(data))  # PCM unused
         except (DecodeError, BadPadding) as err:
             return self._count(err.reason)
         return ""
@@ -432,6 +556,8 @@ class MediaReceiver:
     @property
     def pictures(self) -> dict[str, tuple[int, np.ndarray]]:
         """Per publisher: the latest picture that matched what was sent, ``(frame index, RGB)``."""
+        if self.adopted_pictures is not None:
+            return dict(self.adopted_pictures)
         return {p: (i, to_rgb(frame)) for p, (i, frame) in self._latest.items()}
 
     def _count(self, reason: str) -> str:
@@ -439,13 +565,16 @@ class MediaReceiver:
         return reason
 
     def _record(self, event: FrameAssembled, stream: _Incoming, sent: SentFrame | None, now: float,
-                frame_type: str | None, *, decrypted: bool, mae: float, reason: str) -> None:
+                frame_type: str | None, *, decrypted: bool, mae: float, reason: str,
+                verified: bool = False) -> None:
+        delay = now - sent.captured_at if sent else np.nan
         self.records.append(ReceivedFrame(
             receiver=self.name, publisher=stream.publisher, kind=stream.kind, ssrc=event.ssrc,
             timestamp=event.timestamp, frame_index=sent.frame_index if sent else -1,
             frame_type=frame_type, packets=event.packet_count, size=len(event.data), arrival=now,
             latency=now - sent.sent_at if sent else np.nan, decrypted=decrypted,
             decoded=decrypted and not reason, mae=mae, reason=reason,
+            delay=delay, late=bool(delay > self.playout_budget), verified=verified,
         ))
 
     def _request_key_frame(self, ssrc: int, now: float) -> list[bytes]:

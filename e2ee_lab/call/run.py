@@ -18,6 +18,14 @@ key log in ``out/sfu-keys.json``, and, in the ``e2ee`` and ``clear-prefix`` mode
 frame keys, labelled as their secret, in ``out/frame-keys.json``); with ``capture=`` the call is
 also recorded to ``out/capture.pcap`` (:mod:`e2ee_lab.call.capture`).
 
+Real time. Every participant lives in this one process, so on a busy or small machine the call
+can fall behind: the summary says whether it kept real time (``"real_time"``,
+``"real_time_reason"``: every receiver got >= 95 % of each kind decrypted by its playout
+deadline, capture time + ``"playout_budget_s"``; see
+:func:`~e2ee_lab.call.common.real_time_verdict`), counts each receiver's ``*_frames_late`` and
+``*_frames_on_time``, and gives the process's CPU seconds over the call (``"cpu"``); the printed
+table ends with that verdict.
+
 Keys. Identity keys, sessions and frame keys come from the OS in every call; the seed keeps
 pictures, SSRCs and schedules reproducible. ``reproducible_keys=True`` (``e2ee-lab call
 --reproducible-keys``) derives the keys from the seed too, for recordings and tests: anyone who
@@ -26,6 +34,10 @@ the printed table say so. ``key_policy="naive"`` (``--key-policy naive``) runs m
 checks of :class:`~e2ee_lab.crypto.keys.KeyChecks` off (:meth:`~e2ee_lab.crypto.keys.RekeyPolicy.naive`),
 the counter-example the attacks of :mod:`e2ee_lab.attacks` beat; the summary's ``"key_policy"``
 says which ran.
+
+Over 500 lines: the call's orchestration (setup, media in one process or in workers, drain) and
+the assembly of its result (summary, key holders, handshakes, sockets) both read the participants'
+and the SFU's internals; the result assembly is the part that could move out.
 """
 
 from __future__ import annotations
@@ -42,12 +54,17 @@ import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import analyze_packets, sent_speech, view_packets, wire_packets
 from e2ee_lab.call.capture import CallCapture, call_frame_keys
+from e2ee_lab.call.clip import ENCODINGS, encoded_clip, speech_clip
+from e2ee_lab.call.workers import check_workers, run_media_in_workers
 from e2ee_lab.call.common import (
     CALL_KEY_POLICY,
     DEFAULT_PROFILE,
     START_DELAY,
     CallConfig,
     CallResult,
+    CPUMeter,
+    cpu_summary,
+    real_time_verdict,
     resolve_key_policy,
     run_blocking,
     wait_for_group_keys,
@@ -56,11 +73,14 @@ from e2ee_lab.call.common import (
 from e2ee_lab.call.frame_keys import MODES
 from e2ee_lab.call.garbage import GarbageInjector
 from e2ee_lab.call.participant import Participant, participant_name
-from e2ee_lab.call.pipeline import ReceivedFrame, SenderOptions, SentFrame
-from e2ee_lab.config import Size, lab_size
+from e2ee_lab.call.pipeline import PLAYOUT_BUDGET, ReceivedFrame, SenderOptions, SentFrame
+from e2ee_lab.config import LOUDEST_ROOM_SIZE, Size, lab_size
 from e2ee_lab.crypto.keys import IdentityKeyPair, KeyAgreementError, PublicIdentity, RekeyPolicy
 from e2ee_lab.media.scene import video_size
+from e2ee_lab.media.speech import FRAME_MS
 from e2ee_lab.rtp import RTPSFrameMode
+from e2ee_lab.sfu.core import SFUCore
+from e2ee_lab.sfu.loudest import DEFAULT_LOUDEST
 from e2ee_lab.sfu.policy import Policy
 from e2ee_lab.sfu.server import SFUServer
 from e2ee_lab.transport import SRTPProfile
@@ -70,6 +90,9 @@ MAX_DRAIN = 5.0  # seconds the call waits at most for packets in flight after th
 # Worker threads for rendering and VP8 encoding. One: the scenes share Pillow's FreeType fonts,
 # which must not be used from two threads at once, and one core is left for the event loop.
 ENCODER_THREADS = 1
+LOOPS = ("asyncio", "uvloop")  # run_lab_call(loop=...)
+VIEW_SAMPLE = "sample"  # views=: each publisher's video decoded by one receiver, the rest verified only
+WORKER_START_DELAY = 0.5  # seconds between "media go" and the first frame when workers must fork first
 
 
 # --- the call -------------------------------------------------------------------------------------
@@ -84,12 +107,23 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
                          sender_options: SenderOptions | None = None,
                          rtp_sframe: str | None = None,
                          reproducible_keys: bool = False,
-                         identities: Mapping[str, IdentityKeyPair] | None = None) -> CallResult:
-    """Run one call in the running event loop (see :func:`run_lab_call` for the arguments)."""
+                         identities: Mapping[str, IdentityKeyPair] | None = None,
+                         publishers: int | None = None,
+                         loudest: int = DEFAULT_LOUDEST,
+                         encode: str = "live", views: int | str | None = None,
+                         workers: int = 0, worker_loop: str = "asyncio") -> CallResult:
+    """Run one call in the running event loop (see :func:`run_lab_call` for the arguments;
+    ``worker_loop`` is its ``loop`` for the workers)."""
     started = time.perf_counter()
+    meter = CPUMeter("call: the SFU and every participant")
     key_policy = resolve_key_policy(key_policy)
     config = replace(_config(mode, participants, seconds, seed, size, srtp_profile, garbage),
                      reproducible_keys=bool(reproducible_keys), key_policy=key_policy.name)
+    config = replace(config, **_room(participants, publishers, loudest, encode, views))
+    check_workers(workers)
+    if workers and (encode != "clip" or capture != "off" or garbage):
+        raise ValueError("workers need encode='clip' (receivers judge other processes' frames by the clips), "
+                         "capture='off' and no garbage")
     if sender_options is not None:
         config = replace(config, sender_options=sender_options)
     if rtp_sframe is not None:
@@ -97,6 +131,7 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
             raise ValueError(f"--rtp-sframe needs --mode e2ee, not {mode}")
         config = replace(config, rtp_sframe=RTPSFrameMode(rtp_sframe).value)
     recorder = CallCapture(out, capture)  # type: ignore[arg-type]  # ValueError for a bad mode
+    worker_reports: list[dict] = []
     loop = asyncio.get_running_loop()
     t0 = loop.time()
 
@@ -104,7 +139,9 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
         return loop.time() - t0
 
     profile = SRTPProfile(config.srtp_profile)
-    sfu = SFUServer(profiles=(profile,), key_policy=key_policy)
+    core = SFUCore(learn_ssrcs=False, packet_events=False, loudest=config.loudest,
+                   loudest_above=LOUDEST_ROOM_SIZE)
+    sfu = SFUServer(core=core, profiles=(profile,), key_policy=key_policy)
     if policy is not None:
         sfu.core.policy = policy
     if sfu_setup is not None:
@@ -113,26 +150,44 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
     people = [Participant(i, mode=mode, size=dims, seed=seed, profile=profile, clock=clock,
                           key_policy=key_policy, options=config.sender_options,
                           rtp_sframe=config.rtp_sframe, reproducible_keys=config.reproducible_keys,
-                          identity=(identities or {}).get(participant_name(i)))
+                          identity=(identities or {}).get(participant_name(i)),
+                          publishes_video=config.publishers is None or i < config.publishers)
               for i in range(participants)]
     injector = GarbageInjector(sfu, people, seed=seed, rate=garbage) if garbage else None
+    frames = int(round(config.seconds * dims.fps))
+    clips = {p.name: encoded_clip(p.scene, frames) for p in people
+             if config.encode == "clip" and p.publishes_video}  # before the call: not real time
+    chunks = int(round(config.seconds * 1000 / FRAME_MS))
+    speech = {p.name: speech_clip(p.speech, chunks, cbr=config.sender_options.opus_cbr) for p in people
+              if config.encode == "clip"}
     await recorder.start()  # before the first leg opens: the handshakes are in the capture
     try:
         await _connect(sfu, people)
-        truth = _truth(people)
+        truth, sent_data, decode = _truth(people), _sent_data(people), _views(people, config.views)
         for p in people:
-            p.prepare(truth)
+            p.prepare(truth, sent_data=sent_data, decode_video=decode[p.name], clip=clips.get(p.name),
+                      speech_clip=speech.get(p.name))
         if injector is not None:
             await injector.open()
-        start = loop.time() + START_DELAY
-        with ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="e2ee-lab-encode") as pool:
-            jobs = [p.run(start, config.seconds, pool) for p in people]
-            if injector is not None:
-                jobs.append(injector.run(config.seconds))
-            await asyncio.gather(*jobs)
-        await _drain(people)
-        for p in people:
-            p.finish()
+        media_meter = CPUMeter("media")
+        if workers:
+            sfu.announce_streams()  # the workers' receivers must know every SSRC before they leave
+            start = loop.time() + WORKER_START_DELAY
+            for p in people:  # what receivers in other processes judge frames by
+                p.sender.plan(clock() + (start - loop.time()), frames if p.publishes_video else 0, chunks)
+            worker_reports = await run_media_in_workers(people, start, config.seconds, workers, _drain,
+                                                        loop=worker_loop)
+        else:
+            start = loop.time() + START_DELAY
+            with ThreadPoolExecutor(max_workers=ENCODER_THREADS, thread_name_prefix="e2ee-lab-encode") as pool:
+                jobs = [p.run(start, config.seconds, pool) for p in people]
+                if injector is not None:
+                    jobs.append(injector.run(config.seconds))
+                await asyncio.gather(*jobs)
+            await _drain(people)
+            for p in people:
+                p.finish()
+        media_load = media_meter.stop()
         result = _collect(config, sfu, people, injector, t0)
         result.frame_keys = call_frame_keys(people)
     finally:
@@ -145,6 +200,16 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
     if result.capture is not None:
         result.summary["capture"] = result.capture.summary()
     result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
+    load = {**meter.stop(), "media_cpu_s": media_load["cpu_s"], "media_wall_s": media_load["wall_s"]}
+    if workers:
+        load["role"] = "call: the SFU (and the setup)"
+    workers_cpu = [r["cpu"] for r in worker_reports if r["cpu"] is not None]
+    result.summary["cpu"] = cpu_summary([load, *workers_cpu], config.participants, config.seconds)
+    if workers:
+        result.summary["workers"] = [{k: v for k, v in r.items() if k != "cpu"} for r in worker_reports]
+        died = [r["reason"] for r in worker_reports if r["died"]]
+        if died:
+            result.summary.update(real_time=False, real_time_reason="; ".join(died))
     if out is not None:
         write_outputs(result, out)
     return result
@@ -159,7 +224,11 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
                  sender_options: SenderOptions | None = None,
                  rtp_sframe: str | None = None,
                  reproducible_keys: bool = False,
-                 identities: Mapping[str, IdentityKeyPair] | None = None) -> CallResult:
+                 identities: Mapping[str, IdentityKeyPair] | None = None,
+                 publishers: int | None = None,
+                 loudest: int = DEFAULT_LOUDEST,
+                 encode: str = "live", views: int | str | None = None,
+                 workers: int = 0, loop: str = "asyncio") -> CallResult:
     """Run the lab's call and return its :class:`CallResult` (from a script, or from a notebook).
 
     Args:
@@ -192,19 +261,49 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
         identities: long-term identity key pairs by participant name ("alice", ...), reused across
             calls as a device reuses its keys (the cross-call replay of :mod:`e2ee_lab.attacks`
             needs it); sessions and frame keys are still drawn per call. Default: new ones per call.
+        publishers: the first ``publishers`` participants send video, the others are listeners with
+            their camera off (everyone sends audio, everyone receives every publisher's video);
+            None (default): everyone publishes.
+        loudest: in rooms of more than :data:`~e2ee_lab.config.LOUDEST_ROOM_SIZE` participants the
+            SFU forwards the audio of the ``loudest`` loudest speakers only, chosen from the RFC 6464
+            levels (:mod:`e2ee_lab.sfu.loudest`); each receiver's ``audio_frames_expected`` then
+            counts the audio the SFU forwarded to it. Default 3.
+        encode: "live" (default): every sender renders and encodes its camera and microphone
+            during the call; "clip": each scene and speech track is encoded once before the call and shared
+            (:mod:`e2ee_lab.call.clip`; every sender still encrypts and packetizes with its keys).
+        views: how many publishers' video each receiver decodes (its views, spread over the
+            publishers); it verifies every frame either way (``*_frames_verified``: decrypted to
+            exactly what was sent). None (default): it decodes every publisher's video;
+            ``"sample"``: each publisher's video is decoded by one receiver (the next participant).
+        workers: run the participants' media in this many forked worker processes
+            (:mod:`e2ee_lab.call.workers`; the SFU stays in this process); needs ``encode="clip"``,
+            ``capture="off"``, no garbage, and a script's main thread. 0 (default): one process.
+        loop: "asyncio" (default) or "uvloop" (``pip install 'e2ee-lab[fast]'``): the event loop
+            the participants run on: the call's one process, or with ``workers`` each worker's (the
+            SFU's process then stays on asyncio). uvloop's transports cannot be tapped: use it with
+            ``capture="off"`` or ``"sniff"``.
 
     Raises:
-        ValueError: a bad mode, count, duration, profile, size, capture mode or key policy name.
+        ValueError: a bad mode, count, duration, profile, size, capture mode, key policy or loop name.
         DTLSError: a handshake failed.  CaptureNotPermitted: ``capture="sniff"`` without rights.
+        ImportError: ``loop="uvloop"`` without uvloop.
     """
 
+    if loop not in LOOPS:
+        raise ValueError(f"loop must be one of {', '.join(LOOPS)}, not {loop!r}")
+    if loop == "uvloop":
+        import uvloop  # ImportError without it: pip install 'e2ee-lab[fast]'
+
     def job() -> CallResult:
-        return asyncio.run(run_call_async(mode, participants, seconds, seed, size, out,
+        runner = uvloop.run if loop == "uvloop" and not workers else asyncio.run
+        return runner(run_call_async(mode, participants, seconds, seed, size, out,
                                           srtp_profile=srtp_profile, garbage=garbage,
                                           capture=capture, policy=policy, key_policy=key_policy,
                                           sfu_setup=sfu_setup, sender_options=sender_options,
                                           rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys,
-                                          identities=identities))
+                                          identities=identities, publishers=publishers, loudest=loudest,
+                                          encode=encode, views=views, workers=workers,
+                                          worker_loop=loop))
 
     return run_blocking(job, "e2ee-lab-call")
 
@@ -220,6 +319,39 @@ def _config(mode, participants, seconds, seed, size, srtp_profile, garbage) -> C
         raise ValueError(f"garbage rate must be >= 0, not {garbage}")
     profile = SRTPProfile(srtp_profile).value  # ValueError for an unknown name
     return CallConfig(mode, participants, float(seconds), seed, size or lab_size(), profile, float(garbage))
+
+
+def _room(participants: int, publishers: int | None, loudest: int, encode: str, views: int | None) -> dict:
+    """The room's shape as :class:`CallConfig` fields; ValueError for a bad count or name."""
+    if publishers is not None and not 1 <= publishers <= participants:
+        raise ValueError(f"publishers must be 1..{participants} (the participants), not {publishers}")
+    if loudest < 1:
+        raise ValueError(f"loudest must be >= 1, not {loudest}")
+    if encode not in ENCODINGS:
+        raise ValueError(f"encode must be one of {', '.join(ENCODINGS)}, not {encode!r}")
+    if views is not None and views != VIEW_SAMPLE and (not isinstance(views, int) or views < 0):
+        raise ValueError(f"views must be None, an int >= 0 or {VIEW_SAMPLE!r}, not {views!r}")
+    return {"publishers": publishers, "loudest": int(loudest), "encode": encode, "views": views}
+
+
+def _views(people: list[Participant], views: int | str | None) -> dict[str, list[str] | None]:
+    """Per receiver: the publishers whose video it decodes, ``views`` of them, rotated by its
+    position so the decoding spreads over the publishers (None everywhere: all of them). With
+    :data:`VIEW_SAMPLE` each publisher's video is decoded by one receiver, the next participant."""
+    if views is None:
+        return {p.name: None for p in people}
+    if views == VIEW_SAMPLE:
+        sample: dict[str, list[str] | None] = {p.name: [] for p in people}
+        for i, q in enumerate(people):
+            if q.publishes_video:
+                sample[people[(i + 1) % len(people)].name].append(q.name)  # type: ignore[union-attr]
+        return sample
+    out: dict[str, list[str] | None] = {}
+    for i, p in enumerate(people):
+        others = [q.name for q in people if q.publishes_video and q is not p]
+        start = i % len(others) if others else 0
+        out[p.name] = [others[(start + k) % len(others)] for k in range(min(views, len(others)))]
+    return out
 
 
 async def _connect(sfu: SFUServer, people: list[Participant]) -> None:
@@ -246,6 +378,16 @@ async def _drain(people: list[Participant]) -> None:
             return
         seen = now_seen
         await asyncio.sleep(DRAIN)
+
+
+def _sent_data(people: list[Participant]):
+    by_name = {p.name: p for p in people}
+
+    def sent_data(publisher: str, kind: str, timestamp: int) -> bytes | None:
+        p = by_name.get(publisher)
+        return None if p is None or p.sender is None else p.sender.sent_data(kind, timestamp)
+
+    return sent_data
 
 
 def _truth(people: list[Participant]):
@@ -368,12 +510,19 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
     rows = []
     for p in people:
         mine, others = sent[sent.participant == p.name], sent[sent.participant != p.name]
-        got = received[(received.receiver == p.name) & received.decoded]
+        arrived = received[received.receiver == p.name]
+        got = arrived[arrived.decoded.astype(bool)]  # astype: an empty object column would select columns
+        on_time = arrived[(arrived.decrypted & ~arrived.late).astype(bool)]
         row = {"name": p.name}
         for kind in ("video", "audio"):
             row[f"{kind}_frames_sent"] = int((mine.kind == kind).sum())
             row[f"{kind}_frames_expected"] = int((others.kind == kind).sum())
+            if kind == "audio" and sfu.core.selecting_speakers:  # what the SFU chose to forward to it
+                row["audio_frames_expected"] = sfu.core.audio_forwarded[p.name]
             row[f"{kind}_frames_decoded"] = int((got.kind == kind).sum())
+            row[f"{kind}_frames_verified"] = int((arrived.verified & (arrived.kind == kind)).sum())
+            row[f"{kind}_frames_late"] = int((arrived.late & (arrived.kind == kind)).sum())
+            row[f"{kind}_frames_on_time"] = int((on_time.kind == kind).sum())
         row.update(plis_sent=p.receiver.plis_sent, plis_received=p.sender.plis_received,
                    packetization=p.packetization, dropped=dict(sorted(p.counters().items())))
         rows.append(row)
@@ -392,4 +541,12 @@ def _summary(config: CallConfig, sfu: SFUServer, people: list[Participant], resu
                  **{k: wire[k] for k in ("video_frames_seen", "video_frames_decodable",
                                          "audio_frames_seen", "audio_frames_intelligible")}},
         "garbage_sent": dict(sorted(Counter(injector.sent).items())) if injector else {},
+        "playout_budget_s": PLAYOUT_BUDGET,
+        **real_time_verdict(rows),
+        "publishers": sum(p.publishes_video for p in people),
+        "encode": config.encode, "views": config.views,
+        "loudest": {"n": config.loudest, "room_above": sfu.core.loudest_above,
+                    "active": sfu.core.selecting_speakers,
+                    "selection_changes": sfu.core.speakers.selection_changes if sfu.core.speakers else 0,
+                    "audio_withheld": sfu.core.audio_withheld},
     }

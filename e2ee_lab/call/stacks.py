@@ -150,7 +150,7 @@ def run_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 5.
         options: the chosen stack's keywords. The lab's: ``srtp_profile``, ``garbage``,
             ``capture``, ``policy``, ``key_policy`` (a RekeyPolicy, "fixed" or "naive"),
             ``sfu_setup``, ``sender_options``, ``rtp_sframe``, ``reproducible_keys``,
-            ``identities``
+            ``identities``, ``publishers``, ``loudest``, ``encode``, ``views``, ``workers``, ``loop``
             (:func:`~e2ee_lab.call.run.run_lab_call`); another stack refuses those it cannot honour.
 
     Raises:
@@ -221,12 +221,13 @@ def cli_call(args: argparse.Namespace) -> int:
     """Run the call ``args`` describe, print the table and where the JSON went; returns 0.
 
     A call that cannot run here (live capture not permitted, no Chromium, a bad option, a failed
-    handshake or connection) prints one line to stderr and returns 2.
+    handshake or connection) prints one line to stderr and returns 2; Ctrl-C returns 130.
     """
     stacks = registered().values()
     extra = {keyword: getattr(args, dest) for s in stacks for dest, keyword in s.arguments.items()
              if getattr(args, dest, None)}
-    errors = (CaptureError, TransportError, KeyAgreementError, ValueError, *(e for s in stacks for e in s.errors))
+    errors = (CaptureError, TransportError, KeyAgreementError, ValueError, ImportError,
+              *(e for s in stacks for e in s.errors))
     out = args.out if args.out is not None else Path("reports") / f"call-{args.mode}"
     try:
         result = run_call(args.mode, args.participants, args.seconds, args.seed, args.size, out,
@@ -237,6 +238,9 @@ def cli_call(args: argparse.Namespace) -> int:
         hint = " (--capture auto falls back to the socket tap)" if isinstance(exc, CaptureError) else ""
         print(f"call: {exc}{hint}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the call closed its legs and workers on the way out
+        print("call: interrupted", file=sys.stderr)
+        return 130
     print(format_summary(result.summary))
     keys = f", {out / FRAME_KEYS_FILE} (the members' secret)" if getattr(result, "frame_keys", None) else ""
     print(f"wrote {out / 'summary.json'}, {out / 'sfu-keys.json'}{keys}")

@@ -144,6 +144,11 @@ class SpeechSource:
         self.frame_samples = self.sample.sample_rate * FRAME_MS // 1000
         self._offset = int(round(offset_s * self.sample.sample_rate))
 
+    @property
+    def offset_samples(self) -> int:
+        """Where in the sample chunk 0 starts, in samples."""
+        return self._offset
+
     def _pcm(self, index: int) -> np.ndarray:
         n = len(self.sample.pcm)
         start = (self._offset + index * self.frame_samples) % n

@@ -25,6 +25,10 @@ Choices, as a real SFU makes them:
   (the RTCP half of the core: :mod:`e2ee_lab.sfu.feedback`). Leaving legs' streams end with an
   RTCP BYE (RFC 3550 §6.6) to every remaining leg.
 
+In a big room the core can forward the audio of the loudest speakers only (``loudest=N``, active
+while the room has more than ``loudest_above`` legs; :mod:`e2ee_lab.sfu.loudest`), chosen from the
+RFC 6464 level each audio packet carries in the clear, as Jitsi Videobridge and LiveKit do.
+
 Bad input is dropped, counted in ``dropped[reason]`` and reported as :class:`PacketDropped`;
 ``receive_*`` never raise. ``packets_in == packets_routed + sum(dropped.values())`` always holds.
 
@@ -36,6 +40,10 @@ would not, each delivery is the packet with SSRC and sequence number written int
 header, with no parse or serialize. An :class:`HonestPolicy` core skips the policy objects altogether; any other
 policy gets parsed :class:`InboundRTP` packets as before, and a replacement packet is serialized
 with aiortc. The view tap stores raw bytes and parses them when read.
+
+Over 500 lines: the hot path, the policy path and the leg and stream bookkeeping share every
+stream's state (sequence rewriting, outgoing streams, the speaker selection's closed gaps); the
+RTCP half already lives in :mod:`e2ee_lab.sfu.feedback`, the speaker choice in :mod:`e2ee_lab.sfu.loudest`.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from dataclasses import dataclass
 
 from aiortc.rtp import RtcpByePacket, RtpPacket
 
+from e2ee_lab.config import LOUDEST_ROOM_SIZE
 from e2ee_lab.media.frame import Kind
 from e2ee_lab.rtp.seqnum import SEQ_MOD
 from e2ee_lab.sfu.errors import (
@@ -70,6 +79,7 @@ from e2ee_lab.sfu.events import (
     SubscriberLeft,
 )
 from e2ee_lab.sfu.feedback import RTCPFeedback
+from e2ee_lab.sfu.loudest import LoudestSpeakers
 from e2ee_lab.sfu.policy import Decision, Drop, Forward, HonestPolicy, InboundRTP, Policy
 from e2ee_lab.sfu.streams import OutStream, Stream, StreamInfo
 from e2ee_lab.sfu.view import ViewTap
@@ -107,13 +117,19 @@ class SFUCore(RTCPFeedback):
         pli_interval: minimum seconds between PLIs forwarded to one publisher stream.
         packet_events: emit :class:`PacketForwarded` / :class:`PacketDropped` events.
         seed: seeds the SFU's SSRC and initial sequence number choices (None: random).
+        loudest: forward the audio of only this many loudest speakers (RFC 6464 levels,
+            :class:`~e2ee_lab.sfu.loudest.LoudestSpeakers`) while the room has more than
+            ``loudest_above`` legs; None (default): every microphone to every other leg. Audio
+            withheld this way is not a drop: its gap is closed on the subscriber's stream.
 
     Counters: ``packets_in`` (datagrams given to ``receive_rtp``/``receive_rtcp``),
     ``packets_routed`` (accepted ones), ``dropped[reason]`` (the rest, so
     ``packets_in == packets_routed + sum(dropped.values())``), ``packets_forwarded`` (RTP
     returned, one per delivery), ``dropped_deliveries[reason]`` (deliveries not made: policy
     drops, ``unknown_dest``, ``unknown_stream``), ``plis_sent``, ``feedback_ignored[reason]``
-    and ``rtcp_seen[class name]``. Events queue up until taken with :meth:`next_event`.
+    and ``rtcp_seen[class name]``; ``audio_forwarded[subscriber leg]`` (audio packets sent to
+    each leg: one Opus frame each) and ``audio_withheld`` (deliveries the loudest-speaker
+    selection did not make). Events queue up until taken with :meth:`next_event`.
     """
 
     def __init__(
@@ -127,6 +143,8 @@ class SFUCore(RTCPFeedback):
         pli_interval: float = 0.5,
         packet_events: bool = True,
         seed: int | None = None,
+        loudest: int | None = None,
+        loudest_above: int = LOUDEST_ROOM_SIZE,
     ) -> None:
         bad = {pt: k for pt, k in payload_kinds.items() if k not in KINDS or not 0 <= pt < 128}
         if bad:
@@ -156,6 +174,10 @@ class SFUCore(RTCPFeedback):
         self.dropped_deliveries: Counter[str] = Counter()  # deliveries not made, by reason
         self.feedback_ignored: Counter[str] = Counter()  # RTCP feedback read, not acted on
         self.rtcp_seen: Counter[str] = Counter()  # RTCP packets read, by aiortc class name
+        self.speakers = LoudestSpeakers(loudest) if loudest is not None else None
+        self.loudest_above = loudest_above
+        self.audio_forwarded: Counter[LegId] = Counter()  # audio packets (= frames) per subscriber leg
+        self.audio_withheld = 0  # audio deliveries not made because the stream was not among the loudest
 
     # --- legs and streams ------------------------------------------------------------------------
 
@@ -206,6 +228,8 @@ class SFUCore(RTCPFeedback):
                 byes.setdefault(key[1], []).append(out.ssrc)
         for ssrc in ssrcs:
             del self._streams[ssrc]
+            if self.speakers is not None:
+                self.speakers.forget(ssrc)
         self._emit(SubscriberLeft(time=now, leg=leg_id, streams=ssrcs))
         return [(leg, bytes(RtcpByePacket(sources=s))) for leg, s in byes.items()]
 
@@ -222,6 +246,15 @@ class SFUCore(RTCPFeedback):
         if kind not in KINDS or not 0 <= ssrc < 1 << 32:
             raise ValueError(f"need a 32-bit ssrc and audio/video, got {ssrc}, {kind!r}")
         self._register(leg_id, ssrc, kind, 0, now)
+
+    def open_streams(self, now: float = 0.0) -> None:
+        """Create now every outgoing stream still missing (each known publisher stream to each other
+        leg), as if each had forwarded a packet: their :class:`OutgoingStreamCreated` events let the
+        edge announce every SSRC before media flows (the lab's worker processes need that)."""
+        for stream in list(self._streams.values()):
+            for dest in self._dests[stream.info.leg]:
+                if dest not in stream.outs:
+                    self._new_out_stream(stream, dest, now)
 
     def _update_dests(self) -> None:
         self._dests = {leg: tuple(d for d in self._legs if d != leg) for leg in self._legs}
@@ -265,6 +298,8 @@ class SFUCore(RTCPFeedback):
         kind = stream.info.kind
         ext_seq = stream.unwrapper.unwrap(header[2])
         self.view.record_raw(now, "in", leg_id, data, kind, leg_id, header[4], self._extmap)
+        if kind == "audio" and not self._audible(stream, data, ext_seq, now):
+            return []
         if type(self.policy) is HonestPolicy:  # its decisions are known: forward to every other leg
             return self._forward_all(stream, header, ext_seq, now)
         template = header[5]
@@ -272,6 +307,25 @@ class SFUCore(RTCPFeedback):
         inbound = _RawInbound(time=now, leg=leg_id, kind=kind, ext_seq=ext_seq, packet=packet,
                               size=len(data), template=template)
         return self._apply(self.policy.on_rtp(inbound, list(self._dests[leg_id])), now)
+
+    @property
+    def selecting_speakers(self) -> bool:
+        """True while the room is big enough for the loudest-speaker selection (``loudest`` set)."""
+        return self.speakers is not None and len(self._legs) > self.loudest_above
+
+    def _audible(self, stream: Stream, data: bytes, ext_seq: int, now: float) -> bool:
+        """False when the selection withholds this audio packet (its subscribers' gaps are closed)."""
+        if not self.selecting_speakers:
+            return True
+        if self.speakers.heard(stream.info.ssrc, self._check_rtp.audio_level(data), now):  # type: ignore[union-attr]
+            return True
+        dests = self._dests[stream.info.leg]
+        for dest in dests:
+            out = stream.outs.get(dest)
+            if out is not None:
+                out.drop(ext_seq)
+        self.audio_withheld += len(dests)
+        return False
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` should next be called (the policy holds packets), or None."""
@@ -343,6 +397,10 @@ class SFUCore(RTCPFeedback):
                     time=now, source_leg=src_leg, source_ssrc=ssrc, source_seq=seq, dest_leg=dest,
                     ssrc=out.ssrc, seq=out_seq, size=len(data), modified=False, fresh_seq=False))
         self.packets_forwarded += len(result)
+        if kind == "audio":
+            forwarded = self.audio_forwarded
+            for dest, _ in result:
+                forwarded[dest] += 1
         self.view.record_deliveries(now, tuple(result), kind, src_leg, ssrc, self._extmap)
         return result
 
@@ -365,6 +423,8 @@ class SFUCore(RTCPFeedback):
                 kind=src.kind, publisher=(src.leg, src.ssrc),
             )
         self.packets_forwarded += 1
+        if src.kind == "audio":
+            self.audio_forwarded[dest] += 1
         if self.packet_events:
             self._emit(
                 PacketForwarded(

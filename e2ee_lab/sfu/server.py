@@ -254,6 +254,12 @@ class SFUServer:
             except (KeyError, TransportError):
                 self.dropped["send_failed"] += 1
 
+    def announce_streams(self) -> None:
+        """Announce every publisher stream to every other leg now, before its first packet
+        (:meth:`SFUCore.open_streams`); announcements are delivered at once."""
+        self.core.open_streams(self._now())
+        self._drain_events()
+
     def request_key_frames(self) -> None:
         """Ask every video publisher for a key frame now (the SFU's own RTCP PLI, RFC 4585 §6.3.1, as
         when a subscriber joins; throttled per stream like any PLI)."""

@@ -51,6 +51,7 @@ class RTPCheck:
     def __init__(self, extmap: HeaderExtensionsMap) -> None:
         self._extmap = extmap
         self._extension_cache: dict[bytes, bool] = {}  # valid block -> forwarded unchanged?
+        self._levels: dict[bytes, int | None] = {}  # valid block -> its RFC 6464 level
 
     def __call__(self, data: bytes) -> tuple[int, int, int, int, int, bytes]:
         """The fixed header's fields and the bytes to forward (RFC 3550 §5.1, RFC 8285).
@@ -86,6 +87,28 @@ class RTPCheck:
             return (*header, data)
         data = RtpPacket.parse(data, self._extmap).serialize(self._extmap)
         return (*FIXED_HEADER.unpack_from(data), data)
+
+    def audio_level(self, data: bytes) -> int | None:
+        """The RFC 6464 level (0..127, -dBov) of a packet this check accepted, or None without one.
+
+        Parses the extension block once per distinct block (the same bound as the check's cache).
+        """
+        b0 = data[0]
+        if not b0 & 0x10:
+            return None
+        pos = 12 + 4 * (b0 & 0x0F)
+        profile, words = EXTENSION_HEADER.unpack_from(data, pos)
+        block = data[pos:pos + 4 + 4 * words]
+        try:
+            return self._levels[block]
+        except KeyError:
+            pass
+        value = self._extmap.get(profile, block[4:]).audio_level  # cannot fail: __call__ parsed it
+        level = None if value is None else int(value[1])
+        if len(self._levels) >= EXTENSION_CACHE_SIZE:
+            self._levels.clear()
+        self._levels[block] = level
+        return level
 
     def _check_extensions(self, data: bytes, pos: int) -> tuple[int, bool]:
         """End of the extension block at ``pos`` and whether forwarding leaves it as it is."""

@@ -29,6 +29,10 @@ DTLS roles; the SFU's key log in the lab's format, and with ``capture="sniff"``
 (or ``"auto"`` where sniffing is permitted) the call's pcap, which :mod:`e2ee_lab.analysis`
 reads unchanged. The socket tap cannot see aiortc's sockets: ``capture="tap"`` raises, and
 ``"auto"`` without capture rights records nothing and says so.
+
+Over 500 lines: the aiortc call's run and its summary (the lab's fields filled from aiortc's
+records, late frames dated from the tracks' schedule) read the same participants and SFU; the
+summary is the part that could move out.
 """
 
 from __future__ import annotations
@@ -47,12 +51,15 @@ import pandas as pd
 from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech, wire_packets
 from e2ee_lab.call.capture import CallCapture, CaptureInfo, FrameKeys, call_frame_keys
 from e2ee_lab.call.frame_keys import MODES
-from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
+from e2ee_lab.call.pipeline import PLAYOUT_BUDGET, ReceivedFrame, SentFrame
 from e2ee_lab.call.common import (
     CALL_KEY_POLICY,
     DEFAULT_PROFILE,
     START_DELAY,
     CallConfig,
+    CPUMeter,
+    cpu_summary,
+    real_time_verdict,
     resolve_key_policy,
     run_blocking,
     wait_for_group_keys,
@@ -206,6 +213,7 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
     the running call (ask for a key frame, drop packets with ``sfu.forward_filter``, change a key).
     """
     started = time.perf_counter()
+    meter = CPUMeter("call: the aiortc SFU and every participant")
     size = validate_call(mode, participants, seconds, size)
     if rtp_sframe is not None:
         if mode != "e2ee":
@@ -248,9 +256,11 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
         for p in people:
             p.start.set_result(start)
         experiment = asyncio.ensure_future(during(sfu, people)) if during is not None else None
+        media_meter = CPUMeter("media")
         await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
         if experiment is not None:
             await experiment
+        media_load = media_meter.stop()
         keylog, sockets = sfu.keylog(), sfu.sockets()
         handshakes = _handshakes(sfu, people)
     finally:
@@ -262,12 +272,32 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
     result.config = replace(result.config, rtp_sframe=rtp_sframe, reproducible_keys=bool(reproducible_keys),
                             key_policy=key_policy.name)
     result.capture = await recorder.finish(sockets)
+    mark_late(result.received, timing["media_start_s"], dims.fps)
     result.summary = _summary(result, sfu, people, window, timing)
     result.summary["capture"] = result.capture.summary() if result.capture else {"note": note}
     result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
+    load = {**meter.stop(), "media_cpu_s": media_load["cpu_s"], "media_wall_s": media_load["wall_s"]}
+    result.summary["cpu"] = cpu_summary([load], participants, seconds)
     if out is not None:
         write_outputs(result, out)
     return result
+
+
+def mark_late(received: pd.DataFrame, media_start: float, fps: float) -> None:
+    """Fill ``delay`` and ``late`` of the receivers' rows (in place) from each frame's capture time.
+
+    The tracks pace themselves: frame ``i`` of a kind is captured at ``media_start + i * interval``
+    (seconds since the call started; ``1/fps`` for video, 20 ms for audio). ``arrival`` here is
+    when the receiver read the decoded frame from aiortc's track (after its jitter buffer and
+    decoder), so ``delay`` is capture to playout-ready; rows of unknown frames keep NaN, not late.
+    """
+    if received.empty:
+        return
+    interval = np.where(received.kind == "video", 1.0 / fps, FRAME_MS / 1000)
+    known = received.frame_index >= 0
+    captured = media_start + received.frame_index * interval
+    received["delay"] = np.where(known, received.arrival - captured, np.nan)
+    received["late"] = known & (received["delay"] > PLAYOUT_BUDGET)
 
 
 def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0, seed: int = 0,
@@ -429,6 +459,11 @@ def participant_row(p: WebRTCParticipant, sent: pd.DataFrame, received: pd.DataF
         row[f"{kind}_frames_sent"] = int((counted.participant == p.name).sum())
         row[f"{kind}_frames_expected"] = int((counted.participant != p.name).sum())
         row[f"{kind}_frames_decoded"] = int(len(got))
+        arrived = received[(received.receiver == p.name) & (received.kind == kind)
+                           & (received.frame_index >= 0) & (received.frame_index < window[kind])]
+        row[f"{kind}_frames_verified"] = None  # not measured: aiortc's receivers decode every frame
+        row[f"{kind}_frames_late"] = int(arrived.late.sum())
+        row[f"{kind}_frames_on_time"] = int((arrived.decrypted & ~arrived.late).sum())
         if kind == "video":
             latency = got.latency.dropna()
             row["video_latency_ms"] = round(1000 * statistics.median(latency), 1) if len(latency) else None
@@ -458,7 +493,9 @@ def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCPartic
     datagrams each participant sent (copied below aiortc's SRTP, as on ``lo``); ``garbage_sent``
     is always ``{}`` (no garbage datagram was sent: this stack has no garbage injector, and
     :func:`run_for_stack` refuses ``garbage``), which is also the lab's value for a call without
-    garbage. ``capture`` and ``elapsed_s`` are added by the caller.
+    garbage. ``*_frames_late`` / ``*_frames_on_time`` and the ``real_time`` verdict count window
+    frames against their capture time (:func:`mark_late`). ``capture``, ``elapsed_s`` and ``cpu``
+    are added by the caller.
     """
     config = result.config
     rows = [participant_row(p, result.sent, result.received, window) for p in people]
@@ -491,4 +528,10 @@ def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCPartic
         "loopback": {"sdp_candidates": len(result.candidates),
                      "candidates_loopback": bool(result.candidates.address.isin(LOOPBACK_IPS).all()),
                      "sockets_loopback": all(a[0] in LOOPBACK_IPS for a in addresses)},
+        "playout_budget_s": PLAYOUT_BUDGET,
+        **real_time_verdict(rows),
+        "publishers": config.participants,  # every aiortc participant sends video
+        "encode": "live", "views": None,  # aiortc encodes live and decodes every stream
+        "loudest": {"n": None, "room_above": None, "active": False,  # the aiortc SFU forwards every microphone
+                    "selection_changes": 0, "audio_withheld": 0},
     }

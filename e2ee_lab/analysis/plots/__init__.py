@@ -24,6 +24,8 @@ Figures:
     :func:`e2ee_lab.bench.bench_pipeline`).
     sfu_capacity: forwarded SRTP packets per second per core and µs per forwarded packet by room
     size, dtls-srtp vs e2ee vs the bare forwarder (notebook 08; :func:`e2ee_lab.bench.bench_sfu`).
+    call_envelope: whole calls by room size: share of frames in time and verified, CPU-seconds per
+    participant-second, real time or not (:func:`e2ee_lab.bench.bench_call`).
     three_views: per call mode, a publisher's video frame as the wire (no keys), the SFU (leg keys)
     and a receiver (frame keys) read it from the captured packets, ciphertext drawn as noise, and
     under each view the speech it decodes (Opus turns e2ee ciphertext into noise) (notebook 02, the README's headline; data from :func:`e2ee_lab.analysis.views.analyze_views`).
@@ -56,7 +58,7 @@ Figures:
 
 from __future__ import annotations
 
-from .bench import overhead_figure, pipeline_stages, sfu_capacity, transform_cpu, transform_overhead
+from .bench import call_envelope, overhead_figure, pipeline_stages, sfu_capacity, transform_cpu, transform_overhead
 from .call import call_pictures, sfu_picture, sfu_speech
 from .capture import capture_analysis, decodable_share, frame_metadata, payload_bytes, three_views
 from .keys import key_timeline
@@ -65,6 +67,7 @@ from .threats import attack_matrix, nonce_reuse_pictures, short_tag_attempts, sp
 
 __all__ = [
     "attack_matrix",
+    "call_envelope",
     "call_pictures",
     "capture_analysis",
     "decodable_share",

@@ -185,3 +185,44 @@ def sfu_capacity(df: pd.DataFrame, *, goal: float | None = None) -> Figure:
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def call_envelope(df: pd.DataFrame) -> Figure:
+    """The envelope of whole calls by room size: frames in time and CPU per participant-second.
+
+    ``df`` is a :func:`e2ee_lab.bench.bench_call` result, or several concatenated (one line per
+    stack, mode and number of workers). Left: the share of the frames sent to receivers that came
+    in time (``1 - late_share``, worst-receiver verified share as a dotted line), with the 95 %
+    mark; right: CPU-seconds per participant-second of media. A room that did not keep real time
+    is drawn hollow.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    workers = df["workers"] if "workers" in df else 0
+    keys = df.assign(workers=workers).groupby(["stack", "mode", "workers"], sort=False)
+    for i, ((stack, mode, n), rows) in enumerate(keys):
+        rows = rows.sort_values("participants")
+        colour = _MEDIA_COLOURS[i % len(_MEDIA_COLOURS)]
+        label = f"{stack} {mode}, {n} workers" if n else f"{stack} {mode}, one process"
+        in_time = 1 - rows["late_share"].astype(float)
+        left.plot(rows["participants"], 100 * in_time, color=colour, label=label)
+        left.plot(rows["participants"], 100 * rows["video_verified_min"].astype(float), color=colour,
+                  linestyle=":", linewidth=1)
+        right.plot(rows["participants"], rows["cpu_s_per_participant_s"], color=colour, label=label)
+        for ax, ys in ((left, 100 * in_time), (right, rows["cpu_s_per_participant_s"])):
+            for x, y, ok in zip(rows["participants"], ys, rows["real_time"].astype(bool)):
+                ax.plot([x], [y], marker="o", color=colour, markerfacecolor=colour if ok else "white")
+    left.axhline(95, color="black", linestyle=":", linewidth=1, label="95 %")
+    rooms = sorted(df["participants"].unique())
+    for ax in (left, right):
+        ax.set_xticks(rooms, [str(r) for r in rooms])
+        ax.set_xlabel("participants in the room")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    left.set_ylabel("% of frames sent that came in time")
+    left.set_title("In time (solid) and verified, worst receiver (dotted); hollow: not real time", fontsize=9)
+    right.set_ylabel("CPU-seconds per participant-second")
+    right.set_title("What a participant costs", fontsize=10)
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -135,6 +135,7 @@ class Member:
         self.entry = RosterEntry(index, check_user(f"member {index}" if user is None else user),
                                  identity.public, session)  # what the roster must list for this member
         self.key_version = 0  # bumps whenever the keys held change (the clear-prefix receiver follows)
+        self._own_cache: tuple[int, list[int]] = (-1, [])  # (key_version, own epochs): _own_epochs()
         self._peers: dict[int, RosterEntry] = {}  # pinned roster entries
         self._since: dict[int, int] = {}  # peer -> first epoch it can hold keys for
         self._channels: dict[int, bytes] = {}  # peer -> pairwise AES-GCM key
@@ -493,9 +494,16 @@ class Member:
             for sender, e in [k for k in self._keys if k[1] == epoch]:
                 self._drop(sender, e, now)
 
+    def _own_epochs(self) -> list[int]:
+        """The epochs of this member's own base keys (cached until the keys held change: every
+        change bumps ``key_version``); every frame asks, and a big room holds many keys."""
+        if self._own_cache[0] != self.key_version:
+            self._own_cache = (self.key_version, [e for (s, e) in self._keys if s == self.index])
+        return self._own_cache[1]
+
     def _switch_send_key(self, now: float) -> None:
-        due = [e for (s, e) in self._keys if s == self.index and e > self._send_epoch
-               and self._history[e][2] + self.policy.switch_delay <= now]
+        own = self._own_epochs()
+        due = [e for e in own if e > self._send_epoch and self._history[e][2] + self.policy.switch_delay <= now]
         if due:
             old, self._send_epoch = self._send_epoch, max(due)
             for kind in MEDIA_KINDS:
@@ -503,7 +511,7 @@ class Member:
                     self.context.remove_key(kid_for(old, self.index, kind))
             kids = tuple(kid_for(self._send_epoch, self.index, kind) for kind in MEDIA_KINDS)
             self._events.append(ev.SendKeySwitched(self.index, self._send_epoch, kids, now))
-        pending = any(s == self.index and e > self._send_epoch for (s, e) in self._keys)
+        pending = any(e > self._send_epoch for e in self._own_epochs())
         if self.state is MemberState.SWITCHING and not pending:
             self.state = next_state(self.state, Trigger.SWITCHED)
 
