@@ -243,9 +243,9 @@ def test_no_janus_process_survives_its_parent_killed(tmp_path):
 
 @needs_janus
 def test_no_janus_process_survives_a_call_timeout(tmp_path):
-    # a 60 s call given 12 s: Janus is up (its log says so) when the namespace's process group is killed
+    # a 60 s call given 7 s: Janus is up (its log says so) when the namespace's process group is killed
     with pytest.raises(IsolationFailed, match="took more than"):
-        run_janus_call("dtls-srtp", 2, 60.0, size="ci", out=tmp_path, timeout=12.0)
+        run_janus_call("dtls-srtp", 2, 60.0, size="ci", out=tmp_path, timeout=7.0)
     assert "VideoRoom plugin initialized" in (tmp_path / "janus" / "run" / "janus.log").read_text()
     assert wait_gone(str(tmp_path)) == []
 
