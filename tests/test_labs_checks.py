@@ -55,6 +55,16 @@ def test_every_check_is_found_and_guarded():
 # --- the lab's own objects, real --------------------------------------------------------------------
 
 
+_SESSION: dict[str, object] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _session_matrix(attack_matrix):
+    """The session's attack matrix (conftest.py: every attack, both modes), so this file runs no matrix
+    of its own."""
+    _SESSION["matrix"] = attack_matrix
+
+
 @functools.cache
 def contexts() -> dict[str, object]:
     """Real objects per check parameter name (module.param), made once for the whole file."""
@@ -66,7 +76,7 @@ def contexts() -> dict[str, object]:
     from e2ee_lab.webrtc import run_webrtc_call
 
     plain, e2ee = run_call("dtls-srtp", 3, 1.0, size="ci"), run_call("e2ee", 3, 1.0, size="ci")
-    matrix = run_matrix(list(malicious.PREDICT) + ["key-substitution"], modes=("e2ee",))
+    matrix = _SESSION.get("matrix") or run_matrix(list(malicious.PREDICT) + ["key-substitution"], modes=("e2ee",))
     rtc = run_webrtc_call("e2ee", 2, 1.0, size="ci")
     old = os.environ.get("E2EE_LAB_CHROMIUM")
     os.environ["E2EE_LAB_CHROMIUM"] = "/nonexistent"  # lab 10's recorded tables, no browser here
