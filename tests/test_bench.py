@@ -654,3 +654,25 @@ def test_cli_bench_call_runs_a_room_and_prints_its_verdict(tmp_path, capsys):
     assert right.get_ylabel() == "CPU-seconds per participant-second"
     assert main(["bench", "call", "--participants", "2", "--stack", "webrtc", "--publishers", "1",
                  "--no-progress", "--out", str(tmp_path / "x.csv")]) == 2
+
+
+def test_recorded_envelope_has_both_modes_every_room_and_draws(capsys):
+    """Lab 08's recording (data/make_envelope.py) loads, covers what the script ran, and draws."""
+    assert overhead_lab.ENVELOPE_PATH.stat().st_size < 16_000  # a few KB, rows and metadata only
+    df = overhead_lab.recorded_envelope()
+    assert "recorded " in capsys.readouterr().out
+    rooms = list(overhead_lab.ENVELOPE_OPTIONS["participants"])
+    assert set(df["mode"]) == {"dtls-srtp", "e2ee"}
+    for mode, rows in df.groupby("mode"):
+        assert sorted(rows["participants"]) == rooms, mode
+    assert (df["workers"] == 2).all() and (df["size"] == "full").all() and (df["seconds"] == 5).all()
+    assert {"load_before", "load_after", "sfu_process_cpu_s_per_s", "real_time"} <= set(df.columns)
+    meta = df.attrs["meta"]
+    assert meta["machine"]["cores"] >= 1 and set(meta["load_average_1min"]) == {"before", "after"}
+    assert meta["command"].startswith("e2ee-lab bench call") and meta["began_utc"] <= meta["ended_utc"]
+    table = overhead_lab.envelope_summary(df)
+    assert len(table) == 2 * len(rooms) and list(table["participants"]) == sorted(rooms * 2)
+    assert (table["cores used"] > 0).all()
+    left, right = call_envelope(df).axes
+    assert [t.get_text() for t in left.get_legend().get_texts()] == [
+        "lab dtls-srtp, 2 workers", "lab e2ee, 2 workers", "95 %"]

@@ -17,6 +17,8 @@ checks are exact computations, not measurements, so they give the same verdict o
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -38,6 +40,12 @@ SFU_SETTINGS: dict[str, dict[str, object]] = {
     "ci": {"rooms": (2, 4), "repeat": 1, "target": 1_500},
     "full": {"rooms": (2, 4, 8, 16), "repeat": 3, "target": 20_000},
 }
+
+# The envelope curve of whole calls (issue 15), recorded by data/make_envelope.py: a live call at
+# full size takes minutes and needs worker processes, which a notebook cannot fork.
+ENVELOPE_PATH = Path(__file__).resolve().parents[2] / "data" / "envelope" / "envelope.json"
+ENVELOPE_OPTIONS: dict[str, object] = {"participants": (2, 4, 8, 12), "seconds": 5.0, "size": "full",
+                                       "views": "sample", "workers": 2}
 
 
 def run_transforms(size: Size | None = None) -> pd.DataFrame:
@@ -105,6 +113,36 @@ def sfu_summary(df: pd.DataFrame) -> pd.DataFrame:
         "µs per packet": df["us_per_packet"].round(2), "x bare": df["ratio_bare"].round(2),
         "e2ee / dtls-srtp": df["ratio_e2ee"].round(3),
     })
+
+
+def recorded_envelope() -> pd.DataFrame:
+    """The envelope curve recorded by ``data/make_envelope.py``: one :func:`~e2ee_lab.bench.bench_call`
+    row per room size and mode (``dtls-srtp`` and ``e2ee``, full size, 2 worker processes), each
+    with the load average before and after its call; the recording's machine, date, load and
+    command in ``df.attrs["meta"]``. Prints one line saying where the numbers come from."""
+    record = json.loads(ENVELOPE_PATH.read_text(encoding="utf-8"))
+    meta = record["_meta"]
+    df = pd.DataFrame(record["rows"])
+    df.attrs["meta"] = meta
+    load = meta["load_average_1min"]
+    print(f"recorded {meta['began_utc']} UTC on {meta['machine']['cores']} cores ({meta['machine']['cpu']}), "
+          f"load average {load['before']:g} before, {load['after']:g} after: {meta['command']}")
+    return df
+
+
+def envelope_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per room size and mode: frames in time (worst receiver's verified share next to it), the CPU a
+    participant costs, the cores the whole room used, the SFU's own process and the real-time verdict."""
+    return pd.DataFrame({
+        "participants": df["participants"], "mode": df["mode"],
+        "% in time": (100 * (1 - df["late_share"])).round(1),
+        "% verified (worst receiver)": (100 * df["video_verified_min"]).round(1),
+        "latency p95 ms": df["latency_p95_ms"],
+        "CPU-s per participant-s": df["cpu_s_per_participant_s"].round(3),
+        "cores used": (df["participants"] * df["cpu_s_per_participant_s"]).round(2),
+        "SFU process CPU-s per s": df["sfu_process_cpu_s_per_s"],
+        "real time": df["real_time"].map({True: "yes", False: "NO"}),
+    }).sort_values(["participants", "mode"]).reset_index(drop=True)
 
 
 # --- Task 2: SFrame overhead in kbit/s (RFC 9605 Appendix B; sealed as 08/T1) --------------------------
