@@ -402,7 +402,7 @@ def _caption(rng: random.Random, words: int) -> bytes:
 
 
 def _reuse_cases() -> list[ReuseCase]:
-    """Task 1's pairs, drawn for this student: every keystream suite, headers of 1 to 4 bytes, and
+    """Task 1's pairs, drawn for this student: every keystream suite, headers of 1 to 6 bytes, and
     known plaintexts longer than, as long as and shorter than frame 2's."""
     rng = params("07").rng("task1 cases")
     shapes = ((0, 6, 6), (1, 4, 9), (2, 9, 4), (3, 7, 7), (0, 3, 10), (1, 10, 3))  # (suite index, words 1, words 2)
@@ -563,7 +563,7 @@ def check_forgery_days(answer: float | None) -> Feedback:
 
 #: Task 4's rules, lettered in each student's own order.
 RULES = Choices("07/T4", {
-    "one-sender": Choice("each base key encrypts for exactly one sender (RFC 9605 §4.1, §9.2)", ""),
+    "one-sender": Choice("each base key encrypts for exactly one sender (RFC 9605 §9.1, §9.2)", ""),
     "persist-ctr": Choice("store the next CTR before encrypting with the current one (§9.1)", ""),
     "refuse-repeat": Choice("the sender refuses to encrypt twice with one key and nonce (§7.4)", ""),
     "long-tags": Choice("full-length tags, or short ones only behind HBH channels with rate checks (§7.5)", ""),

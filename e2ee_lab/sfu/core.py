@@ -27,7 +27,7 @@ Choices, as a real SFU makes them:
 
 In a big room the core can forward the audio of the loudest speakers only (``loudest=N``, active
 while the room has more than ``loudest_above`` legs; :mod:`e2ee_lab.sfu.loudest`), chosen from the
-RFC 6464 level each audio packet carries in the clear, as Jitsi Videobridge and LiveKit do.
+RFC 6464 level each audio packet carries in the clear, as Jitsi Videobridge's audio last-N does.
 
 Bad input is dropped, counted in ``dropped[reason]`` and reported as :class:`PacketDropped`;
 ``receive_*`` never raise. ``packets_in == packets_routed + sum(dropped.values())`` always holds.

@@ -1,8 +1,8 @@
 """Which audio an SFU forwards in a big room: the N loudest speakers, by their RFC 6464 audio level.
 
 In a room of many, forwarding every microphone to everyone costs each subscriber N-1 audio streams
-that are almost all silence. Jitsi Videobridge and LiveKit forward the audio of the few loudest
-speakers only, and they choose them from the RFC 6464 ``ssrc-audio-level`` header extension each
+that are almost all silence. Jitsi Videobridge can forward the audio of the few loudest speakers
+only (its `jvb-audio-last-n` setting, off by default: -1), choosing them from the RFC 6464 ``ssrc-audio-level`` header extension each
 publisher puts on every audio packet (a 7-bit level in -dBov, 0 loudest, 127 silence; RFC 6464 §3),
 which the SFU can read because it travels outside the media payload, in the clear even when the
 frames are end-to-end encrypted. That is also why the lab's metadata lesson (Lab 06) has a design
@@ -26,7 +26,7 @@ SILENCE = 127  # RFC 6464 §3: the level of digital silence (-127 dBov)
 SMOOTHING = 0.2  # weight of a new packet's loudness in the moving average (20 ms packets: ~0.1 s)
 RESELECT_INTERVAL = 0.2  # seconds between choices of the loudest streams
 STALE_AFTER = 1.0  # seconds without a packet after which a stream is no longer a candidate
-DEFAULT_LOUDEST = 3  # N: Jitsi's and LiveKit's order of magnitude for forwarded speakers
+DEFAULT_LOUDEST = 3  # N: a handful of simultaneous speakers is all a listener follows
 
 
 @dataclass
