@@ -124,6 +124,7 @@ class SpeechClip:
         if frames < 1:
             raise ValueError(f"a clip needs at least one frame, not {frames}")
         encoder = OpusEncoder(ssrc=0, cbr=cbr)
+        self.sample = speech.sample  # held, so the cache's id(sample) key cannot name another sample later
         self.frames: list[SpeechFrame] = []
         for chunk in speech.chunks(frames):
             encoded = encoder.encode(chunk)

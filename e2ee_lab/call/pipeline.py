@@ -38,7 +38,6 @@ wire one to the other; the receiver is the part that could move to a module of i
 
 from __future__ import annotations
 
-import hmac
 import random
 import struct
 from collections import Counter
@@ -530,7 +529,7 @@ class MediaReceiver:
         expected = self._sent_data(stream.publisher, stream.kind, timestamp)
         if expected is None:
             return None
-        return hmac.compare_digest(expected, data)
+        return expected == data
 
     def _decode_audio(self, stream: _Incoming, data: bytes) -> str:
         try:
