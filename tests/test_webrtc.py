@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import math
+import socket
 import threading
 
 import aioice.ice
@@ -69,7 +70,7 @@ from e2ee_lab.webrtc import (
 from e2ee_lab.webrtc import aiortc_hooks
 from e2ee_lab.webrtc.aiortc_hooks import TransformingEncoder
 from e2ee_lab.transport import read_keylog, receive_session
-from e2ee_lab.webrtc.call import mark_late
+from e2ee_lab.webrtc.call import mark_late, widen_receive_buffers
 from e2ee_lab.webrtc.media import SceneTrack, parse_track_label, prefer
 from e2ee_lab.webrtc.transform import ReceiverTransform, SenderTransform, attach_receiver, attach_sender
 
@@ -178,9 +179,10 @@ def test_loopback_configuration_has_no_ice_servers():
 
 
 def test_every_private_aiortc_attribute_the_hooks_use_still_exists():
-    assert len(PRIVATE_ATTRIBUTES) == 12
+    assert len(PRIVATE_ATTRIBUTES) == 13
     names = [(c, a) for c, a, _ in PRIVATE_ATTRIBUTES]
     assert ("RTCIceTransport", "_send") in names and ("RTCIceGatherer", "_connection") in names
+    assert ("Connection", "_protocols") in names
     assert missing_attributes() == []
 
 
@@ -639,3 +641,38 @@ def test_a_subscribers_pli_reaches_the_publisher_through_the_sfu():
     opened = [session.unprotect(d) for d in alice.wire[:20]]
     assert {int.from_bytes(o[8:12], "big") for o in opened} <= {t.ssrc for t in alice.senders.values()}
     assert all(len(d) == len(o) + entry.profile.rtp_overhead for d, o in zip(alice.wire, opened))
+
+
+# --- pre-encoded clips and the ICE sockets' receive buffers -----------------------------------------
+
+
+def test_a_call_with_clips_sends_them_through_aiortcs_pre_encoded_path_and_every_frame_decodes():
+    result = run_webrtc_call("e2ee", 2, 2.0, seed=6, size="ci", encode="clip")
+    assert result.summary["encode"] == "clip"
+    sent = result.sent[result.sent.kind == "video"]
+    keys = sorted(sent[(sent.frame_type == "key") & (sent.participant == "alice")].frame_index)
+    assert keys[:2] == [0, 15]  # the clip's key frame every second (15 fps), not aiortc's encoder's
+    window = result.summary["window"]["video_frames"]
+    for p in result.summary["participants"]:
+        assert p["video_frames_decoded"] >= DELIVERY * p["video_frames_expected"] > 0, p
+    with pytest.raises(ValueError, match="encode"):
+        run_webrtc_call("e2ee", 2, 1.0, size="ci", encode="mpeg")
+    assert window == 30
+
+
+def test_widened_ice_sockets_are_the_gathered_loopback_ones_and_never_shrink():
+    async def gathered() -> tuple[list, list[int], list[int]]:
+        pc = RTCPeerConnection(loopback_configuration())
+        try:
+            prefer(pc.addTransceiver("video"), "video")
+            with loopback_ice():
+                await pc.setLocalDescription(await pc.createOffer())  # gathers: opens the sockets
+            sockets = aiortc_hooks.ice_sockets(pc)
+            before = [s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) for s in sockets]
+            return [s.getsockname()[0] for s in sockets], before, widen_receive_buffers([pc])
+        finally:
+            await pc.close()
+
+    addresses, before, after = asyncio.run(gathered())
+    assert addresses and set(addresses) <= LOOPBACK
+    assert len(after) == len(before) and all(a >= b for a, b in zip(after, before))

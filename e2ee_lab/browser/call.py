@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import reassemble
+from e2ee_lab.call.clip import ENCODINGS
 from e2ee_lab.call.capture import FRAME_KEYS_FILE, FrameKeys, call_frame_keys, write_frame_keys
 from e2ee_lab.call.pipeline import thumbnail
 from e2ee_lab.call.common import CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, run_blocking, wait_for_group_keys
@@ -72,7 +73,7 @@ from e2ee_lab.media.codecs import DecodeError, VP8Decoder, mean_abs_error, pictu
 from e2ee_lab.media.scene import to_rgb, video_size
 from e2ee_lab.media.speech import FRAME_MS
 from e2ee_lab.transport import write_keylog
-from e2ee_lab.webrtc.call import CONNECT_TIMEOUT, DRAIN, TAIL, SentIndex
+from e2ee_lab.webrtc.call import CONNECT_TIMEOUT, DRAIN, TAIL, SentIndex, widen_receive_buffers
 from e2ee_lab.webrtc.errors import ConnectionFailed
 from e2ee_lab.webrtc.loopback import loopback_ice
 from e2ee_lab.webrtc.participant import WebRTCParticipant
@@ -146,10 +147,10 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                                  seed: int = 0, size: Size | None = None, *, api: str = "script",
                                  drop_at: float | None = None, transform_in_ontrack: bool = False,
                                  sniff_lo: bool = False, reproducible_keys: bool = False,
-                                 video_ctr_jump: int = 0) -> BrowserCallResult:
+                                 video_ctr_jump: int = 0, encode: str = "live") -> BrowserCallResult:
     """Run one browser call in the running event loop, in this network namespace (see
     :func:`run_browser_call`)."""
-    _check_arguments(mode, participants, seconds, video_ctr_jump)
+    _check_arguments(mode, participants, seconds, video_ctr_jump, encode)
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -161,7 +162,8 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     frames = {"video": int(round((seconds + TAIL) * dims.fps)), "audio": int(round((seconds + TAIL) * 1000 / FRAME_MS))}
     truth = _BrowserTruth(BROWSER_NAME, dims)
     people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
-                                key_policy=CALL_KEY_POLICY, truth=truth, reproducible_keys=reproducible_keys)
+                                key_policy=CALL_KEY_POLICY, truth=truth, reproducible_keys=reproducible_keys,
+                                encode=encode)
               for i in range(participants)]
     for i, p in enumerate(people):  # WebCrypto's curve: every member of this call uses P-256
         p.identity = IdentityKeyPair.generate(Curve.P256, seed=key_seed("identity", seed, i, reproducible_keys))
@@ -216,14 +218,17 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     result.keylog = keylog
     result.frame_keys = _frame_keys(people, page)
     result.summary["srtp_profile"] = keylog[0].profile.value if keylog else "none"
-    result.summary.update(reproducible_keys=reproducible_keys, key_policy="fixed")
+    result.summary.update(reproducible_keys=reproducible_keys, key_policy="fixed", encode=encode)
     result.summary.update(api=stats.get("api"), init={k: v for k, v in init.items() if k != "identity"},
                           timing={k: round(v, 3) for k, v in timing.items()}, console=console,
                           elapsed_s=round(time.perf_counter() - started, 2))
     return result
 
 
-def _check_arguments(mode: str, participants: int, seconds: float, video_ctr_jump: int) -> None:
+def _check_arguments(mode: str, participants: int, seconds: float, video_ctr_jump: int,
+                     encode: str = "live") -> None:
+    if encode not in ENCODINGS:
+        raise ValueError(f"encode must be one of {', '.join(ENCODINGS)}, not {encode!r}")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if not 1 <= participants <= 8 or not seconds > 0:
@@ -241,6 +246,7 @@ async def _wait_connected(sfu: WebRTCSFU, people: list[WebRTCParticipant], page:
             raise ConnectionFailed(f"not all legs connected within {CONNECT_TIMEOUT} s "
                                    f"(page: {await page.connection_state()})")
         await asyncio.sleep(0.02)
+    widen_receive_buffers([*sfu.pcs.values(), *(p.pc for p in people)])
 
 
 async def _agree_keys(sfu: WebRTCSFU, people: list[WebRTCParticipant], page: BrowserParticipant,
@@ -435,7 +441,7 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
                      size: Size | None = None, *, api: str = "script", drop_at: float | None = None,
                      transform_in_ontrack: bool = False, sniff_lo: bool = False,
                      isolate: str = "auto", reproducible_keys: bool = False,
-                     video_ctr_jump: int = 0) -> BrowserCallResult:
+                     video_ctr_jump: int = 0, encode: str = "live") -> BrowserCallResult:
     """Run a call of ``participants`` aiortc participants and one headless Chromium page.
 
     Args:
@@ -456,18 +462,21 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
         video_ctr_jump: e2ee only: :data:`~e2ee_lab.browser.loss.CTR_JUMP_AT` s into the media the Python participants'
             video CTR jumps to this value and counts on from there (no (key, CTR) pair is ever used
             twice); 0: no jump.
+        encode: the Python participants' camera: "live" (rendered and encoded during the call) or
+            "clip" (encoded once before it, :func:`~e2ee_lab.webrtc.call.run_webrtc_call`); the
+            page always encodes live.
 
     Raises:
-        ValueError: an unknown mode, participants outside 1..8, or ``video_ctr_jump`` outside e2ee.
+        ValueError: an unknown mode or encode, participants outside 1..8, or ``video_ctr_jump`` outside e2ee.
         BrowserNotFound: no Chromium.  IsolationFailed: ``isolate="netns"`` and it cannot run.
         ConnectionFailed, CallSetupError, NotLoopback, PageError: the call did not happen.
     """
     from .isolation import resolve_isolation, run_in_netns
 
-    _check_arguments(mode, participants, seconds, video_ctr_jump)
+    _check_arguments(mode, participants, seconds, video_ctr_jump, encode)
     kwargs = dict(mode=mode, participants=participants, seconds=seconds, seed=seed, size=size, api=api,
                   drop_at=drop_at, transform_in_ontrack=transform_in_ontrack, sniff_lo=sniff_lo,
-                  reproducible_keys=reproducible_keys, video_ctr_jump=video_ctr_jump)
+                  reproducible_keys=reproducible_keys, video_ctr_jump=video_ctr_jump, encode=encode)
     how, note = resolve_isolation(isolate)
     if how == "netns":
         return run_in_netns(kwargs)
@@ -482,7 +491,7 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
 
 def run_for_call(stack: str, browsers: int, mode: str, participants: int, seconds: float, seed: int,
                  size: Size | None, out: str | Path | None, *, capture: str = "off",
-                 reproducible_keys: bool = False, **lab_only) -> BrowserCallResult:
+                 reproducible_keys: bool = False, encode: str = "live", **lab_only) -> BrowserCallResult:
     """``run_call(..., stack="webrtc", browser_participants=browsers)``: :func:`run_browser_call`
     with ``participants`` Python members, its summary in ``run_call``'s shape (the page is one more
     row of ``summary["participants"]``, :mod:`e2ee_lab.browser.tally`); with ``out`` it writes
@@ -507,7 +516,7 @@ def run_for_call(stack: str, browsers: int, mode: str, participants: int, second
     if given:
         raise ValueError(f"a browser call does not support {', '.join(given)} (lab stack only)")
     result = run_browser_call(mode, participants, seconds, seed, size, sniff_lo=capture != "off",
-                              reproducible_keys=reproducible_keys)
+                              reproducible_keys=reproducible_keys, encode=encode)
     result.summary["stack"] = "webrtc"
     if out is not None:
         result.out = Path(out)

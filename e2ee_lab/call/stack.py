@@ -47,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"lab stack: in rooms of more than {LOUDEST_ROOM_SIZE} the SFU forwards the "
                              f"audio of the N loudest speakers only, by RFC 6464 level (default {DEFAULT_LOUDEST})")
     parser.add_argument("--encode", choices=ENCODINGS, default=None,
-                        help="lab stack: live (default): each sender encodes its camera during the call; "
-                             "clip: each scene encoded once before the call and shared")
+                        help="lab and webrtc stacks: live (default): each sender encodes its camera during "
+                             "the call; clip: each scene encoded once before the call and shared (on the "
+                             "webrtc stack through aiortc's pre-encoded path)")
     parser.add_argument("--workers", type=int, default=None, metavar="K",
                         help="lab stack: run the participants' media in K forked worker processes (the SFU "
                              "stays in the call's process); needs --encode clip and --capture off")

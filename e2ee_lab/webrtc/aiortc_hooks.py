@@ -26,6 +26,9 @@ forwarding and feedback (the SFU)
 the wire (what an observer on ``lo`` sees)
     ``RTCIceTransport._send`` (an instance attribute aiortc sets to aioice's ``Connection.send``):
     wrapped, so a copy of each datagram a DTLS transport sends, SRTP-protected, can be kept.
+the ICE sockets
+    ``RTCIceGatherer._connection._protocols`` (aioice's ``Connection``, its gathered sockets):
+    read by :func:`ice_sockets`, so a call can enlarge their receive buffers.
 keys (RFC 5764 §4.2)
     ``RTCDtlsTransport._ssl`` (the pyOpenSSL connection, whose exporter can be run again after
     the handshake) and ``RTCDtlsTransport._role`` ("client" or "server").
@@ -64,6 +67,7 @@ PRIVATE_ATTRIBUTES: tuple[tuple[str, str, str], ...] = (
     ("RTCDtlsTransport", "_role", "DTLS client or server: which half of the exported keys is ours"),
     ("RTCIceGatherer", "_connection", "aioice Connection: its request_received wrapped to refuse checks "
                                       "from non-loopback sources (no peer-reflexive pair off 127.0.0.1)"),
+    ("Connection", "_protocols", "aioice's gathered sockets: their receive buffers are enlarged"),
 )
 
 RtpHandler = Callable[[RtpPacket], Awaitable[None]]
@@ -296,6 +300,7 @@ async def _missing_async() -> list[str]:
         sender, receiver, transport = video.sender, video.receiver, video.receiver.transport
         objects = {"RTCRtpSender": sender, "RTCRtpReceiver": receiver, "RTCDtlsTransport": transport,
                    "RTCIceTransport": transport.transport, "RTCIceGatherer": transport.transport.iceGatherer,
+                   "Connection": getattr(transport.transport.iceGatherer, "_connection", None),
                    "Vp8Encoder": Vp8Encoder()}
         missing = [f"{cls}.{name}" for cls, name, _ in PRIVATE_ATTRIBUTES
                    if not _has(objects[cls], name)]
@@ -327,6 +332,20 @@ def refuse_foreign_checks(ice_transport, accept: Callable[[str], bool], on_refus
         original(message, addr, protocol)
 
     connection.request_received = request_received
+
+
+def ice_sockets(pc) -> list:
+    """The UDP sockets aioice gathered for ``pc``'s transceivers (after gathering; bundled
+    transceivers share them)."""
+    sockets, seen = [], set()
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+        for protocol in connection._protocols:
+            sock = protocol.transport.get_extra_info("socket") if protocol.transport is not None else None
+            if sock is not None and sock.fileno() not in seen:
+                seen.add(sock.fileno())
+                sockets.append(sock)
+    return sockets
 
 
 def missing_attributes() -> list[str]:

@@ -38,6 +38,7 @@ summary is the part that could move out.
 from __future__ import annotations
 
 import asyncio
+import socket
 import statistics
 import time
 from collections import Counter
@@ -72,7 +73,9 @@ from e2ee_lab.media.scene import Scene, video_size
 from e2ee_lab.media.speech import FRAME_MS
 from e2ee_lab.rtp import RTPSFrameMode
 from e2ee_lab.transport import KeyLogEntry
+from e2ee_lab.transport.udp import RECEIVE_BUFFER
 
+from . import aiortc_hooks
 from .aiortc_hooks import check_aiortc
 from .errors import CaptureImpossible, ConnectionFailed
 from .loopback import loopback_ice
@@ -205,7 +208,8 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
                                 seed: int = 0, size: Size | None = None, out: str | Path | None = None, *,
                                 capture: str = "off", key_policy: RekeyPolicy | str = CALL_KEY_POLICY,
                                 during: During | None = None,
-                                rtp_sframe: str | None = None, reproducible_keys: bool = False) -> WebRTCCallResult:
+                                rtp_sframe: str | None = None, reproducible_keys: bool = False,
+                                encode: str = "live") -> WebRTCCallResult:
     """Run one aiortc call in the running event loop (see :func:`run_webrtc_call`).
 
     ``during(sfu, people)``, if given, is a coroutine function started when media is released
@@ -236,8 +240,8 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
     truth = SentIndex()
     people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
                                 key_policy=key_policy, truth=truth, rtp_sframe=rtp_sframe,
-                                reproducible_keys=reproducible_keys)
-              for i in range(participants)]
+                                reproducible_keys=reproducible_keys, encode=encode)
+              for i in range(participants)]  # with encode="clip" each scene is encoded here, before the call
     truth.people = {p.name: p for p in people}
     sfu = WebRTCSFU([p.name for p in people], key_policy=key_policy, clock=clock, rtp_sframe=rtp_sframe)
     timing: dict[str, float] = {}
@@ -303,7 +307,8 @@ def mark_late(received: pd.DataFrame, media_start: float, fps: float) -> None:
 def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float = 3.0, seed: int = 0,
                     size: Size | None = None, out: str | Path | None = None, *, capture: str = "off",
                     key_policy: RekeyPolicy | str = CALL_KEY_POLICY,
-                    rtp_sframe: str | None = None, reproducible_keys: bool = False) -> WebRTCCallResult:
+                    rtp_sframe: str | None = None, reproducible_keys: bool = False,
+                    encode: str = "live") -> WebRTCCallResult:
     """Run the lab's call on aiortc and return a :class:`WebRTCCallResult` (script or notebook).
 
     Args:
@@ -321,9 +326,13 @@ def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: flo
         rtp_sframe: "per-frame" or "per-packet" (e2ee only): the SFU offers ``a=sframe`` and the
             participants send the SFrame RTP payload format (:mod:`e2ee_lab.webrtc.payload_format`).
         reproducible_keys: derive identity keys, sessions and frame keys from ``seed``.
+        encode: "live" (default: each participant renders and VP8-encodes its camera during the
+            call) or "clip" (each scene encoded once before the call and sent through aiortc's
+            pre-encoded path, every frame still through the participant's frame transform; a PLI
+            waits for the clip's next key frame, every second). Receivers decode every frame either way.
 
     Raises:
-        ValueError: a bad mode, count, duration or size.  CaptureImpossible: ``capture="tap"``.
+        ValueError: a bad mode, count, duration, size or encode.  CaptureImpossible: ``capture="tap"``.
         NotLoopback: an SDP named a non-loopback address.  ConnectionFailed: a leg did not connect.
         AiortcChanged: the installed aiortc lacks a private attribute the hooks need.
         CallSetupError: the key agreement did not settle.  CaptureNotPermitted: sniff without rights.
@@ -331,7 +340,8 @@ def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: flo
     def job() -> WebRTCCallResult:
         return asyncio.run(run_webrtc_call_async(mode, participants, seconds, seed, size, out,
                                                  capture=capture, key_policy=key_policy,
-                                                 rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys))
+                                                 rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys,
+                                                 encode=encode))
 
     return run_blocking(job, "e2ee-lab-webrtc")
 
@@ -341,7 +351,7 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
                   garbage: float = 0.0, capture: str = "off", policy=None,
                   key_policy: RekeyPolicy | str = CALL_KEY_POLICY, sfu_setup=None,
                   sender_options=None, rtp_sframe: str | None = None,
-                  reproducible_keys: bool = False) -> WebRTCCallResult:
+                  reproducible_keys: bool = False, encode: str = "live") -> WebRTCCallResult:
     """``run_call(..., stack="webrtc")`` (registered by :mod:`e2ee_lab.webrtc.stack`): runs
     :func:`run_webrtc_call`. The lab-only options must be left at their defaults; the SRTP profile
     is aiortc's choice (AEAD_AES_256_GCM between two aiortc peers, ``summary["srtp_profile"]``).
@@ -358,11 +368,13 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
     if given:
         raise ValueError(f"the {STACK} stack does not support {', '.join(given)} (lab stack only)")
     return run_webrtc_call(mode, participants, seconds, seed, size, out, capture=capture,
-                           key_policy=key_policy, rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys)
+                           key_policy=key_policy, rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys,
+                           encode=encode)
 
 
 async def _wait_connected(sfu: WebRTCSFU, people: list[WebRTCParticipant]) -> None:
-    """Until every peer connection (SFU side and participant side) is ``connected``."""
+    """Until every peer connection (SFU side and participant side) is ``connected``; then widen
+    their sockets' receive buffers (:func:`widen_receive_buffers`)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CONNECT_TIMEOUT
     while not (sfu.connected() and all(p.pc.connectionState == "connected" for p in people)):
@@ -370,6 +382,22 @@ async def _wait_connected(sfu: WebRTCSFU, people: list[WebRTCParticipant]) -> No
             states = {p.name: p.pc.connectionState for p in people}
             raise ConnectionFailed(f"not all legs connected within {CONNECT_TIMEOUT} s: {states}")
         await asyncio.sleep(0.01)
+    widen_receive_buffers([*sfu.pcs.values(), *(p.pc for p in people)])
+
+
+def widen_receive_buffers(pcs) -> list[int]:
+    """Ask :data:`~e2ee_lab.transport.udp.RECEIVE_BUFFER` bytes of receive buffer on every ICE
+    socket of ``pcs``, as the lab's own legs do; returns the sizes the kernel granted (capped by
+    ``net.core.rmem_max``). The default (208 KiB) holds about 90 datagrams: a full-size key frame
+    forwarded while one Python process is busy overflowed it (3 Python members and a browser:
+    644 of 19,081 datagrams lost, RcvbufErrors in /proc/net/snmp), and aiortc then waited for the
+    next key frame."""
+    granted = []
+    for pc in pcs:
+        for sock in aiortc_hooks.ice_sockets(pc):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            granted.append(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    return granted
 
 
 async def _agree_keys(sfu: WebRTCSFU, people: list[WebRTCParticipant], mode: str) -> None:
@@ -531,7 +559,7 @@ def _summary(result: WebRTCCallResult, sfu: WebRTCSFU, people: list[WebRTCPartic
         "playout_budget_s": PLAYOUT_BUDGET,
         **real_time_verdict(rows),
         "publishers": config.participants,  # every aiortc participant sends video
-        "encode": "live", "views": None,  # aiortc encodes live and decodes every stream
+        "encode": people[0].encode if people else "live", "views": None,  # aiortc decodes every stream
         "loudest": {"n": None, "room_above": None, "active": False,  # the aiortc SFU forwards every microphone
                     "selection_changes": 0, "audio_withheld": 0},
     }

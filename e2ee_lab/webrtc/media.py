@@ -7,7 +7,11 @@ index, time base ``1/fps``, so aiortc's VP8 encoder stamps it ``index * 90000 / 
 960). Both wait for the call's media start (all peer connections up, keys agreed), then pace
 themselves in real time, and end after a fixed number of frames (aiortc's sender stops cleanly on
 ``MediaStreamError``). The scene track keeps a thumbnail of every picture it handed out, the
-ground truth receivers are judged against.
+ground truth receivers are judged against. Given a pre-encoded clip
+(:class:`~e2ee_lab.call.clip.EncodedClip`), it hands out the clip's VP8 frames as ``av.Packet``
+instead: aiortc's public pre-encoded path (``Encoder.pack``) packetizes them unencoded, through the
+same frame transform, so a big call does not render and encode in real time; a PLI is then answered
+by the clip's next periodic key frame.
 
 :class:`SilentTrack` never yields a frame: the SFU adds one per forwarded stream so that aiortc
 negotiates an SSRC and an m-section for it (its ``id`` names the publisher and goes into SDP
@@ -26,10 +30,12 @@ import fractions
 import math
 from collections.abc import Callable
 
+import av
 import numpy as np
 from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from e2ee_lab.call.clip import EncodedClip
 from e2ee_lab.call.pipeline import ReceivedFrame, decoded_thumbnail, thumbnail
 from e2ee_lab.media.codecs import mean_abs_error, picture_matches
 from e2ee_lab.media.scene import Scene, to_rgb, to_video_frame
@@ -68,14 +74,24 @@ class SceneTrack(_PacedTrack):
 
     kind = "video"
 
-    def __init__(self, scene: Scene, *, start: asyncio.Future, frames: int) -> None:
+    def __init__(self, scene: Scene, *, start: asyncio.Future, frames: int, clip: EncodedClip | None = None) -> None:
+        """ValueError: a ``clip`` shorter than ``frames`` or of another frame rate."""
         super().__init__(start, frames, 1.0 / scene.fps)
-        self.scene = scene
+        if clip is not None and (len(clip) < frames or clip.fps != scene.fps):
+            raise ValueError(f"the clip holds {len(clip)} frames at {clip.fps} fps; the track needs {frames} at {scene.fps}")
+        self.scene, self.clip = scene, clip
         self.thumbnails: dict[int, np.ndarray] = {}
 
     async def recv(self):
-        """The next picture as a yuv420p ``VideoFrame`` (pts = index, time base 1/fps)."""
+        """The next picture as a yuv420p ``VideoFrame`` (pts = index, time base 1/fps), or with a
+        clip as the clip's encoded ``av.Packet`` (same pts and time base)."""
         index = await self._wait_turn()
+        if self.clip is not None:
+            picture = self.clip.frames[index]
+            self.thumbnails[index] = picture.thumbnail
+            packet = av.Packet(picture.data or b"")  # no data: libvpx emitted nothing, nothing is sent
+            packet.pts, packet.time_base = index, fractions.Fraction(1, self.scene.fps)
+            return packet
         rgb = self.scene.rgb(index)
         self.thumbnails[index] = thumbnail(rgb)
         return to_video_frame(rgb, pts=index, fps=self.scene.fps)

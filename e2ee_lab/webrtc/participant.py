@@ -31,6 +31,7 @@ from collections.abc import Callable
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket, is_rtcp
 
+from e2ee_lab.call.clip import ENCODINGS, encoded_clip
 from e2ee_lab.call.frame_keys import FRAME_ERRORS, FrameCrypto, make_frame_crypto
 from e2ee_lab.call.participant import SPEECH_STAGGER, WIRE_SAMPLE, key_seed, keys_held, participant_name
 from e2ee_lab.crypto.keys import IdentityKeyPair, KeyAgreementError, Member, RekeyPolicy, RosterUpdate, new_session
@@ -70,11 +71,15 @@ class WebRTCParticipant:
         rtp_sframe: the SFrame RTP payload format mode this participant supports; it is used when
             the SFU's offer carries ``a=sframe`` (the answer then does too), else the codec's.
         reproducible_keys: derive identity key, session and frame keys from ``seed``.
+        encode: "live" (render and VP8-encode each picture during the call) or "clip" (the scene
+            encoded once before the call, :func:`~e2ee_lab.call.clip.encoded_clip`, and sent
+            through aiortc's pre-encoded path).
     """
 
     def __init__(self, index: int, *, mode: str, size: VideoSize, frames: dict[str, int], seed: int,
                  clock: Clock, key_policy: RekeyPolicy, truth: Truth,
-                 rtp_sframe: RTPSFrameMode | None = None, reproducible_keys: bool = False) -> None:
+                 rtp_sframe: RTPSFrameMode | None = None, reproducible_keys: bool = False,
+                 encode: str = "live") -> None:
         self.index, self.mode, self.seed, self.key_policy = index, mode, seed, key_policy
         self.rtp_sframe = None if rtp_sframe is None else RTPSFrameMode(rtp_sframe)  # what it supports
         self.rtp_sframe_agreed: RTPSFrameMode | None = None  # the SFU's offer had a=sframe too
@@ -89,7 +94,11 @@ class WebRTCParticipant:
         self.pc = RTCPeerConnection(loopback_configuration())
         self.lock = threading.Lock()
         self.start = asyncio.get_running_loop().create_future()  # loop time media starts
-        self.video = SceneTrack(self.scene, start=self.start, frames=frames["video"])
+        self.encode = encode
+        if encode not in ENCODINGS:
+            raise ValueError(f"encode must be one of {', '.join(ENCODINGS)}, not {encode!r}")
+        clip = encoded_clip(self.scene, frames["video"]) if encode == "clip" and frames["video"] else None
+        self.video = SceneTrack(self.scene, start=self.start, frames=frames["video"], clip=clip)
         self.audio = SpeechTrack(self.speech, start=self.start, frames=frames["audio"])
         self.senders: dict[str, SenderTransform] = {}
         self.sinks: list[TrackSink] = []
