@@ -8,10 +8,13 @@ carry these fields is checked on the calls tests/test_call.py already runs.
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
-from e2ee_lab.call.common import CPUMeter, cpu_summary, format_summary, real_time_line, real_time_verdict
+from e2ee_lab.call.common import (
+    CPUMeter, cpu_summary, format_summary, process_tree_cpu, real_time_line, real_time_verdict,
+)
 from e2ee_lab.call.frame_keys import make_frame_crypto
 from e2ee_lab.call.pipeline import PLAYOUT_BUDGET, MediaReceiver, MediaSender
 from e2ee_lab.media.scene import Scene
@@ -110,3 +113,52 @@ def test_the_printed_table_ends_with_the_verdict():
                                          "video_frames_seen": 0, "audio_frames_intelligible": 0,
                                          "audio_frames_seen": 0, "dropped": {}}, **summary}
     assert format_summary(table).splitlines()[-1] == line
+
+
+def test_a_process_trees_cpu_counts_its_children():
+    import os
+    import subprocess
+    import sys
+
+    mine = process_tree_cpu(os.getpid())
+    assert mine >= 0.0 and process_tree_cpu(2**22 + 12345) == 0.0  # no such process: nothing
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                              "while time.process_time() - t < 0.3: pass\ninput()"], stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while process_tree_cpu(os.getpid()) < mine + 0.3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_tree_cpu(os.getpid()) >= mine + 0.3  # the busy child is in this process's tree
+        assert process_tree_cpu(child.pid) >= 0.3
+    finally:
+        child.communicate(b"\n", timeout=10)
+
+
+def test_a_browser_calls_page_frames_are_dated_by_their_rtp_pace_and_python_frames_by_capture():
+    import pandas as pd
+
+    from e2ee_lab.browser.tally import mark_late
+
+    base = 2**32 - 3000  # the page's RTP timestamps wrap in the middle
+    rows = pd.DataFrame({
+        "receiver": ["alice"] * 5, "publisher": ["chromium"] * 3 + ["bob"] * 2, "kind": ["video"] * 5,
+        "frame_index": [0, 1, 2, 0, 30], "timestamp": [base, (base + 3000) % 2**32, (base + 6000) % 2**32, 7, 9],
+        "arrival": [5.0, 5.0 + 1 / 30, 5.0 + 2 / 30 + 0.3, 1.05, 2.5]})
+    mark_late(rows, media_start=1.0, fps=30, browser="chromium")
+    assert rows.delay[:3].round(6).tolist() == [0.0, 0.0, 0.3]  # from the first page frame's pace
+    assert rows.delay[3:].round(6).tolist() == [0.05, 0.5]  # bob's: from his capture schedule
+    assert rows.late.tolist() == [False, False, True, False, True]
+
+
+def test_a_browser_call_keeps_real_time_only_if_the_page_decoded_enough_too():
+    from e2ee_lab.browser.tally import real_time
+
+    python = {"name": "alice", "video_frames_expected": 100, "video_frames_on_time": 99,
+              "audio_frames_expected": 100, "audio_frames_on_time": 100}
+    page = {"name": "chromium", "video_frames_expected": 100, "video_frames_decoded": 96,
+            "audio_frames_expected": 100, "audio_frames_decoded": 100}
+    assert real_time([python, page], "chromium")["real_time"] is True
+    verdict = real_time([python, {**page, "video_frames_decoded": 80}], "chromium")
+    assert verdict["real_time"] is False and "chromium decoded 80 of 100 video" in verdict["real_time_reason"]
+    late = real_time([{**python, "video_frames_on_time": 50}, page], "chromium")
+    assert late["real_time"] is False and "alice got 50 of 100 video" in late["real_time_reason"]

@@ -65,7 +65,11 @@ from e2ee_lab.analysis.sfu_view import reassemble
 from e2ee_lab.call.clip import ENCODINGS
 from e2ee_lab.call.capture import FRAME_KEYS_FILE, FrameKeys, call_frame_keys, write_frame_keys
 from e2ee_lab.call.pipeline import thumbnail
-from e2ee_lab.call.common import CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, run_blocking, wait_for_group_keys
+from e2ee_lab.call.common import (
+    CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, CPUMeter, cpu_summary, process_tree_cpu, run_blocking,
+    wait_for_group_keys,
+)
+from e2ee_lab.call.pipeline import PLAYOUT_BUDGET
 from e2ee_lab.call.participant import key_seed
 from e2ee_lab.config import Size, lab_size
 from e2ee_lab.crypto.keys import Curve, IdentityKeyPair
@@ -84,7 +88,7 @@ from .chromium import Chromium
 from .loss import CTR_JUMP_AT, OneFrameLoss, depacketizer_reading, jump_counters, recovery
 from .participant import BrowserParticipant
 from .server import StaticServer
-from .tally import call_rows, judge_wire
+from .tally import call_rows, judge_wire, mark_late, real_time
 
 BROWSER_NAME = "chromium"
 MODES = ("dtls-srtp", "e2ee", "clear-prefix")
@@ -152,6 +156,7 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     :func:`run_browser_call`)."""
     _check_arguments(mode, participants, seconds, video_ctr_jump, encode)
     started = time.perf_counter()
+    meter = CPUMeter("call: the aiortc SFU and the Python participants")
     loop = asyncio.get_running_loop()
     t0 = loop.time()
 
@@ -199,7 +204,11 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                     loop.call_at(start + CTR_JUMP_AT, jump_counters, cryptos, video_ctr_jump)
                 for p in people:
                     p.start.set_result(start)
+                media_meter, chrome_cpu = CPUMeter("media"), process_tree_cpu(chrome.process.pid)
                 await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
+                media_load = media_meter.stop()
+                chrome_media = {"cpu_s": process_tree_cpu(chrome.process.pid) - chrome_cpu,
+                                "wall_s": media_load["wall_s"]}
                 await page.stop_sending()
                 await asyncio.sleep(STOP_DRAIN)
                 stats = await page.stats()
@@ -207,6 +216,11 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                     stats["safetyNumbers"] = await page.safety_numbers([p.member.index for p in people])
                 shot = await chrome.page.screenshot()
                 keylog = sfu.keylog()
+                chrome_total = {"role": "chromium: every process of the page's browser", "pid": chrome.process.pid,
+                                "cpu_s": round(process_tree_cpu(chrome.process.pid), 3),
+                                "wall_s": round(time.perf_counter() - started, 3),
+                                "media_cpu_s": round(chrome_media["cpu_s"], 3),
+                                "media_wall_s": chrome_media["wall_s"]}
             finally:
                 await page.close()
                 for p in people:
@@ -214,7 +228,8 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                 await sfu.close()
             console = chrome.page.console[-20:] + chrome.page.exceptions[-20:]
     lo = sniffer.stop() if sniffer is not None else pd.DataFrame()
-    result = _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo)
+    result = _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo,
+                      timing.get("media_start_s", 0.0))
     result.keylog = keylog
     result.frame_keys = _frame_keys(people, page)
     result.summary["srtp_profile"] = keylog[0].profile.value if keylog else "none"
@@ -222,6 +237,8 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     result.summary.update(api=stats.get("api"), init={k: v for k, v in init.items() if k != "identity"},
                           timing={k: round(v, 3) for k, v in timing.items()}, console=console,
                           elapsed_s=round(time.perf_counter() - started, 2))
+    python = {**meter.stop(), "media_cpu_s": media_load["cpu_s"], "media_wall_s": media_load["wall_s"]}
+    result.summary["cpu"] = cpu_summary([python, chrome_total], participants + 1, seconds)
     return result
 
 
@@ -310,7 +327,8 @@ def judge_video_packets(packets: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["timestamp", "size", "decoded", "matches", "reason"])
 
 
-def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo) -> BrowserCallResult:
+def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, lo,
+             media_start: float) -> BrowserCallResult:
     from e2ee_lab.call.pipeline import ReceivedFrame
 
     worker = stats.get("worker") or {}
@@ -377,7 +395,9 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
                                                                and lo.dst.str.startswith("127.").all()))},
     }
     sfu_counts = summary.pop("sfu")
+    mark_late(received, media_start, dims.fps, BROWSER_NAME)
     summary.update(call_rows(summary, sfu, people, received, sfu_frames, BROWSER_NAME))
+    summary.update(playout_budget_s=PLAYOUT_BUDGET, **real_time(summary["participants"], BROWSER_NAME))
     summary["sfu"].update(sfu_counts)
     summary["group_codes"] = _group_codes(people, stats.get("member"))
     summary["safety_numbers"] = _safety_numbers(people, page, stats.get("safetyNumbers") or {})

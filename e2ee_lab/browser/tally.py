@@ -19,12 +19,17 @@ without any key. :func:`three_views` puts the wire, the SFU and the receivers si
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pandas as pd
 
 from e2ee_lab.analysis.sfu_view import analyze_packets, reassemble, sent_speech, wire_packets
-from e2ee_lab.call.pipeline import SentFrame
+from e2ee_lab.call.common import REAL_TIME_SHARE, real_time_verdict
+from e2ee_lab.call.pipeline import PLAYOUT_BUDGET, SentFrame
+from e2ee_lab.media.codecs import VIDEO_CLOCK
+from e2ee_lab.media.speech import AUDIO_RATE
+from e2ee_lab.webrtc.call import mark_late as mark_webrtc_late
 from e2ee_lab.webrtc.call import sent_rows
 
 WIRE_COLUMNS = ["timestamp", "size", "decoded", "matches", "reason"]
@@ -39,10 +44,45 @@ def _python_sfu_view(sfu, people) -> dict:
     return analyze_packets(packets, sent, scenes={p.name: p.scene for p in people}, speech=speech).summary()
 
 
+def mark_late(received: pd.DataFrame, media_start: float, fps: float, browser: str) -> None:
+    """Fill ``delay`` and ``late`` of the Python receivers' rows (in place). A Python publisher's
+    frame is dated by its track's capture schedule (:func:`e2ee_lab.webrtc.call.mark_late`). The
+    page's frames have no capture time the lab knows: each is dated by its RTP timestamp from the
+    first of its stream to arrive, so its ``delay`` is how far it fell behind that first frame's
+    pace (a lower bound: the first frame's own delay is not in it)."""
+    mark_webrtc_late(received, media_start, fps)
+    page = received.index[received.publisher == browser]
+    received.loc[page, ["delay", "late"]] = [math.nan, False]
+    for (_, kind), rows in received.loc[page].groupby(["receiver", "kind"]):
+        rows = rows.sort_values("arrival")
+        steps = rows.timestamp.astype("int64").diff().fillna(0).astype("int64") % 2**32
+        steps[steps >= 2**31] -= 2**32  # a reordered frame steps back
+        paced = rows.arrival.iloc[0] + steps.cumsum() / (VIDEO_CLOCK if kind == "video" else AUDIO_RATE)
+        received.loc[rows.index, "delay"] = rows.arrival - paced
+        received.loc[rows.index, "late"] = rows.arrival - paced > PLAYOUT_BUDGET
+
+
+def real_time(rows: list[dict], browser: str, share: float = REAL_TIME_SHARE) -> dict:
+    """``{"real_time", "real_time_reason"}`` of a browser call: the Python receivers by their frames
+    in time (:func:`~e2ee_lab.call.common.real_time_verdict`), the page by its counts (Chrome's
+    decoded video, the audio its worker passed on), which must reach ``share`` too."""
+    verdict = real_time_verdict(rows)
+    page = next((r for r in rows if r["name"] == browser), None)
+    for kind in ("video", "audio"):
+        expected = page[f"{kind}_frames_expected"] if page else 0
+        if expected and page[f"{kind}_frames_decoded"] / expected < share and verdict["real_time"]:
+            return {"real_time": False, "real_time_reason": (
+                f"below {share:.0%}: {browser} decoded {page[f'{kind}_frames_decoded']} of {expected} {kind} "
+                "frames (Chrome reports counts, not arrival times: the page is counted, not timed)")}
+    return verdict
+
+
 def call_rows(summary: dict, sfu, people, received: pd.DataFrame, sfu_frames: pd.DataFrame,
               browser: str) -> dict:
     """The ``participant_count``, ``participants`` and ``sfu`` fields of ``run_call``'s summary for a
-    browser call (module docstring); ``summary`` is the browser call's own summary."""
+    browser call (module docstring); ``summary`` is the browser call's own summary. Python rows
+    count ``*_frames_late`` and ``*_frames_on_time`` (:func:`mark_late`); Chrome reports counts,
+    not arrival times, so the page's row has neither."""
     worker = summary["browser"]["worker"]
     page_sent = {k: worker.get(f"enc:{k}:self", {}).get("ok", 0) for k in ("video", "audio")}
     py_sent = {p.name: {k: sum(1 for r in p.senders[k].records if not r.reason) for k in ("video", "audio")}
@@ -53,8 +93,11 @@ def call_rows(summary: dict, sfu, people, received: pd.DataFrame, sfu_frames: pd
         row = {"name": p.name}
         for kind in ("video", "audio"):
             others = page_sent[kind] + sum(s[kind] for n, s in py_sent.items() if n != p.name)
+            arrived = received[(received.receiver == p.name) & (received.kind == kind)]
             row.update({f"{kind}_frames_sent": py_sent[p.name][kind], f"{kind}_frames_expected": others,
-                        f"{kind}_frames_decoded": int((got.kind == kind).sum())})
+                        f"{kind}_frames_decoded": int((got.kind == kind).sum()),
+                        f"{kind}_frames_late": int(arrived.late.sum()),
+                        f"{kind}_frames_on_time": int((arrived.decrypted & ~arrived.late.astype(bool)).sum())})
         row.update(plis_sent=p.plis_sent, plis_received=p.plis_received, dropped=dict(sorted(p.counters().items())))
         rows.append(row)
     legs = summary["python_to_browser"]

@@ -96,6 +96,30 @@ class CPUMeter:
                 "cpu_per_wall": round(cpu / wall, 3) if wall > 0 else None}
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its live descendants so far, with the
+    children each has reaped, from ``/proc`` (Linux; 0.0 elsewhere or once ``pid`` is gone): what a
+    browser's many processes spent."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    parents, used = {}, {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        child = int(entry.parent.name)
+        parents[child] = int(fields[1])
+        used[child] = sum(int(f) for f in fields[11:15]) / ticks  # utime stime cutime cstime
+    total = 0.0
+    for child in used:
+        node = child
+        while node in parents and node != pid:
+            node = parents[node]
+        if node == pid:
+            total += used[child]
+    return total
+
+
 def cpu_summary(processes: list[dict], participants: int, seconds: float) -> dict:
     """The ``"cpu"`` entry of a summary: each process's :meth:`CPUMeter.stop` row, their total, and
     CPU-seconds per participant-second of media: the processes' ``media_cpu_s`` (the CPU spent
