@@ -87,6 +87,9 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
                              "decoded by one receiver); every frame is verified (default 1)")
     parser.add_argument("--workers", type=int, help="call only: worker processes for the participants (default 0)")
     parser.add_argument("--loudest", type=int, help="call only: speakers whose audio big rooms forward (default 3)")
+    parser.add_argument("--browser", type=int, choices=(0, 1),
+                        help="call only: a headless Chromium page joins each webrtc-stack call "
+                             "(--participants then counts the Python members)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=_run_bench)
 
@@ -103,7 +106,8 @@ def _bench_kwargs(args: argparse.Namespace, run: Callable[..., object]) -> dict[
                 "rooms": getattr(args, "rooms", None), "loop": getattr(args, "loop", None),
                 "peer": getattr(args, "peer", None)}
     optional.update({k: getattr(args, k, None) for k in ("participants", "publishers", "stack", "mode", "seconds",
-                                                         "size", "encode", "views", "loudest", "workers")})
+                                                         "size", "encode", "views", "loudest", "workers",
+                                                         "browser")})
     kwargs.update({k: v for k, v in optional.items() if v is not None})
     accepted = inspect.signature(run).parameters
     return {k: v for k, v in kwargs.items() if k in accepted}

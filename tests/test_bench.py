@@ -676,3 +676,12 @@ def test_recorded_envelope_has_both_modes_every_room_and_draws(capsys):
     left, right = call_envelope(df).axes
     assert [t.get_text() for t in left.get_legend().get_texts()] == [
         "lab dtls-srtp, 2 workers", "lab e2ee, 2 workers", "95 %"]
+
+
+def test_bench_call_takes_a_browser_on_the_webrtc_stack_only(tmp_path):
+    from e2ee_lab.bench.call import bench_call
+
+    with pytest.raises(ValueError, match="browser"):
+        bench_call([2], stack="lab", browser=1, seconds=0.5, size="ci", progress=False)
+    assert main(["bench", "call", "--participants", "2", "--browser", "1", "--no-progress",
+                 "--out", str(tmp_path / "x.csv")]) == 2  # the lab stack: refused in one line

@@ -1,6 +1,7 @@
 """The envelope: whole calls of growing rooms on this machine, and whether they kept real time.
 
-``e2ee-lab bench call --participants 2,4,8,12 [--publishers K] [--stack lab]`` runs one real call per
+``e2ee-lab bench call --participants 2,4,8,12 [--publishers K] [--stack lab|webrtc] [--browser 1]``
+runs one real call per
 room size (:func:`e2ee_lab.call.run_call`, real DTLS-SRTP legs on loopback, real media in real
 time) and reads its ``summary.json`` fields and frame records. Per room, one row:
 
@@ -17,8 +18,12 @@ time) and reads its ``summary.json`` fields and frame records. Per room, one row
   (with ``workers`` that is the SFU alone: E2EE must not change it); ``real_time`` and its reason
   as the call's summary says.
 
+On the webrtc stack ``participants`` counts the Python members, and ``browser=1`` adds a headless
+Chromium page to each call (:mod:`e2ee_lab.browser.call`; the call's processes are then the Python
+one and Chromium's process tree).
+
 Defaults are the scaling choices of issue 15: ``encode="clip"`` (each scene encoded once before
-the call) and ``views=1`` (each receiver decodes one publisher's video, verifies all);
+the call, on both stacks) and ``views=1`` (each receiver decodes one publisher's video, verifies all);
 ``workers=K`` spreads the participants over K processes (:mod:`e2ee_lab.call.workers`). A call
 that did not keep real time says so in its row; nothing here is a unit test's timing assertion.
 """
@@ -53,7 +58,8 @@ def parse_participants(text: str) -> tuple[int, ...]:
 def bench_call(participants: Sequence[int] | str = DEFAULT_PARTICIPANTS, *, publishers: int | None = None,
                stack: str = "lab", mode: str = "e2ee", seconds: float = 5.0, size: str = "full",
                encode: str = "clip", views: int | str | None = 1, loudest: int | None = None,
-               workers: int = 0, loop: str | None = None, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+               workers: int = 0, loop: str | None = None, browser: int = 0, seed: int = 0,
+               progress: bool = True) -> pd.DataFrame:
     """One call per room size; one row each (module docstring). ``publishers`` larger than a room
     is capped to the room. Raises ValueError for a bad size list or call option."""
     sizes = parse_participants(participants) if isinstance(participants, str) else tuple(participants)
@@ -61,18 +67,25 @@ def bench_call(participants: Sequence[int] | str = DEFAULT_PARTICIPANTS, *, publ
     for n in sizes:
         if progress:
             print(f"bench call: {n} participants ({stack}, {mode}, {seconds:g} s, {size})...", flush=True)
-        rows.append(_room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, workers, loop, seed))
+        rows.append(_room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, workers, loop,
+                              browser, seed))
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.attrs["machine"] = machine_info()
-    df.attrs["options"] = {"encode": encode if stack == "lab" else "live", "views": views if stack == "lab" else None,
-                           "workers": workers if stack == "lab" else 0, "loop": loop or "asyncio"}
+    df.attrs["options"] = {"encode": encode, "views": views if stack == "lab" else None,
+                           "workers": workers if stack == "lab" else 0, "loop": loop or "asyncio",
+                           "browser": browser}
     return df
 
 
-def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, workers, loop, seed) -> dict:
+def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest, workers, loop, browser,
+              seed) -> dict:
     from e2ee_lab.call import run_call  # the call stack is heavy; import it when a call runs
 
     options: dict = {}
+    if browser and stack != "webrtc":
+        raise ValueError(f"--browser joins the webrtc stack's calls, not {stack}'s")
+    if stack == "webrtc":
+        options = {"encode": encode, **({"browser_participants": browser} if browser else {})}
     if stack == "lab":
         options = {"encode": encode, "views": views, "workers": workers}
         if loop is not None:
@@ -86,8 +99,9 @@ def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest,
     began = time.perf_counter()
     result = run_call(mode, n, seconds, seed, size, None, stack=stack, capture="off", **options)
     summary = result.summary
-    return {"stack": stack, "mode": mode, "workers": workers if stack == "lab" else 0, "participants": n,
-            "publishers": summary.get("publishers", n),
+    return {"stack": stack + ("+browser" if browser else ""), "mode": mode,
+            "workers": workers if stack == "lab" else 0, "participants": summary.get("participant_count", n),
+            "publishers": summary.get("publishers", summary.get("participant_count", n)),
             "seconds": seconds, "size": size, **shares(summary), **latency(result.received),
             "cpu_s_per_participant_s": summary["cpu"]["cpu_s_per_participant_s"],
             "sfu_process_cpu_s_per_s": _call_process_load(summary, seconds),
@@ -138,9 +152,10 @@ def format_call(df: pd.DataFrame) -> str:
     """The envelope as a table: one line per room size, then each room's real-time verdict."""
     options = df.attrs.get("options", {})
     lines = [f"whole calls, one per room size (encode {options.get('encode')}, views {options.get('views')}, "
-             f"workers {options.get('workers', 0)}, loop {options.get('loop', 'asyncio')}); "
+             f"workers {options.get('workers', 0)}, loop {options.get('loop', 'asyncio')}"
+             + (f", browser {options['browser']}" if options.get("browser") else "") + "); "
              "shares are of the frames sent to each receiver",
-             f"{'stack':6} {'mode':10} {'people':>6} {'pubs':>4} {'video ver min':>13} {'audio ver min':>13} "
+             f"{'stack':14} {'mode':10} {'people':>6} {'pubs':>4} {'video ver min':>13} {'audio ver min':>13} "
              f"{'video dec':>9} {'late':>6} {'p50 ms':>7} {'p95 ms':>7} {'cpu/pp-s':>8} {'call proc':>9} {'real time':>9}"]
 
     def pct(x) -> str:
@@ -150,7 +165,7 @@ def format_call(df: pd.DataFrame) -> str:
         return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:g}"
 
     for r in df.to_dict("records"):
-        lines.append(f"{r['stack']:6} {r['mode']:10} {r['participants']:>6} {r['publishers']:>4} "
+        lines.append(f"{r['stack']:14} {r['mode']:10} {r['participants']:>6} {r['publishers']:>4} "
                      f"{pct(r['video_verified_min']):>13} {pct(r['audio_verified_min']):>13} "
                      f"{pct(r['video_decoded_share']):>9} {pct(r['late_share']):>6} {num(r['latency_p50_ms']):>7} "
                      f"{num(r['latency_p95_ms']):>7} {num(r['cpu_s_per_participant_s']):>8} "
