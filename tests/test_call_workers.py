@@ -31,7 +31,7 @@ def test_each_worker_runs_its_participants_and_reports_its_cpu(call):
     summary = call.summary
     reports = summary["workers"]
     assert [r["participants"] for r in reports] == [["alice", "carol"], ["bob", "dave"]]
-    assert all(r["exit_code"] == 0 and not r["died"] for r in reports)
+    assert all(r["exit_code"] == 0 and not r["died"] for r in reports), [r["reason"] for r in reports]
     processes = summary["cpu"]["processes"]
     assert [p["pid"] for p in processes] == [os.getpid()] + [r["pid"] for r in reports]
     assert all(p["cpu_s"] > 0 and p["media_cpu_s"] <= p["cpu_s"] for p in processes)

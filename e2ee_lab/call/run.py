@@ -164,10 +164,8 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
     try:
         await _connect(sfu, people)
         truth, sent_data, decode = _truth(people), _sent_data(people), _views(people, config.views)
-        listen = _audio_views(people, config.views)
         for p in people:
-            p.prepare(truth, sent_data=sent_data, decode_video=decode[p.name], decode_audio=listen[p.name],
-                      clip=clips.get(p.name),
+            p.prepare(truth, sent_data=sent_data, decode_video=decode[p.name], clip=clips.get(p.name),
                       speech_clip=speech.get(p.name))
         if injector is not None:
             await injector.open()
@@ -281,8 +279,8 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
             (:mod:`e2ee_lab.call.workers`; the SFU stays in this process); needs ``encode="clip"``,
             ``capture="off"``, no garbage, and a script's main thread. 0 (default): one process.
         loop: "asyncio" (default) or "uvloop" (``pip install 'e2ee-lab[fast]'``): the event loop
-            the call runs on: the call's one process, or with ``workers`` each worker's and the
-            SFU's process. uvloop's transports cannot be tapped: use it with
+            the participants run on: the call's one process, or with ``workers`` each worker's (the
+            SFU's process then stays on asyncio). uvloop's transports cannot be tapped: use it with
             ``capture="off"`` or ``"sniff"``.
 
     Raises:
@@ -297,7 +295,7 @@ def run_lab_call(mode: str = "dtls-srtp", participants: int = 3, seconds: float 
         import uvloop  # ImportError without it: pip install 'e2ee-lab[fast]'
 
     def job() -> CallResult:
-        runner = uvloop.run if loop == "uvloop" else asyncio.run
+        runner = uvloop.run if loop == "uvloop" and not workers else asyncio.run
         return runner(run_call_async(mode, participants, seconds, seed, size, out,
                                           srtp_profile=srtp_profile, garbage=garbage,
                                           capture=capture, policy=policy, key_policy=key_policy,
@@ -354,15 +352,6 @@ def _views(people: list[Participant], views: int | str | None) -> dict[str, list
         start = i % len(others) if others else 0
         out[p.name] = [others[(start + k) % len(others)] for k in range(min(views, len(others)))]
     return out
-
-
-def _audio_views(people: list[Participant], views: int | str | None) -> dict[str, list[str] | None]:
-    """Per receiver: the publishers whose audio it decodes. A listener decodes every speaker the
-    SFU forwards (None), except with :data:`VIEW_SAMPLE`: then each participant's audio is decoded
-    by one receiver, the next participant (when the SFU forwards it there), as its video is."""
-    if views != VIEW_SAMPLE:
-        return {p.name: None for p in people}
-    return {p.name: [people[i - 1].name] for i, p in enumerate(people)}
 
 
 async def _connect(sfu: SFUServer, people: list[Participant]) -> None:

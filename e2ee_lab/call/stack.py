@@ -54,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lab stack: run the participants' media in K forked worker processes (the SFU "
                              "stays in the call's process); needs --encode clip and --capture off")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default=None,
-                        help="lab stack: the call's event loop: its one process, or each worker's and the "
-                             "SFU's (default asyncio; uvloop: pip install 'e2ee-lab[fast]', with --capture off)")
+                        help="lab stack: the participants' event loop: the call's one process, or each "
+                             "worker's (default asyncio; uvloop: pip install 'e2ee-lab[fast]', with --capture off)")
     parser.add_argument("--views", type=_views, default=None, metavar="N|sample",
                         help="lab stack: each receiver decodes N >= 1 publishers' video, or (sample) each "
                              "publisher's video is decoded by one receiver; every frame is verified "

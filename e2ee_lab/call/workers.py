@@ -66,12 +66,12 @@ async def run_media_in_workers(people: Sequence, start: float, seconds: float, w
     """Run every participant's media phase (from loop time ``start`` for ``seconds``) in ``workers``
     forked processes, each on a ``loop`` ("asyncio" or "uvloop") of its own, then :meth:`adopt`
     what each sent back; returns one report per worker (``pid``, ``participants``, ``exit_code``,
-    ``died``, ``reason``, ``cpu``). The call's own loop (asyncio's or uvloop's) keeps the SFU: it
-    closes its transports of the participants' sockets once the workers hold them, and reopens
-    them on a kept duplicate afterwards (for the legs' close_notify)."""
+    ``died``, ``reason``, ``cpu``). The call's own loop must be asyncio's (it stops reading the
+    participants' sockets with ``pause_reading``, which uvloop's UDP transports lack)."""
     groups = [list(people[k::workers]) for k in range(workers) if people[k::workers]]
     runner = _runner(loop)
-    kept = [os.dup(p.leg.transport.get_extra_info("socket").fileno()) for p in people]
+    for p in people:  # from now on the workers read the participants' sockets
+        p.leg.transport.pause_reading()
     children: list[tuple[int, list, Connection]] = []
     try:
         for group in groups:
@@ -82,17 +82,12 @@ async def run_media_in_workers(people: Sequence, start: float, seconds: float, w
                 _child(group, start, seconds, sending, drain, runner)
             sending.close()
             children.append((pid, group, receiving))
-        for p in people:  # from now on only the workers read the participants' sockets
-            p.leg.transport.close()
         deadline = start + seconds + 5.0 + DEADLINE_MARGIN
         return await _gather(children, deadline)
     finally:
         for pid, _, conn in children:
             _reap(pid, kill=True)
             conn.close()
-        await asyncio.sleep(0)  # the closed transports' connection_lost runs before the sockets reopen
-        for p, fd in zip(people, kept):
-            await _attach(p.leg, fd)
 
 
 async def _gather(children: list[tuple[int, list, Connection]], deadline: float) -> list[dict]:
@@ -184,7 +179,7 @@ def _child(group: list, start: float, seconds: float, conn: Connection,
 async def _child_main(group: list, start: float, seconds: float,
                       drain: Callable[[list], Awaitable[None]]) -> tuple[list[dict], dict]:
     for p in group:
-        await _attach(p.leg, os.dup(p.leg.transport.get_extra_info("socket").fileno()))
+        await _take_socket(p.leg)
     if _CHILD_HOOK is not None:
         _CHILD_HOOK(group)
     media = CPUMeter("media")
@@ -205,11 +200,11 @@ def _runner(loop: str) -> Callable:
     return asyncio.run
 
 
-async def _attach(leg, fd: int) -> None:
-    """Give ``leg``'s socket, as descriptor ``fd`` (a duplicate: same socket, same port), to this
-    process's running loop, with the leg's protocol."""
+async def _take_socket(leg) -> None:
+    """Give ``leg``'s inherited socket to this process's loop (a duplicate descriptor, same port)."""
     loop = asyncio.get_running_loop()
-    sock = socket.socket(fileno=fd)
+    inherited = leg.transport.get_extra_info("socket")
+    sock = socket.socket(fileno=os.dup(inherited.fileno()))
     protocol = leg.protocol
     protocol._timer, protocol._timer_at = None, None  # the parent's loop handles are not ours
     protocol.closed = loop.create_future()

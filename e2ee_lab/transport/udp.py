@@ -148,12 +148,10 @@ class LegProtocol(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._loop = asyncio.get_running_loop()
-        self.closed: asyncio.Future[None] = self._loop.create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self._loop = asyncio.get_running_loop()  # the transport's loop (a worker process gives it a new one)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.connection.receive_datagram(data, (addr[0], addr[1]), self._now())
@@ -169,8 +167,7 @@ class LegProtocol(asyncio.DatagramProtocol):
 
     def process(self) -> None:
         """Send queued datagrams, deliver events, re-arm the timer."""
-        if self.connection.has_datagrams:  # a media packet queues nothing: skip the sending machinery
-            self.transmit()
+        self.transmit()
         while (event := self.connection.next_event()) is not None:
             self._on_event(event)
         self._arm_timer()
@@ -191,7 +188,7 @@ class LegProtocol(asyncio.DatagramProtocol):
             self._transport.close()
 
     def _now(self) -> float:
-        return self._loop.time()
+        return asyncio.get_running_loop().time()
 
     def _arm_timer(self) -> None:
         when = self.connection.get_timer()
