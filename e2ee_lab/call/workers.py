@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import os
 import signal
 import socket
@@ -73,6 +74,8 @@ async def run_media_in_workers(people: Sequence, start: float, seconds: float, w
     for p in people:  # from now on the workers read the participants' sockets
         p.leg.transport.pause_reading()
     children: list[tuple[int, list, Connection]] = []
+    gc.collect()
+    gc.freeze()  # the inherited heap is never collected in a worker (no finalizer of the call's objects runs there)
     try:
         for group in groups:
             receiving, sending = Pipe(duplex=False)
@@ -85,6 +88,7 @@ async def run_media_in_workers(people: Sequence, start: float, seconds: float, w
         deadline = start + seconds + 5.0 + DEADLINE_MARGIN
         return await _gather(children, deadline)
     finally:
+        gc.unfreeze()
         for pid, _, conn in children:
             _reap(pid, kill=True)
             conn.close()
