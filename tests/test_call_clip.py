@@ -40,11 +40,12 @@ def test_the_cache_encodes_a_scene_once_and_grows_when_a_longer_clip_is_asked():
     assert encoded_clip(_scene(6), 4) is not longer  # another scene, another clip
 
 
-def _pair(*, clip=None, sent_data=True, decode_video=None):
+def _pair(*, clip=None, sent_data=True, decode_video=None, decode_audio=None):
     sender = MediaSender("alice", scene=_scene(), speech=SpeechSource(), crypto=make_frame_crypto("dtls-srtp", None),
                          ssrcs={"video": 11, "audio": 22}, seed=0, srtp_overhead=16, clip=clip)
     receiver = MediaReceiver("bob", crypto=make_frame_crypto("dtls-srtp", None), rtcp_ssrc=9,
                              truth=lambda pub, kind, ts: sender.sent(kind, ts), decode_video=decode_video,
+                             decode_audio=decode_audio,
                              sent_data=(lambda pub, kind, ts: sender.sent_data(kind, ts)) if sent_data else None)
     receiver.announce(11, "alice", 0, "video")
     receiver.announce(22, "alice", 0, "audio")
@@ -77,6 +78,13 @@ def test_a_frame_that_differs_from_what_was_sent_is_not_verified_and_still_goes_
     records = _run(sender, receiver, frames=3)
     assert all(not r.verified and r.decoded for r in records)  # a measurement, not a receiver's check
     assert receiver.mismatched == 6 and not receiver.counters() and receiver.plis_sent == 0
+
+
+def test_audio_outside_the_receivers_views_is_verified_not_decoded():
+    records = _run(*_pair(decode_audio=[]))
+    audio = [r for r in records if r.kind == "audio"]
+    assert len(audio) == 6 and all(r.verified and not r.decoded and r.reason == "not_decoded" for r in audio)
+    assert all(r.decoded for r in records if r.kind == "video")  # video follows decode_video (all)
 
 
 def test_video_outside_the_receivers_views_is_verified_not_decoded():

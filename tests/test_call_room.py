@@ -110,3 +110,16 @@ def test_a_sample_view_has_each_publishers_video_decoded_by_one_receiver():
     assert _views(people, "sample") == {"alice": [], "bob": ["alice"], "carol": ["bob"], "dave": []}
     assert _views(people, 1) == {"alice": ["bob"], "bob": ["alice"], "carol": ["alice"], "dave": ["bob"]}
     assert _views(people, None) == dict.fromkeys(["alice", "bob", "carol", "dave"])
+
+
+def test_a_sample_view_has_each_participants_audio_decoded_by_one_receiver_and_others_hear_all():
+    from e2ee_lab.call.run import _audio_views
+
+    class P:
+        def __init__(self, name):
+            self.name = name
+
+    people = [P(n) for n in ("alice", "bob", "carol")]
+    assert _audio_views(people, "sample") == {"alice": ["carol"], "bob": ["alice"], "carol": ["bob"]}
+    for views in (None, 1, 0):  # a listener decodes every speaker the SFU forwards
+        assert _audio_views(people, views) == dict.fromkeys(["alice", "bob", "carol"])

@@ -397,6 +397,8 @@ def test_keys_are_encrypt_only_or_decrypt_only():
     ctx.add_send_key(1, BASE_KEY)
     ctx.add_receive_key(2, BASE_KEY)
     assert (ctx.send_kids, ctx.receive_kids) == ({1}, {2})
+    assert ctx.has_send_key(1) and not ctx.has_send_key(2)
+    assert ctx.has_receive_key(2) and not ctx.has_receive_key(1)
     with pytest.raises(UnknownKeyId, match="receive key"):
         ctx.protect(2, b"x")
     with pytest.raises(UnknownKeyId, match="send key") as err:

@@ -194,12 +194,12 @@ class Participant:
         return keys_held(self.member, epoch, members)
 
     def prepare(self, truth: Truth, *, sent_data: SentData | None = None,
-                decode_video: Collection[str] | None = None, clip: EncodedClip | None = None,
-                speech_clip: SpeechClip | None = None) -> None:
+                decode_video: Collection[str] | None = None, decode_audio: Collection[str] | None = None,
+                clip: EncodedClip | None = None, speech_clip: SpeechClip | None = None) -> None:
         """Build the media pipelines (after the keys are agreed).
 
         ``sent_data``: what publishers sent, to verify every frame (:class:`MediaReceiver`);
-        ``decode_video``: the publishers whose video is decoded (None: all); ``clip`` /
+        ``decode_video``, ``decode_audio``: the publishers whose video, audio is decoded (None: all); ``clip`` /
         ``speech_clip``: this participant's pre-encoded camera and microphone
         (:mod:`e2ee_lab.call.clip`), None: live encoders.
         """
@@ -211,7 +211,8 @@ class Participant:
                                   options=self.options, rtp_sframe=self.rtp_sframe_agreed, clip=clip,
                                   speech_clip=speech_clip)
         self.receiver = MediaReceiver(self.name, crypto=crypto, truth=truth, rtcp_ssrc=self.rtcp_ssrc,
-                                      options=self.options, sent_data=sent_data, decode_video=decode_video)
+                                      options=self.options, sent_data=sent_data, decode_video=decode_video,
+                                      decode_audio=decode_audio)
         for message in self._announced:
             self.receiver.announce(message.ssrc, message.publisher, message.member, message.kind,
                                    message.rtp_sframe)

@@ -164,9 +164,10 @@ async def run_call_async(mode: str = "dtls-srtp", participants: int = 3, seconds
     try:
         await _connect(sfu, people)
         truth, sent_data, decode = _truth(people), _sent_data(people), _views(people, config.views)
+        listen = _audio_views(people, config.views)
         for p in people:
-            p.prepare(truth, sent_data=sent_data, decode_video=decode[p.name], clip=clips.get(p.name),
-                      speech_clip=speech.get(p.name))
+            p.prepare(truth, sent_data=sent_data, decode_video=decode[p.name], decode_audio=listen[p.name],
+                      clip=clips.get(p.name), speech_clip=speech.get(p.name))
         if injector is not None:
             await injector.open()
         media_meter = CPUMeter("media")
@@ -352,6 +353,15 @@ def _views(people: list[Participant], views: int | str | None) -> dict[str, list
         start = i % len(others) if others else 0
         out[p.name] = [others[(start + k) % len(others)] for k in range(min(views, len(others)))]
     return out
+
+
+def _audio_views(people: list[Participant], views: int | str | None) -> dict[str, list[str] | None]:
+    """Per receiver: the publishers whose audio it decodes. A listener decodes every speaker the
+    SFU forwards (None), except with :data:`VIEW_SAMPLE`: then each participant's audio is decoded
+    by one receiver, the next participant (when the SFU forwards it there), as its video is."""
+    if views != VIEW_SAMPLE:
+        return {p.name: None for p in people}
+    return {p.name: [people[i - 1].name] for i, p in enumerate(people)}
 
 
 async def _connect(sfu: SFUServer, people: list[Participant]) -> None:

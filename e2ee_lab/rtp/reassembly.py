@@ -59,24 +59,33 @@ class _Pending:
     packets: dict[int, _Packet] = field(default_factory=dict)
     last_arrival: int = 0  # stream arrival index of the newest packet
     last_time: float | None = None  # ``now`` of the newest packet
+    starts: list[int] = field(default_factory=list)  # seqs of the packets that start a frame
+    ends: list[int] = field(default_factory=list)  # seqs of the packets with the marker bit
 
     @property
     def first_seq(self) -> int:
         return min(self.packets)
 
+    def add(self, packet: _Packet) -> None:
+        self.packets[packet.seq] = packet
+        if packet.starts_frame:
+            self.starts.append(packet.seq)
+        if packet.marker:
+            self.ends.append(packet.seq)
+
     def span(self) -> tuple[int, int] | None:
-        """Extended ``(first, last)`` sequence numbers of the complete frame, or None."""
+        """Extended ``(first, last)`` sequence numbers of the complete frame, or None (asked on
+        every packet: the start and marker packets are kept aside, so an unfinished frame is cheap)."""
         if self.codec is Codec.OPUS:
             return (self.first_seq, self.first_seq)
-        starts = [s for s, p in self.packets.items() if p.starts_frame]
-        if not starts:
+        if not self.starts or not self.ends:
             return None
-        start = min(starts)
-        ends = [s for s, p in self.packets.items() if p.marker and s >= start]
+        start = min(self.starts)
+        ends = [s for s in self.ends if s >= start]
         if not ends:
             return None
         end = min(ends)
-        if all(s in self.packets for s in range(start, end + 1)):
+        if end - start + 1 <= len(self.packets) and all(s in self.packets for s in range(start, end + 1)):
             return (start, end)
         return None
 
@@ -95,6 +104,8 @@ class _Stream:
         self.arrivals = 0
 
     def head(self) -> _Pending:
+        if len(self.pending) == 1:  # the usual case: one frame under way
+            return next(iter(self.pending.values()))
         return min(self.pending.values(), key=lambda f: f.first_seq)
 
     def skip_fillers(self) -> None:
@@ -162,7 +173,9 @@ class FrameAssembler:
             except RTPError as err:
                 return [self._drop(err.reason, None, None, str(err))]
         self.stats["packets_received"] += 1
-        stream = self._streams.setdefault(rtp.ssrc, _Stream(rtp.ssrc))
+        stream = self._streams.get(rtp.ssrc)
+        if stream is None:
+            stream = self._streams[rtp.ssrc] = _Stream(rtp.ssrc)
         try:
             return self._insert(stream, rtp, now)
         except RTPError as err:
@@ -236,13 +249,18 @@ class FrameAssembler:
             stream.arrivals += 1
             return self._release(stream, now, force=False)
         codec, packet = self._depacketize(rtp, ext_seq)
+        if (codec is Codec.OPUS and not stream.pending and not stream.fillers
+                and stream.released_through is not None and ext_seq == stream.released_through + 1):
+            stream.arrivals += 1  # the usual audio packet: the next one in order, a frame by itself
+            return self._deliver(stream, _Pending(codec, rtp.payload_type, rtp.timestamp, {ext_seq: packet}),
+                                 (ext_seq, ext_seq), now, pending=False)
         key = (rtp.payload_type, rtp.timestamp)
         frame = stream.pending.get(key) or _Pending(codec, rtp.payload_type, rtp.timestamp)
         if len(frame.packets) >= MAX_FRAME_PACKETS:
             detail = f"frame at timestamp {rtp.timestamp} exceeds {MAX_FRAME_PACKETS} packets"
             return [self._drop("oversized_frame", stream.ssrc, rtp.sequence_number, detail)]
         stream.pending[key] = frame
-        frame.packets[ext_seq] = packet
+        frame.add(packet)
         frame.last_arrival, frame.last_time = stream.arrivals, now
         stream.by_seq[ext_seq] = key
         stream.arrivals += 1
@@ -284,24 +302,29 @@ class FrameAssembler:
         self.stats["packets_missing"] += count
         return [PacketsMissing(stream.ssrc, first % SEQ_MOD, count)]
 
-    def _forget(self, stream: _Stream, frame: _Pending, through: int) -> None:
-        del stream.pending[(frame.payload_type, frame.timestamp)]
+    def _forget(self, stream: _Stream, frame: _Pending, through: int, *, pending: bool = True) -> None:
+        if pending:
+            del stream.pending[(frame.payload_type, frame.timestamp)]
         for seq in frame.packets:
-            stream.by_seq.pop(seq, None)
+            if pending:
+                stream.by_seq.pop(seq, None)
             stream.recent[seq] = None
         while len(stream.recent) > self.history:
             stream.recent.pop(next(iter(stream.recent)))
         previous = stream.released_through
         stream.released_through = through if previous is None else max(previous, through)
-        stream.fillers = {s for s in stream.fillers if s > stream.released_through}
+        if stream.fillers:
+            stream.fillers = {s for s in stream.fillers if s > stream.released_through}
 
     def _deliver(
-        self, stream: _Stream, frame: _Pending, span: tuple[int, int], now: float | None
+        self, stream: _Stream, frame: _Pending, span: tuple[int, int], now: float | None,
+        *, pending: bool = True,
     ) -> list[RTPEvent]:
+        """The frame's event; ``pending=False``: a frame that never waited (not in ``stream.pending``)."""
         start, end = span
         packets = [frame.packets[s] for s in range(start, end + 1)]
         first, last = packets[0], packets[-1]
-        self._forget(stream, frame, end)
+        self._forget(stream, frame, end, pending=pending)
         self.stats["frames_assembled"] += 1
         event = FrameAssembled(
             ssrc=stream.ssrc,

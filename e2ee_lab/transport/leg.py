@@ -28,6 +28,7 @@ Address = tuple[str, int]
 UNEXPECTED_SOURCE = "unexpected_source"  # a datagram from an address that is not the peer
 SRTP_BEFORE_KEYS = "srtp_before_keys"  # SRTP arrived before the handshake exported keys
 NO_PEER_ADDRESS = "no_peer_address"  # an outgoing DTLS datagram before the peer was heard
+_RECEIVED = {kind: f"{kind.value}_received" for kind in PacketKind}  # counter names, built once
 
 
 class LegConnection:
@@ -110,11 +111,12 @@ class LegConnection:
         if self.remote_addr is not None and tuple(addr) != self.remote_addr:
             self.dropped[UNEXPECTED_SOURCE] += 1
             return
-        self.counts[f"{kind.value}_received"] += 1
+        self.counts[_RECEIVED[kind]] += 1
+        if kind is PacketKind.RTP or kind is PacketKind.RTCP:
+            self._receive_srtp(data, kind, now)  # the DTLS endpoint is not touched: nothing to pump
+            return
         if kind is PacketKind.DTLS:
             self.dtls.receive_datagram(data, now)
-        elif kind in (PacketKind.RTP, PacketKind.RTCP):
-            self._receive_srtp(data, kind, now)
         else:
             self.dropped[f"unexpected_{kind.value}"] += 1
         self._pump_dtls(now)
@@ -141,6 +143,12 @@ class LegConnection:
     def send_rtcp(self, packet: bytes | bytearray | memoryview) -> None:
         """Protect an RTCP compound packet and queue it for the peer."""
         self._queue(self._sessions("send_rtcp").tx.protect_rtcp(packet), "rtcp")
+
+    @property
+    def has_datagrams(self) -> bool:
+        """Whether datagrams wait to be sent (every call that feeds the DTLS endpoint queues its
+        output at once, so this is exact between calls)."""
+        return bool(self._outgoing)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Every queued ``(datagram, addr)``; empties the queue."""

@@ -148,10 +148,12 @@ class LegProtocol(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._loop = asyncio.get_running_loop()  # the transport's loop (a worker process gives it a new one)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         self.connection.receive_datagram(data, (addr[0], addr[1]), self._now())
@@ -167,7 +169,8 @@ class LegProtocol(asyncio.DatagramProtocol):
 
     def process(self) -> None:
         """Send queued datagrams, deliver events, re-arm the timer."""
-        self.transmit()
+        if self.connection.has_datagrams:  # a media packet queues nothing: skip the sending machinery
+            self.transmit()
         while (event := self.connection.next_event()) is not None:
             self._on_event(event)
         self._arm_timer()
@@ -188,7 +191,7 @@ class LegProtocol(asyncio.DatagramProtocol):
             self._transport.close()
 
     def _now(self) -> float:
-        return asyncio.get_running_loop().time()
+        return self._loop.time()
 
     def _arm_timer(self) -> None:
         when = self.connection.get_timer()

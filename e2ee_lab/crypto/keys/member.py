@@ -281,7 +281,7 @@ class Member:
         self._floor[sender, kind] = epoch
         for s, e in [k for k in self._keys if k[0] == sender and k[1] < epoch]:
             kid = kid_for(e, s, kind)
-            if kid in self.context.receive_kids:
+            if self.context.has_receive_key(kid):
                 self.context.remove_key(kid)
                 self._events.append(ev.KeyRetired(self.index, s, e, kid, now))
             if all(self._floor.get((s, k), -1) > e for k in MEDIA_KINDS):
@@ -479,7 +479,7 @@ class Member:
         del self._keys[sender, epoch]
         for kind in MEDIA_KINDS:
             kid = kid_for(epoch, sender, kind)
-            if kid in self.context.send_kids or kid in self.context.receive_kids:
+            if self.context.has_send_key(kid) or self.context.has_receive_key(kid):
                 self.context.remove_key(kid)
                 self._events.append(ev.KeyRetired(self.index, sender, epoch, kid, now))
         self.key_version += 1
@@ -488,6 +488,8 @@ class Member:
         if self.state in (MemberState.OUTSIDE, MemberState.LEFT):
             return
         self._switch_send_key(now)
+        if not self._retire_at or min(self._retire_at.values()) > now:  # every frame asks: the quick no
+            return
         for epoch in [e for e, t in self._retire_at.items() if t <= now]:
             del self._retire_at[epoch]
             self._retired.add(epoch)
@@ -503,11 +505,13 @@ class Member:
 
     def _switch_send_key(self, now: float) -> None:
         own = self._own_epochs()
+        if (not own or max(own) <= self._send_epoch) and self.state is not MemberState.SWITCHING:
+            return  # nothing newer to switch to, nothing to settle (every frame asks)
         due = [e for e in own if e > self._send_epoch and self._history[e][2] + self.policy.switch_delay <= now]
         if due:
             old, self._send_epoch = self._send_epoch, max(due)
             for kind in MEDIA_KINDS:
-                if kid_for(old, self.index, kind) in self.context.send_kids:
+                if self.context.has_send_key(kid_for(old, self.index, kind)):
                     self.context.remove_key(kid_for(old, self.index, kind))
             kids = tuple(kid_for(self._send_epoch, self.index, kind) for kind in MEDIA_KINDS)
             self._events.append(ev.SendKeySwitched(self.index, self._send_epoch, kids, now))

@@ -200,7 +200,7 @@ class MITM:
     def unprotect(self, frame: bytes) -> bytes:
         """Decrypt a victim's frame with the learned keys (ratcheting forward like a member would)."""
         kid, _, _ = decode_header(frame)
-        if kid not in self.context.receive_kids:
+        if not self.context.has_receive_key(kid):
             epoch, sender, kind = parse_kid(kid)
             known = [e for (s, e) in self.learned if s == sender and e <= epoch]
             if known:

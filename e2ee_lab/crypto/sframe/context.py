@@ -172,6 +172,14 @@ class SFrameContext:
         """KIDs with a decrypt-only key."""
         return frozenset(self._recv)
 
+    def has_send_key(self, kid: int) -> bool:
+        """Whether ``kid`` has an encrypt-only key (O(1); :attr:`send_kids` copies the set)."""
+        return kid in self._send
+
+    def has_receive_key(self, kid: int) -> bool:
+        """Whether ``kid`` has a decrypt-only key (O(1); :attr:`receive_kids` copies the set)."""
+        return kid in self._recv
+
     def next_counter(self, kid: int) -> int:
         """The CTR the next :meth:`protect` with ``kid`` will use."""
         return self._send_key(kid).next_ctr
