@@ -255,14 +255,15 @@ def _judge_speech(view: SFUView, pcm: Mapping[str, dict[int, np.ndarray]],
         sent = speech[publisher][: (last + 1) * FRAME_SAMPLES].astype(float)
         delay, corr = _codec_delay(sent, got.astype(float))
         view.audio[publisher], view.speech_correlation[publisher] = got, corr
-        for row in f.index[rows]:
-            i = int(f.at[row, "frame_index"])
-            if f.at[row, "decoded"] and i >= 0:
-                snr = _snr_db(sent[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES],
-                              got[i * FRAME_SAMPLES + delay:(i + 1) * FRAME_SAMPLES + delay].astype(float))
-                matches = snr >= SPEECH_MATCH_DB and corr >= SPEECH_STREAM_CORRELATION
-                f.at[row, "matches"] = matches
-                f.at[row, "reason"] = "" if matches else "noise"
+        judged = f.index[rows & f.decoded.astype(bool) & (f.frame_index >= 0)]
+        if len(judged):  # every decoded frame's chunk against the sent one, shifted by the codec delay
+            i = f.loc[judged, "frame_index"].to_numpy(int)
+            chunks = (last + 1, FRAME_SAMPLES)  # delay <= MAX_CODEC_DELAY = one chunk: got holds it
+            heard = got[delay:delay + chunks[0] * FRAME_SAMPLES].astype(float).reshape(chunks)
+            snr = _snr_db(sent.reshape(chunks)[i], heard[i])
+            matches = (snr >= SPEECH_MATCH_DB) & (corr >= SPEECH_STREAM_CORRELATION)
+            f.loc[judged, "matches"] = matches
+            f.loc[judged, "reason"] = np.where(matches, "", "noise")
     f["matches"] = f["matches"].astype(bool)
 
 
@@ -286,10 +287,9 @@ def _codec_delay(sent: np.ndarray, got: np.ndarray) -> tuple[int, float]:
     return best, float(max(corr[best], 0.0))
 
 
-def _snr_db(sent: np.ndarray, got: np.ndarray) -> float:
-    if len(got) < len(sent):
-        got = np.pad(got, (0, len(sent) - len(got)))
-    return 10 * math.log10((np.sum(sent**2) + 1.0) / (np.sum((sent - got) ** 2) + 1.0))
+def _snr_db(sent: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """Per row (chunk) of equal-shaped ``sent`` and ``got``: the signal-to-noise ratio in dB."""
+    return 10 * np.log10((np.sum(sent**2, axis=-1) + 1.0) / (np.sum((sent - got) ** 2, axis=-1) + 1.0))
 
 
 # --- entropy ---------------------------------------------------------------------------------------
