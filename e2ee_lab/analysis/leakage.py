@@ -1,7 +1,8 @@
 """Metadata leakage: what the SFU learns from an end-to-end encrypted call without a single frame key.
 
-SFrame hides the media from the SFU, not the metadata (RFC 9605 §7.1: no header confidentiality;
-sizes, timing and RTP header extensions stay readable). Everything here reads only what the SFU's
+SFrame hides the media from the SFU, not the metadata (RFC 9605 §7.1: no header confidentiality, so
+the KID and CTR stay readable; packet sizes, timing and RTP header extensions are not SFrame's to hide
+at all). Everything here reads only what the SFU's
 view tap recorded (:mod:`e2ee_lab.sfu.view`) and scores it against the call's ground truth:
 
 - **Who speaks when**, per 20 ms audio frame, (a) from the RFC 6464 audio level that travels in a

@@ -563,7 +563,7 @@ def check_forgery_days(answer: float | None) -> Feedback:
 
 #: Task 4's rules, lettered in each student's own order.
 RULES = Choices("07/T4", {
-    "one-sender": Choice("each base key encrypts for exactly one sender (RFC 9605 §9.1, §9.2)", ""),
+    "one-sender": Choice("each base key encrypts for exactly one sender (RFC 9605 §4.4.1)", ""),
     "persist-ctr": Choice("store the next CTR before encrypting with the current one (§9.1)", ""),
     "refuse-repeat": Choice("the sender refuses to encrypt twice with one key and nonce (§7.4)", ""),
     "long-tags": Choice("full-length tags, or short ones only behind HBH channels with rate checks (§7.5)", ""),

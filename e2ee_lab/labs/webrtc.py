@@ -296,8 +296,8 @@ def check_role_statement(statement: str | None) -> Feedback:
 # --- Task 2: the DTLS roles from the SDP (build) -----------------------------------------------------
 
 #: (offer's a=setup, answer's a=setup) of Task 2's valid cases. The active side sends the ClientHello: it
-#: is the DTLS client (RFC 5763 §5: the answerer MUST use active or passive; an offer says actpass, or,
-#: since RFC 8842 updated RFC 5763, may name a role itself).
+#: is the DTLS client (RFC 5763 §5: the answerer MUST use active or passive; an offer must say actpass,
+#: RFC 8842 §5.2, yet an answerer must accept an offer naming a role, from older implementations, §5.3).
 _VALID_SETUPS = (("actpass", "active"), ("actpass", "passive"), ("active", "passive"), ("passive", "active"))
 #: Pairs a receiver must refuse (ValueError): an answer may not leave the choice open, and the two
 #: sides may not both take one role.

@@ -25,7 +25,7 @@ from e2ee_lab.crypto.sframe.errors import (
 from e2ee_lab.crypto.sframe.header import byte_view, check_u64, decode_header, header_field
 from e2ee_lab.crypto.sframe.suites import CipherSuite, derive_key_salt
 
-DEFAULT_WINDOW = 128  # replay window in frames, as SRTP's default of RFC 3711 §3.3.2
+DEFAULT_WINDOW = 128  # replay window in frames, as libsrtp's default (RFC 3711 §3.3.2 asks for at least 64)
 _EMPTY = b""  # the default metadata; an identity test skips one concatenation per frame
 _VIEW_ABOVE = 4096  # unprotect passes bodies at least this long as a memoryview instead of a copy
 
