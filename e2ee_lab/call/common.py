@@ -85,9 +85,10 @@ class CPUMeter:
     """CPU seconds one process spends from construction to :meth:`stop` (``time.process_time``:
     every thread of the process, user and system), next to the wall-clock seconds."""
 
-    def __init__(self, role: str) -> None:
+    def __init__(self, role: str, *, whole_process: bool = False) -> None:
+        """``whole_process``: count the CPU time from the process's start (its imports included)."""
         self.role = role
-        self._cpu, self._wall = time.process_time(), time.perf_counter()
+        self._cpu, self._wall = 0.0 if whole_process else time.process_time(), time.perf_counter()
 
     def stop(self) -> dict:
         """``{"role", "pid", "cpu_s", "wall_s", "cpu_per_wall"}`` for this process so far."""

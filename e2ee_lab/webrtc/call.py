@@ -83,6 +83,7 @@ from .participant import WebRTCParticipant
 from .sdp import candidates, dtls_setup
 from .sfu import WebRTCSFU
 from .transform import RTP_WRAP
+from .workers import WorkerPool, check_workers, key_policy_fields, start_workers
 
 STACK = "webrtc"
 TAIL = 0.3  # seconds of media after the measured window, not counted (flushes the jitter buffers)
@@ -209,7 +210,7 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
                                 capture: str = "off", key_policy: RekeyPolicy | str = CALL_KEY_POLICY,
                                 during: During | None = None,
                                 rtp_sframe: str | None = None, reproducible_keys: bool = False,
-                                encode: str = "live") -> WebRTCCallResult:
+                                encode: str = "live", workers: int = 0) -> WebRTCCallResult:
     """Run one aiortc call in the running event loop (see :func:`run_webrtc_call`).
 
     ``during(sfu, people)``, if given, is a coroutine function started when media is released
@@ -217,8 +218,11 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
     the running call (ask for a key frame, drop packets with ``sfu.forward_filter``, change a key).
     """
     started = time.perf_counter()
-    meter = CPUMeter("call: the aiortc SFU and every participant")
+    meter = CPUMeter("call: the aiortc SFU (and the setup)" if workers else "call: the aiortc SFU and every participant")
     size = validate_call(mode, participants, seconds, size)
+    check_workers(workers, participants)
+    if workers and during is not None:
+        raise ValueError("an experiment (during) needs the participants in this process: workers=0")
     if rtp_sframe is not None:
         if mode != "e2ee":
             raise ValueError(f"--rtp-sframe needs --mode e2ee, not {mode}")
@@ -238,27 +242,41 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
     frames = {"video": window["video"] + int(np.ceil(TAIL * dims.fps)),
               "audio": window["audio"] + int(np.ceil(TAIL * 1000 / FRAME_MS))}
     truth = SentIndex()
-    people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
-                                key_policy=key_policy, truth=truth, rtp_sframe=rtp_sframe,
-                                reproducible_keys=reproducible_keys, encode=encode)
-              for i in range(participants)]  # with encode="clip" each scene is encoded here, before the call
-    truth.people = {p.name: p for p in people}
-    sfu = WebRTCSFU([p.name for p in people], key_policy=key_policy, clock=clock, rtp_sframe=rtp_sframe)
-    timing: dict[str, float] = {}
-    await recorder.start()
+    pool: WorkerPool | None = None
+    if workers:  # before any aiortc object: each worker builds its participants (and clips) itself
+        pool = await start_workers(workers, participants, size=dims, clock=clock, setup=worker_setup(
+            mode, dims, frames, seed, key_policy, rtp_sframe, reproducible_keys, encode, t0))
+    try:
+        people = pool.people if pool else [
+            WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
+                              key_policy=key_policy, truth=truth, rtp_sframe=rtp_sframe,
+                              reproducible_keys=reproducible_keys, encode=encode)
+            for i in range(participants)]  # with encode="clip" each scene is encoded here, before the call
+        truth.people = {p.name: p for p in people}
+        sfu = WebRTCSFU([p.name for p in people], key_policy=key_policy, clock=clock, rtp_sframe=rtp_sframe)
+        timing: dict[str, float] = {"workers_ready_s": clock()} if pool else {}
+        await recorder.start()
+    except BaseException:
+        if pool is not None:
+            pool.kill()
+        raise
+    reports: list[dict] = []
     try:
         with loopback_ice():
             for p in people:
                 await sfu.accept(p.name, await p.answer(await sfu.offer(p.name)))
-        await _wait_connected(sfu, people)
+        await _wait_connected(sfu, people, pool.check if pool else None)
         timing["connected_s"] = clock()
         await _agree_keys(sfu, people, mode)
         for p in people:
             p.arm(sfu.signalling.members)
         start = loop.time() + START_DELAY
         timing["media_start_s"] = start - t0
+        if pool is not None:
+            pool.start_media(start)
         for p in people:
-            p.start.set_result(start)
+            if pool is None:
+                p.start.set_result(start)
         experiment = asyncio.ensure_future(during(sfu, people)) if during is not None else None
         media_meter = CPUMeter("media")
         await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
@@ -267,9 +285,15 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
         media_load = media_meter.stop()
         keylog, sockets = sfu.keylog(), sfu.sockets()
         handshakes = _handshakes(sfu, people)
+        if pool is not None:  # the workers close their peer connections and send their records
+            reports = await pool.finish()
+            pool.judge(truth)
     finally:
+        if pool is not None:
+            pool.kill()
         for p in people:
-            await p.close()
+            if pool is None:
+                await p.close()
         await sfu.close()
         await recorder.stop()
     result = _collect(mode, participants, seconds, seed, size, sfu, people, keylog, sockets, handshakes)
@@ -281,7 +305,12 @@ async def run_webrtc_call_async(mode: str = "dtls-srtp", participants: int = 3, 
     result.summary["capture"] = result.capture.summary() if result.capture else {"note": note}
     result.summary["elapsed_s"] = round(time.perf_counter() - started, 2)
     load = {**meter.stop(), "media_cpu_s": media_load["cpu_s"], "media_wall_s": media_load["wall_s"]}
-    result.summary["cpu"] = cpu_summary([load], participants, seconds)
+    result.summary["cpu"] = cpu_summary([load, *(r["cpu"] for r in reports if r["cpu"])], participants, seconds)
+    if workers:
+        result.summary["workers"] = [{k: v for k, v in r.items() if k != "cpu"} for r in reports]
+        died = [r["reason"] for r in reports if r["died"]]
+        if died:
+            result.summary.update(real_time=False, real_time_reason="; ".join(died))
     if out is not None:
         write_outputs(result, out)
     return result
@@ -308,7 +337,7 @@ def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: flo
                     size: Size | None = None, out: str | Path | None = None, *, capture: str = "off",
                     key_policy: RekeyPolicy | str = CALL_KEY_POLICY,
                     rtp_sframe: str | None = None, reproducible_keys: bool = False,
-                    encode: str = "live") -> WebRTCCallResult:
+                    encode: str = "live", workers: int = 0) -> WebRTCCallResult:
     """Run the lab's call on aiortc and return a :class:`WebRTCCallResult` (script or notebook).
 
     Args:
@@ -330,9 +359,14 @@ def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: flo
             call) or "clip" (each scene encoded once before the call and sent through aiortc's
             pre-encoded path, every frame still through the participant's frame transform; a PLI
             waits for the clip's next key frame, every second). Receivers decode every frame either way.
+        workers: 0 (default): every participant in this process, with the SFU; K >= 1: the
+            participants in K worker processes (:mod:`e2ee_lab.webrtc.workers`; the SFU stays here,
+            at most one worker per participant); the summary then has ``workers`` and each
+            worker's CPU.
 
     Raises:
-        ValueError: a bad mode, count, duration, size or encode.  CaptureImpossible: ``capture="tap"``.
+        ValueError: a bad mode, count, duration, size, encode or workers.  CaptureImpossible: ``capture="tap"``.
+        WorkerError: a worker failed before media started.
         NotLoopback: an SDP named a non-loopback address.  ConnectionFailed: a leg did not connect.
         AiortcChanged: the installed aiortc lacks a private attribute the hooks need.
         CallSetupError: the key agreement did not settle.  CaptureNotPermitted: sniff without rights.
@@ -341,7 +375,7 @@ def run_webrtc_call(mode: str = "dtls-srtp", participants: int = 3, seconds: flo
         return asyncio.run(run_webrtc_call_async(mode, participants, seconds, seed, size, out,
                                                  capture=capture, key_policy=key_policy,
                                                  rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys,
-                                                 encode=encode))
+                                                 encode=encode, workers=workers))
 
     return run_blocking(job, "e2ee-lab-webrtc")
 
@@ -351,7 +385,7 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
                   garbage: float = 0.0, capture: str = "off", policy=None,
                   key_policy: RekeyPolicy | str = CALL_KEY_POLICY, sfu_setup=None,
                   sender_options=None, rtp_sframe: str | None = None,
-                  reproducible_keys: bool = False, encode: str = "live") -> WebRTCCallResult:
+                  reproducible_keys: bool = False, encode: str = "live", workers: int = 0) -> WebRTCCallResult:
     """``run_call(..., stack="webrtc")`` (registered by :mod:`e2ee_lab.webrtc.stack`): runs
     :func:`run_webrtc_call`. The lab-only options must be left at their defaults; the SRTP profile
     is aiortc's choice (AEAD_AES_256_GCM between two aiortc peers, ``summary["srtp_profile"]``).
@@ -369,20 +403,32 @@ def run_for_stack(stack: str, mode: str, participants: int, seconds: float, seed
         raise ValueError(f"the {STACK} stack does not support {', '.join(given)} (lab stack only)")
     return run_webrtc_call(mode, participants, seconds, seed, size, out, capture=capture,
                            key_policy=key_policy, rtp_sframe=rtp_sframe, reproducible_keys=reproducible_keys,
-                           encode=encode)
+                           encode=encode, workers=workers)
 
 
-async def _wait_connected(sfu: WebRTCSFU, people: list[WebRTCParticipant]) -> None:
+async def _wait_connected(sfu: WebRTCSFU, people: list, check: Callable[[], None] | None = None) -> None:
     """Until every peer connection (SFU side and participant side) is ``connected``; then widen
-    their sockets' receive buffers (:func:`widen_receive_buffers`)."""
+    their sockets' receive buffers (:func:`widen_receive_buffers`; a worker widens its own).
+    ``check``, if given, raises when the call cannot go on (a worker died)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CONNECT_TIMEOUT
     while not (sfu.connected() and all(p.pc.connectionState == "connected" for p in people)):
+        if check is not None:
+            check()
         if loop.time() > deadline:
             states = {p.name: p.pc.connectionState for p in people}
             raise ConnectionFailed(f"not all legs connected within {CONNECT_TIMEOUT} s: {states}")
         await asyncio.sleep(0.01)
-    widen_receive_buffers([*sfu.pcs.values(), *(p.pc for p in people)])
+    widen_receive_buffers([*sfu.pcs.values(), *(p.pc for p in people if not getattr(p, "remote", False))])
+
+
+def worker_setup(mode: str, dims, frames: dict[str, int], seed: int, key_policy: RekeyPolicy,
+                 rtp_sframe: str | None, reproducible_keys: bool, encode: str, t0: float,
+                 curve: str = "x25519") -> dict:
+    """The ``setup`` message's fields for this call's workers (:mod:`e2ee_lab.webrtc.worker`)."""
+    return {"mode": mode, "width": dims.width, "height": dims.height, "fps": dims.fps, "frames": dict(frames),
+            "seed": seed, "key_policy": key_policy_fields(key_policy), "rtp_sframe": rtp_sframe,
+            "reproducible_keys": bool(reproducible_keys), "encode": encode, "t0": t0, "curve": curve}
 
 
 def widen_receive_buffers(pcs) -> list[int]:

@@ -20,12 +20,15 @@ negotiates an SSRC and an m-section for it (its ``id`` names the publisher and g
 :class:`TrackSink` reads a remote track (the frames aiortc's decoder thread produced) and keeps one
 :class:`~e2ee_lab.call.pipeline.ReceivedFrame` per frame. As in the lab's own pipeline, a video
 frame counts as decoded only when its picture matches the one the publisher sent
-(:func:`~e2ee_lab.media.codecs.picture_matches` on every 4th pixel).
+(:func:`~e2ee_lab.media.codecs.picture_matches` on every 4th pixel). A sink without ground truth
+(a receiver in a worker process, :mod:`e2ee_lab.webrtc.workers`) records each frame's RTP
+timestamp, arrival and thumbnail instead, for the call to judge with :meth:`TrackSink.judge` after it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import fractions
 import math
 from collections.abc import Callable
@@ -45,6 +48,7 @@ from .transform import ReceiverTransform
 
 Clock = Callable[[], float]
 MIME_TYPES = {"video": "video/VP8", "audio": "audio/opus"}
+RECENT_PICTURES = 8  # decoded pictures a sink without ground truth keeps (the latest matching one is shown)
 #: (publisher, kind, RTP timestamp) -> (frame index, send time, sent thumbnail or None), or None
 Truth = Callable[[str, str, int], "tuple[int, float, np.ndarray | None] | None"]
 
@@ -160,16 +164,22 @@ class TrackSink:
         receiver, publisher, kind: who receives, whose stream, "audio"/"video".
         transform: the receiver's :class:`~e2ee_lab.webrtc.transform.ReceiverTransform` (it knows
             each frame's RTP timestamp and size).
-        truth: what the publisher sent at an RTP timestamp (the harness's ground truth).
+        truth: what the publisher sent at an RTP timestamp (the harness's ground truth); None: record
+            what was decoded, to be judged later with :meth:`judge`.
         clock: seconds since the call started.
     """
 
     def __init__(self, track, *, receiver: str, publisher: str, kind: str, transform: ReceiverTransform,
-                 truth: Truth, clock: Clock) -> None:
+                 truth: Truth | None, clock: Clock) -> None:
         self.track, self.receiver, self.publisher, self.kind = track, receiver, publisher, kind
         self.transform, self.truth, self.clock = transform, truth, clock
         self.records: list[ReceivedFrame] = []
         self._latest = None  # (frame index, VideoFrame) of the latest matching picture
+        #: without ``truth`` (a participant in a worker process, whose publishers live elsewhere):
+        #: (RTP timestamp, arrival, decoded thumbnail or None) per frame, judged after the call
+        #: (:mod:`e2ee_lab.webrtc.workers`), and the last :data:`RECENT_PICTURES` decoded pictures
+        self.unjudged: list[tuple[int | None, float, np.ndarray | None]] = []
+        self.recent: collections.deque = collections.deque(maxlen=RECENT_PICTURES)
 
     async def run(self) -> None:
         """Consume frames until the track ends."""
@@ -183,29 +193,44 @@ class TrackSink:
     def _on_frame(self, frame) -> None:
         now = self.clock()
         timestamp = self.transform.wire_timestamp(frame.pts)
+        if self.truth is None:
+            got = decoded_thumbnail(frame) if self.kind == "video" else None
+            self.unjudged.append((timestamp, now, got))
+            if self.kind == "video":
+                self.recent.append((timestamp, frame))
+            return
+        record, matched = self.judge(timestamp, now, frame)
+        if matched:
+            self._latest = (record.frame_index, frame)
+        self.records.append(record)
+
+    def judge(self, timestamp: int | None, now: float, picture) -> tuple[ReceivedFrame, bool]:
+        """The record of one decoded frame with RTP ``timestamp`` read at ``now``, judged against
+        ``truth``, and whether its picture matched the one sent. ``picture``: the decoded
+        ``VideoFrame`` or its :func:`~e2ee_lab.call.pipeline.decoded_thumbnail` (None for audio)."""
         sent = self.truth(self.publisher, self.kind, timestamp) if timestamp is not None else None
         index, sent_at, thumb = sent if sent else (-1, math.nan, None)
         opened = self.transform.opened(timestamp) if timestamp is not None else None
-        reason, mae, frame_type = "", math.nan, None
+        reason, mae, frame_type, matched = "", math.nan, None, False
         if self.kind == "video":  # the decoder's frames carry no key flag: the VP8 header tells
             frame_type = opened.frame_type if opened is not None else None
             if thumb is None:
                 reason = "unknown_frame"
             else:
-                got = decoded_thumbnail(frame)
+                got = picture if isinstance(picture, np.ndarray) else decoded_thumbnail(picture)
                 mae = mean_abs_error(got, thumb) if got.shape == thumb.shape else math.inf
                 if picture_matches(got, thumb):
-                    self._latest = (index, frame)
+                    matched = True
                 else:
                     reason = "garbage_picture"
         elif sent is None:
             reason = "unknown_frame"
-        self.records.append(ReceivedFrame(
+        return ReceivedFrame(
             receiver=self.receiver, publisher=self.publisher, kind=self.kind,
             ssrc=opened.ssrc if opened else -1, timestamp=timestamp if timestamp is not None else -1,
             frame_index=index, frame_type=frame_type, packets=-1, size=opened.size if opened else -1,
             arrival=now, latency=now - sent_at, decrypted=True, decoded=not reason, mae=mae,
-            reason=reason))
+            reason=reason), matched
 
     def dropped_records(self) -> list[ReceivedFrame]:
         """Rows for the frames the receive transform refused (they never reached the decoder)."""

@@ -67,7 +67,8 @@ class WebRTCParticipant:
         size: picture size and frame rate; frames: ``{"video": n, "audio": m}`` to send.
         seed: reproducible pictures (and keys with ``reproducible_keys``); clock: seconds since the
             call started.
-        key_policy: rekey policy of the member; truth: what any publisher sent (for judging).
+        key_policy: rekey policy of the member; truth: what any publisher sent (for judging; None:
+            the receivers record what they decoded, judged after the call).
         rtp_sframe: the SFrame RTP payload format mode this participant supports; it is used when
             the SFU's offer carries ``a=sframe`` (the answer then does too), else the codec's.
         reproducible_keys: derive identity key, session and frame keys from ``seed``.
@@ -77,7 +78,7 @@ class WebRTCParticipant:
     """
 
     def __init__(self, index: int, *, mode: str, size: VideoSize, frames: dict[str, int], seed: int,
-                 clock: Clock, key_policy: RekeyPolicy, truth: Truth,
+                 clock: Clock, key_policy: RekeyPolicy, truth: Truth | None,
                  rtp_sframe: RTPSFrameMode | None = None, reproducible_keys: bool = False,
                  encode: str = "live") -> None:
         self.index, self.mode, self.seed, self.key_policy = index, mode, seed, key_policy
@@ -207,9 +208,13 @@ class WebRTCParticipant:
 
     def join_keys(self, relay: SignallingRelay) -> None:
         """Join the group key agreement through the SFU's signalling relay."""
-        self._relay = relay
         relay.register(self.name, self.on_signal)
-        index = relay.join(self.name, self.identity.public, self.key_session, self._clock())
+        self.become_member(relay.join(self.name, self.identity.public, self.key_session, self._clock()), relay)
+
+    def become_member(self, index: int, relay) -> None:
+        """Be member ``index`` of the key agreement; key messages go out through ``relay.relay``
+        (the SFU's relay, or a worker's pipe to it, :mod:`e2ee_lab.webrtc.worker`)."""
+        self._relay = relay
         self.member = Member(index, self.identity, user=self.name, session=self.key_session, policy=self.key_policy,
                              seed=key_seed("member", self.seed, self.index, self.reproducible_keys))
 
