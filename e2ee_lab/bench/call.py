@@ -24,7 +24,8 @@ one and Chromium's process tree).
 
 Defaults are the scaling choices of issue 15: ``encode="clip"`` (each scene encoded once before
 the call, on both stacks) and ``views=1`` (each receiver decodes one publisher's video, verifies all);
-``workers=K`` spreads the participants over K processes (:mod:`e2ee_lab.call.workers`). A call
+``workers=K`` spreads the participants over K processes (:mod:`e2ee_lab.call.workers` on the lab
+stack, :mod:`e2ee_lab.webrtc.workers` on the webrtc stack, with or without the browser). A call
 that did not keep real time says so in its row; nothing here is a unit test's timing assertion.
 """
 
@@ -72,7 +73,7 @@ def bench_call(participants: Sequence[int] | str = DEFAULT_PARTICIPANTS, *, publ
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.attrs["machine"] = machine_info()
     df.attrs["options"] = {"encode": encode, "views": views if stack == "lab" else None,
-                           "workers": workers if stack == "lab" else 0, "loop": loop or "asyncio",
+                           "workers": workers if stack in ("lab", "webrtc") else 0, "loop": loop or "asyncio",
                            "browser": browser}
     return df
 
@@ -85,7 +86,8 @@ def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest,
     if browser and stack != "webrtc":
         raise ValueError(f"--browser joins the webrtc stack's calls, not {stack}'s")
     if stack == "webrtc":
-        options = {"encode": encode, **({"browser_participants": browser} if browser else {})}
+        options = {"encode": encode, **({"browser_participants": browser} if browser else {}),
+                   **({"workers": workers} if workers else {})}
     if stack == "lab":
         options = {"encode": encode, "views": views, "workers": workers}
         if loop is not None:
@@ -94,13 +96,13 @@ def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest,
             options["publishers"] = min(publishers, n)
         if loudest is not None:
             options["loudest"] = loudest
-    elif publishers is not None or workers or loop is not None:
-        raise ValueError(f"--publishers, --workers and --loop are lab-stack options, not {stack}'s")
+    elif publishers is not None or loop is not None or (workers and stack != "webrtc"):
+        raise ValueError(f"--publishers and --loop are lab-stack options (--workers: lab and webrtc), not {stack}'s")
     began = time.perf_counter()
     result = run_call(mode, n, seconds, seed, size, None, stack=stack, capture="off", **options)
     summary = result.summary
     return {"stack": stack + ("+browser" if browser else ""), "mode": mode,
-            "workers": workers if stack == "lab" else 0, "participants": summary.get("participant_count", n),
+            "workers": workers if stack in ("lab", "webrtc") else 0, "participants": summary.get("participant_count", n),
             "publishers": summary.get("publishers", summary.get("participant_count", n)),
             "seconds": seconds, "size": size, **shares(summary), **latency(result.received),
             "cpu_s_per_participant_s": summary["cpu"]["cpu_s_per_participant_s"],

@@ -52,6 +52,7 @@ splitting them would scatter one lifecycle over modules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -77,12 +78,13 @@ from e2ee_lab.media.codecs import DecodeError, VP8Decoder, mean_abs_error, pictu
 from e2ee_lab.media.scene import to_rgb, video_size
 from e2ee_lab.media.speech import FRAME_MS
 from e2ee_lab.transport import write_keylog
-from e2ee_lab.webrtc.call import CONNECT_TIMEOUT, DRAIN, TAIL, SentIndex, widen_receive_buffers
+from e2ee_lab.webrtc.call import CONNECT_TIMEOUT, DRAIN, TAIL, SentIndex, widen_receive_buffers, worker_setup
 from e2ee_lab.webrtc.errors import ConnectionFailed
 from e2ee_lab.webrtc.loopback import loopback_ice
 from e2ee_lab.webrtc.participant import WebRTCParticipant
 from e2ee_lab.webrtc.sdp import candidates
 from e2ee_lab.webrtc.sfu import WebRTCSFU
+from e2ee_lab.webrtc.workers import WorkerPool, check_workers, start_workers
 
 from .chromium import Chromium
 from .loss import CTR_JUMP_AT, OneFrameLoss, depacketizer_reading, jump_counters, recovery
@@ -151,12 +153,13 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                                  seed: int = 0, size: Size | None = None, *, api: str = "script",
                                  drop_at: float | None = None, transform_in_ontrack: bool = False,
                                  sniff_lo: bool = False, reproducible_keys: bool = False,
-                                 video_ctr_jump: int = 0, encode: str = "live") -> BrowserCallResult:
+                                 video_ctr_jump: int = 0, encode: str = "live", workers: int = 0) -> BrowserCallResult:
     """Run one browser call in the running event loop, in this network namespace (see
     :func:`run_browser_call`)."""
-    _check_arguments(mode, participants, seconds, video_ctr_jump, encode)
+    _check_arguments(mode, participants, seconds, video_ctr_jump, encode, workers)
     started = time.perf_counter()
-    meter = CPUMeter("call: the aiortc SFU and the Python participants")
+    meter = CPUMeter("call: the aiortc SFU (and the setup)" if workers else
+                     "call: the aiortc SFU and the Python participants")
     loop = asyncio.get_running_loop()
     t0 = loop.time()
 
@@ -166,18 +169,25 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     dims = video_size(size or lab_size())
     frames = {"video": int(round((seconds + TAIL) * dims.fps)), "audio": int(round((seconds + TAIL) * 1000 / FRAME_MS))}
     truth = _BrowserTruth(BROWSER_NAME, dims)
-    people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
-                                key_policy=CALL_KEY_POLICY, truth=truth, reproducible_keys=reproducible_keys,
-                                encode=encode)
-              for i in range(participants)]
-    for i, p in enumerate(people):  # WebCrypto's curve: every member of this call uses P-256
-        p.identity = IdentityKeyPair.generate(Curve.P256, seed=key_seed("identity", seed, i, reproducible_keys))
+    pool: WorkerPool | None = None
+    if workers:  # WebCrypto's curve: every member of this call uses P-256
+        pool = await start_workers(workers, participants, size=dims, clock=clock, setup=worker_setup(
+            mode, dims, frames, seed, CALL_KEY_POLICY, None, reproducible_keys, encode, t0, curve=Curve.P256.value))
+        people = pool.people
+    else:
+        people = [WebRTCParticipant(i, mode=mode, size=dims, frames=frames, seed=seed, clock=clock,
+                                    key_policy=CALL_KEY_POLICY, truth=truth, reproducible_keys=reproducible_keys,
+                                    encode=encode)
+                  for i in range(participants)]
+        for i, p in enumerate(people):
+            p.identity = IdentityKeyPair.generate(Curve.P256, seed=key_seed("identity", seed, i, reproducible_keys))
     truth.people = {p.name: p for p in people}
+    reports: list[dict] = []
     sfu = WebRTCSFU([p.name for p in people] + [BROWSER_NAME], key_policy=CALL_KEY_POLICY, clock=clock)
     loss = None
     sniffer = _lo_sniffer() if sniff_lo else None
-    timing: dict[str, float] = {}
-    with StaticServer() as server:
+    timing: dict[str, float] = {"workers_ready_s": clock()} if pool else {}
+    with StaticServer() as server, _killing(pool):
         async with Chromium() as chrome:
             page = BrowserParticipant(BROWSER_NAME, chrome, server.channel, clock=clock)
             init = await page.load(server.url, mode=mode, width=dims.width, height=dims.height,
@@ -189,7 +199,7 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                     for p in people:
                         await sfu.accept(p.name, await p.answer(await sfu.offer(p.name)))
                     await sfu.accept(BROWSER_NAME, await page.answer(await sfu.offer(BROWSER_NAME)))
-                await _wait_connected(sfu, people, page)
+                await _wait_connected(sfu, people, page, pool)
                 timing["connected_s"] = clock()
                 members = await _agree_keys(sfu, people, page, mode)
                 timing["keys_agreed_s"] = clock()
@@ -202,8 +212,11 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                 timing["media_start_s"] = start - t0
                 if video_ctr_jump:
                     loop.call_at(start + CTR_JUMP_AT, jump_counters, cryptos, video_ctr_jump)
+                if pool is not None:
+                    pool.start_media(start)
                 for p in people:
-                    p.start.set_result(start)
+                    if pool is None:
+                        p.start.set_result(start)
                 media_meter, chrome_cpu = CPUMeter("media"), process_tree_cpu(chrome.process.pid)
                 await asyncio.sleep(START_DELAY + seconds + TAIL + DRAIN)
                 media_load = media_meter.stop()
@@ -216,6 +229,10 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                     stats["safetyNumbers"] = await page.safety_numbers([p.member.index for p in people])
                 shot = await chrome.page.screenshot()
                 keylog = sfu.keylog()
+                if pool is not None:  # the workers close their peer connections and send their records
+                    epoch = (stats.get("member") or {}).get("epoch")
+                    reports = await pool.finish(peer=page.index, epoch=epoch)
+                    pool.judge(truth)
                 chrome_total = {"role": "chromium: every process of the page's browser", "pid": chrome.process.pid,
                                 "cpu_s": round(process_tree_cpu(chrome.process.pid), 3),
                                 "wall_s": round(time.perf_counter() - started, 3),
@@ -224,7 +241,8 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
             finally:
                 await page.close()
                 for p in people:
-                    await p.close()
+                    if pool is None:
+                        await p.close()
                 await sfu.close()
             console = chrome.page.console[-20:] + chrome.page.exceptions[-20:]
     lo = sniffer.stop() if sniffer is not None else pd.DataFrame()
@@ -238,12 +256,28 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
                           timing={k: round(v, 3) for k, v in timing.items()}, console=console,
                           elapsed_s=round(time.perf_counter() - started, 2))
     python = {**meter.stop(), "media_cpu_s": media_load["cpu_s"], "media_wall_s": media_load["wall_s"]}
-    result.summary["cpu"] = cpu_summary([python, chrome_total], participants + 1, seconds)
+    result.summary["cpu"] = cpu_summary([python, chrome_total, *(r["cpu"] for r in reports if r["cpu"])],
+                                        participants + 1, seconds)
+    if workers:
+        result.summary["workers"] = [{k: v for k, v in r.items() if k != "cpu"} for r in reports]
+        died = [r["reason"] for r in reports if r["died"]]
+        if died:
+            result.summary.update(real_time=False, real_time_reason="; ".join(died))
     return result
 
 
+@contextlib.contextmanager
+def _killing(pool: WorkerPool | None):
+    """Kill and reap the pool's workers still running when the call ends, however it ends."""
+    try:
+        yield
+    finally:
+        if pool is not None:
+            pool.kill()
+
+
 def _check_arguments(mode: str, participants: int, seconds: float, video_ctr_jump: int,
-                     encode: str = "live") -> None:
+                     encode: str = "live", workers: int = 0) -> None:
     if encode not in ENCODINGS:
         raise ValueError(f"encode must be one of {', '.join(ENCODINGS)}, not {encode!r}")
     if mode not in MODES:
@@ -252,18 +286,23 @@ def _check_arguments(mode: str, participants: int, seconds: float, video_ctr_jum
         raise ValueError(f"need 1..8 Python participants and seconds > 0, not {participants}, {seconds}")
     if video_ctr_jump and (mode != "e2ee" or not 0 < video_ctr_jump < 2**64 - 2**20):
         raise ValueError(f"video_ctr_jump needs mode 'e2ee' and a CTR in 1..2^64-2^20, not {mode!r}, {video_ctr_jump}")
+    check_workers(workers, participants)
+    if workers and video_ctr_jump:
+        raise ValueError("video_ctr_jump changes the Python members' counters in this process: workers=0")
 
 
-async def _wait_connected(sfu: WebRTCSFU, people: list[WebRTCParticipant], page: BrowserParticipant) -> None:
+async def _wait_connected(sfu: WebRTCSFU, people: list, page: BrowserParticipant, pool=None) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + CONNECT_TIMEOUT
     while not (sfu.connected() and all(p.pc.connectionState == "connected" for p in people)
                and await page.connection_state() == "connected"):
+        if pool is not None:
+            pool.check()
         if loop.time() > deadline:
             raise ConnectionFailed(f"not all legs connected within {CONNECT_TIMEOUT} s "
                                    f"(page: {await page.connection_state()})")
         await asyncio.sleep(0.02)
-    widen_receive_buffers([*sfu.pcs.values(), *(p.pc for p in people)])
+    widen_receive_buffers([*sfu.pcs.values(), *(p.pc for p in people if not getattr(p, "remote", False))])
 
 
 async def _agree_keys(sfu: WebRTCSFU, people: list[WebRTCParticipant], page: BrowserParticipant,
@@ -461,7 +500,7 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
                      size: Size | None = None, *, api: str = "script", drop_at: float | None = None,
                      transform_in_ontrack: bool = False, sniff_lo: bool = False,
                      isolate: str = "auto", reproducible_keys: bool = False,
-                     video_ctr_jump: int = 0, encode: str = "live") -> BrowserCallResult:
+                     video_ctr_jump: int = 0, encode: str = "live", workers: int = 0) -> BrowserCallResult:
     """Run a call of ``participants`` aiortc participants and one headless Chromium page.
 
     Args:
@@ -485,6 +524,9 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
         encode: the Python participants' camera: "live" (rendered and encoded during the call) or
             "clip" (encoded once before it, :func:`~e2ee_lab.webrtc.call.run_webrtc_call`); the
             page always encodes live.
+        workers: 0 (default): the Python participants in the call's process; K: in K worker
+            processes (:mod:`e2ee_lab.webrtc.workers`, 1..participants; inside the namespace too),
+            the SFU in the call's process and the page in Chromium's, as always.
 
     Raises:
         ValueError: an unknown mode or encode, participants outside 1..8, or ``video_ctr_jump`` outside e2ee.
@@ -493,10 +535,11 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
     """
     from .isolation import resolve_isolation, run_in_netns
 
-    _check_arguments(mode, participants, seconds, video_ctr_jump, encode)
+    _check_arguments(mode, participants, seconds, video_ctr_jump, encode, workers)
     kwargs = dict(mode=mode, participants=participants, seconds=seconds, seed=seed, size=size, api=api,
                   drop_at=drop_at, transform_in_ontrack=transform_in_ontrack, sniff_lo=sniff_lo,
-                  reproducible_keys=reproducible_keys, video_ctr_jump=video_ctr_jump, encode=encode)
+                  reproducible_keys=reproducible_keys, video_ctr_jump=video_ctr_jump, encode=encode,
+                  workers=workers)
     how, note = resolve_isolation(isolate)
     if how == "netns":
         return run_in_netns(kwargs)
@@ -511,11 +554,13 @@ def run_browser_call(mode: str = "e2ee", participants: int = 1, seconds: float =
 
 def run_for_call(stack: str, browsers: int, mode: str, participants: int, seconds: float, seed: int,
                  size: Size | None, out: str | Path | None, *, capture: str = "off",
-                 reproducible_keys: bool = False, encode: str = "live", **lab_only) -> BrowserCallResult:
+                 reproducible_keys: bool = False, encode: str = "live", workers: int = 0,
+                 **lab_only) -> BrowserCallResult:
     """``run_call(..., stack="webrtc", browser_participants=browsers)``: :func:`run_browser_call`
     with ``participants`` Python members, its summary in ``run_call``'s shape (the page is one more
     row of ``summary["participants"]``, :mod:`e2ee_lab.browser.tally`); with ``out`` it writes
-    ``summary.json``, ``sfu-keys.json`` and (e2ee, clear-prefix) ``frame-keys.json`` there. ``capture``: "off"; "sniff" records the UDP
+    ``summary.json``, ``sfu-keys.json`` and (e2ee, clear-prefix) ``frame-keys.json`` there. ``workers``:
+    the Python members in that many worker processes (:func:`run_browser_call`). ``capture``: "off"; "sniff" records the UDP
     datagrams on ``lo``; "auto" does so where permitted. ``reproducible_keys`` goes to the Python
     members. ``lab_only``: run_call's lab-stack options (srtp_profile, garbage, policy, key_policy,
     sfu_setup, sender_options), which must be unset (key_policy: the default or "fixed"; the
@@ -536,7 +581,7 @@ def run_for_call(stack: str, browsers: int, mode: str, participants: int, second
     if given:
         raise ValueError(f"a browser call does not support {', '.join(given)} (lab stack only)")
     result = run_browser_call(mode, participants, seconds, seed, size, sniff_lo=capture != "off",
-                              reproducible_keys=reproducible_keys, encode=encode)
+                              reproducible_keys=reproducible_keys, encode=encode, workers=workers)
     result.summary["stack"] = "webrtc"
     if out is not None:
         result.out = Path(out)

@@ -5,7 +5,8 @@ Registers :func:`e2ee_lab.call.run.run_lab_call` with :mod:`e2ee_lab.call.stacks
 ``sender_options``, ``rtp_sframe``, ``reproducible_keys``, ``identities``) are
 :func:`~e2ee_lab.call.stacks.run_call`'s documented keywords; the command's shared options carry
 the CLI ones, and this module adds ``--rtp-sframe`` (the aiortc stack takes it too), ``--publishers``
-and ``--loudest`` (a room with mostly listeners), ``--encode`` and ``--views`` (endpoints that scale).
+and ``--loudest`` (a room with mostly listeners), ``--encode``, ``--views`` and ``--workers``
+(endpoints that scale; the webrtc stack takes ``--encode`` and ``--workers`` too).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def _views(text: str) -> int | str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--rtp-sframe {per-frame,per-packet}``: the SFrame RTP payload format (lab and webrtc stacks);
-    ``--publishers K``, ``--loudest N``, ``--encode live|clip``, ``--views N``, ``--workers K`` and ``--loop`` (lab stack)."""
+    ``--workers K`` (lab and webrtc stacks); ``--publishers K``, ``--loudest N``, ``--encode live|clip``,
+    ``--views N`` and ``--loop`` (lab stack)."""
     parser.add_argument("--rtp-sframe", choices=[m.value for m in RTPSFrameMode], default=None,
                         help="e2ee only: send SFrame in its RTP payload format "
                              "(draft-ietf-avtcore-rtp-sframe-02) instead of the codec's (default)")
@@ -51,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the call; clip: each scene encoded once before the call and shared (on the "
                              "webrtc stack through aiortc's pre-encoded path)")
     parser.add_argument("--workers", type=int, default=None, metavar="K",
-                        help="lab stack: run the participants' media in K forked worker processes (the SFU "
-                             "stays in the call's process); needs --encode clip and --capture off")
+                        help="lab and webrtc stacks: run the participants in K worker processes (the SFU "
+                             "stays in the call's process); lab: forked for the media, needs --encode clip "
+                             "and --capture off; webrtc: 1..participants fresh processes, from the start")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default=None,
                         help="lab stack: the participants' event loop: the call's one process, or each "
                              "worker's (default asyncio; uvloop: pip install 'e2ee-lab[fast]', with --capture off)")

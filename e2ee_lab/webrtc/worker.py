@@ -83,7 +83,7 @@ class Worker:
             op, fields = message
             try:
                 if op == "finish":
-                    await self.finish()
+                    await self.finish(_optional_int(fields, "peer"), _optional_int(fields, "epoch"))
                     return 0
                 await self.handle(op, fields)
             except MalformedMessage as err:
@@ -172,16 +172,26 @@ class Worker:
         self.link.send("keys", name=p.name, epoch=fields["epoch"], members=members,
                        ready=p.keys_ready(fields["epoch"], members))
 
-    async def finish(self) -> None:
-        """Close the peer connections, send every participant's records and the CPU used."""
+    async def finish(self, peer: int | None, epoch: int | None) -> None:
+        """Close the peer connections, send every participant's records and the CPU used (with its
+        member's safety number with member ``peer`` and group code of ``epoch``, where given)."""
         media = self.media.stop() if self.media is not None else {"cpu_s": 0.0, "wall_s": 0.0}
         for p in self.people.values():
             await p.close()
-        results = [participant_result(p) for p in self.people.values()]
+        results = [participant_result(p, peer, epoch) for p in self.people.values()]
         cpu = {**self.meter.stop(), "role": "worker: " + ", ".join(self.people),
                "media_cpu_s": media["cpu_s"], "media_wall_s": media["wall_s"]}
         dropped = dict(sorted((self.link.dropped + self.dropped).items()))
         await self.link.send_result({"participants": results, "cpu": cpu, "dropped": dropped})
+
+
+def _optional_int(fields: dict, name: str) -> int | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MalformedMessage(f"finish: {name} must be an integer", "signal_bad_field")
+    return value
 
 
 async def main(fd: int) -> int:

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
+from e2ee_lab.crypto.keys import KeyAgreementError, StaleEpoch, UnknownMember
 from e2ee_lab.media.scene import to_rgb
 
 from .media import TrackSink
@@ -78,14 +80,30 @@ class SinkRecords:
 
 @dataclass
 class MemberRecord:
-    """The key-agreement member's index, suite and the SFrame base keys it held (for ``frame-keys.json``)."""
+    """The key-agreement member's index, suite and the SFrame base keys it held (for
+    ``frame-keys.json``), and the digits it computed for the call: safety numbers with a peer
+    (``safety``: peer index -> digits) and group codes (``codes``: epoch -> digits)."""
 
     index: int
     suite: object
     keys: dict[tuple[int, int], bytes]
+    safety: dict[int, str] = field(default_factory=dict)
+    codes: dict[int, str] = field(default_factory=dict)
 
     def base_keys(self) -> dict[tuple[int, int], bytes]:
         return dict(self.keys)
+
+    def safety_number(self, peer: int) -> SimpleNamespace:
+        """As :meth:`Member.safety_number` (``.digits``); UnknownMember for a peer not computed."""
+        if peer not in self.safety:
+            raise UnknownMember(f"member {self.index} computed no safety number with {peer}")
+        return SimpleNamespace(digits=self.safety[peer])
+
+    def group_code(self, epoch: int | None = None) -> SimpleNamespace:
+        """As :meth:`Member.group_code` (``.digits``); StaleEpoch for an epoch not computed."""
+        if epoch not in self.codes:
+            raise StaleEpoch(f"member {self.index} computed no group code for epoch {epoch}")
+        return SimpleNamespace(digits=self.codes[epoch])
 
 
 @dataclass
@@ -113,15 +131,28 @@ class ParticipantResult:
     member: MemberRecord | None
 
 
-def participant_result(p) -> ParticipantResult:
+def member_record(member, peer: int | None = None, epoch: int | None = None) -> MemberRecord:
+    """A :class:`~e2ee_lab.crypto.keys.Member` as a record, with its safety number with ``peer``
+    and its group code of ``epoch`` where given (and known to it)."""
+    record = MemberRecord(member.index, member.suite, member.base_keys())
+    try:
+        if peer is not None:
+            record.safety[peer] = member.safety_number(peer).digits
+        if epoch is not None:
+            record.codes[epoch] = member.group_code(epoch).digits
+    except KeyAgreementError:  # that peer or epoch is unknown to it: the caller sees the gap
+        pass
+    return record
+
+
+def participant_result(p, peer: int | None = None, epoch: int | None = None) -> ParticipantResult:
     """``p`` (a closed :class:`~e2ee_lab.webrtc.participant.WebRTCParticipant` whose sinks had no
-    ground truth) as plain records."""
+    ground truth) as plain records; ``peer`` and ``epoch`` go to :func:`member_record`."""
     senders = {k: SenderRecords(k, t.ssrc, list(t.records), Counter(t.dropped)) for k, t in p.senders.items()}
     sinks = [SinkRecords(s.receiver, s.publisher, s.kind,
                          ReceiverRecords(s.kind, list(s.transform.records), Counter(s.transform.dropped)),
                          s.unjudged, [(ts, to_rgb(frame)) for ts, frame in s.recent]) for s in p.sinks]
-    member = (MemberRecord(p.member.index, p.member.suite, p.member.base_keys())
-              if p.member is not None else None)
+    member = member_record(p.member, peer, epoch) if p.member is not None else None
     return ParticipantResult(
         name=p.name, offer=p.offer, answer_sdp=p.answer_sdp, rtp_sframe=p.rtp_sframe,
         rtp_sframe_agreed=p.rtp_sframe_agreed, encode=p.encode, reproducible_keys=p.reproducible_keys,

@@ -60,7 +60,7 @@ from .errors import MalformedMessage, WorkerError
 from .participant import WebRTCParticipant
 from .sdp import check_loopback
 from .worker_protocol import TO_CALL, Link, decode_hex, encode_roster
-from .worker_records import ParticipantResult, ReplayedSink
+from .worker_records import MemberRecord, ParticipantResult, ReplayedSink, SenderRecords
 
 WORKER_MODULE = "e2ee_lab.webrtc.worker"
 READY_TIMEOUT = 60.0  # seconds for a worker's interpreter, imports, participants and clips
@@ -152,6 +152,7 @@ class RemoteParticipant:
         self._relay = relay
         relay.register(self.name, self.on_signal)
         self.member_index = relay.join(self.name, self.public, self.key_session, self._clock())
+        self.member = MemberRecord(self.member_index, None, {})  # its index until the records come
         self.worker.link.send("joined", name=self.name, index=self.member_index)  # before any update: they come soon
 
     def on_signal(self, message: object) -> None:
@@ -196,7 +197,7 @@ class RemoteParticipant:
     def adopt(self, result: ParticipantResult | None, truth=None) -> None:
         """Carry ``result``'s records (None: empty ones, for a worker that sent nothing)."""
         r = result
-        self.senders = r.senders if r else {}
+        self.senders = r.senders if r else {k: SenderRecords(k, -1, [], Counter()) for k in ("audio", "video")}
         self.origins = r.origins if r else {}
         self.packets = r.packets if r else Counter()
         self.wire = r.wire if r else []
@@ -338,13 +339,16 @@ class WorkerPool:
         if _ON_MEDIA is not None:
             _ON_MEDIA([w.pid for w in self.workers])
 
-    async def finish(self, timeout: float | None = None) -> list[dict]:
+    async def finish(self, timeout: float | None = None, *, peer: int | None = None,
+                     epoch: int | None = None) -> list[dict]:
         """Ask every worker for its records; adopt them (a worker that has not sent them within
-        ``timeout`` s, default :data:`FINISH_TIMEOUT`, is killed and reported). Returns one report
-        per worker and its CPU row (``cpu``, None for a dead one)."""
+        ``timeout`` s, default :data:`FINISH_TIMEOUT`, is killed and reported; its participants
+        keep empty records). ``peer``, ``epoch``: each member also computes its safety number with
+        member ``peer`` and its group code of ``epoch`` (the browser call compares them). Returns one
+        report per worker and its CPU row (``cpu``, None for a dead one)."""
         for w in self.workers:
             if w.failure is None:
-                w.link.send("finish")
+                w.link.send("finish", peer=peer, epoch=epoch)
         ended = [w.ended for w in self.workers]
         await asyncio.wait(ended, timeout=FINISH_TIMEOUT if timeout is None else timeout)
         for _ in range(int(EXIT_GRACE / 0.02)):  # a worker exits on its own once its records are sent
@@ -358,7 +362,8 @@ class WorkerPool:
             code = w.kill()
             if w.result is None and w.failure is None:
                 w.failure = f"{w.describe()} exited with code {code} before sending its results"
-            for p, result in zip(w.people, (w.result or {}).get("participants", [])):
+            results = (w.result or {}).get("participants") or [None] * len(w.people)
+            for p, result in zip(w.people, results):
                 p.adopt(result)
             reports.append({**w.report(), "cpu": (w.result or {}).get("cpu")})
         return reports
