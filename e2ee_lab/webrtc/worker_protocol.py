@@ -11,7 +11,9 @@ Everything a worker reads comes from the SFU's side of the call and is treated a
 of an unknown op, with a missing or mistyped field is read to its end, dropped and counted by
 reason in ``Link.dropped`` (``signal_pickle_refused``, ``signal_oversize``, ``signal_not_json``,
 ``signal_unknown_op``, ``signal_bad_field``); the stream stays in step because every frame carries
-its length. Roster updates (:class:`~e2ee_lab.crypto.keys.RosterUpdate`) travel as JSON and are
+its length. A frame whose kind byte is neither means the stream is out of step (it is not a
+header, so its length is not one either): it is counted (``signal_broken_stream``) and the link
+ends there, as if the other end had closed. Roster updates (:class:`~e2ee_lab.crypto.keys.RosterUpdate`) travel as JSON and are
 rebuilt through the key layer's own constructors, which validate every entry
 (:func:`decode_roster` turns their errors into :class:`~e2ee_lab.webrtc.errors.MalformedMessage`);
 key-distribution messages stay opaque bytes (hex), for the member to authenticate.
@@ -123,17 +125,18 @@ class Link:
 
     async def receive(self) -> tuple[str, Any] | None:
         """The next valid message: ``(op, fields)``, or ``("result", value)`` for a pickle (when
-        ``pickles``); None when the other end closed. Invalid frames are dropped and counted."""
+        ``pickles``); None when the other end closed or the stream broke. Invalid frames are
+        dropped and counted."""
         while True:
             try:
                 kind, length = HEADER.unpack(await self.reader.readexactly(HEADER.size))
             except (asyncio.IncompleteReadError, ConnectionError):
                 return None
-            big = kind == PICKLE and self.pickles
-            if (kind not in (JSON, PICKLE)) or (kind == PICKLE and not self.pickles) or (length > MAX_JSON and not big):
-                reason = ("signal_pickle_refused" if kind == PICKLE else
-                          "signal_unknown_kind" if kind != JSON else "signal_oversize")
-                self.dropped[reason] += 1
+            if kind not in (JSON, PICKLE):  # not a header: the lengths can no longer be trusted
+                self.dropped["signal_broken_stream"] += 1
+                return None
+            if (kind == PICKLE and not self.pickles) or (kind == JSON and length > MAX_JSON):
+                self.dropped["signal_pickle_refused" if kind == PICKLE else "signal_oversize"] += 1
                 if not await self._skip(length):
                     return None
                 continue

@@ -32,7 +32,9 @@ as they read live participants. Every worker's CPU joins ``summary["cpu"]``, and
 Failures: a worker that dies or misses a deadline before media starts fails the call with a
 :class:`~e2ee_lab.webrtc.errors.WorkerError` naming it; one that dies during the call, or does not
 report within :data:`FINISH_TIMEOUT` s of the end, is killed and reported (its participants keep
-empty records, ``real_time`` is false with the reason), and the call goes on. Workers die with the
+empty records, ``real_time`` is false with the reason), and the call goes on; what its publishers
+sent before cannot be judged (their records died with them), so others count those frames as
+``unknown_frame``, never as decoded. Workers die with the
 call's process (``PR_SET_PDEATHSIG``), ignore SIGINT, and are killed and reaped by
 :meth:`WorkerPool.kill` on any error, cancellation or Ctrl-C: no process is left behind.
 """
