@@ -239,3 +239,25 @@ def test_a_real_worker_survives_garbage_and_reports_it():
     assert code == 0 and result["participants"] == [] and result["cpu"]["cpu_s"] > 0
     dropped = result["dropped"]
     assert dropped == {"signal_pickle_refused": 1, "signal_unknown_participant": 2, "signal_bad_field": 2}
+
+
+# --- with a browser page ---------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_a_browser_call_with_its_python_members_in_a_worker():
+    from e2ee_lab.browser import find_chromium, run_browser_call
+
+    if find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    result = run_browser_call("e2ee", 2, 1.0, size="ci", encode="clip", workers=1)
+    summary = result.summary
+    (report,) = summary["workers"]
+    assert report["participants"] == ["alice", "bob"] and not report["died"], report
+    for name, leg in summary["browser_to_python"].items():  # the page's video, judged after the call
+        assert leg["decoded"] >= 0.9 * leg["sent"] > 0, name
+    for name, leg in summary["python_to_browser"].items():
+        assert leg["decoded"] > 0 and leg["pixel_matches"] == leg["pixel_samples"], name
+    assert summary["group_codes"]["match"] and all(s["match"] for s in summary["safety_numbers"].values())
+    assert [p["pid"] for p in summary["cpu"]["processes"]][-1] == report["pid"]
+    assert summary["loopback"]["candidates_loopback"]
