@@ -185,9 +185,9 @@ async def run_browser_call_async(mode: str = "e2ee", participants: int = 1, seco
     reports: list[dict] = []
     sfu = WebRTCSFU([p.name for p in people] + [BROWSER_NAME], key_policy=CALL_KEY_POLICY, clock=clock)
     loss = None
-    sniffer = _lo_sniffer() if sniff_lo else None
     timing: dict[str, float] = {"workers_ready_s": clock()} if pool else {}
-    with StaticServer() as server, _killing(pool):
+    with _killing(pool), StaticServer() as server:
+        sniffer = _lo_sniffer() if sniff_lo else None
         async with Chromium() as chrome:
             page = BrowserParticipant(BROWSER_NAME, chrome, server.channel, clock=clock)
             init = await page.load(server.url, mode=mode, width=dims.width, height=dims.height,
