@@ -40,6 +40,10 @@ The page uses ``RTCRtpScriptTransform`` by default (``api="script"``) and Chrome
 ``createEncodedStreams`` with ``api="legacy"``; both see every frame when the receive transform is
 attached before the answer.
 
+With ``workers=K`` the Python participants run in K worker processes
+(:mod:`e2ee_lab.webrtc.workers`; inside the namespace too), the SFU in the call's process and the
+page in Chromium's: the summary then has ``workers`` and every process's CPU.
+
 With ``isolate="auto"`` (the default) the whole call runs in a private network namespace that has
 only ``lo`` when this process may create one (root: ``unshare -n``;
 :mod:`e2ee_lab.browser.isolation`), because Chrome gathers candidates on every interface; otherwise

@@ -10,18 +10,20 @@ here, through the registry of :mod:`e2ee_lab.call.stacks`, where :mod:`.stack` r
 - :mod:`.aiortc_hooks`: every reach into aiortc's private attributes, and their self-test;
 - :mod:`.transform`: W3C-shaped sender and receiver transforms running the lab's frame transforms;
 - :mod:`.media`: camera/microphone tracks, the SFU's silent tracks, the receivers' frame records;
-- :mod:`.participant` and :mod:`.sfu`: the two kinds of peers; :mod:`.call`: one call.
+- :mod:`.participant` and :mod:`.sfu`: the two kinds of peers; :mod:`.call`: one call;
+- :mod:`.workers` (the call's side), :mod:`.worker` (a worker process), :mod:`.worker_protocol`
+  and :mod:`.worker_records`: the participants in worker processes (``workers=K``).
 """
 
 from .aiortc_hooks import PRIVATE_ATTRIBUTES, check_aiortc, missing_attributes
 from .call import STACK, WebRTCCallResult, capture_mode, run_webrtc_call, run_webrtc_call_async
-from .errors import AiortcChanged, CaptureImpossible, ConnectionFailed, NotLoopback, WebRTCError
+from .errors import AiortcChanged, CaptureImpossible, ConnectionFailed, NotLoopback, WebRTCError, WorkerError
 from .loopback import loopback_configuration, loopback_ice
 from .sdp import annotate, candidates, check_loopback, dtls_setup, has_sdes, remap_offer
 
 __all__ = [
     "PRIVATE_ATTRIBUTES", "STACK", "AiortcChanged", "CaptureImpossible", "ConnectionFailed",
-    "NotLoopback", "WebRTCCallResult", "WebRTCError", "annotate", "candidates", "capture_mode",
+    "NotLoopback", "WebRTCCallResult", "WebRTCError", "WorkerError", "annotate", "candidates", "capture_mode",
     "check_aiortc", "check_loopback", "dtls_setup", "has_sdes", "loopback_configuration",
     "loopback_ice", "missing_attributes", "remap_offer", "run_webrtc_call", "run_webrtc_call_async",
 ]

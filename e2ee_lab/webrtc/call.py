@@ -30,6 +30,15 @@ DTLS roles; the SFU's key log in the lab's format, and with ``capture="sniff"``
 reads unchanged. The socket tap cannot see aiortc's sockets: ``capture="tap"`` raises, and
 ``"auto"`` without capture rights records nothing and says so.
 
+**Workers.** With ``workers=K`` the participants live in K worker processes started before any
+aiortc object exists (:mod:`e2ee_lab.webrtc.workers`); the SFU, the signalling relay and the
+capture stay here, the steps above are the same (driven through stand-ins over a socket pair), and
+each receiver's frames are judged after the call, here, against every publisher's records (live
+receivers judge them as they arrive against :class:`SentIndex`; a worker's cannot, its publishers
+live elsewhere): the summary has the same fields with the same meaning, plus ``workers`` (one
+report per worker) and each worker's row in ``cpu``. ``workers=0`` (the default) is the
+one-process call.
+
 Over 500 lines: the aiortc call's run and its summary (the lab's fields filled from aiortc's
 records, late frames dated from the tracks' schedule) read the same participants and SFU; the
 summary is the part that could move out.
