@@ -114,6 +114,14 @@ def test_dead_and_hung_workers_are_reported_and_the_call_ends(monkeypatch):
     assert [p["pid"] for p in summary["cpu"]["processes"]] == [os.getpid(), alice["pid"]]
 
 
+def test_a_worker_that_cannot_start_fails_the_call_in_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(webrtc_workers, "WORKER_MODULE", "e2ee_lab.no_such_module")
+    command = ["call", "--stack", "webrtc", "--size", "ci", "--seconds", "1", "--capture", "off", "--workers", "2"]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert "exited with code 1 before sending its results" in err and "(alice, carol)" in err
+
+
 def test_the_command_refuses_nonsense(capsys):
     common = ["call", "--stack", "webrtc", "--size", "ci", "--seconds", "1", "--capture", "off"]
     assert main([*common, "--workers", "-1"]) == 2

@@ -4,7 +4,8 @@ Registers :func:`e2ee_lab.browser.call.run_for_call` with :mod:`e2ee_lab.call.st
 the ``browser_participants`` keyword (``e2ee-lab call --stack webrtc --browser 1``): a headless
 Chromium page joins the aiortc call; ``participants`` then counts the Python members. It needs
 ``stack="webrtc"`` and refuses the lab-only options. ``e2ee-lab call`` reports a
-:class:`~e2ee_lab.browser.errors.BrowserError` (no Chromium, the page failed) in one line.
+:class:`~e2ee_lab.browser.errors.BrowserError` (no Chromium, the page failed) or a
+:class:`~e2ee_lab.webrtc.errors.WorkerError` (``--workers``: a worker failed before media) in one line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import argparse
 
 from e2ee_lab.call.stack import STACK as LAB
 from e2ee_lab.call.stacks import Stack, register
+
+from e2ee_lab.webrtc.errors import WorkerError
 
 from .call import run_for_call
 from .errors import BrowserError
@@ -31,7 +34,7 @@ def _run(stack: str, mode: str, participants: int, seconds: float, seed: int, si
 
 
 STACK = register(Stack("browser", run=_run, option="browser_participants", add_arguments=add_arguments,
-                       arguments={"browser": "browser_participants"}, errors=(BrowserError,),
+                       arguments={"browser": "browser_participants"}, errors=(BrowserError, WorkerError),
                        # the lab's options (refused when set) but the SFrame payload format: the page
                        # has none (Chromium 156 exposes no SFrame to JavaScript)
                        accepts=(LAB.accepts - {"rtp_sframe"}) | {"browser_participants"},

@@ -310,6 +310,9 @@ class ParticipantWorker:
         code = self.process.wait()
         self._task.cancel()
         self.link.close()
+        for future in (self.ready, *(p._answer for p in self.people if p._answer is not None)):
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: the failure is reported where the call noticed it
         return code
 
     def report(self) -> dict:
