@@ -227,6 +227,7 @@ class ParticipantWorker:
         self.result: dict | None = None
         self.error = ""  # what the worker said before it ended, if anything
         self.failure: str | None = None  # set once it has ended without its results
+        self._killed = False
         loop = asyncio.get_running_loop()
         self.ready = loop.create_future()
         self.ended = loop.create_future()
@@ -295,8 +296,10 @@ class ParticipantWorker:
             await asyncio.sleep(0.02)
         code = self.process.poll()
         said = f": {self.error}" if self.error else ""
-        self.failure = (f"{self.describe()} exited with code {code} before sending its results{said}"
+        self.failure = self.failure or (f"{self.describe()} exited with code {code} before sending its results{said}"
                         if code is not None else f"{self.describe()} closed its socket before sending its results{said}")
+        if self._killed:  # the call killed it: nobody waits for these any more
+            return
         error = WorkerError(self.failure)
         for p in self.people:
             p.fail(error)
@@ -310,8 +313,11 @@ class ParticipantWorker:
         code = self.process.wait()
         self._task.cancel()
         self.link.close()
+        self._killed = True
         for future in (self.ready, *(p._answer for p in self.people if p._answer is not None)):
-            if future.done() and not future.cancelled():
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
                 future.exception()  # retrieved: the failure is reported where the call noticed it
         return code
 
