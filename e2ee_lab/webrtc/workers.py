@@ -296,8 +296,8 @@ class ParticipantWorker:
             await asyncio.sleep(0.02)
         code = self.process.poll()
         said = f": {self.error}" if self.error else ""
-        self.failure = self.failure or (f"{self.describe()} exited with code {code} before sending its results{said}"
-                        if code is not None else f"{self.describe()} closed its socket before sending its results{said}")
+        how = f"exited with code {code}" if code is not None else "closed its socket"
+        self.failure = self.failure or f"{self.describe()} {how} before sending its results{said}"
         if self._killed:  # the call killed it: nobody waits for these any more
             return
         error = WorkerError(self.failure)
