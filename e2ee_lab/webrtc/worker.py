@@ -25,8 +25,9 @@ ignores SIGINT (Ctrl-C goes to the call, which kills its workers), and serves th
 
 Its receivers have no ground truth here (the publishers live in other processes): they record what
 they decoded, and the call judges every frame after it. A malformed message is counted
-(``signal_*``, in the worker's report) and never ends the worker; a setup it cannot build or an
-offer it cannot answer (a non-loopback candidate) is reported as ``error`` and ends it.
+(``signal_*``, in the worker's report), as is one its participant refuses (``signal_refused``);
+neither ends the worker. A setup it cannot build or an offer it cannot answer (a non-loopback
+candidate, an SDP aiortc refuses) is reported as ``error`` and ends it: the call fails with that reason.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from .errors import MalformedMessage, WebRTCError
 from .worker_records import participant_result
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+FATAL = ("setup", "offer")  # without these a worker cannot take part: an error ends it, reported
 
 
 class _PipeRelay:
@@ -88,7 +90,10 @@ class Worker:
                 await self.handle(op, fields)
             except MalformedMessage as err:
                 self.dropped[err.reason] += 1
-            except (WebRTCError, TypeError, ValueError, KeyError) as err:  # a setup or an offer it cannot take
+            except (WebRTCError, TypeError, ValueError, KeyError) as err:
+                if op not in FATAL:  # a message its participant refused: counted, the call goes on
+                    self.dropped["signal_refused"] += 1
+                    continue
                 self.link.send("error", reason=f"{op}: {type(err).__name__}: {err}"[:500])
                 await self.link.writer.drain()
                 return 2
