@@ -87,7 +87,7 @@ def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest,
         raise ValueError(f"--browser joins the webrtc stack's calls, not {stack}'s")
     if stack == "webrtc":
         options = {"encode": encode, **({"browser_participants": browser} if browser else {}),
-                   **({"workers": workers} if workers else {})}
+                   **({"workers": min(workers, n)} if workers else {})}  # at most one per participant
     if stack == "lab":
         options = {"encode": encode, "views": views, "workers": workers}
         if loop is not None:
@@ -102,7 +102,7 @@ def _room_row(n, publishers, stack, mode, seconds, size, encode, views, loudest,
     result = run_call(mode, n, seconds, seed, size, None, stack=stack, capture="off", **options)
     summary = result.summary
     return {"stack": stack + ("+browser" if browser else ""), "mode": mode,
-            "workers": workers if stack in ("lab", "webrtc") else 0, "participants": summary.get("participant_count", n),
+            "workers": len(summary.get("workers", [])), "participants": summary.get("participant_count", n),
             "publishers": summary.get("publishers", summary.get("participant_count", n)),
             "seconds": seconds, "size": size, **shares(summary), **latency(result.received),
             "cpu_s_per_participant_s": summary["cpu"]["cpu_s_per_participant_s"],
