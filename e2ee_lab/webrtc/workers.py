@@ -35,7 +35,8 @@ report within :data:`FINISH_TIMEOUT` s of the end, is killed and reported (its p
 empty records, ``real_time`` is false with the reason), and the call goes on; what its publishers
 sent before cannot be judged (their records died with them), so others count those frames as
 ``unknown_frame``, never as decoded. Workers die with the
-call's process (``PR_SET_PDEATHSIG``), ignore SIGINT, and are killed and reaped by
+call's process (``PR_SET_PDEATHSIG``), sit in a process group of their own and ignore SIGINT (a
+terminal's Ctrl-C goes to the call alone, even while a worker still imports), and are killed and reaped by
 :meth:`WorkerPool.kill` on any error, cancellation or Ctrl-C: no process is left behind.
 """
 
@@ -437,7 +438,8 @@ async def _spawn(people: list[RemoteParticipant]) -> ParticipantWorker:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     try:
         process = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, str(theirs.fileno()), str(os.getpid())],
-                                   pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
+                                   pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
+                                   process_group=0)  # a terminal's Ctrl-C reaches the call, not its workers
     finally:
         theirs.close()
     reader, writer = await asyncio.open_unix_connection(sock=ours)
