@@ -36,13 +36,14 @@ PEOPLE, SECONDS = 3, 1.0
 ROOM = {"size": "ci", "encode": "clip", "seed": 4}
 
 
-def _schema(value, path: str = "") -> set[str]:
-    """Every field of a summary, recursively (list rows as ``a[].b``; drop counters as one field)."""
-    fields: set[str] = set()
+def _schema(value, path: str = "") -> dict[str, str]:
+    """Every field of a summary, recursively (list rows as ``a[].b``; drop counters as one field)
+    -> its value's type."""
+    fields: dict[str, str] = {}
     if isinstance(value, dict):
         for key, item in value.items():
             name = f"{path}.{key}" if path else key
-            fields.add(name)
+            fields[name] = type(item).__name__
             if key not in ("dropped", "garbage_sent"):
                 fields |= _schema(item, name)
     elif isinstance(value, list):
@@ -83,10 +84,13 @@ def test_the_participants_ran_in_the_workers(calls):
 
 def test_the_summary_keeps_the_one_process_calls_fields(calls):
     with_workers, alone = (_schema(calls[k].summary) for k in (2, 0))
-    assert with_workers - alone == {"workers", "workers[].pid", "workers[].participants", "workers[].exit_code",
-                                    "workers[].died", "workers[].reason", "workers[].dropped",
-                                    "timing.workers_ready_s"}
-    assert alone - with_workers == set()
+    assert set(with_workers) - set(alone) == {
+        "workers", "workers[].pid", "workers[].participants", "workers[].exit_code", "workers[].died",
+        "workers[].reason", "workers[].dropped", "timing.workers_ready_s"}
+    assert set(alone) - set(with_workers) == set()
+    retyped = {name: (kind, with_workers[name]) for name, kind in alone.items()
+               if "NoneType" not in (kind, with_workers[name]) and kind != with_workers[name]}
+    assert retyped == {}
     assert calls[0].summary.get("workers") is None  # workers=0 is the one-process call as before
 
 
