@@ -2,11 +2,14 @@
 
 In one process every aiortc participant shares one event loop and one GIL with the SFU. With
 ``workers=K`` :func:`start_workers` starts K worker processes (:mod:`e2ee_lab.webrtc.worker`)
-before any aiortc object exists, each a fresh interpreter (``python -m``, not a fork: a forked
-child of a process running an event loop inherits that loop's state, and aiortc keeps tasks,
-timers and ICE transports on it; a fresh interpreter costs about 1.3 s of imports, paid by the K
-workers in parallel while the call's process sets up). Participant ``i`` goes to worker ``i mod
-K``; each worker runs its group on an asyncio loop of its own. The SFU stays in the call's process.
+before any aiortc object exists, each a fresh interpreter (``python -m``). A fork was measured
+too (8.5 ms, against about 1.1 s of imports for a fresh interpreter, paid by the K workers in
+parallel): in a forked child asyncio no longer counts the parent's loop as running (its record
+carries the pid), so a new loop would start, but the child would inherit the call's other threads'
+locks as they stood, every descriptor of the call's process (and of a notebook's kernel), and the
+parent's loop objects, whose finalizers would run there; aiortc must build its peer connections
+on the loop that runs them anyway, so a fork saves nothing else. Participant ``i`` goes to worker
+``i mod K``; each worker runs its group on an asyncio loop of its own. The SFU stays in the call's process.
 Media still crosses loopback UDP between each participant's and the SFU's peer connections, with
 ICE restricted to 127.0.0.1 on both sides.
 
