@@ -79,7 +79,8 @@ _ON_MEDIA: Callable[[list[int]], None] | None = None
 
 
 def check_workers(workers: int, participants: int) -> None:
-    """ValueError unless ``workers`` is 0, or 1..``participants`` (at least one participant each)."""
+    """ValueError unless ``workers`` is 0, or 1..``participants`` (at least one participant each);
+    TypeError for another type than int."""
     if not isinstance(workers, int) or isinstance(workers, bool):
         raise TypeError(f"workers must be an int, not {type(workers).__name__}")
     if workers < 0:
@@ -265,8 +266,8 @@ class ParticipantWorker:
                     self._dispatch(op, fields)
                 except MalformedMessage as err:
                     self.dropped[err.reason] += 1
-                except (TypeError, ValueError, KeyAgreementError):  # an identity key that is none
-                    self.dropped["bad_answer"] += 1
+                except (TypeError, ValueError, KeyAgreementError):  # an identity key that is none, a list of lists
+                    self.dropped["bad_message"] += 1
         finally:
             if self.result is None:
                 await self._ended_without_result()
