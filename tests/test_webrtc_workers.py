@@ -162,16 +162,21 @@ def _alive(pid: int) -> bool:
 def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path):
     command = [sys.executable, "-m", "e2ee_lab.cli", "call", "--stack", "webrtc", "--participants", "2",
                "--seconds", "30", "--size", "ci", "--workers", "2", "--capture", "off", "--out", str(tmp_path)]
-    call = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = tmp_path / "stderr.txt"  # a file, not a pipe: a chatty command cannot block on a full pipe
+    with stderr.open("wb") as err:
+        call = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline, workers = time.monotonic() + 60, set()
         while len(workers) < 2 and time.monotonic() < deadline and call.poll() is None:
             workers = _children(call.pid)
             time.sleep(0.1)
-        assert len(workers) == 2, call.stderr.read().decode() if call.poll() is not None else "no workers"
+        assert len(workers) == 2, stderr.read_text()[-2000:] if call.poll() is not None else "no workers"
         time.sleep(2.5)  # into the media
         call.send_signal(signal.SIGINT)
-        call.wait(timeout=30)
+        try:
+            call.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the command still ran 30 s after Ctrl-C; its stderr ends: {stderr.read_text()[-2000:]}")
     finally:
         if call.poll() is None:
             call.kill()
@@ -180,7 +185,7 @@ def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path):
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if _alive(pid)]
-    assert call.returncode == 130 and b"call: interrupted" in call.stderr.read()
+    assert call.returncode == 130 and "call: interrupted" in stderr.read_text()
 
 
 # --- the protocol ---------------------------------------------------------------------------------
