@@ -17,6 +17,7 @@ import pytest
 
 from e2ee_lab.call import run_call
 from e2ee_lab.call import workers as call_workers
+from utils import AS_FROM_A_TERMINAL
 
 PEOPLE, SECONDS = 4, 1.0
 ROOM = {"size": "ci", "encode": "clip", "views": 1, "capture": "off"}
@@ -104,7 +105,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
                     reason="needs /proc/PID/task/TID/children")
 def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path):
-    command = [sys.executable, "-m", "e2ee_lab.cli", "call", "--participants", "2", "--seconds", "30",
+    command = [*AS_FROM_A_TERMINAL, "call", "--participants", "2", "--seconds", "30",
                "--size", "ci", "--encode", "clip", "--workers", "2", "--capture", "off", "--out", str(tmp_path)]
     stderr = tmp_path / "stderr.txt"  # a file, not a pipe: a chatty command cannot block on a full pipe
     with stderr.open("wb") as err:

@@ -30,6 +30,7 @@ from e2ee_lab.crypto.keys.roster import Change
 from e2ee_lab.webrtc import run_webrtc_call, run_webrtc_call_async
 from e2ee_lab.webrtc import workers as webrtc_workers
 from e2ee_lab.webrtc.errors import MalformedMessage
+from utils import AS_FROM_A_TERMINAL
 from e2ee_lab.webrtc.worker_protocol import (
     HEADER, TO_CALL, TO_WORKER, Link, decode_roster, encode_json, encode_pickle, encode_roster,
 )
@@ -160,7 +161,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
                     reason="needs /proc/PID/task/TID/children")
 def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path):
-    command = [sys.executable, "-m", "e2ee_lab.cli", "call", "--stack", "webrtc", "--participants", "2",
+    command = [*AS_FROM_A_TERMINAL, "call", "--stack", "webrtc", "--participants", "2",
                "--seconds", "30", "--size", "ci", "--workers", "2", "--capture", "off", "--out", str(tmp_path)]
     stderr = tmp_path / "stderr.txt"  # a file, not a pipe: a chatty command cannot block on a full pipe
     with stderr.open("wb") as err:

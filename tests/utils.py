@@ -1,13 +1,22 @@
-"""Shared test helpers: test vectors live as JSON in ``tests/data/`` and are read through here."""
+"""Shared test helpers: test vectors live as JSON in ``tests/data/`` and are read through here; the
+interfaces besides ``lo``; the command line as a terminal starts it."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).resolve().parent / "data"
+
+#: ``e2ee-lab`` as a terminal starts it, Ctrl-C raising KeyboardInterrupt: a command started from a
+#: background job of a script inherits SIGINT ignored (POSIX shells ignore it in asynchronous lists
+#: without job control), and then no Ctrl-C could reach it, whatever the call does
+AS_FROM_A_TERMINAL = [sys.executable, "-c", "import runpy, signal, sys; signal.signal(signal.SIGINT, "
+                      "signal.default_int_handler); sys.argv[0] = 'e2ee-lab'; runpy.run_module('e2ee_lab.cli', "
+                      "run_name='__main__')"]
 
 
 def load_vectors(name: str) -> Any:
