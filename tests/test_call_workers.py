@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
 
 from e2ee_lab.call import run_call
 from e2ee_lab.call import workers as call_workers
-from utils import AS_FROM_A_TERMINAL
+from utils import CAN_SEE_CHILDREN, alive, interrupt_command
 
 PEOPLE, SECONDS = 4, 1.0
 ROOM = {"size": "ci", "encode": "clip", "views": 1, "capture": "off"}
@@ -84,52 +79,13 @@ def test_workers_are_refused_where_they_cannot_run():
     assert caught and "main thread" in caught[0]
 
 
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found |= {int(c) for c in (task / "children").read_text().split()}
-        except OSError:
-            pass
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
-                    reason="needs /proc/PID/task/TID/children")
+@pytest.mark.skipif(not CAN_SEE_CHILDREN, reason="needs /proc/PID/task/TID/children")
 def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path):
-    command = [*AS_FROM_A_TERMINAL, "call", "--participants", "2", "--seconds", "30",
-               "--size", "ci", "--encode", "clip", "--workers", "2", "--capture", "off", "--out", str(tmp_path)]
-    stderr = tmp_path / "stderr.txt"  # a file, not a pipe: a chatty command cannot block on a full pipe
-    with stderr.open("wb") as err:
-        call = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        deadline, workers = time.monotonic() + 60, set()
-        while len(workers) < 2 and time.monotonic() < deadline and call.poll() is None:
-            workers = _children(call.pid)
-            time.sleep(0.1)
-        assert len(workers) == 2, stderr.read_text()[-2000:] if call.poll() is not None else "no workers"
-        call.send_signal(signal.SIGINT)
-        try:
-            call.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the command still ran 30 s after Ctrl-C; its stderr ends: {stderr.read_text()[-2000:]}")
-    finally:
-        if call.poll() is None:
-            call.kill()
-            call.wait()
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in workers if _alive(pid)]
-    assert call.returncode == 130 and "call: interrupted" in stderr.read_text()
+    args = ["call", "--participants", "2", "--seconds", "30", "--size", "ci", "--encode", "clip", "--workers", "2",
+            "--capture", "off", "--out", str(tmp_path)]
+    workers, code, stderr = interrupt_command(args, tmp_path, children=2, after=0.0)
+    assert not [pid for pid in workers if alive(pid)]
+    assert code == 130 and "call: interrupted" in stderr
 
 
 def test_a_call_and_its_workers_run_on_uvloop():

@@ -16,10 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -30,7 +27,7 @@ from e2ee_lab.crypto.keys.roster import Change
 from e2ee_lab.webrtc import run_webrtc_call, run_webrtc_call_async
 from e2ee_lab.webrtc import workers as webrtc_workers
 from e2ee_lab.webrtc.errors import MalformedMessage
-from utils import AS_FROM_A_TERMINAL
+from utils import CAN_SEE_CHILDREN, alive, interrupt_command
 from e2ee_lab.webrtc.worker_protocol import (
     HEADER, TO_CALL, TO_WORKER, Link, decode_roster, encode_json, encode_pickle, encode_roster,
 )
@@ -140,53 +137,13 @@ def test_the_command_refuses_nonsense(capsys):
         asyncio.run(run_webrtc_call_async("e2ee", 2, 1.0, workers=1, during=lambda sfu, people: None, **ROOM))
 
 
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found |= {int(c) for c in (task / "children").read_text().split()}
-        except OSError:
-            pass
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
-                    reason="needs /proc/PID/task/TID/children")
+@pytest.mark.skipif(not CAN_SEE_CHILDREN, reason="needs /proc/PID/task/TID/children")
 def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path):
-    command = [*AS_FROM_A_TERMINAL, "call", "--stack", "webrtc", "--participants", "2",
-               "--seconds", "30", "--size", "ci", "--workers", "2", "--capture", "off", "--out", str(tmp_path)]
-    stderr = tmp_path / "stderr.txt"  # a file, not a pipe: a chatty command cannot block on a full pipe
-    with stderr.open("wb") as err:
-        call = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        deadline, workers = time.monotonic() + 60, set()
-        while len(workers) < 2 and time.monotonic() < deadline and call.poll() is None:
-            workers = _children(call.pid)
-            time.sleep(0.1)
-        assert len(workers) == 2, stderr.read_text()[-2000:] if call.poll() is not None else "no workers"
-        time.sleep(2.5)  # into the media
-        call.send_signal(signal.SIGINT)
-        try:
-            call.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the command still ran 30 s after Ctrl-C; its stderr ends: {stderr.read_text()[-2000:]}")
-    finally:
-        if call.poll() is None:
-            call.kill()
-            call.wait()
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [pid for pid in workers if _alive(pid)]
-    assert call.returncode == 130 and "call: interrupted" in stderr.read_text()
+    args = ["call", "--stack", "webrtc", "--participants", "2", "--seconds", "30", "--size", "ci", "--workers", "2",
+            "--capture", "off", "--out", str(tmp_path)]
+    workers, code, stderr = interrupt_command(args, tmp_path, children=2, after=2.5)  # into the media
+    assert not [pid for pid in workers if alive(pid)]
+    assert code == 130 and "call: interrupted" in stderr
 
 
 # --- the protocol ---------------------------------------------------------------------------------
