@@ -44,6 +44,7 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 
 from e2ee_lab.call.common import CPUMeter
+from e2ee_lab.transport.udp import read_small
 
 DEADLINE_MARGIN = 15.0  # seconds past media end + drain a worker may take before it is killed
 POLL = 0.05  # seconds between looks at the workers' pipes
@@ -213,6 +214,7 @@ async def _take_socket(leg) -> None:
     protocol._timer, protocol._timer_at = None, None  # the parent's loop handles are not ours
     protocol.closed = loop.create_future()
     transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+    read_small(transport)
     leg.transport = transport
 
 
