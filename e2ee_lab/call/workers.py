@@ -23,13 +23,6 @@ participants keep empty records, and the call goes on: nothing waits for it. Wor
 call's process (``PR_SET_PDEATHSIG``), ignore SIGINT (Ctrl-C goes to the call, which kills them),
 and are killed and reaped by it on any error or cancellation: no process is left behind.
 
-The media phase runs without Python's cycle collector, in the workers and in the call's process
-(``gc.disable()`` until the workers are done): the records a room's receivers keep (tens of
-thousands of objects that live to the end) made every collection walk them: a room of 24 with 4
-publishers used 10.8-11.8 CPU-s in its 10 s media phase without, 12.2-12.8 with it. Reference counting still frees everything that is
-not in a cycle, and the media path makes next to no cycles (a worker of that room found 9
-unreachable objects after 30 s of media).
-
 Forking copies the whole process, so it is done only from the main thread of a script (the
 ``e2ee-lab`` command, ``bench call``); a notebook's kernel, whose call runs on a helper thread,
 is refused.
@@ -51,7 +44,6 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 
 from e2ee_lab.call.common import CPUMeter
-from e2ee_lab.transport.udp import read_small
 
 DEADLINE_MARGIN = 15.0  # seconds past media end + drain a worker may take before it is killed
 POLL = 0.05  # seconds between looks at the workers' pipes
@@ -82,10 +74,8 @@ async def run_media_in_workers(people: Sequence, start: float, seconds: float, w
     for p in people:  # from now on the workers read the participants' sockets
         p.leg.transport.pause_reading()
     children: list[tuple[int, list, Connection]] = []
-    collecting = gc.isenabled()
     gc.collect()
     gc.freeze()  # the inherited heap is never collected in a worker (no finalizer of the call's objects runs there)
-    gc.disable()  # the media phase without the cycle collector, here and in the workers (module docstring)
     try:
         for group in groups:
             receiving, sending = Pipe(duplex=False)
@@ -99,8 +89,6 @@ async def run_media_in_workers(people: Sequence, start: float, seconds: float, w
         return await _gather(children, deadline)
     finally:
         gc.unfreeze()
-        if collecting:
-            gc.enable()
         for pid, _, conn in children:
             _reap(pid, kill=True)
             conn.close()
@@ -225,7 +213,6 @@ async def _take_socket(leg) -> None:
     protocol._timer, protocol._timer_at = None, None  # the parent's loop handles are not ours
     protocol.closed = loop.create_future()
     transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
-    read_small(transport)
     leg.transport = transport
 
 

@@ -98,11 +98,6 @@ def _tap_sends(transport: asyncio.DatagramTransport) -> None:
 # /proc/net/snmp) that it would otherwise have read late. The kernel caps it at net.core.rmem_max.
 RECEIVE_BUFFER = 4 * 1024 * 1024
 
-# asyncio's selector transports read each datagram with recvfrom(256 KiB): CPython allocates that
-# much (above malloc's mmap threshold) and shrinks it, ~10 µs a datagram here against ~0.8 µs for
-# 64 KiB, which still holds any UDP datagram (65,507 bytes of payload at most over IPv4).
-MAX_DATAGRAM = 65535
-
 
 @functools.lru_cache(maxsize=1024)
 def check_loopback(addr: Address) -> Address:
@@ -139,17 +134,8 @@ async def open_udp(
     sock = transport.get_extra_info("socket")
     if sock is not None:  # room for a burst while the loop is busy (the kernel caps it at rmem_max)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-    read_small(transport)
     _tap_sends(transport)
     return transport, protocol
-
-
-def read_small(transport: asyncio.DatagramTransport) -> None:
-    """Have an asyncio datagram transport read each datagram into :data:`MAX_DATAGRAM` bytes
-    instead of 256 KiB (uvloop's transports, which read into a buffer of their own, are left as
-    they are)."""
-    if isinstance(getattr(type(transport), "max_size", None), int):
-        transport.max_size = MAX_DATAGRAM  # type: ignore[attr-defined]
 
 
 class LegProtocol(asyncio.DatagramProtocol):

@@ -33,7 +33,6 @@ only make sense read together.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from enum import Enum
 
@@ -136,6 +135,7 @@ class Member:
         self.entry = RosterEntry(index, check_user(f"member {index}" if user is None else user),
                                  identity.public, session)  # what the roster must list for this member
         self.key_version = 0  # bumps whenever the keys held change (the clear-prefix receiver follows)
+        self._own_cache: tuple[int, list[int]] = (-1, [])  # (key_version, own epochs): _own_epochs()
         self._peers: dict[int, RosterEntry] = {}  # pinned roster entries
         self._since: dict[int, int] = {}  # peer -> first epoch it can hold keys for
         self._channels: dict[int, bytes] = {}  # peer -> pairwise AES-GCM key
@@ -144,10 +144,8 @@ class Member:
         self._history: dict[int, tuple[Change, int | None, float]] = {}  # epoch -> (change, subject, start)
         self._codes: dict[int, bytes] = {}  # epoch -> group code
         self._keys: dict[tuple[int, int], bytes] = {}  # (sender, epoch) -> base key
-        self._held: dict[int, set[int]] = {}  # sender -> the epochs of _keys (every frame asks; a room holds many)
         self._floor: dict[tuple[int, str], int] = {}  # (sender, kind) -> oldest epoch still accepted
         self._retire_at: dict[int, float] = {}  # epoch -> when its keys are deleted
-        self._next_retire = math.inf  # min(_retire_at.values()): every frame asks
         self._retired: set[int] = set()
         self._send_epoch: int | None = None
         self._events: deque = deque()
@@ -190,7 +188,6 @@ class Member:
         self._history[update.epoch] = (update.change, update.subject, now)
         if self.epoch >= 0:
             self._retire_at[self.epoch] = now + self.policy.switch_delay + self.policy.grace
-            self._next_retire = min(self._retire_at.values())
         self.epoch, self._codes[update.epoch] = update.epoch, code
         if own_join:
             self.join_epoch = self._send_epoch = update.epoch
@@ -282,13 +279,13 @@ class Member:
         if not self.checks.retirement or sender == self.index or self._floor.get((sender, kind), -1) >= epoch:
             return
         self._floor[sender, kind] = epoch
-        for e in sorted(e for e in self._held.get(sender, ()) if e < epoch):
-            kid = kid_for(e, sender, kind)
+        for s, e in [k for k in self._keys if k[0] == sender and k[1] < epoch]:
+            kid = kid_for(e, s, kind)
             if self.context.has_receive_key(kid):
                 self.context.remove_key(kid)
-                self._events.append(ev.KeyRetired(self.index, sender, e, kid, now))
-            if all(self._floor.get((sender, k), -1) > e for k in MEDIA_KINDS):
-                self._forget(sender, e)
+                self._events.append(ev.KeyRetired(self.index, s, e, kid, now))
+            if all(self._floor.get((s, k), -1) > e for k in MEDIA_KINDS):
+                del self._keys[s, e]
         self.key_version += 1
 
     # -- queries --
@@ -455,7 +452,6 @@ class Member:
     def _store(self, sender: int, epoch: int, key: bytes, how: str, now: float) -> None:
         kids = tuple(kid_for(epoch, sender, kind) for kind in MEDIA_KINDS)
         self._keys[sender, epoch] = key
-        self._held.setdefault(sender, set()).add(epoch)
         for kind, kid in zip(MEDIA_KINDS, kids):
             if sender == self.index:
                 self.context.add_send_key(kid, key)
@@ -480,7 +476,7 @@ class Member:
 
     def _drop(self, sender: int, epoch: int, now: float) -> None:
         """Delete a base key and both its KIDs (events for the KIDs that were installed)."""
-        self._forget(sender, epoch)
+        del self._keys[sender, epoch]
         for kind in MEDIA_KINDS:
             kid = kid_for(epoch, sender, kind)
             if self.context.has_send_key(kid) or self.context.has_receive_key(kid):
@@ -492,23 +488,20 @@ class Member:
         if self.state in (MemberState.OUTSIDE, MemberState.LEFT):
             return
         self._switch_send_key(now)
-        if self._next_retire > now:  # every frame asks: the quick no
+        if not self._retire_at or min(self._retire_at.values()) > now:  # every frame asks: the quick no
             return
         for epoch in [e for e, t in self._retire_at.items() if t <= now]:
             del self._retire_at[epoch]
-            self._next_retire = min(self._retire_at.values(), default=math.inf)
             self._retired.add(epoch)
             for sender, e in [k for k in self._keys if k[1] == epoch]:
                 self._drop(sender, e, now)
 
-    def _own_epochs(self) -> set[int]:
-        """The epochs of this member's own base keys (every frame asks)."""
-        return self._held.get(self.index, set())
-
-    def _forget(self, sender: int, epoch: int) -> None:
-        """Delete the base key of ``sender`` for ``epoch`` from ``_keys`` and its index."""
-        del self._keys[sender, epoch]
-        self._held[sender].discard(epoch)
+    def _own_epochs(self) -> list[int]:
+        """The epochs of this member's own base keys (cached until the keys held change: every
+        change bumps ``key_version``); every frame asks, and a big room holds many keys."""
+        if self._own_cache[0] != self.key_version:
+            self._own_cache = (self.key_version, [e for (s, e) in self._keys if s == self.index])
+        return self._own_cache[1]
 
     def _switch_send_key(self, now: float) -> None:
         own = self._own_epochs()
@@ -531,4 +524,3 @@ class Member:
             self._drop(sender, epoch, now)
         self._channels.clear()
         self._retire_at.clear()
-        self._next_retire = math.inf
