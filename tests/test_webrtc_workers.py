@@ -6,9 +6,9 @@ workers' pids and every candidate was loopback. Failures: a worker killed and on
 the media are reported and the call ends; a worker that cannot start fails the call in one line;
 Ctrl-C on the command leaves no worker behind; the command refuses nonsense. A browser call with
 its Python members in a worker (Chromium only). The protocol: every malformed message is counted,
-never a crash, both in memory and against a real worker process. No timing asserts. (A call killed
-outright takes its workers along through PR_SET_PDEATHSIG; that is not run here, to keep the suite
-inside its time budget.)
+never a crash, both in memory and against a real worker process. A call's process killed outright
+(SIGKILL: no cleanup of its own runs) takes its worker along, through PR_SET_PDEATHSIG, without a
+whole call around it. No timing asserts.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -217,6 +220,60 @@ def test_a_real_worker_survives_garbage_and_reports_it():
     assert code == 0 and result["participants"] == [] and result["cpu"]["cpu_s"] > 0
     dropped = result["dropped"]
     assert dropped == {"signal_pickle_refused": 1, "signal_unknown_participant": 2, "signal_bad_field": 2}
+
+
+#: a call's process reduced to the part that matters here: it starts one worker as a call does, forks
+#: a holder that keeps the call's end of the worker's socket open (so that the worker cannot learn of
+#: the call's death from the socket's end, only from PR_SET_PDEATHSIG), says both pids and waits
+_CALL_THAT_WAITS = """
+import asyncio, os, time
+from e2ee_lab.webrtc import workers
+async def spawn():
+    people = [workers.RemoteParticipant(0, workers.VideoSize(320, 240, 15), 0, encode="live", rtp_sframe=None,
+                                        reproducible_keys=False, clock=lambda: 0.0)]
+    return await workers._spawn(people)
+worker = asyncio.run(spawn())
+holder = os.fork()
+if holder == 0:
+    time.sleep(60)
+    os._exit(0)
+print(worker.process.pid, holder, flush=True)
+time.sleep(60)
+"""
+
+
+def _ignores_sigint(pid: int) -> bool:
+    """Whether ``pid`` ignores SIGINT (the worker does so just before it asks for PR_SET_PDEATHSIG)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    ignored = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+    return bool(ignored & (1 << (signal.SIGINT - 1)))
+
+
+def test_a_call_killed_outright_takes_its_worker_along():
+    call = subprocess.Popen([sys.executable, "-c", _CALL_THAT_WAITS], stdout=subprocess.PIPE, text=True)
+    worker = holder = None
+    try:
+        worker, holder = map(int, call.stdout.readline().split())
+        deadline = time.monotonic() + 30
+        while not _ignores_sigint(worker) and alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert alive(worker) and _ignores_sigint(worker), "the worker did not start"
+        time.sleep(0.2)  # past the prctl that follows
+        call.kill()
+        call.wait()
+        deadline = time.monotonic() + 10
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(worker) and alive(holder)  # the worker's socket was still open
+    finally:
+        call.kill()
+        call.wait()
+        for pid in (worker, holder):
+            if pid is not None and alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 # --- with a browser page ---------------------------------------------------------------------------
