@@ -1,11 +1,13 @@
 """Participants in worker processes (:mod:`e2ee_lab.call.workers`): a short call (ci size, 4
-participants, 1 s, 2 workers), a worker that dies, and Ctrl-C on the command. No timing asserts:
+participants, 1 s, 2 workers), a worker that dies, Ctrl-C on the command, and the command killed
+outright (SIGKILL). No timing asserts:
 the checks are on what each process did and on what is left running."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 
 import pytest
@@ -86,6 +88,16 @@ def test_ctrl_c_on_the_command_leaves_no_worker_behind(tmp_path):
     workers, code, stderr = interrupt_command(args, tmp_path, children=2, after=0.0)
     assert not [pid for pid in workers if alive(pid)]
     assert code == 130 and "call: interrupted" in stderr
+
+
+@pytest.mark.skipif(not CAN_SEE_CHILDREN, reason="needs /proc/PID/task/TID/children")
+def test_a_call_killed_outright_takes_its_workers_along(tmp_path):
+    """SIGKILL leaves the call no cleanup of its own: PR_SET_PDEATHSIG kills the workers, within the
+    10 s the helper waits, long before their 30 s of media would have ended."""
+    args = ["call", "--participants", "2", "--seconds", "30", "--size", "ci", "--encode", "clip", "--workers", "2",
+            "--capture", "off", "--out", str(tmp_path)]
+    workers, code, _ = interrupt_command(args, tmp_path, children=2, after=0.5, sig=signal.SIGKILL)
+    assert code == -signal.SIGKILL and not [pid for pid in workers if alive(pid)]
 
 
 def test_a_call_and_its_workers_run_on_uvloop():

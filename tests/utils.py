@@ -68,10 +68,12 @@ def alive(pid: int) -> bool:
 CAN_SEE_CHILDREN = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists()
 
 
-def interrupt_command(args: list[str], tmp_path: Path, *, children: int, after: float = 0.0) -> tuple[set[int], int, str]:
+def interrupt_command(args: list[str], tmp_path: Path, *, children: int, after: float = 0.0,
+                      sig: int = signal.SIGINT) -> tuple[set[int], int, str]:
     """Run ``e2ee-lab args`` as from a terminal until it has ``children`` child processes, ``after``
-    s more, then press Ctrl-C; returns (those children, its exit code, its stderr) once it ended and
-    its children are gone, or 10 s passed. Fails the test if it still runs 30 s after Ctrl-C."""
+    s more, then press Ctrl-C (or send ``sig``: SIGKILL kills it outright); returns (those children,
+    its exit code, its stderr) once it ended and its children are gone, or 10 s passed. Fails the
+    test if it still runs 30 s after the signal."""
     stderr = tmp_path / "stderr.txt"  # a file, not a pipe: a chatty command cannot block on a full pipe
     with stderr.open("wb") as err:
         call = subprocess.Popen([*AS_FROM_A_TERMINAL, *args], stdout=subprocess.DEVNULL, stderr=err)
@@ -82,11 +84,11 @@ def interrupt_command(args: list[str], tmp_path: Path, *, children: int, after: 
             time.sleep(0.1)
         assert len(seen) == children, stderr.read_text()[-2000:] if call.poll() is not None else "no children"
         time.sleep(after)
-        call.send_signal(signal.SIGINT)
+        call.send_signal(sig)
         try:
             call.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the command still ran 30 s after Ctrl-C; its stderr ends: {stderr.read_text()[-2000:]}")
+            pytest.fail(f"the command still ran 30 s after signal {sig}; its stderr ends: {stderr.read_text()[-2000:]}")
     finally:
         if call.poll() is None:
             call.kill()
