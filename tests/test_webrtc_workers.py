@@ -6,7 +6,8 @@ workers' pids and every candidate was loopback. Failures: a worker killed and on
 the media are reported and the call ends; a worker that cannot start fails the call in one line;
 Ctrl-C on the command leaves no worker behind; the command refuses nonsense. A browser call with
 its Python members in a worker (Chromium only). The protocol: every malformed message is counted,
-never a crash, both in memory and against a real worker process. A call's process killed outright
+never a crash, both in memory and against a real worker process; a worker that sent its results
+stays until the call hangs up (the results' end was lost under load). A call's process killed outright
 (SIGKILL: no cleanup of its own runs) takes its worker along, through PR_SET_PDEATHSIG, without a
 whole call around it. No timing asserts.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -197,6 +199,25 @@ def test_a_link_counts_every_malformed_frame_and_reads_on():
 def test_the_call_reads_only_its_own_ops():
     assert {"setup", "offer", "roster", "key_message", "finish"} <= set(TO_WORKER)
     assert not set(TO_CALL) & {"setup", "roster", "key_message"}
+
+
+def test_a_worker_stays_until_the_call_has_its_results():
+    async def run() -> tuple:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        call = Link(*await asyncio.open_unix_connection(sock=ours), accepts=TO_CALL, pickles=True)
+        worker = Link(*await asyncio.open_unix_connection(sock=theirs), accepts=TO_WORKER)
+        await worker.send_result({"participants": []})
+        lingering = asyncio.ensure_future(worker.linger(5))
+        call.send("finish")  # a message the worker never handles: read and dropped
+        await asyncio.sleep(0.1)
+        waited = not lingering.done()
+        got = await asyncio.wait_for(call.receive(), 2)
+        after = await asyncio.wait_for(call.receive(), 2)  # the worker half-closed: nothing after
+        call.close()
+        await asyncio.wait_for(lingering, 2)  # and it leaves once the call hangs up
+        return waited, got, after
+
+    assert asyncio.run(run()) == (True, ("result", {"participants": []}), None)
 
 
 def test_a_real_worker_survives_garbage_and_reports_it():

@@ -53,6 +53,7 @@ from .errors import MalformedMessage, WebRTCError
 from .worker_records import participant_result
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+LINGER = 10.0  # seconds a worker that sent its results waits for the call to hang up (Link.linger)
 FATAL = ("setup", "offer")  # without these a worker cannot take part: an error ends it, reported
 
 
@@ -188,6 +189,7 @@ class Worker:
                "media_cpu_s": media["cpu_s"], "media_wall_s": media["wall_s"]}
         dropped = dict(sorted((self.link.dropped + self.dropped).items()))
         await self.link.send_result({"participants": results, "cpu": cpu, "dropped": dropped})
+        await self.link.linger(LINGER)  # the call hangs up once it has the results
 
 
 def _optional_int(fields: dict, name: str) -> int | None:

