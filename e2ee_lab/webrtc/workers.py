@@ -24,8 +24,9 @@ and enter the relay as its own. Media starts at one loop time for all: asyncio's
 clock is ``time.monotonic()``, which all processes of a machine share (CLOCK_MONOTONIC); the
 workers report their reading when ready and the call checks it.
 
-At the end (:meth:`WorkerPool.finish`) each worker closes its peer connections and sends its
-participants' records (:mod:`e2ee_lab.webrtc.worker_records`); the stand-ins adopt them, and
+At the end (:meth:`WorkerPool.finish`) each worker closes its peer connections, sends its
+participants' records (:mod:`e2ee_lab.webrtc.worker_records`) and stays until the call, which has
+them then, hangs up (:meth:`~e2ee_lab.webrtc.worker_protocol.Link.linger`); the stand-ins adopt them, and
 their sinks judge every decoded frame against every publisher's records
 (:meth:`WorkerPool.judge`), so :func:`~e2ee_lab.webrtc.call._collect` and the summary read them
 as they read live participants. Every worker's CPU joins ``summary["cpu"]``, and
