@@ -33,10 +33,10 @@ from e2ee_lab.analysis.sfu_view import (
 from e2ee_lab.call import (
     CALL_KEY_POLICY, add_call_arguments, cli_call, read_frame_keys, resolve_key_policy, run_call, run_call_async,
 )
-from e2ee_lab.call.common import format_summary, real_time_verdict
+from e2ee_lab.call.common import format_summary, real_time_verdict, records_table
 from e2ee_lab.call.frame_keys import make_frame_crypto
 from e2ee_lab.call.garbage import SPOOFED_KINDS, STRANGER_KINDS
-from e2ee_lab.call.pipeline import PLAYOUT_BUDGET, MediaReceiver, MediaSender
+from e2ee_lab.call.pipeline import PLAYOUT_BUDGET, MediaReceiver, MediaSender, ReceivedFrame, SentFrame
 from e2ee_lab.crypto.keys import KeyMessage
 from e2ee_lab.media.scene import Scene
 from e2ee_lab.media.speech import FRAME_SAMPLES, SpeechSource
@@ -441,3 +441,18 @@ def test_fingerprint_in_an_offer_is_what_sdp_carries():
     cert = Certificate.generate()
     text = str(cert.fingerprint())
     assert text.startswith("sha-256 ") and Fingerprint.parse(text) == cert.fingerprint()
+
+
+def test_the_records_table_equals_pandas_own_conversion_of_the_records():
+    received = [ReceivedFrame("bob", "alice", kind, ssrc, 90 * i, i, frame_type, 2, 1100 + i, 0.5 + i / 30,
+                              np.nan if i % 3 else 0.02, True, i % 2 == 0, np.nan, "" if i % 2 == 0 else "late",
+                              0.03, bool(i % 4 == 1), True)
+                for i, (kind, ssrc, frame_type) in enumerate([("video", 7, "key"), ("audio", 9, None)] * 5)]
+    sent = [SentFrame("alice", "audio", i, 9, 960 * i, None, 80, 96, 1, i / 50, speaking=i % 2 == 0) for i in range(4)]
+    for records, record_type in [(received, ReceivedFrame), (sent, SentFrame)]:
+        table = records_table(iter(records), record_type)
+        expected = pd.DataFrame(records, columns=list(record_type.__dataclass_fields__))  # via dataclasses.asdict
+        pd.testing.assert_frame_equal(table, expected)
+        assert list(table.columns) == list(record_type.__dataclass_fields__) and len(table) == len(records)
+    empty = records_table([], ReceivedFrame)
+    assert empty.empty and list(empty.columns) == list(ReceivedFrame.__dataclass_fields__)

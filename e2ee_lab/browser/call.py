@@ -71,8 +71,8 @@ from e2ee_lab.call.clip import ENCODINGS
 from e2ee_lab.call.capture import FRAME_KEYS_FILE, FrameKeys, call_frame_keys, write_frame_keys
 from e2ee_lab.call.pipeline import thumbnail
 from e2ee_lab.call.common import (
-    CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, CPUMeter, cpu_summary, process_tree_cpu, run_blocking,
-    wait_for_group_keys,
+    CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, CPUMeter, cpu_summary, process_tree_cpu, records_table,
+    run_blocking, wait_for_group_keys,
 )
 from e2ee_lab.call.pipeline import PLAYOUT_BUDGET
 from e2ee_lab.call.participant import key_seed
@@ -376,8 +376,8 @@ def _collect(mode, seconds, dims, sfu, people, page, stats, shot, truth, loss, l
 
     worker = stats.get("worker") or {}
     credited = stats.get("credited") or {}  # "member:kind" -> frames authenticated under that member's KID
-    received = pd.DataFrame([r for p in people for s in p.sinks for r in s.records + s.dropped_records()],
-                            columns=list(ReceivedFrame.__dataclass_fields__))
+    received = records_table((r for p in people for s in p.sinks for r in s.records + s.dropped_records()),
+                             ReceivedFrame)
     sent_by_page = worker.get("enc:video:self", {}).get("ok", 0)
     to_python, to_browser, pixels = {}, {}, []
     for p in people:

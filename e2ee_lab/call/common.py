@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,6 +208,16 @@ class CallResult:
 
 
 # --- helpers every stack's entry point uses -----------------------------------------------------
+
+
+def records_table(records: Iterable, record_type: type) -> pd.DataFrame:
+    """One row per record (instances of the flat dataclass ``record_type``: SentFrame, ReceivedFrame),
+    its fields as columns. Read shallowly: pandas' own conversion of dataclasses goes through
+    ``dataclasses.asdict``, which deep-copies every field (about 12 times slower here, seconds for
+    the 100,000 records of a room of 50)."""
+    columns = list(record_type.__dataclass_fields__)
+    row = operator.attrgetter(*columns)
+    return pd.DataFrame([row(r) for r in records], columns=columns)
 
 
 def resolve_key_policy(key_policy: RekeyPolicy | str) -> RekeyPolicy:

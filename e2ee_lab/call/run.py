@@ -65,6 +65,7 @@ from e2ee_lab.call.common import (
     CPUMeter,
     cpu_summary,
     real_time_verdict,
+    records_table,
     resolve_key_policy,
     run_blocking,
     wait_for_group_keys,
@@ -417,8 +418,8 @@ def _collect(config: CallConfig, sfu: SFUServer, people: list[Participant],
              injector: GarbageInjector | None, t0: float) -> CallResult:
     view = sfu.core.view.to_dataframe()
     view["time"] = view["time"] - t0
-    sent = pd.DataFrame([r for p in people for r in p.sender.records], columns=_columns(SentFrame))
-    received = pd.DataFrame([r for p in people for r in p.receiver.records], columns=_columns(ReceivedFrame))
+    sent = records_table((r for p in people for r in p.sender.records), SentFrame)
+    received = records_table((r for p in people for r in p.receiver.records), ReceivedFrame)
     scenes = {p.name: p.scene for p in people}
     audio = sent[sent.kind == "audio"].groupby("participant").frame_index.max()
     speech = {p.name: sent_speech(p.speech, int(audio.get(p.name, -1)) + 1) for p in people}
@@ -455,10 +456,6 @@ def _identities(people: list[Participant]) -> dict[str, dict[str, PublicIdentity
             except KeyAgreementError:
                 pass
     return out
-
-
-def _columns(record: type) -> list[str]:
-    return list(record.__dataclass_fields__)
 
 
 def _handshakes(sfu: SFUServer, people: list[Participant]) -> pd.DataFrame:

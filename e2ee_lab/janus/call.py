@@ -48,6 +48,7 @@ from e2ee_lab.call.common import (
     CALL_KEY_POLICY,
     START_DELAY,
     CallConfig,
+    records_table,
     resolve_key_policy,
     wait_for_group_keys,
     write_outputs,
@@ -341,9 +342,9 @@ def _collect(mode, count, seconds, seed, size, people: list[JanusParticipant], r
              relay: SignallingRelay) -> JanusCallResult:
     keylog = run.get("keylog", [])
     config = CallConfig(mode, count, float(seconds), seed, size, keylog[0].profile.value if keylog else "none", 0.0)
-    sent = pd.DataFrame(sent_rows(people), columns=list(SentFrame.__dataclass_fields__))
-    received = pd.DataFrame([r for p in people for s in p.sinks for r in s.records + s.dropped_records()],
-                            columns=list(ReceivedFrame.__dataclass_fields__))
+    sent = records_table(sent_rows(people), SentFrame)
+    received = records_table((r for p in people for s in p.sinks for r in s.records + s.dropped_records()),
+                             ReceivedFrame)
     scenes = {p.name: p.scene for p in people}
     audio = sent[sent.kind == "audio"].groupby("participant").frame_index.max()
     speech = {p.name: sent_speech(p.speech, int(audio.get(p.name, -1)) + 1) for p in people}

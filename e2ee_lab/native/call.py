@@ -42,7 +42,8 @@ import pandas as pd
 from e2ee_lab.analysis.sfu_view import SFUView, analyze_packets, sent_speech, wire_packets
 from e2ee_lab.call.capture import CallCapture, CaptureInfo, FrameKeys, call_frame_keys
 from e2ee_lab.call.common import (
-    CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, CallConfig, resolve_key_policy, wait_for_group_keys, write_outputs,
+    CALL_KEY_POLICY, DEFAULT_PROFILE, START_DELAY, CallConfig, records_table, resolve_key_policy, wait_for_group_keys,
+    write_outputs,
 )
 from e2ee_lab.call.pipeline import ReceivedFrame, SentFrame
 from e2ee_lab.config import Size
@@ -334,10 +335,9 @@ def _collect(mode, participants, seconds, seed, size, sfu, people, native, truth
     profile = keylog[0].profile.value if keylog else "none"
     config = CallConfig(mode, participants + 1, float(seconds), seed, size, profile, 0.0)
     view = sfu.view_packets()
-    sent = pd.DataFrame(sent_rows(people) + native_sent_rows(view, native, truth),
-                        columns=list(SentFrame.__dataclass_fields__))
-    received = pd.DataFrame([r for p in people for s in p.sinks for r in s.records + s.dropped_records()]
-                            + native.received, columns=list(ReceivedFrame.__dataclass_fields__))
+    sent = records_table(sent_rows(people) + native_sent_rows(view, native, truth), SentFrame)
+    received = records_table([r for p in people for s in p.sinks for r in s.records + s.dropped_records()]
+                             + native.received, ReceivedFrame)
     everyone = [*people, native]
     scenes = {p.name: p.scene for p in everyone}
     audio = sent[sent.kind == "audio"].groupby("participant").frame_index.max()

@@ -70,6 +70,7 @@ from e2ee_lab.call.common import (
     CPUMeter,
     cpu_summary,
     real_time_verdict,
+    records_table,
     resolve_key_policy,
     run_blocking,
     wait_for_group_keys,
@@ -503,9 +504,9 @@ def _collect(mode, participants, seconds, seed, size, sfu: WebRTCSFU, people: li
              keylog, sockets, handshakes) -> WebRTCCallResult:
     profile = keylog[0].profile.value if keylog else "none"
     config = CallConfig(mode, participants, float(seconds), seed, size, profile, 0.0)
-    sent = pd.DataFrame(sent_rows(people), columns=list(SentFrame.__dataclass_fields__))
-    received = pd.DataFrame([r for p in people for s in p.sinks for r in s.records + s.dropped_records()],
-                            columns=list(ReceivedFrame.__dataclass_fields__))
+    sent = records_table(sent_rows(people), SentFrame)
+    received = records_table((r for p in people for s in p.sinks for r in s.records + s.dropped_records()),
+                             ReceivedFrame)
     scenes = {p.name: p.scene for p in people}
     audio = sent[sent.kind == "audio"].groupby("participant").frame_index.max()
     speech = {p.name: sent_speech(p.speech, int(audio.get(p.name, -1)) + 1) for p in people}
