@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from aiortc.rtp import RtcpPsfbPacket
 
@@ -206,6 +207,17 @@ def test_e2ee_call_sfu_decodes_nothing_and_sees_sframe_headers(e2ee, e2ee_result
     assert list(video.sframe_ctr) == sorted(video.sframe_ctr) and video.sframe_ctr.is_unique
     starts = r.packets[r.packets.sframe_kid.notna()]
     assert len(starts) == 2 * (VIDEO_FRAMES + AUDIO_FRAMES) and starts.sframe_plausible.all()
+
+
+def test_a_capture_read_once_analyses_like_its_file_in_both_views(plain, plain_result):
+    contents = read_pcap(plain.pcap)
+    again = analyze(contents, plain.keys, references=plain.references, keep_media="all")
+    pd.testing.assert_frame_equal(again.frames, plain_result.frames)
+    pd.testing.assert_frame_equal(again.packets, plain_result.packets)
+    assert again.dropped == plain_result.dropped and again.skipped == plain_result.skipped
+    wire, wire_file = analyze(contents, None), analyze(plain.pcap, None)  # the same contents, the other view
+    pd.testing.assert_frame_equal(wire.frames, wire_file.frames)
+    assert wire.skipped is not again.skipped  # each analysis counts into its own Counter
 
 
 def test_wire_view_without_keys_decodes_nothing(plain):

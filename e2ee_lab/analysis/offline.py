@@ -36,7 +36,7 @@ import pandas as pd
 from aiortc.rtp import HeaderExtensionsMap
 
 from e2ee_lab.analysis.reader import PACKET_COLUMNS, PAYLOAD_FORMATS, CaptureReader, Flow, entropy, sframe_header
-from e2ee_lab.capture.pcap import Datagram, PcapSink, load_keys, read_pcap
+from e2ee_lab.capture.pcap import Datagram, PcapContents, PcapSink, load_keys, read_pcap
 from e2ee_lab.media.codecs import (
     OPUS_PAYLOAD_TYPE,
     VP8_PAYLOAD_TYPE,
@@ -300,7 +300,7 @@ def _frame_rows(reader: CaptureReader, references: Reference, keep_media: str):
 
 
 def analyze(
-    path: str | Path,
+    path: str | Path | PcapContents,
     keys: str | Path | Iterable[KeyLogEntry] | None = None,
     *,
     references: Reference = None,
@@ -312,7 +312,8 @@ def analyze(
     """Analyse a capture as the SFU could (with its key log) or as the wire shows it (no keys).
 
     Args:
-        path: a pcap or pcapng file of the call.
+        path: a pcap or pcapng file of the call, or its contents as :func:`read_pcap` returned
+            them (to analyse one capture several ways without reading it again).
         keys: the SFU's key log (path or :class:`KeyLogEntry` objects), or None for the wire view.
         references: the sent media per ``(ssrc, rtp_timestamp)``: RGB pictures for video, 20 ms
             int16 PCM for audio (a mapping or a function returning None where unknown).
@@ -334,7 +335,7 @@ def analyze(
     if payload_format not in PAYLOAD_FORMATS:
         raise ValueError(f"payload_format must be one of {', '.join(PAYLOAD_FORMATS)}, not {payload_format!r}")
     entries = load_keys(keys)
-    contents = read_pcap(path)
+    contents = path if isinstance(path, PcapContents) else read_pcap(path)
     reader = CaptureReader(entries, payload_types or PAYLOAD_TYPES,
                            extensions_map or make_extensions_map(mid_id=MID_ID), payload_format)
     for datagram in contents.datagrams:
@@ -344,7 +345,7 @@ def analyze(
     frames = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
     packets = pd.DataFrame(reader.rows, columns=list(PACKET_COLUMNS))
     _mark_plausible(packets, frames)
-    return OfflineAnalysis(packets, frames, media, reader.dropped, contents.skipped,
+    return OfflineAnalysis(packets, frames, media, reader.dropped, Counter(contents.skipped),
                            reader.keyed, reader.decrypted, data)
 
 

@@ -43,7 +43,7 @@ from e2ee_lab.call.capture import (
     write_frame_keys,
 )
 from e2ee_lab.call.participant import SPEECH_STAGGER
-from e2ee_lab.capture.pcap import load_keys
+from e2ee_lab.capture.pcap import load_keys, read_pcap
 from e2ee_lab.crypto.sframe import SFrameContext, SFrameError, decode_header
 from e2ee_lab.media.codecs import DecodeError, OpusDecoder, VP8Decoder, picture_matches
 from e2ee_lab.media.scene import Scene, to_rgb, video_size
@@ -488,6 +488,7 @@ def analyze_views(call: CapturedCall, *, frame_keys: FrameKeys | None | object =
     frame_keys = call.frame_keys if frame_keys is _OWN else frame_keys
     keylog = call.keylog if keylog is _OWN else keylog
     refs = call.truth.reference
-    wire = analyze(call.pcap, None, references=refs, keep_media="none")
-    sfu = analyze(call.pcap, keylog, references=refs, keep_media="last")
+    contents = read_pcap(call.pcap)  # read once, analysed twice
+    wire = analyze(contents, None, references=refs, keep_media="none")
+    sfu = analyze(contents, keylog, references=refs, keep_media="last")
     return ThreeViews(call, wire, sfu, receiver_view(sfu, call.mode, frame_keys, call.truth))
