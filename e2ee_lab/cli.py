@@ -76,10 +76,12 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
                         help="labs only: the sizes to run each notebook at (default: ci full)")
     parser.add_argument("--notebooks", type=Path, help="labs only: the folder of notebooks (default: notebooks/)")
     parser.add_argument("--participants", help="call only: room sizes, comma-separated (default 2,4,8,12)")
-    parser.add_argument("--publishers", type=int, help="call only: the first K participants send video (lab stack)")
+    parser.add_argument("--publishers", type=int, help="call: the first K participants send video (lab stack); "
+                        "receiver: the publishers whose video the receiver gets (default 4)")
     parser.add_argument("--stack", choices=("lab", "webrtc"), help="call only: which stack runs the calls (default lab)")
     parser.add_argument("--mode", choices=("dtls-srtp", "e2ee", "clear-prefix"), help="call only: default e2ee")
-    parser.add_argument("--seconds", type=float, help="call only: media per call (default 5)")
+    parser.add_argument("--seconds", type=float, help="call: media per call (default 5); receiver: media "
+                        "the receiver is fed (default 4)")
     parser.add_argument("--size", choices=("ci", "full"), help="call only: picture size (default full)")
     parser.add_argument("--encode", choices=("live", "clip"), help="call only: default clip (each scene encoded once)")
     parser.add_argument("--views", type=lambda t: t if t == "sample" else int(t),

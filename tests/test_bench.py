@@ -20,7 +20,8 @@ from matplotlib.figure import Figure
 import e2ee_lab.bench.pipeline as pipeline_module
 from e2ee_lab.analysis.plots import call_envelope, pipeline_stages, sfu_capacity, transform_cpu, transform_overhead
 from e2ee_lab.bench import (BENCHMARKS, MODES, SCHEMES, SFU_MODES, STAGES, aesgcm_bulk_rate, bench_pipeline,
-                            bench_sfu, bench_sframe, bench_transforms, format_pipeline, format_sfu, format_sframe,
+                            bench_receiver, bench_sfu, bench_sframe, bench_transforms, format_pipeline,
+                            format_receiver, format_sfu, format_sframe,
                             format_transforms, machine_info, measured_overhead, media_set, predicted_overhead,
                             room_traffic)
 from e2ee_lab.bench.sfu import summarize
@@ -98,6 +99,38 @@ def test_cli_bench_choices_come_from_the_registry():
         parser.parse_args(["bench", "no-such-benchmark"])
     with pytest.raises(SystemExit):
         parser.parse_args([])
+
+
+# --- one receiver of a big room, in memory ------------------------------------------------------------
+
+
+def test_bench_receiver_times_every_verified_frame_and_splits_out_the_dependencies():
+    df = bench_receiver(publishers=2, seconds=0.5, repeat=2, progress=False)
+    rows = {r["kind"]: r for r in df.to_dict("records")}
+    assert set(rows) == {"audio", "video"}
+    assert rows["audio"]["frames"] == 2 * 25 and rows["audio"]["packets_per_frame"] == 1.0  # 2 speakers, 20 ms
+    assert rows["video"]["frames"] == 2 * 15 and rows["video"]["packets_per_frame"] > 1  # 0.5 s at 30 fps, full size
+    for r in rows.values():
+        assert r["parse_us"] > 0 and r["unprotect_us"] > 0
+        assert r["rest_us"] == pytest.approx(r["us_per_frame"] - r["parse_us"] - r["unprotect_us"], abs=0.11)
+        assert r["us_per_frame"] > r["parse_us"] + r["unprotect_us"]  # the whole path holds both calls
+    assert df.attrs["options"] == {"publishers": 2, "speakers": 2, "seconds": 0.5, "repeat": 2}
+    text = format_receiver(df)
+    assert "aiortc parse" in text and "SFrame unprotect" in text and text.count("\n") == 3
+
+
+def test_bench_receiver_refuses_a_receiver_that_did_not_verify_every_frame(monkeypatch):
+    from e2ee_lab.call.pipeline import MediaSender
+
+    monkeypatch.setattr(MediaSender, "sent_data", lambda self, kind, timestamp: b"not what was sent")
+    with pytest.raises(RuntimeError, match="did not verify every frame"):
+        bench_receiver(publishers=1, seconds=0.2, repeat=1, progress=False)
+
+
+@pytest.mark.parametrize("bad", [{"publishers": 0}, {"repeat": 0}, {"seconds": 0}])
+def test_bench_receiver_refuses_bad_arguments(bad):
+    with pytest.raises(ValueError):
+        bench_receiver(progress=False, **bad)
 
 
 # --- transforms and pipeline on real frames (tiny sizes) ---------------------------------------------
@@ -373,8 +406,9 @@ def test_bench_sfu_without_uvloop_is_a_one_line_error(monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv", [["bench", "sfu", "--rooms", "1"], ["bench", "sframe", "--suites", "9"],
                                   ["bench", "transforms", "--profile"],
-                                  ["bench", "sfu", "--profile", "--rooms", "2", "4"]],
-                         ids=["room-of-1", "suite-9", "profile-not-sfu", "profile-two-rooms"])
+                                  ["bench", "sfu", "--profile", "--rooms", "2", "4"],
+                                  ["bench", "receiver", "--publishers", "0"]],
+                         ids=["room-of-1", "suite-9", "profile-not-sfu", "profile-two-rooms", "no-publisher"])
 def test_cli_bad_option_values_exit_2_with_one_line(argv, capsys):
     assert main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err

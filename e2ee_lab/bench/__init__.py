@@ -11,6 +11,8 @@
   core of the lab's SFU over loopback, rooms of 2-16, dtls-srtp vs e2ee, next to a bare forwarder.
 - ``call`` (:mod:`.call`): the envelope: one whole real-time call per room size, the share of
   frames each receiver verified and decoded, late frames, latency, CPU per participant-second.
+- ``receiver`` (:mod:`.receiver`): one receiver of a big room, in memory: µs per verified audio and
+  video frame of the call's receive path, and how much of it the dependencies' calls take.
 
 Each benchmark returns a pandas DataFrame (machine description in ``df.attrs["machine"]``);
 :data:`BENCHMARKS` is the registry the ``e2ee-lab bench`` command reads, so a new benchmark is one
@@ -28,13 +30,14 @@ from e2ee_lab.bench.call import bench_call, format_call
 from e2ee_lab.bench.common import aesgcm_bulk_rate, machine_info
 from e2ee_lab.bench.frames import MEDIA, MediaSet, media_set
 from e2ee_lab.bench.pipeline import MODES, STAGES, bench_pipeline, format_pipeline, goal_verdicts
+from e2ee_lab.bench.receiver import bench_receiver, format_receiver
 from e2ee_lab.bench.sfu import ROOM_SIZES, SFU_MODES, bench_sfu, format_sfu, room_traffic, sfu_goal_verdicts
 from e2ee_lab.bench.sframe import DEFAULT_SIZES, SFRAME_GOALS, bench_sframe, format_sframe
 from e2ee_lab.bench.transforms import (SCHEMES, bench_transforms, format_transforms, measured_overhead,
                                        predicted_overhead)
 
 __all__ = [
-    "BENCHMARKS", "Benchmark", "bench_call", "format_call", "DEFAULT_SIZES", "MEDIA", "MODES", "MediaSet", "ROOM_SIZES", "SCHEMES",
+    "BENCHMARKS", "Benchmark", "bench_call", "bench_receiver", "format_call", "format_receiver", "DEFAULT_SIZES", "MEDIA", "MODES", "MediaSet", "ROOM_SIZES", "SCHEMES",
     "SFRAME_GOALS", "SFU_MODES", "STAGES", "aesgcm_bulk_rate", "bench_pipeline", "bench_sfu", "bench_sframe",
     "bench_transforms", "format_pipeline", "format_sfu", "format_sframe", "format_transforms", "goal_verdicts",
     "machine_info", "measured_overhead", "media_set", "predicted_overhead", "room_traffic", "sfu_goal_verdicts",
@@ -62,4 +65,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "call": Benchmark(bench_call, format_call,
                       "whole real-time calls per room size (--participants 2,4,8,12): verified, decoded, "
                       "late, latency, CPU per participant-second"),
+    "receiver": Benchmark(bench_receiver, format_receiver,
+                          "one receiver of a big room in memory: µs per verified audio/video frame, "
+                          "and the share of aiortc's parse and the SFrame unprotect in it"),
 }
