@@ -13,12 +13,14 @@ and decodes none (a listener of ``views="sample"``). Per kind, one row: the whol
 dependencies' calls every frame needs: aiortc's RTP parse (all the frame's packets) and the
 member's SFrame unprotect (one call per frame); ``rest_us`` is the lab's own layers around them
 (reassembly bookkeeping, events and frame objects, dispatch, verification, the frame's record).
-SRTP, sockets and the event loop are not in it (``bench sfu`` and ``bench call`` cover those).
+SRTP, sockets and the event loop are not in it (``bench sfu`` and ``bench call`` cover those). The
+cycle collector is off while a part is timed (as ``timeit`` does), so a collection the previous
+part's garbage triggers does not land on the next.
 
 Why it exists: a room of 50 with 4 publishers asks every receiver for about 120 video and 150
 audio frames a second; ``bench call`` says whether the whole room keeps up, this says where one
-receiver's time goes, in a measurement that does not depend on how busy the machine's other
-processes are (issue 15).
+receiver's time goes, in one process, without the scheduling of a call's three processes on two
+cores (it still moves with the machine's speed: compare runs made one after another) (issue 15).
 """
 
 from __future__ import annotations
@@ -179,8 +181,7 @@ def _receive(member, senders: list[MediaSender], packets: list[tuple[float, byte
 
 @contextmanager
 def _no_gc():
-    """Time without the cycle collector, as ``timeit`` does: a collection that the previous part's
-    garbage triggers would land on whichever part runs next."""
+    """Time without the cycle collector (module docstring)."""
     gc.collect()
     gc.disable()
     try:
