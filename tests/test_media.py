@@ -280,6 +280,23 @@ def test_speech_loops_and_offsets(speech):
     assert shifted.chunk(0).speaking == src.chunk(10).speaking
 
 
+def test_chunks_in_a_row_equal_chunks_one_by_one_and_pcm_their_samples(speech):
+    # chunks() carries each level forward for the V bit; pcm() takes the samples in one go
+    loop = chunk_count(speech.duration)
+    for offset_s, start, count in [(0.0, 0, 40), (0.2, loop - 30, 60), (1.3, 7, 25)]:  # silence before 0; the loop
+        src = SpeechSource(speech, offset_s=offset_s)
+        one_by_one = [src.chunk(i) for i in range(start, start + count)]
+        in_a_row = list(src.chunks(count, start=start))
+        assert [(c.index, c.audio_level, c.voice_activity, c.speaking, c.capture_time) for c in in_a_row] == [
+            (c.index, c.audio_level, c.voice_activity, c.speaking, c.capture_time) for c in one_by_one]
+        assert all(np.array_equal(a.pcm, b.pcm) for a, b in zip(in_a_row, one_by_one))
+        samples = src.pcm(count, start=start)
+        assert samples.dtype == one_by_one[0].pcm.dtype
+        assert np.array_equal(samples, np.concatenate([c.pcm for c in one_by_one]))
+    assert any(c.voice_activity != (c.audio_level <= 50) for c in SpeechSource(speech).chunks(loop))  # hangover seen
+    assert len(SpeechSource(speech).pcm(0)) == 0
+
+
 # --- Opus --------------------------------------------------------------------------------------------------
 
 

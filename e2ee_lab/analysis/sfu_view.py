@@ -168,7 +168,7 @@ def sent_speech(source: SpeechSource, chunks: int) -> np.ndarray:
     """The PCM a microphone produced for chunks ``0 .. chunks-1``, back to back (int16, 48 kHz)."""
     if chunks <= 0:
         return np.zeros(0, np.int16)
-    return np.concatenate([c.pcm for c in source.chunks(chunks)])
+    return source.pcm(chunks)
 
 
 def analyze_packets(packets: pd.DataFrame, sent: pd.DataFrame, *, scenes: Mapping[str, Scene],

@@ -136,8 +136,7 @@ class Truth:
             sent = frames[(frames.publisher == name) & (frames.kind == "audio")]
             chunks = int(sent.frame_index.max()) + 1 if len(sent) else 0
             source = SpeechSource(offset_s=i * SPEECH_STAGGER)
-            speech[name] = (np.concatenate([c.pcm for c in source.chunks(chunks)])
-                            if chunks else np.zeros(0, np.int16))
+            speech[name] = source.pcm(chunks) if chunks else np.zeros(0, np.int16)
         return cls(frames[list(TRUTH_COLUMNS)].reset_index(drop=True), scenes, speech)
 
     def write(self, path: str | Path) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import wave
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -160,24 +161,37 @@ class SpeechSource:
 
     def chunk(self, index: int) -> AudioChunk:
         """Chunk ``index`` (0-based; any index, the sample loops)."""
-        pcm = self._pcm(index)
+        recent = [self.level(i) for i in range(index - VAD_HANGOVER, index)]
+        return self._chunk(index, self._pcm(index), recent)
+
+    def chunks(self, count: int, start: int = 0) -> Iterator[AudioChunk]:
+        """``count`` consecutive chunks from ``start`` (each chunk's level computed once, not once
+        per chunk whose V bit it holds up)."""
+        recent = deque((self.level(i) for i in range(start - VAD_HANGOVER, start)), maxlen=VAD_HANGOVER)
+        for index in range(start, start + count):
+            chunk = self._chunk(index, self._pcm(index), recent)
+            recent.append(chunk.audio_level)
+            yield chunk
+
+    def pcm(self, count: int, start: int = 0) -> np.ndarray:
+        """The samples of ``count`` consecutive chunks from ``start``, back to back (the chunks' ``pcm``)."""
+        first = self._offset + start * self.frame_samples
+        return np.take(self.sample.pcm, np.arange(first, first + max(count, 0) * self.frame_samples), mode="wrap")
+
+    def _chunk(self, index: int, pcm: np.ndarray, recent) -> AudioChunk:
+        """Chunk ``index`` of samples ``pcm``; ``recent``: the levels of the :data:`VAD_HANGOVER` chunks before it."""
         rate = self.sample.sample_rate
         mid = (self._offset + index * self.frame_samples + self.frame_samples / 2) / rate
-        recent = [self.level(i) for i in range(index - VAD_HANGOVER, index + 1)]
+        level = audio_level(pcm) if index >= 0 else SILENCE_LEVEL  # as level(): before 0 is silence
         return AudioChunk(
             index=index,
             pcm=pcm,
             sample_rate=rate,
             capture_time=index * FRAME_MS / 1000,
             speaking=self.sample.speaking_at(mid),
-            audio_level=recent[-1],
-            voice_activity=min(recent) <= VAD_MAX_LEVEL,
+            audio_level=level,
+            voice_activity=min(level, *recent) <= VAD_MAX_LEVEL,
         )
-
-    def chunks(self, count: int, start: int = 0) -> Iterator[AudioChunk]:
-        """``count`` consecutive chunks from ``start``."""
-        for index in range(start, start + count):
-            yield self.chunk(index)
 
 
 def chunk_count(duration_s: float) -> int:
