@@ -40,6 +40,7 @@ the tap one list append. Raw entries hold the whole packet until then, even with
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -187,11 +188,8 @@ class ViewTap:
 
     def to_dataframe(self, direction: Direction | None = None) -> pd.DataFrame:
         """The records as a DataFrame with :data:`COLUMNS` (all, or one ``direction``)."""
-        rows = [
-            tuple(getattr(r, name) for name in COLUMNS)
-            for r in self.records
-            if direction in (None, r.direction)
-        ]
+        row = operator.attrgetter(*COLUMNS)
+        rows = [row(r) for r in self.records if direction in (None, r.direction)]
         return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
 
     def _from_raw(self, time: float, direction: Direction, leg: LegId, data: bytes, kind: str,
