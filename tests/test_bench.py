@@ -104,7 +104,7 @@ def test_cli_bench_choices_come_from_the_registry():
 # --- one receiver of a big room, in memory ------------------------------------------------------------
 
 
-def test_bench_receiver_times_every_verified_frame_and_splits_out_the_dependencies():
+def test_bench_receiver_times_every_verified_frame_and_splits_out_the_dependencies_and_stages():
     df = bench_receiver(publishers=2, seconds=0.5, repeat=2, progress=False)
     rows = {r["kind"]: r for r in df.to_dict("records")}
     assert set(rows) == {"audio", "video"}
@@ -114,9 +114,11 @@ def test_bench_receiver_times_every_verified_frame_and_splits_out_the_dependenci
         assert r["parse_us"] > 0 and r["unprotect_us"] > 0
         assert r["rest_us"] == pytest.approx(r["us_per_frame"] - r["parse_us"] - r["unprotect_us"], abs=0.11)
         assert r["us_per_frame"] > r["parse_us"] + r["unprotect_us"]  # the whole path holds both calls
+        assert r["reassembly_us"] > r["parse_us"] and r["transform_us"] > r["unprotect_us"]  # each stage holds its call
+        assert r["glue_us"] == pytest.approx(r["us_per_frame"] - r["reassembly_us"] - r["transform_us"], abs=0.11)
     assert df.attrs["options"] == {"publishers": 2, "speakers": 2, "seconds": 0.5, "repeat": 2}
     text = format_receiver(df)
-    assert "aiortc parse" in text and "SFrame unprotect" in text and text.count("\n") == 3
+    assert "aiortc parse" in text and "SFrame unprotect" in text and "reassembly" in text and text.count("\n") == 3
 
 
 def test_bench_receiver_refuses_a_receiver_that_did_not_verify_every_frame(monkeypatch):

@@ -9,10 +9,17 @@ them on after SRTP, go in arrival order into a fresh :class:`~e2ee_lab.call.pipe
 per run with a fresh member of the group: it reassembles, checks and decrypts every frame (RFC 9605
 with the lab's KID checks and replay window) and verifies it against what its publisher encrypted,
 and decodes none (a listener of ``views="sample"``). Per kind, one row: the whole receive path in
-µs per frame (median and IQR over runs), and inside it, timed apart on the same packets, the two
-dependencies' calls every frame needs: aiortc's RTP parse (all the frame's packets) and the
-member's SFrame unprotect (one call per frame); ``rest_us`` is the lab's own layers around them
-(reassembly bookkeeping, events and frame objects, dispatch, verification, the frame's record).
+µs per frame (median and IQR over runs), and, timed apart on the same packets:
+
+- the two dependencies' calls every frame needs: aiortc's RTP parse (all the frame's packets,
+  ``parse_us``) and the member's SFrame unprotect (one call per frame, ``unprotect_us``);
+  ``rest_us`` is the lab's own code around them;
+- the path's stages: the jitter buffer alone (:class:`~e2ee_lab.rtp.reassembly.FrameAssembler` fed
+  the packets, parse included, ``reassembly_us``), the frame transform alone on the frames it
+  assembled (the event's frame object and the e2ee ``unprotect``, ``transform_us``), and
+  ``glue_us``, the whole minus both: the receiver's own work per frame (ground truth, verification,
+  the record, dispatch) plus what running the stages interleaved costs over running each alone.
+
 SRTP, sockets and the event loop are not in it (``bench sfu`` and ``bench call`` cover those). The
 cycle collector is off while a part is timed (as ``timeit`` does), so a collection the previous
 part's garbage triggers does not land on the next.
@@ -45,7 +52,10 @@ if TYPE_CHECKING:
 KINDS = ("audio", "video")
 SPEAKERS = 3  # the loudest speakers a big room's SFU forwards (issue 15)
 START = 30.0  # group time of the first frame: every member sends under the current keys by then
-COLUMNS = ["kind", "frames", "packets_per_frame", "us_per_frame", "iqr_us", "parse_us", "unprotect_us", "rest_us"]
+COLUMNS = ["kind", "frames", "packets_per_frame", "us_per_frame", "iqr_us", "parse_us", "unprotect_us", "rest_us",
+           "reassembly_us", "transform_us", "glue_us"]
+PARTS = ("whole", "parse", "unprotect", "reassembly", "transform")
+MEMBERS_PER_RUN = 3  # the receiver's, and one each for the unprotect and transform timings (replay windows)
 
 
 def bench_receiver(*, publishers: int = 4, seconds: float = 4.0, repeat: int = 7,
@@ -65,34 +75,37 @@ def bench_receiver(*, publishers: int = 4, seconds: float = 4.0, repeat: int = 7
 
     speakers = min(SPEAKERS, publishers)
     group = Group(policy=CALL_KEY_POLICY)
-    for _ in range(publishers + 2 * (repeat + 1)):  # publishers, then a receiver and a spare member per run
+    for _ in range(publishers + MEMBERS_PER_RUN * (repeat + 1)):  # publishers, then the runs' members
         group.join(0.0)
     group.tick(START)
     senders = _senders(group, publishers, seconds)
     packets = {kind: _packets(senders, kind, speakers, seconds) for kind in KINDS}
     extensions = make_extensions_map()
-    samples: dict[str, dict[str, list[float]]] = {k: {"whole": [], "parse": [], "unprotect": []} for k in KINDS}
+    samples: dict[str, dict[str, list[float]]] = {k: {part: [] for part in PARTS} for k in KINDS}
     verified: dict[str, int] = {}  # frames per kind, every one verified (else _receive raises)
     for run in range(repeat + 1):  # run 0 warms up
-        receiver_member, spare = group.members[publishers + 2 * run], group.members[publishers + 2 * run + 1]
+        first = publishers + MEMBERS_PER_RUN * run
+        receiver_member, spare, transform_member = (group.members[first + k] for k in range(MEMBERS_PER_RUN))
         for kind in KINDS:
             whole, frames = _receive(receiver_member, senders, packets[kind], f"r{run}")
-            parse = _time(lambda: [RtpPacket.parse(data, extensions) for _, data in packets[kind]])
-            unprotect = _unprotect_time(spare, senders, packets[kind], extensions, kind)
+            times = {"whole": whole,
+                     "parse": _time(lambda: [RtpPacket.parse(data, extensions) for _, data in packets[kind]]),
+                     "unprotect": _unprotect_time(spare, senders, packets[kind], extensions, kind),
+                     **_stage_times(transform_member, senders, packets[kind], kind)}
             if run:
-                samples[kind]["whole"].append(whole / frames)
-                samples[kind]["parse"].append(parse / frames)
-                samples[kind]["unprotect"].append(unprotect / frames)
+                for part, us in times.items():
+                    samples[kind][part].append(us / frames)
             verified[kind] = frames
     rows = []
     for kind in KINDS:
-        s = samples[kind]
-        whole, iqr = median_iqr(s["whole"])
-        parse, unprotect = median_iqr(s["parse"])[0], median_iqr(s["unprotect"])[0]
+        whole, iqr = median_iqr(samples[kind]["whole"])
+        m = {part: median_iqr(samples[kind][part])[0] for part in PARTS}
         frames = verified[kind]
         rows.append({"kind": kind, "frames": frames, "packets_per_frame": round(len(packets[kind]) / frames, 2),
-                     "us_per_frame": round(whole, 1), "iqr_us": round(iqr, 1), "parse_us": round(parse, 1),
-                     "unprotect_us": round(unprotect, 1), "rest_us": round(whole - parse - unprotect, 1)})
+                     "us_per_frame": round(whole, 1), "iqr_us": round(iqr, 1), "parse_us": round(m["parse"], 1),
+                     "unprotect_us": round(m["unprotect"], 1), "rest_us": round(whole - m["parse"] - m["unprotect"], 1),
+                     "reassembly_us": round(m["reassembly"], 1), "transform_us": round(m["transform"], 1),
+                     "glue_us": round(whole - m["reassembly"] - m["transform"], 1)})
     df = pd.DataFrame(rows, columns=COLUMNS)
     df.attrs["machine"] = machine_info()
     df.attrs["options"] = {"publishers": publishers, "speakers": speakers, "seconds": seconds, "repeat": repeat}
@@ -105,10 +118,12 @@ def format_receiver(df: pd.DataFrame) -> str:
     lines = [f"one receiver's path per frame, sans sockets and SRTP ({o.get('publishers')} publishers' video, "
              f"{o.get('speakers')} speakers' audio, every frame verified, none decoded); µs per frame",
              f"{'kind':6} {'frames':>6} {'pkts/frame':>10} {'whole':>7} {'iqr':>5} {'aiortc parse':>12} "
-             f"{'SFrame unprotect':>16} {'the lab around them':>19}"]
+             f"{'SFrame unprotect':>16} {'the lab around them':>19}   {'reassembly':>10} {'transform':>9} "
+             f"{'glue':>6}"]
     for r in df.to_dict("records"):
         lines.append(f"{r['kind']:6} {r['frames']:>6} {r['packets_per_frame']:>10} {r['us_per_frame']:>7} "
-                     f"{r['iqr_us']:>5} {r['parse_us']:>12} {r['unprotect_us']:>16} {r['rest_us']:>19}")
+                     f"{r['iqr_us']:>5} {r['parse_us']:>12} {r['unprotect_us']:>16} {r['rest_us']:>19}   "
+                     f"{r['reassembly_us']:>10} {r['transform_us']:>9} {r['glue_us']:>6}")
     return "\n".join(lines)
 
 
@@ -177,6 +192,32 @@ def _receive(member, senders: list[MediaSender], packets: list[tuple[float, byte
     if not frames or any(not r.verified for r in receiver.records) or receiver.counters():
         raise RuntimeError(f"the receiver did not verify every frame: {dict(receiver.counters())}")
     return elapsed, frames
+
+
+def _stage_times(member, senders: list[MediaSender], packets: list[tuple[float, bytes]], kind: str) -> dict[str, float]:
+    """µs for the jitter buffer alone on ``packets``, then for ``member``'s frame transform alone on
+    the frames it assembled (the call's receiver builds the same objects between the two)."""
+    from e2ee_lab.call.frame_keys import make_frame_crypto
+    from e2ee_lab.call.pipeline import PAYLOAD_TYPES, REASSEMBLY_WAIT
+    from e2ee_lab.rtp import FrameAssembled, FrameAssembler
+
+    assembler = FrameAssembler(PAYLOAD_TYPES, extensions_map=make_extensions_map(), max_wait=REASSEMBLY_WAIT)
+    events: list = []
+    with _no_gc():
+        start = time.perf_counter()
+        for now, data in packets:
+            events += assembler.receive(data, now + 0.01)
+        events += assembler.flush()
+        reassembly = (time.perf_counter() - start) * 1e6
+    frames = [e for e in events if isinstance(e, FrameAssembled)]
+    crypto = make_frame_crypto("e2ee", member)
+    owner = {s.ssrcs[kind]: i for i, s in enumerate(senders)}  # publisher i is member i
+    with _no_gc():
+        start = time.perf_counter()
+        for frame in frames:
+            crypto.unprotect(frame.to_encoded_frame(), owner[frame.ssrc], START + 1.0, kind)
+        transform = (time.perf_counter() - start) * 1e6
+    return {"reassembly": reassembly, "transform": transform}
 
 
 @contextmanager
