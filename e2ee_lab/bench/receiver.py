@@ -44,7 +44,6 @@ from aiortc.rtp import RtpPacket
 from e2ee_lab.bench.common import machine_info, median_iqr
 from e2ee_lab.crypto.keys import Group
 from e2ee_lab.rtp import make_extensions_map
-from e2ee_lab.rtp.vp8 import VP8PayloadDescriptor
 
 if TYPE_CHECKING:
     from e2ee_lab.call.pipeline import MediaSender
@@ -90,8 +89,7 @@ def bench_receiver(*, publishers: int = 4, seconds: float = 4.0, repeat: int = 7
             whole, frames = _receive(receiver_member, senders, packets[kind], f"r{run}")
             times = {"whole": whole,
                      "parse": _time(lambda: [RtpPacket.parse(data, extensions) for _, data in packets[kind]]),
-                     "unprotect": _unprotect_time(spare, senders, packets[kind], extensions, kind),
-                     **_stage_times(transform_member, senders, packets[kind], kind)}
+                     **_part_times(spare, transform_member, senders, packets[kind], kind)}
             if run:
                 for part, us in times.items():
                     samples[kind][part].append(us / frames)
@@ -130,6 +128,7 @@ def format_receiver(df: pd.DataFrame) -> str:
 def _senders(group: Group, publishers: int, seconds: float) -> list[MediaSender]:
     from e2ee_lab.call.clip import encoded_clip, speech_clip
     from e2ee_lab.call.frame_keys import make_frame_crypto
+    from e2ee_lab.call.participant import SPEECH_STAGGER
     from e2ee_lab.call.pipeline import MediaSender
     from e2ee_lab.media.scene import Scene, video_size
     from e2ee_lab.media.speech import FRAME_MS, SpeechSource
@@ -140,7 +139,7 @@ def _senders(group: Group, publishers: int, seconds: float) -> list[MediaSender]
     senders = []
     for i in range(publishers):
         scene = Scene(i, width=size.width, height=size.height, fps=size.fps)
-        speech = SpeechSource(offset_s=i * 3.7)
+        speech = SpeechSource(offset_s=i * SPEECH_STAGGER)  # as the call staggers its speakers
         senders.append(MediaSender(f"publisher{i}", scene=scene, speech=speech,
                                    crypto=make_frame_crypto("e2ee", group.members[i]),
                                    ssrcs={"video": 1000 + i, "audio": 2000 + i}, seed=0, srtp_overhead=16,
@@ -194,9 +193,12 @@ def _receive(member, senders: list[MediaSender], packets: list[tuple[float, byte
     return elapsed, frames
 
 
-def _stage_times(member, senders: list[MediaSender], packets: list[tuple[float, bytes]], kind: str) -> dict[str, float]:
-    """µs for the jitter buffer alone on ``packets``, then for ``member``'s frame transform alone on
-    the frames it assembled (the call's receiver builds the same objects between the two)."""
+def _part_times(spare, transform_member, senders: list[MediaSender], packets: list[tuple[float, bytes]],
+                kind: str) -> dict[str, float]:
+    """µs for the jitter buffer alone on ``packets``; then, on the frames it assembled, for
+    ``transform_member``'s frame transform alone (the frame object and the e2ee ``unprotect``, as
+    the call's receiver builds them) and for ``spare``'s bare ``Member.unprotect`` (two members
+    that have not seen the frames, so their replay windows pass each)."""
     from e2ee_lab.call.frame_keys import make_frame_crypto
     from e2ee_lab.call.pipeline import PAYLOAD_TYPES, REASSEMBLY_WAIT
     from e2ee_lab.rtp import FrameAssembled, FrameAssembler
@@ -209,15 +211,13 @@ def _stage_times(member, senders: list[MediaSender], packets: list[tuple[float, 
             events += assembler.receive(data, now + 0.01)
         events += assembler.flush()
         reassembly = (time.perf_counter() - start) * 1e6
-    frames = [e for e in events if isinstance(e, FrameAssembled)]
-    crypto = make_frame_crypto("e2ee", member)
     owner = {s.ssrcs[kind]: i for i, s in enumerate(senders)}  # publisher i is member i
-    with _no_gc():
-        start = time.perf_counter()
-        for frame in frames:
-            crypto.unprotect(frame.to_encoded_frame(), owner[frame.ssrc], START + 1.0, kind)
-        transform = (time.perf_counter() - start) * 1e6
-    return {"reassembly": reassembly, "transform": transform}
+    frames = [(e, owner[e.ssrc]) for e in events if isinstance(e, FrameAssembled)]
+    crypto = make_frame_crypto("e2ee", transform_member)
+    transform = _time(lambda: [crypto.unprotect(f.to_encoded_frame(), sender, START + 1.0, kind)
+                               for f, sender in frames])
+    unprotect = _time(lambda: [spare.unprotect(f.data, START + 1.0, sender=sender, kind=kind) for f, sender in frames])
+    return {"reassembly": reassembly, "transform": transform, "unprotect": unprotect}
 
 
 @contextmanager
@@ -235,21 +235,4 @@ def _time(job: Callable[[], object]) -> float:
     with _no_gc():
         start = time.perf_counter()
         job()
-        return (time.perf_counter() - start) * 1e6
-
-
-def _unprotect_time(member, senders: list[MediaSender], packets, extensions, kind: str) -> float:
-    """µs for ``member`` to unprotect every frame of ``packets`` (frames rebuilt from their packets
-    untimed; the member has not seen them, so its replay window passes each)."""
-    frames: dict[tuple[int, int], list[bytes]] = {}
-    for _, data in packets:
-        rtp = RtpPacket.parse(data, extensions)
-        payload = rtp.payload if kind == "audio" else VP8PayloadDescriptor.parse(rtp.payload)[1]
-        frames.setdefault((rtp.ssrc, rtp.timestamp), []).append(payload)
-    owner = {s.ssrcs[kind]: i for i, s in enumerate(senders)}  # publisher i is member i
-    jobs = [(b"".join(parts), owner[ssrc]) for (ssrc, _), parts in frames.items()]
-    with _no_gc():
-        start = time.perf_counter()
-        for ciphertext, sender in jobs:
-            member.unprotect(ciphertext, START + 1.0, sender=sender, kind=kind)
         return (time.perf_counter() - start) * 1e6
