@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import math
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -1077,6 +1078,20 @@ class KeyAgreementMachine(RuleBasedStateMachine):
         if hasattr(self, "group"):
             assert not self.group.dropped
             self.history += _snapshots(self.group).values()
+
+    @invariant()
+    def indexes_match_the_keys_they_index(self):
+        """The member's per-frame shortcuts (keys by sender, newest own epoch, next retirement)
+        always say what a scan of its keys and deadlines says."""
+        if not hasattr(self, "group"):
+            return
+        for member in self.group.members.values():
+            keys = member._keys
+            assert {s: {e: k for (s2, e), k in keys.items() if s2 == s} for s, _ in keys} == member._by_sender
+            assert all(list(held) == [e for (s, e) in keys if s == sender]  # same order: events follow it
+                       for sender, held in member._by_sender.items())
+            assert member._newest_own() == max((e for (s, e) in keys if s == member.index), default=-1)
+            assert member._next_retire == min(member._retire_at.values(), default=math.inf)
 
     def teardown(self):
         if hasattr(self, "group"):

@@ -33,6 +33,7 @@ only make sense read together.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from enum import Enum
 
@@ -135,7 +136,6 @@ class Member:
         self.entry = RosterEntry(index, check_user(f"member {index}" if user is None else user),
                                  identity.public, session)  # what the roster must list for this member
         self.key_version = 0  # bumps whenever the keys held change (the clear-prefix receiver follows)
-        self._own_cache: tuple[int, list[int]] = (-1, [])  # (key_version, own epochs): _own_epochs()
         self._peers: dict[int, RosterEntry] = {}  # pinned roster entries
         self._since: dict[int, int] = {}  # peer -> first epoch it can hold keys for
         self._channels: dict[int, bytes] = {}  # peer -> pairwise AES-GCM key
@@ -144,8 +144,13 @@ class Member:
         self._history: dict[int, tuple[Change, int | None, float]] = {}  # epoch -> (change, subject, start)
         self._codes: dict[int, bytes] = {}  # epoch -> group code
         self._keys: dict[tuple[int, int], bytes] = {}  # (sender, epoch) -> base key
+        # _keys by sender, in the same order: sender -> {epoch: base key}. A room of 50 holds ~1,300
+        # keys, and the per-frame work (retirement, the own key switch) asks about one sender.
+        self._by_sender: dict[int, dict[int, bytes]] = {}
+        self._own_newest: int | None = None  # newest epoch of an own key (-1: none); None: recount
         self._floor: dict[tuple[int, str], int] = {}  # (sender, kind) -> oldest epoch still accepted
         self._retire_at: dict[int, float] = {}  # epoch -> when its keys are deleted
+        self._next_retire = math.inf  # min(_retire_at.values()): every frame asks
         self._retired: set[int] = set()
         self._send_epoch: int | None = None
         self._events: deque = deque()
@@ -188,6 +193,7 @@ class Member:
         self._history[update.epoch] = (update.change, update.subject, now)
         if self.epoch >= 0:
             self._retire_at[self.epoch] = now + self.policy.switch_delay + self.policy.grace
+            self._next_retire = min(self._retire_at.values())
         self.epoch, self._codes[update.epoch] = update.epoch, code
         if own_join:
             self.join_epoch = self._send_epoch = update.epoch
@@ -279,13 +285,13 @@ class Member:
         if not self.checks.retirement or sender == self.index or self._floor.get((sender, kind), -1) >= epoch:
             return
         self._floor[sender, kind] = epoch
-        for s, e in [k for k in self._keys if k[0] == sender and k[1] < epoch]:
-            kid = kid_for(e, s, kind)
+        for e in [e for e in self._by_sender.get(sender, ()) if e < epoch]:
+            kid = kid_for(e, sender, kind)
             if self.context.has_receive_key(kid):
                 self.context.remove_key(kid)
-                self._events.append(ev.KeyRetired(self.index, s, e, kid, now))
-            if all(self._floor.get((s, k), -1) > e for k in MEDIA_KINDS):
-                del self._keys[s, e]
+                self._events.append(ev.KeyRetired(self.index, sender, e, kid, now))
+            if all(self._floor.get((sender, k), -1) > e for k in MEDIA_KINDS):
+                self._forget(sender, e)
         self.key_version += 1
 
     # -- queries --
@@ -328,8 +334,8 @@ class Member:
 
     def next_timer(self) -> float | None:
         """When :meth:`tick` next has work (a switch-over or a key deletion), for the I/O edge."""
-        starts = [self._history[e][2] + self.policy.switch_delay for (s, e) in self._keys
-                  if s == self.index and self._send_epoch is not None and e > self._send_epoch]
+        starts = [self._history[e][2] + self.policy.switch_delay for e in self._by_sender.get(self.index, ())
+                  if self._send_epoch is not None and e > self._send_epoch]
         times = starts + list(self._retire_at.values())
         return min(times) if times else None
 
@@ -348,7 +354,7 @@ class Member:
     def receive_keys(self, sender: int, kind: str) -> dict[int, bytes]:
         """``{epoch: base_key}`` of ``sender`` that a receiver of ``kind`` frames may still use (a copy)."""
         floor = self._floor.get((sender, kind), -1)
-        return {e: key for (s, e), key in self._keys.items() if s == sender and e >= floor}
+        return {e: key for e, key in self._by_sender.get(sender, {}).items() if e >= floor}
 
     def snapshot(self) -> dict:
         """A deep copy of the whole state (keys included) for tests that check nothing changed."""
@@ -452,6 +458,9 @@ class Member:
     def _store(self, sender: int, epoch: int, key: bytes, how: str, now: float) -> None:
         kids = tuple(kid_for(epoch, sender, kind) for kind in MEDIA_KINDS)
         self._keys[sender, epoch] = key
+        self._by_sender.setdefault(sender, {})[epoch] = key
+        if sender == self.index:
+            self._own_newest = None
         for kind, kid in zip(MEDIA_KINDS, kids):
             if sender == self.index:
                 self.context.add_send_key(kid, key)
@@ -476,7 +485,7 @@ class Member:
 
     def _drop(self, sender: int, epoch: int, now: float) -> None:
         """Delete a base key and both its KIDs (events for the KIDs that were installed)."""
-        del self._keys[sender, epoch]
+        self._forget(sender, epoch)
         for kind in MEDIA_KINDS:
             kid = kid_for(epoch, sender, kind)
             if self.context.has_send_key(kid) or self.context.has_receive_key(kid):
@@ -484,29 +493,39 @@ class Member:
                 self._events.append(ev.KeyRetired(self.index, sender, epoch, kid, now))
         self.key_version += 1
 
+    def _forget(self, sender: int, epoch: int) -> None:
+        """Delete a base key from ``_keys`` and its index (the KIDs are the caller's business)."""
+        del self._keys[sender, epoch]
+        held = self._by_sender[sender]
+        del held[epoch]
+        if not held:
+            del self._by_sender[sender]
+        if sender == self.index:
+            self._own_newest = None
+
     def _advance(self, now: float) -> None:
         if self.state in (MemberState.OUTSIDE, MemberState.LEFT):
             return
         self._switch_send_key(now)
-        if not self._retire_at or min(self._retire_at.values()) > now:  # every frame asks: the quick no
+        if self._next_retire > now:  # every frame asks: the quick no
             return
         for epoch in [e for e, t in self._retire_at.items() if t <= now]:
             del self._retire_at[epoch]
             self._retired.add(epoch)
             for sender, e in [k for k in self._keys if k[1] == epoch]:
                 self._drop(sender, e, now)
+        self._next_retire = min(self._retire_at.values(), default=math.inf)
 
-    def _own_epochs(self) -> list[int]:
-        """The epochs of this member's own base keys (cached until the keys held change: every
-        change bumps ``key_version``); every frame asks, and a big room holds many keys."""
-        if self._own_cache[0] != self.key_version:
-            self._own_cache = (self.key_version, [e for (s, e) in self._keys if s == self.index])
-        return self._own_cache[1]
+    def _newest_own(self) -> int:
+        """The newest epoch of this member's own base keys, -1 if none (kept until they change)."""
+        if self._own_newest is None:
+            self._own_newest = max(self._by_sender.get(self.index, ()), default=-1)
+        return self._own_newest
 
     def _switch_send_key(self, now: float) -> None:
-        own = self._own_epochs()
-        if (not own or max(own) <= self._send_epoch) and self.state is not MemberState.SWITCHING:
+        if self._newest_own() <= self._send_epoch and self.state is not MemberState.SWITCHING:
             return  # nothing newer to switch to, nothing to settle (every frame asks)
+        own = self._by_sender.get(self.index, {})
         due = [e for e in own if e > self._send_epoch and self._history[e][2] + self.policy.switch_delay <= now]
         if due:
             old, self._send_epoch = self._send_epoch, max(due)
@@ -515,7 +534,7 @@ class Member:
                     self.context.remove_key(kid_for(old, self.index, kind))
             kids = tuple(kid_for(self._send_epoch, self.index, kind) for kind in MEDIA_KINDS)
             self._events.append(ev.SendKeySwitched(self.index, self._send_epoch, kids, now))
-        pending = any(e > self._send_epoch for e in self._own_epochs())
+        pending = self._newest_own() > self._send_epoch
         if self.state is MemberState.SWITCHING and not pending:
             self.state = next_state(self.state, Trigger.SWITCHED)
 
@@ -524,3 +543,4 @@ class Member:
             self._drop(sender, epoch, now)
         self._channels.clear()
         self._retire_at.clear()
+        self._next_retire = math.inf
