@@ -77,6 +77,24 @@ def test_arbitrary_payloads_raise_only_malformed_payload(payload):
     assert descriptor.partition_index == payload[0] & 0x07
 
 
+chrome_heads = st.tuples(st.integers(0, 255), st.just(0x80), st.integers(0x80, 0xFF), st.integers(0, 255)).map(bytes)
+
+
+@given(chrome_heads | st.binary(max_size=5), st.binary(max_size=6))
+def test_the_chrome_shortcut_answers_as_the_general_parser(head, data):
+    """Chrome's shape (X=1, I alone, 15-bit PictureID) skips aiortc's parser: same descriptor, same
+    rest, same error as the general path, whatever the first octet says."""
+    payload = head + data
+    try:
+        expected = VP8PayloadDescriptor._parse_any(payload)
+    except MalformedPayload as err:
+        with pytest.raises(type(err)):
+            VP8PayloadDescriptor.parse(payload)
+        return
+    assert VP8PayloadDescriptor.parse(payload) == expected
+    assert VP8PayloadDescriptor.parse(bytearray(payload)) == expected
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"partition_index": 8}, {"picture_id": 32768}, {"picture_id": -1}, {"tl0picidx": 256},
