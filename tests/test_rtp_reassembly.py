@@ -337,6 +337,43 @@ def test_arbitrary_bytes_never_crash_the_assembler(inputs):
     assert len(of(events, PacketDropped)) == sum(assembler.dropped.values())
 
 
+@settings(max_examples=150, deadline=None)
+@given(sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=10), seed=st.integers(0, 2**32),
+       horizon=st.sampled_from([1, 2, 4, 32]), max_wait=st.sampled_from([None, 0.0, 0.05]),
+       startup=st.sampled_from([0, 3]), timed=st.booleans())
+def test_the_in_order_shortcut_changes_no_event(sizes, seed, horizon, max_wait, startup, timed):
+    """A video packet that leaves its stream's only frame still waiting for its marker skips the
+    release scan (``_quick_wait``): under loss, duplicates, reordering, padding, polls and any
+    horizon or wait, the events and counters are those of the full scan every time."""
+    rnd = random.Random(seed)
+    vp, ap = video_stream(seed, mtu=640), audio_stream(seed)
+    arrivals = []
+    for i, n in enumerate(sizes):
+        arrivals += vp.serialize(video_frame(rnd.randbytes(n), i))
+        arrivals += ap.serialize(audio_frame(b"\xfc" + bytes([i]), i))
+        if rnd.random() < 0.2:
+            probe = RtpPacket(payload_type=96, sequence_number=vp.sequence_number, timestamp=0, ssrc=VIDEO_SSRC)
+            probe.padding_size = 100
+            vp.sequence_number = (vp.sequence_number + 1) % 65536
+            arrivals.append(serialize_rtp(probe))
+    arrivals = [p for p in arrivals if rnd.random() > 0.1]  # loss
+    arrivals += rnd.sample(arrivals, k=rnd.randint(0, len(arrivals) // 4))  # duplicates, at the end
+    arrivals = [p for _, p in sorted(enumerate(arrivals), key=lambda ip: ip[0] + rnd.uniform(0, 2.5))]
+    shortcut, full = (FrameAssembler(PTS, extensions_map=vp.extensions_map, horizon_packets=horizon,
+                                     max_wait=max_wait, startup_packets=startup) for _ in range(2))
+    full._quick_wait = False
+    assert shortcut._quick_wait == (horizon > 1 and max_wait != 0.0)
+    now, got, expected = 0.0, [], []
+    for packet in arrivals:
+        now += rnd.choice([0.0, 0.01, 0.04])
+        got += shortcut.receive(packet, now if timed else None)
+        expected += full.receive(packet, now if timed else None)
+        if rnd.random() < 0.1:
+            got, expected = got + shortcut.poll(now), expected + full.poll(now)
+    assert got + shortcut.flush() == expected + full.flush()
+    assert (shortcut.stats, shortcut.dropped) == (full.stats, full.dropped)
+
+
 @pytest.mark.parametrize(
     "kwargs", [{"horizon_packets": 0}, {"history": 0}, {"startup_packets": -1}, {"max_wait": -1}]
 )

@@ -153,6 +153,9 @@ class FrameAssembler:
         self.max_wait = max_wait
         self.startup_packets = startup_packets
         self.history = history
+        # Whether a frame's packet that just arrived in order can never make its stream stale (see
+        # _insert): only a horizon of 1 packet or a max_wait of 0 s resolves a frame that got news.
+        self._quick_wait = horizon_packets > 1 and (max_wait is None or max_wait > 0)
         self.stats: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self._streams: dict[int, _Stream] = {}
@@ -264,6 +267,9 @@ class FrameAssembler:
         frame.last_arrival, frame.last_time = stream.arrivals, now
         stream.by_seq[ext_seq] = key
         stream.arrivals += 1
+        if codec is Codec.VP8 and not frame.ends and len(stream.pending) == 1 and not stream.fillers \
+                and self._quick_wait:
+            return []  # what _release finds: the only frame has no marker packet yet, and it just got news
         return self._release(stream, now, force=False)
 
     # --- release -------------------------------------------------------------------------------
