@@ -130,7 +130,9 @@ class SFrameCrypto:
             raise KIDStreamMismatch("frame on a stream that no member publishes")
         kind = frame.kind if kind is None else kind
         plain = self.member.unprotect(frame.data, now, sender=sender, kind=kind)
-        return _with_plain_type(frame.replace(data=plain))
+        if frame.kind == "video" and plain:  # _with_plain_type, in the same copy
+            return frame.replace(data=plain, type=vp8_frame_type(plain))
+        return frame.replace(data=plain)
 
 
 class ClearPrefixCrypto:

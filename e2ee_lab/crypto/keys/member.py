@@ -249,7 +249,8 @@ class Member:
         counter jumps up to it if it is lower (never back), as if that many frames had been sent
         under the key already (Lab 10's counter experiments)."""
         self._advance(now)
-        next_state(self.state, Trigger.FRAME)
+        if self.state is not MemberState.ACTIVE:  # every frame asks; ACTIVE takes frames
+            next_state(self.state, Trigger.FRAME)
         kid = kid_for(self._send_epoch, self.index, kind)
         ctr = min_ctr if min_ctr and self.context.next_counter(kid) < min_ctr else None
         return self.context.protect(kid, payload, metadata, ctr=ctr)
@@ -268,7 +269,8 @@ class Member:
             layout), ReplayedFrame, AuthenticationFailed (SFrameError).
         """
         self._advance(now)
-        next_state(self.state, Trigger.FRAME)
+        if self.state is not MemberState.ACTIVE:  # every frame asks; ACTIVE takes frames
+            next_state(self.state, Trigger.FRAME)
         origin = self._origin(frame)
         if self.checks.attribution and (sender is not None and origin.member != sender
                                         or kind is not None and origin.kind != kind):
@@ -285,12 +287,13 @@ class Member:
         if not self.checks.retirement or sender == self.index or self._floor.get((sender, kind), -1) >= epoch:
             return
         self._floor[sender, kind] = epoch
+        floor = min(self._floor.get((sender, k), -1) for k in MEDIA_KINDS)  # keys below it go altogether
         for e in [e for e in self._by_sender.get(sender, ()) if e < epoch]:
             kid = kid_for(e, sender, kind)
             if self.context.has_receive_key(kid):
                 self.context.remove_key(kid)
                 self._events.append(ev.KeyRetired(self.index, sender, e, kid, now))
-            if all(self._floor.get((sender, k), -1) > e for k in MEDIA_KINDS):
+            if floor > e:
                 self._forget(sender, e)
         self.key_version += 1
 
