@@ -147,9 +147,10 @@ class SentFrame:
     # sender's schedule (camera/microphone time); its playout deadline is this + PLAYOUT_BUDGET
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ReceivedFrame:
-    """One frame a participant received (a row of ``CallResult.received``)."""
+    """One frame a participant received (a row of ``CallResult.received``). Not frozen: a big room
+    makes thousands a second, and a frozen dataclass takes six times as long to build."""
 
     receiver: str  # receiver's name
     publisher: str  # who sent it ("?" when the SSRC was never announced)
