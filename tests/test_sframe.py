@@ -265,6 +265,28 @@ def test_any_single_bit_flip_is_rejected(suite, kid, ctr, metadata, data):
     assert receiver.unprotect(ct, metadata) == b"a frame of media"  # the failure moved nothing
 
 
+@given(suite=SUITES, ctr=st.integers(0, 70_000), data=st.data())
+@settings(max_examples=60, deadline=None)
+def test_a_decoded_header_that_does_not_match_the_bytes_opens_nothing(suite, ctr, data):
+    """unprotect_decoded trusts its caller's parse of the header: the right one opens the frame as
+    unprotect does; any other KID, CTR or header length fails, and moves no replay window."""
+    kids = (5, 300)  # one-byte and extended KIDs, both held by the receiver
+    sender, receiver = SFrameContext(suite), SFrameContext(suite)
+    for kid in kids:
+        sender.add_send_key(kid, BASE_KEY)
+        receiver.add_receive_key(kid, BASE_KEY)
+    kid = data.draw(st.sampled_from(kids))
+    ct = sender.protect(kid, b"a frame", b"m", ctr=ctr)
+    right = decode_header(ct)
+    wrong = data.draw(st.tuples(st.sampled_from(kids), st.integers(0, 70_000), st.integers(1, 12)).filter(
+        lambda h: h != right))
+    with pytest.raises(SFrameError):
+        receiver.unprotect_decoded(ct, wrong, b"m")
+    assert receiver.unprotect_decoded(ct, right, b"m") == b"a frame"
+    with pytest.raises(ReplayedFrame):
+        receiver.unprotect(ct, b"m")
+
+
 @pytest.mark.parametrize("part", ["header", "ciphertext", "tag", "metadata"])
 @pytest.mark.parametrize("suite", list(CipherSuite), ids=lambda s: s.name)
 def test_tampering_each_field_fails_authentication(suite, part):

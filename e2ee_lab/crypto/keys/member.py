@@ -59,6 +59,7 @@ from e2ee_lab.crypto.keys.identity import (
 from e2ee_lab.crypto.keys.roster import Change, RekeyPolicy, RosterUpdate, check_member_set
 from e2ee_lab.crypto.keys.sender_keys import DEFAULT_SUITE, MEDIA_KINDS, KIDFields, kid_for, parse_kid, ratchet
 from e2ee_lab.crypto.sframe import CipherSuite, SFrameContext, UnknownKeyId, decode_header
+from e2ee_lab.crypto.sframe.header import byte_view
 
 
 class MemberState(Enum):
@@ -271,12 +272,15 @@ class Member:
         self._advance(now)
         if self.state is not MemberState.ACTIVE:  # every frame asks; ACTIVE takes frames
             next_state(self.state, Trigger.FRAME)
-        origin = self._origin(frame)
+        if type(frame) is not bytes:
+            frame = bytes(byte_view(frame))
+        header = decode_header(frame)  # MalformedHeader
+        origin = self._origin(header[0])
         if self.checks.attribution and (sender is not None and origin.member != sender
                                         or kind is not None and origin.kind != kind):
             raise KIDStreamMismatch(f"KID names member {origin.member}'s {origin.kind}; the stream is "
                                     f"announced as member {sender}'s {kind}")
-        plaintext = self.context.unprotect(frame, metadata)
+        plaintext = self.context.unprotect_decoded(frame, header, metadata)
         self.frame_authenticated(origin.member, origin.kind, origin.epoch, now)
         return plaintext
 
@@ -441,8 +445,7 @@ class Member:
 
     # -- key helpers --
 
-    def _origin(self, frame: bytes) -> KIDFields:
-        kid, _, _ = decode_header(frame)  # MalformedHeader
+    def _origin(self, kid: int) -> KIDFields:
         try:
             return parse_kid(kid)
         except ValueError as err:

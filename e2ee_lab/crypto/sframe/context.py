@@ -250,6 +250,17 @@ class SFrameContext:
             kid, ctr, hlen = cfg >> 4, ciphertext[1] << 8 | ciphertext[2], 3
         else:
             kid, ctr, hlen = decode_header(ciphertext)
+        return self.unprotect_decoded(ciphertext, (kid, ctr, hlen), metadata)
+
+    def unprotect_decoded(self, ciphertext: bytes, header: tuple[int, int, int],
+                          metadata: bytes | None = b"") -> bytes:
+        """:meth:`unprotect` of ``ciphertext`` (bytes) whose header :func:`decode_header` has read
+        (``header`` is what it returned): for a caller that checks the KID before it decrypts (a
+        group member checking attribution), so the header is parsed once. Values that do not match
+        the bytes cannot open a frame: the header bytes are the AEAD's associated data, the KID picks
+        the key and the CTR the nonce, so a mismatch fails authentication.
+        """
+        kid, ctr, hlen = header
         try:
             key = self._recv[kid]
         except KeyError:
