@@ -612,3 +612,62 @@ def test_an_outgoing_stream_hands_out_consecutive_numbers_whatever_is_dropped_or
         else:
             sent.append(out.fresh(ext - back))
     assert sent == [(65530 + i) % 65536 for i in range(len(sent))]
+
+
+class _ListOutStream:
+    """The numbering rule with every dropped number kept in a list: the oracle for OutStream's runs."""
+
+    def __init__(self, base):
+        self.base, self.first, self.highest, self.drops, self.inserts = base, None, 0, [], []
+
+    def _anchor(self, ext):
+        if self.first is None:
+            self.first, self.highest = ext, ext - 1
+
+    def _slot(self, ext):
+        from bisect import bisect_left
+        return (self.base + ext - self.first + bisect_left(self.inserts, ext) - bisect_left(self.drops, ext)) % 65536
+
+    def seq_for(self, ext):
+        self._anchor(ext)
+        self.highest = max(self.highest, ext)
+        return self._slot(ext)
+
+    def fresh(self, ext):
+        seq = self._slot(self.highest + 1)
+        self.inserts.append(self.highest)
+        return seq
+
+    def drop(self, ext):
+        self._anchor(ext)
+        if ext > self.highest:
+            self.drops.append(ext)
+            self.highest = ext
+
+
+@settings(max_examples=300)
+@given(st.integers(0, 65535), st.lists(st.tuples(st.sampled_from(["forward", "drop", "insert", "old", "drop old"]),
+                                                st.integers(0, 5)), min_size=1, max_size=60))
+def test_dropped_numbers_kept_as_runs_give_every_slot_a_list_would(base, ops):
+    """Runs of withheld packets (a silent speaker's audio) are stored as runs, not one entry each:
+    every number handed out, for packets in order, late, duplicated, dropped or inserted, is the one
+    the list form gives."""
+    from e2ee_lab.sfu.streams import OutStream
+
+    runs, oracle, ext = OutStream(ssrc=1, base=base), _ListOutStream(base), 5000
+    runs.seq_for(ext - 1), oracle.seq_for(ext - 1)  # anchored: inserts before the first are another rule
+    for op, n in ops:
+        for _ in range(n + 1):
+            if op == "forward":
+                assert runs.seq_for(ext) == oracle.seq_for(ext)
+            elif op == "drop":
+                runs.drop(ext), oracle.drop(ext)
+            elif op == "insert":
+                assert runs.fresh(ext) == oracle.fresh(ext)
+            elif op == "old":  # a late or duplicated packet keeps its slot
+                assert runs.seq_for(ext - 1 - n) == oracle.seq_for(ext - 1 - n)
+            else:  # a drop behind the head changes nothing
+                runs.drop(ext - 1 - n), oracle.drop(ext - 1 - n)
+            ext += op in ("forward", "drop")
+    assert runs.dropped == len(oracle.drops)
+    assert len(runs.drop_starts) <= sum(1 for op, _ in ops if op == "drop")

@@ -39,20 +39,27 @@ class OutStream:
     An original packet with extended sequence number ``ext`` gets slot
     ``base + (ext - first) - drops_before(ext) + inserts_before(ext)`` modulo 2^16. Drops and
     inserts only count when they happen at the head (beyond every slot already handed out), so a
-    number once given never moves; both lists therefore stay sorted and only grow by appending.
+    number once given never moves; both therefore stay sorted and only grow at the end. Drops are
+    kept as runs of consecutive numbers: the loudest-speaker selection withholds a silent speaker's
+    audio from every subscriber, 50 packets a second, and a list of every one grew without bound (a
+    room of 50 would hold ~400 million entries after an hour).
     Packets inserted before the first original (a replay towards a new subscriber) take the first
     slots and push the originals back: they do not anchor the numbering, since the packet they copy
     can be far older than the stream's head.
     """
 
-    __slots__ = ("ssrc", "base", "first", "highest", "drops", "inserts", "early_inserts")
+    __slots__ = ("ssrc", "base", "first", "highest", "drop_starts", "drop_ends", "drops_before", "inserts",
+                 "early_inserts")
 
     def __init__(self, ssrc: int, base: int) -> None:
         self.ssrc = ssrc
         self.base = base
         self.first: int | None = None
         self.highest = 0
-        self.drops: list[int] = []
+        # Run i of dropped originals: drop_starts[i] <= ext < drop_ends[i], after drops_before[i] drops.
+        self.drop_starts: list[int] = []
+        self.drop_ends: list[int] = []
+        self.drops_before: list[int] = []
         self.inserts: list[int] = []
         self.early_inserts = 0
 
@@ -64,7 +71,7 @@ class OutStream:
             first = ext
         if ext > self.highest:
             self.highest = ext
-        if self.drops or self.inserts:
+        if self.drop_starts or self.inserts:
             return self._slot(ext)
         return (self.base + ext - first) % SEQ_MOD
 
@@ -81,8 +88,21 @@ class OutStream:
         """Original ``ext`` will not be sent: close its gap when it is at the head."""
         self._anchor(ext)
         if ext > self.highest:
-            self.drops.append(ext)
+            ends = self.drop_ends
+            if ends and ends[-1] == ext:  # the run goes on
+                ends[-1] = ext + 1
+            else:
+                self.drops_before.append(self.dropped)
+                self.drop_starts.append(ext)
+                ends.append(ext + 1)
             self.highest = ext
+
+    @property
+    def dropped(self) -> int:
+        """How many originals were dropped at the head so far."""
+        if not self.drop_starts:
+            return 0
+        return self.drops_before[-1] + self.drop_ends[-1] - self.drop_starts[-1]
 
     def _anchor(self, ext: int) -> None:
         if self.first is None:
@@ -92,5 +112,11 @@ class OutStream:
 
     def _slot(self, ext: int) -> int:
         assert self.first is not None
-        shift = bisect_left(self.inserts, ext) - bisect_left(self.drops, ext)
+        shift = bisect_left(self.inserts, ext) - self._drops_below(ext)
         return (self.base + ext - self.first + shift) % SEQ_MOD
+
+    def _drops_below(self, ext: int) -> int:
+        i = bisect_left(self.drop_starts, ext) - 1  # the last run that starts below ext
+        if i < 0:
+            return 0
+        return self.drops_before[i] + min(self.drop_ends[i], ext) - self.drop_starts[i]
