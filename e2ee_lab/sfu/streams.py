@@ -42,7 +42,8 @@ class OutStream:
     number once given never moves; both therefore stay sorted and only grow at the end. Drops are
     kept as runs of consecutive numbers: the loudest-speaker selection withholds a silent speaker's
     audio from every subscriber, 50 packets a second, and a list of every one grew without bound (a
-    room of 50 would hold ~400 million entries after an hour).
+    room of 50 could hold up to ~400 million entries after an hour: 47 withheld streams x 49
+    subscribers x 50 a second).
     Packets inserted before the first original (a replay towards a new subscriber) take the first
     slots and push the originals back: they do not anchor the numbering, since the packet they copy
     can be far older than the stream's head.
