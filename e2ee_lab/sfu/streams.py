@@ -49,7 +49,7 @@ class OutStream:
     can be far older than the stream's head.
     """
 
-    __slots__ = ("ssrc", "base", "first", "highest", "drop_starts", "drop_ends", "drops_before", "inserts",
+    __slots__ = ("ssrc", "base", "first", "highest", "drop_starts", "drop_ends", "prior_drops", "inserts",
                  "early_inserts")
 
     def __init__(self, ssrc: int, base: int) -> None:
@@ -57,10 +57,10 @@ class OutStream:
         self.base = base
         self.first: int | None = None
         self.highest = 0
-        # Run i of dropped originals: drop_starts[i] <= ext < drop_ends[i], after drops_before[i] drops.
+        # Run i of dropped originals: drop_starts[i] <= ext < drop_ends[i], after prior_drops[i] drops.
         self.drop_starts: list[int] = []
         self.drop_ends: list[int] = []
-        self.drops_before: list[int] = []
+        self.prior_drops: list[int] = []
         self.inserts: list[int] = []
         self.early_inserts = 0
 
@@ -93,7 +93,7 @@ class OutStream:
             if ends and ends[-1] == ext:  # the run goes on
                 ends[-1] = ext + 1
             else:
-                self.drops_before.append(self.dropped)
+                self.prior_drops.append(self.dropped)
                 self.drop_starts.append(ext)
                 ends.append(ext + 1)
             self.highest = ext
@@ -103,7 +103,7 @@ class OutStream:
         """How many originals were dropped at the head so far."""
         if not self.drop_starts:
             return 0
-        return self.drops_before[-1] + self.drop_ends[-1] - self.drop_starts[-1]
+        return self.prior_drops[-1] + self.drop_ends[-1] - self.drop_starts[-1]
 
     def _anchor(self, ext: int) -> None:
         if self.first is None:
@@ -120,4 +120,4 @@ class OutStream:
         i = bisect_left(self.drop_starts, ext) - 1  # the last run that starts below ext
         if i < 0:
             return 0
-        return self.drops_before[i] + min(self.drop_ends[i], ext) - self.drop_starts[i]
+        return self.prior_drops[i] + min(self.drop_ends[i], ext) - self.drop_starts[i]
