@@ -377,6 +377,20 @@ def test_audio_matches_finds_the_codec_delay():
     assert audio_matches(decoded[:480], sent, previous) is False
 
 
+@pytest.mark.parametrize("n", [2000, 4096, 4097, 5000])  # around a power of two: the FFT's length
+def test_the_codec_delay_is_the_lag_of_the_best_pearson_correlation(n):
+    from e2ee_lab.analysis.sfu_view import MAX_CODEC_DELAY, _codec_delay
+
+    rng = np.random.default_rng(n)
+    sent = rng.standard_normal(n)
+    got = np.concatenate([rng.standard_normal(123), sent])[:n] + 0.5 * rng.standard_normal(n)
+    m = n - MAX_CODEC_DELAY
+    direct = [np.corrcoef(sent[:m], got[k:k + m])[0, 1] for k in range(MAX_CODEC_DELAY + 1)]
+    delay, corr = _codec_delay(sent, got)
+    assert delay == int(np.argmax(direct)) == 123
+    assert corr == pytest.approx(max(direct), abs=1e-9)
+
+
 # --- tshark, and a sniffed call -----------------------------------------------------------------
 
 

@@ -275,7 +275,9 @@ def _codec_delay(sent: np.ndarray, got: np.ndarray) -> tuple[int, float]:
         return 0, 0.0
     a = sent[:m] - sent[:m].mean()
     g = got[: m + MAX_CODEC_DELAY]
-    size = 1 << (len(g) + m).bit_length()
+    # Lag k sums a[i] * g[i + k] for i < m: with len(g) = m + MAX_CODEC_DELAY points no index wraps
+    # around (a's zero padding covers the other side), so the FFT need not be twice as long.
+    size = 1 << (len(g) - 1).bit_length()
     cross = np.fft.irfft(np.fft.rfft(g, size) * np.conj(np.fft.rfft(a, size)), size)[: MAX_CODEC_DELAY + 1]
     sums = np.concatenate([[0.0], np.cumsum(g)])
     squares = np.concatenate([[0.0], np.cumsum(g * g)])
