@@ -489,7 +489,8 @@ def _key_holders(sfu: SFUServer, people: list[Participant], view: pd.DataFrame,
     """
     material = {p.name: _participant_material(p) for p in people}
     sfu_keys = {bytes(k) for e in sfu.keylog() for k in (e.client_write, e.server_write)}
-    carried = b"".join(relay["data"]) + b"".join(x for x in view["payload"] if x)
+    # each distinct payload once: the SFU forwards one packet's payload to every subscriber
+    carried = b"".join(relay["data"]) + b"".join(dict.fromkeys(x for x in view["payload"] if x))
     holders: dict[str, set[str]] = {}
     for p in people:
         entry = p.leg.keylog_entry()
