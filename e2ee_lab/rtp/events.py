@@ -17,9 +17,10 @@ from .formats import Codec
 from .vp8 import vp8_frame_type
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FrameAssembled:
-    """A complete frame: its packets from S=1 to the marker (VP8), or one packet (Opus)."""
+    """A complete frame: its packets from S=1 to the marker (VP8), or one packet (Opus). Not frozen:
+    every frame of every stream makes one, and a frozen dataclass takes several times as long to build."""
 
     ssrc: int  # synchronization source of the stream
     payload_type: int  # RTP payload type of the packets
