@@ -1,6 +1,7 @@
 """Events of the RTP receive side: what the frame assembler tells the SFU view and the receivers.
 
-Each is a frozen dataclass named as a fact. :class:`FrameAssembled` is also the reassembled-frame
+Each is a dataclass named as a fact, frozen but for :class:`FrameAssembled` (one per frame of every
+stream: a frozen one takes several times as long to build). :class:`FrameAssembled` is also the reassembled-frame
 record: the payload bytes (VP8 descriptors stripped; plaintext or SFrame ciphertext alike) with the
 RTP fields of the packets that carried it (RFC 3550 §5.1 header, RFC 6464 audio level, RFC 7741
 PictureID and N bit), which is everything an SFU can read about a frame. Sequence numbers in events
@@ -9,6 +10,7 @@ are the 16-bit wire values.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ..media.frame import EncodedFrame, FrameMetadata
@@ -56,19 +58,20 @@ class FrameAssembled:
         ``frame_type`` overrides the video type; by default it is :meth:`guess_frame_type`.
         Metadata carries SSRC, payload type, kind and, for audio, the RFC 6464 level and V bit.
         """
-        level = self.audio_level
-        metadata = FrameMetadata(
-            synchronizationSource=self.ssrc,
-            payloadType=self.payload_type,
-            kind=self.kind,  # type: ignore[arg-type]
-            audioLevel=level.level if level else None,
-            voiceActivity=level.voice_activity if level else None,
-        )
+        metadata = _metadata(self.ssrc, self.payload_type, self.kind, self.audio_level)
         if self.codec is Codec.VP8:
             frame_type = frame_type or self.guess_frame_type()
         return EncodedFrame(
             self.data, self.timestamp, metadata, frame_type  # type: ignore[arg-type]
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _metadata(ssrc: int, payload_type: int, kind: str, level: AudioLevel | None) -> FrameMetadata:
+    """A received frame's metadata, shared (frozen): a stream's frames repeat a few of them."""
+    return FrameMetadata(synchronizationSource=ssrc, payloadType=payload_type, kind=kind,  # type: ignore[arg-type]
+                         audioLevel=level.level if level else None,
+                         voiceActivity=level.voice_activity if level else None)
 
 
 @dataclass(frozen=True)
