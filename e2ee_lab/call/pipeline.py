@@ -150,7 +150,7 @@ class SentFrame:
 @dataclass(slots=True)
 class ReceivedFrame:
     """One frame a participant received (a row of ``CallResult.received``). Not frozen: a big room
-    makes thousands a second, and a frozen dataclass takes six times as long to build."""
+    makes thousands a second, and a frozen dataclass takes nearly three times as long to build."""
 
     receiver: str  # receiver's name
     publisher: str  # who sent it ("?" when the SSRC was never announced)

