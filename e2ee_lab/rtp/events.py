@@ -1,11 +1,11 @@
 """Events of the RTP receive side: what the frame assembler tells the SFU view and the receivers.
 
 Each is a dataclass named as a fact, frozen but for :class:`FrameAssembled` (one per frame of every
-stream: a frozen one takes 2.5 times as long to build). :class:`FrameAssembled` is also the reassembled-frame
-record: the payload bytes (VP8 descriptors stripped; plaintext or SFrame ciphertext alike) with the
-RTP fields of the packets that carried it (RFC 3550 §5.1 header, RFC 6464 audio level, RFC 7741
-PictureID and N bit), which is everything an SFU can read about a frame. Sequence numbers in events
-are the 16-bit wire values.
+stream: a frozen one takes 2.5 times as long to build). :class:`FrameAssembled` is also the
+reassembled-frame record: the payload bytes (VP8 descriptors stripped; plaintext or SFrame ciphertext
+alike) with the RTP fields of the packets that carried it (RFC 3550 §5.1 header, RFC 6464 audio level,
+RFC 7741 PictureID and N bit), which is everything an SFU can read about a frame. Sequence numbers in
+events are the 16-bit wire values.
 """
 
 from __future__ import annotations
