@@ -22,11 +22,12 @@ run: $(STAMP)
 gallery: $(STAMP)
 	E2EE_LAB_SIZE=full $(PY) -m e2ee_lab.reports --gallery
 
-# Two passes: most tests on two pytest-xdist workers, then the calls with Chromium, Janus or libwebrtc
-# alone (they must keep real time: one rendered 41 of 50 frames while another test shared the cores).
+# Two passes: first the calls with Chromium, Janus or libwebrtc alone, on a machine not yet busy (they
+# must keep real time: one rendered 41 of 50 frames while another test shared the cores), then every
+# other test on two pytest-xdist workers.
 test: $(STAMP)
-	E2EE_LAB_SIZE=ci $(PY) -m pytest -n 2 -m "not (browser or janus or native)"
 	E2EE_LAB_SIZE=ci $(PY) -m pytest -m "browser or janus or native"
+	E2EE_LAB_SIZE=ci $(PY) -m pytest -n 2 -m "not (browser or janus or native)"
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
