@@ -77,11 +77,13 @@ def clear_prefix_key(base_key: bytes) -> bytes:
     return hkdf.derive(base_key)
 
 
-def _with_plain_type(frame: EncodedFrame) -> EncodedFrame:
-    """Video frames get ``type`` from the decrypted VP8 frame tag (RFC 6386 §9.1), not a guess."""
-    if frame.kind != "video" or not frame.data:
-        return frame
-    return frame.replace(type=vp8_frame_type(frame.data))
+def _with_plain_type(frame: EncodedFrame, data: bytes | None = None) -> EncodedFrame:
+    """``frame`` (with ``data`` as its bytes, if given, in the same copy): video frames get ``type``
+    from the decrypted VP8 frame tag (RFC 6386 §9.1), not a guess."""
+    data = frame.data if data is None else data
+    if frame.kind != "video" or not data:
+        return frame if data is frame.data else frame.replace(data=data)
+    return frame.replace(data=data, type=vp8_frame_type(data))
 
 
 class NoFrameCrypto:
@@ -130,9 +132,7 @@ class SFrameCrypto:
             raise KIDStreamMismatch("frame on a stream that no member publishes")
         kind = frame.kind if kind is None else kind
         plain = self.member.unprotect(frame.data, now, sender=sender, kind=kind)
-        if frame.kind == "video" and plain:  # _with_plain_type, in the same copy
-            return frame.replace(data=plain, type=vp8_frame_type(plain))
-        return frame.replace(data=plain)
+        return _with_plain_type(frame, plain)
 
 
 class ClearPrefixCrypto:
